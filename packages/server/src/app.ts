@@ -1,0 +1,209 @@
+import websocket from '@fastify/websocket';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { MAX_FRAME_BYTES, type AccountId, type DeviceId } from '@privcomm/wire';
+import type { RelayConfig } from './config.ts';
+import type { RelayContext } from './context.ts';
+import { openDatabase } from './db/database.ts';
+import { isDatabaseUnavailable } from './db/executor.ts';
+import { migrate } from './db/migrate.ts';
+import { RelayError } from './errors.ts';
+import { createLogger, safeError } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { createAccountsRepository } from './repositories/accounts.ts';
+import { createChallengesRepository } from './repositories/challenges.ts';
+import { createDevicesRepository } from './repositories/devices.ts';
+import { createEnvelopesRepository, type NewEnvelope } from './repositories/envelopes.ts';
+import { createKeysRepository } from './repositories/keys.ts';
+import { registerAccountRoutes } from './routes/accounts.ts';
+import { registerAuthRoutes } from './routes/auth.ts';
+import { registerDeviceRoutes } from './routes/devices.ts';
+import { registerDocsUi, registerOpenApi } from './routes/docs.ts';
+import { registerKeyRoutes } from './routes/keys.ts';
+import { registerMessageRoutes } from './routes/messages.ts';
+import { registerOperationRoutes } from './routes/operations.ts';
+import { registerWebSocketRoute } from './routes/websocket.ts';
+import { EventListener } from './services/events.ts';
+import { GroupCommit } from './services/group-commit.ts';
+import { runJanitor, startJanitor } from './services/janitor.ts';
+import { MessageSender } from './services/message-sender.ts';
+import { RateLimiter } from './services/rate-limiter.ts';
+import { DeviceTokens, type AuthenticatedDevice } from './services/tokens.ts';
+import { ConnectionRegistry } from './ws/connection-registry.ts';
+
+/** Largest HTTP body: six devices' worth of 96 KiB ciphertexts in base64, with room to spare. */
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export interface Relay {
+  readonly app: FastifyInstance;
+  readonly context: RelayContext;
+  /** Runs one janitor pass now (tests and the admin command use it). */
+  readonly runJanitor: () => Promise<number>;
+  /** Stops accepting work, closes sockets (1001), and releases the database. */
+  close(): Promise<void>;
+}
+
+/** Maps anything thrown in a request to a catalogue error; unknown errors become INTERNAL. */
+const toRelayError = (error: FastifyError | Error): RelayError => {
+  if (error instanceof RelayError) return error;
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) return new RelayError('VALIDATION_FAILED', fastifyError.message);
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new RelayError('BODY_TOO_LARGE');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new RelayError('UNSUPPORTED_MEDIA_TYPE');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new RelayError('MALFORMED_JSON');
+  }
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return new RelayError('MALFORMED_JSON');
+  }
+  if (isDatabaseUnavailable(error)) return new RelayError('UNAVAILABLE');
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new RelayError('VALIDATION_FAILED', fastifyError.code);
+  }
+  return new RelayError('INTERNAL');
+};
+
+const bearerToken = (request: FastifyRequest): string => {
+  const match = /^Bearer ([A-Za-z0-9._~+/=-]{1,4096})$/.exec(request.headers.authorization ?? '');
+  if (!match?.[1]) throw new RelayError('UNAUTHENTICATED');
+  return match[1];
+};
+
+export interface BuildOptions {
+  /** The database to use: config.databaseUrl, or the embedded server's URL. */
+  readonly databaseUrl: string;
+  readonly logger?: Logger;
+}
+
+/** Builds one relay instance: database, listener, services, routes. Tests use it directly. */
+export const buildApp = async (config: RelayConfig, options: BuildOptions): Promise<Relay> => {
+  const log = options.logger ?? createLogger(config.logLevel);
+  const database = openDatabase(options.databaseUrl, config.databasePoolSize, log);
+  if (config.migrateOnStart) {
+    const applied = await migrate(database.pool);
+    if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+  }
+  const metrics = createMetrics();
+  const devices = createDevicesRepository(database.db);
+  const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays);
+  const tokens = new DeviceTokens(config.jwtSecret);
+  const registry = new ConnectionRegistry(log, async (sessions) => {
+    const alive = await Promise.all(
+      sessions.map(async (session) => devices.exists(session.accountId, session.deviceId)),
+    );
+    return new Set(sessions.filter((_, index) => alive[index]));
+  });
+  const listener = new EventListener(options.databaseUrl, registry, log);
+  await listener.start();
+
+  const authenticateToken = async (token: string): Promise<AuthenticatedDevice> => {
+    const device = await tokens.verify(token);
+    // A removed device's unexpired tokens must stop working at once, on every instance.
+    if (!(await devices.exists(device.accountId, device.deviceId))) {
+      throw new RelayError('UNAUTHENTICATED');
+    }
+    return device;
+  };
+
+  const context: RelayContext = {
+    config,
+    log,
+    database,
+    metrics,
+    accounts: createAccountsRepository(database.db),
+    devices,
+    keys: createKeysRepository(database.db),
+    challenges: createChallengesRepository(database.db),
+    envelopes,
+    acks: new GroupCommit<number>((seqs) => envelopes.delete(seqs)),
+    tokens,
+    sender: new MessageSender(
+      database.pool,
+      devices,
+      new GroupCommit<NewEnvelope>((rows) => envelopes.insert(rows)),
+      new RateLimiter(config.rateLimits.messages),
+      metrics,
+    ),
+    registry,
+    listener,
+    limiters: {
+      registration: new RateLimiter(config.rateLimits.registration),
+      auth: new RateLimiter(config.rateLimits.auth),
+      prekeyFetch: new RateLimiter(config.rateLimits.prekeyFetch),
+    },
+    authenticateRequest: (request) => authenticateToken(bearerToken(request)),
+    authenticateToken,
+  };
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // Fastify's request log would write client addresses and URLs with ids: off.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    requestTimeout: 30_000,
+    connectionTimeout: 30_000,
+    trustProxy: config.trustProxy,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const relayError = toRelayError(error);
+    if (relayError.status >= 500) {
+      log.error(
+        { err: safeError(error), route: request.routeOptions.url, code: relayError.code },
+        'request failed',
+      );
+    }
+    if (relayError.extra.retryAfterSeconds !== undefined) {
+      void reply.header('retry-after', String(relayError.extra.retryAfterSeconds));
+    }
+    return reply.code(relayError.status).send(relayError.toBody());
+  });
+  app.setNotFoundHandler((_request, reply) =>
+    reply.code(404).send(new RelayError('NOT_FOUND').toBody()),
+  );
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  await registerOpenApi(app);
+  await app.register(websocket, { options: { maxPayload: MAX_FRAME_BYTES } });
+  registerOperationRoutes(app, context);
+  registerAccountRoutes(app, context);
+  registerAuthRoutes(app, context);
+  registerDeviceRoutes(app, context);
+  registerKeyRoutes(app, context);
+  registerMessageRoutes(app, context);
+  registerWebSocketRoute(app, context);
+  await registerDocsUi(app);
+  await app.ready();
+
+  const janitor = () => runJanitor(database, envelopes, metrics);
+  const stopJanitor = startJanitor(config.janitorIntervalMs, janitor, log);
+
+  return {
+    app,
+    context,
+    runJanitor: janitor,
+    async close() {
+      stopJanitor();
+      registry.closeAll(1001, 'relay shutting down');
+      await app.close();
+      await listener.stop();
+      await database.close();
+    },
+  };
+};
+
+export type { AccountId, DeviceId };

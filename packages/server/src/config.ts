@@ -1,0 +1,267 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+
+/**
+ * Relay configuration, read from the environment (and an optional `.env` in the working
+ * directory, whose values never override the real environment). Every variable is documented in
+ * docs/configuration.md; a test keeps that page and VARIABLES below in sync.
+ */
+
+export type RegistrationMode = 'open' | 'invite';
+
+export interface RateLimit {
+  /** Bucket size: how many requests may come at once. */
+  readonly burst: number;
+  /** Seconds for one token to come back. */
+  readonly refillSeconds: number;
+}
+
+export interface RelayConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** Absent means: run the embedded PostgreSQL in dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolSize: number;
+  readonly migrateOnStart: boolean;
+  readonly jwtSecret: Uint8Array;
+  readonly registration: RegistrationMode;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly trustProxy: boolean;
+  readonly envelopeTtlDays: number;
+  readonly metricsToken: string | undefined;
+  readonly rateLimits: {
+    readonly registration: RateLimit;
+    readonly auth: RateLimit;
+    readonly prekeyFetch: RateLimit;
+    readonly messages: RateLimit;
+  };
+  readonly ws: {
+    readonly authTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+    readonly ackTimeoutMs: number;
+    readonly window: number;
+  };
+  readonly janitorIntervalMs: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Each variable the relay reads, with its default and what it means (rendered into the docs). */
+export const VARIABLES = {
+  HOST: { default: '127.0.0.1', doc: 'Address to listen on. Use 0.0.0.0 in a container.' },
+  PORT: { default: '8000', doc: 'TCP port of the HTTP and WebSocket API.' },
+  DATA_DIR: {
+    default: './data',
+    doc: 'Where the embedded PostgreSQL and generated secrets live (embedded mode only).',
+  },
+  DATABASE_URL: {
+    default: '',
+    doc: 'postgres:// URL of an existing PostgreSQL (15 or newer). Unset: embedded PostgreSQL.',
+  },
+  DATABASE_POOL_SIZE: { default: '10', doc: 'Connections per relay instance (1-100).' },
+  MIGRATE_ON_START: {
+    default: 'true',
+    doc: 'Apply pending migrations at start. Set false and run `npm run migrate` yourself.',
+  },
+  JWT_SECRET: {
+    default: '',
+    doc: 'base64 of at least 32 random bytes; signs device tokens. Generated in embedded mode; required with DATABASE_URL, and the same on every instance.',
+  },
+  REGISTRATION: {
+    default: 'open',
+    doc: '`open`, or `invite` to require a code from `npm run admin -- invite create`.',
+  },
+  LOG_LEVEL: { default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.' },
+  TRUST_PROXY: {
+    default: 'false',
+    doc: 'true behind a reverse proxy or tunnel, so rate limits see the client address (never logged).',
+  },
+  ENVELOPE_TTL_DAYS: { default: '30', doc: 'Days an undelivered envelope is kept (1-90).' },
+  METRICS_TOKEN: {
+    default: '',
+    doc: 'If set, /metrics requires `Authorization: Bearer <token>`.',
+  },
+  RATE_LIMIT_REGISTRATION: {
+    default: '6/30',
+    doc: 'Account registrations and device links per client address: burst/seconds per token.',
+  },
+  RATE_LIMIT_AUTH: { default: '30/2', doc: 'Challenges and tokens per device: burst/seconds.' },
+  RATE_LIMIT_PREKEY_FETCH: {
+    default: '6/600',
+    doc: 'Bundle fetches per requesting device and target device: burst/seconds.',
+  },
+  RATE_LIMIT_MESSAGES: {
+    default: '60/1',
+    doc: 'Send requests per sending device and recipient account: burst/seconds.',
+  },
+  WS_AUTH_TIMEOUT_MS: { default: '5000', doc: 'A socket must authenticate within this time.' },
+  WS_IDLE_TIMEOUT_MS: {
+    default: '90000',
+    doc: 'A socket that sends nothing for this long is closed (clients ping every 30 s).',
+  },
+  WS_ACK_TIMEOUT_MS: {
+    default: '60000',
+    doc: 'An envelope unacknowledged this long marks a slow consumer; its socket is closed.',
+  },
+  WS_WINDOW: { default: '32', doc: 'Envelopes in flight per socket, unacknowledged (1-1000).' },
+  JANITOR_INTERVAL_MS: {
+    default: '600000',
+    doc: 'How often expired envelopes, challenges and tokens are removed.',
+  },
+} as const satisfies Record<string, { default: string; doc: string }>;
+
+export type VariableName = keyof typeof VARIABLES;
+
+const get = (env: Env, name: VariableName): string => {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? VARIABLES[name].default : value.trim();
+};
+
+const integer = (env: Env, name: VariableName, min: number, max: number): number => {
+  const raw = get(env, name);
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected an integer, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+};
+
+const boolean = (env: Env, name: VariableName): boolean => {
+  const raw = get(env, name).toLowerCase();
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(name, `expected true or false, got "${raw}"`);
+};
+
+const oneOf = <T extends string>(env: Env, name: VariableName, allowed: readonly T[]): T => {
+  const raw = get(env, name);
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+};
+
+const rateLimit = (env: Env, name: VariableName): RateLimit => {
+  const raw = get(env, name);
+  const match = /^(\d+)\/(\d+(?:\.\d+)?)$/.exec(raw);
+  if (!match) throw new ConfigError(name, `expected burst/seconds such as 6/30, got "${raw}"`);
+  const burst = Number(match[1]);
+  const refillSeconds = Number(match[2]);
+  if (burst < 1 || burst > 1_000_000 || refillSeconds <= 0 || refillSeconds > 86_400) {
+    throw new ConfigError(name, `burst must be 1-1000000 and seconds 0-86400, got "${raw}"`);
+  }
+  return { burst, refillSeconds };
+};
+
+const databaseUrl = (env: Env): string | undefined => {
+  const raw = get(env, 'DATABASE_URL');
+  if (raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('DATABASE_URL', 'not a URL; expected postgres://user@host:port/database');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError('DATABASE_URL', `expected a postgres:// URL, got ${url.protocol}//`);
+  }
+  return raw;
+};
+
+const decodeSecret = (name: VariableName, raw: string): Uint8Array => {
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(raw)) throw new ConfigError(name, 'expected base64');
+  const bytes = Buffer.from(raw, 'base64');
+  if (bytes.length < 32) {
+    throw new ConfigError(name, `expected at least 32 bytes, got ${bytes.length}`);
+  }
+  return new Uint8Array(bytes);
+};
+
+/**
+ * A secret from the environment, or in embedded mode one generated once and kept in
+ * DATA_DIR/secrets with mode 0600. With an external database every instance must share the same
+ * secret, so a missing one is an error rather than something to invent.
+ */
+const secret = (env: Env, name: VariableName, dataDir: string, embedded: boolean): Uint8Array => {
+  const raw = get(env, name);
+  if (raw !== '') return decodeSecret(name, raw);
+  if (!embedded) {
+    throw new ConfigError(
+      name,
+      'required with DATABASE_URL; generate one with `openssl rand -base64 32` and give every instance the same value',
+    );
+  }
+  const dir = path.join(dataDir, 'secrets');
+  const file = path.join(dir, name.toLowerCase());
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(file, 0o600);
+  return decodeSecret(name, readFileSync(file, 'utf8').trim());
+};
+
+/** Reads `.env` from `cwd` if present; the process environment wins over it. */
+export const environmentWithDotenv = (env: Env, cwd: string): Env => {
+  const file = path.join(cwd, '.env');
+  if (!existsSync(file)) return env;
+  return { ...parseDotenv(readFileSync(file)), ...env };
+};
+
+/** Validates the whole environment. Throws ConfigError naming the first wrong variable. */
+export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig => {
+  const dataDir = path.resolve(cwd, get(env, 'DATA_DIR'));
+  const url = databaseUrl(env);
+  const host = get(env, 'HOST');
+  if (!/^[0-9a-zA-Z.:-]+$/.test(host)) throw new ConfigError('HOST', `invalid address "${host}"`);
+  const metricsToken = get(env, 'METRICS_TOKEN');
+  return {
+    host,
+    port: integer(env, 'PORT', 0, 65535),
+    dataDir,
+    databaseUrl: url,
+    databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 1, 100),
+    migrateOnStart: boolean(env, 'MIGRATE_ON_START'),
+    jwtSecret: secret(env, 'JWT_SECRET', dataDir, url === undefined),
+    registration: oneOf(env, 'REGISTRATION', ['open', 'invite'] as const),
+    logLevel: oneOf(env, 'LOG_LEVEL', [
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
+    ] as const),
+    trustProxy: boolean(env, 'TRUST_PROXY'),
+    envelopeTtlDays: integer(env, 'ENVELOPE_TTL_DAYS', 1, 90),
+    metricsToken: metricsToken === '' ? undefined : metricsToken,
+    rateLimits: {
+      registration: rateLimit(env, 'RATE_LIMIT_REGISTRATION'),
+      auth: rateLimit(env, 'RATE_LIMIT_AUTH'),
+      prekeyFetch: rateLimit(env, 'RATE_LIMIT_PREKEY_FETCH'),
+      messages: rateLimit(env, 'RATE_LIMIT_MESSAGES'),
+    },
+    ws: {
+      authTimeoutMs: integer(env, 'WS_AUTH_TIMEOUT_MS', 100, 60_000),
+      idleTimeoutMs: integer(env, 'WS_IDLE_TIMEOUT_MS', 1_000, 3_600_000),
+      ackTimeoutMs: integer(env, 'WS_ACK_TIMEOUT_MS', 100, 3_600_000),
+      window: integer(env, 'WS_WINDOW', 1, 1000),
+    },
+    janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
+  };
+};

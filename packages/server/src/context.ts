@@ -1,0 +1,43 @@
+import type { FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { RelayConfig } from './config.ts';
+import type { Database } from './db/database.ts';
+import type { Metrics } from './metrics.ts';
+import type { AccountsRepository } from './repositories/accounts.ts';
+import type { ChallengesRepository } from './repositories/challenges.ts';
+import type { DevicesRepository } from './repositories/devices.ts';
+import type { EnvelopesRepository } from './repositories/envelopes.ts';
+import type { KeysRepository } from './repositories/keys.ts';
+import type { EventListener } from './services/events.ts';
+import type { GroupCommit } from './services/group-commit.ts';
+import type { MessageSender } from './services/message-sender.ts';
+import type { RateLimiter } from './services/rate-limiter.ts';
+import type { AuthenticatedDevice, DeviceTokens } from './services/tokens.ts';
+import type { ConnectionRegistry } from './ws/connection-registry.ts';
+
+/** Everything routes may use, built once per relay instance by buildApp. */
+export interface RelayContext {
+  readonly config: RelayConfig;
+  readonly log: Logger;
+  readonly database: Database;
+  readonly metrics: Metrics;
+  readonly accounts: AccountsRepository;
+  readonly devices: DevicesRepository;
+  readonly keys: KeysRepository;
+  readonly challenges: ChallengesRepository;
+  readonly envelopes: EnvelopesRepository;
+  readonly acks: GroupCommit<number>;
+  readonly tokens: DeviceTokens;
+  readonly sender: MessageSender;
+  readonly registry: ConnectionRegistry;
+  readonly listener: EventListener;
+  readonly limiters: {
+    readonly registration: RateLimiter;
+    readonly auth: RateLimiter;
+    readonly prekeyFetch: RateLimiter;
+  };
+  /** The device behind a request's bearer token, or UNAUTHENTICATED. */
+  authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;
+  /** The device behind a token, checked to still exist. */
+  authenticateToken(token: string): Promise<AuthenticatedDevice>;
+}

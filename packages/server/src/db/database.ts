@@ -1,0 +1,33 @@
+import pg from 'pg';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import type { Logger } from 'pino';
+import * as schema from './schema.ts';
+
+export type Db = NodePgDatabase<typeof schema>;
+
+export interface Database {
+  readonly pool: pg.Pool;
+  readonly db: Db;
+  close(): Promise<void>;
+}
+
+/**
+ * One pool per relay instance. The pool's own errors (a backend killed, the server restarted)
+ * must not crash the process: the failing query already reports to its caller, and the next one
+ * gets a fresh connection.
+ */
+export const openDatabase = (url: string, poolSize: number, log: Logger): Database => {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'privcomm-relay',
+  });
+  pool.on('error', (error) => log.warn({ err: error }, 'idle database connection failed'));
+  return {
+    pool,
+    db: drizzle(pool, { schema }),
+    close: () => pool.end(),
+  };
+};

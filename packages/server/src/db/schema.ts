@@ -1,0 +1,146 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  customType,
+  date,
+  foreignKey,
+  index,
+  integer,
+  pgSequence,
+  pgTable,
+  primaryKey,
+  smallint,
+  timestamp,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * The relay's whole schema. Everything here is either a public key, an opaque ciphertext, a
+ * random id or a coarse date: see SECURITY.md. `npm run migration:generate` diffs this file
+ * against migrations/ and writes the next migration.
+ */
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
+
+export const accounts = pgTable('accounts', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  identityKey: bytea('identity_key').notNull(),
+  /** Device ids are never reused, so a removed device's tokens can never match a new device. */
+  nextDeviceId: integer('next_device_id').notNull().default(2),
+  createdOn: date('created_on').notNull().defaultNow(),
+});
+
+export const devices = pgTable(
+  'devices',
+  {
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+    deviceId: integer('device_id').notNull(),
+    registrationId: integer('registration_id').notNull(),
+    /** Raw Ed25519 public key the device signs auth challenges with (not its identity key). */
+    authKey: bytea('auth_key').notNull(),
+    signedPreKeyId: integer('signed_prekey_id').notNull(),
+    signedPreKey: bytea('signed_prekey').notNull(),
+    signedPreKeySignature: bytea('signed_prekey_signature').notNull(),
+    kemLastResortKeyId: integer('kem_last_resort_key_id').notNull(),
+    kemLastResortKey: bytea('kem_last_resort_key').notNull(),
+    kemLastResortSignature: bytea('kem_last_resort_signature').notNull(),
+    createdOn: date('created_on').notNull().defaultNow(),
+    /** Day granularity on purpose: the relay keeps no finer record of activity. */
+    lastSeenOn: date('last_seen_on').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.deviceId] })],
+);
+
+const deviceReference = (t: { accountId: any; deviceId: any }) =>
+  foreignKey({
+    columns: [t.accountId, t.deviceId],
+    foreignColumns: [devices.accountId, devices.deviceId],
+  }).onDelete('cascade');
+
+export const oneTimePreKeys = pgTable(
+  'one_time_prekeys',
+  {
+    accountId: uuid('account_id').notNull(),
+    deviceId: integer('device_id').notNull(),
+    keyId: integer('key_id').notNull(),
+    publicKey: bytea('public_key').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.deviceId, t.keyId] }), deviceReference(t)],
+);
+
+export const oneTimeKemPreKeys = pgTable(
+  'one_time_kem_prekeys',
+  {
+    accountId: uuid('account_id').notNull(),
+    deviceId: integer('device_id').notNull(),
+    keyId: integer('key_id').notNull(),
+    publicKey: bytea('public_key').notNull(),
+    signature: bytea('signature').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.deviceId, t.keyId] }), deviceReference(t)],
+);
+
+export const authChallenges = pgTable(
+  'auth_challenges',
+  {
+    nonce: bytea('nonce').primaryKey(),
+    accountId: uuid('account_id').notNull(),
+    deviceId: integer('device_id').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [deviceReference(t), index('auth_challenges_expires_at').on(t.expiresAt)],
+);
+
+export const linkTokens = pgTable(
+  'link_tokens',
+  {
+    /** SHA-256 of the token: a database dump cannot be used to link a device. */
+    tokenHash: bytea('token_hash').primaryKey(),
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [index('link_tokens_expires_at').on(t.expiresAt)],
+);
+
+export const inviteCodes = pgTable('invite_codes', {
+  /** SHA-256 of the code, for the same reason as link tokens. */
+  codeHash: bytea('code_hash').primaryKey(),
+  usesLeft: integer('uses_left').notNull(),
+  expiresAt: timestamp('expires_at', { withTimezone: true }),
+  createdOn: date('created_on').notNull().defaultNow(),
+});
+
+export const envelopes = pgTable(
+  'envelopes',
+  {
+    /** Queue order. Acknowledgements delete by seq, so the uuid below needs no index. */
+    seq: bigint('seq', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    /** Handed to the recipient, who de-duplicates redeliveries by it. */
+    id: uuid('id').notNull().defaultRandom(),
+    accountId: uuid('account_id').notNull(),
+    deviceId: integer('device_id').notNull(),
+    type: smallint('type').notNull(),
+    content: bytea('content').notNull(),
+    urgent: boolean('urgent').notNull().default(false),
+    /** Truncated to the hour: enough to expire, too coarse to correlate sender and recipient. */
+    storedHour: timestamp('stored_hour', { withTimezone: true })
+      .notNull()
+      .default(sql`date_trunc('hour', now())`),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [
+    deviceReference(t),
+    index('envelopes_queue').on(t.accountId, t.deviceId, t.seq),
+    // BRIN: expiry times grow with insertion order, so a block-range index is tiny and costs
+    // almost nothing per insert, unlike a B-tree on a table with constant churn.
+    index('envelopes_expires_at').using('brin', t.expiresAt),
+  ],
+);
+
+/** Orders WebSocket connections across instances, so that the newest one per device wins. */
+export const connectionSeq = pgSequence('connection_seq');

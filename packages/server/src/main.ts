@@ -1,0 +1,63 @@
+import { buildApp } from './app.ts';
+import { ConfigError, environmentWithDotenv, loadConfig, type RelayConfig } from './config.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
+import { createLogger, safeError } from './logger.ts';
+
+/**
+ * Starts one relay instance: validate the configuration, start the embedded PostgreSQL when no
+ * DATABASE_URL is given, then listen. SIGTERM/SIGINT stop it cleanly: no new connections,
+ * sockets closed with 1001, in-flight requests finished, the database released.
+ */
+const main = async (): Promise<void> => {
+  let config: RelayConfig;
+  try {
+    config = loadConfig(environmentWithDotenv(process.env, process.cwd()));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`privcomm relay: invalid configuration: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+  let embedded: EmbeddedDatabase | undefined;
+  if (config.databaseUrl === undefined) {
+    embedded = await startEmbeddedPostgres(config.dataDir, log);
+    log.info('embedded PostgreSQL started');
+  }
+  const relay = await buildApp(config, {
+    databaseUrl: config.databaseUrl ?? (embedded as EmbeddedDatabase).url,
+    logger: log,
+  });
+  await relay.app.listen({ host: config.host, port: config.port });
+  const address = relay.app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info(
+    { port, database: embedded ? 'embedded' : 'external', registration: config.registration },
+    'relay listening',
+  );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const deadline = setTimeout(() => process.exit(1), 10_000);
+    deadline.unref();
+    relay
+      .close()
+      .then(() => embedded?.stop())
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        log.error({ err: safeError(error) }, 'unclean stop');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+};
+
+main().catch((error: unknown) => {
+  process.stderr.write(`privcomm relay: failed to start: ${(error as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,164 @@
+import { and, asc, eq, gt, lt, ne, sql } from 'drizzle-orm';
+import {
+  MAX_DEVICES_PER_ACCOUNT,
+  MAX_DEVICE_ID,
+  PRIMARY_DEVICE_ID,
+  type AccountId,
+  type DeviceId,
+  type DeviceInfo,
+  type KemPreKey,
+  type SignedPreKey,
+} from '@privcomm/wire';
+import type { Db } from '../db/database.ts';
+import { accounts, devices, linkTokens } from '../db/schema.ts';
+import { RelayError } from '../errors.ts';
+import { notifyIn } from '../services/events.ts';
+import { sha256 } from './accounts.ts';
+
+/** What every new device brings: its registration id, auth key and non-consumable keys. */
+export interface NewDeviceKeys {
+  registrationId: number;
+  authKey: string;
+  signedPreKey: SignedPreKey;
+  kyberLastResortPreKey: KemPreKey;
+}
+
+const b64 = (value: string): Buffer => Buffer.from(value, 'base64');
+
+export const newDeviceRow = (accountId: string, deviceId: number, keys: NewDeviceKeys) => ({
+  accountId,
+  deviceId,
+  registrationId: keys.registrationId,
+  authKey: b64(keys.authKey),
+  signedPreKeyId: keys.signedPreKey.keyId,
+  signedPreKey: b64(keys.signedPreKey.publicKey),
+  signedPreKeySignature: b64(keys.signedPreKey.signature),
+  kemLastResortKeyId: keys.kyberLastResortPreKey.keyId,
+  kemLastResortKey: b64(keys.kyberLastResortPreKey.publicKey),
+  kemLastResortSignature: b64(keys.kyberLastResortPreKey.signature),
+});
+
+const isoDay = (value: string | Date): string =>
+  typeof value === 'string' ? value : value.toISOString().slice(0, 10);
+
+export const createDevicesRepository = (db: Db) => ({
+  async exists(accountId: AccountId, deviceId: DeviceId): Promise<boolean> {
+    const rows = await db
+      .select({ one: sql`1` })
+      .from(devices)
+      .where(and(eq(devices.accountId, accountId), eq(devices.deviceId, deviceId)));
+    return rows.length > 0;
+  },
+
+  async authKey(accountId: AccountId, deviceId: DeviceId): Promise<Buffer | undefined> {
+    const [row] = await db
+      .select({ authKey: devices.authKey })
+      .from(devices)
+      .where(and(eq(devices.accountId, accountId), eq(devices.deviceId, deviceId)));
+    return row?.authKey;
+  },
+
+  async list(accountId: AccountId): Promise<DeviceInfo[]> {
+    const rows = await db
+      .select({
+        deviceId: devices.deviceId,
+        registrationId: devices.registrationId,
+        createdOn: devices.createdOn,
+        lastSeenOn: devices.lastSeenOn,
+      })
+      .from(devices)
+      .where(eq(devices.accountId, accountId))
+      .orderBy(asc(devices.deviceId));
+    return rows.map((row) => ({
+      ...row,
+      createdOn: isoDay(row.createdOn),
+      lastSeenOn: isoDay(row.lastSeenOn),
+    }));
+  },
+
+  /** The device set a sender must match: (deviceId, registrationId) of every device. */
+  async registrations(accountId: AccountId): Promise<Map<number, number>> {
+    const rows = await db
+      .select({ deviceId: devices.deviceId, registrationId: devices.registrationId })
+      .from(devices)
+      .where(eq(devices.accountId, accountId));
+    return new Map(rows.map((row) => [row.deviceId, row.registrationId]));
+  },
+
+  /** Day granularity: at most one write per device per day. */
+  async touchLastSeen(accountId: AccountId, deviceId: DeviceId): Promise<void> {
+    await db
+      .update(devices)
+      .set({ lastSeenOn: sql`current_date` })
+      .where(
+        and(
+          eq(devices.accountId, accountId),
+          eq(devices.deviceId, deviceId),
+          lt(devices.lastSeenOn, sql`current_date`),
+        ),
+      );
+  },
+
+  async createLinkToken(accountId: AccountId, token: string, expiresAt: Date): Promise<void> {
+    await db.insert(linkTokens).values({ tokenHash: sha256(token), accountId, expiresAt });
+  },
+
+  /**
+   * Adds a device to the account the link token belongs to. The token is consumed, the device
+   * id allocated from the account's counter (never reused) and the device limit checked, all in
+   * one transaction; any failure leaves the token usable.
+   */
+  async link(
+    token: string,
+    keys: NewDeviceKeys,
+  ): Promise<{ accountId: AccountId; deviceId: DeviceId }> {
+    return db.transaction(async (tx) => {
+      const [link] = await tx
+        .delete(linkTokens)
+        .where(and(eq(linkTokens.tokenHash, sha256(token)), gt(linkTokens.expiresAt, sql`now()`)))
+        .returning({ accountId: linkTokens.accountId });
+      if (!link) throw new RelayError('LINK_TOKEN_INVALID');
+      // Locks the account row, so concurrent links cannot both pass the limit check.
+      const [account] = await tx
+        .update(accounts)
+        .set({ nextDeviceId: sql`${accounts.nextDeviceId} + 1` })
+        .where(eq(accounts.id, link.accountId))
+        .returning({ deviceId: sql<number>`${accounts.nextDeviceId} - 1` });
+      if (!account) throw new RelayError('LINK_TOKEN_INVALID');
+      const [count] = await tx
+        .select({ n: sql<number>`count(*)::int` })
+        .from(devices)
+        .where(eq(devices.accountId, link.accountId));
+      if ((count?.n ?? 0) >= MAX_DEVICES_PER_ACCOUNT || account.deviceId > MAX_DEVICE_ID) {
+        throw new RelayError('DEVICE_LIMIT_REACHED');
+      }
+      await tx.insert(devices).values(newDeviceRow(link.accountId, account.deviceId, keys));
+      return { accountId: link.accountId as AccountId, deviceId: account.deviceId as DeviceId };
+    });
+  },
+
+  /**
+   * Removes a linked device (never the primary); its keys and envelopes cascade. The event that
+   * closes its sockets on every instance is sent by the same transaction, so it cannot be lost
+   * to a crash in between.
+   */
+  async remove(accountId: AccountId, deviceId: DeviceId): Promise<boolean> {
+    return db.transaction(async (tx) => {
+      const deleted = await tx
+        .delete(devices)
+        .where(
+          and(
+            eq(devices.accountId, accountId),
+            eq(devices.deviceId, deviceId),
+            ne(devices.deviceId, PRIMARY_DEVICE_ID),
+          ),
+        )
+        .returning({ deviceId: devices.deviceId });
+      if (deleted.length === 0) return false;
+      await notifyIn(tx, { t: 'removed', a: accountId, d: deviceId });
+      return true;
+    });
+  },
+});
+
+export type DevicesRepository = ReturnType<typeof createDevicesRepository>;

@@ -1,0 +1,99 @@
+import { Type } from 'typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import {
+  KeyCountsSchema,
+  PreKeyBundleResponseSchema,
+  UploadKeysRequestSchema,
+  type AccountId,
+} from '@privcomm/wire';
+import type { RelayContext } from '../context.ts';
+import { RelayError } from '../errors.ts';
+import {
+  AccountIdParam,
+  bearer,
+  DeviceIdOrAllParam,
+  errorResponses,
+  parseDeviceId,
+} from './schemas.ts';
+
+export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void => {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  api.put(
+    '/v1/keys',
+    {
+      schema: {
+        tags: ['keys'],
+        summary: "Upload the authenticated device's public prekeys",
+        description:
+          'Each list present and non-empty replaces all stored keys of its kind (at most 100 per list); signedPreKey and kyberLastResortPreKey replace the current ones.',
+        security: bearer,
+        body: UploadKeysRequestSchema,
+        response: { 204: Type.Null(), ...errorResponses(400, 401, 413) },
+      },
+    },
+    async (request, reply) => {
+      const device = await ctx.authenticateRequest(request);
+      const body = request.body;
+      for (const list of [body.preKeys, body.kyberPreKeys]) {
+        const ids = (list ?? []).map((key) => key.keyId);
+        if (new Set(ids).size !== ids.length) {
+          throw new RelayError('VALIDATION_FAILED', 'a key id appears twice in one list');
+        }
+      }
+      await ctx.keys.upload(device.accountId, device.deviceId, body);
+      return reply.code(204).send(null);
+    },
+  );
+
+  api.get(
+    '/v1/keys/count',
+    {
+      schema: {
+        tags: ['keys'],
+        summary: 'How many one-time prekeys the authenticated device has left',
+        description: 'Clients refill below 10.',
+        security: bearer,
+        response: { 200: KeyCountsSchema, ...errorResponses(401) },
+      },
+    },
+    async (request) => {
+      const device = await ctx.authenticateRequest(request);
+      return ctx.keys.counts(device.accountId, device.deviceId);
+    },
+  );
+
+  api.get(
+    '/v1/keys/:accountId/:deviceId',
+    {
+      schema: {
+        tags: ['keys'],
+        summary: 'Fetch prekey bundles of one device, or of all devices with *',
+        description:
+          'Consumes one one-time EC prekey (when any is left) and one one-time Kyber prekey per device, falling back to the last-resort Kyber key. Rate-limited per requesting device and target device.',
+        security: bearer,
+        params: Type.Object({ accountId: AccountIdParam, deviceId: DeviceIdOrAllParam }),
+        response: { 200: PreKeyBundleResponseSchema, ...errorResponses(400, 401, 404, 429) },
+      },
+    },
+    async (request) => {
+      const requester = await ctx.authenticateRequest(request);
+      const params = request.params;
+      const accountId = params.accountId as AccountId;
+      const deviceId = params.deviceId === '*' ? undefined : parseDeviceId(params.deviceId);
+      const identityKey = await ctx.accounts.identityKey(accountId);
+      if (!identityKey) throw new RelayError('ACCOUNT_NOT_FOUND');
+      const targets =
+        deviceId === undefined ? [...(await ctx.devices.registrations(accountId)).keys()] : [deviceId];
+      // All buckets are checked before any key is taken, so a refused request consumes nothing.
+      for (const target of targets) {
+        ctx.limiters.prekeyFetch.take(
+          `${requester.accountId}.${requester.deviceId}>${accountId}.${target}`,
+        );
+      }
+      const devices = await ctx.keys.takeBundles(accountId, deviceId);
+      if (devices.length === 0) throw new RelayError('DEVICE_NOT_FOUND');
+      return { identityKey: identityKey.toString('base64'), devices };
+    },
+  );
+};

@@ -1,0 +1,59 @@
+import { Type } from 'typebox';
+import type { FastifyInstance } from 'fastify';
+import type { RelayContext } from '../context.ts';
+import { RelayError } from '../errors.ts';
+import { errorResponses } from './schemas.ts';
+
+const Status = Type.Object({ status: Type.String() });
+
+export const registerOperationRoutes = (app: FastifyInstance, ctx: RelayContext): void => {
+  app.get(
+    '/health',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Liveness: the process answers',
+        response: { 200: Status },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+
+  app.get(
+    '/ready',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: the database answers and the event listener is connected',
+        response: { 200: Status, ...errorResponses(503) },
+      },
+    },
+    async () => {
+      try {
+        await ctx.database.pool.query('SELECT 1');
+      } catch {
+        throw new RelayError('UNAVAILABLE', 'database unreachable');
+      }
+      if (!ctx.listener.listening) throw new RelayError('UNAVAILABLE', 'event listener down');
+      return { status: 'ready' };
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Prometheus metrics (no per-account labels)',
+        description: 'Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.',
+      },
+    },
+    async (request, reply) => {
+      const token = ctx.config.metricsToken;
+      if (token !== undefined && request.headers.authorization !== `Bearer ${token}`) {
+        throw new RelayError('UNAUTHENTICATED', 'metrics token required');
+      }
+      return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+    },
+  );
+};

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { RelayContext } from '../context.ts';
+import { notifyQuery } from '../services/events.ts';
+import { DeviceSocket } from '../ws/device-socket.ts';
+
+export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
+  app.get(
+    '/v1/websocket',
+    {
+      websocket: true,
+      schema: {
+        tags: ['websocket'],
+        summary: 'The message socket (see docs/protocol.md)',
+        description:
+          'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored.',
+        hide: false,
+      },
+    },
+    (socket) => {
+      new DeviceSocket(socket, {
+        config: ctx.config.ws,
+        log: ctx.log,
+        metrics: ctx.metrics,
+        registry: ctx.registry,
+        envelopes: ctx.envelopes,
+        acks: ctx.acks,
+        authenticate: (token) => ctx.authenticateToken(token),
+        announce: async (device) => {
+          // The sequence orders connections across instances: the newest socket of a device
+          // wins, whichever instance it reached, and older ones close with 4409.
+          const result = await ctx.database.pool.query<{ seq: string }>(
+            "SELECT nextval('connection_seq') AS seq",
+          );
+          const seq = Number(result.rows[0]?.seq);
+          await ctx.database.pool.query(
+            notifyQuery({ t: 'connected', a: device.accountId, d: device.deviceId, s: seq }),
+          );
+          return seq;
+        },
+      });
+    },
+  );
+};

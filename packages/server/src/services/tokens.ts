@@ -1,0 +1,88 @@
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { SignJWT, jwtVerify } from 'jose';
+import {
+  authChallengeMessage,
+  isAccountId,
+  isDeviceId,
+  type AccountId,
+  type DeviceId,
+} from '@privcomm/wire';
+import { RelayError } from '../errors.ts';
+
+/**
+ * Device tokens: short-lived JWTs the relay issues after a device proves possession of its
+ * Ed25519 authentication key. Exactly one algorithm is accepted, and issuer, audience, type,
+ * age and expiry are all checked; a valid token still only counts while its device exists
+ * (checked by the caller on every use).
+ */
+export const TOKEN_LIFETIME_SECONDS = 5 * 60;
+export const CHALLENGE_LIFETIME_SECONDS = 60;
+const ISSUER = 'privcomm-relay';
+const AUDIENCE = 'privcomm-device';
+const TYPE = 'privcomm-device+jwt';
+const ALGORITHM = 'HS256';
+
+export interface AuthenticatedDevice {
+  readonly accountId: AccountId;
+  readonly deviceId: DeviceId;
+}
+
+export class DeviceTokens {
+  constructor(private readonly secret: Uint8Array) {}
+
+  async issue(device: AuthenticatedDevice): Promise<{ token: string; expiresAt: Date }> {
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: ALGORITHM, typ: TYPE })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(`${device.accountId}.${device.deviceId}`)
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(issuedAt + TOKEN_LIFETIME_SECONDS)
+      .setJti(randomBytes(16).toString('base64url'))
+      .sign(this.secret);
+    return { token, expiresAt: new Date((issuedAt + TOKEN_LIFETIME_SECONDS) * 1000) };
+  }
+
+  /** The device a token names, or UNAUTHENTICATED for anything not issued by us and current. */
+  async verify(token: string): Promise<AuthenticatedDevice> {
+    let subject: string | undefined;
+    try {
+      const { payload } = await jwtVerify(token, this.secret, {
+        algorithms: [ALGORITHM],
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        typ: TYPE,
+        clockTolerance: 30,
+        maxTokenAge: TOKEN_LIFETIME_SECONDS,
+        requiredClaims: ['exp', 'iat', 'sub', 'jti'],
+      });
+      subject = payload.sub;
+    } catch {
+      throw new RelayError('UNAUTHENTICATED');
+    }
+    const match = /^([0-9a-f-]{36})\.(\d{1,3})$/.exec(subject ?? '');
+    const accountId = match?.[1];
+    const deviceId = Number(match?.[2]);
+    if (!isAccountId(accountId) || !isDeviceId(deviceId)) throw new RelayError('UNAUTHENTICATED');
+    return { accountId, deviceId };
+  }
+}
+
+/** Checks a device's Ed25519 signature over the challenge for (account, device, nonce). */
+export const verifyChallengeSignature = (
+  authKey: Uint8Array,
+  device: AuthenticatedDevice,
+  nonce: Uint8Array,
+  signature: Uint8Array,
+): boolean => {
+  try {
+    const key = createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(authKey).toString('base64url') },
+      format: 'jwk',
+    });
+    return verify(null, authChallengeMessage(device.accountId, device.deviceId, nonce), key, signature);
+  } catch {
+    return false;
+  }
+};

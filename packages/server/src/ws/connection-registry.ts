@@ -1,0 +1,96 @@
+import type { Logger } from 'pino';
+import { CLOSE_CODES, deviceAddress, type AccountId, type DeviceId } from '@privcomm/wire';
+import type { EventHandler, RelayEvent } from '../services/events.ts';
+
+/** What the registry needs of a live socket. */
+export interface DeviceSession {
+  readonly accountId: AccountId;
+  readonly deviceId: DeviceId;
+  /** Database-issued order of authentication: the larger one is the newer connection. */
+  readonly connectionSeq: number;
+  wake(): void;
+  deliverOnline(event: Extract<RelayEvent, { t: 'online' }>['e']): void;
+  close(code: number, reason: string): void;
+  /** Closes the session if it overran its deadlines; called about once a second. */
+  sweep(now: number): void;
+}
+
+/**
+ * The sockets this instance holds, one per device, and the reactions to events from every
+ * instance: wake a queue, hand over an online envelope, close a replaced or removed device.
+ */
+export class ConnectionRegistry implements EventHandler {
+  private readonly sessions = new Map<string, DeviceSession>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly log: Logger,
+    /** Re-checks after a listener outage which local devices still exist. */
+    private readonly existing: (sessions: DeviceSession[]) => Promise<Set<DeviceSession>>,
+  ) {
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const session of this.sessions.values()) session.sweep(now);
+    }, 1_000);
+    this.sweeper.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Adds a session; an older local session of the same device is closed with 4409. */
+  add(session: DeviceSession): void {
+    const address = deviceAddress(session.accountId, session.deviceId);
+    const previous = this.sessions.get(address);
+    if (previous && previous.connectionSeq > session.connectionSeq) {
+      session.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
+      return;
+    }
+    this.sessions.set(address, session);
+    previous?.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
+  }
+
+  remove(session: DeviceSession): void {
+    const address = deviceAddress(session.accountId, session.deviceId);
+    if (this.sessions.get(address) === session) this.sessions.delete(address);
+  }
+
+  onEvent(event: RelayEvent): void {
+    if (event.t === 'removed') {
+      for (const session of [...this.sessions.values()]) {
+        if (session.accountId === event.a && (event.d === 0 || session.deviceId === event.d)) {
+          session.close(CLOSE_CODES.UNAUTHENTICATED, 'device removed');
+        }
+      }
+      return;
+    }
+    const session = this.sessions.get(`${event.a}.${event.d}`);
+    if (!session) return;
+    if (event.t === 'queued') session.wake();
+    else if (event.t === 'online') session.deliverOnline(event.e);
+    else if (event.t === 'connected' && event.s > session.connectionSeq) {
+      session.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
+    }
+  }
+
+  onResync(): void {
+    const sessions = [...this.sessions.values()];
+    this.existing(sessions)
+      .then((alive) => {
+        for (const session of sessions) {
+          if (alive.has(session)) session.wake();
+          else session.close(CLOSE_CODES.UNAUTHENTICATED, 'device removed');
+        }
+      })
+      .catch((error: unknown) =>
+        this.log.warn({ err: (error as Error).message }, 'resync after listener outage failed'),
+      );
+  }
+
+  /** Closes every socket (shutdown): clients reconnect, envelopes wait in the database. */
+  closeAll(code: number, reason: string): void {
+    clearInterval(this.sweeper);
+    for (const session of [...this.sessions.values()]) session.close(code, reason);
+  }
+}

@@ -1,0 +1,70 @@
+import { Type, type Static } from 'typebox';
+import { Base64 } from './base64.ts';
+import { DeviceIdSchema, EnvelopeIdSchema, RegistrationIdSchema } from './ids.ts';
+
+/** Stored ciphertexts are capped per device, as Signal does. */
+export const MAX_CONTENT_BYTES = 96 * 1024;
+/**
+ * Online-only ciphertexts (typing, ICE candidates) are never stored; they cross between relay
+ * instances inside a PostgreSQL notification, whose payload is limited to 8000 bytes.
+ */
+export const MAX_ONLINE_CONTENT_BYTES = 4 * 1024;
+
+export const OutgoingMessageSchema = Type.Object(
+  {
+    deviceId: DeviceIdSchema,
+    registrationId: RegistrationIdSchema,
+    type: Type.Integer({
+      minimum: 0,
+      maximum: 255,
+      description: 'Opaque to the relay: the client says how to decrypt content.',
+    }),
+    content: Base64(MAX_CONTENT_BYTES),
+  },
+  { additionalProperties: false },
+);
+export type OutgoingMessage = Static<typeof OutgoingMessageSchema>;
+
+/** PUT /v1/messages/{accountId}: one ciphertext per device of the recipient account. */
+export const SendMessagesRequestSchema = Type.Object(
+  {
+    messages: Type.Array(OutgoingMessageSchema, { minItems: 1, maxItems: 8 }),
+    online: Type.Optional(
+      Type.Boolean({ description: 'Deliver only to connected devices; never stored.' }),
+    ),
+    urgent: Type.Optional(
+      Type.Boolean({ description: 'Hint that the recipient should be woken (calls).' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type SendMessagesRequest = Static<typeof SendMessagesRequestSchema>;
+
+export const SendMessagesResponseSchema = Type.Object({
+  stored: Type.Integer({ description: 'Envelopes now durable (0 for online messages).' }),
+});
+export type SendMessagesResponse = Static<typeof SendMessagesResponseSchema>;
+
+/** 409: the request's device set differs from the account's. */
+export const MismatchedDevicesSchema = Type.Object({
+  missingDevices: Type.Array(DeviceIdSchema),
+  extraDevices: Type.Array(DeviceIdSchema),
+});
+/** 410: registration ids that no longer match. */
+export const StaleDevicesSchema = Type.Object({ staleDevices: Type.Array(DeviceIdSchema) });
+
+/**
+ * What a device receives. There is no sender field: the relay does not store who sent an
+ * envelope; identifying the sender is the job of the (sealed) content.
+ */
+export const EnvelopeSchema = Type.Object({
+  id: EnvelopeIdSchema,
+  type: Type.Integer({ minimum: 0, maximum: 255 }),
+  content: Type.String({ description: 'base64 ciphertext, exactly as sent.' }),
+  urgent: Type.Boolean(),
+  online: Type.Boolean(),
+  storedHour: Type.Optional(
+    Type.String({ description: 'Hour the relay stored it (ISO 8601, truncated); absent if online.' }),
+  ),
+});
+export type Envelope = Static<typeof EnvelopeSchema>;

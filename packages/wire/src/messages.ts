@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { Base64 } from './base64.ts';
+import { BASE64_PATTERN } from './base64.ts';
 import { DeviceIdSchema, EnvelopeIdSchema, RegistrationIdSchema } from './ids.ts';
 
 /** Stored ciphertexts are capped per device, as Signal does. */
@@ -19,7 +19,9 @@ export const OutgoingMessageSchema = Type.Object(
       maximum: 255,
       description: 'Opaque to the relay: the client says how to decrypt content.',
     }),
-    content: Base64(MAX_CONTENT_BYTES),
+    // No length bound in the schema: the decoded size is checked against the per-device limit
+    // (96 KiB stored, 4 KiB online) so that an oversize ciphertext gets 413, not 400.
+    content: Type.String({ pattern: BASE64_PATTERN, minLength: 4 }),
   },
   { additionalProperties: false },
 );

@@ -1,0 +1,278 @@
+import { generateKeyPairSync, randomBytes, randomInt, sign, type KeyObject } from 'node:crypto';
+import WebSocket from 'ws';
+import {
+  authChallengeMessage,
+  type CreateAccountRequest,
+  type Envelope,
+  type KemPreKey,
+  type PreKey,
+  type SignedPreKey,
+} from '@privcomm/wire';
+
+/**
+ * A device as the relay sees it: public keys of the right shapes (random bytes: the relay never
+ * interprets them), a real Ed25519 authentication key, and helpers for HTTP and the socket.
+ */
+
+const b64 = (bytes: Buffer): string => bytes.toString('base64');
+export const ecKey = (): string => b64(Buffer.concat([Buffer.from([5]), randomBytes(32)]));
+export const signature = (): string => b64(randomBytes(64));
+export const kemKey = (): string => b64(Buffer.concat([Buffer.from([8]), randomBytes(1568)]));
+
+export const signedPreKey = (keyId = 1): SignedPreKey => ({ keyId, publicKey: ecKey(), signature: signature() });
+export const kemPreKey = (keyId = 1): KemPreKey => ({ keyId, publicKey: kemKey(), signature: signature() });
+export const preKeys = (from: number, count: number): PreKey[] =>
+  Array.from({ length: count }, (_, i) => ({ keyId: from + i, publicKey: ecKey() }));
+export const kemPreKeys = (from: number, count: number): KemPreKey[] =>
+  Array.from({ length: count }, (_, i) => kemPreKey(from + i));
+
+export interface HttpResult<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export const http = async <T = any>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<HttpResult<T>> => {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+    },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed as T, headers: response.headers };
+};
+
+export class TestDevice {
+  readonly authPrivate: KeyObject;
+  readonly authPublic: Buffer;
+  readonly registrationId = randomInt(1, 16381);
+  accountId = '';
+  deviceId = 0;
+  token = '';
+
+  constructor(public baseUrl: string) {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    this.authPrivate = privateKey;
+    const jwk = publicKey.export({ format: 'jwk' });
+    this.authPublic = Buffer.from(jwk.x as string, 'base64url');
+  }
+
+  newDeviceFields() {
+    return {
+      registrationId: this.registrationId,
+      authKey: b64(this.authPublic),
+      signedPreKey: signedPreKey(),
+      kyberLastResortPreKey: kemPreKey(1000),
+    };
+  }
+
+  registrationBody(extra: Partial<CreateAccountRequest> = {}): CreateAccountRequest {
+    return { identityKey: ecKey(), ...this.newDeviceFields(), ...extra };
+  }
+
+  /** Registers a new account with this device as its primary, then authenticates. */
+  static async register(baseUrl: string, extra: Partial<CreateAccountRequest> = {}): Promise<TestDevice> {
+    const device = new TestDevice(baseUrl);
+    const created = await http(baseUrl, 'POST', '/v1/accounts', device.registrationBody(extra));
+    if (created.status !== 200) throw new Error(`register: ${created.status} ${JSON.stringify(created.body)}`);
+    device.accountId = created.body.accountId;
+    device.deviceId = created.body.deviceId;
+    await device.authenticate();
+    return device;
+  }
+
+  /** Links a new device to `primary`'s account through a link token, then authenticates. */
+  static async link(primary: TestDevice): Promise<TestDevice> {
+    const token = await primary.request('POST', '/v1/devices/link-tokens');
+    if (token.status !== 200) throw new Error(`link token: ${token.status}`);
+    const device = new TestDevice(primary.baseUrl);
+    const linked = await http(primary.baseUrl, 'POST', '/v1/devices', {
+      linkToken: token.body.linkToken,
+      ...device.newDeviceFields(),
+    });
+    if (linked.status !== 200) throw new Error(`link: ${linked.status} ${JSON.stringify(linked.body)}`);
+    device.accountId = linked.body.accountId;
+    device.deviceId = linked.body.deviceId;
+    await device.authenticate();
+    return device;
+  }
+
+  signChallenge(nonce: string, accountId = this.accountId, deviceId = this.deviceId): string {
+    const message = authChallengeMessage(accountId, deviceId, Buffer.from(nonce, 'base64'));
+    return b64(sign(null, message, this.authPrivate));
+  }
+
+  async challenge(): Promise<string> {
+    const result = await http(this.baseUrl, 'POST', '/v1/auth/challenge', {
+      accountId: this.accountId,
+      deviceId: this.deviceId,
+    });
+    if (result.status !== 200) throw new Error(`challenge: ${result.status}`);
+    return result.body.nonce as string;
+  }
+
+  async authenticate(): Promise<string> {
+    const nonce = await this.challenge();
+    const result = await http(this.baseUrl, 'POST', '/v1/auth/token', {
+      accountId: this.accountId,
+      deviceId: this.deviceId,
+      nonce,
+      signature: this.signChallenge(nonce),
+    });
+    if (result.status !== 200) throw new Error(`token: ${result.status} ${JSON.stringify(result.body)}`);
+    this.token = result.body.token;
+    return this.token;
+  }
+
+  request<T = any>(method: string, path: string, body?: unknown): Promise<HttpResult<T>> {
+    return http<T>(this.baseUrl, method, path, body, this.token);
+  }
+
+  /** Sends `text` (as opaque bytes) to every given device of `recipient`. */
+  send(
+    recipient: string,
+    devices: { deviceId: number; registrationId: number }[],
+    content: string | Buffer,
+    options: { online?: boolean; urgent?: boolean } = {},
+  ): Promise<HttpResult> {
+    const bytes = typeof content === 'string' ? Buffer.from(content) : content;
+    return this.request('PUT', `/v1/messages/${recipient}`, {
+      messages: devices.map((device) => ({ ...device, type: 1, content: b64(bytes) })),
+      ...options,
+    });
+  }
+
+  address(): { deviceId: number; registrationId: number } {
+    return { deviceId: this.deviceId, registrationId: this.registrationId };
+  }
+}
+
+export interface ServerRequest {
+  id: number;
+  verb: string;
+  body?: Envelope;
+}
+
+/**
+ * A client socket that records what the relay sends. Envelopes are answered automatically with
+ * `ackStatus` unless it is null (then the test answers, or never does).
+ */
+export class TestSocket {
+  readonly requests: ServerRequest[] = [];
+  readonly frames: any[] = [];
+  closeCode: number | undefined;
+  closeReason = '';
+  readonly closed: Promise<number>;
+  private waiters: (() => void)[] = [];
+  private nextId = 1;
+
+  constructor(
+    readonly ws: WebSocket,
+    public ackStatus: number | null = 200,
+  ) {
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString());
+      this.frames.push(frame);
+      if (frame.type === 'request') {
+        this.requests.push(frame);
+        if (frame.verb === 'envelope' && this.ackStatus !== null) this.respond(frame.id, this.ackStatus);
+      }
+      this.notify();
+    });
+    this.closed = new Promise((resolve) =>
+      ws.on('close', (code, reason) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        this.notify();
+        resolve(code);
+      }),
+    );
+  }
+
+  static open(wsUrl: string, ackStatus: number | null = 200): Promise<TestSocket> {
+    const ws = new WebSocket(wsUrl);
+    const socket = new TestSocket(ws, ackStatus);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(socket));
+      ws.once('error', reject);
+    });
+  }
+
+  /** Opens a socket and authenticates it as `device`. */
+  static async connect(wsUrl: string, device: TestDevice, ackStatus: number | null = 200): Promise<TestSocket> {
+    const socket = await TestSocket.open(wsUrl, ackStatus);
+    const response = await socket.request('auth', { token: device.token });
+    if (response.status !== 200) throw new Error(`auth: ${response.status}`);
+    return socket;
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    waiters.forEach((wake) => wake());
+  }
+
+  /** Waits until `predicate` holds, re-checking on every frame or close. */
+  async until(predicate: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  envelopes(): Envelope[] {
+    return this.requests.filter((r) => r.verb === 'envelope').map((r) => r.body as Envelope);
+  }
+
+  texts(): string[] {
+    return this.envelopes().map((e) => Buffer.from(e.content, 'base64').toString());
+  }
+
+  sendRaw(data: string | Buffer): void {
+    this.ws.send(data);
+  }
+
+  respond(id: number, status: number): void {
+    this.ws.send(JSON.stringify({ type: 'response', id, status }));
+  }
+
+  async request(verb: string, body?: unknown): Promise<{ status: number; body?: any }> {
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }));
+    let found: any;
+    await this.until(() => {
+      found = this.frames.find((f) => f.type === 'response' && f.id === id);
+      return found !== undefined || this.closeCode !== undefined;
+    }, 5_000, `response to ${verb}`);
+    if (!found) return { status: this.closeCode ?? 0 };
+    return found;
+  }
+
+  close(): Promise<number> {
+    this.ws.close(1000);
+    return this.closed;
+  }
+}

@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { buildApp, type Relay } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { loggerOptions } from '../../src/logger.ts';
+
+export const JWT_SECRET = randomBytes(32).toString('base64');
+
+/** Generous limits so that tests exercising other things never trip them. */
+const BASE_ENV: Record<string, string> = {
+  JWT_SECRET,
+  LOG_LEVEL: 'trace',
+  RATE_LIMIT_REGISTRATION: '1000/1',
+  RATE_LIMIT_AUTH: '1000/1',
+  RATE_LIMIT_PREKEY_FETCH: '1000/1',
+  RATE_LIMIT_MESSAGES: '1000/1',
+};
+
+export interface TestRelay {
+  readonly relay: Relay;
+  readonly url: string;
+  readonly wsUrl: string;
+  /** Every log line the relay wrote, as written. */
+  readonly logs: string[];
+  close(): Promise<void>;
+}
+
+/** A relay instance in this process, on a real loopback port, logging at trace level. */
+export const startRelay = async (
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<TestRelay> => {
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const config = loadConfig({ ...BASE_ENV, DATABASE_URL: databaseUrl, ...env });
+  const relay = await buildApp(config, {
+    databaseUrl,
+    logger: pino(loggerOptions(config.logLevel), sink),
+  });
+  await relay.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = relay.app.server.address();
+  if (typeof address !== 'object' || !address) throw new Error('relay has no address');
+  return {
+    relay,
+    url: `http://127.0.0.1:${address.port}`,
+    wsUrl: `ws://127.0.0.1:${address.port}/v1/websocket`,
+    logs,
+    close: () => relay.close(),
+  };
+};
+
+const SERVER_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface RelayProcess {
+  readonly url: string;
+  readonly wsUrl: string;
+  readonly logs: string[];
+  readonly child: ChildProcess;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** A relay as a separate OS process (`src/main.ts` under tsx), as an operator would run it. */
+export const spawnRelay = async (
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<RelayProcess> => {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main.ts')], {
+    cwd: SERVER_ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...BASE_ENV,
+      DATABASE_URL: databaseUrl,
+      PORT: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${logs.join('\n')}`)), 30_000);
+    const onLine = (line: string): void => {
+      logs.push(line);
+      const match = /"port":(\d+).*"msg":"relay listening"/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    let buffered = '';
+    const feed = (chunk: Buffer): void => {
+      buffered += chunk.toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      lines.filter(Boolean).forEach(onLine);
+    };
+    child.stdout?.on('data', feed);
+    child.stderr?.on('data', feed);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited with ${code}:\n${logs.join('\n')}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}/v1/websocket`,
+    logs,
+    child,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+};

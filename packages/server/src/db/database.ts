@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Logger } from 'pino';
+import { safeError } from '../logger.ts';
 import * as schema from './schema.ts';
 
 export type Db = NodePgDatabase<typeof schema>;
@@ -24,7 +25,7 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
     idleTimeoutMillis: 30_000,
     application_name: 'privcomm-relay',
   });
-  pool.on('error', (error) => log.warn({ err: error }, 'idle database connection failed'));
+  pool.on('error', (error) => log.warn({ err: safeError(error) }, 'idle database connection failed'));
   return {
     pool,
     db: drizzle(pool, { schema }),

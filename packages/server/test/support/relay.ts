@@ -46,7 +46,7 @@ export const startRelay = async (
     databaseUrl,
     logger: pino(loggerOptions(config.logLevel), sink),
   });
-  await relay.app.listen({ host: '127.0.0.1', port: 0 });
+  await relay.app.listen({ host: '127.0.0.1', port: 0, listenTextResolver: () => 'bound' });
   const address = relay.app.server.address();
   if (typeof address !== 'object' || !address) throw new Error('relay has no address');
   return {

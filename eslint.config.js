@@ -1,0 +1,68 @@
+// @ts-check
+import eslint from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/**
+ * Lint, including the layering of ARCHITECTURE.md:
+ * - wire: schemas and pure functions only: no Node built-ins, no I/O libraries, no other package;
+ * - server: never imports client, engine or app code.
+ */
+export default tseslint.config(
+  { ignores: ['**/node_modules/**', 'data/**', 'coverage/**', '**/migrations/meta/**'] },
+  eslint.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-console': 'error',
+    },
+  },
+  {
+    files: ['packages/wire/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: 'wire has no I/O: it runs in Node, Hermes and browsers.' },
+            { group: ['pg', 'fastify', '@fastify/*', 'ws', 'pino', 'drizzle-orm*'], message: 'wire has no I/O.' },
+            { group: ['@privcomm/*'], message: 'wire depends on no other package.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['packages/server/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@privcomm/client', '@privcomm/client/*', '@privcomm/engine-*', '@privcomm/cli', '@privcomm/app', '**/apps/**'],
+              message: 'The relay never imports client, engine or app code.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['**/test/**/*.ts'],
+    rules: {
+      // Test clients read loosely typed JSON responses.
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
+  },
+  {
+    files: ['**/*.js', 'vitest.config.ts'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

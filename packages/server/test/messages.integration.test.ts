@@ -212,4 +212,23 @@ describe('delivery', () => {
     expect(socket.texts()).toEqual(['new']);
     await socket.close();
   });
+
+  it('catches up after the event listener loses its database connection', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const bob = await TestDevice.register(relay.url);
+    const socket = await TestSocket.connect(relay.wsUrl, bob);
+    await socket.until(() => socket.requests.some((r) => r.verb === 'queue.empty'));
+    const { pool } = relay.relay.context.database;
+    await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE application_name = 'privcomm-listen' AND datname = current_database()`,
+    );
+    await expect.poll(() => relay.relay.context.listener.listening, { interval: 5 }).toBe(false);
+    // Sent while nobody listens: only the resync after reconnecting can deliver it.
+    expect((await alice.send(bob.accountId, [bob.address()], 'during the outage')).status).toBe(200);
+    await socket.until(() => socket.envelopes().length === 1, 10_000, 'delivery after resync');
+    expect(socket.texts()).toEqual(['during the outage']);
+    expect(relay.relay.context.listener.listening).toBe(true);
+    await socket.close();
+  });
 });

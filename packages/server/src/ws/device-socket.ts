@@ -128,6 +128,13 @@ export class DeviceSocket implements DeviceSession {
     }
   }
 
+  /** Request ids are 32-bit on the wire; they wrap rather than overflow. */
+  private takeRequestId(): number {
+    const id = this.nextRequestId;
+    this.nextRequestId = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
   private send(frame: object): void {
     if (this.state.name !== 'closed') this.socket.send(JSON.stringify(frame));
   }
@@ -273,7 +280,7 @@ export class DeviceSocket implements DeviceSession {
       if (batch.length < wanted) {
         if (!this.queueEmptySent && this.state.name === 'open') {
           this.queueEmptySent = true;
-          this.send({ type: 'request', id: this.nextRequestId++, verb: 'queue.empty' });
+          this.send({ type: 'request', id: this.takeRequestId(), verb: 'queue.empty' });
         }
         return;
       }
@@ -282,7 +289,7 @@ export class DeviceSocket implements DeviceSession {
 
   private sendEnvelope(stored: StoredEnvelope): void {
     if (this.state.name !== 'open') return;
-    const id = this.nextRequestId++;
+    const id = this.takeRequestId();
     this.cursor = stored.seq;
     this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
     const envelope: Envelope = {
@@ -301,7 +308,7 @@ export class DeviceSocket implements DeviceSession {
     if (this.state.name !== 'open' || this.socket.bufferedAmount > ONLINE_DROP_BUFFERED_BYTES) {
       return;
     }
-    this.send({ type: 'request', id: this.nextRequestId++, verb: 'envelope', body: envelope });
+    this.send({ type: 'request', id: this.takeRequestId(), verb: 'envelope', body: envelope });
     this.deps.metrics.onlineDelivered.inc();
   }
 }

@@ -25,12 +25,25 @@ export default tseslint.config(
   {
     files: ['packages/wire/src/**/*.ts'],
     rules: {
+      // The wire tsconfig includes Node's types for its tests; the source must not use them.
+      'no-restricted-globals': [
+        'error',
+        { name: 'Buffer', message: 'wire runs outside Node: use Uint8Array.' },
+        { name: 'process', message: 'wire has no I/O.' },
+        { name: 'require', message: 'wire has no I/O.' },
+      ],
       'no-restricted-imports': [
         'error',
         {
           patterns: [
-            { group: ['node:*'], message: 'wire has no I/O: it runs in Node, Hermes and browsers.' },
-            { group: ['pg', 'fastify', '@fastify/*', 'ws', 'pino', 'drizzle-orm*'], message: 'wire has no I/O.' },
+            {
+              group: ['node:*'],
+              message: 'wire has no I/O: it runs in Node, Hermes and browsers.',
+            },
+            {
+              group: ['pg', 'fastify', '@fastify/*', 'ws', 'pino', 'drizzle-orm*'],
+              message: 'wire has no I/O.',
+            },
             { group: ['@privcomm/*'], message: 'wire depends on no other package.' },
           ],
         },
@@ -45,7 +58,14 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['@privcomm/client', '@privcomm/client/*', '@privcomm/engine-*', '@privcomm/cli', '@privcomm/app', '**/apps/**'],
+              group: [
+                '@privcomm/client',
+                '@privcomm/client/*',
+                '@privcomm/engine-*',
+                '@privcomm/cli',
+                '@privcomm/app',
+                '**/apps/**',
+              ],
               message: 'The relay never imports client, engine or app code.',
             },
           ],

@@ -2,7 +2,10 @@ import websocket from '@fastify/websocket';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
-  type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { MAX_FRAME_BYTES, type AccountId, type DeviceId } from '@privcomm/wire';
 import type { RelayConfig } from './config.ts';
@@ -113,6 +116,17 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     return device;
   };
 
+  const limiters = {
+    registration: new RateLimiter(config.rateLimits.registration),
+    auth: new RateLimiter(config.rateLimits.auth),
+    prekeyFetch: new RateLimiter(config.rateLimits.prekeyFetch),
+    messages: new RateLimiter(config.rateLimits.messages),
+  };
+  const pruneLimiters = setInterval(() => {
+    for (const limiter of Object.values(limiters)) limiter.prune();
+  }, 60_000);
+  pruneLimiters.unref();
+
   const context: RelayContext = {
     config,
     log,
@@ -129,16 +143,12 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       database.pool,
       devices,
       new GroupCommit<NewEnvelope>((rows) => envelopes.insert(rows)),
-      new RateLimiter(config.rateLimits.messages),
+      limiters.messages,
       metrics,
     ),
     registry,
     listener,
-    limiters: {
-      registration: new RateLimiter(config.rateLimits.registration),
-      auth: new RateLimiter(config.rateLimits.auth),
-      prekeyFetch: new RateLimiter(config.rateLimits.prekeyFetch),
-    },
+    limiters,
     authenticateRequest: (request) => authenticateToken(bearerToken(request)),
     authenticateToken,
   };
@@ -154,6 +164,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
   });
+  // Fastify parses text/plain by default; the API speaks JSON only, so anything else is 415.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const relayError = toRelayError(error);
@@ -178,7 +190,20 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   });
 
   await registerOpenApi(app);
-  await app.register(websocket, { options: { maxPayload: MAX_FRAME_BYTES } });
+  await app.register(websocket, {
+    options: { maxPayload: MAX_FRAME_BYTES },
+    // A client's broken frame (too big: 1009, not UTF-8: 1007) is not a relay failure: ws has
+    // already closed the socket with the right code, so it must not be logged as an error.
+    errorHandler: (error, socket) => {
+      const code = (error as { code?: unknown }).code;
+      if (typeof code === 'string' && code.startsWith('WS_ERR_')) {
+        log.debug({ code }, 'websocket protocol error');
+      } else {
+        log.error({ err: safeError(error) }, 'websocket handler failed');
+      }
+      socket.terminate();
+    },
+  });
   registerOperationRoutes(app, context);
   registerAccountRoutes(app, context);
   registerAuthRoutes(app, context);
@@ -198,6 +223,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     runJanitor: janitor,
     async close() {
       stopJanitor();
+      clearInterval(pruneLimiters);
       registry.closeAll(1001, 'relay shutting down');
       await app.close();
       await listener.stop();

@@ -35,6 +35,7 @@ export interface RelayContext {
     readonly registration: RateLimiter;
     readonly auth: RateLimiter;
     readonly prekeyFetch: RateLimiter;
+    readonly messages: RateLimiter;
   };
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;

@@ -30,7 +30,11 @@ const main = async (): Promise<void> => {
     logger: log,
   });
   // Fastify's own listen line names the bound address; ours below says what an operator needs.
-  await relay.app.listen({ host: config.host, port: config.port, listenTextResolver: () => 'bound' });
+  await relay.app.listen({
+    host: config.host,
+    port: config.port,
+    listenTextResolver: () => 'bound',
+  });
   const address = relay.app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   log.info(

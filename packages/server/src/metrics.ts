@@ -30,7 +30,10 @@ export const createMetrics = () => {
       registers: [registry],
     }),
     envelopesStored: counter('envelopes_stored_total', 'Envelopes made durable.'),
-    envelopesDelivered: counter('envelopes_delivered_total', 'Stored envelopes pushed to a socket.'),
+    envelopesDelivered: counter(
+      'envelopes_delivered_total',
+      'Stored envelopes pushed to a socket.',
+    ),
     envelopesAcknowledged: counter('envelopes_acknowledged_total', 'Envelopes acknowledged.'),
     envelopesExpired: counter('envelopes_expired_total', 'Envelopes removed after their TTL.'),
     onlineDelivered: counter('online_delivered_total', 'Online-only envelopes pushed.'),

@@ -2,13 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, MAX_DEVICES_PER_ACCOUNT } from '@privcomm/wire';
 import { createInvitesRepository } from '../src/repositories/accounts.ts';
 import { createTestDatabase } from './support/database.ts';
-import {
-  http,
-  kemPreKeys,
-  preKeys,
-  TestDevice,
-  TestSocket,
-} from './support/client.ts';
+import { http, kemPreKeys, preKeys, TestDevice, TestSocket } from './support/client.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
 
 let relay: TestRelay;
@@ -30,7 +24,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Runs `body` against an extra relay on the same database, closing it afterwards. */
-const withRelay = async (env: Record<string, string>, body: (extra: TestRelay) => Promise<void>) => {
+const withRelay = async (
+  env: Record<string, string>,
+  body: (extra: TestRelay) => Promise<void>,
+) => {
   const extra = await startRelay(databaseUrl, env);
   try {
     await body(extra);
@@ -112,16 +109,28 @@ describe('registration', () => {
     });
     const listed = await device.request('GET', '/v1/devices');
     expect(listed.body.devices).toHaveLength(1);
-    expect(listed.body.devices[0]).toMatchObject({ deviceId: 1, registrationId: body.registrationId });
+    expect(listed.body.devices[0]).toMatchObject({
+      deviceId: 1,
+      registrationId: body.registrationId,
+    });
   });
 
   it('refuses a body that does not match the schema, and creates nothing', async () => {
-    const before = await relay.relay.context.database.pool.query('SELECT count(*)::int AS n FROM accounts');
+    const before = await relay.relay.context.database.pool.query(
+      'SELECT count(*)::int AS n FROM accounts',
+    );
     const device = new TestDevice(relay.url);
-    const bad = await http(relay.url, 'POST', '/v1/accounts', device.registrationBody({ identityKey: 'AAAA' }));
+    const bad = await http(
+      relay.url,
+      'POST',
+      '/v1/accounts',
+      device.registrationBody({ identityKey: 'AAAA' }),
+    );
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('VALIDATION_FAILED');
-    const after = await relay.relay.context.database.pool.query('SELECT count(*)::int AS n FROM accounts');
+    const after = await relay.relay.context.database.pool.query(
+      'SELECT count(*)::int AS n FROM accounts',
+    );
     expect(after.rows[0].n).toBe(before.rows[0].n);
   });
 
@@ -230,7 +239,8 @@ describe('linking devices', () => {
   it('refuses a seventh device, keeps the refused token usable, and never reuses ids', async () => {
     const primary = await TestDevice.register(relay.url);
     const linked: TestDevice[] = [];
-    for (let i = 1; i < MAX_DEVICES_PER_ACCOUNT; i += 1) linked.push(await TestDevice.link(primary));
+    for (let i = 1; i < MAX_DEVICES_PER_ACCOUNT; i += 1)
+      linked.push(await TestDevice.link(primary));
     expect(linked.map((d) => d.deviceId)).toEqual([2, 3, 4, 5, 6]);
 
     const token = await linkToken(primary);
@@ -247,7 +257,9 @@ describe('linking devices', () => {
     const next = await TestDevice.link(primary);
     expect(next.deviceId).toBe(8);
     const listed = await primary.request('GET', '/v1/devices');
-    expect(listed.body.devices.map((d: { deviceId: number }) => d.deviceId)).toEqual([1, 2, 4, 5, 6, 8]);
+    expect(listed.body.devices.map((d: { deviceId: number }) => d.deviceId)).toEqual([
+      1, 2, 4, 5, 6, 8,
+    ]);
   });
 
   it('lists devices with day-granular dates only', async () => {
@@ -258,7 +270,12 @@ describe('linking devices', () => {
       expect(listed.status).toBe(200);
       expect(listed.body.devices).toHaveLength(2);
       for (const [i, info] of (listed.body.devices as Record<string, unknown>[]).entries()) {
-        expect(Object.keys(info).sort()).toEqual(['createdOn', 'deviceId', 'lastSeenOn', 'registrationId']);
+        expect(Object.keys(info).sort()).toEqual([
+          'createdOn',
+          'deviceId',
+          'lastSeenOn',
+          'registrationId',
+        ]);
         expect(info.deviceId).toBe(i + 1);
         expect(info.registrationId).toBe([primary, second][i]!.registrationId);
         expect(info.createdOn).toMatch(DAY);
@@ -280,7 +297,11 @@ describe('removing devices', () => {
     });
     expect(upload.status).toBe(204);
     for (const text of ['a', 'b']) {
-      const sent = await sender.send(primary.accountId, [primary.address(), second.address()], text);
+      const sent = await sender.send(
+        primary.accountId,
+        [primary.address(), second.address()],
+        text,
+      );
       expect(sent.status).toBe(200);
     }
     expect(await countQueued(second)).toBe(2);

@@ -55,19 +55,26 @@ describe('uploading keys', () => {
   it('a non-empty list replaces its kind; an empty or absent list changes nothing', async () => {
     const device = await TestDevice.register(relay.url);
     const requester = await TestDevice.register(relay.url);
-    await device.request('PUT', '/v1/keys', { preKeys: preKeys(1, 5), kyberPreKeys: kemPreKeys(1, 4) });
+    await device.request('PUT', '/v1/keys', {
+      preKeys: preKeys(1, 5),
+      kyberPreKeys: kemPreKeys(1, 4),
+    });
 
     const replacement = preKeys(100, 3);
     expect((await device.request('PUT', '/v1/keys', { preKeys: replacement })).status).toBe(204);
     expect(await counts(device)).toEqual({ preKeys: 3, kyberPreKeys: 4 });
 
-    expect((await device.request('PUT', '/v1/keys', { preKeys: [], kyberPreKeys: [] })).status).toBe(204);
+    expect(
+      (await device.request('PUT', '/v1/keys', { preKeys: [], kyberPreKeys: [] })).status,
+    ).toBe(204);
     expect(await counts(device)).toEqual({ preKeys: 3, kyberPreKeys: 4 });
     expect((await device.request('PUT', '/v1/keys', {})).status).toBe(204);
     expect(await counts(device)).toEqual({ preKeys: 3, kyberPreKeys: 4 });
 
     const kyberReplacement = kemPreKeys(500, 2);
-    expect((await device.request('PUT', '/v1/keys', { kyberPreKeys: kyberReplacement })).status).toBe(204);
+    expect(
+      (await device.request('PUT', '/v1/keys', { kyberPreKeys: kyberReplacement })).status,
+    ).toBe(204);
     expect(await counts(device)).toEqual({ preKeys: 3, kyberPreKeys: 2 });
 
     // Only the replacement keys are handed out, in key id order.
@@ -80,8 +87,13 @@ describe('uploading keys', () => {
 
   it('refuses more than 100 keys in one list, and stores nothing', async () => {
     const device = await TestDevice.register(relay.url);
-    await device.request('PUT', '/v1/keys', { preKeys: preKeys(1, 2), kyberPreKeys: kemPreKeys(1, 2) });
-    const atLimit = await device.request('PUT', '/v1/keys', { preKeys: preKeys(1, MAX_KEYS_PER_UPLOAD) });
+    await device.request('PUT', '/v1/keys', {
+      preKeys: preKeys(1, 2),
+      kyberPreKeys: kemPreKeys(1, 2),
+    });
+    const atLimit = await device.request('PUT', '/v1/keys', {
+      preKeys: preKeys(1, MAX_KEYS_PER_UPLOAD),
+    });
     expect(atLimit.status).toBe(204);
     expect(await counts(device)).toEqual({ preKeys: 100, kyberPreKeys: 2 });
 
@@ -99,7 +111,10 @@ describe('uploading keys', () => {
 
   it('refuses duplicate key ids within a list, and stores nothing', async () => {
     const device = await TestDevice.register(relay.url);
-    await device.request('PUT', '/v1/keys', { preKeys: preKeys(1, 2), kyberPreKeys: kemPreKeys(1, 2) });
+    await device.request('PUT', '/v1/keys', {
+      preKeys: preKeys(1, 2),
+      kyberPreKeys: kemPreKeys(1, 2),
+    });
     const ec = [...preKeys(10, 3), ...preKeys(11, 1)];
     const kem = [...kemPreKeys(10, 3), kemPreKey(12)];
     for (const body of [
@@ -122,7 +137,9 @@ describe('uploading keys', () => {
 
   it('refuses malformed keys and unauthenticated uploads', async () => {
     const device = await TestDevice.register(relay.url);
-    const badKey = await device.request('PUT', '/v1/keys', { preKeys: [{ keyId: 1, publicKey: 'AAAA' }] });
+    const badKey = await device.request('PUT', '/v1/keys', {
+      preKeys: [{ keyId: 1, publicKey: 'AAAA' }],
+    });
     expect(badKey.status).toBe(400);
     const extraField = await device.request('PUT', '/v1/keys', { preKeys: [], other: 1 });
     expect(extraField.status).toBe(400);
@@ -157,9 +174,13 @@ describe('fetching bundles', () => {
     const ec = preKeys(1, 10);
     const kem = kemPreKeys(1, 10);
     await target.request('PUT', '/v1/keys', { preKeys: ec, kyberPreKeys: kem });
-    const requesters = await Promise.all(Array.from({ length: 10 }, () => TestDevice.register(relay.url)));
+    const requesters = await Promise.all(
+      Array.from({ length: 10 }, () => TestDevice.register(relay.url)),
+    );
 
-    const bundles = await Promise.all(requesters.map((requester) => fetchBundle(requester, target)));
+    const bundles = await Promise.all(
+      requesters.map((requester) => fetchBundle(requester, target)),
+    );
     const ecIds = bundles.map((b) => b.preKey?.keyId);
     const kemIds = bundles.map((b) => b.kyberPreKey.keyId);
     expect(new Set(ecIds).size).toBe(10);
@@ -182,7 +203,10 @@ describe('fetching bundles', () => {
     target.deviceId = created.body.deviceId;
     await target.authenticate();
     const requester = await TestDevice.register(relay.url);
-    await target.request('PUT', '/v1/keys', { preKeys: preKeys(1, 1), kyberPreKeys: kemPreKeys(1, 2) });
+    await target.request('PUT', '/v1/keys', {
+      preKeys: preKeys(1, 1),
+      kyberPreKeys: kemPreKeys(1, 2),
+    });
 
     const first = await fetchBundle(requester, target);
     expect(first.preKey?.keyId).toBe(1);
@@ -213,14 +237,20 @@ describe('fetching bundles', () => {
     const primary = await TestDevice.register(relay.url);
     const second = await TestDevice.link(primary);
     const requester = await TestDevice.register(relay.url);
-    await primary.request('PUT', '/v1/keys', { preKeys: preKeys(10, 2), kyberPreKeys: kemPreKeys(10, 2) });
+    await primary.request('PUT', '/v1/keys', {
+      preKeys: preKeys(10, 2),
+      kyberPreKeys: kemPreKeys(10, 2),
+    });
     await second.request('PUT', '/v1/keys', { preKeys: preKeys(20, 2) });
 
     const all = await requester.request('GET', `/v1/keys/${primary.accountId}/*`);
     expect(all.status).toBe(200);
     const devices = all.body.devices as DeviceBundle[];
     expect(devices.map((d) => d.deviceId)).toEqual([1, 2]);
-    expect(devices.map((d) => d.registrationId)).toEqual([primary.registrationId, second.registrationId]);
+    expect(devices.map((d) => d.registrationId)).toEqual([
+      primary.registrationId,
+      second.registrationId,
+    ]);
     expect(devices.map((d) => d.preKey?.keyId)).toEqual([10, 20]);
     expect(devices.map((d) => d.kyberPreKeyIsLastResort)).toEqual([false, true]);
     expect(devices[0]?.kyberPreKey.keyId).toBe(10);
@@ -233,10 +263,16 @@ describe('fetching bundles', () => {
     const target = await TestDevice.register(relay.url);
     const requester = await TestDevice.register(relay.url);
 
-    const noAccount = await requester.request('GET', '/v1/keys/00000000-0000-4000-8000-000000000000/1');
+    const noAccount = await requester.request(
+      'GET',
+      '/v1/keys/00000000-0000-4000-8000-000000000000/1',
+    );
     expect(noAccount.status).toBe(404);
     expect(noAccount.body.error.code).toBe('ACCOUNT_NOT_FOUND');
-    const noAccountAll = await requester.request('GET', '/v1/keys/00000000-0000-4000-8000-000000000000/*');
+    const noAccountAll = await requester.request(
+      'GET',
+      '/v1/keys/00000000-0000-4000-8000-000000000000/*',
+    );
     expect(noAccountAll.status).toBe(404);
     expect(noAccountAll.body.error.code).toBe('ACCOUNT_NOT_FOUND');
 
@@ -269,7 +305,10 @@ describe('fetching bundles', () => {
       const elsewhere = await TestDevice.register(limited.url);
       const requester = await TestDevice.register(limited.url);
       const bystander = await TestDevice.register(limited.url);
-      await target.request('PUT', '/v1/keys', { preKeys: preKeys(1, 10), kyberPreKeys: kemPreKeys(1, 10) });
+      await target.request('PUT', '/v1/keys', {
+        preKeys: preKeys(1, 10),
+        kyberPreKeys: kemPreKeys(1, 10),
+      });
 
       const path = `/v1/keys/${target.accountId}/1`;
       expect((await requester.request('GET', path)).status).toBe(200);
@@ -282,7 +321,9 @@ describe('fetching bundles', () => {
       expect(await counts(target)).toEqual({ preKeys: 8, kyberPreKeys: 8 });
 
       expect((await bystander.request('GET', path)).status).toBe(200);
-      expect((await requester.request('GET', `/v1/keys/${elsewhere.accountId}/1`)).status).toBe(200);
+      expect((await requester.request('GET', `/v1/keys/${elsewhere.accountId}/1`)).status).toBe(
+        200,
+      );
       expect(await counts(target)).toEqual({ preKeys: 7, kyberPreKeys: 7 });
     } finally {
       await limited.close();

@@ -31,7 +31,11 @@ describe('sending', () => {
     }
     expect(await countQueued(bob)).toBe(3);
     const socket = await TestSocket.connect(relay.wsUrl, bob);
-    await socket.until(() => socket.requests.some((r) => r.verb === 'queue.empty'), 5_000, 'queue.empty');
+    await socket.until(
+      () => socket.requests.some((r) => r.verb === 'queue.empty'),
+      5_000,
+      'queue.empty',
+    );
     expect(socket.texts()).toEqual(['one', 'two', 'three']);
     const envelope = socket.envelopes()[0];
     expect(envelope).toMatchObject({ type: 1, urgent: false, online: false });
@@ -98,7 +102,11 @@ describe('sending', () => {
 
   it('answers 404 for an unknown recipient', async () => {
     const alice = await TestDevice.register(relay.url);
-    const result = await alice.send('00000000-0000-4000-8000-000000000000', [{ deviceId: 1, registrationId: 1 }], 'x');
+    const result = await alice.send(
+      '00000000-0000-4000-8000-000000000000',
+      [{ deviceId: 1, registrationId: 1 }],
+      'x',
+    );
     expect(result.status).toBe(404);
     expect(result.body.error.code).toBe('ACCOUNT_NOT_FOUND');
   });
@@ -178,7 +186,9 @@ describe('delivery', () => {
     expect(socket.envelopes()[0]).toMatchObject({ online: true, urgent: true });
     expect(socket.texts()).toEqual(['typing now']);
     expect(await countQueued(bob)).toBe(0);
-    const tooBig = await alice.send(bob.accountId, [bob.address()], Buffer.alloc(4097), { online: true });
+    const tooBig = await alice.send(bob.accountId, [bob.address()], Buffer.alloc(4097), {
+      online: true,
+    });
     expect(tooBig.status).toBe(413);
     await socket.close();
   });
@@ -225,7 +235,9 @@ describe('delivery', () => {
     );
     await expect.poll(() => relay.relay.context.listener.listening, { interval: 5 }).toBe(false);
     // Sent while nobody listens: only the resync after reconnecting can deliver it.
-    expect((await alice.send(bob.accountId, [bob.address()], 'during the outage')).status).toBe(200);
+    expect((await alice.send(bob.accountId, [bob.address()], 'during the outage')).status).toBe(
+      200,
+    );
     await socket.until(() => socket.envelopes().length === 1, 10_000, 'delivery after resync');
     expect(socket.texts()).toEqual(['during the outage']);
     expect(relay.relay.context.listener.listening).toBe(true);

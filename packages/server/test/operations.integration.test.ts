@@ -29,10 +29,14 @@ const runCommand = (
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'cli', script), ...args], {
-      cwd: SERVER_ROOT,
-      env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env },
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join('src', 'cli', script), ...args],
+      {
+        cwd: SERVER_ROOT,
+        env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env },
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -42,15 +46,26 @@ const runCommand = (
 
 describe('operations endpoints', () => {
   it('/health and /ready answer', async () => {
-    expect(await http(relay.url, 'GET', '/health')).toMatchObject({ status: 200, body: { status: 'ok' } });
-    expect(await http(relay.url, 'GET', '/ready')).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect(await http(relay.url, 'GET', '/health')).toMatchObject({
+      status: 200,
+      body: { status: 'ok' },
+    });
+    expect(await http(relay.url, 'GET', '/ready')).toMatchObject({
+      status: 200,
+      body: { status: 'ready' },
+    });
   });
 
   it('serves the OpenAPI document, Swagger UI and ReDoc without any CDN', async () => {
     const spec = await http(relay.url, 'GET', '/openapi.json');
     expect(spec.status).toBe(200);
     expect(spec.body.openapi).toBe('3.1.0');
-    for (const route of ['/v1/accounts', '/v1/auth/token', '/v1/keys/{accountId}/{deviceId}', '/v1/messages/{accountId}']) {
+    for (const route of [
+      '/v1/accounts',
+      '/v1/auth/token',
+      '/v1/keys/{accountId}/{deviceId}',
+      '/v1/messages/{accountId}',
+    ]) {
       expect(Object.keys(spec.body.paths)).toContain(route);
     }
     const swagger = await http(relay.url, 'GET', '/docs/');
@@ -79,7 +94,9 @@ describe('operations endpoints', () => {
     expect(response.status).toBe(200);
     const text = await response.text();
     expect(text).toMatch(/privcomm_envelopes_stored_total \d+/);
-    expect(text).toMatch(/privcomm_http_requests_total\{route="\/v1\/messages\/:accountId",status="200"\} \d+/);
+    expect(text).toMatch(
+      /privcomm_http_requests_total\{route="\/v1\/messages\/:accountId",status="200"\} \d+/,
+    );
     for (const id of [alice.accountId, bob.accountId]) expect(text).not.toContain(id);
     expect(text).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/);
   });
@@ -106,7 +123,10 @@ describe('starting from nothing', () => {
   });
 
   it('refuses to start with a configuration error that names the variable', async () => {
-    const result = await runCommand('../main.ts', [], { PORT: 'eighty', DATABASE_URL: database.url });
+    const result = await runCommand('../main.ts', [], {
+      PORT: 'eighty',
+      DATABASE_URL: database.url,
+    });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('PORT');
   });
@@ -120,18 +140,32 @@ describe('operator commands', () => {
   });
 
   it('`npm run admin -- invite create` prints codes that register accounts', async () => {
-    const result = await runCommand('admin.ts', ['invite', 'create', '--count', '2', '--uses', '1'], {
-      DATABASE_URL: database.url,
-    });
+    const result = await runCommand(
+      'admin.ts',
+      ['invite', 'create', '--count', '2', '--uses', '1'],
+      {
+        DATABASE_URL: database.url,
+      },
+    );
     expect(result.code).toBe(0);
     const codes = result.stdout.trim().split('\n');
     expect(codes).toHaveLength(2);
     const inviteOnly = await startRelay(database.url, { REGISTRATION: 'invite' });
     try {
       const device = new TestDevice(inviteOnly.url);
-      const first = await http(inviteOnly.url, 'POST', '/v1/accounts', device.registrationBody({ inviteCode: codes[0] }));
+      const first = await http(
+        inviteOnly.url,
+        'POST',
+        '/v1/accounts',
+        device.registrationBody({ inviteCode: codes[0] }),
+      );
       expect(first.status).toBe(200);
-      const again = await http(inviteOnly.url, 'POST', '/v1/accounts', device.registrationBody({ inviteCode: codes[0] }));
+      const again = await http(
+        inviteOnly.url,
+        'POST',
+        '/v1/accounts',
+        device.registrationBody({ inviteCode: codes[0] }),
+      );
       expect(again.body.error.code).toBe('INVITE_INVALID');
     } finally {
       await inviteOnly.close();

@@ -65,6 +65,10 @@ export const ERRORS = {
     message:
       'Some devices were re-registered: drop the sessions for staleDevices, fetch new bundles, and retry.',
   },
+  UPGRADE_REQUIRED: {
+    status: 426,
+    message: 'This route is a WebSocket: connect with an Upgrade request.',
+  },
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the indicated delay.' },
   INTERNAL: { status: 500, message: 'The relay failed unexpectedly; retry later.' },
   UNAVAILABLE: {

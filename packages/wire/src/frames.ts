@@ -58,5 +58,6 @@ export const ErrorFrameSchema = Type.Object({
   type: Type.Literal('error'),
   code: Type.String(),
   message: Type.String(),
+  details: Type.Optional(Type.String()),
 });
 export type ErrorFrame = Static<typeof ErrorFrameSchema>;

@@ -66,7 +66,9 @@ export const EnvelopeSchema = Type.Object({
   urgent: Type.Boolean(),
   online: Type.Boolean(),
   storedHour: Type.Optional(
-    Type.String({ description: 'Hour the relay stored it (ISO 8601, truncated); absent if online.' }),
+    Type.String({
+      description: 'Hour the relay stored it (ISO 8601, truncated); absent if online.',
+    }),
   ),
 });
 export type Envelope = Static<typeof EnvelopeSchema>;

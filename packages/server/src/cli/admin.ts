@@ -19,7 +19,13 @@ const fail = (message: string): never => {
   process.exit(2);
 };
 
-const integer = (raw: string | undefined, fallback: number, min: number, max: number, name: string) => {
+const integer = (
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  name: string,
+) => {
   if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
     return fail(`--${name} must be an integer from ${min} to ${max}`);

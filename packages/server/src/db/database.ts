@@ -25,7 +25,9 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
     idleTimeoutMillis: 30_000,
     application_name: 'privcomm-relay',
   });
-  pool.on('error', (error) => log.warn({ err: safeError(error) }, 'idle database connection failed'));
+  pool.on('error', (error) =>
+    log.warn({ err: safeError(error) }, 'idle database connection failed'),
+  );
   return {
     pool,
     db: drizzle(pool, { schema }),

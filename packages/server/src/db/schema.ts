@@ -17,8 +17,8 @@ import {
 } from 'drizzle-orm/pg-core';
 
 /**
- * The relay's whole schema. Everything here is either a public key, an opaque ciphertext, a
- * random id or a coarse date: see SECURITY.md. `npm run migration:generate` diffs this file
+ * The relay's whole schema: public keys, opaque ciphertexts, random ids, hashes of one-time
+ * codes, dates, hours, and the expiry times of short-lived credentials; see SECURITY.md. `npm run migration:generate` diffs this file
  * against migrations/ and writes the next migration.
  */
 

@@ -32,10 +32,7 @@ export const createAccountsRepository = (db: Db) => ({
    * transaction, so an account always has a usable bundle. With `inviteCode`, one use of the code
    * is taken in the same transaction: a failed registration does not spend it.
    */
-  async create(
-    request: CreateAccountRequest,
-    inviteCode: string | undefined,
-  ): Promise<AccountId> {
+  async create(request: CreateAccountRequest, inviteCode: string | undefined): Promise<AccountId> {
     return db.transaction(async (tx) => {
       if (inviteCode !== undefined) await consumeInvite(tx, inviteCode);
       const [account] = await tx

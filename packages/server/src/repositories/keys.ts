@@ -119,11 +119,17 @@ export const createKeysRepository = (db: Db) => ({
           keyId: row.key_id as number,
           publicKey: text(row.public_key as Buffer),
         }));
-        const kemPreKey = await takeOne(tx, oneTimeKemPreKeys, accountId, device.deviceId, (row) => ({
-          keyId: row.key_id as number,
-          publicKey: text(row.public_key as Buffer),
-          signature: text(row.signature as Buffer),
-        }));
+        const kemPreKey = await takeOne(
+          tx,
+          oneTimeKemPreKeys,
+          accountId,
+          device.deviceId,
+          (row) => ({
+            keyId: row.key_id as number,
+            publicKey: text(row.public_key as Buffer),
+            signature: text(row.signature as Buffer),
+          }),
+        );
         bundles.push({
           deviceId: device.deviceId,
           registrationId: device.registrationId,

@@ -40,7 +40,8 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
       const accountId = body.accountId as AccountId;
       const deviceId = body.deviceId as DeviceId;
       ctx.limiters.auth.take(`${accountId}.${deviceId}`);
-      if (!(await ctx.devices.exists(accountId, deviceId))) throw new RelayError('DEVICE_NOT_FOUND');
+      if (!(await ctx.devices.exists(accountId, deviceId)))
+        throw new RelayError('DEVICE_NOT_FOUND');
       const nonce = randomBytes(32);
       const expiresAt = await ctx.challenges.create(
         accountId,
@@ -66,7 +67,10 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
     },
     async (request) => {
       const body = request.body;
-      const device = { accountId: body.accountId as AccountId, deviceId: body.deviceId as DeviceId };
+      const device = {
+        accountId: body.accountId as AccountId,
+        deviceId: body.deviceId as DeviceId,
+      };
       ctx.limiters.auth.take(`${device.accountId}.${device.deviceId}`);
       const nonce = decodeFixed(body.nonce, 32, 'nonce');
       const signature = decodeFixed(body.signature, 64, 'signature');

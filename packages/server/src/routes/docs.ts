@@ -8,7 +8,8 @@ import { ErrorBodySchema } from '@privcomm/wire';
 const require = createRequire(import.meta.url);
 
 /** ReDoc's standalone bundle, served by the relay itself: the docs need no CDN. */
-const redocBundle = (): Buffer => readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
+const redocBundle = (): Buffer =>
+  readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
 
 const REDOC_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>privcomm relay API</title>
@@ -31,7 +32,9 @@ export const registerOpenApi = async (app: FastifyInstance): Promise<void> => {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
       },
     },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),
+    },
   });
 };
 

@@ -84,7 +84,9 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
       const identityKey = await ctx.accounts.identityKey(accountId);
       if (!identityKey) throw new RelayError('ACCOUNT_NOT_FOUND');
       const targets =
-        deviceId === undefined ? [...(await ctx.devices.registrations(accountId)).keys()] : [deviceId];
+        deviceId === undefined
+          ? [...(await ctx.devices.registrations(accountId)).keys()]
+          : [deviceId];
       // All buckets are checked before any key is taken, so a refused request consumes nothing.
       for (const target of targets) {
         ctx.limiters.prekeyFetch.take(

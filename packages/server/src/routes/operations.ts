@@ -1,8 +1,16 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { errorResponses } from './schemas.ts';
+
+/** Constant-time comparison, so the metrics token cannot be guessed byte by byte. */
+const sameSecret = (given: string, expected: string): boolean => {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+};
 
 const Status = Type.Object({ status: Type.String() });
 
@@ -50,10 +58,15 @@ export const registerOperationRoutes = (app: FastifyInstance, ctx: RelayContext)
     },
     async (request, reply) => {
       const token = ctx.config.metricsToken;
-      if (token !== undefined && request.headers.authorization !== `Bearer ${token}`) {
+      if (
+        token !== undefined &&
+        !sameSecret(request.headers.authorization ?? '', `Bearer ${token}`)
+      ) {
         throw new RelayError('UNAUTHENTICATED', 'metrics token required');
       }
-      return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+      return reply
+        .type(ctx.metrics.registry.contentType)
+        .send(await ctx.metrics.registry.metrics());
     },
   );
 };

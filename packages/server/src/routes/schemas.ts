@@ -14,7 +14,10 @@ export const bearer = [{ bearer: [] }];
  * validator: "01", "+1" or "1e0" are refused instead of silently meaning device 1.
  */
 export const DeviceIdParam = Type.String({ pattern: '^[1-9][0-9]{0,2}$', maxLength: 3 });
-export const DeviceIdOrAllParam = Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|\\*)$', maxLength: 3 });
+export const DeviceIdOrAllParam = Type.String({
+  pattern: '^(?:[1-9][0-9]{0,2}|\\*)$',
+  maxLength: 3,
+});
 export const AccountIdParam = AccountIdSchema;
 
 export const parseDeviceId = (raw: string): DeviceId => {

@@ -1,22 +1,24 @@
 import type { FastifyInstance } from 'fastify';
 import type { RelayContext } from '../context.ts';
+import { RelayError } from '../errors.ts';
 import { notifyQuery } from '../services/events.ts';
 import { DeviceSocket } from '../ws/device-socket.ts';
 
 export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
-  app.get(
-    '/v1/websocket',
-    {
-      websocket: true,
-      schema: {
-        tags: ['websocket'],
-        summary: 'The message socket (see docs/protocol.md)',
-        description:
-          'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored.',
-        hide: false,
-      },
+  app.route({
+    method: 'GET',
+    url: '/v1/websocket',
+    schema: {
+      tags: ['websocket'],
+      summary: 'The message socket (see docs/protocol.md)',
+      description:
+        'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. A plain GET answers 426.',
     },
-    (socket) => {
+    // A plain GET (no upgrade) gets a catalogue error rather than an empty 404.
+    handler: async () => {
+      throw new RelayError('UPGRADE_REQUIRED');
+    },
+    wsHandler: (socket) => {
       new DeviceSocket(socket, {
         config: ctx.config.ws,
         log: ctx.log,
@@ -39,5 +41,5 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         },
       });
     },
-  );
+  });
 };

@@ -73,7 +73,10 @@ export class EventListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: 'privcomm-listen' });
+    const client = new pg.Client({
+      connectionString: this.url,
+      application_name: 'privcomm-listen',
+    });
     client.on('notification', (message) => {
       const event = parseEvent(message.payload);
       if (event) this.handler.onEvent(event);

@@ -1,13 +1,16 @@
 /**
  * Group commit: items submitted while a write is in flight are written together by the next
  * one. A lone writer pays no added latency, and under load each transaction carries many items
- * (the durable path goes from ~1.5k to ~10k messages/s on this kind of machine; see
- * docs/performance.md). A failed batch is retried item by item, so one bad item cannot fail
+ * (measured on a 2-core machine: one commit per message tops out near 1.5-4k messages/s,
+ * ten per commit reaches 8-17k/s). A failed batch is retried item by item, so one bad item cannot fail
  * the others.
  */
 export class GroupCommit<T> {
-  private pending: { items: readonly T[]; resolve: () => void; reject: (error: unknown) => void }[] =
-    [];
+  private pending: {
+    items: readonly T[];
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }[] = [];
   private writing = false;
 
   constructor(
@@ -42,13 +45,15 @@ export class GroupCommit<T> {
     this.writing = false;
   }
 
+  /** Whole submissions, at most maxItems items in all; a larger submission goes alone. */
   private takeBatch(): typeof this.pending {
-    let count = 0;
-    let taken = 0;
+    let count = this.pending[0]?.items.length ?? 0;
+    let taken = 1;
     while (taken < this.pending.length) {
-      count += this.pending[taken]?.items.length ?? 0;
+      const next = this.pending[taken]?.items.length ?? 0;
+      if (count + next > this.maxItems) break;
+      count += next;
       taken += 1;
-      if (count >= this.maxItems) break;
     }
     return this.pending.splice(0, taken);
   }

@@ -44,7 +44,10 @@ export class MessageSender {
       const content = Buffer.from(message.content, 'base64');
       const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
       if (content.length > limit) {
-        throw new RelayError('CONTENT_TOO_LARGE', `device ${message.deviceId}: ${content.length} bytes`);
+        throw new RelayError(
+          'CONTENT_TOO_LARGE',
+          `device ${message.deviceId}: ${content.length} bytes`,
+        );
       }
       return content;
     });

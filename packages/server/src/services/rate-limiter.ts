@@ -24,15 +24,20 @@ export class RateLimiter {
       ? Math.min(this.limit.burst, bucket.tokens + (now - bucket.updatedMs) / refillMs)
       : this.limit.burst;
     if (tokens < 1) {
-      const retryAfterSeconds = Math.max(1, Math.ceil(((1 - tokens) * refillMs) / 1000));
+      // Rounded to the clock's millisecond first, so float noise cannot add a whole second.
+      const waitMs = Math.round((1 - tokens) * refillMs);
+      const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
       throw new RelayError('RATE_LIMITED', undefined, { retryAfterSeconds });
     }
     if (!bucket && this.buckets.size >= this.maxKeys) this.prune(now);
     this.buckets.set(key, { tokens: tokens - 1, updatedMs: now });
   }
 
-  /** Drops full buckets (they behave exactly like absent ones), then the oldest if still full. */
-  private prune(now: number): void {
+  /**
+   * Drops full buckets (they behave exactly like absent ones), then the oldest while over the
+   * cap. Called periodically too, so keys (who talks to whom) do not linger in memory.
+   */
+  prune(now: number = this.now()): void {
     const refillMs = this.limit.refillSeconds * 1000;
     for (const [key, bucket] of this.buckets) {
       if (bucket.tokens + (now - bucket.updatedMs) / refillMs >= this.limit.burst) {

@@ -81,7 +81,12 @@ export const verifyChallengeSignature = (
       key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(authKey).toString('base64url') },
       format: 'jwk',
     });
-    return verify(null, authChallengeMessage(device.accountId, device.deviceId, nonce), key, signature);
+    return verify(
+      null,
+      authChallengeMessage(device.accountId, device.deviceId, nonce),
+      key,
+      signature,
+    );
   } catch {
     return false;
   }

@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import { CLOSE_CODES, deviceAddress, type AccountId, type DeviceId } from '@privcomm/wire';
 import type { EventHandler, RelayEvent } from '../services/events.ts';
 
+/** How long an announcement from another instance is remembered (see `announced`). */
+const ANNOUNCEMENT_MEMORY_MS = 60_000;
+
 /** What the registry needs of a live socket. */
 export interface DeviceSession {
   readonly accountId: AccountId;
@@ -21,6 +24,11 @@ export interface DeviceSession {
  */
 export class ConnectionRegistry implements EventHandler {
   private readonly sessions = new Map<string, DeviceSession>();
+  /**
+   * The newest connection seq announced by any instance per device, kept briefly: a local socket
+   * still between its announcement and `add` must learn that a newer one already won.
+   */
+  private readonly announced = new Map<string, { seq: number; at: number }>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -31,6 +39,9 @@ export class ConnectionRegistry implements EventHandler {
     this.sweeper = setInterval(() => {
       const now = Date.now();
       for (const session of this.sessions.values()) session.sweep(now);
+      for (const [address, { at }] of this.announced) {
+        if (now - at > ANNOUNCEMENT_MEMORY_MS) this.announced.delete(address);
+      }
     }, 1_000);
     this.sweeper.unref();
   }
@@ -43,7 +54,8 @@ export class ConnectionRegistry implements EventHandler {
   add(session: DeviceSession): void {
     const address = deviceAddress(session.accountId, session.deviceId);
     const previous = this.sessions.get(address);
-    if (previous && previous.connectionSeq > session.connectionSeq) {
+    const newest = Math.max(previous?.connectionSeq ?? 0, this.announced.get(address)?.seq ?? 0);
+    if (newest > session.connectionSeq) {
       session.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
       return;
     }
@@ -65,7 +77,13 @@ export class ConnectionRegistry implements EventHandler {
       }
       return;
     }
-    const session = this.sessions.get(`${event.a}.${event.d}`);
+    const address = `${event.a}.${event.d}`;
+    if (event.t === 'connected') {
+      const known = this.announced.get(address);
+      if (!known || known.seq < event.s)
+        this.announced.set(address, { seq: event.s, at: Date.now() });
+    }
+    const session = this.sessions.get(address);
     if (!session) return;
     if (event.t === 'queued') session.wake();
     else if (event.t === 'online') session.deliverOnline(event.e);

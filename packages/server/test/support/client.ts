@@ -19,8 +19,16 @@ export const ecKey = (): string => b64(Buffer.concat([Buffer.from([5]), randomBy
 export const signature = (): string => b64(randomBytes(64));
 export const kemKey = (): string => b64(Buffer.concat([Buffer.from([8]), randomBytes(1568)]));
 
-export const signedPreKey = (keyId = 1): SignedPreKey => ({ keyId, publicKey: ecKey(), signature: signature() });
-export const kemPreKey = (keyId = 1): KemPreKey => ({ keyId, publicKey: kemKey(), signature: signature() });
+export const signedPreKey = (keyId = 1): SignedPreKey => ({
+  keyId,
+  publicKey: ecKey(),
+  signature: signature(),
+});
+export const kemPreKey = (keyId = 1): KemPreKey => ({
+  keyId,
+  publicKey: kemKey(),
+  signature: signature(),
+});
 export const preKeys = (from: number, count: number): PreKey[] =>
   Array.from({ length: count }, (_, i) => ({ keyId: from + i, publicKey: ecKey() }));
 export const kemPreKeys = (from: number, count: number): KemPreKey[] =>
@@ -86,10 +94,14 @@ export class TestDevice {
   }
 
   /** Registers a new account with this device as its primary, then authenticates. */
-  static async register(baseUrl: string, extra: Partial<CreateAccountRequest> = {}): Promise<TestDevice> {
+  static async register(
+    baseUrl: string,
+    extra: Partial<CreateAccountRequest> = {},
+  ): Promise<TestDevice> {
     const device = new TestDevice(baseUrl);
     const created = await http(baseUrl, 'POST', '/v1/accounts', device.registrationBody(extra));
-    if (created.status !== 200) throw new Error(`register: ${created.status} ${JSON.stringify(created.body)}`);
+    if (created.status !== 200)
+      throw new Error(`register: ${created.status} ${JSON.stringify(created.body)}`);
     device.accountId = created.body.accountId;
     device.deviceId = created.body.deviceId;
     await device.authenticate();
@@ -105,7 +117,8 @@ export class TestDevice {
       linkToken: token.body.linkToken,
       ...device.newDeviceFields(),
     });
-    if (linked.status !== 200) throw new Error(`link: ${linked.status} ${JSON.stringify(linked.body)}`);
+    if (linked.status !== 200)
+      throw new Error(`link: ${linked.status} ${JSON.stringify(linked.body)}`);
     device.accountId = linked.body.accountId;
     device.deviceId = linked.body.deviceId;
     await device.authenticate();
@@ -134,7 +147,8 @@ export class TestDevice {
       nonce,
       signature: this.signChallenge(nonce),
     });
-    if (result.status !== 200) throw new Error(`token: ${result.status} ${JSON.stringify(result.body)}`);
+    if (result.status !== 200)
+      throw new Error(`token: ${result.status} ${JSON.stringify(result.body)}`);
     this.token = result.body.token;
     return this.token;
   }
@@ -190,7 +204,8 @@ export class TestSocket {
       this.frames.push(frame);
       if (frame.type === 'request') {
         this.requests.push(frame);
-        if (frame.verb === 'envelope' && this.ackStatus !== null) this.respond(frame.id, this.ackStatus);
+        if (frame.verb === 'envelope' && this.ackStatus !== null)
+          this.respond(frame.id, this.ackStatus);
       }
       this.notify();
     });
@@ -214,7 +229,11 @@ export class TestSocket {
   }
 
   /** Opens a socket and authenticates it as `device`. */
-  static async connect(wsUrl: string, device: TestDevice, ackStatus: number | null = 200): Promise<TestSocket> {
+  static async connect(
+    wsUrl: string,
+    device: TestDevice,
+    ackStatus: number | null = 200,
+  ): Promise<TestSocket> {
     const socket = await TestSocket.open(wsUrl, ackStatus);
     const response = await socket.request('auth', { token: device.token });
     if (response.status !== 200) throw new Error(`auth: ${response.status}`);
@@ -261,12 +280,18 @@ export class TestSocket {
 
   async request(verb: string, body?: unknown): Promise<{ status: number; body?: any }> {
     const id = this.nextId++;
-    this.ws.send(JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }));
+    this.ws.send(
+      JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }),
+    );
     let found: any;
-    await this.until(() => {
-      found = this.frames.find((f) => f.type === 'response' && f.id === id);
-      return found !== undefined || this.closeCode !== undefined;
-    }, 5_000, `response to ${verb}`);
+    await this.until(
+      () => {
+        found = this.frames.find((f) => f.type === 'response' && f.id === id);
+        return found !== undefined || this.closeCode !== undefined;
+      },
+      5_000,
+      `response to ${verb}`,
+    );
     if (!found) return { status: this.closeCode ?? 0 };
     return found;
   }

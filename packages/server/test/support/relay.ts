@@ -85,9 +85,14 @@ export const spawnRelay = async (
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${logs.join('\n')}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`relay did not start:\n${logs.join('\n')}`)),
+      30_000,
+    );
     const onLine = (line: string): void => {
       logs.push(line);
       const match = /"port":(\d+).*"msg":"relay listening"/.exec(line);

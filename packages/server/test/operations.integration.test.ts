@@ -45,6 +45,12 @@ const runCommand = (
   });
 
 describe('operations endpoints', () => {
+  it('a plain GET of the socket route gets 426 with a catalogue error', async () => {
+    const result = await http(relay.url, 'GET', '/v1/websocket');
+    expect(result.status).toBe(426);
+    expect(result.body.error.code).toBe('UPGRADE_REQUIRED');
+  });
+
   it('/health and /ready answer', async () => {
     expect(await http(relay.url, 'GET', '/health')).toMatchObject({
       status: 200,

@@ -1,0 +1,161 @@
+/**
+ * The Signal Protocol engine, as the client core sees it. An engine owns its protocol store
+ * (identity, sessions, prekeys, Kyber prekeys, remote identities) and exposes only operations;
+ * private keys never leave it. Each operation commits whole: an operation that throws leaves
+ * the store as it was.
+ *
+ * Implementations: @privcomm/engine-node (libsignal-client + SQLite) and the Android engine
+ * (Kotlin over libsignal-android). Both must pass the contract suite in
+ * `@privcomm/client/testing` (engineContract).
+ */
+
+/** A device: its account id (the libsignal address name) and device id. */
+export interface Address {
+  readonly accountId: string;
+  readonly deviceId: number;
+}
+
+export interface LocalIdentity {
+  /** Serialised identity public key (33 bytes). */
+  readonly identityKey: Uint8Array;
+  readonly registrationId: number;
+}
+
+export interface PublicPreKey {
+  readonly keyId: number;
+  readonly publicKey: Uint8Array;
+}
+
+export interface PublicSignedPreKey extends PublicPreKey {
+  readonly signature: Uint8Array;
+}
+
+/** One device's bundle, as fetched from the relay. */
+export interface RemoteBundle {
+  readonly identityKey: Uint8Array;
+  readonly deviceId: number;
+  readonly registrationId: number;
+  readonly signedPreKey: PublicSignedPreKey;
+  readonly preKey?: PublicPreKey;
+  readonly kyberPreKey: PublicSignedPreKey;
+}
+
+/** What an encrypted message looks like on the wire: an opaque type and the bytes. */
+export interface Ciphertext {
+  readonly type: number;
+  readonly content: Uint8Array;
+}
+
+export interface Decrypted {
+  readonly sender: Address;
+  readonly plaintext: Uint8Array;
+}
+
+/**
+ * Trust in a remote account's identity key, trust-on-first-use:
+ * - the first key seen is stored and trusted;
+ * - a different key later replaces it and sets `changed` (for the UI to surface), unless the
+ *   account was `verified`: then the new key is kept aside, `changed` is set, and every
+ *   operation with that account fails with UntrustedIdentityError until `acceptIdentity`.
+ */
+export interface IdentityState {
+  readonly identityKey: Uint8Array;
+  readonly verified: boolean;
+  /** A new identity key was seen and not yet acknowledged. */
+  readonly changed: boolean;
+  /** With a verified account: the new key awaiting acceptance. */
+  readonly pendingIdentityKey?: Uint8Array;
+}
+
+export interface SafetyNumber {
+  /** 60 digits, as libsignal computes them (12 groups of 5 when displayed). */
+  readonly digits: string;
+  /** libsignal's scannable fingerprint (for a QR code). */
+  readonly scannable: Uint8Array;
+}
+
+export interface SignalEngine {
+  /** Creates this device's identity key pair and registration id. Fails if one exists. */
+  createIdentity(): Promise<LocalIdentity>;
+  /** The identity created or imported earlier, or undefined for a new profile. */
+  localIdentity(): Promise<LocalIdentity | undefined>;
+  /** The address the relay assigned to this device; sender certificates name it. */
+  setLocalAddress(address: Address): Promise<void>;
+
+  /** Generates one-time EC prekeys with fresh ids; the private halves stay in the engine. */
+  generatePreKeys(count: number): Promise<PublicPreKey[]>;
+  /** Generates one-time Kyber prekeys, signed by the identity key. */
+  generateKyberPreKeys(count: number): Promise<PublicSignedPreKey[]>;
+  /** A new signed EC prekey; earlier ones stay usable for in-flight sessions. */
+  generateSignedPreKey(): Promise<PublicSignedPreKey>;
+  /** A new Kyber last-resort prekey; earlier ones stay usable for in-flight sessions. */
+  generateKyberLastResortPreKey(): Promise<PublicSignedPreKey>;
+
+  /** Starts a session with a remote device from its bundle (PQXDH). */
+  processBundle(address: Address, bundle: RemoteBundle): Promise<void>;
+  hasSession(address: Address): Promise<boolean>;
+  /** Device ids of an account this device has sessions with. */
+  sessionDeviceIds(accountId: string): Promise<number[]>;
+  deleteSession(address: Address): Promise<void>;
+
+  /**
+   * Encrypts for one remote device with its session, sealed so that the relay cannot see the
+   * sender: the result names the sender only inside the encryption.
+   */
+  encrypt(address: Address, plaintext: Uint8Array): Promise<Ciphertext>;
+  /**
+   * Decrypts an envelope. Idempotent per `envelopeId`: the result is committed together with
+   * the session update, and a redelivered envelope returns the stored result instead of
+   * failing as a duplicate. `forgetDecrypted` drops the stored result once the caller has it
+   * durably.
+   */
+  decrypt(envelopeId: string, ciphertext: Ciphertext): Promise<Decrypted>;
+  forgetDecrypted(envelopeId: string): Promise<void>;
+
+  identityState(accountId: string): Promise<IdentityState | undefined>;
+  /** Marks the current identity key of an account as verified (or not). */
+  setVerified(accountId: string, verified: boolean): Promise<void>;
+  /** Accepts a changed identity: the new key becomes current, unverified, not changed. */
+  acceptIdentity(accountId: string): Promise<void>;
+
+  /** The safety number between this account and another, from both identity keys. */
+  safetyNumber(accountId: string): Promise<SafetyNumber>;
+
+  /** New device: an ephemeral key pair for the provisioning message; returns its public key. */
+  createProvisioningKey(): Promise<Uint8Array>;
+  /**
+   * Primary: encrypts this account's identity key pair plus `payload` to a new device's
+   * provisioning key. The identity private key leaves the engine only inside this ciphertext.
+   */
+  sealProvisioning(recipientKey: Uint8Array, payload: Uint8Array): Promise<Uint8Array>;
+  /** New device: decrypts, imports the identity key pair (new registration id), returns payload. */
+  openProvisioning(ciphertext: Uint8Array): Promise<Uint8Array>;
+
+  close(): Promise<void>;
+}
+
+/** Base of every engine error; `code` is stable across engines. */
+export class EngineError extends Error {
+  constructor(
+    readonly code:
+      | 'UNTRUSTED_IDENTITY'
+      | 'NO_SESSION'
+      | 'INVALID_MESSAGE'
+      | 'DUPLICATE_MESSAGE'
+      | 'NO_IDENTITY'
+      | 'IDENTITY_EXISTS'
+      | 'INVALID_PROVISIONING',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+/** An operation with an account whose identity changed after it was verified. */
+export class UntrustedIdentityError extends EngineError {
+  constructor(readonly accountId: string) {
+    super('UNTRUSTED_IDENTITY', `the identity key of ${accountId} changed since it was verified`);
+    this.name = 'UntrustedIdentityError';
+  }
+}

@@ -51,6 +51,50 @@ export default tseslint.config(
     },
   },
   {
+    files: ['packages/client/src/**/*.ts'],
+    ignores: ['packages/client/src/testing/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                'node:*',
+                'react-native',
+                'react-native-*',
+                'expo',
+                'expo-*',
+                'ws',
+                'better-sqlite3',
+              ],
+              message:
+                'The client core does no platform I/O: inject it (engine, transport, store).',
+            },
+            {
+              group: [
+                '@privcomm/server',
+                '@privcomm/server/*',
+                '@privcomm/engine-*',
+                '@privcomm/cli',
+              ],
+              message: 'The core depends only on wire.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'Buffer', message: 'Hermes has no Buffer: use bytes.ts.' },
+        { name: 'process', message: 'The core does no platform I/O.' },
+        { name: 'window', message: 'No DOM in the core.' },
+        { name: 'document', message: 'No DOM in the core.' },
+        { name: 'TextDecoder', message: 'Not guaranteed in Hermes: use bytes.ts.' },
+        { name: 'TextEncoder', message: 'Use bytes.ts for one implementation everywhere.' },
+      ],
+    },
+  },
+  {
     files: ['packages/server/**/*.ts'],
     rules: {
       'no-restricted-imports': [

@@ -46,6 +46,12 @@ export interface Ciphertext {
   readonly content: Uint8Array;
 }
 
+/** An encrypted message for one device, with the registration id its session was made with. */
+export interface EncryptedMessage extends Ciphertext {
+  /** The relay checks it against the device's current one (410 when it changed). */
+  readonly registrationId: number;
+}
+
 export interface Decrypted {
   readonly sender: Address;
   readonly plaintext: Uint8Array;
@@ -102,7 +108,7 @@ export interface SignalEngine {
    * Encrypts for one remote device with its session, sealed so that the relay cannot see the
    * sender: the result names the sender only inside the encryption.
    */
-  encrypt(address: Address, plaintext: Uint8Array): Promise<Ciphertext>;
+  encrypt(address: Address, plaintext: Uint8Array): Promise<EncryptedMessage>;
   /**
    * Decrypts an envelope. Idempotent per `envelopeId`: the result is committed together with
    * the session update, and a redelivered envelope returns the stored result instead of

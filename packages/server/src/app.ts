@@ -28,6 +28,7 @@ import { registerDocsUi, registerOpenApi } from './routes/docs.ts';
 import { registerKeyRoutes } from './routes/keys.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { registerOperationRoutes } from './routes/operations.ts';
+import { registerProvisioningRoutes } from './routes/provisioning.ts';
 import { registerWebSocketRoute } from './routes/websocket.ts';
 import { EventListener } from './services/events.ts';
 import { GroupCommit } from './services/group-commit.ts';
@@ -36,6 +37,7 @@ import { MessageSender } from './services/message-sender.ts';
 import { RateLimiter } from './services/rate-limiter.ts';
 import { DeviceTokens, type AuthenticatedDevice } from './services/tokens.ts';
 import { ConnectionRegistry } from './ws/connection-registry.ts';
+import { ProvisioningRegistry } from './ws/provisioning-socket.ts';
 
 /** Largest HTTP body: six devices' worth of 96 KiB ciphertexts in base64, with room to spare. */
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -104,7 +106,18 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     );
     return new Set(sessions.filter((_, index) => alive[index]));
   });
-  const listener = new EventListener(options.databaseUrl, registry, log);
+  const provisioning = new ProvisioningRegistry();
+  const listener = new EventListener(
+    options.databaseUrl,
+    {
+      onEvent: (event) => {
+        registry.onEvent(event);
+        provisioning.onEvent(event);
+      },
+      onResync: () => registry.onResync(),
+    },
+    log,
+  );
   await listener.start();
 
   const authenticateToken = async (token: string): Promise<AuthenticatedDevice> => {
@@ -211,6 +224,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   registerKeyRoutes(app, context);
   registerMessageRoutes(app, context);
   registerWebSocketRoute(app, context);
+  registerProvisioningRoutes(app, context, provisioning);
   await registerDocsUi(app);
   await app.ready();
 
@@ -225,6 +239,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       stopJanitor();
       clearInterval(pruneLimiters);
       registry.closeAll(1001, 'relay shutting down');
+      provisioning.closeAll(1001, 'relay shutting down');
       await app.close();
       await listener.stop();
       await database.close();

@@ -45,6 +45,8 @@ export interface RelayConfig {
     readonly window: number;
   };
   readonly janitorIntervalMs: number;
+  /** A provisioning socket closes with 4408 after this long. */
+  readonly provisioningTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -96,9 +98,12 @@ export const VARIABLES = {
   },
   RATE_LIMIT_REGISTRATION: {
     default: '6/30',
-    doc: 'Account registrations and device links per client address: burst/seconds per token.',
+    doc: 'Account registrations, device links and provisioning sockets per client address: burst/seconds per token.',
   },
-  RATE_LIMIT_AUTH: { default: '30/2', doc: 'Challenges and tokens per device: burst/seconds.' },
+  RATE_LIMIT_AUTH: {
+    default: '30/2',
+    doc: 'Challenges and tokens per device (and, separately, provisioning messages): burst/seconds.',
+  },
   RATE_LIMIT_PREKEY_FETCH: {
     default: '6/600',
     doc: 'Bundle fetches per requesting device and target device: burst/seconds.',
@@ -120,6 +125,10 @@ export const VARIABLES = {
   JANITOR_INTERVAL_MS: {
     default: '600000',
     doc: 'How often expired envelopes, challenges and tokens are removed.',
+  },
+  PROVISIONING_TIMEOUT_MS: {
+    default: '600000',
+    doc: 'A provisioning socket (device linking) is closed with 4408 after this long.',
   },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -263,5 +272,6 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       window: integer(env, 'WS_WINDOW', 1, 1000),
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
+    provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),
   };
 };

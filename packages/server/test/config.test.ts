@@ -68,6 +68,7 @@ describe('loadConfig defaults', () => {
       },
       ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
       janitorIntervalMs: 600_000,
+      provisioningTimeoutMs: 600_000,
     });
     // A secret from the environment means nothing is written.
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
@@ -107,6 +108,7 @@ describe('loadConfig defaults', () => {
         WS_ACK_TIMEOUT_MS: '250',
         WS_WINDOW: '1000',
         JANITOR_INTERVAL_MS: '100',
+        PROVISIONING_TIMEOUT_MS: '100',
       },
       dir,
     );
@@ -130,6 +132,7 @@ describe('loadConfig defaults', () => {
       },
       ws: { authTimeoutMs: 100, idleTimeoutMs: 3_600_000, ackTimeoutMs: 250, window: 1000 },
       janitorIntervalMs: 100,
+      provisioningTimeoutMs: 100,
     });
     expect(loadConfig({ ...EXTERNAL, DATABASE_URL: 'postgresql://x@y/z' }, dir).databaseUrl).toBe(
       'postgresql://x@y/z',
@@ -224,6 +227,7 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'METRICS_TOKEN',
         'MIGRATE_ON_START',
         'PORT',
+        'PROVISIONING_TIMEOUT_MS',
         'RATE_LIMIT_AUTH',
         'RATE_LIMIT_MESSAGES',
         'RATE_LIMIT_PREKEY_FETCH',

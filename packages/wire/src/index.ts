@@ -5,3 +5,4 @@ export * from './keys.ts';
 export * from './accounts.ts';
 export * from './messages.ts';
 export * from './frames.ts';
+export * from './provisioning.ts';

@@ -20,7 +20,9 @@ export type RelayEvent =
   /** A socket authenticated for a device; older sockets of that device must close. */
   | { t: 'connected'; a: string; d: number; s: number }
   /** A device (or with d = 0, a whole account) was removed: close its sockets. */
-  | { t: 'removed'; a: string; d: number };
+  | { t: 'removed'; a: string; d: number }
+  /** A provisioning message (base64 c) for address p; dropped if no instance holds that socket. */
+  | { t: 'provision'; p: string; c: string };
 
 export const notifyQuery = (event: RelayEvent): { text: string; values: unknown[] } => ({
   text: 'SELECT pg_notify($1, $2)',

@@ -69,6 +69,7 @@ export class ConnectionRegistry implements EventHandler {
   }
 
   onEvent(event: RelayEvent): void {
+    if (event.t === 'provision') return; // for the provisioning sockets, not device sessions
     if (event.t === 'removed') {
       for (const session of [...this.sessions.values()]) {
         if (session.accountId === event.a && (event.d === 0 || session.deviceId === event.d)) {

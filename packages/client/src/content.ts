@@ -1,0 +1,101 @@
+/**
+ * What travels inside the encryption: a versioned JSON object, padded to 160-byte blocks so that
+ * the ciphertext length reveals little about the text (Signal pads the same way). Unknown kinds
+ * from newer clients decode as `unknown` and are ignored rather than breaking the pipeline.
+ */
+
+import { utf8Decode, utf8Encode } from './bytes.ts';
+
+export const CONTENT_VERSION = 1;
+const BLOCK = 160;
+
+export type Content =
+  | { kind: 'text'; id: string; sentAt: number; text: string; expireSeconds?: number }
+  | {
+      kind: 'receipt';
+      id: string;
+      sentAt: number;
+      receipt: 'delivered' | 'read';
+      messageIds: string[];
+    }
+  | { kind: 'typing'; id: string; sentAt: number; typing: boolean }
+  | { kind: 'delete'; id: string; sentAt: number; target: string }
+  | { kind: 'timer'; id: string; sentAt: number; expireSeconds: number }
+  /** To one's own other devices: a copy of what this device sent to `to`. */
+  | { kind: 'sync'; id: string; sentAt: number; to: string; content: Content };
+
+export type ContentKind = Content['kind'];
+
+export class ContentError extends Error {
+  override readonly name = 'ContentError';
+}
+
+/** JSON, then 0x80, then zeros up to a multiple of 160 bytes. */
+export const encodeContent = (content: Content): Uint8Array => {
+  const json = utf8Encode(JSON.stringify({ v: CONTENT_VERSION, ...content }));
+  const padded = new Uint8Array(Math.ceil((json.length + 1) / BLOCK) * BLOCK);
+  padded.set(json, 0);
+  padded[json.length] = 0x80;
+  return padded;
+};
+
+const isString = (value: unknown): value is string => typeof value === 'string';
+const isNumber = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isFinite(value);
+
+const validate = (value: unknown, depth = 0): Content => {
+  if (typeof value !== 'object' || value === null) throw new ContentError('not an object');
+  const c = value as Record<string, unknown>;
+  if (!isString(c.id) || c.id.length > 64 || !isNumber(c.sentAt)) {
+    throw new ContentError('missing id or sentAt');
+  }
+  const base = { id: c.id, sentAt: c.sentAt };
+  switch (c.kind) {
+    case 'text':
+      if (!isString(c.text)) throw new ContentError('text without text');
+      return {
+        kind: 'text',
+        ...base,
+        text: c.text,
+        ...(isNumber(c.expireSeconds) ? { expireSeconds: c.expireSeconds } : {}),
+      };
+    case 'receipt':
+      if ((c.receipt !== 'delivered' && c.receipt !== 'read') || !Array.isArray(c.messageIds)) {
+        throw new ContentError('bad receipt');
+      }
+      return {
+        kind: 'receipt',
+        ...base,
+        receipt: c.receipt,
+        messageIds: c.messageIds.filter(isString).slice(0, 1000),
+      };
+    case 'typing':
+      return { kind: 'typing', ...base, typing: c.typing === true };
+    case 'delete':
+      if (!isString(c.target)) throw new ContentError('delete without target');
+      return { kind: 'delete', ...base, target: c.target };
+    case 'timer':
+      if (!isNumber(c.expireSeconds) || c.expireSeconds < 0) throw new ContentError('bad timer');
+      return { kind: 'timer', ...base, expireSeconds: c.expireSeconds };
+    case 'sync':
+      if (!isString(c.to) || depth > 0) throw new ContentError('bad sync');
+      return { kind: 'sync', ...base, to: c.to, content: validate(c.content, depth + 1) };
+    default:
+      throw new ContentError(`unknown kind ${String(c.kind)}`);
+  }
+};
+
+export const decodeContent = (padded: Uint8Array): Content => {
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end -= 1;
+  if (end < 0 || padded[end] !== 0x80) throw new ContentError('bad padding');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8Decode(padded.subarray(0, end)));
+  } catch {
+    throw new ContentError('not JSON');
+  }
+  const version = (parsed as { v?: unknown } | null)?.v;
+  if (version !== CONTENT_VERSION) throw new ContentError(`unsupported version ${String(version)}`);
+  return validate(parsed);
+};

@@ -1,0 +1,26 @@
+/** Errors the core raises, each with a stable code an interface can map to a message. */
+export type ClientErrorCode =
+  /** The relay could not be reached, or answered something that is not the protocol. */
+  | 'RELAY_UNREACHABLE'
+  /** The relay refused the request; `relayCode` says why (a code from the relay's catalogue). */
+  | 'RELAY_REFUSED'
+  | 'NOT_REGISTERED'
+  | 'ALREADY_REGISTERED'
+  | 'UNKNOWN_CONTACT'
+  | 'UNKNOWN_ACCOUNT'
+  | 'UNTRUSTED_IDENTITY'
+  | 'INVALID_LINK_CODE'
+  | 'LINK_TIMEOUT'
+  | 'NOT_PRIMARY'
+  | 'SEND_FAILED';
+
+export class ClientError extends Error {
+  override readonly name = 'ClientError';
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+    readonly relayCode?: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,8 @@
+export * from './engine.ts';
+export * from './errors.ts';
+export * from './content.ts';
+export * from './store.ts';
+export * from './transport.ts';
+export * from './relay-api.ts';
+export * from './client.ts';
+export { toBase64, fromBase64, toBase64Url, fromBase64Url } from './bytes.ts';

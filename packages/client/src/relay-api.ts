@@ -1,0 +1,160 @@
+import {
+  authChallengeMessage,
+  type ChallengeResponse,
+  type DeviceCreatedResponse,
+  type DeviceListResponse,
+  type KemPreKey,
+  type KeyCounts,
+  type LinkTokenResponse,
+  type PreKeyBundleResponse,
+  type SendMessagesRequest,
+  type SignedPreKey,
+  type TokenResponse,
+  type UploadKeysRequest,
+} from '@privcomm/wire';
+import { fromBase64, toBase64 } from './bytes.ts';
+import type { PublicPreKey, PublicSignedPreKey } from './engine.ts';
+import { ClientError } from './errors.ts';
+import { httpRequest, relayErrorCode, type HttpResponse, type Transport } from './transport.ts';
+
+/**
+ * The device's Ed25519 authentication key (not its Signal identity). Injected so that each
+ * platform keeps it where private keys belong: a 0600 file for the CLI, the Keystore on Android.
+ */
+export interface AuthSigner {
+  publicKey(): Promise<Uint8Array>;
+  sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
+export const wirePreKey = (key: PublicPreKey) => ({
+  keyId: key.keyId,
+  publicKey: toBase64(key.publicKey),
+});
+export const wireSignedKey = (key: PublicSignedPreKey): SignedPreKey & KemPreKey => ({
+  keyId: key.keyId,
+  publicKey: toBase64(key.publicKey),
+  signature: toBase64(key.signature),
+});
+
+/** Refresh a token this long before it expires. */
+const REFRESH_MARGIN_MS = 30_000;
+
+/** The relay's HTTP API for one device, with its token kept fresh. */
+export class RelayApi {
+  private token: { value: string; expiresAt: number } | undefined;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly signer: AuthSigner,
+    private readonly now: () => number,
+    private device?: { accountId: string; deviceId: number },
+  ) {}
+
+  setDevice(device: { accountId: string; deviceId: number }): void {
+    this.device = device;
+    this.token = undefined;
+  }
+
+  /** A valid token, authenticating again when the current one is about to expire. */
+  async currentToken(): Promise<string> {
+    if (this.token && this.token.expiresAt - REFRESH_MARGIN_MS > this.now())
+      return this.token.value;
+    const device = this.device;
+    if (!device) throw new ClientError('NOT_REGISTERED', 'this profile has no account yet');
+    const challenge = await this.expect<ChallengeResponse>(
+      await httpRequest(this.transport, 'POST', '/v1/auth/challenge', device),
+      200,
+    );
+    const nonce = fromBase64(challenge.nonce);
+    const signature = await this.signer.sign(
+      authChallengeMessage(device.accountId, device.deviceId, nonce),
+    );
+    const token = await this.expect<TokenResponse>(
+      await httpRequest(this.transport, 'POST', '/v1/auth/token', {
+        ...device,
+        nonce: challenge.nonce,
+        signature: toBase64(signature),
+      }),
+      200,
+    );
+    this.token = { value: token.token, expiresAt: Date.parse(token.expiresAt) };
+    return token.token;
+  }
+
+  /** An authenticated request; a 401 (token revoked meanwhile) re-authenticates once. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<HttpResponse<T>> {
+    const response = await httpRequest<T>(
+      this.transport,
+      method,
+      path,
+      body,
+      await this.currentToken(),
+    );
+    if (response.status !== 401) return response;
+    this.token = undefined;
+    return httpRequest<T>(this.transport, method, path, body, await this.currentToken());
+  }
+
+  /** The body of a response with the expected status, or a RELAY_REFUSED error. */
+  expect<T>(response: HttpResponse<unknown>, status: number): T {
+    if (response.status === status) return response.body as T;
+    const code = relayErrorCode(response.body);
+    const message = (response.body as { error?: { message?: string } } | undefined)?.error?.message;
+    throw new ClientError(
+      'RELAY_REFUSED',
+      `the relay refused: ${code ?? `HTTP ${response.status}`}${message ? ` (${message})` : ''}`,
+      code,
+    );
+  }
+
+  async register(body: unknown): Promise<DeviceCreatedResponse> {
+    return this.expect(await httpRequest(this.transport, 'POST', '/v1/accounts', body), 200);
+  }
+
+  async link(body: unknown): Promise<DeviceCreatedResponse> {
+    return this.expect(await httpRequest(this.transport, 'POST', '/v1/devices', body), 200);
+  }
+
+  async uploadKeys(keys: UploadKeysRequest): Promise<void> {
+    this.expect(await this.call('PUT', '/v1/keys', keys), 204);
+  }
+
+  async keyCounts(): Promise<KeyCounts> {
+    return this.expect(await this.call('GET', '/v1/keys/count'), 200);
+  }
+
+  async bundles(accountId: string, deviceId: number | '*'): Promise<PreKeyBundleResponse> {
+    const response = await this.call('GET', `/v1/keys/${accountId}/${deviceId}`);
+    if (response.status === 404) {
+      throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
+    }
+    return this.expect(response, 200);
+  }
+
+  sendMessages(accountId: string, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
+    return this.call('PUT', `/v1/messages/${accountId}`, request);
+  }
+
+  async devices(): Promise<DeviceListResponse> {
+    return this.expect(await this.call('GET', '/v1/devices'), 200);
+  }
+
+  async linkToken(): Promise<LinkTokenResponse> {
+    return this.expect(await this.call('POST', '/v1/devices/link-tokens'), 200);
+  }
+
+  async removeDevice(deviceId: number): Promise<void> {
+    this.expect(await this.call('DELETE', `/v1/devices/${deviceId}`), 204);
+  }
+
+  async deleteAccount(): Promise<void> {
+    this.expect(await this.call('DELETE', '/v1/accounts/me'), 204);
+  }
+
+  async provision(address: string, content: Uint8Array): Promise<void> {
+    this.expect(
+      await this.call('PUT', `/v1/provisioning/${address}`, { content: toBase64(content) }),
+      202,
+    );
+  }
+}

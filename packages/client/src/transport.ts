@@ -1,0 +1,76 @@
+import { ClientError } from './errors.ts';
+
+/**
+ * How the core reaches the relay. Both halves are injected: `fetch` (Node 20, React Native and
+ * browsers all have it) and a WebSocket constructor with the W3C shape (React Native's global,
+ * or the `ws` package in Node).
+ */
+
+export interface HttpResponse<T = unknown> {
+  readonly status: number;
+  readonly body: T;
+}
+
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string },
+) => Promise<{ status: number; text(): Promise<string> }>;
+
+export interface SocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export interface Transport {
+  readonly relayUrl: string;
+  readonly fetch: FetchLike;
+  readonly openSocket: SocketFactory;
+}
+
+/** One HTTP exchange; network failures and non-JSON answers become RELAY_UNREACHABLE. */
+export const httpRequest = async <T>(
+  transport: Transport,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<HttpResponse<T>> => {
+  let response: { status: number; text(): Promise<string> };
+  try {
+    response = await transport.fetch(`${transport.relayUrl}${path}`, {
+      method,
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (error) {
+    throw new ClientError(
+      'RELAY_UNREACHABLE',
+      `cannot reach the relay at ${transport.relayUrl}: ${(error as Error).message}`,
+    );
+  }
+  const text = await response.text();
+  if (text === '') return { status: response.status, body: undefined as T };
+  try {
+    return { status: response.status, body: JSON.parse(text) as T };
+  } catch {
+    throw new ClientError(
+      'RELAY_UNREACHABLE',
+      `the server at ${transport.relayUrl} did not answer like a privcomm relay (HTTP ${response.status})`,
+    );
+  }
+};
+
+/** The relay's error body, if the response has one. */
+export const relayErrorCode = (body: unknown): string | undefined => {
+  const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
+  return typeof code === 'string' ? code : undefined;
+};

@@ -1,0 +1,128 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  fromBase64,
+  toBase64,
+  toBase64Url,
+  fromBase64Url,
+  utf8Decode,
+  utf8Encode,
+} from '../src/bytes.ts';
+import { ContentError, decodeContent, encodeContent, type Content } from '../src/content.ts';
+import { laterStatus } from '../src/store.ts';
+
+describe('bytes', () => {
+  it('utf8 agrees with Node for any string and round-trips', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme' }), (text) => {
+        const encoded = utf8Encode(text);
+        expect(Buffer.from(encoded).equals(Buffer.from(text, 'utf8'))).toBe(true);
+        expect(utf8Decode(encoded)).toBe(text);
+      }),
+    );
+  });
+
+  it('utf8Decode refuses malformed input', () => {
+    for (const bad of [
+      [0xff],
+      [0xc0, 0x80],
+      [0xe0, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xc3],
+    ]) {
+      expect(() => utf8Decode(Uint8Array.from(bad))).toThrow();
+    }
+  });
+
+  it('base64 agrees with Node and round-trips', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        expect(toBase64(bytes)).toBe(Buffer.from(bytes).toString('base64'));
+        expect(fromBase64(toBase64(bytes))).toEqual(bytes);
+        expect(toBase64Url(bytes)).toBe(Buffer.from(bytes).toString('base64url'));
+        expect(fromBase64Url(toBase64Url(bytes))).toEqual(bytes);
+      }),
+    );
+    expect(() => fromBase64('a$b=')).toThrow();
+  });
+});
+
+describe('content format', () => {
+  const samples: Content[] = [
+    { kind: 'text', id: 'a', sentAt: 1, text: 'héllo 👋' },
+    { kind: 'text', id: 'b', sentAt: 2, text: '', expireSeconds: 30 },
+    { kind: 'receipt', id: 'c', sentAt: 3, receipt: 'read', messageIds: ['a', 'b'] },
+    { kind: 'typing', id: 'd', sentAt: 4, typing: true },
+    { kind: 'delete', id: 'e', sentAt: 5, target: 'a' },
+    { kind: 'timer', id: 'f', sentAt: 6, expireSeconds: 0 },
+    {
+      kind: 'sync',
+      id: 'g',
+      sentAt: 7,
+      to: 'x',
+      content: { kind: 'text', id: 'h', sentAt: 7, text: 'hi' },
+    },
+  ];
+
+  it.each(samples)('round-trips %o padded to 160-byte blocks', (content) => {
+    const encoded = encodeContent(content);
+    expect(encoded.length % 160).toBe(0);
+    expect(decodeContent(encoded)).toEqual(content);
+  });
+
+  it('pads so that texts of similar length look alike', () => {
+    const short = encodeContent({ kind: 'text', id: 'x', sentAt: 1, text: 'a' });
+    const longer = encodeContent({ kind: 'text', id: 'x', sentAt: 1, text: 'a'.repeat(60) });
+    expect(short.length).toBe(longer.length);
+  });
+
+  it('refuses bad padding, other versions, unknown kinds and nested syncs', () => {
+    const bad = (json: unknown) => {
+      const bytes = utf8Encode(JSON.stringify(json));
+      const padded = new Uint8Array(160);
+      padded.set(bytes);
+      padded[bytes.length] = 0x80;
+      return padded;
+    };
+    expect(() => decodeContent(new Uint8Array(160))).toThrow(ContentError);
+    expect(() => decodeContent(bad({ v: 2, kind: 'text', id: 'a', sentAt: 1, text: 'x' }))).toThrow(
+      /version/,
+    );
+    expect(() => decodeContent(bad({ v: 1, kind: 'poll', id: 'a', sentAt: 1 }))).toThrow(
+      /unknown kind/,
+    );
+    expect(() => decodeContent(bad({ v: 1, kind: 'text', id: 'a', sentAt: 1 }))).toThrow(
+      ContentError,
+    );
+    const nested = {
+      v: 1,
+      kind: 'sync',
+      id: 'a',
+      sentAt: 1,
+      to: 'x',
+      content: { kind: 'sync', id: 'b', sentAt: 1, to: 'y', content: {} },
+    };
+    expect(() => decodeContent(bad(nested))).toThrow(/bad sync/);
+  });
+
+  it('decoding arbitrary bytes gives a content or a ContentError, never anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+        try {
+          decodeContent(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(ContentError);
+        }
+      }),
+    );
+  });
+});
+
+describe('message status', () => {
+  it('never goes backwards, except out of failed', () => {
+    expect(laterStatus('read', 'delivered')).toBe('read');
+    expect(laterStatus('sent', 'delivered')).toBe('delivered');
+    expect(laterStatus('failed', 'sent')).toBe('sent');
+  });
+});

@@ -1,5 +1,6 @@
 import type { Envelope } from '@privcomm/wire';
 import {
+  equalBytes,
   fromBase64,
   fromBase64Url,
   toBase64,
@@ -34,6 +35,8 @@ const PREKEY_LOW_WATER = 10;
 const PREKEY_BATCH = 100;
 /** Signed and last-resort prekeys are replaced this often. */
 const KEY_ROTATION_MS = 2 * 24 * 60 * 60 * 1000;
+/** Envelope ids are remembered this long: the relay keeps an envelope at most 30 days. */
+const PROCESSED_MEMORY_MS = 31 * 24 * 60 * 60 * 1000;
 /** A new device waits this long for the primary to send the provisioning message. */
 const LINK_TIMEOUT_MS = 10 * 60 * 1000;
 
@@ -600,12 +603,20 @@ export class PrivcommClient {
    * queue forever.
    */
   private async receive(envelope: Envelope): Promise<number> {
+    // A redelivery after our answer was lost: already applied, just acknowledge it again.
+    if (await this.deps.store.isProcessed(envelope.id)) return 200;
     let decrypted;
     try {
-      decrypted = await this.deps.engine.decrypt(envelope.id, {
-        type: envelope.type,
-        content: fromBase64(envelope.content),
-      });
+      decrypted = await this.deps.engine.decrypt(
+        envelope.id,
+        { type: envelope.type, content: fromBase64(envelope.content) },
+        {
+          // A new or changed sender key must be the one its account registered on the relay:
+          // otherwise anyone who knows an account id could speak in its name.
+          confirmIdentity: async (accountId, identityKey) =>
+            equalBytes(await this.api.identityKey(accountId), identityKey),
+        },
+      );
     } catch (error) {
       if (error instanceof UntrustedIdentityError) {
         this.emit({ type: 'identity-changed', accountId: error.accountId });
@@ -632,8 +643,19 @@ export class PrivcommClient {
     if (identity?.changed)
       this.emit({ type: 'identity-changed', accountId: decrypted.sender.accountId });
     await this.apply(decrypted.sender, content, envelope.online);
-    await this.deps.engine.forgetDecrypted(envelope.id);
+    await this.processed(envelope.id);
     return 200;
+  }
+
+  /**
+   * Remembers the envelope as handled, then lets the engine drop its copy of the plaintext. In
+   * this order a crash in between only means the engine's copy is applied again, which the
+   * message ids de-duplicate.
+   */
+  private async processed(envelopeId: string): Promise<void> {
+    const now = this.now();
+    await this.deps.store.markProcessed(envelopeId, now, now - PROCESSED_MEMORY_MS);
+    await this.deps.engine.forgetDecrypted(envelopeId);
   }
 
   private async apply(sender: Address, content: Content, online: boolean): Promise<void> {

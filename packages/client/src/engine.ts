@@ -73,6 +73,17 @@ export interface IdentityState {
   readonly pendingIdentityKey?: Uint8Array;
 }
 
+export interface DecryptOptions {
+  /**
+   * Asked, before anything is committed, when a sender's identity key is not the one stored for
+   * its account (first contact, or a change). Sealed-sender certificates here are self-issued,
+   * so they prove possession of a key, not ownership of an account: the caller confirms the
+   * key with the relay's published identity for that account. `false` refuses the message with
+   * UNCONFIRMED_IDENTITY and leaves the store unchanged.
+   */
+  readonly confirmIdentity?: (accountId: string, identityKey: Uint8Array) => Promise<boolean>;
+}
+
 export interface SafetyNumber {
   /** 60 digits, as libsignal computes them (12 groups of 5 when displayed). */
   readonly digits: string;
@@ -115,7 +126,7 @@ export interface SignalEngine {
    * failing as a duplicate. `forgetDecrypted` drops the stored result once the caller has it
    * durably.
    */
-  decrypt(envelopeId: string, ciphertext: Ciphertext): Promise<Decrypted>;
+  decrypt(envelopeId: string, ciphertext: Ciphertext, options?: DecryptOptions): Promise<Decrypted>;
   forgetDecrypted(envelopeId: string): Promise<void>;
 
   identityState(accountId: string): Promise<IdentityState | undefined>;
@@ -145,6 +156,7 @@ export class EngineError extends Error {
   constructor(
     readonly code:
       | 'UNTRUSTED_IDENTITY'
+      | 'UNCONFIRMED_IDENTITY'
       | 'NO_SESSION'
       | 'INVALID_MESSAGE'
       | 'DUPLICATE_MESSAGE'

@@ -3,6 +3,7 @@ import {
   type ChallengeResponse,
   type DeviceCreatedResponse,
   type DeviceListResponse,
+  type IdentityResponse,
   type KemPreKey,
   type KeyCounts,
   type LinkTokenResponse,
@@ -129,6 +130,14 @@ export class RelayApi {
       throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
     }
     return this.expect(response, 200);
+  }
+
+  async identityKey(accountId: string): Promise<Uint8Array> {
+    const response = await this.call<IdentityResponse>('GET', `/v1/accounts/${accountId}/identity`);
+    if (response.status === 404) {
+      throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
+    }
+    return fromBase64(this.expect<IdentityResponse>(response, 200).identityKey);
   }
 
   sendMessages(accountId: string, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {

@@ -71,6 +71,11 @@ export interface ClientStore {
   /** Removes messages whose expiresAt has passed; returns them. */
   removeExpired(now: number): Promise<StoredMessage[]>;
 
+  /** Whether an envelope was already processed (a redelivery after a lost acknowledgement). */
+  isProcessed(envelopeId: string): Promise<boolean>;
+  /** Records a processed envelope; records older than `forgetBefore` may be dropped. */
+  markProcessed(envelopeId: string, at: number, forgetBefore: number): Promise<void>;
+
   outbox(): Promise<OutboxEntry[]>;
   addOutbox(entry: OutboxEntry): Promise<void>;
   removeOutbox(id: string): Promise<void>;
@@ -96,6 +101,7 @@ export class MemoryStore implements ClientStore {
   private readonly contactMap = new Map<string, Contact>();
   private readonly messageMap = new Map<string, StoredMessage>();
   private readonly outboxMap = new Map<string, OutboxEntry>();
+  private readonly processedMap = new Map<string, number>();
 
   async profile(): Promise<Profile | undefined> {
     return this.profileValue;
@@ -146,6 +152,14 @@ export class MemoryStore implements ClientStore {
     );
     for (const [k] of expired) this.messageMap.delete(k);
     return expired.map(([, message]) => message);
+  }
+  async isProcessed(envelopeId: string): Promise<boolean> {
+    return this.processedMap.has(envelopeId);
+  }
+  async markProcessed(envelopeId: string, at: number, forgetBefore: number): Promise<void> {
+    this.processedMap.set(envelopeId, at);
+    for (const [id, time] of this.processedMap)
+      if (time < forgetBefore) this.processedMap.delete(id);
   }
   async outbox(): Promise<OutboxEntry[]> {
     return [...this.outboxMap.values()].sort((a, b) => a.createdAt - b.createdAt);

@@ -29,6 +29,7 @@ import { registerKeyRoutes } from './routes/keys.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { registerOperationRoutes } from './routes/operations.ts';
 import { registerProvisioningRoutes } from './routes/provisioning.ts';
+import { registerTurnRoutes } from './routes/turn.ts';
 import { registerWebSocketRoute } from './routes/websocket.ts';
 import { EventListener } from './services/events.ts';
 import { GroupCommit } from './services/group-commit.ts';
@@ -134,6 +135,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     auth: new RateLimiter(config.rateLimits.auth),
     prekeyFetch: new RateLimiter(config.rateLimits.prekeyFetch),
     messages: new RateLimiter(config.rateLimits.messages),
+    turn: new RateLimiter(config.rateLimits.turn),
   };
   const pruneLimiters = setInterval(() => {
     for (const limiter of Object.values(limiters)) limiter.prune();
@@ -225,6 +227,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   registerMessageRoutes(app, context);
   registerWebSocketRoute(app, context);
   registerProvisioningRoutes(app, context, provisioning);
+  registerTurnRoutes(app, context);
   await registerDocsUi(app);
   await app.ready();
 

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isIPv6 } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
+import { MAX_TURN_TTL_SECONDS, MIN_TURN_TTL_SECONDS, TURN_URL_PATTERN } from '@privcomm/wire';
 
 /**
  * Relay configuration, read from the environment (and an optional `.env` in the working
@@ -16,6 +18,14 @@ export interface RateLimit {
   readonly burst: number;
   /** Seconds for one token to come back. */
   readonly refillSeconds: number;
+}
+
+/** The TURN server whose credentials the relay hands out (coturn `use-auth-secret`). */
+export interface TurnConfig {
+  readonly urls: readonly string[];
+  /** coturn's `static-auth-secret`, used as is (its bytes are the HMAC key). */
+  readonly secret: string;
+  readonly ttlSeconds: number;
 }
 
 export interface RelayConfig {
@@ -37,6 +47,7 @@ export interface RelayConfig {
     readonly auth: RateLimit;
     readonly prekeyFetch: RateLimit;
     readonly messages: RateLimit;
+    readonly turn: RateLimit;
   };
   readonly ws: {
     readonly authTimeoutMs: number;
@@ -47,6 +58,8 @@ export interface RelayConfig {
   readonly janitorIntervalMs: number;
   /** A provisioning socket closes with 4408 after this long. */
   readonly provisioningTimeoutMs: number;
+  /** Absent when TURN_URLS is unset: GET /v1/turn then answers 404 TURN_NOT_CONFIGURED. */
+  readonly turn: TurnConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -112,6 +125,10 @@ export const VARIABLES = {
     default: '60/1',
     doc: 'Send requests per sending device and recipient account: burst/seconds.',
   },
+  RATE_LIMIT_TURN: {
+    default: '100/6',
+    doc: 'TURN credential requests per device: burst/seconds (100 per 10 minutes).',
+  },
   WS_AUTH_TIMEOUT_MS: { default: '5000', doc: 'A socket must authenticate within this time.' },
   WS_IDLE_TIMEOUT_MS: {
     default: '90000',
@@ -129,6 +146,18 @@ export const VARIABLES = {
   PROVISIONING_TIMEOUT_MS: {
     default: '600000',
     doc: 'A provisioning socket (device linking) is closed with 4408 after this long.',
+  },
+  TURN_URLS: {
+    default: '',
+    doc: 'Comma-separated turn:/turns: URLs handed to clients for calls. Unset: no TURN (GET /v1/turn answers 404).',
+  },
+  TURN_SECRET: {
+    default: '',
+    doc: "coturn's static-auth-secret (32-256 printable characters). Required with TURN_URLS; generated in embedded mode.",
+  },
+  TURN_TTL_SECONDS: {
+    default: '3600',
+    doc: 'Lifetime of issued TURN credentials in seconds (60-86400).',
   },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
@@ -224,6 +253,76 @@ const secret = (env: Env, name: VariableName, dataDir: string, embedded: boolean
   return decodeSecret(name, readFileSync(file, 'utf8').trim());
 };
 
+/**
+ * A secret kept as given: coturn uses the bytes of its `static-auth-secret` as the HMAC key, so the
+ * relay must too. Printable ASCII without spaces (it goes into turnserver.conf as is).
+ */
+const checkTurnSecret = (raw: string): string => {
+  if (!/^[\x21-\x7e]{32,256}$/.test(raw)) {
+    // The length only: a rejected secret is never echoed.
+    throw new ConfigError(
+      'TURN_SECRET',
+      `expected 32-256 printable ASCII characters without spaces, got ${raw.length} characters`,
+    );
+  }
+  return raw;
+};
+
+/** Like `secret` above, but kept as text, and generated as hex so it pastes anywhere. */
+const turnSecret = (env: Env, dataDir: string, embedded: boolean): string => {
+  const raw = get(env, 'TURN_SECRET');
+  if (raw !== '') return checkTurnSecret(raw);
+  if (!embedded) {
+    throw new ConfigError(
+      'TURN_SECRET',
+      'required with TURN_URLS and DATABASE_URL; generate one with `openssl rand -hex 32`, give every instance the same value, and set it as static-auth-secret in turnserver.conf',
+    );
+  }
+  const dir = path.join(dataDir, 'secrets');
+  const file = path.join(dir, 'turn_secret');
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(file, 0o600);
+  return checkTurnSecret(readFileSync(file, 'utf8').trim());
+};
+
+/** One `turn:`/`turns:` URL as RFC 7065 writes it; see TURN_URL_PATTERN. */
+const turnUrl = (raw: string): string => {
+  const match = new RegExp(TURN_URL_PATTERN).exec(raw);
+  const problem = (why: string) =>
+    new ConfigError('TURN_URLS', `"${raw}" ${why}; expected turn:host[:port][?transport=udp|tcp]`);
+  if (!match) throw problem('is not a TURN URL');
+  const host = match[2] ?? '';
+  if (host.startsWith('[') && !isIPv6(host.slice(1, -1))) throw problem('has an invalid IPv6 host');
+  if (match[3] !== undefined) {
+    const port = Number(match[3]);
+    if (port < 1 || port > 65535 || match[3].startsWith('0')) throw problem('has an invalid port');
+  }
+  return raw;
+};
+
+/** The TURN section: absent without TURN_URLS; TTL and a given secret are validated anyway. */
+const turn = (env: Env, dataDir: string, embedded: boolean): TurnConfig | undefined => {
+  const ttlSeconds = integer(env, 'TURN_TTL_SECONDS', MIN_TURN_TTL_SECONDS, MAX_TURN_TTL_SECONDS);
+  const rawUrls = get(env, 'TURN_URLS');
+  if (rawUrls === '') {
+    // Not used, but a wrong value is still a mistake worth stopping for.
+    const secretValue = get(env, 'TURN_SECRET');
+    if (secretValue !== '') checkTurnSecret(secretValue);
+    return undefined;
+  }
+  const urls = rawUrls.split(',').map((url) => url.trim());
+  if (urls.some((url) => url === '')) {
+    throw new ConfigError('TURN_URLS', 'an entry is empty; separate URLs with single commas');
+  }
+  if (new Set(urls).size !== urls.length) {
+    throw new ConfigError('TURN_URLS', 'a URL appears twice');
+  }
+  return { urls: urls.map(turnUrl), secret: turnSecret(env, dataDir, embedded), ttlSeconds };
+};
+
 /** Reads `.env` from `cwd` if present; the process environment wins over it. */
 export const environmentWithDotenv = (env: Env, cwd: string): Env => {
   const file = path.join(cwd, '.env');
@@ -264,6 +363,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       auth: rateLimit(env, 'RATE_LIMIT_AUTH'),
       prekeyFetch: rateLimit(env, 'RATE_LIMIT_PREKEY_FETCH'),
       messages: rateLimit(env, 'RATE_LIMIT_MESSAGES'),
+      turn: rateLimit(env, 'RATE_LIMIT_TURN'),
     },
     ws: {
       authTimeoutMs: integer(env, 'WS_AUTH_TIMEOUT_MS', 100, 60_000),
@@ -273,5 +373,6 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
     provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),
+    turn: turn(env, dataDir, url === undefined),
   };
 };

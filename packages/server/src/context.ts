@@ -36,6 +36,7 @@ export interface RelayContext {
     readonly auth: RateLimiter;
     readonly prekeyFetch: RateLimiter;
     readonly messages: RateLimiter;
+    readonly turn: RateLimiter;
   };
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;

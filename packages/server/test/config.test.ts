@@ -21,6 +21,8 @@ import {
 } from '../src/config.ts';
 
 const SECRET = randomBytes(32).toString('base64');
+/** coturn's static-auth-secret is used as text, not decoded. */
+const TURN_SECRET = `${randomBytes(24).toString('base64')}+/=`;
 /** External-database mode: no files are touched. */
 const EXTERNAL = { DATABASE_URL: 'postgres://relay@db.internal:5432/privcomm', JWT_SECRET: SECRET };
 
@@ -65,11 +67,14 @@ describe('loadConfig defaults', () => {
         auth: { burst: 30, refillSeconds: 2 },
         prekeyFetch: { burst: 6, refillSeconds: 600 },
         messages: { burst: 60, refillSeconds: 1 },
+        turn: { burst: 100, refillSeconds: 6 },
       },
       ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
       janitorIntervalMs: 600_000,
       provisioningTimeoutMs: 600_000,
+      turn: undefined,
     });
+    expect(config.turn).toBeUndefined();
     // A secret from the environment means nothing is written.
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
   });
@@ -103,12 +108,17 @@ describe('loadConfig defaults', () => {
         RATE_LIMIT_AUTH: '1000000/86400',
         RATE_LIMIT_PREKEY_FETCH: '3/60',
         RATE_LIMIT_MESSAGES: '10/2',
+        RATE_LIMIT_TURN: '5/60',
         WS_AUTH_TIMEOUT_MS: '100',
         WS_IDLE_TIMEOUT_MS: '3600000',
         WS_ACK_TIMEOUT_MS: '250',
         WS_WINDOW: '1000',
         JANITOR_INTERVAL_MS: '100',
         PROVISIONING_TIMEOUT_MS: '100',
+        TURN_URLS:
+          ' turn:turn.example.org:3478?transport=udp , turn:[2001:db8::1]?transport=tcp,turns:192.0.2.7:5349 ',
+        TURN_SECRET: TURN_SECRET,
+        TURN_TTL_SECONDS: '60',
       },
       dir,
     );
@@ -129,10 +139,20 @@ describe('loadConfig defaults', () => {
         auth: { burst: 1_000_000, refillSeconds: 86_400 },
         prekeyFetch: { burst: 3, refillSeconds: 60 },
         messages: { burst: 10, refillSeconds: 2 },
+        turn: { burst: 5, refillSeconds: 60 },
       },
       ws: { authTimeoutMs: 100, idleTimeoutMs: 3_600_000, ackTimeoutMs: 250, window: 1000 },
       janitorIntervalMs: 100,
       provisioningTimeoutMs: 100,
+    });
+    expect(config.turn).toEqual({
+      urls: [
+        'turn:turn.example.org:3478?transport=udp',
+        'turn:[2001:db8::1]?transport=tcp',
+        'turns:192.0.2.7:5349',
+      ],
+      secret: TURN_SECRET,
+      ttlSeconds: 60,
     });
     expect(loadConfig({ ...EXTERNAL, DATABASE_URL: 'postgresql://x@y/z' }, dir).databaseUrl).toBe(
       'postgresql://x@y/z',
@@ -185,6 +205,38 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
     ['WS_WINDOW', '0'],
     ['WS_WINDOW', '1001'],
     ['JANITOR_INTERVAL_MS', '1e6'],
+    ['RATE_LIMIT_TURN', '100'],
+    ['RATE_LIMIT_TURN', '0/6'],
+    ['TURN_URLS', 'stun:turn.example.org'],
+    ['TURN_URLS', 'https://turn.example.org'],
+    ['TURN_URLS', 'turn://turn.example.org:3478'],
+    ['TURN_URLS', 'TURN:turn.example.org'],
+    ['TURN_URLS', 'turn:'],
+    ['TURN_URLS', 'turn:user@turn.example.org'],
+    ['TURN_URLS', 'turn:-turn.example.org'],
+    ['TURN_URLS', 'turn:turn.example.org/path'],
+    ['TURN_URLS', 'turn:turn.example.org:0'],
+    ['TURN_URLS', 'turn:turn.example.org:65536'],
+    ['TURN_URLS', 'turn:turn.example.org:03478'],
+    ['TURN_URLS', 'turn:turn.example.org:'],
+    ['TURN_URLS', 'turn:turn.example.org?transport=sctp'],
+    ['TURN_URLS', 'turn:turn.example.org?transport=UDP'],
+    ['TURN_URLS', 'turn:turn.example.org?transport=udp&x=1'],
+    ['TURN_URLS', 'turn:2001:db8::1'],
+    ['TURN_URLS', 'turn:[2001:db8::g]:3478'],
+    ['TURN_URLS', 'turn:[]'],
+    ['TURN_URLS', 'turn:a.example,,turn:b.example'],
+    ['TURN_URLS', 'turn:a.example,'],
+    ['TURN_URLS', 'turn:a.example,turn:a.example'],
+    ['TURN_URLS', 'turn:a.example turn:b.example'],
+    ['TURN_SECRET', 'short'],
+    ['TURN_SECRET', 'x'.repeat(31)],
+    ['TURN_SECRET', 'x'.repeat(257)],
+    ['TURN_SECRET', `${'x'.repeat(20)} ${'x'.repeat(20)}`],
+    ['TURN_SECRET', 'é'.repeat(40)],
+    ['TURN_TTL_SECONDS', '59'],
+    ['TURN_TTL_SECONDS', '86401'],
+    ['TURN_TTL_SECONDS', '1h'],
   ];
 
   it.each(wrong)('%s=%s', (variable, value) => {
@@ -232,8 +284,12 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'RATE_LIMIT_MESSAGES',
         'RATE_LIMIT_PREKEY_FETCH',
         'RATE_LIMIT_REGISTRATION',
+        'RATE_LIMIT_TURN',
         'REGISTRATION',
         'TRUST_PROXY',
+        'TURN_SECRET',
+        'TURN_TTL_SECONDS',
+        'TURN_URLS',
         'WS_ACK_TIMEOUT_MS',
         'WS_AUTH_TIMEOUT_MS',
         'WS_IDLE_TIMEOUT_MS',
@@ -283,6 +339,85 @@ describe('embedded-mode secret', () => {
     mkdirSync(secrets, { recursive: true });
     writeFileSync(path.join(secrets, 'jwt_secret'), randomBytes(8).toString('base64'));
     expect(configError(() => loadConfig({}, dir)).variable).toBe('JWT_SECRET');
+  });
+});
+
+describe('TURN', () => {
+  const URLS = 'turn:turn.example.org:3478?transport=udp';
+
+  it('is off without TURN_URLS, and then generates no secret', () => {
+    expect(loadConfig({}, dir).turn).toBeUndefined();
+    expect(existsSync(path.join(dir, 'data', 'secrets', 'turn_secret'))).toBe(false);
+    // TURN_SECRET alone, valid, is accepted and unused.
+    expect(loadConfig({ ...EXTERNAL, TURN_SECRET }, dir).turn).toBeUndefined();
+  });
+
+  it('defaults the credential lifetime to an hour', () => {
+    expect(loadConfig({ ...EXTERNAL, TURN_URLS: URLS, TURN_SECRET }, dir).turn).toEqual({
+      urls: [URLS],
+      secret: TURN_SECRET,
+      ttlSeconds: 3600,
+    });
+    expect(
+      loadConfig({ ...EXTERNAL, TURN_URLS: URLS, TURN_SECRET, TURN_TTL_SECONDS: '86400' }, dir).turn
+        ?.ttlSeconds,
+    ).toBe(86_400);
+  });
+
+  it('accepts every URL form RFC 7065 allows', () => {
+    for (const url of [
+      'turn:turn.example.org',
+      'turns:turn.example.org',
+      'turn:192.0.2.1:1',
+      'turn:[::1]:65535?transport=tcp',
+      'turns:[2001:db8::ffff:192.0.2.1]:5349?transport=tcp',
+      'turns:turn.example.org?transport=udp',
+      'turn:localhost:3478',
+    ]) {
+      expect(loadConfig({ ...EXTERNAL, TURN_URLS: url, TURN_SECRET }, dir).turn?.urls, url).toEqual(
+        [url],
+      );
+    }
+  });
+
+  it('requires TURN_SECRET with TURN_URLS and DATABASE_URL, and writes nothing', () => {
+    const error = configError(() => loadConfig({ ...EXTERNAL, TURN_URLS: URLS }, dir));
+    expect(error.variable).toBe('TURN_SECRET');
+    expect(error.message).toMatch(/^TURN_SECRET: required with TURN_URLS/);
+    expect(existsSync(path.join(dir, 'data'))).toBe(false);
+  });
+
+  it('never echoes a rejected TURN secret', () => {
+    for (const secret of ['s3cr3t-but-too-short', `${'k'.repeat(30)} ${'k'.repeat(30)}`]) {
+      const error = configError(() =>
+        loadConfig({ ...EXTERNAL, TURN_URLS: URLS, TURN_SECRET: secret }, dir),
+      );
+      expect(error.variable).toBe('TURN_SECRET');
+      expect(error.message).not.toContain(secret.trim().slice(0, 12));
+    }
+  });
+
+  it('in embedded mode generates the secret once in DATA_DIR/secrets (0600) and reuses it', () => {
+    const first = loadConfig({ TURN_URLS: URLS }, dir);
+    const file = path.join(dir, 'data', 'secrets', 'turn_secret');
+    expect(mode(file)).toBe(0o600);
+    const stored = readFileSync(file, 'utf8');
+    expect(stored).toMatch(/^[0-9a-f]{64}$/);
+    expect(first.turn?.secret).toBe(stored);
+    // Independent of the JWT secret generated next to it.
+    expect(first.turn?.secret).not.toBe(Buffer.from(first.jwtSecret).toString('hex'));
+    expect(loadConfig({ TURN_URLS: URLS }, dir).turn?.secret).toBe(stored);
+    expect(readFileSync(file, 'utf8')).toBe(stored);
+    // A TURN_SECRET given wins over the stored one and leaves the file alone.
+    expect(loadConfig({ TURN_URLS: URLS, TURN_SECRET }, dir).turn?.secret).toBe(TURN_SECRET);
+    expect(readFileSync(file, 'utf8')).toBe(stored);
+  });
+
+  it('refuses a stored TURN secret that is too short, naming TURN_SECRET', () => {
+    const secrets = path.join(dir, 'data', 'secrets');
+    mkdirSync(secrets, { recursive: true });
+    writeFileSync(path.join(secrets, 'turn_secret'), 'abc');
+    expect(configError(() => loadConfig({ TURN_URLS: URLS }, dir)).variable).toBe('TURN_SECRET');
   });
 });
 

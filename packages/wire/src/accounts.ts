@@ -58,6 +58,10 @@ export type DeviceInfo = Static<typeof DeviceInfoSchema>;
 export const DeviceListResponseSchema = Type.Object({ devices: Type.Array(DeviceInfoSchema) });
 export type DeviceListResponse = Static<typeof DeviceListResponseSchema>;
 
+/** GET /v1/accounts/{accountId}/identity: the identity key the relay holds for an account. */
+export const IdentityResponseSchema = Type.Object({ identityKey: IdentityKeySchema });
+export type IdentityResponse = Static<typeof IdentityResponseSchema>;
+
 /** POST /v1/auth/challenge */
 export const ChallengeRequestSchema = Type.Object(
   { accountId: AccountIdSchema, deviceId: DeviceIdSchema },

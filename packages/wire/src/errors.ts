@@ -51,6 +51,10 @@ export const ERRORS = {
   ACCOUNT_NOT_FOUND: { status: 404, message: 'No such account.' },
   DEVICE_NOT_FOUND: { status: 404, message: 'No such device on that account.' },
   NOT_FOUND: { status: 404, message: 'No such route; see /docs for the API.' },
+  TURN_NOT_CONFIGURED: {
+    status: 404,
+    message: 'This relay offers no TURN server; place calls without one, or ask its operator.',
+  },
   MISMATCHED_DEVICES: {
     status: 409,
     message:

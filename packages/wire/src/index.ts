@@ -6,3 +6,4 @@ export * from './accounts.ts';
 export * from './messages.ts';
 export * from './frames.ts';
 export * from './provisioning.ts';
+export * from './turn.ts';

@@ -4,11 +4,13 @@ import type { FastifyInstance } from 'fastify';
 import {
   CreateAccountRequestSchema,
   DeviceCreatedResponseSchema,
+  IdentityResponseSchema,
   PRIMARY_DEVICE_ID,
+  type AccountId,
 } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { bearer, errorResponses } from './schemas.ts';
+import { AccountIdParam, bearer, errorResponses } from './schemas.ts';
 
 export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): void => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -33,6 +35,28 @@ export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): 
       const invite = ctx.config.registration === 'invite' ? body.inviteCode : undefined;
       const accountId = await ctx.accounts.create(body, invite);
       return { accountId, deviceId: PRIMARY_DEVICE_ID };
+    },
+  );
+
+  api.get(
+    '/v1/accounts/:accountId/identity',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: "An account's identity public key",
+        description:
+          'Lets a client confirm that the identity key a sealed message claims for an account is the one the account registered. Consumes no prekey. Rate-limited per requesting device.',
+        security: bearer,
+        params: Type.Object({ accountId: AccountIdParam }),
+        response: { 200: IdentityResponseSchema, ...errorResponses(400, 401, 404, 429) },
+      },
+    },
+    async (request) => {
+      const requester = await ctx.authenticateRequest(request);
+      ctx.limiters.auth.take(`identity:${requester.accountId}.${requester.deviceId}`);
+      const identityKey = await ctx.accounts.identityKey(request.params.accountId as AccountId);
+      if (!identityKey) throw new RelayError('ACCOUNT_NOT_FOUND');
+      return { identityKey: identityKey.toString('base64') };
     },
   );
 

@@ -1,0 +1,664 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { equalBytes, utf8Decode, utf8Encode } from '../bytes.ts';
+import {
+  EngineError,
+  UntrustedIdentityError,
+  type Address,
+  type Ciphertext,
+  type LocalIdentity,
+  type PublicSignedPreKey,
+  type RemoteBundle,
+  type SignalEngine,
+} from '../engine.ts';
+
+/**
+ * The behaviour every SignalEngine must have, whatever its platform: run it against each
+ * implementation (`engineContract('node', () => openNodeEngine(':memory:'))`). `open` must give a
+ * new, empty engine each time. The suite uses only the SignalEngine interface, so it also runs
+ * where libsignal is native code behind a bridge.
+ */
+
+type Code = EngineError['code'];
+
+/** A random version-4 UUID (account ids are UUIDs), without platform crypto. */
+const randomAccountId = (): string => {
+  const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
+  hex[12] = '4';
+  hex[16] = '89ab'[Math.floor(Math.random() * 4)] as string;
+  const s = hex.join('');
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+};
+
+/** Resolves to the EngineError the operation fails with; fails the test if it succeeds. */
+const failure = async (operation: Promise<unknown>): Promise<EngineError> => {
+  try {
+    await operation;
+  } catch (error) {
+    expect(error).toBeInstanceOf(EngineError);
+    return error as EngineError;
+  }
+  return expect.fail('the operation was expected to fail');
+};
+
+const expectCode = async (operation: Promise<unknown>, code: Code): Promise<EngineError> => {
+  const error = await failure(operation);
+  expect(error.code).toBe(code);
+  return error;
+};
+
+const expectUntrusted = async (operation: Promise<unknown>, accountId: string): Promise<void> => {
+  const error = await expectCode(operation, 'UNTRUSTED_IDENTITY');
+  expect(error).toBeInstanceOf(UntrustedIdentityError);
+  expect((error as UntrustedIdentityError).accountId).toBe(accountId);
+};
+
+const flipBit = (bytes: Uint8Array, index: number): Uint8Array => {
+  const copy = new Uint8Array(bytes);
+  copy[index] = (copy[index] as number) ^ 0x01;
+  return copy;
+};
+
+const contains = (haystack: Uint8Array, needle: Uint8Array): boolean => {
+  for (let i = 0; i + needle.length <= haystack.length; i += 1) {
+    if (equalBytes(haystack.subarray(i, i + needle.length), needle)) return true;
+  }
+  return false;
+};
+
+const text = (value: string): Uint8Array => utf8Encode(value);
+
+export const engineContract = (name: string, open: () => Promise<SignalEngine>): void => {
+  describe(`SignalEngine contract: ${name}`, () => {
+    const opened: SignalEngine[] = [];
+    let envelopeCounter = 0;
+
+    afterEach(async () => {
+      await Promise.all(opened.splice(0).map((engine) => engine.close()));
+    });
+
+    const openEngine = async (): Promise<SignalEngine> => {
+      const engine = await open();
+      opened.push(engine);
+      return engine;
+    };
+
+    interface Device {
+      engine: SignalEngine;
+      address: Address;
+      identity: LocalIdentity;
+    }
+
+    /** A device with a new identity at `address` (a new account unless given). */
+    const newDevice = async (address?: Address): Promise<Device> => {
+      const engine = await openEngine();
+      const identity = await engine.createIdentity();
+      const at = address ?? { accountId: randomAccountId(), deviceId: 1 };
+      await engine.setLocalAddress(at);
+      return { engine, address: at, identity };
+    };
+
+    /** A device of the same account as `primary`, linked by provisioning. */
+    const linkDevice = async (primary: Device, deviceId: number): Promise<Device> => {
+      const engine = await openEngine();
+      const key = await engine.createProvisioningKey();
+      await engine.openProvisioning(await primary.engine.sealProvisioning(key, text('link')));
+      const address = { accountId: primary.address.accountId, deviceId };
+      await engine.setLocalAddress(address);
+      const identity = await engine.localIdentity();
+      if (identity === undefined) return expect.fail('the linked device has no identity');
+      return { engine, address, identity };
+    };
+
+    const bundleOf = async (
+      device: Device,
+      options: { preKey?: boolean; lastResort?: boolean } = {},
+    ): Promise<RemoteBundle> => {
+      const { engine, identity, address } = device;
+      const kyberPreKey: PublicSignedPreKey = options.lastResort
+        ? await engine.generateKyberLastResortPreKey()
+        : ((await engine.generateKyberPreKeys(1))[0] as PublicSignedPreKey);
+      const preKey = options.preKey === false ? undefined : (await engine.generatePreKeys(1))[0];
+      return {
+        identityKey: identity.identityKey,
+        deviceId: address.deviceId,
+        registrationId: identity.registrationId,
+        signedPreKey: await engine.generateSignedPreKey(),
+        ...(preKey === undefined ? {} : { preKey }),
+        kyberPreKey,
+      };
+    };
+
+    /** `from` starts a session with `to` from a fresh bundle. */
+    const connect = async (from: Device, to: Device, options = {}): Promise<void> => {
+      await from.engine.processBundle(to.address, await bundleOf(to, options));
+    };
+
+    const nextEnvelopeId = (): string => {
+      envelopeCounter += 1;
+      return `00000000-0000-4000-8000-${envelopeCounter.toString(16).padStart(12, '0')}`;
+    };
+
+    /** Sends `message` from one device to another and checks what the recipient gets. */
+    const deliver = async (from: Device, to: Device, message: string): Promise<void> => {
+      const ciphertext = await from.engine.encrypt(to.address, text(message));
+      const decrypted = await to.engine.decrypt(nextEnvelopeId(), ciphertext);
+      expect(utf8Decode(decrypted.plaintext)).toBe(message);
+      expect(decrypted.sender).toEqual(from.address);
+    };
+
+    describe('identity', () => {
+      it('has no identity until one is created, and refuses to create a second', async () => {
+        const engine = await openEngine();
+        expect(await engine.localIdentity()).toBeUndefined();
+        const identity = await engine.createIdentity();
+        expect(identity.identityKey).toBeInstanceOf(Uint8Array);
+        expect(identity.identityKey.length).toBe(33);
+        expect(Number.isInteger(identity.registrationId)).toBe(true);
+        expect(identity.registrationId).toBeGreaterThanOrEqual(1);
+        expect(identity.registrationId).toBeLessThanOrEqual(16380);
+        expect(await engine.localIdentity()).toEqual(identity);
+
+        await expectCode(engine.createIdentity(), 'IDENTITY_EXISTS');
+        expect(await engine.localIdentity()).toEqual(identity);
+      });
+
+      it('gives every device its own identity key', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        expect(equalBytes(a.identity.identityKey, b.identity.identityKey)).toBe(false);
+      });
+
+      it('refuses key generation and provisioning without an identity', async () => {
+        const engine = await openEngine();
+        await expectCode(engine.generatePreKeys(1), 'NO_IDENTITY');
+        await expectCode(engine.generateKyberPreKeys(1), 'NO_IDENTITY');
+        await expectCode(engine.generateSignedPreKey(), 'NO_IDENTITY');
+        await expectCode(engine.generateKyberLastResortPreKey(), 'NO_IDENTITY');
+        const other = await openEngine();
+        await expectCode(
+          engine.sealProvisioning(await other.createProvisioningKey(), text('x')),
+          'NO_IDENTITY',
+        );
+      });
+    });
+
+    describe('prekeys', () => {
+      it('gives fresh ids to the prekeys of each kind across calls', async () => {
+        const device = await newDevice();
+        const { engine } = device;
+        const preKeys = [
+          ...(await engine.generatePreKeys(20)),
+          ...(await engine.generatePreKeys(20)),
+        ];
+        expect(preKeys).toHaveLength(40);
+        expect(new Set(preKeys.map((key) => key.keyId)).size).toBe(40);
+        for (const key of preKeys) {
+          expect(key.keyId).toBeGreaterThanOrEqual(0);
+          expect(key.keyId).toBeLessThanOrEqual(0xffffff);
+          expect(key.publicKey.length).toBe(33);
+        }
+        const publicKeys = new Set(preKeys.map((key) => key.publicKey.join(',')));
+        expect(publicKeys.size).toBe(40);
+
+        // One-time and last-resort Kyber prekeys share one id space.
+        const kyber = [
+          ...(await engine.generateKyberPreKeys(5)),
+          await engine.generateKyberLastResortPreKey(),
+          ...(await engine.generateKyberPreKeys(5)),
+          await engine.generateKyberLastResortPreKey(),
+        ];
+        expect(new Set(kyber.map((key) => key.keyId)).size).toBe(12);
+        for (const key of kyber) {
+          expect(key.publicKey.length).toBeGreaterThan(1000);
+          expect(key.signature.length).toBe(64);
+        }
+
+        const signed = [
+          await engine.generateSignedPreKey(),
+          await engine.generateSignedPreKey(),
+          await engine.generateSignedPreKey(),
+        ];
+        expect(new Set(signed.map((key) => key.keyId)).size).toBe(3);
+        for (const key of signed) {
+          expect(key.publicKey.length).toBe(33);
+          expect(key.signature.length).toBe(64);
+        }
+        expect(await engine.generatePreKeys(0)).toEqual([]);
+      });
+
+      it('signs signed and Kyber prekeys with the identity key: other engines check them', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        const stranger = await newDevice();
+        const bundle = await bundleOf(b);
+        const foreign = await bundleOf(stranger);
+        const forged: RemoteBundle[] = [
+          {
+            ...bundle,
+            signedPreKey: {
+              ...bundle.signedPreKey,
+              signature: flipBit(bundle.signedPreKey.signature, 5),
+            },
+          },
+          {
+            ...bundle,
+            kyberPreKey: {
+              ...bundle.kyberPreKey,
+              signature: flipBit(bundle.kyberPreKey.signature, 5),
+            },
+          },
+          // Keys signed by another identity.
+          { ...bundle, signedPreKey: foreign.signedPreKey },
+          { ...bundle, kyberPreKey: foreign.kyberPreKey },
+        ];
+        for (const candidate of forged) {
+          await expectCode(a.engine.processBundle(b.address, candidate), 'INVALID_MESSAGE');
+          expect(await a.engine.hasSession(b.address)).toBe(false);
+        }
+        await a.engine.processBundle(b.address, bundle);
+        expect(await a.engine.hasSession(b.address)).toBe(true);
+      });
+    });
+
+    describe('sessions and messages', () => {
+      it('starts with a PreKey message, continues both ways, and names the sender', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        expect(await a.engine.hasSession(b.address)).toBe(false);
+        await expectCode(a.engine.encrypt(b.address, text('too early')), 'NO_SESSION');
+
+        await connect(a, b);
+        expect(await a.engine.hasSession(b.address)).toBe(true);
+        expect(await a.engine.sessionDeviceIds(b.address.accountId)).toEqual([1]);
+
+        const marker = 'first message 7f3a9c';
+        const first = await a.engine.encrypt(b.address, text(marker));
+        expect(first.registrationId).toBe(b.identity.registrationId);
+        expect(Number.isInteger(first.type)).toBe(true);
+        // Sealed: neither the plaintext nor the sender's account id or key is visible.
+        expect(contains(first.content, text(marker))).toBe(false);
+        expect(contains(first.content, text(a.address.accountId))).toBe(false);
+        expect(contains(first.content, a.identity.identityKey)).toBe(false);
+
+        const received = await b.engine.decrypt(nextEnvelopeId(), first);
+        expect(utf8Decode(received.plaintext)).toBe(marker);
+        expect(received.sender).toEqual(a.address);
+        expect(await b.engine.hasSession(a.address)).toBe(true);
+
+        await deliver(b, a, 'reply');
+        for (let round = 0; round < 10; round += 1) {
+          for (let k = 0; k <= round % 3; k += 1) await deliver(a, b, `a ${round}.${k}`);
+          for (let k = 0; k <= (round + 1) % 3; k += 1) await deliver(b, a, `b ${round}.${k}`);
+        }
+        const reply = await b.engine.encrypt(a.address, text('x'));
+        expect(reply.registrationId).toBe(a.identity.registrationId);
+      });
+
+      it('decrypts messages delivered out of order, across ratchet steps', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        const sent: { ciphertext: Ciphertext; message: string }[] = [];
+        const send = async (message: string) =>
+          sent.push({ ciphertext: await a.engine.encrypt(b.address, text(message)), message });
+        await send('m0');
+        await send('m1');
+        await send('m2');
+        // b answers the last one first; a then sends on a new chain.
+        const early = await b.engine.decrypt(nextEnvelopeId(), sent[2]!.ciphertext);
+        expect(utf8Decode(early.plaintext)).toBe('m2');
+        await deliver(b, a, 'ack');
+        await send('m3');
+        await send('m4');
+        await send('m5');
+        for (const index of [4, 0, 5, 1, 3]) {
+          const { ciphertext, message } = sent[index]!;
+          const decrypted = await b.engine.decrypt(nextEnvelopeId(), ciphertext);
+          expect(utf8Decode(decrypted.plaintext)).toBe(message);
+          expect(decrypted.sender).toEqual(a.address);
+        }
+      });
+
+      it('decrypts idempotently per envelope id until the result is forgotten', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        const envelopeId = nextEnvelopeId();
+        const ciphertext = await a.engine.encrypt(b.address, text('once'));
+        const first = await b.engine.decrypt(envelopeId, ciphertext);
+        // The session moves on; the envelope still gives its stored result.
+        await deliver(a, b, 'later');
+        await deliver(b, a, 'answer');
+        const again = await b.engine.decrypt(envelopeId, ciphertext);
+        expect(again).toEqual(first);
+        expect(utf8Decode(again.plaintext)).toBe('once');
+
+        await b.engine.forgetDecrypted(envelopeId);
+        await b.engine.forgetDecrypted(nextEnvelopeId()); // unknown ids are fine
+        await expectCode(b.engine.decrypt(envelopeId, ciphertext), 'DUPLICATE_MESSAGE');
+      });
+
+      it('refuses a replayed ciphertext under another envelope id', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        const preKeyMessage = await a.engine.encrypt(b.address, text('prekey'));
+        await b.engine.decrypt(nextEnvelopeId(), preKeyMessage);
+        await expectCode(b.engine.decrypt(nextEnvelopeId(), preKeyMessage), 'DUPLICATE_MESSAGE');
+
+        await deliver(b, a, 'established');
+        const whisper = await a.engine.encrypt(b.address, text('whisper'));
+        await b.engine.decrypt(nextEnvelopeId(), whisper);
+        await expectCode(b.engine.decrypt(nextEnvelopeId(), whisper), 'DUPLICATE_MESSAGE');
+        await deliver(a, b, 'still fine');
+      });
+
+      it('refuses a replayed PreKey message on a last-resort Kyber key, even without its session', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b, { preKey: false, lastResort: true });
+        const ciphertext = await a.engine.encrypt(b.address, text('last resort'));
+        await b.engine.decrypt(nextEnvelopeId(), ciphertext);
+        await b.engine.deleteSession(a.address);
+        await expectCode(b.engine.decrypt(nextEnvelopeId(), ciphertext), 'DUPLICATE_MESSAGE');
+        expect(await b.engine.hasSession(a.address)).toBe(false);
+      });
+
+      it('refuses tampered, foreign and malformed ciphertexts and keeps the session usable', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        const c = await newDevice();
+        await connect(a, b);
+        const ciphertext = await a.engine.encrypt(b.address, text('intact'));
+        const { content } = ciphertext;
+        // Every byte but the first is authenticated; libsignal reads only the high nibble of the
+        // version byte, so its low bits carry nothing.
+        for (const index of [1, 2, 40, Math.floor(content.length / 2), content.length - 1]) {
+          await expectCode(
+            b.engine.decrypt(nextEnvelopeId(), { ...ciphertext, content: flipBit(content, index) }),
+            'INVALID_MESSAGE',
+          );
+        }
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), { ...ciphertext, content: content.subarray(0, 60) }),
+          'INVALID_MESSAGE',
+        );
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), { type: ciphertext.type, content: new Uint8Array(0) }),
+          'INVALID_MESSAGE',
+        );
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), { ...ciphertext, type: ciphertext.type + 100 }),
+          'INVALID_MESSAGE',
+        );
+        // Sealed to b: c cannot open it.
+        await expectCode(c.engine.decrypt(nextEnvelopeId(), ciphertext), 'INVALID_MESSAGE');
+
+        const decrypted = await b.engine.decrypt(nextEnvelopeId(), ciphertext);
+        expect(utf8Decode(decrypted.plaintext)).toBe('intact');
+        await deliver(b, a, 'fine');
+      });
+
+      it('keeps one session per device, and deletes them one by one', async () => {
+        const a = await newDevice();
+        const b1 = await newDevice();
+        const b2 = await linkDevice(b1, 2);
+        expect(await a.engine.sessionDeviceIds(b1.address.accountId)).toEqual([]);
+        await connect(a, b2);
+        await connect(a, b1);
+        expect(await a.engine.sessionDeviceIds(b1.address.accountId)).toEqual([1, 2]);
+        await deliver(a, b1, 'to the primary');
+        await deliver(a, b2, 'to the linked device');
+        await deliver(b2, a, 'from the linked device');
+
+        await a.engine.deleteSession(b1.address);
+        expect(await a.engine.hasSession(b1.address)).toBe(false);
+        expect(await a.engine.sessionDeviceIds(b1.address.accountId)).toEqual([2]);
+        await expectCode(a.engine.encrypt(b1.address, text('gone')), 'NO_SESSION');
+        await deliver(a, b2, 'still here');
+        await a.engine.deleteSession(b1.address); // deleting twice is fine
+      });
+    });
+
+    describe('identity trust', () => {
+      it('trusts the first key and records a changed one for an unverified account', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        expect(await a.engine.identityState(b.address.accountId)).toBeUndefined();
+        await connect(a, b);
+        await deliver(a, b, 'hello');
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b.identity.identityKey,
+          verified: false,
+          changed: false,
+        });
+        const before = await a.engine.safetyNumber(b.address.accountId);
+
+        // b reinstalls: same account and device, new identity.
+        const b2 = await newDevice(b.address);
+        await connect(a, b2);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b2.identity.identityKey,
+          verified: false,
+          changed: true,
+        });
+        await deliver(a, b2, 'after the change');
+        await deliver(b2, a, 'answer');
+        const after = await a.engine.safetyNumber(b.address.accountId);
+        expect(after.digits).not.toBe(before.digits);
+
+        await a.engine.acceptIdentity(b.address.accountId);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b2.identity.identityKey,
+          verified: false,
+          changed: false,
+        });
+      });
+
+      it('blocks a verified account whose key changed until the change is accepted', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        await deliver(a, b, 'hello');
+        await a.engine.setVerified(b.address.accountId, true);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b.identity.identityKey,
+          verified: true,
+          changed: false,
+        });
+
+        const b3 = await newDevice(b.address);
+        const bundle = await bundleOf(b3);
+        await expectUntrusted(a.engine.processBundle(b.address, bundle), b.address.accountId);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b.identity.identityKey,
+          verified: true,
+          changed: true,
+          pendingIdentityKey: b3.identity.identityKey,
+        });
+        // The existing session is refused as well, until the user decides.
+        await expectUntrusted(a.engine.encrypt(b.address, text('no')), b.address.accountId);
+        await expectUntrusted(a.engine.processBundle(b.address, bundle), b.address.accountId);
+
+        await a.engine.acceptIdentity(b.address.accountId);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b3.identity.identityKey,
+          verified: false,
+          changed: false,
+        });
+        // The old session led to the old identity: it is gone, not silently trusted again.
+        expect(await a.engine.sessionDeviceIds(b.address.accountId)).toEqual([]);
+        await expectCode(a.engine.encrypt(b.address, text('old session')), 'NO_SESSION');
+        await a.engine.processBundle(b.address, bundle);
+        await deliver(a, b3, 'accepted');
+        await deliver(b3, a, 'thanks');
+      });
+
+      it('refuses a message from a verified account under a new key, and decrypts it once accepted', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        await deliver(a, b, 'hello');
+        await deliver(b, a, 'hi');
+        await a.engine.setVerified(b.address.accountId, true);
+
+        const b4 = await newDevice(b.address);
+        await connect(b4, a);
+        const envelopeId = nextEnvelopeId();
+        const ciphertext = await b4.engine.encrypt(a.address, text('new phone'));
+        await expectUntrusted(a.engine.decrypt(envelopeId, ciphertext), b.address.accountId);
+        expect(await a.engine.identityState(b.address.accountId)).toMatchObject({
+          verified: true,
+          changed: true,
+          pendingIdentityKey: b4.identity.identityKey,
+        });
+
+        await a.engine.acceptIdentity(b.address.accountId);
+        const decrypted = await a.engine.decrypt(envelopeId, ciphertext);
+        expect(utf8Decode(decrypted.plaintext)).toBe('new phone');
+        expect(decrypted.sender).toEqual(b.address);
+        await deliver(a, b4, 'welcome back');
+      });
+
+      it('drops the sessions with the other devices of an account whose key changed', async () => {
+        const a = await newDevice();
+        const b1 = await newDevice();
+        const b2 = await linkDevice(b1, 2);
+        await connect(a, b1);
+        await connect(a, b2);
+        await deliver(a, b1, 'to one');
+        await deliver(a, b2, 'to two');
+
+        // b reinstalls on device 1; device 2 went with the old identity.
+        const fresh = await newDevice(b1.address);
+        await connect(a, fresh);
+        expect(await a.engine.sessionDeviceIds(b1.address.accountId)).toEqual([1]);
+        await expectCode(a.engine.encrypt(b2.address, text('stale')), 'NO_SESSION');
+        await deliver(a, fresh, 'hello again');
+        expect(await a.engine.identityState(b1.address.accountId)).toEqual({
+          identityKey: fresh.identity.identityKey,
+          verified: false,
+          changed: true,
+        });
+      });
+
+      it('takes a pending key as a plain change when the account is no longer verified', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        await a.engine.setVerified(b.address.accountId, true);
+        const b2 = await newDevice(b.address);
+        const bundle = await bundleOf(b2);
+        await expectUntrusted(a.engine.processBundle(b.address, bundle), b.address.accountId);
+
+        await a.engine.setVerified(b.address.accountId, false);
+        expect(await a.engine.identityState(b.address.accountId)).toEqual({
+          identityKey: b2.identity.identityKey,
+          verified: false,
+          changed: true,
+        });
+        await a.engine.processBundle(b.address, bundle);
+        await deliver(a, b2, 'unverified but working');
+      });
+
+      it('refuses to verify or accept an account it has no key for', async () => {
+        const a = await newDevice();
+        const unknown = randomAccountId();
+        expect(await a.engine.identityState(unknown)).toBeUndefined();
+        await expectCode(a.engine.setVerified(unknown, true), 'NO_IDENTITY');
+        await expectCode(a.engine.acceptIdentity(unknown), 'NO_IDENTITY');
+        await expectCode(a.engine.safetyNumber(unknown), 'NO_IDENTITY');
+      });
+    });
+
+    describe('safety numbers', () => {
+      it('are the same 60 digits on both sides and differ between pairs', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        const c = await newDevice();
+        await connect(a, b);
+        await deliver(a, b, 'hello');
+        await connect(a, c);
+        const ab = await a.engine.safetyNumber(b.address.accountId);
+        const ba = await b.engine.safetyNumber(a.address.accountId);
+        expect(ab.digits).toMatch(/^\d{60}$/);
+        expect(ba.digits).toBe(ab.digits);
+        expect(ab.scannable.length).toBeGreaterThan(0);
+        expect(ba.scannable.length).toBe(ab.scannable.length);
+        const ac = await a.engine.safetyNumber(c.address.accountId);
+        expect(ac.digits).toMatch(/^\d{60}$/);
+        expect(ac.digits).not.toBe(ab.digits);
+      });
+    });
+
+    describe('provisioning', () => {
+      it('hands the identity and a payload to the new device, and to no other', async () => {
+        const primary = await newDevice();
+        const fresh = await openEngine();
+        const key = await fresh.createProvisioningKey();
+        expect(key.length).toBe(33);
+        const payload = text('link token 42');
+        const sealed = await primary.engine.sealProvisioning(key, payload);
+        expect(contains(sealed, payload)).toBe(false);
+
+        const third = await openEngine();
+        await expectCode(third.openProvisioning(sealed), 'INVALID_PROVISIONING');
+        await third.createProvisioningKey();
+        await expectCode(third.openProvisioning(sealed), 'INVALID_PROVISIONING');
+        expect(await third.localIdentity()).toBeUndefined();
+
+        for (const index of [0, 1, 34, 46, sealed.length - 1]) {
+          await expectCode(fresh.openProvisioning(flipBit(sealed, index)), 'INVALID_PROVISIONING');
+        }
+        await expectCode(fresh.openProvisioning(sealed.subarray(0, 40)), 'INVALID_PROVISIONING');
+        expect(await fresh.localIdentity()).toBeUndefined();
+
+        expect(await fresh.openProvisioning(sealed)).toEqual(payload);
+        const identity = await fresh.localIdentity();
+        expect(identity?.identityKey).toEqual(primary.identity.identityKey);
+        expect(identity?.registrationId).toBeGreaterThanOrEqual(1);
+        expect(identity?.registrationId).toBeLessThanOrEqual(16380);
+        // The provisioning key is used once.
+        await expectCode(fresh.openProvisioning(sealed), 'INVALID_PROVISIONING');
+      });
+
+      it('refuses a provisioning key that is not a public key', async () => {
+        const primary = await newDevice();
+        await expectCode(
+          primary.engine.sealProvisioning(new Uint8Array(33), text('x')),
+          'INVALID_PROVISIONING',
+        );
+      });
+
+      it('does not replace the identity of a device that has one', async () => {
+        const primary = await newDevice();
+        const other = await newDevice();
+        const key = await other.engine.createProvisioningKey();
+        const sealed = await primary.engine.sealProvisioning(key, text('x'));
+        await expectCode(other.engine.openProvisioning(sealed), 'IDENTITY_EXISTS');
+        expect(await other.engine.localIdentity()).toEqual(other.identity);
+      });
+
+      it('lets the linked device talk as the account, under one identity', async () => {
+        const primary = await newDevice();
+        const linked = await linkDevice(primary, 2);
+        const friend = await newDevice();
+        await connect(friend, primary);
+        await connect(friend, linked);
+        await deliver(friend, primary, 'to the phone');
+        await deliver(friend, linked, 'to the laptop');
+        await deliver(linked, friend, 'from the laptop');
+        await deliver(primary, friend, 'from the phone');
+        expect(await friend.engine.identityState(primary.address.accountId)).toEqual({
+          identityKey: primary.identity.identityKey,
+          verified: false,
+          changed: false,
+        });
+        // Devices of one account also talk to each other.
+        await connect(primary, linked);
+        await deliver(primary, linked, 'note to self');
+        await deliver(linked, primary, 'noted');
+      });
+    });
+  });
+};

@@ -1,0 +1,665 @@
+import { randomInt } from 'node:crypto';
+import {
+  CiphertextMessageType,
+  ContentHint,
+  ErrorCode,
+  Fingerprint,
+  IdentityKeyPair,
+  KEMKeyPair,
+  KEMPublicKey,
+  KyberPreKeyRecord,
+  LibSignalErrorBase,
+  PreKeyBundle,
+  PreKeyRecord,
+  PreKeySignalMessage,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  SenderCertificate,
+  ServerCertificate,
+  SignalMessage,
+  SignedPreKeyRecord,
+  UnidentifiedSenderMessageContent,
+  processPreKeyBundle,
+  sealedSenderDecryptToUsmc,
+  sealedSenderEncrypt,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+} from '@signalapp/libsignal-client';
+import {
+  EngineError,
+  UntrustedIdentityError,
+  type Address,
+  type Ciphertext,
+  type EncryptedMessage,
+  type Decrypted,
+  type DecryptOptions,
+  type IdentityState,
+  type LocalIdentity,
+  type PublicPreKey,
+  type PublicSignedPreKey,
+  type RemoteBundle,
+  type SafetyNumber,
+  type SignalEngine,
+} from '@privcomm/client';
+import { openProvisioningMessage, sealProvisioningMessage } from './provisioning.ts';
+import { openDatabase, TransactionQueue, type AfterRollback } from './sqlite.ts';
+import {
+  libsignalStores,
+  own,
+  Store,
+  type CallbackFailures,
+  type LibsignalStores,
+} from './store.ts';
+
+/**
+ * The Node SignalEngine: the official libsignal (PQXDH, Double Ratchet, sealed sender) over a
+ * SQLite protocol store. Every operation is one SQLite transaction (see TransactionQueue).
+ *
+ * Sealed sender without a server
+ * ------------------------------
+ * Every message is sealed (Ciphertext.type SEALED_SENDER_V1): the relay sees only the
+ * recipient. Signal's sender certificates are issued by its server and chained to a trust root
+ * baked into the apps; a blind relay issues nothing, so each engine self-issues: a local "trust
+ * root" key signs a ServerCertificate whose key signs a SenderCertificate naming our account id,
+ * device id and identity key. Receivers therefore cannot (and do not) check the trust root:
+ * decrypt uses sealedSenderDecryptToUsmc, which does not, and never sealedSenderDecrypt.
+ *
+ * Why the sender is still authenticated (libsignal rust/protocol/src/sealed_sender.rs,
+ * sealed_sender_decrypt_to_usmc):
+ * - v1 (what sealedSenderEncrypt produces): the outer layer is keyed by DH(ephemeral, our
+ *   identity) and carries the sender's static (identity) public key S; the inner layer, which
+ *   holds the certificate and the message, is keyed by DH(S, our identity) chained with the
+ *   first layer. Only a holder of S's private key (or we ourselves) can produce it, and libsignal
+ *   then rejects the message unless the certificate's key equals S ("sender certificate key does
+ *   not match message key"). v2 does the same with an authentication tag over DH(S, our identity).
+ * - So certificate.key() is authenticated as the sender's identity key. We then decrypt the inner
+ *   Signal message as address (certificate uuid, certificate device), and require that the
+ *   identity libsignal saved for that address during the decryption (from the PreKey message, or
+ *   the session's remote identity; both are MAC-bound into every SignalMessage) is that same key.
+ *   The message, its sealed-sender layer and the session thus all name one identity key.
+ * - What binds an account id to an identity key is not a server signature but the identity
+ *   store: trust on first use, `changed` on a new key, refusal when the account was verified
+ *   (safety numbers), exactly as with the keys fetched from the relay. The self-issued
+ *   certificate proves "the holder of key S sent this", not "account X owns S": a first message
+ *   from an unknown account id is believed like a first bundle is; a message claiming a known,
+ *   unverified account with a new key is reported as `changed`, and one claiming a verified
+ *   account is refused. The client can compare a new key against the relay's published identity
+ *   key for that account as an extra check.
+ */
+
+/** Ciphertext.type of every message this engine produces: sealed sender v1. */
+export const SEALED_SENDER_V1 = 1;
+
+/** Far beyond any device's lifetime: certificates are self-issued and never rotated for expiry. */
+const CERTIFICATE_EXPIRY_MS = 253_402_300_799_000; // 9999-12-31
+const FINGERPRINT_ITERATIONS = 5200;
+const FINGERPRINT_VERSION = 2;
+const MAX_DEVICE_ID = 127;
+const MAX_BATCH = 1000;
+/**
+ * Account ids are the relay's canonical lowercase UUIDs. Only that spelling is accepted, also
+ * from sender certificates: "ABC..." and "abc..." would otherwise be two libsignal addresses
+ * with two identity entries, and a forged certificate could claim a known account under a
+ * spelling that has no trusted key yet.
+ */
+const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+const copy = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
+
+const isAccountId = (value: unknown): value is string =>
+  typeof value === 'string' && ACCOUNT_ID.test(value);
+
+const uuidBytes = (accountId: string): Uint8Array<ArrayBuffer> => {
+  if (!isAccountId(accountId)) throw new TypeError(`account id ${accountId} is not a UUID`);
+  return new Uint8Array(Buffer.from(accountId.replaceAll('-', ''), 'hex'));
+};
+
+const checkCount = (count: number): void => {
+  if (!Number.isInteger(count) || count < 0 || count > MAX_BATCH) {
+    throw new RangeError(`count must be an integer from 0 to ${MAX_BATCH}`);
+  }
+};
+
+const isDeviceId = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_DEVICE_ID;
+
+const checkAddress = (address: Address): void => {
+  if (!isAccountId(address.accountId)) {
+    throw new TypeError(`account id ${String(address.accountId)} is not a lowercase UUID`);
+  }
+  if (!isDeviceId(address.deviceId)) {
+    throw new RangeError(`device id ${address.deviceId} is out of range`);
+  }
+};
+
+const invalidMessage = (reason: string): EngineError => new EngineError('INVALID_MESSAGE', reason);
+
+/**
+ * Translates libsignal's errors into the engine's codes. An EngineError thrown by one of our
+ * store callbacks reaches here wrapped in a generic libsignal error, so it is taken from
+ * `failures` instead.
+ */
+const engineError = (
+  error: unknown,
+  accountId: string,
+  fallback: EngineError,
+  failures?: CallbackFailures,
+): unknown => {
+  if (error instanceof EngineError) return error;
+  if (failures?.first !== undefined) return failures.first;
+  if (error instanceof LibSignalErrorBase) {
+    switch (error.code) {
+      case ErrorCode.UntrustedIdentity:
+        return new UntrustedIdentityError(accountId);
+      case ErrorCode.DuplicatedMessage:
+        return new EngineError('DUPLICATE_MESSAGE', 'this message was already decrypted');
+      case ErrorCode.InvalidSession:
+        return new EngineError('NO_SESSION', `no usable session with ${accountId}`);
+      default:
+        return fallback;
+    }
+  }
+  return error;
+};
+
+class NodeSignalEngine implements SignalEngine {
+  private certificate: { key: string; certificate: SenderCertificate } | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly queue: TransactionQueue,
+  ) {}
+
+  /** Runs one operation in one transaction, with the libsignal stores bound to it. */
+  private run<T>(operation: (stores: OperationStores) => Promise<T> | T): Promise<T> {
+    return this.queue.run((afterRollback) =>
+      operation(new OperationStores(this.store, afterRollback)),
+    );
+  }
+
+  private localAddress(): ProtocolAddress {
+    const accountId = this.store.getMetaText('local_account_id');
+    const deviceId = this.store.getMetaNumber('local_device_id');
+    if (accountId === undefined || deviceId === undefined) {
+      throw new EngineError('NO_IDENTITY', 'this device has no address yet (setLocalAddress)');
+    }
+    return ProtocolAddress.new(accountId, deviceId);
+  }
+
+  /** Our self-issued sender certificate (see the comment at the top). */
+  private senderCertificate(identity: IdentityKeyPair, local: ProtocolAddress): SenderCertificate {
+    const key = `${local.toString()}/${Buffer.from(identity.publicKey.serialize()).toString('hex')}`;
+    if (this.certificate?.key === key) return this.certificate.certificate;
+    const trustRoot = this.store.getMeta('trust_root');
+    const serverKey = this.store.getMeta('server_key');
+    if (trustRoot === undefined || serverKey === undefined) {
+      throw new EngineError('NO_IDENTITY', 'this device has no certificate keys');
+    }
+    const server = PrivateKey.deserialize(own(serverKey));
+    const serverCertificate = ServerCertificate.new(
+      1,
+      server.getPublicKey(),
+      PrivateKey.deserialize(own(trustRoot)),
+    );
+    const certificate = SenderCertificate.new(
+      local.name(),
+      null,
+      local.deviceId(),
+      identity.publicKey,
+      CERTIFICATE_EXPIRY_MS,
+      serverCertificate,
+      server,
+    );
+    this.certificate = { key, certificate };
+    return certificate;
+  }
+
+  createIdentity(): Promise<LocalIdentity> {
+    return this.run(() => {
+      if (this.store.identityKeyPair() !== undefined) {
+        throw new EngineError('IDENTITY_EXISTS', 'this device already has an identity');
+      }
+      return this.importIdentity(IdentityKeyPair.generate());
+    });
+  }
+
+  private importIdentity(pair: IdentityKeyPair): LocalIdentity {
+    // libsignal registration ids are 14-bit; the relay accepts 1..16380.
+    const registrationId = randomInt(1, 16381);
+    this.store.setMeta('identity_key_pair', pair.serialize());
+    this.store.setMeta('registration_id', registrationId);
+    // The keys that self-issue our sender certificates (see the comment at the top).
+    this.store.setMeta('trust_root', PrivateKey.generate().serialize());
+    this.store.setMeta('server_key', PrivateKey.generate().serialize());
+    return { identityKey: copy(pair.publicKey.serialize()), registrationId };
+  }
+
+  localIdentity(): Promise<LocalIdentity | undefined> {
+    return this.run(() => {
+      const pair = this.store.identityKeyPair();
+      const registrationId = this.store.registrationId();
+      if (pair === undefined || registrationId === undefined) return undefined;
+      return { identityKey: copy(pair.publicKey.serialize()), registrationId };
+    });
+  }
+
+  setLocalAddress(address: Address): Promise<void> {
+    checkAddress(address);
+    return this.run(() => {
+      this.store.setMeta('local_account_id', address.accountId);
+      this.store.setMeta('local_device_id', address.deviceId);
+    });
+  }
+
+  generatePreKeys(count: number): Promise<PublicPreKey[]> {
+    checkCount(count);
+    return this.run(() => {
+      this.store.requireIdentityKeyPair();
+      return Array.from({ length: count }, () => {
+        const keyId = this.store.nextKeyId('next_prekey_id');
+        const privateKey = PrivateKey.generate();
+        const publicKey = privateKey.getPublicKey();
+        this.store.savePreKey(keyId, PreKeyRecord.new(keyId, publicKey, privateKey));
+        return { keyId, publicKey: copy(publicKey.serialize()) };
+      });
+    });
+  }
+
+  generateKyberPreKeys(count: number): Promise<PublicSignedPreKey[]> {
+    checkCount(count);
+    return this.run(() => {
+      const identity = this.store.requireIdentityKeyPair();
+      return Array.from({ length: count }, () => this.newKyberPreKey(identity, false));
+    });
+  }
+
+  generateKyberLastResortPreKey(): Promise<PublicSignedPreKey> {
+    return this.run(() => this.newKyberPreKey(this.store.requireIdentityKeyPair(), true));
+  }
+
+  private newKyberPreKey(identity: IdentityKeyPair, lastResort: boolean): PublicSignedPreKey {
+    const keyId = this.store.nextKeyId('next_kyber_prekey_id');
+    const keyPair = KEMKeyPair.generate();
+    const publicKey = keyPair.getPublicKey().serialize();
+    const signature = identity.privateKey.sign(publicKey);
+    this.store.saveKyberPreKey(
+      keyId,
+      KyberPreKeyRecord.new(keyId, Date.now(), keyPair, signature),
+      lastResort,
+    );
+    return { keyId, publicKey: copy(publicKey), signature: copy(signature) };
+  }
+
+  generateSignedPreKey(): Promise<PublicSignedPreKey> {
+    return this.run(() => {
+      const identity = this.store.requireIdentityKeyPair();
+      const keyId = this.store.nextKeyId('next_signed_prekey_id');
+      const privateKey = PrivateKey.generate();
+      const publicKey = privateKey.getPublicKey();
+      const signature = identity.privateKey.sign(publicKey.serialize());
+      this.store.saveSignedPreKey(
+        keyId,
+        SignedPreKeyRecord.new(keyId, Date.now(), publicKey, privateKey, signature),
+      );
+      return { keyId, publicKey: copy(publicKey.serialize()), signature: copy(signature) };
+    });
+  }
+
+  processBundle(address: Address, bundle: RemoteBundle): Promise<void> {
+    checkAddress(address);
+    return this.run(async ({ libsignal }) => {
+      this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      let preKeyBundle: PreKeyBundle;
+      try {
+        preKeyBundle = PreKeyBundle.new(
+          bundle.registrationId,
+          bundle.deviceId,
+          bundle.preKey?.keyId ?? null,
+          bundle.preKey === undefined ? null : PublicKey.deserialize(own(bundle.preKey.publicKey)),
+          bundle.signedPreKey.keyId,
+          PublicKey.deserialize(own(bundle.signedPreKey.publicKey)),
+          own(bundle.signedPreKey.signature),
+          PublicKey.deserialize(own(bundle.identityKey)),
+          bundle.kyberPreKey.keyId,
+          KEMPublicKey.deserialize(own(bundle.kyberPreKey.publicKey)),
+          own(bundle.kyberPreKey.signature),
+        );
+      } catch {
+        throw invalidMessage('the bundle is malformed');
+      }
+      try {
+        await processPreKeyBundle(
+          preKeyBundle,
+          ProtocolAddress.new(address.accountId, address.deviceId),
+          local,
+          libsignal.session,
+          libsignal.identity,
+        );
+      } catch (error) {
+        throw engineError(
+          error,
+          address.accountId,
+          invalidMessage('the bundle is invalid'),
+          libsignal.failures,
+        );
+      }
+    });
+  }
+
+  hasSession(address: Address): Promise<boolean> {
+    checkAddress(address);
+    return this.run(
+      () => this.store.loadSession(address.accountId, address.deviceId)?.hasCurrentState() ?? false,
+    );
+  }
+
+  sessionDeviceIds(accountId: string): Promise<number[]> {
+    return this.run(() =>
+      this.store
+        .sessionDeviceIds(accountId)
+        .filter((deviceId) => this.store.loadSession(accountId, deviceId)?.hasCurrentState()),
+    );
+  }
+
+  deleteSession(address: Address): Promise<void> {
+    checkAddress(address);
+    return this.run(() => this.store.deleteSession(address.accountId, address.deviceId));
+  }
+
+  encrypt(address: Address, plaintext: Uint8Array): Promise<EncryptedMessage> {
+    checkAddress(address);
+    return this.run(async ({ libsignal }) => {
+      const identity = this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      const session = this.store.loadSession(address.accountId, address.deviceId);
+      if (session === null || !session.hasCurrentState()) {
+        throw new EngineError('NO_SESSION', `no session with ${address.accountId}`);
+      }
+      const remote = ProtocolAddress.new(address.accountId, address.deviceId);
+      try {
+        const message = await signalEncrypt(
+          own(plaintext),
+          remote,
+          local,
+          libsignal.session,
+          libsignal.identity,
+        );
+        const content = UnidentifiedSenderMessageContent.new(
+          message,
+          this.senderCertificate(identity, local),
+          ContentHint.Default,
+          null,
+        );
+        const sealed = await sealedSenderEncrypt(content, remote, libsignal.identity);
+        return {
+          type: SEALED_SENDER_V1,
+          content: copy(sealed),
+          registrationId: session.remoteRegistrationId(),
+        };
+      } catch (error) {
+        throw engineError(
+          error,
+          address.accountId,
+          new EngineError('NO_SESSION', `cannot encrypt for ${address.accountId}`),
+          libsignal.failures,
+        );
+      }
+    });
+  }
+
+  decrypt(
+    envelopeId: string,
+    ciphertext: Ciphertext,
+    options: DecryptOptions = {},
+  ): Promise<Decrypted> {
+    return this.run(async (stores) => {
+      const done = this.store.decrypted(envelopeId);
+      if (done !== undefined) {
+        return {
+          sender: { accountId: done.sender_account, deviceId: done.sender_device },
+          plaintext: copy(done.plaintext),
+        };
+      }
+      this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      if (ciphertext.type !== SEALED_SENDER_V1) {
+        throw invalidMessage(`unknown ciphertext type ${ciphertext.type}`);
+      }
+      const { libsignal } = stores;
+      let content: UnidentifiedSenderMessageContent;
+      try {
+        content = await sealedSenderDecryptToUsmc(own(ciphertext.content), libsignal.identity);
+      } catch (error) {
+        throw engineError(
+          error,
+          '',
+          invalidMessage('the sealed message cannot be opened'),
+          libsignal.failures,
+        );
+      }
+      const certificate = content.senderCertificate();
+      const sender: Address = {
+        accountId: certificate.senderUuid(),
+        deviceId: certificate.senderDeviceId(),
+      };
+      if (!isAccountId(sender.accountId) || !isDeviceId(sender.deviceId)) {
+        throw invalidMessage('the sender certificate names no valid device');
+      }
+      if (sender.accountId === local.name() && sender.deviceId === local.deviceId()) {
+        throw invalidMessage('a message from this very device');
+      }
+      const certificateKey = certificate.key().serialize();
+      const known = this.store.identity(sender.accountId);
+      const isKnown =
+        known !== undefined &&
+        (Buffer.from(known.identity_key).equals(certificateKey) ||
+          (known.pending_key !== null && Buffer.from(known.pending_key).equals(certificateKey)));
+      if (!isKnown && options.confirmIdentity) {
+        // Before libsignal stores anything: a refused key must leave no trace (see DecryptOptions).
+        if (!(await options.confirmIdentity(sender.accountId, copy(certificateKey)))) {
+          throw new EngineError(
+            'UNCONFIRMED_IDENTITY',
+            `the sender's key is not the identity the relay publishes for ${sender.accountId}`,
+          );
+        }
+      }
+      const remote = ProtocolAddress.new(sender.accountId, sender.deviceId);
+      let plaintext: Uint8Array;
+      try {
+        switch (content.msgType()) {
+          case CiphertextMessageType.PreKey:
+            plaintext = await signalDecryptPreKey(
+              PreKeySignalMessage.deserialize(content.contents()),
+              remote,
+              local,
+              libsignal.session,
+              libsignal.identity,
+              libsignal.preKey,
+              libsignal.signedPreKey,
+              libsignal.kyberPreKey,
+            );
+            break;
+          case CiphertextMessageType.Whisper:
+            plaintext = await signalDecrypt(
+              SignalMessage.deserialize(content.contents()),
+              remote,
+              local,
+              libsignal.session,
+              libsignal.identity,
+            );
+            break;
+          default:
+            throw invalidMessage(`unexpected sealed message type ${content.msgType()}`);
+        }
+      } catch (error) {
+        throw engineError(
+          error,
+          sender.accountId,
+          invalidMessage('the message cannot be decrypted'),
+          libsignal.failures,
+        );
+      }
+      // The certificate key is the one the sealed-sender layer authenticated; it must be the
+      // identity the session decrypted with (see the comment at the top).
+      const decryptedWith = stores.savedIdentity(remote);
+      if (decryptedWith === undefined || !decryptedWith.equals(certificate.key())) {
+        throw invalidMessage('the sender certificate does not match the session identity');
+      }
+      this.store.saveDecrypted(envelopeId, sender.accountId, sender.deviceId, plaintext);
+      return { sender, plaintext: copy(plaintext) };
+    });
+  }
+
+  forgetDecrypted(envelopeId: string): Promise<void> {
+    return this.run(() => this.store.forgetDecrypted(envelopeId));
+  }
+
+  identityState(accountId: string): Promise<IdentityState | undefined> {
+    return this.run(() => {
+      const row = this.store.identity(accountId);
+      if (row === undefined) return undefined;
+      return {
+        identityKey: copy(row.identity_key),
+        verified: row.verified !== 0,
+        changed: row.changed !== 0,
+        ...(row.pending_key === null ? {} : { pendingIdentityKey: copy(row.pending_key) }),
+      };
+    });
+  }
+
+  setVerified(accountId: string, verified: boolean): Promise<void> {
+    return this.run(() => {
+      const row = this.requireIdentity(accountId);
+      if (verified) {
+        // Verifying the current key acknowledges a change to it; a pending key stays pending.
+        this.store.putIdentity(accountId, {
+          ...row,
+          verified: 1,
+          changed: row.pending_key === null ? 0 : row.changed,
+        });
+      } else if (row.pending_key !== null) {
+        // Unverified accounts follow trust on first use: the pending key takes over, as it would
+        // have had the account not been verified.
+        this.replaceIdentity(accountId, row.pending_key, true);
+      } else {
+        this.store.putIdentity(accountId, { ...row, verified: 0 });
+      }
+    });
+  }
+
+  acceptIdentity(accountId: string): Promise<void> {
+    return this.run(() => {
+      const row = this.requireIdentity(accountId);
+      if (row.pending_key !== null) this.replaceIdentity(accountId, row.pending_key, false);
+      else this.store.putIdentity(accountId, { ...row, changed: 0 });
+    });
+  }
+
+  /** A new current key: sessions made with the old one lead to devices that no longer exist. */
+  private replaceIdentity(accountId: string, key: Uint8Array, changed: boolean): void {
+    this.store.putIdentity(accountId, {
+      identity_key: key,
+      verified: 0,
+      changed: changed ? 1 : 0,
+      pending_key: null,
+    });
+    for (const deviceId of this.store.sessionDeviceIds(accountId)) {
+      this.store.deleteSession(accountId, deviceId);
+    }
+  }
+
+  private requireIdentity(accountId: string) {
+    const row = this.store.identity(accountId);
+    if (row === undefined) {
+      throw new EngineError('NO_IDENTITY', `no identity key is known for ${accountId}`);
+    }
+    return row;
+  }
+
+  safetyNumber(accountId: string): Promise<SafetyNumber> {
+    return this.run(() => {
+      const identity = this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      const remote = this.requireIdentity(accountId);
+      const fingerprint = Fingerprint.new(
+        FINGERPRINT_ITERATIONS,
+        FINGERPRINT_VERSION,
+        uuidBytes(local.name()),
+        identity.publicKey,
+        uuidBytes(accountId),
+        PublicKey.deserialize(own(remote.identity_key)),
+      );
+      return {
+        digits: fingerprint.displayableFingerprint().toString(),
+        scannable: copy(fingerprint.scannableFingerprint().toBuffer()),
+      };
+    });
+  }
+
+  createProvisioningKey(): Promise<Uint8Array> {
+    return this.run(() => {
+      const key = PrivateKey.generate();
+      this.store.setMeta('provisioning_key', key.serialize());
+      return copy(key.getPublicKey().serialize());
+    });
+  }
+
+  sealProvisioning(recipientKey: Uint8Array, payload: Uint8Array): Promise<Uint8Array> {
+    return this.run(() => {
+      const identity = this.store.requireIdentityKeyPair();
+      return sealProvisioningMessage(recipientKey, identity.serialize(), payload);
+    });
+  }
+
+  openProvisioning(ciphertext: Uint8Array): Promise<Uint8Array> {
+    return this.run(() => {
+      const key = this.store.getMeta('provisioning_key');
+      if (key === undefined) {
+        throw new EngineError('INVALID_PROVISIONING', 'no provisioning key is waiting');
+      }
+      const opened = openProvisioningMessage(PrivateKey.deserialize(own(key)), ciphertext);
+      if (this.store.identityKeyPair() !== undefined) {
+        throw new EngineError('IDENTITY_EXISTS', 'this device already has an identity');
+      }
+      let pair: IdentityKeyPair;
+      try {
+        pair = IdentityKeyPair.deserialize(own(opened.identityKeyPair));
+      } catch {
+        throw new EngineError('INVALID_PROVISIONING', 'the identity key pair is malformed');
+      }
+      this.importIdentity(pair);
+      this.store.deleteMeta('provisioning_key');
+      return copy(opened.payload);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.queue.close();
+  }
+}
+
+/** The libsignal stores of one operation, and what they saw. */
+class OperationStores {
+  readonly libsignal: LibsignalStores;
+
+  constructor(store: Store, afterRollback: (work: AfterRollback) => void) {
+    this.libsignal = libsignalStores(store, afterRollback);
+  }
+
+  /** The identity key libsignal saved for an address during this operation. */
+  savedIdentity(address: ProtocolAddress): PublicKey | undefined {
+    return this.libsignal.savedIdentities.get(address.toString());
+  }
+}
+
+/**
+ * Opens the engine whose protocol store is the SQLite database `file` (created with mode 0600
+ * if missing; ':memory:' for a throwaway store). One engine per file at a time.
+ */
+export const openNodeEngine = async (file: string): Promise<SignalEngine> => {
+  const db = openDatabase(file);
+  return new NodeSignalEngine(new Store(db), new TransactionQueue(db));
+};

@@ -1,0 +1,147 @@
+import { chmodSync, closeSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/**
+ * The protocol store's SQLite database (better-sqlite3, synchronous) and its one rule: every
+ * engine operation runs alone, inside one `BEGIN IMMEDIATE ... COMMIT`, and rolls back whole
+ * if it throws.
+ */
+
+/** The part of better-sqlite3's API the engine uses (the package ships no types). */
+export interface Statement {
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+export interface SqliteDatabase {
+  prepare(sql: string): Statement;
+  exec(sql: string): void;
+  pragma(sql: string, options?: { simple?: boolean }): unknown;
+  close(): void;
+  readonly inTransaction: boolean;
+}
+
+type DatabaseConstructor = new (
+  file: string,
+  options?: { timeout?: number; fileMustExist?: boolean },
+) => SqliteDatabase;
+
+const require = createRequire(import.meta.url);
+const Database = require('better-sqlite3') as DatabaseConstructor;
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+  CREATE TABLE prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+  CREATE TABLE signed_prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+  CREATE TABLE kyber_prekeys (
+    id INTEGER PRIMARY KEY,
+    record BLOB NOT NULL,
+    last_resort INTEGER NOT NULL
+  );
+  -- Uses of last-resort Kyber prekeys, so that a replayed PreKey message cannot rebuild a session.
+  CREATE TABLE kyber_prekey_uses (
+    kyber_id INTEGER NOT NULL,
+    signed_id INTEGER NOT NULL,
+    base_key BLOB NOT NULL,
+    PRIMARY KEY (kyber_id, signed_id, base_key)
+  ) WITHOUT ROWID;
+  CREATE TABLE sessions (
+    account_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (account_id, device_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE identities (
+    account_id TEXT PRIMARY KEY,
+    identity_key BLOB NOT NULL,
+    verified INTEGER NOT NULL,
+    changed INTEGER NOT NULL,
+    pending_key BLOB
+  ) WITHOUT ROWID;
+  CREATE TABLE decrypted (
+    envelope_id TEXT PRIMARY KEY,
+    sender_account TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    plaintext BLOB NOT NULL
+  ) WITHOUT ROWID;
+`;
+
+/**
+ * Opens (creating if needed) the store. A file is created with mode 0600 before SQLite opens it;
+ * the rollback journal (journal_mode=DELETE, no WAL or shm files) inherits that mode.
+ */
+export const openDatabase = (file: string): SqliteDatabase => {
+  if (file !== ':memory:') {
+    closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+  }
+  const db = new Database(file, { timeout: 5000 });
+  try {
+    db.pragma('journal_mode = DELETE');
+    db.pragma('synchronous = FULL');
+    // Deleted prekeys, provisioning keys and plaintexts are overwritten, not left in free pages.
+    db.pragma('secure_delete = ON');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version === 0) {
+      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+    } else if (version !== SCHEMA_VERSION) {
+      throw new Error(`unsupported engine store version ${version}`);
+    }
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return db;
+};
+
+/** Work to do after a rollback, in its own transaction (e.g. recording a pending identity). */
+export type AfterRollback = () => void;
+
+/**
+ * Serialises operations on one database and runs each in one transaction. libsignal calls the
+ * store back asynchronously in the middle of an operation; because nothing else touches the
+ * database while an operation is queued ahead, all those callbacks land in its transaction.
+ */
+export class TransactionQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly db: SqliteDatabase) {}
+
+  run<T>(operation: (afterRollback: (work: AfterRollback) => void) => Promise<T> | T): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the engine is closed'));
+    const result = this.tail.then(async () => {
+      const deferred: AfterRollback[] = [];
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const value = await operation((work) => deferred.push(work));
+        this.db.exec('COMMIT');
+        return value;
+      } catch (error) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (deferred.length > 0) {
+          this.db.exec('BEGIN IMMEDIATE');
+          try {
+            for (const work of deferred) work();
+            this.db.exec('COMMIT');
+          } catch {
+            if (this.db.inTransaction) this.db.exec('ROLLBACK');
+          }
+        }
+        throw error;
+      }
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.tail;
+    this.db.close();
+  }
+}

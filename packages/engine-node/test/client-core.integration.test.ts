@@ -1,0 +1,353 @@
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  encodeContent,
+  MemoryStore,
+  PrivcommClient,
+  type AuthSigner,
+  type ClientEvent,
+  type SocketLike,
+  type Transport,
+} from '@privcomm/client';
+import {
+  createTestDatabase,
+  startRelay,
+  TestDevice,
+  type TestRelay,
+} from '@privcomm/server/testing';
+import { openNodeEngine } from '../src/index.ts';
+
+/**
+ * The client core with the real engine (libsignal) against a real relay: the pipelines, not
+ * the CLI. Each client keeps its state in memory.
+ */
+let relay: TestRelay;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const database = await createTestDatabase();
+  drop = database.drop;
+  relay = await startRelay(database.url);
+});
+afterAll(async () => {
+  await relay?.close();
+  await drop?.();
+});
+
+const memorySigner = (): AuthSigner => {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url');
+  return {
+    publicKey: async () => new Uint8Array(raw),
+    sign: async (message) => new Uint8Array(sign(null, message, privateKey)),
+  };
+};
+
+const transport = (): Transport => ({
+  relayUrl: relay.url,
+  fetch: (url, init) => fetch(url, init),
+  openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+});
+
+interface TestClient {
+  client: PrivcommClient;
+  store: MemoryStore;
+  events: ClientEvent[];
+}
+
+const newClient = async (): Promise<TestClient> => {
+  const store = new MemoryStore();
+  const client = await PrivcommClient.open({
+    transport: transport(),
+    engine: await openNodeEngine(':memory:'),
+    store,
+    signer: memorySigner(),
+    randomBytes: (n) => new Uint8Array(randomBytes(n)),
+  });
+  const events: ClientEvent[] = [];
+  client.subscribe((event) => events.push(event));
+  return { client, store, events };
+};
+
+const register = async (name: string): Promise<TestClient> => {
+  const test = await newClient();
+  await test.client.register({ name });
+  return test;
+};
+
+/** Connects, waits until the relay says the queue is empty and `until` holds, disconnects. */
+const receive = async (test: TestClient, until: () => boolean = () => true): Promise<void> => {
+  const start = test.events.length;
+  await test.client.connect();
+  await expect
+    .poll(() => test.events.slice(start).some((e) => e.type === 'queue-empty') && until(), {
+      timeout: 10_000,
+    })
+    .toBe(true);
+  await test.client.disconnect();
+};
+
+/** How many sends the relay answered with 409 so far. */
+const conflicts = async (): Promise<number> => {
+  const metric = await relay.relay.context.metrics.httpRequests.get();
+  return metric.values
+    .filter((v) => v.labels.route === '/v1/messages/:accountId' && v.labels.status === '409')
+    .reduce((sum, v) => sum + v.value, 0);
+};
+
+describe('client core with libsignal through a real relay', () => {
+  it('exchanges messages both ways, with delivery and read receipts', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const bobId = bob.client.profile!.accountId;
+    const aliceId = alice.client.profile!.accountId;
+    const sent = await alice.client.sendText(bobId, 'hello bob');
+    expect(sent.status).toBe('sent');
+
+    await receive(bob);
+    const [received] = await bob.client.history(aliceId);
+    expect(received).toMatchObject({ text: 'hello bob', direction: 'in', id: sent.id });
+
+    await receive(alice, () => alice.events.some((e) => e.type === 'receipt'));
+    expect((await alice.client.history(bobId))[0]?.status).toBe('delivered');
+
+    expect(await bob.client.markRead(aliceId)).toBe(1);
+    await bob.client.sendText(aliceId, 'hi alice');
+    await receive(alice, () => alice.events.filter((e) => e.type === 'message').length >= 1);
+    const history = await alice.client.history(bobId);
+    expect(history.map((m) => [m.direction, m.text, m.status])).toEqual([
+      ['out', 'hello bob', 'read'],
+      ['in', 'hi alice', 'delivered'],
+    ]);
+  });
+
+  it('computes equal safety numbers on both sides', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const fromAlice = await alice.client.safetyNumber(bob.client.profile!.accountId);
+    const fromBob = await bob.client.safetyNumber(alice.client.profile!.accountId);
+    expect(fromAlice.digits).toMatch(/^\d{60}$/);
+    expect(fromAlice.digits).toBe(fromBob.digits);
+  });
+
+  it('links a second device; the sender recovers through 409 and both devices get the message', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const bobId = bob.client.profile!.accountId;
+    await alice.client.sendText(bobId, 'before the link');
+    await receive(bob);
+
+    const bobLaptop = await newClient();
+    const { linkCode, done } = await bobLaptop.client.startLink();
+    await bob.client.addDevice(linkCode);
+    const laptopProfile = await done;
+    expect(laptopProfile).toMatchObject({ accountId: bobId, deviceId: 2 });
+
+    const conflictsBefore = await conflicts();
+    await alice.client.sendText(bobId, 'after the link');
+    // Alice only knew Bob's first device: the relay answered 409, and she repaired and resent.
+    expect(await conflicts()).toBe(conflictsBefore + 1);
+    await receive(bob, () =>
+      bob.events.some((e) => e.type === 'message' && e.message.text === 'after the link'),
+    );
+    await receive(bobLaptop, () => bobLaptop.events.some((e) => e.type === 'message'));
+    const laptopHistory = await bobLaptop.client.history(alice.client.profile!.accountId);
+    expect(laptopHistory.map((m) => m.text)).toEqual(['after the link']);
+
+    // Bob's phone sends; his laptop gets the copy (sync transcript).
+    await bob.client.sendText(alice.client.profile!.accountId, 'from the phone');
+    await receive(bobLaptop, () =>
+      bobLaptop.events.some((e) => e.type === 'message' && e.message.direction === 'out'),
+    );
+    const synced = (await bobLaptop.client.history(alice.client.profile!.accountId)).find(
+      (m) => m.direction === 'out',
+    );
+    expect(synced).toMatchObject({ text: 'from the phone', status: 'sent' });
+  });
+
+  it('typing indicators are online-only and never stored', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const bobId = bob.client.profile!.accountId;
+    await alice.client.sendText(bobId, 'first');
+    await receive(bob);
+    await bob.client.connect();
+    await alice.client.sendTyping(bobId, true);
+    await expect.poll(() => bob.events.some((e) => e.type === 'typing' && e.typing)).toBe(true);
+    await bob.client.disconnect();
+    expect(await relay.relay.context.envelopes.countFor(bobId, 1)).toBe(0);
+    await alice.client.sendTyping(bobId, false); // offline now: dropped, not stored
+    expect(await relay.relay.context.envelopes.countFor(bobId, 1)).toBe(0);
+  });
+
+  it('disappearing messages and delete-for-everyone apply on both sides', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const [aliceId, bobId] = [alice.client.profile!.accountId, bob.client.profile!.accountId];
+    await alice.client.sendText(bobId, 'hello');
+    await receive(bob);
+    await bob.client.sendText(aliceId, 'hello back');
+    await receive(alice, () => alice.events.some((e) => e.type === 'message'));
+
+    await alice.client.setDisappearing(bobId, 1);
+    const ephemeral = await alice.client.sendText(bobId, 'gone soon');
+    const doomed = await alice.client.sendText(bobId, 'regret');
+    await alice.client.deleteForEveryone(bobId, doomed.id);
+    await receive(bob, () => bob.events.some((e) => e.type === 'deleted'));
+    const bobSide = await bob.client.history(aliceId);
+    expect(bobSide.find((m) => m.id === doomed.id)).toMatchObject({ deleted: true, text: '' });
+    expect(bobSide.find((m) => m.id === ephemeral.id)?.expiresAt).toBeDefined();
+    // The timer is one second: both sides drop the message once it has passed.
+    await expect
+      .poll(async () => (await bob.client.history(aliceId)).some((m) => m.id === ephemeral.id), {
+        timeout: 5_000,
+      })
+      .toBe(false);
+    await expect
+      .poll(async () => (await alice.client.history(bobId)).some((m) => m.id === ephemeral.id), {
+        timeout: 5_000,
+      })
+      .toBe(false);
+  });
+
+  it('a redelivered envelope is acknowledged again without a second message', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const [aliceId, bobId] = [alice.client.profile!.accountId, bob.client.profile!.accountId];
+    await alice.client.sendText(bobId, 'only once');
+    const { pool } = relay.relay.context.database;
+    const queued = await pool.query(
+      'SELECT id, account_id, device_id, type, content, urgent, expires_at FROM envelopes WHERE account_id = $1',
+      [bobId],
+    );
+    expect(queued.rowCount).toBe(1);
+    await receive(bob);
+    // As if Bob's answer had been lost: the relay still has the envelope and sends it again.
+    const row = queued.rows[0];
+    await pool.query(
+      `INSERT INTO envelopes (id, account_id, device_id, type, content, urgent, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [row.id, row.account_id, row.device_id, row.type, row.content, row.urgent, row.expires_at],
+    );
+    const eventsBefore = bob.events.length;
+    await receive(bob);
+    expect(
+      bob.events
+        .slice(eventsBefore)
+        .filter((e) => e.type !== 'queue-empty' && e.type !== 'disconnected'),
+    ).toEqual([]);
+    expect((await bob.client.history(aliceId)).map((m) => m.text)).toEqual(['only once']);
+    expect(await relay.relay.context.envelopes.countFor(bobId, 1)).toBe(0);
+  });
+
+  it('detects an identity change served by a malicious relay, and blocks sending to a verified contact', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const mallory = await register('mallory');
+    const [bobId, malloryId] = [bob.client.profile!.accountId, mallory.client.profile!.accountId];
+    await alice.client.sendText(bobId, 'hi');
+    await alice.client.verify(bobId);
+    expect(await alice.client.identity(bobId)).toMatchObject({ verified: true, changed: false });
+
+    // The relay swaps Bob's keys for Mallory's and bumps the registration id, forcing a new session.
+    const { pool } = relay.relay.context.database;
+    await pool.query(
+      'UPDATE accounts SET identity_key = (SELECT identity_key FROM accounts WHERE id = $2) WHERE id = $1',
+      [bobId, malloryId],
+    );
+    await pool.query(
+      `UPDATE devices d SET registration_id = m.registration_id, signed_prekey_id = m.signed_prekey_id,
+         signed_prekey = m.signed_prekey, signed_prekey_signature = m.signed_prekey_signature,
+         kem_last_resort_key_id = m.kem_last_resort_key_id, kem_last_resort_key = m.kem_last_resort_key,
+         kem_last_resort_signature = m.kem_last_resort_signature
+       FROM devices m WHERE d.account_id = $1 AND d.device_id = 1 AND m.account_id = $2 AND m.device_id = 1`,
+      [bobId, malloryId],
+    );
+    await pool.query('DELETE FROM one_time_prekeys WHERE account_id = $1', [bobId]);
+    await pool.query('DELETE FROM one_time_kem_prekeys WHERE account_id = $1', [bobId]);
+
+    const queuedBefore = await relay.relay.context.envelopes.countFor(bobId, 1);
+    await expect(alice.client.sendText(bobId, 'secret')).rejects.toMatchObject({
+      code: 'UNTRUSTED_IDENTITY',
+    });
+    const state = await alice.client.identity(bobId);
+    expect(state).toMatchObject({ verified: true, changed: true });
+    expect(state?.pendingIdentityKey).toBeDefined();
+    // Nothing more reached the relay for Bob: the send was blocked before encryption.
+    expect(await relay.relay.context.envelopes.countFor(bobId, 1)).toBe(queuedBefore);
+
+    await alice.client.acceptIdentity(bobId);
+    expect(await alice.client.identity(bobId)).toMatchObject({ verified: false, changed: false });
+  });
+
+  it('refuses a sealed message whose sender key is not the identity the named account registered', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const [aliceId, bobId] = [alice.client.profile!.accountId, bob.client.profile!.accountId];
+
+    // Mallory's engine calls itself Bob, builds a session with Alice from her public bundle, and
+    // sends through an ordinary account of her own.
+    const forger = await openNodeEngine(':memory:');
+    await forger.createIdentity();
+    await forger.setLocalAddress({ accountId: bobId, deviceId: 1 });
+    const { context } = relay.relay;
+    const [device] = await context.keys.takeBundles(aliceId as never, 1 as never);
+    const identityKey = (await context.accounts.identityKey(aliceId as never))!;
+    const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+    await forger.processBundle(
+      { accountId: aliceId, deviceId: 1 },
+      {
+        identityKey: new Uint8Array(identityKey),
+        deviceId: 1,
+        registrationId: device!.registrationId,
+        signedPreKey: {
+          ...device!.signedPreKey,
+          publicKey: bytes(device!.signedPreKey.publicKey),
+          signature: bytes(device!.signedPreKey.signature),
+        },
+        ...(device!.preKey && {
+          preKey: { keyId: device!.preKey.keyId, publicKey: bytes(device!.preKey.publicKey) },
+        }),
+        kyberPreKey: {
+          ...device!.kyberPreKey,
+          publicKey: bytes(device!.kyberPreKey.publicKey),
+          signature: bytes(device!.kyberPreKey.signature),
+        },
+      },
+    );
+    const forged = await forger.encrypt(
+      { accountId: aliceId, deviceId: 1 },
+      encodeContent({
+        kind: 'text',
+        id: 'forged',
+        sentAt: Date.now(),
+        text: 'this is Bob, really',
+      }),
+    );
+    const mallory = await TestDevice.register(relay.url);
+    const sent = await mallory.request('PUT', `/v1/messages/${aliceId}`, {
+      messages: [
+        {
+          deviceId: 1,
+          registrationId: forged.registrationId,
+          type: forged.type,
+          content: Buffer.from(forged.content).toString('base64'),
+        },
+      ],
+    });
+    expect(sent.status).toBe(200);
+
+    await receive(alice);
+    expect(alice.events).toContainEqual(
+      expect.objectContaining({ type: 'decryption-failed', reason: 'UNCONFIRMED_IDENTITY' }),
+    );
+    expect(await alice.client.history(bobId)).toEqual([]);
+    // Nothing of the forger's key was kept: Bob's real first message is accepted afterwards.
+    expect(await alice.client.identity(bobId)).toBeUndefined();
+    await bob.client.sendText(aliceId, 'the real Bob');
+    await receive(alice, () => alice.events.some((e) => e.type === 'message'));
+    expect((await alice.client.history(bobId)).map((m) => m.text)).toEqual(['the real Bob']);
+    await forger.close();
+  });
+});

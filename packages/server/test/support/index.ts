@@ -1,0 +1,7 @@
+/**
+ * The relay test harness, for this package's tests and for other packages' end-to-end tests
+ * (`@privcomm/server/testing`): databases, in-process and spawned relays, test devices.
+ */
+export * from './database.ts';
+export * from './relay.ts';
+export * from './client.ts';

@@ -294,6 +294,39 @@ export const engineContract = (name: string, open: () => Promise<SignalEngine>):
         expect(reply.registrationId).toBe(a.identity.registrationId);
       });
 
+      it('asks the caller to confirm a new sender key before committing anything', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        const first = await a.engine.encrypt(b.address, text('who am I'));
+        const asked: string[] = [];
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), first, {
+            confirmIdentity: async (accountId, identityKey) => {
+              asked.push(accountId);
+              expect(identityKey).toEqual(a.identity.identityKey);
+              return false;
+            },
+          }),
+          'UNCONFIRMED_IDENTITY',
+        );
+        expect(asked).toEqual([a.address.accountId]);
+        // Refused: nothing of the sender was kept, and the same message decrypts once confirmed.
+        expect(await b.engine.identityState(a.address.accountId)).toBeUndefined();
+        expect(await b.engine.hasSession(a.address)).toBe(false);
+        const accepted = await b.engine.decrypt(nextEnvelopeId(), first, {
+          confirmIdentity: async () => true,
+        });
+        expect(utf8Decode(accepted.plaintext)).toBe('who am I');
+        // A key already known is not asked about again.
+        const second = await a.engine.encrypt(b.address, text('again'));
+        await b.engine.decrypt(nextEnvelopeId(), second, {
+          confirmIdentity: async () => {
+            throw new Error('must not be asked for a known key');
+          },
+        });
+      });
+
       it('decrypts messages delivered out of order, across ratchet steps', async () => {
         const a = await newDevice();
         const b = await newDevice();

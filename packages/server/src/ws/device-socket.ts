@@ -4,12 +4,9 @@ import { Compile } from 'typebox/compile';
 import {
   AuthBodySchema,
   CLOSE_CODES,
-  ERRORS,
-  FrameSchema,
   type AccountId,
   type DeviceId,
   type Envelope,
-  type ErrorCode,
   type Frame,
 } from '@privcomm/wire';
 import type { RelayConfig } from '../config.ts';
@@ -20,14 +17,9 @@ import type { EnvelopesRepository, StoredEnvelope } from '../repositories/envelo
 import type { GroupCommit } from '../services/group-commit.ts';
 import type { AuthenticatedDevice } from '../services/tokens.ts';
 import type { ConnectionRegistry, DeviceSession } from './connection-registry.ts';
+import { FrameChannel } from './frame-channel.ts';
 
-const frameValidator = Compile(FrameSchema);
 const authValidator = Compile(AuthBodySchema);
-
-/** After this many invalid frames the client is broken or hostile: close 4400. */
-const MAX_INVALID_FRAMES = 20;
-/** Frames a client may send per second on average, with a burst of twice that. */
-const FRAMES_PER_SECOND = 200;
 /** Online-only envelopes are dropped, never queued, when the socket is this far behind. */
 const ONLINE_DROP_BUFFERED_BYTES = 1024 * 1024;
 
@@ -57,15 +49,12 @@ type State =
  */
 export class DeviceSocket implements DeviceSession {
   private state: State = { name: 'unauthenticated' };
-  private nextRequestId = 1;
+  private readonly channel: FrameChannel;
   private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
   private cursor = 0;
   private draining = false;
   private wakeRequested = false;
   private queueEmptySent = false;
-  private invalidFrames = 0;
-  private lastFrameAt = Date.now();
-  private frameTokens = FRAMES_PER_SECOND * 2;
   private readonly authTimer: NodeJS.Timeout;
 
   constructor(
@@ -76,10 +65,14 @@ export class DeviceSocket implements DeviceSession {
       () => this.close(CLOSE_CODES.TIMEOUT, 'authentication timeout'),
       deps.config.authTimeoutMs,
     );
-    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    this.channel = new FrameChannel(socket, deps.metrics, this);
     socket.on('close', () => this.onClosed());
     socket.on('error', () => this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'socket error'));
     deps.metrics.wsConnections.inc();
+  }
+
+  get isClosed(): boolean {
+    return this.state.name === 'closed';
   }
 
   get accountId(): AccountId {
@@ -115,7 +108,7 @@ export class DeviceSocket implements DeviceSession {
   }
 
   sweep(now: number): void {
-    if (now - this.lastFrameAt > this.deps.config.idleTimeoutMs) {
+    if (now - this.channel.lastFrameAt > this.deps.config.idleTimeoutMs) {
       this.close(CLOSE_CODES.TIMEOUT, 'idle timeout');
       return;
     }
@@ -128,67 +121,7 @@ export class DeviceSocket implements DeviceSession {
     }
   }
 
-  /** Request ids are 32-bit on the wire; they wrap rather than overflow. */
-  private takeRequestId(): number {
-    const id = this.nextRequestId;
-    this.nextRequestId = id >= 0xffffffff ? 1 : id + 1;
-    return id;
-  }
-
-  private send(frame: object): void {
-    if (this.state.name !== 'closed') this.socket.send(JSON.stringify(frame));
-  }
-
-  private sendError(code: ErrorCode, details?: string): void {
-    this.send({ type: 'error', code, message: ERRORS[code].message, details });
-  }
-
-  private respond(id: number, status: number, body?: unknown): void {
-    this.send({ type: 'response', id, status, ...(body === undefined ? {} : { body }) });
-  }
-
-  private takeFrameToken(): boolean {
-    const now = Date.now();
-    this.frameTokens = Math.min(
-      FRAMES_PER_SECOND * 2,
-      this.frameTokens + ((now - this.lastFrameAt) / 1000) * FRAMES_PER_SECOND,
-    );
-    this.lastFrameAt = now;
-    if (this.frameTokens < 1) return false;
-    this.frameTokens -= 1;
-    return true;
-  }
-
-  private invalid(code: ErrorCode, details: string): void {
-    this.invalidFrames += 1;
-    this.deps.metrics.invalidFrames.inc();
-    if (this.invalidFrames > MAX_INVALID_FRAMES) {
-      this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'too many invalid frames');
-    } else {
-      this.sendError(code, details);
-    }
-  }
-
-  private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.state.name === 'closed') return;
-    if (!this.takeFrameToken()) {
-      this.close(CLOSE_CODES.SLOW_CONSUMER, 'too many frames');
-      return;
-    }
-    if (isBinary) return this.invalid('VALIDATION_FAILED', 'frames are JSON text');
-    let frame: unknown;
-    try {
-      frame = JSON.parse(data.toString('utf8'));
-    } catch {
-      return this.invalid('MALFORMED_JSON', 'frame is not JSON');
-    }
-    if (!frameValidator.Check(frame)) {
-      return this.invalid('VALIDATION_FAILED', 'frame does not match the frame schema');
-    }
-    this.onFrame(frame);
-  }
-
-  private onFrame(frame: Frame): void {
+  onFrame(frame: Frame): void {
     switch (this.state.name) {
       case 'unauthenticated':
         if (frame.type !== 'request' || frame.verb !== 'auth') {
@@ -203,8 +136,8 @@ export class DeviceSocket implements DeviceSession {
         return;
       case 'open':
         if (frame.type === 'response') this.onResponse(frame.id, frame.status);
-        else if (frame.verb === 'ping') this.respond(frame.id, 200);
-        else this.respond(frame.id, 404, new RelayError('NOT_FOUND', `unknown verb`).toBody());
+        else if (frame.verb === 'ping') this.channel.respond(frame.id, 200);
+        else this.channel.respondUnknownVerb(frame.id);
         return;
       case 'closed':
         return;
@@ -221,7 +154,7 @@ export class DeviceSocket implements DeviceSession {
       clearTimeout(this.authTimer);
       this.state = { name: 'open', device, connectionSeq };
       this.deps.registry.add(this);
-      this.respond(id, 200, { accountId: device.accountId, deviceId: device.deviceId });
+      this.channel.respond(id, 200, { accountId: device.accountId, deviceId: device.deviceId });
       this.wake();
     } catch (error) {
       if (error instanceof RelayError && error.status === 401) {
@@ -280,7 +213,7 @@ export class DeviceSocket implements DeviceSession {
       if (batch.length < wanted) {
         if (!this.queueEmptySent && this.state.name === 'open') {
           this.queueEmptySent = true;
-          this.send({ type: 'request', id: this.takeRequestId(), verb: 'queue.empty' });
+          this.channel.request('queue.empty');
         }
         return;
       }
@@ -289,9 +222,7 @@ export class DeviceSocket implements DeviceSession {
 
   private sendEnvelope(stored: StoredEnvelope): void {
     if (this.state.name !== 'open') return;
-    const id = this.takeRequestId();
     this.cursor = stored.seq;
-    this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
     const envelope: Envelope = {
       id: stored.id,
       type: stored.type,
@@ -300,7 +231,8 @@ export class DeviceSocket implements DeviceSession {
       online: false,
       storedHour: stored.storedHour.toISOString(),
     };
-    this.send({ type: 'request', id, verb: 'envelope', body: envelope });
+    const id = this.channel.request('envelope', envelope);
+    this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
     this.deps.metrics.envelopesDelivered.inc();
   }
 
@@ -308,7 +240,7 @@ export class DeviceSocket implements DeviceSession {
     if (this.state.name !== 'open' || this.socket.bufferedAmount > ONLINE_DROP_BUFFERED_BYTES) {
       return;
     }
-    this.send({ type: 'request', id: this.takeRequestId(), verb: 'envelope', body: envelope });
+    this.channel.request('envelope', envelope);
     this.deps.metrics.onlineDelivered.inc();
   }
 }

@@ -1,17 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import { Compile } from 'typebox/compile';
-import { CLOSE_CODES, ERRORS, FrameSchema, type ErrorCode, type Frame } from '@privcomm/wire';
-import { RelayError } from '../errors.ts';
+import { CLOSE_CODES, type Frame } from '@privcomm/wire';
 import type { Metrics } from '../metrics.ts';
 import type { EventHandler, RelayEvent } from '../services/events.ts';
-
-const frameValidator = Compile(FrameSchema);
-
-/** After this many invalid frames the client is broken or hostile: close 4400 (as device sockets). */
-const MAX_INVALID_FRAMES = 20;
-/** Frames a client may send per second on average, with a burst of twice that (as device sockets). */
-const FRAMES_PER_SECOND = 200;
+import { FrameChannel } from './frame-channel.ts';
 /** A delivered provisioning message must be answered within this time, else the socket closes. */
 export const PROVISIONING_ANSWER_TIMEOUT_MS = 10_000;
 
@@ -83,10 +75,7 @@ type State =
 export class ProvisioningSocket {
   readonly address: string;
   private state: State = { name: 'waiting' };
-  private nextRequestId = 1;
-  private invalidFrames = 0;
-  private lastFrameAt = Date.now();
-  private frameTokens = FRAMES_PER_SECOND * 2;
+  private readonly channel: FrameChannel;
   private readonly lifetimeTimer: NodeJS.Timeout;
 
   constructor(
@@ -98,17 +87,16 @@ export class ProvisioningSocket {
       () => this.close(CLOSE_CODES.TIMEOUT, 'provisioning timeout'),
       deps.timeoutMs,
     );
-    socket.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    this.channel = new FrameChannel(socket, deps.metrics, this);
     socket.on('close', () => this.onClosed());
     socket.on('error', () => this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'socket error'));
     deps.metrics.wsConnections.inc();
     deps.registry.add(this);
-    this.send({
-      type: 'request',
-      id: this.takeRequestId(),
-      verb: 'provisioning.address',
-      body: { address: this.address },
-    });
+    this.channel.request('provisioning.address', { address: this.address });
+  }
+
+  get isClosed(): boolean {
+    return this.state.name === 'closed';
   }
 
   close(code: number, reason: string): void {
@@ -129,81 +117,21 @@ export class ProvisioningSocket {
   /** Hands a provisioning message (base64) to the client, unless one awaits its answer. */
   deliver(content: string): void {
     if (this.state.name !== 'waiting') return;
-    const requestId = this.takeRequestId();
     const timer = setTimeout(
       () => this.close(CLOSE_CODES.NORMAL, 'provisioning message not answered'),
       this.deps.answerTimeoutMs ?? PROVISIONING_ANSWER_TIMEOUT_MS,
     );
+    const requestId = this.channel.request('provisioning.message', { content });
     this.state = { name: 'delivering', requestId, timer };
-    this.send({ type: 'request', id: requestId, verb: 'provisioning.message', body: { content } });
   }
 
-  private takeRequestId(): number {
-    const id = this.nextRequestId;
-    this.nextRequestId = id >= 0xffffffff ? 1 : id + 1;
-    return id;
-  }
-
-  private send(frame: object): void {
-    if (this.state.name !== 'closed') this.socket.send(JSON.stringify(frame));
-  }
-
-  private sendError(code: ErrorCode, details?: string): void {
-    this.send({ type: 'error', code, message: ERRORS[code].message, details });
-  }
-
-  private respond(id: number, status: number, body?: unknown): void {
-    this.send({ type: 'response', id, status, ...(body === undefined ? {} : { body }) });
-  }
-
-  private takeFrameToken(): boolean {
-    const now = Date.now();
-    this.frameTokens = Math.min(
-      FRAMES_PER_SECOND * 2,
-      this.frameTokens + ((now - this.lastFrameAt) / 1000) * FRAMES_PER_SECOND,
-    );
-    this.lastFrameAt = now;
-    if (this.frameTokens < 1) return false;
-    this.frameTokens -= 1;
-    return true;
-  }
-
-  private invalid(code: ErrorCode, details: string): void {
-    this.invalidFrames += 1;
-    this.deps.metrics.invalidFrames.inc();
-    if (this.invalidFrames > MAX_INVALID_FRAMES) {
-      this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'too many invalid frames');
-    } else {
-      this.sendError(code, details);
-    }
-  }
-
-  private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.state.name === 'closed') return;
-    if (!this.takeFrameToken()) {
-      this.close(CLOSE_CODES.SLOW_CONSUMER, 'too many frames');
-      return;
-    }
-    if (isBinary) return this.invalid('VALIDATION_FAILED', 'frames are JSON text');
-    let frame: unknown;
-    try {
-      frame = JSON.parse(data.toString('utf8'));
-    } catch {
-      return this.invalid('MALFORMED_JSON', 'frame is not JSON');
-    }
-    if (!frameValidator.Check(frame)) {
-      return this.invalid('VALIDATION_FAILED', 'frame does not match the frame schema');
-    }
-    this.onFrame(frame);
-  }
-
-  private onFrame(frame: Frame): void {
+  onFrame(frame: Frame): void {
     if (frame.type === 'response') {
       this.onResponse(frame.id, frame.status);
     } else if (frame.verb === 'ping') {
-      this.respond(frame.id, 200);
+      this.channel.respond(frame.id, 200);
     } else {
-      this.respond(frame.id, 404, new RelayError('NOT_FOUND', 'unknown verb').toBody());
+      this.channel.respondUnknownVerb(frame.id);
     }
   }
 

@@ -1,0 +1,107 @@
+import type { WebSocket } from 'ws';
+import { Compile } from 'typebox/compile';
+import { CLOSE_CODES, ERRORS, FrameSchema, type ErrorCode, type Frame } from '@privcomm/wire';
+import { RelayError } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+
+const frameValidator = Compile(FrameSchema);
+
+/** After this many invalid frames the client is broken or hostile: close 4400. */
+export const MAX_INVALID_FRAMES = 20;
+/** Frames a client may send per second on average, with a burst of twice that. */
+export const FRAMES_PER_SECOND = 200;
+
+export interface FrameChannelOwner {
+  /** A well-formed frame from the client. */
+  onFrame(frame: Frame): void;
+  close(code: number, reason: string): void;
+  readonly isClosed: boolean;
+}
+
+/**
+ * The frame layer both relay sockets share: JSON parsing and schema validation of every client
+ * frame, a per-socket frame rate, error frames for invalid ones (and 4400 after too many), and
+ * request ids for frames the relay sends. What the frames mean is the owner's business.
+ */
+export class FrameChannel {
+  private nextRequestId = 1;
+  private invalidFrames = 0;
+  private frameTokens = FRAMES_PER_SECOND * 2;
+  /** When the client last sent anything (idle timeouts read it). */
+  lastFrameAt = Date.now();
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly metrics: Metrics,
+    private readonly owner: FrameChannelOwner,
+  ) {
+    socket.on('message', (data, isBinary) => this.receive(data as Buffer, isBinary));
+  }
+
+  /** Request ids are 32-bit on the wire; they wrap rather than overflow. */
+  private takeRequestId(): number {
+    const id = this.nextRequestId;
+    this.nextRequestId = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  send(frame: object): void {
+    if (!this.owner.isClosed) this.socket.send(JSON.stringify(frame));
+  }
+
+  /** Sends a request to the client; returns its id, to match the client's response. */
+  request(verb: string, body?: unknown): number {
+    const id = this.takeRequestId();
+    this.send({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) });
+    return id;
+  }
+
+  respond(id: number, status: number, body?: unknown): void {
+    this.send({ type: 'response', id, status, ...(body === undefined ? {} : { body }) });
+  }
+
+  respondUnknownVerb(id: number): void {
+    this.respond(id, 404, new RelayError('NOT_FOUND', 'unknown verb').toBody());
+  }
+
+  private takeFrameToken(): boolean {
+    const now = Date.now();
+    this.frameTokens = Math.min(
+      FRAMES_PER_SECOND * 2,
+      this.frameTokens + ((now - this.lastFrameAt) / 1000) * FRAMES_PER_SECOND,
+    );
+    this.lastFrameAt = now;
+    if (this.frameTokens < 1) return false;
+    this.frameTokens -= 1;
+    return true;
+  }
+
+  private invalid(code: ErrorCode, details: string): void {
+    this.invalidFrames += 1;
+    this.metrics.invalidFrames.inc();
+    if (this.invalidFrames > MAX_INVALID_FRAMES) {
+      this.owner.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'too many invalid frames');
+    } else {
+      this.send({ type: 'error', code, message: ERRORS[code].message, details });
+    }
+  }
+
+  private receive(data: Buffer, isBinary: boolean): void {
+    if (this.owner.isClosed) return;
+    if (!this.takeFrameToken()) {
+      this.owner.close(CLOSE_CODES.SLOW_CONSUMER, 'too many frames');
+      return;
+    }
+    if (isBinary) return this.invalid('VALIDATION_FAILED', 'frames are JSON text');
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString('utf8'));
+    } catch {
+      return this.invalid('MALFORMED_JSON', 'frame is not JSON');
+    }
+    if (!frameValidator.Check(frame)) {
+      return this.invalid('VALIDATION_FAILED', 'frame does not match the frame schema');
+    }
+    this.owner.onFrame(frame);
+  }
+}

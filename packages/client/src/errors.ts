@@ -2,6 +2,8 @@
 export type ClientErrorCode =
   /** The relay could not be reached, or answered something that is not the protocol. */
   | 'RELAY_UNREACHABLE'
+  /** Something answered, but not as a privcomm relay of this version does. */
+  | 'NOT_A_RELAY'
   /** The relay refused the request; `relayCode` says why (a code from the relay's catalogue). */
   | 'RELAY_REFUSED'
   | 'NOT_REGISTERED'

@@ -1,5 +1,16 @@
+import type { TSchema } from 'typebox';
+import { Value } from 'typebox/value';
 import {
   authChallengeMessage,
+  ChallengeResponseSchema,
+  DeviceCreatedResponseSchema,
+  DeviceListResponseSchema,
+  IdentityResponseSchema,
+  KeyCountsSchema,
+  LinkTokenResponseSchema,
+  PreKeyBundleResponseSchema,
+  TokenResponseSchema,
+  TurnCredentialsSchema,
   type ChallengeResponse,
   type DeviceCreatedResponse,
   type DeviceListResponse,
@@ -11,6 +22,7 @@ import {
   type SendMessagesRequest,
   type SignedPreKey,
   type TokenResponse,
+  type TurnCredentials,
   type UploadKeysRequest,
 } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
@@ -65,6 +77,7 @@ export class RelayApi {
     const challenge = await this.expect<ChallengeResponse>(
       await httpRequest(this.transport, 'POST', '/v1/auth/challenge', device),
       200,
+      ChallengeResponseSchema,
     );
     const nonce = fromBase64(challenge.nonce);
     const signature = await this.signer.sign(
@@ -77,6 +90,7 @@ export class RelayApi {
         signature: toBase64(signature),
       }),
       200,
+      TokenResponseSchema,
     );
     this.token = { value: token.token, expiresAt: Date.parse(token.expiresAt) };
     return token.token;
@@ -96,9 +110,20 @@ export class RelayApi {
     return httpRequest<T>(this.transport, method, path, body, await this.currentToken());
   }
 
-  /** The body of a response with the expected status, or a RELAY_REFUSED error. */
-  expect<T>(response: HttpResponse<unknown>, status: number): T {
-    if (response.status === status) return response.body as T;
+  /**
+   * The body of a response with the expected status, checked against its wire schema when one
+   * is given; a refusal becomes RELAY_REFUSED, a body of the wrong shape NOT_A_RELAY.
+   */
+  expect<T>(response: HttpResponse<unknown>, status: number, schema?: TSchema): T {
+    if (response.status === status) {
+      if (schema !== undefined && !Value.Check(schema, response.body)) {
+        throw new ClientError(
+          'NOT_A_RELAY',
+          `the server at ${this.transport.relayUrl} answered in an unexpected format`,
+        );
+      }
+      return response.body as T;
+    }
     const code = relayErrorCode(response.body);
     const message = (response.body as { error?: { message?: string } } | undefined)?.error?.message;
     throw new ClientError(
@@ -109,11 +134,19 @@ export class RelayApi {
   }
 
   async register(body: unknown): Promise<DeviceCreatedResponse> {
-    return this.expect(await httpRequest(this.transport, 'POST', '/v1/accounts', body), 200);
+    return this.expect(
+      await httpRequest(this.transport, 'POST', '/v1/accounts', body),
+      200,
+      DeviceCreatedResponseSchema,
+    );
   }
 
   async link(body: unknown): Promise<DeviceCreatedResponse> {
-    return this.expect(await httpRequest(this.transport, 'POST', '/v1/devices', body), 200);
+    return this.expect(
+      await httpRequest(this.transport, 'POST', '/v1/devices', body),
+      200,
+      DeviceCreatedResponseSchema,
+    );
   }
 
   async uploadKeys(keys: UploadKeysRequest): Promise<void> {
@@ -121,7 +154,7 @@ export class RelayApi {
   }
 
   async keyCounts(): Promise<KeyCounts> {
-    return this.expect(await this.call('GET', '/v1/keys/count'), 200);
+    return this.expect(await this.call('GET', '/v1/keys/count'), 200, KeyCountsSchema);
   }
 
   async bundles(accountId: string, deviceId: number | '*'): Promise<PreKeyBundleResponse> {
@@ -129,7 +162,7 @@ export class RelayApi {
     if (response.status === 404) {
       throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
     }
-    return this.expect(response, 200);
+    return this.expect(response, 200, PreKeyBundleResponseSchema);
   }
 
   async identityKey(accountId: string): Promise<Uint8Array> {
@@ -137,7 +170,9 @@ export class RelayApi {
     if (response.status === 404) {
       throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
     }
-    return fromBase64(this.expect<IdentityResponse>(response, 200).identityKey);
+    return fromBase64(
+      this.expect<IdentityResponse>(response, 200, IdentityResponseSchema).identityKey,
+    );
   }
 
   sendMessages(accountId: string, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
@@ -145,11 +180,15 @@ export class RelayApi {
   }
 
   async devices(): Promise<DeviceListResponse> {
-    return this.expect(await this.call('GET', '/v1/devices'), 200);
+    return this.expect(await this.call('GET', '/v1/devices'), 200, DeviceListResponseSchema);
   }
 
   async linkToken(): Promise<LinkTokenResponse> {
-    return this.expect(await this.call('POST', '/v1/devices/link-tokens'), 200);
+    return this.expect(
+      await this.call('POST', '/v1/devices/link-tokens'),
+      200,
+      LinkTokenResponseSchema,
+    );
   }
 
   async removeDevice(deviceId: number): Promise<void> {
@@ -158,6 +197,11 @@ export class RelayApi {
 
   async deleteAccount(): Promise<void> {
     this.expect(await this.call('DELETE', '/v1/accounts/me'), 204);
+  }
+
+  /** GET /v1/turn: short-lived TURN credentials, fetched at each call setup. */
+  async turnCredentials(): Promise<TurnCredentials> {
+    return this.expect(await this.call('GET', '/v1/turn'), 200, TurnCredentialsSchema);
   }
 
   async provision(address: string, content: Uint8Array): Promise<void> {

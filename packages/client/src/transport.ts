@@ -33,7 +33,7 @@ export interface Transport {
   readonly openSocket: SocketFactory;
 }
 
-/** One HTTP exchange; network failures and non-JSON answers become RELAY_UNREACHABLE. */
+/** One HTTP exchange: network failures become RELAY_UNREACHABLE, non-JSON answers NOT_A_RELAY. */
 export const httpRequest = async <T>(
   transport: Transport,
   method: string,
@@ -63,7 +63,7 @@ export const httpRequest = async <T>(
     return { status: response.status, body: JSON.parse(text) as T };
   } catch {
     throw new ClientError(
-      'RELAY_UNREACHABLE',
+      'NOT_A_RELAY',
       `the server at ${transport.relayUrl} did not answer like a privcomm relay (HTTP ${response.status})`,
     );
   }

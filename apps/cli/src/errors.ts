@@ -1,0 +1,136 @@
+import { ClientError, EngineError, UntrustedIdentityError } from '@privcomm/client';
+import { ERRORS, type ErrorCode } from '@privcomm/wire';
+import { deviceLoginRefused } from './node-transport.ts';
+import { ProfileError } from './profile.ts';
+
+/** Exit codes: part of the interface (apps/cli/README.md). */
+export const EXIT = {
+  OK: 0,
+  /** The command failed: relay, profile, contact, network... (the line on stderr says which). */
+  FAILED: 1,
+  /** The command line is wrong: unknown command or option, missing or invalid argument. */
+  USAGE: 2,
+} as const;
+
+/** A command line that cannot be run as given (exit code 2). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** A failure already described for people, with the code for --json consumers. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    readonly code = 'FAILED',
+  ) {
+    super(message);
+  }
+}
+
+export interface Described {
+  readonly message: string;
+  /** Stable code: a ClientError or EngineError code, PROFILE, USAGE or INTERNAL. */
+  readonly code: string;
+  readonly exitCode: number;
+}
+
+const RELAY_HINTS: Partial<Record<ErrorCode, string>> = {
+  INVITE_REQUIRED:
+    'this relay registers by invitation only: ask its operator for a code, then run "privcomm register --invite CODE"',
+  INVITE_INVALID:
+    'the invite code is unknown, used up or expired: ask the relay operator for a new one',
+  UNAUTHENTICATED:
+    'the relay no longer accepts this device (it was removed, or the account was deleted); link it again or register a new profile',
+  SIGNATURE_INVALID:
+    'the relay does not accept this device key (was the device removed?); link it again or register a new profile',
+  CHALLENGE_INVALID: 'the login challenge expired; try again',
+  FORBIDDEN: 'this device may not do that; use the primary device (device 1)',
+  LINK_TOKEN_INVALID: 'the link expired or was already used; start "privcomm link" again',
+  DEVICE_NOT_FOUND: 'no such device on this account; see "privcomm devices list"',
+  DEVICE_LIMIT_REACHED:
+    'the account already has 6 devices; remove one with "privcomm devices remove ID" first',
+  ACCOUNT_NOT_FOUND: 'no such account on this relay',
+  RATE_LIMITED: 'the relay is rate-limiting this device; wait a little and try again',
+  UNAVAILABLE: 'the relay cannot reach its database; try again later',
+  INTERNAL: 'the relay failed unexpectedly; try again later',
+  NOT_FOUND: 'the relay does not know this request; is the relay up to date?',
+};
+
+const describeClientError = (error: ClientError, server: string): string => {
+  switch (error.code) {
+    case 'RELAY_UNREACHABLE':
+      return `${error.message}. Is the relay running? (server: ${server}; change it with --server URL)`;
+    case 'NOT_A_RELAY':
+      return `${error.message}. Check that ${server} is a privcomm relay of this version (change it with --server URL)`;
+    case 'RELAY_REFUSED': {
+      if (deviceLoginRefused())
+        return `the relay no longer accepts this device (${error.relayCode ?? 'refused'}): it was removed from its account, or the account was deleted. Link it again ("privcomm link") or register a new profile`;
+      const code = error.relayCode as ErrorCode | undefined;
+      const hint =
+        code && (RELAY_HINTS[code] ?? (code in ERRORS ? ERRORS[code].message : undefined));
+      return hint ? `the relay refused (${code}): ${hint}` : error.message;
+    }
+    case 'NOT_REGISTERED':
+      return 'this profile has no account yet: run "privcomm register" (or "privcomm link") first';
+    case 'ALREADY_REGISTERED':
+      return 'this profile already has an account (see "privcomm whoami"); use another --profile DIR for a new one';
+    case 'UNKNOWN_ACCOUNT':
+      return `${error.message}; check the account id`;
+    case 'UNTRUSTED_IDENTITY':
+      return `${error.message}; compare the safety number again, then run "privcomm accept-identity CONTACT"`;
+    case 'INVALID_LINK_CODE':
+      return `${error.message} (run "privcomm link" on the new device to get one)`;
+    case 'LINK_TIMEOUT':
+      return `${error.message}; run "privcomm link" again and enter the code on the primary device with "privcomm devices add CODE"`;
+    case 'NOT_PRIMARY':
+      return `${error.message} (device 1); run this command there`;
+    case 'SEND_FAILED':
+      return `the message was not sent: ${error.message}`;
+    default:
+      return error.message;
+  }
+};
+
+const describeEngineError = (error: EngineError): string => {
+  if (error instanceof UntrustedIdentityError) {
+    return `the safety number with ${error.accountId} changed since you verified it: someone may be intercepting. Compare it again ("privcomm safety-number ${error.accountId}"), then run "privcomm accept-identity ${error.accountId}" to trust the new key`;
+  }
+  switch (error.code) {
+    case 'NO_IDENTITY':
+      return 'the profile holds no identity key; register or link it first';
+    case 'IDENTITY_EXISTS':
+      return 'this profile already has an identity key; use another --profile DIR';
+    case 'INVALID_PROVISIONING':
+      return 'the link message could not be opened (wrong link code?); run "privcomm link" again';
+    case 'NO_SESSION':
+      return `no session with that device: ${error.message}; try again`;
+    default:
+      return `${error.code}: ${error.message}`;
+  }
+};
+
+/** One line (without the "privcomm: " prefix), a code and an exit code for any error. */
+export const describeError = (error: unknown, server: string): Described => {
+  if (error instanceof UsageError)
+    return { message: error.message, code: 'USAGE', exitCode: EXIT.USAGE };
+  if (error instanceof ProfileError)
+    return { message: error.message, code: 'PROFILE', exitCode: EXIT.FAILED };
+  if (error instanceof CliError)
+    return { message: error.message, code: error.code, exitCode: EXIT.FAILED };
+  if (error instanceof ClientError)
+    return {
+      message: describeClientError(error, server),
+      code: error.code,
+      exitCode: EXIT.FAILED,
+    };
+  if (error instanceof EngineError)
+    return { message: describeEngineError(error), code: error.code, exitCode: EXIT.FAILED };
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    // In practice: an answer that parses as JSON but is not what a privcomm relay sends.
+    message: `unexpected error: ${message.split('\n')[0]}. Check that ${server} is a privcomm relay of this version (PRIVCOMM_DEBUG=1 shows details)`,
+    code: 'INTERNAL',
+    exitCode: EXIT.FAILED,
+  };
+};

@@ -1,0 +1,74 @@
+import type { FetchLike, SocketFactory, SocketLike, Transport } from '@privcomm/client';
+import WebSocket from 'ws';
+
+/** An HTTP exchange or a socket handshake that takes longer than this fails. */
+const TIMEOUT_MS = 15_000;
+
+/** Turns Node's network errors ("fetch failed") into what happened, for one clear line. */
+export const describeNetworkError = (error: unknown): string => {
+  const err = error as {
+    name?: string;
+    message?: string;
+    cause?: { code?: string; message?: string };
+  };
+  if (err.name === 'TimeoutError' || err.name === 'AbortError')
+    return `no answer within ${TIMEOUT_MS / 1000} s`;
+  switch (err.cause?.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found';
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return 'connection reset';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'connection timed out';
+    default:
+      return err.cause?.message ?? err.message ?? 'network error';
+  }
+};
+
+let authRefused = false;
+
+/**
+ * Whether the relay refused this device's login (challenge or token) during this process: then
+ * a "no such device/account" answer is about this profile, not about the command's argument.
+ */
+export const deviceLoginRefused = (): boolean => authRefused;
+
+const nodeFetch: FetchLike = async (url, init) => {
+  let response: Response;
+  try {
+    response = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (error) {
+    throw new Error(describeNetworkError(error), { cause: error });
+  }
+  if (/\/v1\/auth\/(challenge|token)$/.test(new URL(url).pathname) && response.status >= 400)
+    authRefused = response.status !== 429;
+  return {
+    status: response.status,
+    text: async () => {
+      try {
+        return await response.text();
+      } catch (error) {
+        // Read as "not a relay" by the core: a cut-off body is not an answer either.
+        return `<${describeNetworkError(error)}>`;
+      }
+    },
+  };
+};
+
+const openSocket: SocketFactory = (url) =>
+  new WebSocket(url, { handshakeTimeout: TIMEOUT_MS }) as unknown as SocketLike;
+
+/** The relay as seen from Node: global fetch, and the `ws` package for sockets. */
+export const nodeTransport = (relayUrl: string): Transport => ({
+  relayUrl,
+  fetch: nodeFetch,
+  openSocket,
+});

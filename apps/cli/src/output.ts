@@ -1,0 +1,160 @@
+import type { ClientEvent, Contact, StoredMessage } from '@privcomm/client';
+
+/** Where results go: stdout (plain text or one JSON object per line), and stderr for the rest. */
+export interface Streams {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+export type JsonObject = Record<string, unknown>;
+
+export class Output {
+  constructor(
+    readonly json: boolean,
+    private readonly streams: Streams,
+  ) {}
+
+  /** One result: the object with --json, else the text lines. */
+  result(object: JsonObject, text: string | string[]): void {
+    if (this.json) this.streams.stdout.write(`${JSON.stringify(object)}\n`);
+    else for (const line of [text].flat()) this.streams.stdout.write(`${line}\n`);
+  }
+
+  /** Progress and status for people: always on stderr, so that stdout stays clean for --json. */
+  status(text: string): void {
+    this.streams.stderr.write(`${text}\n`);
+  }
+
+  warn(text: string): void {
+    this.streams.stderr.write(`privcomm: warning: ${text}\n`);
+  }
+
+  error(text: string): void {
+    this.streams.stderr.write(`privcomm: ${text}\n`);
+  }
+}
+
+export const formatTime = (ms: number): string =>
+  `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')}Z`;
+
+/** Names for account ids: contacts by name, this account as "you". */
+export class Names {
+  private readonly byId: Map<string, string>;
+  constructor(
+    readonly self: string,
+    contacts: readonly Contact[],
+  ) {
+    this.byId = new Map(contacts.map((c) => [c.accountId, c.name]));
+  }
+  contact(accountId: string): string | undefined {
+    return this.byId.get(accountId);
+  }
+  label(accountId: string): string {
+    return accountId === this.self ? 'you' : (this.byId.get(accountId) ?? accountId);
+  }
+}
+
+/** A stored message as JSON: the same object for receive, listen and history. */
+export const messageJson = (message: StoredMessage, names: Names): JsonObject => {
+  const incoming = message.direction === 'in';
+  const contact = names.contact(message.conversation);
+  return {
+    type: 'message',
+    id: message.id,
+    conversation: message.conversation,
+    ...(contact === undefined ? {} : { contact }),
+    direction: message.direction,
+    from: incoming ? message.conversation : names.self,
+    to: incoming ? names.self : message.conversation,
+    ...(message.senderDeviceId === undefined ? {} : { fromDevice: message.senderDeviceId }),
+    text: message.text,
+    sentAt: message.sentAt,
+    receivedAt: message.receivedAt,
+    status: message.status,
+    ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt }),
+    ...(message.deleted ? { deleted: true } : {}),
+  };
+};
+
+export const messageText = (
+  message: StoredMessage,
+  names: Names,
+  options: { status?: boolean } = {},
+): string => {
+  const from = message.direction === 'in' ? names.label(message.conversation) : 'you';
+  const to = message.direction === 'in' ? 'you' : names.label(message.conversation);
+  const text = message.deleted ? '(deleted)' : message.text;
+  const status = options.status ? ` [${message.status}]` : '';
+  const timer =
+    message.expiresAt === undefined ? '' : ` (disappears ${formatTime(message.expiresAt)})`;
+  return `${formatTime(message.sentAt)}  ${from} → ${to}${status}: ${text}${timer}  (id ${message.id})`;
+};
+
+/**
+ * A core event as output, or undefined for events that are not shown (queue-empty and
+ * disconnects are status; a redelivered envelope that was already handled is no news).
+ */
+export const eventOutput = (
+  event: ClientEvent,
+  names: Names,
+): { json: JsonObject; text: string } | undefined => {
+  switch (event.type) {
+    case 'message':
+      return { json: messageJson(event.message, names), text: messageText(event.message, names) };
+    case 'receipt':
+      return {
+        json: {
+          type: 'receipt',
+          receipt: event.receipt,
+          conversation: event.conversation,
+          from: event.conversation,
+          messageIds: event.messageIds,
+        },
+        text: `${names.label(event.conversation)} ${event.receipt === 'read' ? 'read' : 'received'} ${event.messageIds.length === 1 ? `message ${event.messageIds[0]}` : `${event.messageIds.length} messages`}`,
+      };
+    case 'typing':
+      return {
+        json: {
+          type: 'typing',
+          from: event.from,
+          fromDevice: event.deviceId,
+          typing: event.typing,
+        },
+        text: `${names.label(event.from)} ${event.typing ? 'is typing…' : 'stopped typing'}`,
+      };
+    case 'deleted':
+      return {
+        json: { type: 'deleted', conversation: event.conversation, messageId: event.messageId },
+        text: `message ${event.messageId} with ${names.label(event.conversation)} was deleted for everyone`,
+      };
+    case 'timer':
+      return {
+        json: {
+          type: 'timer',
+          conversation: event.conversation,
+          expireSeconds: event.expireSeconds,
+        },
+        text:
+          event.expireSeconds > 0
+            ? `messages with ${names.label(event.conversation)} now disappear after ${event.expireSeconds} s`
+            : `disappearing messages with ${names.label(event.conversation)} are off`,
+      };
+    case 'identity-changed':
+      return {
+        json: { type: 'identity-changed', accountId: event.accountId },
+        text: `the safety number with ${names.label(event.accountId)} changed: compare it again with "privcomm safety-number ${names.label(event.accountId)}"`,
+      };
+    case 'decryption-failed':
+      // A redelivery of an envelope already handled (its answer was lost): nothing new.
+      if (event.reason === 'DUPLICATE_MESSAGE') return undefined;
+      return {
+        json: { type: 'decryption-failed', envelopeId: event.envelopeId, reason: event.reason },
+        text: `a message could not be decrypted (${event.reason}); it was dropped`,
+      };
+    default:
+      return undefined;
+  }
+};
+
+/** "12345 67890 …": the 60 digits in 12 groups of 5. */
+export const groupDigits = (digits: string): string[] => digits.match(/\d{5}/g) ?? [];

@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { PrivcommClient, type Profile, type SignalEngine } from '@privcomm/client';
+import { openNodeEngine } from '@privcomm/engine-node';
+import { FileSigner, SignerFileError } from './file-signer.ts';
+import { nodeTransport } from './node-transport.ts';
+import { SqliteStore, StoreFormatError } from './sqlite-store.ts';
+
+export const DEFAULT_SERVER = 'http://localhost:8000';
+
+/** The files of a profile directory. */
+export const PROFILE_FILES = {
+  engine: 'engine.sqlite',
+  client: 'client.sqlite',
+  authKey: 'auth.key',
+} as const;
+
+/**
+ * A profile that cannot be used as it is (missing, damaged, unreadable). Raised before anything
+ * in the profile is written: a profile that could not be read is left exactly as it was.
+ */
+export class ProfileError extends Error {
+  override readonly name = 'ProfileError';
+}
+
+export const defaultProfileDir = (env: NodeJS.ProcessEnv): string =>
+  env.PRIVCOMM_PROFILE && env.PRIVCOMM_PROFILE.trim() !== ''
+    ? env.PRIVCOMM_PROFILE
+    : path.join(env.HOME && env.HOME.trim() !== '' ? env.HOME : homedir(), '.privcomm');
+
+const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
+
+type FileState = 'missing' | 'empty' | 'present';
+
+const statOrUndefined = (file: string): Stats | undefined => {
+  try {
+    return statSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ProfileError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+};
+
+/** Looks at one file without changing it: missing, empty, or present (and, for SQLite, a database). */
+const inspect = (file: string, kind: 'sqlite' | 'key', what: string): FileState => {
+  const stats = statOrUndefined(file);
+  if (!stats) return 'missing';
+  if (!stats.isFile()) throw new ProfileError(`${file} is not a file`);
+  if (stats.size === 0) return 'empty';
+  if (kind === 'sqlite') {
+    const header = Buffer.alloc(SQLITE_HEADER.length);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (error) {
+      throw new ProfileError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`);
+    }
+    try {
+      readSync(fd, header, 0, header.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (!header.equals(SQLITE_HEADER)) throw damaged(file, what, 'it is not a SQLite database');
+  }
+  return 'present';
+};
+
+const damaged = (file: string, what: string, why: string): ProfileError =>
+  new ProfileError(
+    `the profile's ${what} (${file}) is damaged: ${why}. Nothing was changed; restore the file from a backup, or use another --profile`,
+  );
+
+export interface OpenProfileOptions {
+  readonly dir: string;
+  /** register and link may start a new profile; every other command needs an existing one. */
+  readonly create: boolean;
+  /** --server or PRIVCOMM_SERVER, if given: overrides the server stored in the profile. */
+  readonly serverOverride?: string;
+  readonly now?: () => number;
+}
+
+/** An opened profile: its client, and what it was opened with. */
+export interface OpenedProfile {
+  readonly dir: string;
+  readonly client: PrivcommClient;
+  readonly store: SqliteStore;
+  /** The relay this invocation talks to. */
+  readonly server: string;
+  /** The profile as stored (undefined before register/link). */
+  readonly profile: Profile | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the profile directory: checks every file first (a damaged or foreign file stops here,
+ * with nothing written), then opens the client store, the engine and the auth key, creating
+ * the missing ones only for a profile that has no account yet.
+ */
+export const openProfile = async (options: OpenProfileOptions): Promise<OpenedProfile> => {
+  const dir = path.resolve(options.dir);
+  const stats = statOrUndefined(dir);
+  if (!stats) {
+    if (!options.create) {
+      throw new ProfileError(
+        `there is no profile at ${dir}: run "privcomm register" (or "privcomm link") first, or pass --profile DIR`,
+      );
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } else if (!stats.isDirectory()) {
+    throw new ProfileError(`the profile ${dir} is not a directory; pass --profile DIR`);
+  }
+
+  const files = {
+    client: path.join(dir, PROFILE_FILES.client),
+    engine: path.join(dir, PROFILE_FILES.engine),
+    authKey: path.join(dir, PROFILE_FILES.authKey),
+  };
+  const clientState = inspect(files.client, 'sqlite', 'client store');
+  const engineState = inspect(files.engine, 'sqlite', 'key store');
+  const keyState = inspect(files.authKey, 'key', 'device key');
+
+  let signer: FileSigner | undefined;
+  if (keyState !== 'missing') {
+    try {
+      signer = FileSigner.load(files.authKey);
+    } catch (error) {
+      if (error instanceof SignerFileError)
+        throw damaged(files.authKey, 'device key', error.message);
+      throw error;
+    }
+  }
+
+  // The client store says whether this profile has an account. Opened without creating it, so
+  // that a profile without one is not touched until we know the other files are sound.
+  let store: SqliteStore | undefined;
+  let profile: Profile | undefined;
+  if (clientState === 'present') {
+    try {
+      store = SqliteStore.open(files.client, { create: false });
+      profile = await store.profile();
+    } catch (error) {
+      store?.close();
+      const why =
+        error instanceof StoreFormatError ? error.message : (error as Error).message.toLowerCase();
+      throw damaged(files.client, 'client store', why);
+    }
+  }
+
+  const abort = (error: ProfileError): never => {
+    store?.close();
+    throw error;
+  };
+  if (profile) {
+    if (engineState !== 'present')
+      abort(
+        damaged(files.engine, 'key store', 'it is missing or empty, so the identity key is lost'),
+      );
+    if (!signer) abort(damaged(files.authKey, 'device key', 'it is missing or empty'));
+  } else if (!options.create) {
+    abort(
+      new ProfileError(
+        `the profile ${dir} has no account yet: run "privcomm register" (or "privcomm link") first`,
+      ),
+    );
+  }
+
+  let engine: SignalEngine;
+  try {
+    engine = await openNodeEngine(files.engine);
+  } catch (error) {
+    return abort(damaged(files.engine, 'key store', (error as Error).message.toLowerCase()));
+  }
+  if (profile && !(await engine.localIdentity())) {
+    await engine.close();
+    abort(damaged(files.engine, 'key store', 'it holds no identity key'));
+  }
+
+  // Sound so far: now the missing pieces of a new profile may be created.
+  try {
+    store ??= SqliteStore.open(files.client, { create: true });
+    signer ??= FileSigner.create(files.authKey);
+  } catch (error) {
+    await engine.close();
+    store?.close();
+    throw new ProfileError(`cannot write the profile ${dir}: ${(error as Error).message}`);
+  }
+
+  const now = options.now ?? Date.now;
+  await store.removeExpired(now());
+  const server = options.serverOverride ?? profile?.relayUrl ?? DEFAULT_SERVER;
+  const client = await PrivcommClient.open({
+    transport: nodeTransport(server),
+    engine,
+    store,
+    signer,
+    randomBytes: (length) => new Uint8Array(randomBytes(length)),
+    now,
+  });
+  const openedStore = store;
+  let closed = false;
+  return {
+    dir,
+    client,
+    store: openedStore,
+    server,
+    profile,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await client.close();
+      openedStore.close();
+    },
+  };
+};

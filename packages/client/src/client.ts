@@ -8,8 +8,10 @@ import {
   utf8Decode,
   utf8Encode,
 } from './bytes.ts';
+import { CallManager, type CallOptions, type CallSummary } from './calls/call-manager.ts';
+import type { CallState } from './calls/call-state.ts';
 import { RelayConnection } from './connection.ts';
-import { decodeContent, encodeContent, type Content } from './content.ts';
+import { decodeContent, encodeContent, type CallSignal, type Content } from './content.ts';
 import {
   EngineError,
   UntrustedIdentityError,
@@ -49,7 +51,11 @@ export type ClientEvent =
   | { type: 'identity-changed'; accountId: string }
   | { type: 'decryption-failed'; envelopeId: string; reason: string }
   | { type: 'queue-empty' }
-  | { type: 'disconnected'; code: number; reason: string };
+  | { type: 'disconnected'; code: number; reason: string }
+  /** The current call changed state (calls/). */
+  | { type: 'call'; state: CallState }
+  /** A call ended (also one answered busy or missed here). */
+  | { type: 'call-ended'; summary: CallSummary };
 
 export interface ClientDeps {
   readonly transport: Transport;
@@ -60,6 +66,8 @@ export interface ClientDeps {
   readonly randomBytes: (length: number) => Uint8Array;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** WebRTC, default audio and call settings (calls/). */
+  readonly calls?: CallOptions;
 }
 
 export interface ConversationSummary {
@@ -99,6 +107,8 @@ export class PrivcommClient {
   private connection: RelayConnection | undefined;
   /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
   private readonly owedReceipts = new Map<string, string[]>();
+  /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
+  readonly calls: CallManager;
 
   private constructor(
     private readonly deps: ClientDeps,
@@ -116,6 +126,18 @@ export class PrivcommClient {
     this.sender = new Sender({ api: this.api, engine: deps.engine, sleep: this.sleep }, () =>
       this.self(),
     );
+    this.calls = new CallManager(
+      {
+        send: (to, callId, signal, options) => this.sendCallSignal(to, callId, signal, options),
+        turnCredentials: () => this.api.turnCredentials(),
+        identityState: (accountId) => deps.engine.identityState(accountId),
+        self: () => this.self(),
+        randomBytes: deps.randomBytes,
+        now: this.now,
+      },
+      deps.calls,
+    );
+    this.calls.subscribe((event) => this.emit(event));
   }
 
   static async open(deps: ClientDeps): Promise<PrivcommClient> {
@@ -481,6 +503,36 @@ export class PrivcommClient {
     return sent;
   }
 
+  /**
+   * Call signaling through the send pipeline: ICE candidates online-only (never stored), the
+   * rest urgent and stored; with `sync`, a copy goes to this account's other devices.
+   */
+  private async sendCallSignal(
+    to: string,
+    callId: string,
+    signal: CallSignal,
+    options: { online: boolean; sync: boolean },
+  ): Promise<void> {
+    const content: Content = {
+      kind: 'call',
+      id: this.newId(),
+      sentAt: this.now(),
+      callId,
+      signal,
+    };
+    await this.sender.send(
+      to,
+      encodeContent(content),
+      options.online ? { online: true } : { urgent: true },
+    );
+    if (!options.sync) return;
+    // Best effort, as for messages: the peer already has the signal.
+    const sync: Content = { kind: 'sync', id: this.newId(), sentAt: content.sentAt, to, content };
+    await this.sender
+      .send(this.self().accountId, encodeContent(sync), { urgent: true })
+      .catch(() => undefined);
+  }
+
   /** Typing indicators are online-only: the relay never stores them. */
   async sendTyping(to: string, typing: boolean): Promise<void> {
     await this.sender.send(
@@ -496,9 +548,7 @@ export class PrivcommClient {
       (m) => m.direction === 'in' && m.status !== 'read',
     );
     if (unread.length === 0) return 0;
-    for (const message of unread) {
-      await this.deps.store.updateMessage(conversation, message.id, { status: 'read' });
-    }
+    // Receipt first: if it cannot be sent, the messages stay unread and it is sent next time.
     await this.sendContent(conversation, {
       kind: 'receipt',
       id: this.newId(),
@@ -506,6 +556,9 @@ export class PrivcommClient {
       receipt: 'read',
       messageIds: unread.map((m) => m.id),
     });
+    for (const message of unread) {
+      await this.deps.store.updateMessage(conversation, message.id, { status: 'read' });
+    }
     return unread.length;
   }
 
@@ -546,9 +599,14 @@ export class PrivcommClient {
     });
   }
 
+  /** Removes messages whose disappearing timer ran out (interfaces call it periodically). */
+  purgeExpired(): Promise<StoredMessage[]> {
+    return this.deps.store.removeExpired(this.now());
+  }
+
   /** The conversation, oldest first, after removing messages whose timer ran out. */
   async history(conversation: string): Promise<StoredMessage[]> {
-    await this.deps.store.removeExpired(this.now());
+    await this.purgeExpired();
     return this.deps.store.messages(conversation);
   }
 
@@ -735,6 +793,9 @@ export class PrivcommClient {
       case 'sync':
         if (fromSelf) await this.applySync(content.to, content.content);
         return;
+      case 'call':
+        this.calls.receive(sender, content.callId, content.signal, content.sentAt);
+        return;
     }
   }
 
@@ -766,12 +827,16 @@ export class PrivcommClient {
         await this.saveTimer(to, content.expireSeconds);
         this.emit({ type: 'timer', conversation: to, expireSeconds: content.expireSeconds });
         return;
+      case 'call':
+        this.calls.receiveSync(to, content.callId, content.signal);
+        return;
       default:
         return;
     }
   }
 
   async close(): Promise<void> {
+    await this.calls.close();
     this.connection?.close();
     this.connection = undefined;
     await this.deps.engine.close();

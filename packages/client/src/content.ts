@@ -5,6 +5,7 @@
  */
 
 import { utf8Decode, utf8Encode } from './bytes.ts';
+import { END_REASONS, type EndReason } from './calls/call-state.ts';
 
 export const CONTENT_VERSION = 1;
 const BLOCK = 160;
@@ -22,7 +23,28 @@ export type Content =
   | { kind: 'delete'; id: string; sentAt: number; target: string }
   | { kind: 'timer'; id: string; sentAt: number; expireSeconds: number }
   /** To one's own other devices: a copy of what this device sent to `to`. */
-  | { kind: 'sync'; id: string; sentAt: number; to: string; content: Content };
+  | { kind: 'sync'; id: string; sentAt: number; to: string; content: Content }
+  /** Call signaling (calls/): offer, answer and hangup are stored; ICE is online-only. */
+  | { kind: 'call'; id: string; sentAt: number; callId: string; signal: CallSignal };
+
+/** One ICE candidate, as RTCIceCandidateInit carries it. Never stored: see calls/. */
+export interface IceCandidateSignal {
+  readonly candidate: string;
+  readonly sdpMid?: string;
+  readonly sdpMLineIndex?: number;
+}
+
+export type CallSignal =
+  /** SDP without candidates or addresses (calls/sdp.ts strips them). */
+  | { type: 'offer'; sdp: string }
+  | { type: 'answer'; sdp: string }
+  | { type: 'ice'; candidates: IceCandidateSignal[] }
+  | { type: 'hangup'; reason: Exclude<EndReason, 'answered-elsewhere'> }
+  | { type: 'busy' };
+
+const MAX_SDP = 32 * 1024;
+const MAX_CANDIDATES = 32;
+const CALL_ID = /^[A-Za-z0-9_-]{8,64}$/;
 
 export type ContentKind = Content['kind'];
 
@@ -80,8 +102,55 @@ const validate = (value: unknown, depth = 0): Content => {
     case 'sync':
       if (!isString(c.to) || depth > 0) throw new ContentError('bad sync');
       return { kind: 'sync', ...base, to: c.to, content: validate(c.content, depth + 1) };
+    case 'call':
+      if (!isString(c.callId) || !CALL_ID.test(c.callId)) throw new ContentError('bad call id');
+      return { kind: 'call', ...base, callId: c.callId, signal: validateSignal(c.signal) };
     default:
       throw new ContentError(`unknown kind ${String(c.kind)}`);
+  }
+};
+
+const validateSignal = (value: unknown): CallSignal => {
+  if (typeof value !== 'object' || value === null) throw new ContentError('bad call signal');
+  const s = value as Record<string, unknown>;
+  switch (s.type) {
+    case 'offer':
+    case 'answer':
+      if (!isString(s.sdp) || s.sdp.length > MAX_SDP) throw new ContentError('bad sdp');
+      return { type: s.type, sdp: s.sdp };
+    case 'ice': {
+      if (!Array.isArray(s.candidates) || s.candidates.length > MAX_CANDIDATES) {
+        throw new ContentError('bad candidates');
+      }
+      const candidates = s.candidates.map((item: unknown): IceCandidateSignal => {
+        const c = (typeof item === 'object' && item !== null ? item : {}) as Record<
+          string,
+          unknown
+        >;
+        if (!isString(c.candidate) || c.candidate.length > 1024) {
+          throw new ContentError('bad candidate');
+        }
+        return {
+          candidate: c.candidate,
+          ...(isString(c.sdpMid) && c.sdpMid.length <= 64 ? { sdpMid: c.sdpMid } : {}),
+          ...(isNumber(c.sdpMLineIndex) && Number.isInteger(c.sdpMLineIndex)
+            ? { sdpMLineIndex: c.sdpMLineIndex }
+            : {}),
+        };
+      });
+      return { type: 'ice', candidates };
+    }
+    case 'hangup': {
+      const reason = END_REASONS.find((r) => r === s.reason && r !== 'answered-elsewhere');
+      if (reason === undefined || reason === 'answered-elsewhere') {
+        throw new ContentError('bad hangup reason');
+      }
+      return { type: 'hangup', reason };
+    }
+    case 'busy':
+      return { type: 'busy' };
+    default:
+      throw new ContentError(`unknown call signal ${String(s.type)}`);
   }
 };
 

@@ -6,3 +6,4 @@ export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';
 export { toBase64, fromBase64, toBase64Url, fromBase64Url } from './bytes.ts';
+export * from './calls/index.ts';

@@ -1,7 +1,9 @@
 /**
  * The relay test harness, for this package's tests and for other packages' end-to-end tests
- * (`@privcomm/server/testing`): databases, in-process and spawned relays, test devices.
+ * (`@privcomm/server/testing`): databases, in-process and spawned relays, test devices, and a
+ * throwaway coturn.
  */
 export * from './database.ts';
 export * from './relay.ts';
 export * from './client.ts';
+export * from './coturn.ts';

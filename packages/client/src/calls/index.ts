@@ -1,0 +1,3 @@
+export * from './call-state.ts';
+export * from './call-manager.ts';
+export * from './webrtc.ts';

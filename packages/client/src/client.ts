@@ -80,6 +80,8 @@ export interface ConversationSummary {
 export interface ClientSnapshot {
   readonly profile: Profile | undefined;
   readonly contacts: Contact[];
+  /** One entry per contact, with its latest message (and its delivery state), newest first. */
+  readonly conversations: ConversationSummary[];
 }
 
 const uuidFrom = (bytes: Uint8Array): string => {
@@ -165,7 +167,22 @@ export class PrivcommClient {
   }
 
   async snapshot(): Promise<ClientSnapshot> {
-    return { profile: this.profileValue, contacts: await this.deps.store.contacts() };
+    await this.purgeExpired();
+    const contacts = await this.deps.store.contacts();
+    const conversations = await Promise.all(
+      contacts.map(async (contact) => {
+        const lastMessage = (await this.deps.store.messages(contact.accountId)).at(-1);
+        return {
+          accountId: contact.accountId,
+          name: contact.name,
+          ...(lastMessage === undefined ? {} : { lastMessage }),
+        };
+      }),
+    );
+    conversations.sort(
+      (a, b) => (b.lastMessage?.receivedAt ?? 0) - (a.lastMessage?.receivedAt ?? 0),
+    );
+    return { profile: this.profileValue, contacts, conversations };
   }
 
   private newId(): string {

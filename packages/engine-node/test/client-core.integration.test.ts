@@ -120,6 +120,16 @@ describe('client core with libsignal through a real relay', () => {
       ['out', 'hello bob', 'read'],
       ['in', 'hi alice', 'delivered'],
     ]);
+    await alice.client.addContact('bob', bobId);
+    const snapshot = await alice.client.snapshot();
+    expect(snapshot.profile?.accountId).toBe(aliceId);
+    expect(snapshot.conversations).toEqual([
+      expect.objectContaining({
+        accountId: bobId,
+        name: 'bob',
+        lastMessage: expect.objectContaining({ text: 'hi alice' }),
+      }),
+    ]);
   });
 
   it('computes equal safety numbers on both sides', async () => {

@@ -246,67 +246,90 @@ export class PrivcommClient {
     const provisioningKey = await this.deps.engine.createProvisioningKey();
     const url = `${this.deps.transport.relayUrl.replace(/^http/, 'ws')}/v1/provisioning`;
     const socket = this.deps.transport.openSocket(url);
-    let resolveAddress!: (address: string) => void;
-    let rejectAll!: (error: Error) => void;
-    const address = new Promise<string>((resolve, reject) => {
-      resolveAddress = resolve;
-      rejectAll = reject;
+    const respond = (id: number, status: number): void =>
+      socket.send(JSON.stringify({ type: 'response', id, status }));
+
+    // Everything the socket says arrives as one of these outcomes, in order.
+    let address!: (value: string) => void;
+    let provisioned!: (profile: Profile) => void;
+    let fail!: (error: Error) => void;
+    const addressKnown = new Promise<string>((resolve, reject) => {
+      address = resolve;
+      fail = reject;
     });
-    const message = new Promise<Uint8Array>((resolve, reject) => {
-      const previousReject = rejectAll;
-      rejectAll = (error) => {
-        previousReject(error);
+    const done = new Promise<Profile>((resolve, reject) => {
+      provisioned = resolve;
+      const failAddress = fail;
+      fail = (error) => {
+        failAddress(error);
         reject(error);
       };
-      socket.onmessage = (event) => {
-        const frame = JSON.parse(String(event.data)) as {
-          type: string;
-          id: number;
-          verb: string;
-          body?: { address?: string; content?: string };
-        };
-        if (frame.type !== 'request') return;
-        socket.send(JSON.stringify({ type: 'response', id: frame.id, status: 200 }));
-        if (frame.verb === 'provisioning.address' && frame.body?.address)
-          resolveAddress(frame.body.address);
-        if (frame.verb === 'provisioning.message' && frame.body?.content) {
-          resolve(fromBase64(frame.body.content));
-        }
-      };
     });
-    socket.onerror = () =>
-      rejectAll(new ClientError('RELAY_UNREACHABLE', `cannot connect to ${url}`));
+    let linking = false;
+    /**
+     * The answer comes only after the message decrypts: a message that does not (damaged, or
+     * for another key) is refused with 400 and the socket keeps waiting for a good one.
+     */
+    const onProvisioningMessage = async (id: number, content: string): Promise<void> => {
+      if (linking) return respond(id, 409);
+      let payload: { accountId: string; linkToken: string; name?: string };
+      try {
+        payload = JSON.parse(
+          utf8Decode(await this.deps.engine.openProvisioning(fromBase64(content))),
+        ) as typeof payload;
+      } catch {
+        return respond(id, 400);
+      }
+      linking = true;
+      // The relay closes the socket on this answer; from here on only the link request matters.
+      socket.onclose = null;
+      respond(id, 200);
+      const { fields } = await this.newDeviceKeys();
+      const created = await this.api.link({ linkToken: payload.linkToken, ...fields });
+      provisioned(await this.becomeDevice(created.accountId, created.deviceId, payload.name));
+    };
+    socket.onmessage = (event) => {
+      let frame: { type?: string; id?: number; verb?: string; body?: Record<string, unknown> };
+      try {
+        frame = JSON.parse(String(event.data)) as typeof frame;
+      } catch {
+        return;
+      }
+      if (frame.type !== 'request' || typeof frame.id !== 'number') return;
+      const { id, verb, body } = frame as {
+        id: number;
+        verb?: string;
+        body?: Record<string, unknown>;
+      };
+      if (verb === 'provisioning.address' && typeof body?.address === 'string') {
+        respond(id, 200);
+        address(body.address);
+      } else if (verb === 'provisioning.message' && typeof body?.content === 'string') {
+        onProvisioningMessage(id, body.content).catch(fail);
+      } else {
+        respond(id, 404);
+      }
+    };
+    socket.onerror = () => fail(new ClientError('RELAY_UNREACHABLE', `cannot connect to ${url}`));
     socket.onclose = (event) =>
-      rejectAll(
+      fail(
         new ClientError(
           event.code === 4408 ? 'LINK_TIMEOUT' : 'RELAY_UNREACHABLE',
           `the link was not completed (socket closed: ${event.code})`,
         ),
       );
-    const linkCode = `${await address}.${toBase64Url(provisioningKey)}`;
     const timeout = setTimeout(
-      () => rejectAll(new ClientError('LINK_TIMEOUT', 'no link within 10 minutes')),
+      () => fail(new ClientError('LINK_TIMEOUT', 'no link within 10 minutes')),
       LINK_TIMEOUT_MS,
     );
-    const done = (async () => {
-      try {
-        const payload = JSON.parse(
-          utf8Decode(await this.deps.engine.openProvisioning(await message)),
-        ) as {
-          accountId: string;
-          linkToken: string;
-          name?: string;
-        };
-        const { fields } = await this.newDeviceKeys();
-        const created = await this.api.link({ linkToken: payload.linkToken, ...fields });
-        return await this.becomeDevice(created.accountId, created.deviceId, payload.name);
-      } finally {
-        clearTimeout(timeout);
-        socket.onclose = null;
-        socket.close(1000, 'linked');
-      }
-    })();
-    return { linkCode, done };
+    const finished = done.finally(() => {
+      clearTimeout(timeout);
+      socket.onclose = null;
+      socket.close(1000, 'linked');
+    });
+    // Handled here too, so a failure before the caller awaits `done` is not an unhandled rejection.
+    finished.catch(() => undefined);
+    return { linkCode: `${await addressKnown}.${toBase64Url(provisioningKey)}`, done: finished };
   }
 
   /** Primary: sends the account identity to the new device that shows `linkCode`. */
@@ -679,7 +702,10 @@ export class PrivcommClient {
    */
   private async receive(envelope: Envelope): Promise<number> {
     // A redelivery after our answer was lost: already applied, just acknowledge it again.
-    if (await this.deps.store.isProcessed(envelope.id)) return 200;
+    if (await this.deps.store.isProcessed(envelope.id)) {
+      await this.deps.engine.forgetDecrypted(envelope.id);
+      return 200;
+    }
     let decrypted;
     try {
       decrypted = await this.deps.engine.decrypt(
@@ -688,13 +714,24 @@ export class PrivcommClient {
         {
           // A new or changed sender key must be the one its account registered on the relay:
           // otherwise anyone who knows an account id could speak in its name.
-          confirmIdentity: async (accountId, identityKey) =>
-            equalBytes(await this.api.identityKey(accountId), identityKey),
+          confirmIdentity: async (accountId, identityKey) => {
+            try {
+              return equalBytes(await this.api.identityKey(accountId), identityKey);
+            } catch (error) {
+              // An account the relay does not know cannot be the sender. Other failures
+              // (network, rate limit) throw: the envelope stays queued and comes again.
+              if (error instanceof ClientError && error.code === 'UNKNOWN_ACCOUNT') return false;
+              throw error;
+            }
+          },
         },
       );
     } catch (error) {
       if (error instanceof UntrustedIdentityError) {
+        // A verified contact's key changed. The message is not lost: it stays queued on the
+        // relay (any non-2xx answer keeps it) and decrypts once the change is accepted.
         this.emit({ type: 'identity-changed', accountId: error.accountId });
+        return 409;
       }
       if (error instanceof EngineError) {
         this.emit({ type: 'decryption-failed', envelopeId: envelope.id, reason: error.code });

@@ -1,7 +1,8 @@
 /**
  * What travels inside the encryption: a versioned JSON object, padded to 160-byte blocks so that
- * the ciphertext length reveals little about the text (Signal pads the same way). Unknown kinds
- * from newer clients decode as `unknown` and are ignored rather than breaking the pipeline.
+ * the ciphertext length reveals little about the text (Signal pads the same way). Contents of an
+ * unknown kind or version raise ContentError; the receive pipeline records them as undecryptable
+ * and acknowledges them rather than letting them block the queue.
  */
 
 import { utf8Decode, utf8Encode } from './bytes.ts';

@@ -82,11 +82,12 @@ import {
  * - What binds an account id to an identity key is not a server signature but the identity
  *   store: trust on first use, `changed` on a new key, refusal when the account was verified
  *   (safety numbers), exactly as with the keys fetched from the relay. The self-issued
- *   certificate proves "the holder of key S sent this", not "account X owns S": a first message
- *   from an unknown account id is believed like a first bundle is; a message claiming a known,
- *   unverified account with a new key is reported as `changed`, and one claiming a verified
- *   account is refused. The client can compare a new key against the relay's published identity
- *   key for that account as an extra check.
+ *   certificate proves "the holder of key S sent this", not "account X owns S". So whenever S
+ *   is not the key stored for the account (first contact, or a change), decrypt asks the
+ *   caller's `confirmIdentity` before libsignal stores anything; the client core checks S
+ *   against the identity key the relay publishes for that account, and a refusal leaves no
+ *   trace. The relay is thereby trusted to map accounts to keys at first contact, as Signal's
+ *   certificate authority is; safety numbers catch a relay that lies.
  */
 
 /** Ciphertext.type of every message this engine produces: sealed sender v1. */

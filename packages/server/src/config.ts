@@ -115,7 +115,7 @@ export const VARIABLES = {
   },
   RATE_LIMIT_AUTH: {
     default: '30/2',
-    doc: 'Challenges and tokens per device (and, separately, provisioning messages): burst/seconds.',
+    doc: 'Challenges and tokens per device (and, in separate buckets, provisioning messages and identity lookups): burst/seconds.',
   },
   RATE_LIMIT_PREKEY_FETCH: {
     default: '6/600',

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /**
- * A throwaway coturn for tests (facts in notes/coturn.md): a real turnserver on loopback, with
+ * A throwaway coturn for tests (config/turnserver.conf explains the options): a real turnserver on loopback, with
  * its files in a temporary directory, on ports below 32768 (in the Linux ephemeral range coturn
  * can collide and then never answer), ready once it answers a STUN Binding request.
  */
@@ -80,7 +80,7 @@ const stunAnswers = (port: number, timeoutMs: number): Promise<boolean> =>
     socket.send(request, port, '127.0.0.1');
   });
 
-/** The throwaway coturn of notes/coturn.md: loopback only, loopback peers allowed. */
+/** A throwaway coturn: loopback only, loopback peers allowed (tests only; production denies them). */
 export const throwawayCoturnConfig =
   (secret: string): CoturnConfigFor =>
   ({ port, minPort, maxPort }, dir) =>

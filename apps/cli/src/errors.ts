@@ -1,4 +1,11 @@
-import { ClientError, EngineError, UntrustedIdentityError } from '@privcomm/client';
+import {
+  CallError,
+  ClientError,
+  EngineError,
+  UntrustedIdentityError,
+  type CallSummary,
+} from '@privcomm/client';
+import { WavError } from '@privcomm/engine-node';
 import { ERRORS, type ErrorCode } from '@privcomm/wire';
 import { deviceLoginRefused } from './node-transport.ts';
 import { ProfileError } from './profile.ts';
@@ -110,6 +117,52 @@ const describeEngineError = (error: EngineError): string => {
   }
 };
 
+const describeCallError = (error: CallError): string => {
+  switch (error.code) {
+    case 'INVALID_PEER':
+      return 'you cannot call your own account; give a contact name or another account id';
+    case 'CALL_STATE':
+      return `${error.message}: this device already has a call (ringing or in progress); wait for it to end, then try again`;
+    default:
+      return error.message;
+  }
+};
+
+/**
+ * Why a call that never connected ended, in one line (the exit-1 line of "call" and "answer").
+ * `peer` is the contact's name or account id; `localHangup` says this side hung up.
+ */
+export const describeCallEnd = (
+  summary: Pick<CallSummary, 'reason' | 'detail' | 'direction'>,
+  peer: string,
+  localHangup: boolean,
+): string => {
+  switch (summary.reason) {
+    case 'declined':
+      return summary.direction === 'outgoing'
+        ? `${peer} declined the call`
+        : `the call from ${peer} was declined on another device of this account`;
+    case 'busy':
+      return summary.direction === 'outgoing'
+        ? `${peer} is busy (in another call); try again later`
+        : `the call from ${peer} was answered busy`;
+    case 'no-answer':
+      return summary.direction === 'outgoing'
+        ? `no answer from ${peer} (the call rang until its time limit)`
+        : `${peer} gave up before the call was answered (no answer)`;
+    case 'hung-up':
+      return localHangup
+        ? `you hung up before the call with ${peer} connected`
+        : `${peer} hung up before the call connected`;
+    case 'answered-elsewhere':
+      return `the call from ${peer} was answered on another device of this account`;
+    case 'failed':
+      return `the call with ${peer} failed: ${summary.detail ?? 'no connection could be set up'}`;
+    default:
+      return `the call with ${peer} ended (${String(summary.reason)})`;
+  }
+};
+
 /** One line (without the "privcomm: " prefix), a code and an exit code for any error. */
 export const describeError = (error: unknown, server: string): Described => {
   if (error instanceof UsageError)
@@ -126,6 +179,14 @@ export const describeError = (error: unknown, server: string): Described => {
     };
   if (error instanceof EngineError)
     return { message: describeEngineError(error), code: error.code, exitCode: EXIT.FAILED };
+  if (error instanceof CallError)
+    return { message: describeCallError(error), code: error.code, exitCode: EXIT.FAILED };
+  if (error instanceof WavError)
+    return {
+      message: `${error.message}; --play takes a 16-bit PCM WAV file (8 to 48 kHz)`,
+      code: 'BAD_AUDIO_FILE',
+      exitCode: EXIT.FAILED,
+    };
   const message = error instanceof Error ? error.message : String(error);
   return {
     // In practice: an answer that parses as JSON but is not what a privcomm relay sends.

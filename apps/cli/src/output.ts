@@ -1,4 +1,4 @@
-import type { ClientEvent, Contact, StoredMessage } from '@privcomm/client';
+import type { CallState, CallSummary, ClientEvent, Contact, StoredMessage } from '@privcomm/client';
 
 /** Where results go: stdout (plain text or one JSON object per line), and stderr for the rest. */
 export interface Streams {
@@ -90,6 +90,83 @@ export const messageText = (
   return `${formatTime(message.sentAt)}  ${from} → ${to}${status}: ${text}${timer}  (id ${message.id})`;
 };
 
+/** End reasons in words. */
+export const REASON_TEXT: Record<CallSummary['reason'], string> = {
+  'hung-up': 'hung up',
+  declined: 'declined',
+  busy: 'busy',
+  'no-answer': 'no answer',
+  failed: 'failed',
+  'answered-elsewhere': 'answered on another device',
+};
+
+/** A call state change as JSON (`type: "call"`); undefined for idle. */
+export const callStateJson = (state: CallState, names: Names): JsonObject | undefined => {
+  if (state.status === 'idle') return undefined;
+  const contact = names.contact(state.call.peer);
+  return {
+    type: 'call',
+    status: state.status,
+    callId: state.call.callId,
+    peer: state.call.peer,
+    ...(contact === undefined ? {} : { contact }),
+    direction: state.call.direction,
+  };
+};
+
+/** How a call went (`type: "call-ended"`): the same object for listen, call and answer. */
+export const callSummaryJson = (summary: CallSummary, names: Names): JsonObject => {
+  const contact = names.contact(summary.peer);
+  return {
+    type: 'call-ended',
+    callId: summary.callId,
+    peer: summary.peer,
+    ...(contact === undefined ? {} : { contact }),
+    direction: summary.direction,
+    reason: summary.reason,
+    ...(summary.detail === undefined ? {} : { detail: summary.detail }),
+    connected: summary.connected,
+    relay: summary.relay,
+    relayOnly: summary.relayOnly,
+    ...(summary.path === undefined ? {} : { path: summary.path }),
+    durationMs: summary.durationMs,
+    startedAt: summary.startedAt,
+    endedAt: summary.endedAt,
+  };
+};
+
+export const callSummaryText = (summary: CallSummary, names: Names): string => {
+  const peer = names.label(summary.peer);
+  const reason = REASON_TEXT[summary.reason] ?? summary.reason;
+  if (!summary.connected) {
+    const missed = summary.direction === 'incoming' && summary.reason === 'no-answer';
+    return missed
+      ? `missed call from ${peer}`
+      : `call ${summary.direction === 'outgoing' ? 'to' : 'from'} ${peer} ended before it connected: ${reason}${summary.detail ? ` (${summary.detail})` : ''}`;
+  }
+  const via = summary.relay ? 'through the TURN relay' : 'direct';
+  return `call with ${peer} ended after ${(summary.durationMs / 1000).toFixed(1)} s (${reason}; ${via}${summary.relayOnly ? ', relay-only' : ''})`;
+};
+
+export const callStateText = (
+  state: Exclude<CallState, { status: 'idle' }>,
+  names: Names,
+): string => {
+  const peer = names.label(state.call.peer);
+  switch (state.status) {
+    case 'outgoing':
+      return `calling ${peer}…`;
+    case 'ringing':
+      return `incoming call from ${peer} (call ${state.call.callId})`;
+    case 'connecting':
+      return `call with ${peer}: connecting…`;
+    case 'connected':
+      return `call with ${peer}: connected`;
+    default:
+      return `call with ${peer}: ended (${REASON_TEXT[state.reason]})`;
+  }
+};
+
 /**
  * A core event as output, or undefined for events that are not shown (queue-empty and
  * disconnects are status; a redelivered envelope that was already handled is no news).
@@ -150,6 +227,17 @@ export const eventOutput = (
       return {
         json: { type: 'decryption-failed', envelopeId: event.envelopeId, reason: event.reason },
         text: `a message could not be decrypted (${event.reason}); it was dropped`,
+      };
+    case 'call': {
+      // The end of a call shows as its call-ended summary.
+      if (event.state.status === 'idle' || event.state.status === 'ended') return undefined;
+      const json = callStateJson(event.state, names);
+      return json && { json, text: callStateText(event.state, names) };
+    }
+    case 'call-ended':
+      return {
+        json: callSummaryJson(event.summary, names),
+        text: callSummaryText(event.summary, names),
       };
     default:
       return undefined;

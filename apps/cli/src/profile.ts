@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { PrivcommClient, type Profile, type SignalEngine } from '@privcomm/client';
+import {
+  PrivcommClient,
+  type CallOptions,
+  type Profile,
+  type SignalEngine,
+} from '@privcomm/client';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
 import { nodeTransport } from './node-transport.ts';
@@ -79,6 +84,8 @@ export interface OpenProfileOptions {
   /** --server or PRIVCOMM_SERVER, if given: overrides the server stored in the profile. */
   readonly serverOverride?: string;
   readonly now?: () => number;
+  /** WebRTC and call settings, for the commands that place or answer calls. */
+  readonly calls?: CallOptions;
 }
 
 /** An opened profile: its client, and what it was opened with. */
@@ -197,6 +204,7 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     signer,
     randomBytes: (length) => new Uint8Array(randomBytes(length)),
     now,
+    ...(options.calls === undefined ? {} : { calls: options.calls }),
   });
   const openedStore = store;
   let closed = false;

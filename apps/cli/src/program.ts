@@ -1,8 +1,35 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ClientError, toBase64, type ClientEvent, type PrivcommClient } from '@privcomm/client';
+import {
+  CallError,
+  ClientError,
+  toBase64,
+  type CallInfo,
+  type CallOptions,
+  type CallSummary,
+  type ClientEvent,
+  type PrivcommClient,
+} from '@privcomm/client';
 import { CLOSE_CODES } from '@privcomm/wire';
-import { CliError, describeError, EXIT, UsageError } from './errors.ts';
-import { eventOutput, groupDigits, messageJson, messageText, Names, Output } from './output.ts';
+import {
+  audioSource,
+  CliCallMedia,
+  loadWebRtc,
+  parseHz,
+  waitForCallEnd,
+  type AudioOptions,
+} from './calls.ts';
+import { CliError, describeCallEnd, describeError, EXIT, UsageError } from './errors.ts';
+import {
+  callStateText,
+  callSummaryJson,
+  callSummaryText,
+  eventOutput,
+  groupDigits,
+  messageJson,
+  messageText,
+  Names,
+  Output,
+} from './output.ts';
 import { defaultProfileDir, openProfile, type OpenedProfile } from './profile.ts';
 
 /** What the program runs against: injected so that tests could drive it in-process. */
@@ -26,6 +53,8 @@ const MAX_TIMER_SECONDS = 365 * 24 * 60 * 60;
 const LISTEN_MAX_BACKOFF_MS = 30_000;
 /** How long `devices add` waits for the new device to show up in the device list. */
 const DEVICE_JOIN_WAIT_MS = 30_000;
+/** How long `call` waits for the backlog (stale call signals included) before placing the call. */
+const CALL_BACKLOG_WAIT_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -136,12 +165,17 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
     };
   };
 
-  const open = async (command: Command, create: boolean): Promise<OpenedProfile> => {
+  const open = async (
+    command: Command,
+    create: boolean,
+    calls?: CallOptions,
+  ): Promise<OpenedProfile> => {
     const g = globals(command);
     const profile = await openProfile({
       dir: g.profileDir,
       create,
       ...(g.serverOverride === undefined ? {} : { serverOverride: g.serverOverride }),
+      ...(calls === undefined ? {} : { calls }),
     });
     opened.push(profile);
     serverForErrors = profile.server;
@@ -149,8 +183,8 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
   };
 
   /** An opened profile that has an account (every command but register and link). */
-  const openAccount = async (command: Command) => {
-    const profile = await open(command, false);
+  const openAccount = async (command: Command, calls?: CallOptions) => {
+    const profile = await open(command, false, calls);
     const self = profile.client.profile;
     if (!self) throw new ClientError('NOT_REGISTERED', 'no account');
     return { ...profile, self };
@@ -456,15 +490,26 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
     .command('listen')
     .summary('stay connected and print events as they come')
     .description(
-      'stay connected and print every event as it comes (messages, receipts, typing, deletions, timers, identity changes); reconnects by itself; Ctrl-C stops',
+      'stay connected and print every event as it comes (messages, receipts, typing, deletions, timers, identity changes, incoming calls); reconnects by itself; Ctrl-C stops',
     )
+    .option('--decline', 'decline every incoming call at once')
+    .option('--busy', 'answer every incoming call "busy" at once')
     .addHelpText(
       'after',
       '\nWith --json, {"type":"queue-empty"} follows the backlog after each (re)connection.' +
-        examples('privcomm listen', 'privcomm listen --json | my-bot'),
+        '\nIncoming calls show as "call" (ringing) and "call-ended" events; listen does not answer' +
+        '\nthem (use "privcomm answer" for that), but --decline or --busy turns them away.' +
+        examples(
+          'privcomm listen',
+          'privcomm listen --json | my-bot',
+          'privcomm listen --decline --json',
+        ),
     )
-    .action(async (_options: unknown, command: Command) => {
+    .action(async (options: { decline?: boolean; busy?: boolean }, command: Command) => {
+      if (options.decline && options.busy)
+        throw new UsageError('give --decline or --busy, not both');
       const { client, self, store } = await openAccount(command);
+      const turnAway = options.decline ? 'decline' : options.busy ? 'busy' : undefined;
       let stopping = false;
       let printing: Promise<void> = Promise.resolve();
       let wake: (() => void) | undefined;
@@ -491,6 +536,25 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
         }
         printing = printing.then(() => printEvent(client, self.accountId, event));
         if (event.type === 'message') scheduleReceipts();
+        if (
+          turnAway &&
+          event.type === 'call' &&
+          event.state.status === 'ringing' &&
+          event.state.call.direction === 'incoming'
+        ) {
+          const { callId } = event.state.call;
+          // After the core finished handling the offer (this runs inside its event).
+          setImmediate(() => {
+            const state = client.calls.state;
+            if (state.status !== 'ringing' || state.call.callId !== callId) return;
+            const action = turnAway === 'decline' ? client.calls.decline() : client.calls.busy();
+            void action.catch((error: unknown) =>
+              out.warn(
+                `could not turn the call away: ${describeError(error, serverForErrors).message}`,
+              ),
+            );
+          });
+        }
       });
       const expiry = setInterval(() => {
         void store.removeExpired(Date.now()).then((expired) => {
@@ -550,6 +614,254 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
         clearInterval(expiry);
         clearTimeout(receiptTimer);
         stopSignal();
+      }
+    });
+
+  // ---- calls --------------------------------------------------------------------------------
+
+  /** Prints how a call went (with what was heard), records it, and fails unless it connected. */
+  const finishCall = (
+    summary: CallSummary,
+    media: CliCallMedia | undefined,
+    labels: Names,
+    options: AudioOptions,
+    localHangup: boolean,
+  ) => {
+    const heard = media?.heard ?? { rms: 0, dominantHz: 0 };
+    if (media && options.record !== undefined) media.record(options.record);
+    out.result(
+      {
+        ...callSummaryJson(summary, labels),
+        rms: Math.round(heard.rms * 10_000) / 10_000,
+        dominantHz: heard.dominantHz,
+        ...(options.record === undefined ? {} : { recorded: options.record }),
+      },
+      [
+        callSummaryText(summary, labels),
+        ...(summary.connected
+          ? [`heard: level ${heard.rms.toFixed(3)} RMS, strongest frequency ${heard.dominantHz} Hz`]
+          : []),
+        ...(options.record === undefined ? [] : [`recorded what was heard to ${options.record}`]),
+      ],
+    );
+    if (!summary.connected)
+      throw new CliError(
+        describeCallEnd(summary, labels.label(summary.peer), localHangup),
+        `CALL_${summary.reason.toUpperCase().replace(/-/g, '_')}`,
+      );
+  };
+
+  const showCallState = (labels: Names) => (event: Extract<ClientEvent, { type: 'call' }>) => {
+    if (event.state.status !== 'idle' && event.state.status !== 'ended')
+      out.status(callStateText(event.state, labels));
+  };
+
+  const audioHelp =
+    '\n--tone sends a sine wave, --play a 16-bit PCM WAV file (mono or the first channel; 8 to 48 kHz),' +
+    '\nas the microphone; without either, silence. --record writes what the peer sent as a WAV file' +
+    '\n(48 kHz mono). The summary gives the level (RMS, 0 to 1) and strongest frequency of what was heard.';
+
+  program
+    .command('call')
+    .summary('call a contact (voice), sending a tone or a WAV file')
+    .description(
+      'place a voice call, send a tone or a WAV file as the microphone, hang up after --duration seconds once connected, and print a summary; exit 0 if the call connected, 1 otherwise (declined, busy, no answer, failed…)',
+    )
+    .argument('<contact>', 'a contact name or an account id')
+    .option(
+      '--relay-only',
+      'send media only through the TURN relay, so the contact never learns your address (always on for contacts you have not verified)',
+    )
+    .option('--tone <hz>', 'send a sine wave at this frequency', parseHz)
+    .option('--play <file>', 'send this WAV file (then silence)')
+    .option('--record <file>', 'write what the contact sent to this WAV file')
+    .option(
+      '--duration <seconds>',
+      'hang up this many seconds after the call connected',
+      parseSeconds(24 * 3600, '--duration'),
+      5,
+    )
+    .option(
+      '--ring-timeout <seconds>',
+      'give up ("no answer") if not answered within this many seconds',
+      parseSeconds(600, '--ring-timeout'),
+      60,
+    )
+    .addHelpText(
+      'after',
+      `${audioHelp}\nTURN servers and credentials come from the relay (GET /v1/turn) at each call.` +
+        examples(
+          'privcomm call bob --tone 440 --duration 10',
+          'privcomm call bob --play alert.wav --record reply.wav --json',
+          'privcomm call bob --relay-only --ring-timeout 20',
+        ),
+    )
+    .action(
+      async (
+        contact: string,
+        options: AudioOptions & {
+          relayOnly?: boolean;
+          duration: number;
+          ringTimeout: number;
+        },
+        command: Command,
+      ) => {
+        globals(command);
+        if (options.duration <= 0) throw new UsageError('--duration must be more than 0 seconds');
+        if (options.ringTimeout < 1)
+          throw new UsageError('--ring-timeout must be at least 1 second');
+        const source = audioSource(options);
+        const webrtc = loadWebRtc();
+        const { client, self } = await openAccount(command, {
+          webrtc,
+          ringTimeoutMs: Math.round(options.ringTimeout * 1000),
+        });
+        const to = await client.resolve(contact);
+        if (to === self.accountId) throw new CliError('you cannot call your own account', 'SELF');
+        const labels = await names(client, self.accountId);
+
+        let queueEmpty: () => void = () => undefined;
+        const backlog = new Promise<void>((resolve) => (queueEmpty = resolve));
+        let stopped = false;
+        const unsubscribe = client.subscribe((event) => {
+          if (event.type === 'queue-empty') queueEmpty();
+          if (event.type === 'disconnected' && !stopped)
+            out.warn(
+              closedByRelay(event)?.message ??
+                `the connection to the relay was lost (${event.code}); the call may not hear a hang-up`,
+            );
+        });
+        try {
+          await client.connect();
+          // Stale signals in the queue are handled first (an offer that still rings would make
+          // this device busy).
+          let wait: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([
+            backlog,
+            new Promise<void>((resolve) => (wait = setTimeout(resolve, CALL_BACKLOG_WAIT_MS))),
+          ]);
+          clearTimeout(wait);
+
+          const media = new CliCallMedia(source);
+          let call: CallInfo;
+          try {
+            call = await client.calls.start(to, {
+              media,
+              ...(options.relayOnly ? { relayOnly: true } : {}),
+            });
+          } catch (error) {
+            media.stop();
+            throw error;
+          }
+          out.status(
+            `calling ${labels.label(to)}… (Ctrl-C hangs up; hangs up ${options.duration} s after connecting)`,
+          );
+          const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
+            durationMs: Math.round(options.duration * 1000),
+            onSignal: io.onSignal,
+            onState: showCallState(labels),
+          });
+          media.stop();
+          stopped = true;
+          await client.disconnect();
+          finishCall(summary, media, labels, options, localHangup);
+        } finally {
+          stopped = true;
+          unsubscribe();
+        }
+      },
+    );
+
+  program
+    .command('answer')
+    .summary('wait for an incoming call and answer it')
+    .description(
+      'wait for an incoming voice call, answer it, send a tone or a WAV file as the microphone, and print a summary when the caller hangs up (Ctrl-C hangs up); exit 0 if the call connected, 1 otherwise (no call within --timeout, the caller gave up, failed…)',
+    )
+    .option(
+      '--timeout <seconds>',
+      'give up ("no call") if no call rings within this many seconds',
+      parseSeconds(24 * 3600, '--timeout'),
+      30,
+    )
+    .option('--tone <hz>', 'send a sine wave at this frequency', parseHz)
+    .option('--play <file>', 'send this WAV file (then silence)')
+    .option('--record <file>', 'write what the caller sent to this WAV file')
+    .addHelpText(
+      'after',
+      `${audioHelp}\nMedia goes through the relay's TURN server unless you verified the caller ("privcomm verify").` +
+        examples(
+          'privcomm answer --json',
+          'privcomm answer --timeout 120 --tone 880 --record caller.wav',
+        ),
+    )
+    .action(async (options: AudioOptions & { timeout: number }, command: Command) => {
+      globals(command);
+      const source = audioSource(options);
+      const webrtc = loadWebRtc();
+      const { client, self } = await openAccount(command, { webrtc });
+      const labels = await names(client, self.accountId);
+
+      let stopped = false;
+      let rang: (call: CallInfo | undefined) => void = () => undefined;
+      const ringing = new Promise<CallInfo | undefined>((resolve) => (rang = resolve));
+      const unsubscribe = client.subscribe((event) => {
+        if (
+          event.type === 'call' &&
+          event.state.status === 'ringing' &&
+          event.state.call.direction === 'incoming'
+        )
+          rang(event.state.call);
+        if (event.type === 'disconnected' && !stopped)
+          out.warn(
+            closedByRelay(event)?.message ??
+              `the connection to the relay was lost (${event.code}); the call may not hear a hang-up`,
+          );
+      });
+      let interrupted = false;
+      const removeSignal = io.onSignal(() => {
+        interrupted = true;
+        rang(undefined);
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await client.connect();
+        out.status(
+          `waiting for a call (up to ${options.timeout} s) as device ${self.deviceId}; Ctrl-C stops`,
+        );
+        timer = setTimeout(() => rang(undefined), options.timeout * 1000);
+        const call = await ringing;
+        clearTimeout(timer);
+        removeSignal();
+        if (!call)
+          throw new CliError(
+            interrupted
+              ? 'no call: stopped before one came in'
+              : `no call: none came in within ${options.timeout} s`,
+            'NO_CALL',
+          );
+        out.status(`answering the call from ${labels.label(call.peer)}…`);
+        const media = new CliCallMedia(source);
+        try {
+          await client.calls.accept({ media });
+        } catch (error) {
+          // It stopped ringing meanwhile (the caller hung up): its summary says why.
+          media.stop();
+          if (!(error instanceof CallError)) throw error;
+        }
+        const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
+          onSignal: io.onSignal,
+          onState: showCallState(labels),
+        });
+        media.stop();
+        stopped = true;
+        await client.disconnect();
+        finishCall(summary, media, labels, options, localHangup);
+      } finally {
+        stopped = true;
+        clearTimeout(timer);
+        removeSignal();
+        unsubscribe();
       }
     });
 

@@ -58,6 +58,8 @@ const COMMANDS = [
   'send',
   'receive',
   'listen',
+  'call',
+  'answer',
   'history',
   'typing',
   'delete',
@@ -119,6 +121,13 @@ describe('usage errors', () => {
     [['--server', 'not a url', 'whoami'], /is not a URL/],
     [['verify', 'bob', '123'], /a safety number is 60 digits/],
     [['send', 'bob'], /the message is empty; nothing was sent/],
+    [['call'], /missing required argument 'contact'/],
+    [['call', 'bob', '--tone', '5'], /--tone must be a frequency in Hz \(20 to 20000\)/],
+    [['call', 'bob', '--tone', '440', '--play', 'x.wav'], /give --tone or --play, not both/],
+    [['call', 'bob', '--duration', '0'], /--duration must be more than 0 seconds/],
+    [['call', 'bob', '--ring-timeout', 'never'], /--ring-timeout must be a number of seconds/],
+    [['answer', '--timeout', 'soon'], /--timeout must be a number of seconds/],
+    [['listen', '--decline', '--busy'], /give --decline or --busy, not both/],
   ])('%j exits 2 with one line', async (args, pattern) => {
     const result = await runInProcess(args);
     expect(result.code).toBe(2);

@@ -1,0 +1,213 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { InvalidArgumentError } from 'commander';
+import type {
+  CallMedia,
+  CallSummary,
+  ClientEvent,
+  MediaTrackLike,
+  PrivcommClient,
+  WebRtc,
+} from '@privcomm/client';
+import {
+  analyseAudio,
+  decodeWav,
+  encodeWav,
+  NodeCallMedia,
+  nodeWebRtc,
+  pcmSource,
+  SAMPLE_RATE,
+  silenceSource,
+  toneSource,
+  type AudioAnalysis,
+  type PcmSource,
+} from '@privcomm/engine-node';
+import { CliError, UsageError } from './errors.ts';
+
+/**
+ * What `call` and `answer` share: the audio given on the command line (a tone, a WAV file or
+ * silence as the microphone; the peer's audio analysed and optionally recorded), and the wait
+ * for a call to end, hanging up on a signal or after a duration.
+ */
+
+export interface AudioOptions {
+  tone?: number;
+  play?: string;
+  record?: string;
+}
+
+export const MAX_TONE_HZ = 20_000;
+
+export const parseHz = (value: string): number => {
+  const hz = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || hz < 20 || hz > MAX_TONE_HZ)
+    throw new InvalidArgumentError(`--tone must be a frequency in Hz (20 to ${MAX_TONE_HZ}).`);
+  return hz;
+};
+
+/** libwebrtc, loaded now: only the call commands need the native library. */
+export const loadWebRtc = (): WebRtc => {
+  try {
+    return nodeWebRtc();
+  } catch (error) {
+    const why = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
+    throw new CliError(
+      `voice calls need the WebRTC library @roamhq/wrtc, which could not be loaded (${why}); reinstall with "npm ci"`,
+      'WEBRTC_UNAVAILABLE',
+    );
+  }
+};
+
+/** The microphone of the call: --tone, --play or silence. Reads the file now, before the call. */
+export const audioSource = (options: AudioOptions): PcmSource => {
+  if (options.tone !== undefined && options.play !== undefined)
+    throw new UsageError('give --tone or --play, not both');
+  if (options.tone !== undefined) return toneSource(options.tone);
+  if (options.play !== undefined) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(options.play);
+    } catch (error) {
+      throw new CliError(
+        `cannot read ${options.play} (${(error as NodeJS.ErrnoException).code ?? 'error'}); --play takes a WAV file`,
+        'BAD_AUDIO_FILE',
+      );
+    }
+    const { samples, sampleRate } = decodeWav(bytes);
+    return pcmSource(samples, sampleRate);
+  }
+  return silenceSource();
+};
+
+/** Below this RMS (about -60 dBFS) a 10 ms frame counts as silence. */
+const SILENT_FRAME_RMS = 0.001;
+
+/**
+ * What was heard: the RMS over everything received, and the strongest frequency over the last
+ * second of sound. Trailing silence is left out of the latter: between the peer's last packet and
+ * its hang-up reaching this side, the receiver plays silence (or a fading copy of the last sound).
+ */
+export const analyseHeard = (samples: Int16Array, sampleRate: number): AudioAnalysis => {
+  const { rms } = analyseAudio(samples, sampleRate);
+  const frame = Math.max(1, Math.round(sampleRate / 100));
+  let end = samples.length;
+  while (end >= frame) {
+    let sum = 0;
+    for (let i = end - frame; i < end; i += 1) sum += ((samples[i] as number) / 32768) ** 2;
+    if (Math.sqrt(sum / frame) >= SILENT_FRAME_RMS) break;
+    end -= frame;
+  }
+  const { dominantHz } = analyseAudio(
+    samples.subarray(Math.max(0, end - sampleRate), end),
+    sampleRate,
+  );
+  return { rms, dominantHz };
+};
+
+/**
+ * The call's audio: the source is sent, the peer's audio recorded. The analysis is taken when
+ * the call releases its media (before anything else stops), and stop may be called twice.
+ */
+export class CliCallMedia implements CallMedia {
+  private readonly inner: NodeCallMedia;
+  private stopped = false;
+  private heardValue: AudioAnalysis | undefined;
+
+  constructor(source: PcmSource) {
+    this.inner = new NodeCallMedia(source);
+  }
+
+  get track(): MediaTrackLike {
+    return this.inner.track;
+  }
+
+  onRemoteTrack(track: MediaTrackLike): void {
+    this.inner.onRemoteTrack(track);
+  }
+
+  /** RMS over everything received, dominant frequency over its last second of sound. */
+  get heard(): AudioAnalysis {
+    return this.heardValue ?? this.analyse();
+  }
+
+  private analyse(): AudioAnalysis {
+    const recorder = this.inner.recorder;
+    return recorder
+      ? analyseHeard(recorder.samples(), recorder.sampleRate)
+      : { rms: 0, dominantHz: 0 };
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.heardValue = this.analyse();
+    this.inner.stop();
+  }
+
+  /** Writes what was received (nothing: an empty WAV) to `file`. */
+  record(file: string): void {
+    const recorder = this.inner.recorder;
+    const samples = recorder?.samples() ?? new Int16Array(0);
+    try {
+      writeFileSync(file, encodeWav(samples, recorder?.sampleRate ?? SAMPLE_RATE), {
+        mode: 0o600,
+      });
+    } catch (error) {
+      throw new CliError(
+        `cannot write the recording to ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        'RECORD_FAILED',
+      );
+    }
+  }
+}
+
+export interface CallWaitOptions {
+  /** Hang up this long after the call connected. */
+  readonly durationMs?: number;
+  /** Registers a handler for SIGINT and SIGTERM; returns its removal. */
+  readonly onSignal: (handler: () => void) => () => void;
+  /** Called on every state change of this call (progress for people). */
+  readonly onState?: (event: Extract<ClientEvent, { type: 'call' }>) => void;
+}
+
+export interface CallOutcome {
+  readonly summary: CallSummary;
+  /** This side ended the call (signal or duration). */
+  readonly localHangup: boolean;
+}
+
+/** Waits for the call to end: hangs up after the duration once connected, or on a signal. */
+export const waitForCallEnd = async (
+  client: PrivcommClient,
+  callId: string,
+  options: CallWaitOptions,
+): Promise<CallOutcome> => {
+  let localHangup = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hangup = () => {
+    const state = client.calls.state;
+    if (state.status === 'idle' || state.status === 'ended' || state.call.callId !== callId) return;
+    localHangup = true;
+    void client.calls.hangup().catch(() => undefined);
+  };
+  const onConnected = () => {
+    if (options.durationMs === undefined || timer !== undefined) return;
+    timer = setTimeout(hangup, options.durationMs);
+  };
+  const unsubscribe = client.subscribe((event) => {
+    if (event.type !== 'call' || event.state.status === 'idle') return;
+    if (event.state.call.callId !== callId) return;
+    options.onState?.(event);
+    if (event.state.status === 'connected') onConnected();
+  });
+  const current = client.calls.state;
+  if (current.status === 'connected' && current.call.callId === callId) onConnected();
+  const removeSignal = options.onSignal(hangup);
+  try {
+    const summary = await client.calls.whenEnded(callId);
+    return { summary, localHangup };
+  } finally {
+    clearTimeout(timer);
+    removeSignal();
+    unsubscribe();
+  }
+};

@@ -1,10 +1,9 @@
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   MemoryStore,
   PrivcommClient,
-  type AuthSigner,
   type CallOptions,
   type CallSummary,
   type ClientEvent,
@@ -23,6 +22,7 @@ import {
   type TestRelay,
 } from '@privcomm/server/testing';
 import { NodeCallMedia, nodeWebRtc, openNodeEngine, toneSource } from '../src/index.ts';
+import { memorySigner } from './support/memory-signer.ts';
 
 /**
  * Calls end to end: two (or three) client cores with libsignal, a real relay with its database,
@@ -69,15 +69,6 @@ afterAll(async () => {
   await coturn?.stop();
   await drop?.();
 });
-
-const memorySigner = (): AuthSigner => {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url');
-  return {
-    publicKey: async () => new Uint8Array(raw),
-    sign: async (message) => new Uint8Array(sign(null, message, privateKey)),
-  };
-};
 
 /** fetch and ws, recording which message sends the relay accepted. */
 const transport = (relayUrl: string): Transport => ({

@@ -1,11 +1,10 @@
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encodeContent,
   MemoryStore,
   PrivcommClient,
-  type AuthSigner,
   type ClientEvent,
   type SocketLike,
   type Transport,
@@ -16,6 +15,7 @@ import {
   TestDevice,
   type TestRelay,
 } from '@privcomm/server/testing';
+import { memorySigner } from './support/memory-signer.ts';
 import { openNodeEngine } from '../src/index.ts';
 
 /**
@@ -34,15 +34,6 @@ afterAll(async () => {
   await relay?.close();
   await drop?.();
 });
-
-const memorySigner = (): AuthSigner => {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url');
-  return {
-    publicKey: async () => new Uint8Array(raw),
-    sign: async (message) => new Uint8Array(sign(null, message, privateKey)),
-  };
-};
 
 const transport = (): Transport => ({
   relayUrl: relay.url,

@@ -43,6 +43,25 @@ const readOrCreatePassword = (dataDir: string): string => {
   return readFileSync(file, 'utf8').trim();
 };
 
+/**
+ * A PostgreSQL left running on this data directory (a relay killed with SIGKILL leaves its
+ * database child behind) would make the start fail with an obscure error: say what to do instead.
+ */
+const refuseIfAlreadyRunning = (databaseDir: string): void => {
+  const pidFile = path.join(databaseDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // stale file: PostgreSQL removes it itself
+  }
+  throw new Error(
+    `the embedded PostgreSQL in ${databaseDir} is already running (pid ${pid}): another relay or admin command uses this DATA_DIR, or one was killed and left it behind; stop it (kill ${pid}) and start again`,
+  );
+};
+
 export const startEmbeddedPostgres = async (
   dataDir: string,
   log: Logger,
@@ -87,6 +106,7 @@ export const startEmbeddedPostgres = async (
     log.info('initialising the embedded PostgreSQL in DATA_DIR (first start only)');
     await server.initialise();
   }
+  refuseIfAlreadyRunning(databaseDir);
   await server.start();
   // Checked on every start, not only the first: a first start interrupted after initdb must
   // still end with the database in place.

@@ -122,7 +122,7 @@ describe('bad input', () => {
       alice,
       'devices',
       'add',
-      `${'A'.repeat(32)}.${'B'.repeat(44)}`,
+      `privcomm-link:${'A'.repeat(32)}.${'B'.repeat(44)}`,
     ]);
     expect(badKey.code).toBe(1);
     expect(expectOneErrorLine(badKey)).toContain('that link code holds no valid key');

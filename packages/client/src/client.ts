@@ -39,6 +39,11 @@ const PREKEY_BATCH = 100;
 const KEY_ROTATION_MS = 2 * 24 * 60 * 60 * 1000;
 /** Envelope ids are remembered this long: the relay keeps an envelope at most 30 days. */
 const PROCESSED_MEMORY_MS = 31 * 24 * 60 * 60 * 1000;
+/**
+ * Link codes start with a fixed word: the base64url address after it may begin with "-", which a
+ * command line would take for an option if it came first.
+ */
+const LINK_CODE_PREFIX = 'privcomm-link:';
 /** A new device waits this long for the primary to send the provisioning message. */
 const LINK_TIMEOUT_MS = 10 * 60 * 1000;
 
@@ -329,7 +334,10 @@ export class PrivcommClient {
     });
     // Handled here too, so a failure before the caller awaits `done` is not an unhandled rejection.
     finished.catch(() => undefined);
-    return { linkCode: `${await addressKnown}.${toBase64Url(provisioningKey)}`, done: finished };
+    return {
+      linkCode: `${LINK_CODE_PREFIX}${await addressKnown}.${toBase64Url(provisioningKey)}`,
+      done: finished,
+    };
   }
 
   /** Primary: sends the account identity to the new device that shows `linkCode`. */
@@ -337,7 +345,9 @@ export class PrivcommClient {
     const self = this.self();
     if (self.deviceId !== 1)
       throw new ClientError('NOT_PRIMARY', 'only the primary device can add devices');
-    const match = /^([A-Za-z0-9_-]{32})\.([A-Za-z0-9_-]{40,60})$/.exec(linkCode.trim());
+    const match = /^privcomm-link:([A-Za-z0-9_-]{32})\.([A-Za-z0-9_-]{40,60})$/.exec(
+      linkCode.trim(),
+    );
     if (!match)
       throw new ClientError(
         'INVALID_LINK_CODE',

@@ -141,6 +141,8 @@ describe('client core with libsignal through a real relay', () => {
 
     const bobLaptop = await newClient();
     const { linkCode, done } = await bobLaptop.client.startLink();
+    // Never starts with "-" (an address may), so a command line cannot take it for an option.
+    expect(linkCode).toMatch(/^privcomm-link:[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]+$/);
     await bob.client.addDevice(linkCode);
     const laptopProfile = await done;
     expect(laptopProfile).toMatchObject({ accountId: bobId, deviceId: 2 });

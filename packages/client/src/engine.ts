@@ -103,9 +103,13 @@ export interface SignalEngine {
   generatePreKeys(count: number): Promise<PublicPreKey[]>;
   /** Generates one-time Kyber prekeys, signed by the identity key. */
   generateKyberPreKeys(count: number): Promise<PublicSignedPreKey[]>;
-  /** A new signed EC prekey; earlier ones stay usable for in-flight sessions. */
+  /**
+   * A new signed EC prekey. Earlier ones stay usable for session starts still in flight, and
+   * are deleted once replaced for longer than such a start can take to arrive (60 days: up to
+   * 30 of an unacknowledged session, then 30 in the relay's queue), for forward secrecy.
+   */
   generateSignedPreKey(): Promise<PublicSignedPreKey>;
-  /** A new Kyber last-resort prekey; earlier ones stay usable for in-flight sessions. */
+  /** A new Kyber last-resort prekey; earlier ones are kept and retired as signed prekeys are. */
   generateKyberLastResortPreKey(): Promise<PublicSignedPreKey>;
 
   /** Starts a session with a remote device from its bundle (PQXDH). */

@@ -100,6 +100,13 @@ const FINGERPRINT_VERSION = 2;
 const MAX_DEVICE_ID = 127;
 const MAX_BATCH = 1000;
 /**
+ * How long a replaced signed or last-resort prekey stays: a session start made from it can
+ * still arrive for 60 days. libsignal keeps sending PreKey messages on an unacknowledged session
+ * for up to 30 days after the bundle was fetched, and the relay keeps each of them for 30 more.
+ * After that the private key only helps someone who later steals this device's store.
+ */
+export const SUPERSEDED_PREKEY_GRACE_MS = 60 * 24 * 60 * 60 * 1000;
+/**
  * Account ids are the relay's canonical lowercase UUIDs. Only that spelling is accepted, also
  * from sender certificates: "ABC..." and "abc..." would otherwise be two libsignal addresses
  * with two identity entries, and a forged certificate could claim a known account under a
@@ -171,6 +178,7 @@ class NodeSignalEngine implements SignalEngine {
   constructor(
     private readonly store: Store,
     private readonly queue: TransactionQueue,
+    private readonly now: () => number,
   ) {}
 
   /** Runs one operation in one transaction, with the libsignal stores bound to it. */
@@ -277,7 +285,11 @@ class NodeSignalEngine implements SignalEngine {
   }
 
   generateKyberLastResortPreKey(): Promise<PublicSignedPreKey> {
-    return this.run(() => this.newKyberPreKey(this.store.requireIdentityKeyPair(), true));
+    return this.run(() => {
+      const key = this.newKyberPreKey(this.store.requireIdentityKeyPair(), true);
+      this.store.retireLastResortKyberPreKeys(this.now(), SUPERSEDED_PREKEY_GRACE_MS);
+      return key;
+    });
   }
 
   private newKyberPreKey(identity: IdentityKeyPair, lastResort: boolean): PublicSignedPreKey {
@@ -287,7 +299,7 @@ class NodeSignalEngine implements SignalEngine {
     const signature = identity.privateKey.sign(publicKey);
     this.store.saveKyberPreKey(
       keyId,
-      KyberPreKeyRecord.new(keyId, Date.now(), keyPair, signature),
+      KyberPreKeyRecord.new(keyId, this.now(), keyPair, signature),
       lastResort,
     );
     return { keyId, publicKey: copy(publicKey), signature: copy(signature) };
@@ -302,8 +314,9 @@ class NodeSignalEngine implements SignalEngine {
       const signature = identity.privateKey.sign(publicKey.serialize());
       this.store.saveSignedPreKey(
         keyId,
-        SignedPreKeyRecord.new(keyId, Date.now(), publicKey, privateKey, signature),
+        SignedPreKeyRecord.new(keyId, this.now(), publicKey, privateKey, signature),
       );
+      this.store.retireSignedPreKeys(this.now(), SUPERSEDED_PREKEY_GRACE_MS);
       return { keyId, publicKey: copy(publicKey.serialize()), signature: copy(signature) };
     });
   }
@@ -656,11 +669,19 @@ class OperationStores {
   }
 }
 
+export interface NodeEngineOptions {
+  /** The clock that dates prekeys and retires replaced ones (tests move it). */
+  readonly now?: () => number;
+}
+
 /**
  * Opens the engine whose protocol store is the SQLite database `file` (created with mode 0600
  * if missing; ':memory:' for a throwaway store). One engine per file at a time.
  */
-export const openNodeEngine = async (file: string): Promise<SignalEngine> => {
+export const openNodeEngine = async (
+  file: string,
+  options: NodeEngineOptions = {},
+): Promise<SignalEngine> => {
   const db = openDatabase(file);
-  return new NodeSignalEngine(new Store(db), new TransactionQueue(db));
+  return new NodeSignalEngine(new Store(db), new TransactionQueue(db), options.now ?? Date.now);
 };

@@ -64,6 +64,21 @@ export class CallbackFailures {
 const MAX_KEY_ID = 0xffffff;
 
 /**
+ * The ids of the keys that a newer key replaced at least `graceMs` before `now`: each key is
+ * superseded when the next one (by creation time) was made. The newest key is never among them.
+ */
+const superseded = (
+  keys: readonly { id(): number; timestamp(): number }[],
+  now: number,
+  graceMs: number,
+): number[] => {
+  const byAge = [...keys].sort((a, b) => a.timestamp() - b.timestamp());
+  return byAge
+    .filter((_, i) => i + 1 < byAge.length && now - byAge[i + 1]!.timestamp() >= graceMs)
+    .map((key) => key.id());
+};
+
+/**
  * The protocol store: typed access to the tables, and the libsignal store interfaces on top.
  * It is only ever used inside a TransactionQueue operation.
  */
@@ -156,6 +171,46 @@ export class Store {
       { record: Uint8Array } | undefined;
     if (row === undefined) throw new EngineError('INVALID_MESSAGE', `unknown signed prekey ${id}`);
     return SignedPreKeyRecord.deserialize(own(row.record));
+  }
+
+  /**
+   * Deletes the signed prekeys that a newer one replaced at least `graceMs` before `now`, so
+   * that a later compromise of this device cannot open old session starts. The newest key
+   * always stays. Returns the ids deleted.
+   */
+  retireSignedPreKeys(now: number, graceMs: number): number[] {
+    const rows = this.db.prepare('SELECT record FROM signed_prekeys').all() as {
+      record: Uint8Array;
+    }[];
+    const retired = superseded(
+      rows.map(({ record }) => SignedPreKeyRecord.deserialize(own(record))),
+      now,
+      graceMs,
+    );
+    const remove = this.db.prepare('DELETE FROM signed_prekeys WHERE id = ?');
+    for (const id of retired) remove.run(id);
+    return retired;
+  }
+
+  /** As retireSignedPreKeys, for the Kyber last-resort prekeys (and their remembered uses). */
+  retireLastResortKyberPreKeys(now: number, graceMs: number): number[] {
+    const rows = this.db
+      .prepare('SELECT record FROM kyber_prekeys WHERE last_resort = 1')
+      .all() as {
+      record: Uint8Array;
+    }[];
+    const retired = superseded(
+      rows.map(({ record }) => KyberPreKeyRecord.deserialize(own(record))),
+      now,
+      graceMs,
+    );
+    const remove = this.db.prepare('DELETE FROM kyber_prekeys WHERE id = ?');
+    const forgetUses = this.db.prepare('DELETE FROM kyber_prekey_uses WHERE kyber_id = ?');
+    for (const id of retired) {
+      remove.run(id);
+      forgetUses.run(id);
+    }
+    return retired;
   }
 
   saveKyberPreKey(id: number, record: KyberPreKeyRecord, lastResort: boolean): void {

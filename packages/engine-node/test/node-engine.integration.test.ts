@@ -277,6 +277,67 @@ describe('node engine: the SQLite file', () => {
   });
 });
 
+describe('node engine: replaced long-lived prekeys', () => {
+  it('are deleted 60 days after their replacement, and session starts made from them stop working then', async () => {
+    const DAY = 24 * 60 * 60 * 1000;
+    let now = Date.UTC(2026, 0, 1);
+    const file = newFile();
+    const bob = await device(await openNodeEngine(file, { now: () => now }));
+    const senders = await Promise.all(
+      ['alice', 'dave', 'carol'].map(async () => device(await openNodeEngine(':memory:'))),
+    );
+    const [alice, dave, carol] = senders as [Device, Device, Device];
+    // No one-time prekeys: every session start rests on the signed and last-resort keys.
+    const rotate = () => bundleOf(bob, { preKey: false, lastResort: true });
+    const startWith = async (sender: Device, bundle: RemoteBundle) => {
+      await sender.engine.processBundle(bob.address, bundle);
+      return sender.engine.encrypt(bob.address, text(`from ${sender.address.accountId}`));
+    };
+    const idsIn = (table: 'signed_prekeys' | 'kyber_prekeys') =>
+      (dump(file)[table] as { id: number }[]).map((row) => row.id).sort((a, b) => a - b);
+
+    try {
+      const first = await rotate();
+      const fromAlice = await startWith(alice, first);
+      const fromDave = await startWith(dave, first);
+      now += 10 * DAY;
+      const second = await rotate();
+      const fromCarol = await startWith(carol, second);
+      now += 59 * DAY;
+      // The first keys were replaced 59 days ago: still there, and Alice's start still opens.
+      const third = await rotate();
+      expect(idsIn('signed_prekeys')).toEqual(
+        [first, second, third].map((b) => b.signedPreKey.keyId),
+      );
+      expect(read((await bob.engine.decrypt(randomUUID(), fromAlice)).plaintext)).toContain(
+        alice.address.accountId,
+      );
+      const usesOfFirst = () =>
+        (dump(file).kyber_prekey_uses as { kyber_id: number }[]).filter(
+          (row) => row.kyber_id === first.kyberPreKey.keyId,
+        );
+      expect(usesOfFirst()).toHaveLength(1);
+      now += 2 * DAY;
+      const fourth = await rotate();
+
+      // 61 days after their replacement the first keys are gone; the second (replaced two days
+      // ago) and later ones stay.
+      const kept = [second, third, fourth];
+      expect(idsIn('signed_prekeys')).toEqual(kept.map((b) => b.signedPreKey.keyId));
+      expect(idsIn('kyber_prekeys')).toEqual(kept.map((b) => b.kyberPreKey.keyId));
+      expect(usesOfFirst()).toEqual([]);
+      await expect(bob.engine.decrypt(randomUUID(), fromDave)).rejects.toMatchObject({
+        code: 'INVALID_MESSAGE',
+      });
+      expect(read((await bob.engine.decrypt(randomUUID(), fromCarol)).plaintext)).toContain(
+        carol.address.accountId,
+      );
+    } finally {
+      await Promise.all([bob, ...senders].map((d) => d.engine.close()));
+    }
+  });
+});
+
 describe('node engine: one transaction per operation', () => {
   it('leaves the store file unchanged when an operation throws', async () => {
     const file = newFile();

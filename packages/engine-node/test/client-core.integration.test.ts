@@ -290,57 +290,8 @@ describe('client core with libsignal through a real relay', () => {
     const bob = await register('bob');
     const [aliceId, bobId] = [alice.client.profile!.accountId, bob.client.profile!.accountId];
 
-    // Mallory's engine calls itself Bob, builds a session with Alice from her public bundle, and
-    // sends through an ordinary account of her own.
-    const forger = await openNodeEngine(':memory:');
-    await forger.createIdentity();
-    await forger.setLocalAddress({ accountId: bobId, deviceId: 1 });
-    const { context } = relay.relay;
-    const [device] = await context.keys.takeBundles(aliceId as never, 1 as never);
-    const identityKey = (await context.accounts.identityKey(aliceId as never))!;
-    const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
-    await forger.processBundle(
-      { accountId: aliceId, deviceId: 1 },
-      {
-        identityKey: new Uint8Array(identityKey),
-        deviceId: 1,
-        registrationId: device!.registrationId,
-        signedPreKey: {
-          ...device!.signedPreKey,
-          publicKey: bytes(device!.signedPreKey.publicKey),
-          signature: bytes(device!.signedPreKey.signature),
-        },
-        ...(device!.preKey && {
-          preKey: { keyId: device!.preKey.keyId, publicKey: bytes(device!.preKey.publicKey) },
-        }),
-        kyberPreKey: {
-          ...device!.kyberPreKey,
-          publicKey: bytes(device!.kyberPreKey.publicKey),
-          signature: bytes(device!.kyberPreKey.signature),
-        },
-      },
-    );
-    const forged = await forger.encrypt(
-      { accountId: aliceId, deviceId: 1 },
-      encodeContent({
-        kind: 'text',
-        id: 'forged',
-        sentAt: Date.now(),
-        text: 'this is Bob, really',
-      }),
-    );
-    const mallory = await TestDevice.register(relay.url);
-    const sent = await mallory.request('PUT', `/v1/messages/${aliceId}`, {
-      messages: [
-        {
-          deviceId: 1,
-          registrationId: forged.registrationId,
-          type: forged.type,
-          content: Buffer.from(forged.content).toString('base64'),
-        },
-      ],
-    });
-    expect(sent.status).toBe(200);
+    const forger = await forgeSender(bobId, aliceId);
+    await forger.send('this is Bob, really');
 
     await receive(alice);
     expect(alice.events).toContainEqual(
@@ -352,6 +303,95 @@ describe('client core with libsignal through a real relay', () => {
     await bob.client.sendText(aliceId, 'the real Bob');
     await receive(alice, () => alice.events.some((e) => e.type === 'message'));
     expect((await alice.client.history(bobId)).map((m) => m.text)).toEqual(['the real Bob']);
-    await forger.close();
+    await forger.engine.close();
+  });
+
+  it("keeps a verified contact's message under a new key queued until the change is accepted", async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const [aliceId, bobId] = [alice.client.profile!.accountId, bob.client.profile!.accountId];
+    await bob.client.sendText(aliceId, 'before');
+    await receive(alice, () => alice.events.some((e) => e.type === 'message'));
+    await alice.client.verify(bobId);
+
+    // Bob's account now has another identity key (the relay says so too), and a message comes
+    // under it.
+    const forger = await forgeSender(bobId, aliceId);
+    await relay.relay.context.database.pool.query(
+      'UPDATE accounts SET identity_key = $2 WHERE id = $1',
+      [bobId, Buffer.from(forger.identityKey)],
+    );
+    await forger.send('under the new key');
+    const { envelopes } = relay.relay.context;
+
+    await receive(alice);
+    expect(alice.events).toContainEqual({ type: 'identity-changed', accountId: bobId });
+    expect((await alice.client.history(bobId)).map((m) => m.text)).toEqual(['before']);
+    expect(await alice.client.identity(bobId)).toMatchObject({ verified: true, changed: true });
+    expect(await envelopes.countFor(aliceId, 1)).toBe(1);
+
+    await alice.client.acceptIdentity(bobId);
+    const before = alice.events.length;
+    await receive(alice, () => alice.events.slice(before).some((e) => e.type === 'message'));
+    expect((await alice.client.history(bobId)).map((m) => m.text)).toEqual([
+      'before',
+      'under the new key',
+    ]);
+    expect(await envelopes.countFor(aliceId, 1)).toBe(0);
+    await forger.engine.close();
   });
 });
+
+/**
+ * An engine of its own that calls itself `claimedSender` (device 1), with a session to `target`
+ * from its bundle on the relay; `send` seals a text and sends it through an ordinary account.
+ */
+const forgeSender = async (claimedSender: string, target: string) => {
+  const engine = await openNodeEngine(':memory:');
+  const { identityKey } = await engine.createIdentity();
+  await engine.setLocalAddress({ accountId: claimedSender, deviceId: 1 });
+  const { context } = relay.relay;
+  const [device] = await context.keys.takeBundles(target as never, 1 as never);
+  const targetKey = (await context.accounts.identityKey(target as never))!;
+  const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+  await engine.processBundle(
+    { accountId: target, deviceId: 1 },
+    {
+      identityKey: new Uint8Array(targetKey),
+      deviceId: 1,
+      registrationId: device!.registrationId,
+      signedPreKey: {
+        ...device!.signedPreKey,
+        publicKey: bytes(device!.signedPreKey.publicKey),
+        signature: bytes(device!.signedPreKey.signature),
+      },
+      ...(device!.preKey && {
+        preKey: { keyId: device!.preKey.keyId, publicKey: bytes(device!.preKey.publicKey) },
+      }),
+      kyberPreKey: {
+        ...device!.kyberPreKey,
+        publicKey: bytes(device!.kyberPreKey.publicKey),
+        signature: bytes(device!.kyberPreKey.signature),
+      },
+    },
+  );
+  const carrier = await TestDevice.register(relay.url);
+  const send = async (text: string): Promise<void> => {
+    const sealed = await engine.encrypt(
+      { accountId: target, deviceId: 1 },
+      encodeContent({ kind: 'text', id: randomBytes(8).toString('hex'), sentAt: Date.now(), text }),
+    );
+    const sent = await carrier.request('PUT', `/v1/messages/${target}`, {
+      messages: [
+        {
+          deviceId: 1,
+          registrationId: sealed.registrationId,
+          type: sealed.type,
+          content: Buffer.from(sealed.content).toString('base64'),
+        },
+      ],
+    });
+    expect(sent.status).toBe(200);
+  };
+  return { engine, identityKey, send };
+};

@@ -6,6 +6,9 @@ export default defineConfig({
     globalSetup: ['packages/server/test/support/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // Real components on a busy 2-core CI machine: a row deleted after an ack, a socket closed
+    // after a NOTIFY can take more than expect.poll's default 1 s. No test waits longer on success.
+    expect: { requireAssertions: true, poll: { timeout: 5_000 } },
     pool: 'forks',
     maxWorkers: 2,
     coverage: {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
 import {
-  closedPort,
+  CLOSED_PORT,
   expectOneErrorLine,
   RunningCli,
   runCli,
@@ -129,7 +129,7 @@ describe('bad input', () => {
   });
 
   it('a relay that went down: one line, exit 1, and the message is kept for later', async () => {
-    const port = await closedPort();
+    const port = CLOSED_PORT;
     const down = ['--profile', alice, '--server', `http://127.0.0.1:${port}`];
     const receive = await runCli([...down, 'receive']);
     expect(receive.code).toBe(1);

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../src/program.ts';
 import {
-  closedPort,
+  CLOSED_PORT,
   expectOneErrorLine,
   runCli,
   snapshotDir,
@@ -257,7 +257,7 @@ describe('relays that are down or are not relays', () => {
   });
 
   it('a relay that is down: one line naming the server and what to do, exit 1', async () => {
-    const port = await closedPort();
+    const port = CLOSED_PORT;
     const dir = tempDir('down');
     const result = await runCli([
       '--profile',
@@ -274,7 +274,7 @@ describe('relays that are down or are not relays', () => {
   });
 
   it('PRIVCOMM_SERVER is used when --server is not given', async () => {
-    const port = await closedPort();
+    const port = CLOSED_PORT;
     const result = await runCli(['--profile', tempDir('env-server'), 'register'], {
       env: { PRIVCOMM_SERVER: `http://127.0.0.1:${port}/` },
     });

@@ -73,6 +73,14 @@ describe('call state machine: legality', () => {
   });
 
   it('offers, as types, only the events legal in a state', () => {
+    // The types come from LEGAL_EVENTS; tsc checks them (npm run typecheck), this the table.
+    expect([...LEGAL_EVENTS.idle].sort()).toEqual(['offer', 'place']);
+    expect([...LEGAL_EVENTS.connected].sort()).toEqual([
+      'failed',
+      'hangup',
+      'offer',
+      'remote-hangup',
+    ]);
     expectTypeOf<EventIn<'idle'>['type']>().toEqualTypeOf<'place' | 'offer'>();
     expectTypeOf<EventIn<'connected'>['type']>().toEqualTypeOf<
       'offer' | 'hangup' | 'remote-hangup' | 'failed'

@@ -70,16 +70,25 @@ afterAll(async () => {
   await drop?.();
 });
 
+/** Message sends whose answer has not come yet (a hang-up can outlive its test). */
+let sendsInFlight = 0;
+
 /** fetch and ws, recording which message sends the relay accepted. */
 const transport = (relayUrl: string): Transport => ({
   relayUrl,
   fetch: async (url, init) => {
-    const response = await fetch(url, init);
-    if (init.method === 'PUT' && url.includes('/v1/messages/') && response.status === 200) {
-      const body = JSON.parse(init.body ?? '{}') as { online?: boolean; messages: unknown[] };
-      accepted.push({ online: body.online === true, envelopes: body.messages.length });
+    const isSend = init.method === 'PUT' && url.includes('/v1/messages/');
+    if (isSend) sendsInFlight += 1;
+    try {
+      const response = await fetch(url, init);
+      if (isSend && response.status === 200) {
+        const body = JSON.parse(init.body ?? '{}') as { online?: boolean; messages: unknown[] };
+        accepted.push({ online: body.online === true, envelopes: body.messages.length });
+      }
+      return response;
+    } finally {
+      if (isSend) sendsInFlight -= 1;
     }
-    return response;
   },
   openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
 });
@@ -487,6 +496,7 @@ describe('voice calls through the relay, coturn and libwebrtc', () => {
 
   it('leaves no ICE candidate in the relay’s database and no IP address in its logs', async () => {
     // The tests above ran calls; ICE went online-only, everything else was stored.
+    await expect.poll(() => sendsInFlight).toBe(0);
     const online = accepted.filter((send) => send.online);
     const stored = accepted.filter((send) => !send.online);
     expect(online.length).toBeGreaterThan(0);

@@ -337,7 +337,7 @@ describe('client core with libsignal through a real relay', () => {
       'before',
       'under the new key',
     ]);
-    expect(await envelopes.countFor(aliceId, 1)).toBe(0);
+    await expect.poll(() => envelopes.countFor(aliceId, 1)).toBe(0);
     await forger.engine.close();
   });
 });

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +82,8 @@ export class RunningCli {
   readonly stdoutLines: string[] = [];
   readonly stderrLines: string[] = [];
   private readonly exited: Promise<number | null>;
+  /** The process ended and its output is read to the end ('close' comes after the last 'data'). */
+  private closed = false;
 
   private constructor(readonly child: ChildProcess) {
     const collect = (stream: NodeJS.ReadableStream | null, lines: string[]) => {
@@ -96,7 +97,12 @@ export class RunningCli {
     };
     collect(child.stdout, this.stdoutLines);
     collect(child.stderr, this.stderrLines);
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.once('close', (code) => {
+        this.closed = true;
+        resolve(code);
+      }),
+    );
   }
 
   static start(args: readonly string[], options: { env?: Record<string, string> } = {}) {
@@ -116,7 +122,7 @@ export class RunningCli {
   async until(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
-      if (this.child.exitCode !== null || Date.now() > deadline) {
+      if (this.closed || Date.now() > deadline) {
         throw new Error(
           `${what}: not seen (exit ${this.child.exitCode})\nstdout:\n${this.stdoutLines.join('\n')}\nstderr:\n${this.stderrLines.join('\n')}`,
         );
@@ -147,17 +153,12 @@ export class RunningCli {
   }
 }
 
-/** A loopback port with nothing listening on it (bound, then released). */
-export const closedPort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
+/**
+ * A loopback port with nothing listening on it: a privileged port no test binds (a port bound and
+ * released could be taken by another test file before it is used), and not one that fetch refuses
+ * to dial (port 1 is on its "bad ports" list).
+ */
+export const CLOSED_PORT = 2;
 
 /** Every file of a directory with its mode and a hash of its bytes: compare before and after. */
 export const snapshotDir = (dir: string): Record<string, string> =>

@@ -10,7 +10,9 @@ let drop: () => Promise<void>;
 beforeAll(async () => {
   const database = await createTestDatabase();
   drop = database.drop;
-  relay = await startRelay(database.url, { WS_ACK_TIMEOUT_MS: '1500', WS_WINDOW: '4' });
+  // A short ack deadline so the slow-consumer test is quick, long enough that a busy machine does
+  // not cut off the sockets of the other tests while they hold an envelope unanswered on purpose.
+  relay = await startRelay(database.url, { WS_ACK_TIMEOUT_MS: '4000', WS_WINDOW: '4' });
 });
 afterAll(async () => {
   await relay?.close();

@@ -1,9 +1,4 @@
-export {
-  openNodeEngine,
-  SEALED_SENDER_V1,
-  SUPERSEDED_PREKEY_GRACE_MS,
-  type NodeEngineOptions,
-} from './node-engine.ts';
+export { openNodeEngine, SEALED_SENDER_V1, type NodeEngineOptions } from './node-engine.ts';
 export { PROVISIONING_VERSION } from './provisioning.ts';
 export {
   analyseAudio,

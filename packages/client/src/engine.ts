@@ -79,7 +79,8 @@ export interface DecryptOptions {
    * its account (first contact, or a change). Sealed-sender certificates here are self-issued,
    * so they prove possession of a key, not ownership of an account: the caller confirms the
    * key with the relay's published identity for that account. `false` refuses the message with
-   * UNCONFIRMED_IDENTITY and leaves the store unchanged.
+   * UNCONFIRMED_IDENTITY and leaves the store unchanged. The engine does not hold its store
+   * while it waits for the answer: other operations go on meanwhile.
    */
   readonly confirmIdentity?: (accountId: string, identityKey: Uint8Array) => Promise<boolean>;
 }

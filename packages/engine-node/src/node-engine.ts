@@ -172,6 +172,22 @@ const engineError = (
   return error;
 };
 
+/** A decrypt attempt that needs the caller to confirm a sender's key first (see decrypt). */
+class ConfirmationNeeded extends Error {
+  constructor(
+    readonly accountId: string,
+    readonly identityKey: Uint8Array,
+  ) {
+    super(`the identity key of ${accountId} needs confirming`);
+  }
+}
+
+interface ConfirmedIdentity {
+  readonly accountId: string;
+  readonly identityKey: Uint8Array;
+  readonly confirmed: boolean;
+}
+
 class NodeSignalEngine implements SignalEngine {
   private certificate: { key: string; certificate: SenderCertificate } | undefined;
 
@@ -424,10 +440,36 @@ class NodeSignalEngine implements SignalEngine {
     });
   }
 
-  decrypt(
+  /**
+   * The confirmation of a new sender key (an HTTP lookup in the client core) runs between two
+   * transactions, never inside one: the store stays free for other operations meanwhile. The
+   * first attempt stops before writing anything when it needs an answer; the next one uses it.
+   */
+  async decrypt(
     envelopeId: string,
     ciphertext: Ciphertext,
     options: DecryptOptions = {},
+  ): Promise<Decrypted> {
+    let answer: ConfirmedIdentity | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.decryptOnce(envelopeId, ciphertext, options, answer);
+      } catch (error) {
+        // The store changed between attempts and asks about another key: a bounded retry.
+        if (!(error instanceof ConfirmationNeeded) || !options.confirmIdentity || attempt >= 3) {
+          throw error;
+        }
+        const confirmed = await options.confirmIdentity(error.accountId, copy(error.identityKey));
+        answer = { accountId: error.accountId, identityKey: error.identityKey, confirmed };
+      }
+    }
+  }
+
+  private decryptOnce(
+    envelopeId: string,
+    ciphertext: Ciphertext,
+    options: DecryptOptions,
+    answer: ConfirmedIdentity | undefined,
   ): Promise<Decrypted> {
     return this.run(async (stores) => {
       const done = this.store.decrypted(envelopeId);
@@ -473,7 +515,11 @@ class NodeSignalEngine implements SignalEngine {
           (known.pending_key !== null && Buffer.from(known.pending_key).equals(certificateKey)));
       if (!isKnown && options.confirmIdentity) {
         // Before libsignal stores anything: a refused key must leave no trace (see DecryptOptions).
-        if (!(await options.confirmIdentity(sender.accountId, copy(certificateKey)))) {
+        const answered =
+          answer?.accountId === sender.accountId &&
+          Buffer.from(answer.identityKey).equals(certificateKey);
+        if (!answered) throw new ConfirmationNeeded(sender.accountId, copy(certificateKey));
+        if (!answer.confirmed) {
           throw new EngineError(
             'UNCONFIRMED_IDENTITY',
             `the sender's key is not the identity the relay publishes for ${sender.accountId}`,

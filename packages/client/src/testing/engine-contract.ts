@@ -327,6 +327,27 @@ export const engineContract = (name: string, open: () => Promise<SignalEngine>):
         });
       });
 
+      it('keeps the store free while the caller confirms a key: other operations go on', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        const first = await a.engine.encrypt(b.address, text('meanwhile'));
+        let during: string | undefined;
+        const decrypted = await b.engine.decrypt(nextEnvelopeId(), first, {
+          // The client core asks the relay here: the engine must not wait on it with its store held.
+          confirmIdentity: async () => {
+            const other = b.engine.generatePreKeys(1).then(() => 'done');
+            const stuck = new Promise<string>((resolve) =>
+              setTimeout(() => resolve('stuck'), 3_000),
+            );
+            during = await Promise.race([other, stuck]);
+            return true;
+          },
+        });
+        expect(during).toBe('done');
+        expect(utf8Decode(decrypted.plaintext)).toBe('meanwhile');
+      });
+
       it('decrypts messages delivered out of order, across ratchet steps', async () => {
         const a = await newDevice();
         const b = await newDevice();

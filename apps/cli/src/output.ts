@@ -216,6 +216,20 @@ export const eventOutput = (
             ? `messages with ${names.label(event.conversation)} now disappear after ${event.expireSeconds} s`
             : `disappearing messages with ${names.label(event.conversation)} are off`,
       };
+    case 'contacts-synced':
+      return {
+        json: {
+          type: 'contacts-synced',
+          fromDevice: event.fromDevice,
+          contacts: event.contacts.map(({ name, accountId }) => ({ name, accountId })),
+        },
+        text: `${event.contacts.length} contact${event.contacts.length === 1 ? '' : 's'} from your device ${event.fromDevice}: ${event.contacts.map((c) => c.name).join(', ')}`,
+      };
+    case 'contacts-requested':
+      return {
+        json: { type: 'contacts-requested', fromDevice: event.fromDevice },
+        text: `your device ${event.fromDevice} asked for your contacts: sending them`,
+      };
     case 'identity-changed':
       return {
         json: { type: 'identity-changed', accountId: event.accountId },

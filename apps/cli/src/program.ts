@@ -304,6 +304,7 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
       examples(
         'privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
         'privcomm contacts list',
+        'privcomm contacts sync',
       ),
     );
 
@@ -365,6 +366,28 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
           `${contact.name}  ${contact.accountId}${verified ? '  verified' : ''}${identityChanged ? '  SAFETY NUMBER CHANGED' : ''}${contact.expireSeconds > 0 ? `  disappearing after ${contact.expireSeconds} s` : ''}`,
         );
       }
+    });
+
+  contacts
+    .command('sync')
+    .description(
+      "send your contacts' names to your other devices (a newly linked device asks for them by itself)",
+    )
+    .addHelpText('after', examples('privcomm contacts sync'))
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = await openAccount(command);
+      const count = (await client.contacts()).length;
+      if (count === 0) {
+        out.result({ type: 'contacts-sent', sent: 0 }, 'No contacts to send.');
+        return;
+      }
+      const sent = await client.syncContacts();
+      out.result(
+        { type: 'contacts-sent', sent },
+        sent === 0
+          ? 'No other device to send them to: link one with "privcomm devices add LINK_CODE".'
+          : `Sent ${sent} contact${sent === 1 ? '' : 's'} to your other devices: they get them with their next "receive" or "listen".`,
+      );
     });
 
   // ---- messaging ----------------------------------------------------------------------------
@@ -535,7 +558,7 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
           return;
         }
         printing = printing.then(() => printEvent(client, self.accountId, event));
-        if (event.type === 'message') scheduleReceipts();
+        if (event.type === 'message' || event.type === 'contacts-requested') scheduleReceipts();
         if (
           turnAway &&
           event.type === 'call' &&
@@ -1172,7 +1195,7 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
       const profile = await done;
       out.result(
         { type: 'linked', accountId: profile.accountId, deviceId: profile.deviceId, server },
-        `Linked: this profile is device ${profile.deviceId} of account ${profile.accountId}.`,
+        `Linked: this profile is device ${profile.deviceId} of account ${profile.accountId}. Your contacts come with the next "privcomm receive", once another of your devices has been online.`,
       );
     });
 

@@ -176,6 +176,25 @@ describe('devices and the account', () => {
       [1, false],
       [2, true],
     ]);
+
+    // The laptop asked for the contacts; the phone sends them once it has the request.
+    const contactsOf = async (profile: string) =>
+      (await runCli(['--profile', profile, '--json', 'contacts', 'list'])).json.map((c) => [
+        c.name,
+        c.accountId,
+      ]);
+    const atPhone = await contactsOf(alice);
+    expect(atPhone).toContainEqual(['bob', bobId]);
+    const phone = await runCli(['--profile', alice, '--json', 'receive', '--timeout', '1']);
+    expect(phone.json).toContainEqual({ type: 'contacts-requested', fromDevice: 2 });
+    const got = await runCli(['--profile', laptop, 'receive', '--timeout', '1']);
+    expect(got.stdout).toContain(`${atPhone.length} contact`);
+    expect(got.stdout).toContain('from your device 1: bob');
+    expect(await contactsOf(laptop)).toEqual(atPhone);
+    const sync = await runCli(['--profile', laptop, 'contacts', 'sync']);
+    expect(sync.stdout).toBe(
+      `Sent ${atPhone.length} contact${atPhone.length === 1 ? '' : 's'} to your other devices: they get them with their next "receive" or "listen".\n`,
+    );
     const notPrimary = await runCli(['--profile', laptop, 'delete-account', '--yes']);
     expect(notPrimary.code).toBe(1);
     expect(expectOneErrorLine(notPrimary)).toBe(
@@ -198,7 +217,7 @@ describe('devices and the account', () => {
     expect(expectOneErrorLine(unknown)).toBe(
       'privcomm: the relay refused (DEVICE_NOT_FOUND): no such device on this account; see "privcomm devices list"',
     );
-  }, 60_000);
+  }, 120_000);
 
   it('deletes the account only when confirmed', async () => {
     const carol = tempDir('carol');

@@ -11,7 +11,14 @@ import {
 import { CallManager, type CallOptions, type CallSummary } from './calls/call-manager.ts';
 import type { CallState } from './calls/call-state.ts';
 import { RelayConnection } from './connection.ts';
-import { decodeContent, encodeContent, type CallSignal, type Content } from './content.ts';
+import {
+  decodeContent,
+  encodeContent,
+  MAX_SYNCED_CONTACTS,
+  type CallSignal,
+  type Content,
+  type SyncedContact,
+} from './content.ts';
 import {
   EngineError,
   UntrustedIdentityError,
@@ -54,6 +61,10 @@ export type ClientEvent =
   | { type: 'deleted'; conversation: string; messageId: string }
   | { type: 'timer'; conversation: string; expireSeconds: number }
   | { type: 'identity-changed'; accountId: string }
+  /** Contacts another device of this account sent (linking, or `syncContacts` there). */
+  | { type: 'contacts-synced'; fromDevice: number; contacts: Contact[] }
+  /** A newly linked device asked for the contacts: `sendOwedReceipts` sends them. */
+  | { type: 'contacts-requested'; fromDevice: number }
   | { type: 'decryption-failed'; envelopeId: string; reason: string }
   | { type: 'queue-empty' }
   | { type: 'disconnected'; code: number; reason: string }
@@ -114,6 +125,8 @@ export class PrivcommClient {
   private connection: RelayConnection | undefined;
   /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
   private readonly owedReceipts = new Map<string, string[]>();
+  /** A newly linked device of this account asked for the contacts; sent with the receipts. */
+  private contactsOwed = false;
   /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
   readonly calls: CallManager;
 
@@ -291,7 +304,12 @@ export class PrivcommClient {
       respond(id, 200);
       const { fields } = await this.newDeviceKeys();
       const created = await this.api.link({ linkToken: payload.linkToken, ...fields });
-      provisioned(await this.becomeDevice(created.accountId, created.deviceId, payload.name));
+      const profile = await this.becomeDevice(created.accountId, created.deviceId, payload.name);
+      // The account's other devices answer with the contacts (best effort: the device is linked
+      // whatever happens; `syncContacts` on another device sends them again).
+      const request: Content = { kind: 'contacts-request', id: this.newId(), sentAt: this.now() };
+      await this.sender.send(profile.accountId, encodeContent(request)).catch(() => undefined);
+      provisioned(profile);
     };
     socket.onmessage = (event) => {
       let frame: { type?: string; id?: number; verb?: string; body?: Record<string, unknown> };
@@ -431,6 +449,47 @@ export class PrivcommClient {
 
   contacts(): Promise<Contact[]> {
     return this.deps.store.contacts();
+  }
+
+  /**
+   * Sends every contact's name to this account's other devices (a newly linked device asks for
+   * them by itself). Returns how many were sent: 0 when the account has no other device.
+   */
+  async syncContacts(): Promise<number> {
+    const self = this.self();
+    const contacts = (await this.deps.store.contacts()).map(({ accountId, name }) => ({
+      accountId,
+      name,
+    }));
+    let sent = 0;
+    for (let start = 0; start < contacts.length; start += MAX_SYNCED_CONTACTS) {
+      const chunk = contacts.slice(start, start + MAX_SYNCED_CONTACTS);
+      const content: Content = {
+        kind: 'contacts',
+        id: this.newId(),
+        sentAt: this.now(),
+        contacts: chunk,
+      };
+      if (!(await this.sender.send(self.accountId, encodeContent(content)))) return 0;
+      sent += chunk.length;
+    }
+    return sent;
+  }
+
+  /** Names from another device of this account; a name taken here by another account is kept. */
+  private async applyContacts(fromDevice: number, synced: readonly SyncedContact[]) {
+    const saved: Contact[] = [];
+    for (const { accountId, name } of synced) {
+      if (accountId === this.self().accountId) continue;
+      const local = await this.deps.store.contacts();
+      if (local.some((c) => c.name === name && c.accountId !== accountId)) continue;
+      const existing = local.find((c) => c.accountId === accountId);
+      if (existing?.name === name) continue;
+      const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
+      await this.deps.store.saveContact(contact);
+      saved.push(contact);
+    }
+    if (saved.length > 0) this.emit({ type: 'contacts-synced', fromDevice, contacts: saved });
   }
 
   /** A contact by name or account id; an unknown name is an error, an account id is accepted. */
@@ -689,8 +748,15 @@ export class PrivcommClient {
     await this.sendOwedReceipts();
   }
 
-  /** Sends the delivery receipts owed for envelopes already acknowledged. */
+  /**
+   * Sends the delivery receipts owed for envelopes already acknowledged, and the contacts a
+   * newly linked device asked for.
+   */
   async sendOwedReceipts(): Promise<void> {
+    if (this.contactsOwed) {
+      this.contactsOwed = false;
+      await this.syncContacts().catch(() => undefined);
+    }
     const owed = [...this.owedReceipts.entries()];
     this.owedReceipts.clear();
     for (const [conversation, messageIds] of owed) {
@@ -859,6 +925,14 @@ export class PrivcommClient {
         return;
       case 'call':
         this.calls.receive(sender, content.callId, content.signal, content.sentAt);
+        return;
+      case 'contacts':
+        if (fromSelf) await this.applyContacts(sender.deviceId, content.contacts);
+        return;
+      case 'contacts-request':
+        if (!fromSelf) return;
+        this.contactsOwed = true;
+        this.emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
         return;
     }
   }

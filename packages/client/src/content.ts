@@ -26,7 +26,21 @@ export type Content =
   /** To one's own other devices: a copy of what this device sent to `to`. */
   | { kind: 'sync'; id: string; sentAt: number; to: string; content: Content }
   /** Call signaling (calls/): offer, answer and hangup are stored; ICE is online-only. */
-  | { kind: 'call'; id: string; sentAt: number; callId: string; signal: CallSignal };
+  | { kind: 'call'; id: string; sentAt: number; callId: string; signal: CallSignal }
+  /** To one's own other devices: contact names, added or renamed there (none removed). */
+  | { kind: 'contacts'; id: string; sentAt: number; contacts: SyncedContact[] }
+  /** From a newly linked device to the account's others: "send me the contacts". */
+  | { kind: 'contacts-request'; id: string; sentAt: number };
+
+export interface SyncedContact {
+  readonly accountId: string;
+  readonly name: string;
+}
+
+/** Contacts per message: 500 of them stay well below the relay's 96 KiB per envelope. */
+export const MAX_SYNCED_CONTACTS = 500;
+const MAX_CONTACT_NAME = 200;
+const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** One ICE candidate, as RTCIceCandidateInit carries it. Never stored: see calls/. */
 export interface IceCandidateSignal {
@@ -106,9 +120,30 @@ const validate = (value: unknown, depth = 0): Content => {
     case 'call':
       if (!isString(c.callId) || !CALL_ID.test(c.callId)) throw new ContentError('bad call id');
       return { kind: 'call', ...base, callId: c.callId, signal: validateSignal(c.signal) };
+    case 'contacts':
+      return { kind: 'contacts', ...base, contacts: validateContacts(c.contacts) };
+    case 'contacts-request':
+      return { kind: 'contacts-request', ...base };
     default:
       throw new ContentError(`unknown kind ${String(c.kind)}`);
   }
+};
+
+const validateContacts = (value: unknown): SyncedContact[] => {
+  if (!Array.isArray(value) || value.length > MAX_SYNCED_CONTACTS) {
+    throw new ContentError('bad contacts');
+  }
+  return value.map((item: unknown) => {
+    const c = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+    const name = isString(c.name) ? c.name.trim() : '';
+    if (!isString(c.accountId) || !ACCOUNT_ID.test(c.accountId)) {
+      throw new ContentError('bad contact account id');
+    }
+    if (name === '' || name.length > MAX_CONTACT_NAME || ACCOUNT_ID.test(name.toLowerCase())) {
+      throw new ContentError('bad contact name');
+    }
+    return { accountId: c.accountId, name };
+  });
 };
 
 const validateSignal = (value: unknown): CallSignal => {

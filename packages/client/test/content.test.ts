@@ -8,7 +8,13 @@ import {
   utf8Decode,
   utf8Encode,
 } from '../src/bytes.ts';
-import { ContentError, decodeContent, encodeContent, type Content } from '../src/content.ts';
+import {
+  ContentError,
+  decodeContent,
+  encodeContent,
+  MAX_SYNCED_CONTACTS,
+  type Content,
+} from '../src/content.ts';
 import { laterStatus } from '../src/store.ts';
 
 describe('bytes', () => {
@@ -63,6 +69,13 @@ describe('content format', () => {
       to: 'x',
       content: { kind: 'text', id: 'h', sentAt: 7, text: 'hi' },
     },
+    {
+      kind: 'contacts',
+      id: 'i',
+      sentAt: 8,
+      contacts: [{ accountId: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', name: 'bob' }],
+    },
+    { kind: 'contacts-request', id: 'j', sentAt: 9 },
   ];
 
   it.each(samples)('round-trips %o padded to 160-byte blocks', (content) => {
@@ -104,6 +117,28 @@ describe('content format', () => {
       content: { kind: 'sync', id: 'b', sentAt: 1, to: 'y', content: {} },
     };
     expect(() => decodeContent(bad(nested))).toThrow(/bad sync/);
+  });
+
+  it('refuses synced contacts that are not an account id with a name, or too many', () => {
+    const contacts = (list: unknown) =>
+      encodeContent({ kind: 'contacts', id: 'a', sentAt: 1, contacts: list as never });
+    const bob = { accountId: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', name: 'bob' };
+    expect(decodeContent(contacts([{ ...bob, name: '  bob ' }]))).toMatchObject({
+      contacts: [bob],
+    });
+    for (const bad of [
+      'bob',
+      [{ name: 'bob' }],
+      [{ ...bob, accountId: bob.accountId.toUpperCase() }],
+      [{ ...bob, name: ' ' }],
+      [{ ...bob, name: 'x'.repeat(201) }],
+      [{ ...bob, name: bob.accountId.toUpperCase() }],
+      Array.from({ length: MAX_SYNCED_CONTACTS + 1 }, () => bob),
+    ]) {
+      expect(() => decodeContent(contacts(bad)), JSON.stringify(bad).slice(0, 80)).toThrow(
+        /bad contact/,
+      );
+    }
   });
 
   it('decoding arbitrary bytes gives a content or a ContentError, never anything else', () => {

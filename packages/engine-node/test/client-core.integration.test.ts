@@ -169,6 +169,54 @@ describe('client core with libsignal through a real relay', () => {
     expect(synced).toMatchObject({ text: 'from the phone', status: 'sent' });
   });
 
+  it('a linked device gets the contacts it asks for; later ones come with syncContacts', async () => {
+    const bob = await register('bob');
+    const [carol, dave, erin, frank] = ['c', 'd', 'e', 'f'].map(
+      (letter) => `${letter.repeat(8)}-0000-4000-8000-000000000000`,
+    ) as [string, string, string, string];
+    await bob.client.addContact('carol', carol);
+    await bob.client.addContact('dave', dave);
+
+    const laptop = await newClient();
+    const { linkCode, done } = await laptop.client.startLink();
+    await bob.client.addDevice(linkCode);
+    await done;
+    // The laptop asked; the phone answers once it has handled the request.
+    await receive(bob, () => bob.events.some((e) => e.type === 'contacts-requested'));
+    await receive(laptop, () => laptop.events.some((e) => e.type === 'contacts-synced'));
+    const names = async (test: TestClient) =>
+      (await test.client.contacts()).map((c) => [c.name, c.accountId]).sort();
+    expect(await names(laptop)).toEqual([
+      ['carol', carol],
+      ['dave', dave],
+    ]);
+    expect(laptop.events).toContainEqual({
+      type: 'contacts-synced',
+      fromDevice: 1,
+      contacts: [
+        { accountId: carol, name: 'carol', expireSeconds: 0 },
+        { accountId: dave, name: 'dave', expireSeconds: 0 },
+      ],
+    });
+
+    // A rename on the laptop reaches the phone; a name the phone already uses for another
+    // account stays the phone's.
+    await bob.client.addContact('erin', erin);
+    await laptop.client.addContact('caroline', carol);
+    await laptop.client.addContact('erin', frank);
+    expect(await laptop.client.syncContacts()).toBe(3);
+    await receive(bob, () => bob.events.some((e) => e.type === 'contacts-synced'));
+    expect(await names(bob)).toEqual([
+      ['caroline', carol],
+      ['dave', dave],
+      ['erin', erin],
+    ]);
+    // A device alone on its account has nobody to send them to.
+    const alone = await register('alone');
+    await alone.client.addContact('carol', carol);
+    expect(await alone.client.syncContacts()).toBe(0);
+  });
+
   it('typing indicators are online-only and never stored', async () => {
     const alice = await register('alice');
     const bob = await register('bob');

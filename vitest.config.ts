@@ -4,7 +4,8 @@ export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
     globalSetup: ['packages/server/test/support/global-setup.ts'],
-    testTimeout: 30_000,
+    // Each CLI test spawns `privcomm` several times (about 2 s each here, more under load).
+    testTimeout: 90_000,
     hookTimeout: 60_000,
     // Real components on a busy 2-core CI machine: a row deleted after an ack, a socket closed
     // after a NOTIFY can take more than expect.poll's default 1 s. No test waits longer on success.

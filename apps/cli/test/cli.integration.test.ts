@@ -149,7 +149,7 @@ describe('bad input', () => {
     expect(receiveLater.code, receiveLater.stderr).toBe(0);
     const sent = await runCli(['--profile', alice, '--json', 'history', 'bob', '--no-read']);
     expect(sent.json).toMatchObject([{ text: 'kept while the relay is down', status: 'sent' }]);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('devices and the account', () => {
@@ -251,7 +251,7 @@ describe('devices and the account', () => {
     );
     // The local profile is still there (history is not thrown away behind the user's back).
     expect((await runCli(['--profile', carol, 'whoami'])).code).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('a damaged registered profile', () => {

@@ -428,7 +428,7 @@ describe('two people, several devices, one relay', () => {
       verified: true,
       identityChanged: false,
     });
-  }, 60_000);
+  }, 120_000);
 
   it("detects an identity change (a relay passing off another account's keys as bob's)", async () => {
     // alice2 has not verified bob: it will trust on first use, then only be warned.

@@ -479,14 +479,15 @@ export class PrivcommClient {
   /** Names from another device of this account; a name taken here by another account is kept. */
   private async applyContacts(fromDevice: number, synced: readonly SyncedContact[]) {
     const saved: Contact[] = [];
+    const local = new Map((await this.deps.store.contacts()).map((c) => [c.accountId, c]));
     for (const { accountId, name } of synced) {
       if (accountId === this.self().accountId) continue;
-      const local = await this.deps.store.contacts();
-      if (local.some((c) => c.name === name && c.accountId !== accountId)) continue;
-      const existing = local.find((c) => c.accountId === accountId);
+      if ([...local.values()].some((c) => c.name === name && c.accountId !== accountId)) continue;
+      const existing = local.get(accountId);
       if (existing?.name === name) continue;
       const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
       await this.deps.store.saveContact(contact);
+      local.set(accountId, contact);
       saved.push(contact);
     }
     if (saved.length > 0) this.emit({ type: 'contacts-synced', fromDevice, contacts: saved });

@@ -230,6 +230,12 @@ describe('devices and the account', () => {
       'register',
     ]);
     expect(registered.code).toBe(0);
+    // A single device has nobody to send its contacts to, and says so.
+    const nothing = await runCli(['--profile', carol, 'contacts', 'sync']);
+    expect(nothing.stdout).toBe('No contacts to send.\n');
+    await runCli(['--profile', carol, 'contacts', 'add', 'bob', bobId]);
+    const alone = await runCli(['--profile', carol, '--json', 'contacts', 'sync']);
+    expect(alone.json).toEqual([{ type: 'contacts-sent', sent: 0 }]);
     const declined = await runCli(['--profile', carol, 'delete-account'], { input: 'no\n' });
     expect(declined.code).toBe(1);
     expect(declined.stderr).toMatch(

@@ -55,6 +55,7 @@ const COMMANDS = [
   'contacts',
   'contacts add',
   'contacts list',
+  'contacts sync',
   'send',
   'receive',
   'listen',

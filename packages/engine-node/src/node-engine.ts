@@ -324,15 +324,16 @@ class NodeSignalEngine implements SignalEngine {
   generateSignedPreKey(): Promise<PublicSignedPreKey> {
     return this.run(() => {
       const identity = this.store.requireIdentityKeyPair();
+      const now = this.now();
       const keyId = this.store.nextKeyId('next_signed_prekey_id');
       const privateKey = PrivateKey.generate();
       const publicKey = privateKey.getPublicKey();
       const signature = identity.privateKey.sign(publicKey.serialize());
       this.store.saveSignedPreKey(
         keyId,
-        SignedPreKeyRecord.new(keyId, this.now(), publicKey, privateKey, signature),
+        SignedPreKeyRecord.new(keyId, now, publicKey, privateKey, signature),
       );
-      this.store.retireSignedPreKeys(this.now(), SUPERSEDED_PREKEY_GRACE_MS);
+      this.store.retireSignedPreKeys(now, SUPERSEDED_PREKEY_GRACE_MS);
       return { keyId, publicKey: copy(publicKey.serialize()), signature: copy(signature) };
     });
   }

@@ -179,37 +179,45 @@ export class Store {
    * always stays. Returns the ids deleted.
    */
   retireSignedPreKeys(now: number, graceMs: number): number[] {
-    const rows = this.db.prepare('SELECT record FROM signed_prekeys').all() as {
-      record: Uint8Array;
-    }[];
-    const retired = superseded(
-      rows.map(({ record }) => SignedPreKeyRecord.deserialize(own(record))),
+    return this.retire(
+      'SELECT record FROM signed_prekeys',
+      (bytes) => SignedPreKeyRecord.deserialize(bytes),
       now,
       graceMs,
+      ['DELETE FROM signed_prekeys WHERE id = ?'],
     );
-    const remove = this.db.prepare('DELETE FROM signed_prekeys WHERE id = ?');
-    for (const id of retired) remove.run(id);
-    return retired;
   }
 
   /** As retireSignedPreKeys, for the Kyber last-resort prekeys (and their remembered uses). */
   retireLastResortKyberPreKeys(now: number, graceMs: number): number[] {
-    const rows = this.db
-      .prepare('SELECT record FROM kyber_prekeys WHERE last_resort = 1')
-      .all() as {
-      record: Uint8Array;
-    }[];
+    return this.retire(
+      'SELECT record FROM kyber_prekeys WHERE last_resort = 1',
+      (bytes) => KyberPreKeyRecord.deserialize(bytes),
+      now,
+      graceMs,
+      [
+        'DELETE FROM kyber_prekeys WHERE id = ?',
+        'DELETE FROM kyber_prekey_uses WHERE kyber_id = ?',
+      ],
+    );
+  }
+
+  /** Runs each `deletes` statement with the id of every key `superseded` names. */
+  private retire(
+    select: string,
+    deserialize: (bytes: Uint8Array<ArrayBuffer>) => { id(): number; timestamp(): number },
+    now: number,
+    graceMs: number,
+    deletes: readonly string[],
+  ): number[] {
+    const rows = this.db.prepare(select).all() as { record: Uint8Array }[];
     const retired = superseded(
-      rows.map(({ record }) => KyberPreKeyRecord.deserialize(own(record))),
+      rows.map(({ record }) => deserialize(own(record))),
       now,
       graceMs,
     );
-    const remove = this.db.prepare('DELETE FROM kyber_prekeys WHERE id = ?');
-    const forgetUses = this.db.prepare('DELETE FROM kyber_prekey_uses WHERE kyber_id = ?');
-    for (const id of retired) {
-      remove.run(id);
-      forgetUses.run(id);
-    }
+    const statements = deletes.map((sql) => this.db.prepare(sql));
+    for (const id of retired) for (const statement of statements) statement.run(id);
     return retired;
   }
 

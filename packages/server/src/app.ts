@@ -12,7 +12,7 @@ import type { RelayConfig } from './config.ts';
 import type { RelayContext } from './context.ts';
 import { openDatabase } from './db/database.ts';
 import { isDatabaseUnavailable } from './db/executor.ts';
-import { migrate } from './db/migrate.ts';
+import { checkSchema, migrate } from './db/migrate.ts';
 import { RelayError } from './errors.ts';
 import { createLogger, safeError } from './logger.ts';
 import { createMetrics } from './metrics.ts';
@@ -96,6 +96,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   if (config.migrateOnStart) {
     const applied = await migrate(database.pool);
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+  } else {
+    await checkSchema(database.pool);
   }
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CLOSE_CODES, ERRORS } from '@privcomm/wire';
 import { VARIABLES } from '../src/config.ts';
+import { readMigrations } from '../src/db/migrate.ts';
 
 const read = (file: string): string =>
   readFileSync(new URL(`../../../${file}`, import.meta.url), 'utf8');
@@ -32,6 +33,18 @@ describe('documentation matches the code', () => {
       const row = configuration.split('\n').find((line) => line.startsWith(`| \`${name}\``));
       expect(row, `no table row for ${name}`).toBeDefined();
       if (value !== '') expect(row).toContain(value);
+    },
+  );
+
+  it.each(readMigrations())(
+    'docs/upgrading.md says what rolling back $tag loses',
+    ({ tag, dataLoss }) => {
+      const row = read('docs/upgrading.md')
+        .split('\n')
+        .find((line) => line.startsWith(`| \`${tag}\``));
+      expect(row, `no table row for ${tag}`).toBeDefined();
+      if (dataLoss === undefined) expect(row).toMatch(/\| nothing\s*\|$/);
+      else expect(row).not.toMatch(/\| nothing\s*\|$/);
     },
   );
 });

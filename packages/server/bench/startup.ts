@@ -1,7 +1,7 @@
 /**
  * How long `npm start` takes to serve the relay and its documentation on the embedded PostgreSQL:
  * a cold start (empty DATA_DIR: initdb, secrets, migrations) and a warm one (the same DATA_DIR
- * again), each until /health, /docs/, /redoc and /openapi.json answer 200. Prints the times and
+ * again), each until /health, /docs/ and /openapi.json answer 200. Prints the times and
  * their ratio to the 15 s target; it asserts nothing (speed is measured, never a test).
  *
  *   npm run bench:startup [-- --runs N]
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 
 const TARGET_MS = 15_000;
 const GIVE_UP_MS = 120_000;
-const ROUTES = ['/health', '/docs/', '/redoc', '/openapi.json'];
+const ROUTES = ['/health', '/docs/', '/openapi.json'];
 const SERVER_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 const write = (line: string): void => {

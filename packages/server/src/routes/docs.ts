@@ -1,20 +1,24 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { ErrorBodySchema } from '@privcomm/wire';
 
-const require = createRequire(import.meta.url);
-
-/** ReDoc's standalone bundle, served by the relay itself: the docs need no CDN. */
-const redocBundle = (): Buffer =>
-  readFileSync(require.resolve('redoc/bundles/redoc.standalone.js'));
-
-const REDOC_PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>privcomm relay API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><redoc spec-url="/openapi.json"></redoc><script src="/redoc/redoc.standalone.js"></script></body></html>`;
+/**
+ * The Content-Security-Policy of every documentation route. The relay loads nothing from another
+ * host: Swagger UI's scripts, styles and images are served from /docs/static, its only other
+ * images are data: URIs in its stylesheet, and it fetches the document and "Try it out" calls
+ * from the relay itself. Everything else (frames, workers, forms, plugins, being framed) is off.
+ */
+export const DOCS_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 /** Registers the OpenAPI generator; must run before the routes it documents. */
 export const registerOpenApi = async (app: FastifyInstance): Promise<void> => {
@@ -38,16 +42,28 @@ export const registerOpenApi = async (app: FastifyInstance): Promise<void> => {
   });
 };
 
-/** Serves /docs (Swagger UI), /redoc and /openapi.json; call after every route is registered. */
+/**
+ * Serves /docs (Swagger UI, from the relay itself) and /openapi.json; call after every route is
+ * registered. /redoc served ReDoc until it was removed (its bundle loaded a logo from a CDN and
+ * brought React, MobX and styled-components into the relay's dependencies): it now leads to
+ * /docs/, so old links keep working.
+ */
 export const registerDocsUi = async (app: FastifyInstance): Promise<void> => {
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  let bundle: Buffer | undefined;
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/redoc', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').send(REDOC_PAGE),
-  );
-  app.get('/redoc/redoc.standalone.js', { schema: { hide: true } }, async (_request, reply) => {
-    bundle ??= redocBundle();
-    return reply.type('application/javascript; charset=utf-8').send(bundle);
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    // Applies to every route of the plugin: the page, its assets, /docs/json and /docs/yaml.
+    staticCSP: DOCS_CSP,
+    // No badge fetched from validator.swagger.io.
+    validatorUrl: false,
+    theme: { title: 'privcomm relay API' },
+    // Without Swagger UI's top bar: its logo is an SVG with an inline <style> (which the policy
+    // refuses) and its "Explore" box fetches other documents (which the policy refuses too).
+    uiConfig: { layout: 'BaseLayout' },
   });
+  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) =>
+    reply.header('content-security-policy', DOCS_CSP).send(app.swagger()),
+  );
+  app.get('/redoc', { schema: { hide: true } }, async (_request, reply) =>
+    reply.header('content-security-policy', DOCS_CSP).redirect('/docs/', 301),
+  );
 };

@@ -10,7 +10,7 @@ import {
 } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { AccountIdParam, bearer, errorResponses } from './schemas.ts';
+import { AccountIdParam, bearer, errorResponses, noCredentials } from './schemas.ts';
 
 export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): void => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -19,9 +19,11 @@ export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): 
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'createAccount',
         summary: 'Create an account with its primary device (device 1)',
         description:
           'Rate-limited per client address. With REGISTRATION=invite an inviteCode is required; one use of it is taken only if the account is created.',
+        security: noCredentials,
         body: CreateAccountRequestSchema,
         response: { 200: DeviceCreatedResponseSchema, ...errorResponses(400, 403, 413, 429) },
       },
@@ -43,6 +45,7 @@ export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): 
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'getIdentityKey',
         summary: "An account's identity public key",
         description:
           'Lets a client confirm that the identity key a sealed message claims for an account is the one the account registered. Consumes no prekey. Rate-limited per requesting device.',
@@ -65,6 +68,7 @@ export const registerAccountRoutes = (app: FastifyInstance, ctx: RelayContext): 
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'deleteAccount',
         summary: 'Delete the account (primary device only)',
         description:
           'Removes keys, devices and queued envelopes, and closes the account’s sockets on every instance.',

@@ -12,7 +12,7 @@ import {
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { CHALLENGE_LIFETIME_SECONDS, verifyChallengeSignature } from '../services/tokens.ts';
-import { errorResponses } from './schemas.ts';
+import { errorResponses, noCredentials } from './schemas.ts';
 
 const decodeFixed = (value: string, bytes: number, field: string): Buffer => {
   const decoded = Buffer.from(value, 'base64');
@@ -29,8 +29,10 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
     {
       schema: {
         tags: ['auth'],
+        operationId: 'createAuthChallenge',
         summary: 'Get a single-use nonce for a device to sign',
         description: `The nonce is valid for ${CHALLENGE_LIFETIME_SECONDS} s and only for the device named.`,
+        security: noCredentials,
         body: ChallengeRequestSchema,
         response: { 200: ChallengeResponseSchema, ...errorResponses(400, 404, 429) },
       },
@@ -58,9 +60,11 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
     {
       schema: {
         tags: ['auth'],
+        operationId: 'createDeviceToken',
         summary: 'Exchange a signed challenge for a 5-minute device token',
         description:
           'signature = Ed25519(authKey, "privcomm-device-auth-v1:<accountId>:<deviceId>:" || nonce). The challenge is consumed whether or not the signature verifies.',
+        security: noCredentials,
         body: TokenRequestSchema,
         response: { 200: TokenResponseSchema, ...errorResponses(400, 401, 429) },
       },

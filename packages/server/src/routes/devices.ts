@@ -11,7 +11,7 @@ import {
 } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { bearer, DeviceIdParam, errorResponses, parseDeviceId } from './schemas.ts';
+import { bearer, DeviceIdParam, errorResponses, noCredentials, parseDeviceId } from './schemas.ts';
 
 const LINK_TOKEN_LIFETIME_MS = 10 * 60 * 1000;
 
@@ -22,6 +22,7 @@ export const registerDeviceRoutes = (app: FastifyInstance, ctx: RelayContext): v
     {
       schema: {
         tags: ['devices'],
+        operationId: 'listDevices',
         summary: 'List the devices of the authenticated account',
         security: bearer,
         response: { 200: DeviceListResponseSchema, ...errorResponses(401) },
@@ -38,6 +39,7 @@ export const registerDeviceRoutes = (app: FastifyInstance, ctx: RelayContext): v
     {
       schema: {
         tags: ['devices'],
+        operationId: 'createLinkToken',
         summary: 'Create a one-time token that lets one new device join (primary only)',
         description: 'Valid for 10 minutes. The relay stores only its SHA-256.',
         security: bearer,
@@ -61,8 +63,11 @@ export const registerDeviceRoutes = (app: FastifyInstance, ctx: RelayContext): v
     {
       schema: {
         tags: ['devices'],
+        operationId: 'linkDevice',
         summary: 'Join an account as a new device, with a link token',
         description: 'At most 6 devices per account. Rate-limited per client address.',
+        // The link token in the body is the credential.
+        security: noCredentials,
         body: LinkDeviceRequestSchema,
         response: { 200: DeviceCreatedResponseSchema, ...errorResponses(400, 403, 409, 429) },
       },
@@ -79,6 +84,7 @@ export const registerDeviceRoutes = (app: FastifyInstance, ctx: RelayContext): v
     {
       schema: {
         tags: ['devices'],
+        operationId: 'removeDevice',
         summary: 'Remove a linked device',
         description:
           'The primary may remove any linked device; a linked device may remove itself. Its sockets close on every instance and its tokens stop working at once.',

@@ -29,11 +29,26 @@ export const registerOpenApi = async (app: FastifyInstance): Promise<void> => {
       info: {
         title: 'privcomm relay',
         version: '1',
+        license: { name: 'MIT', identifier: 'MIT' },
         description:
           'A blind relay for end-to-end encrypted messaging. It stores public keys and opaque ciphertext, never private keys or plaintext. Errors have the shape {error: {code, message, details?}}; the codes are listed in docs/protocol.md.',
       },
+      // Relative: the API is on the host that serves this document, whatever name it has.
+      servers: [{ url: '/', description: 'this relay' }],
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description: 'A device token from POST /v1/auth/token (5 minutes).',
+          },
+          metricsToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: "The operator's METRICS_TOKEN, when one is set.",
+          },
+        },
       },
     },
     refResolver: {

@@ -24,6 +24,7 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
     {
       schema: {
         tags: ['keys'],
+        operationId: 'uploadKeys',
         summary: "Upload the authenticated device's public prekeys",
         description:
           'Each list present and non-empty replaces all stored keys of its kind (at most 100 per list); signedPreKey and kyberLastResortPreKey replace the current ones.',
@@ -51,6 +52,7 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
     {
       schema: {
         tags: ['keys'],
+        operationId: 'getPrekeyCount',
         summary: 'How many one-time prekeys the authenticated device has left',
         description: 'Clients refill below 10.',
         security: bearer,
@@ -68,6 +70,7 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
     {
       schema: {
         tags: ['keys'],
+        operationId: 'getPrekeyBundles',
         summary: 'Fetch prekey bundles of one device, or of all devices with *',
         description:
           'Consumes one one-time EC prekey (when any is left) and one one-time Kyber prekey per device, falling back to the last-resort Kyber key. Rate-limited per requesting device and target device.',

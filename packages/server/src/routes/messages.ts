@@ -16,6 +16,7 @@ export const registerMessageRoutes = (app: FastifyInstance, ctx: RelayContext): 
     {
       schema: {
         tags: ['messages'],
+        operationId: 'sendMessages',
         summary: 'Send one ciphertext to each device of an account',
         description:
           'The device set is checked first: any stale registration id gives 410 {staleDevices}; otherwise missing or extra devices give 409 {missingDevices, extraDevices}; nothing is stored unless the whole set is valid. A 200 means every envelope is durable. With online=true nothing is stored and devices without a socket miss it. To your own account, address your other devices.',

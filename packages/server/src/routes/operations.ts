@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { errorResponses } from './schemas.ts';
+import { errorResponses, noCredentials } from './schemas.ts';
 
 /** Constant-time comparison, so the metrics token cannot be guessed byte by byte. */
 const sameSecret = (given: string, expected: string): boolean => {
@@ -20,7 +20,9 @@ export const registerOperationRoutes = (app: FastifyInstance, ctx: RelayContext)
     {
       schema: {
         tags: ['operations'],
+        operationId: 'getHealth',
         summary: 'Liveness: the process answers',
+        security: noCredentials,
         response: { 200: Status },
       },
     },
@@ -32,7 +34,9 @@ export const registerOperationRoutes = (app: FastifyInstance, ctx: RelayContext)
     {
       schema: {
         tags: ['operations'],
+        operationId: 'getReadiness',
         summary: 'Readiness: the database answers and the event listener is connected',
+        security: noCredentials,
         response: { 200: Status, ...errorResponses(503) },
       },
     },
@@ -52,8 +56,18 @@ export const registerOperationRoutes = (app: FastifyInstance, ctx: RelayContext)
     {
       schema: {
         tags: ['operations'],
+        operationId: 'getMetrics',
         summary: 'Prometheus metrics (no per-account labels)',
         description: 'Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.',
+        // Either the metrics token or nothing: it is required only when the operator set one.
+        security: [{ metricsToken: [] }, {}],
+        response: {
+          200: {
+            description: 'Prometheus text exposition format',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          ...errorResponses(401),
+        },
       },
     },
     async (request, reply) => {

@@ -13,7 +13,7 @@ import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { notifyQuery } from '../services/events.ts';
 import { ProvisioningSocket, type ProvisioningRegistry } from '../ws/provisioning-socket.ts';
-import { bearer, errorResponses } from './schemas.ts';
+import { bearer, errorResponses, noCredentials, upgradeResponses } from './schemas.ts';
 
 /**
  * Device linking transport: a socket on which a new device waits for one encrypted message, and
@@ -30,9 +30,12 @@ export const registerProvisioningRoutes = (
     url: '/v1/provisioning',
     schema: {
       tags: ['provisioning'],
+      operationId: 'openProvisioningSocket',
       summary: 'The provisioning socket of a new device (see docs/protocol.md)',
       description:
         'Upgrade to a WebSocket; no authentication. The relay sends {"type":"request","id":1,"verb":"provisioning.address","body":{"address":…}} at once, then {"type":"request","id":2,"verb":"provisioning.message","body":{"content":…}} when the primary device sends a message to that address; answer it with 2xx and the relay closes with 1000. Closed with 4408 after PROVISIONING_TIMEOUT_MS. Rate-limited per client address (4429). A plain GET answers 426.',
+      security: noCredentials,
+      response: upgradeResponses,
     },
     // A plain GET (no upgrade) gets a catalogue error rather than an empty 404.
     handler: async () => {
@@ -60,6 +63,7 @@ export const registerProvisioningRoutes = (
     {
       schema: {
         tags: ['provisioning'],
+        operationId: 'sendProvisioningMessage',
         summary: 'Send the provisioning message to a new device (primary only)',
         description:
           'content is base64 of at most 4096 bytes, opaque to the relay. It is handed to whichever relay instance holds the provisioning socket of that address, and dropped if none does; nothing is stored, and 202 does not say whether anyone received it. Rate-limited per device.',

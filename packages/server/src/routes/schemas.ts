@@ -7,7 +7,17 @@ import { RelayError } from '../errors.ts';
 export const errorResponses = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, { $ref: 'ErrorBody#' }]));
 
+/** A WebSocket route: an upgrade request switches protocols, a plain GET is refused with 426. */
+export const upgradeResponses = {
+  101: { description: 'Switching Protocols: the WebSocket is open', type: 'null' },
+  ...errorResponses(426),
+};
+
+/** The route needs a device token (`Authorization: Bearer <token>` from /v1/auth/token). */
 export const bearer = [{ bearer: [] }];
+
+/** The route needs no credentials (said explicitly, so a forgotten `security` stands out). */
+export const noCredentials: { [scheme: string]: string[] }[] = [];
 
 /**
  * Path parameters are strings validated by pattern and converted here, rather than coerced by the

@@ -28,6 +28,7 @@ export const registerTurnRoutes = (app: FastifyInstance, ctx: RelayContext): voi
     {
       schema: {
         tags: ['calls'],
+        operationId: 'getTurnCredentials',
         summary: 'TURN credentials for a call',
         description:
           "Fetch at call setup. username is `<unix expiry seconds>:<random opaque id>` and password base64(HMAC-SHA1(secret, username)), as coturn's use-auth-secret expects; valid for ttlSeconds (TURN_TTL_SECONDS). Rate-limited per device. 404 TURN_NOT_CONFIGURED when the relay has no TURN_URLS.",

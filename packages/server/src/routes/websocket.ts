@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
+import { noCredentials, upgradeResponses } from './schemas.ts';
 import { notifyQuery } from '../services/events.ts';
 import { DeviceSocket } from '../ws/device-socket.ts';
 
@@ -10,9 +11,13 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
     url: '/v1/websocket',
     schema: {
       tags: ['websocket'],
+      operationId: 'openMessageSocket',
       summary: 'The message socket (see docs/protocol.md)',
       description:
         'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. A plain GET answers 426.',
+      // The device token is sent inside the socket, not with the upgrade request.
+      security: noCredentials,
+      response: upgradeResponses,
     },
     // A plain GET (no upgrade) gets a catalogue error rather than an empty 404.
     handler: async () => {

@@ -1,0 +1,491 @@
+package org.privcomm.engine
+
+import org.signal.libsignal.metadata.SealedSessionCipher
+import org.signal.libsignal.metadata.certificate.SenderCertificate
+import org.signal.libsignal.metadata.certificate.ServerCertificate
+import org.signal.libsignal.metadata.protocol.UnidentifiedSenderMessageContent
+import org.signal.libsignal.protocol.DuplicateMessageException
+import org.signal.libsignal.protocol.IdentityKey
+import org.signal.libsignal.protocol.IdentityKeyPair
+import org.signal.libsignal.protocol.SessionCipher
+import org.signal.libsignal.protocol.SignalProtocolAddress
+import org.signal.libsignal.protocol.UntrustedIdentityException
+import org.signal.libsignal.protocol.ecc.ECKeyPair
+import org.signal.libsignal.protocol.ecc.ECPrivateKey
+import org.signal.libsignal.protocol.ecc.ECPublicKey
+import org.signal.libsignal.protocol.fingerprint.NumericFingerprintGenerator
+import org.signal.libsignal.protocol.kem.KEMKeyPair
+import org.signal.libsignal.protocol.kem.KEMKeyType
+import org.signal.libsignal.protocol.kem.KEMPublicKey
+import org.signal.libsignal.protocol.message.CiphertextMessage
+import org.signal.libsignal.protocol.message.PreKeySignalMessage
+import org.signal.libsignal.protocol.message.SignalMessage
+import org.signal.libsignal.protocol.state.KyberPreKeyRecord
+import org.signal.libsignal.protocol.state.PreKeyBundle
+import org.signal.libsignal.protocol.state.PreKeyRecord
+import org.signal.libsignal.protocol.state.SignedPreKeyRecord
+import java.nio.ByteBuffer
+import java.security.SecureRandom
+import java.util.Optional
+import java.util.UUID
+
+/**
+ * The Android SignalEngine's core: the official libsignal (PQXDH with Kyber prekeys, Double
+ * Ratchet, sealed sender) over a SQLite protocol store whose private records are sealed by a
+ * SecretSealer. Free of Android classes: the same code runs on the JVM for the tests (through
+ * jvm/BridgeMain.kt) and on a phone (through the Expo module). Every operation is one SQLite
+ * transaction, and operations on one engine run one at a time.
+ *
+ * It is a port of engine-node/src/node-engine.ts and behaves the same, byte for byte on the
+ * wire. In particular sealed sender without a server: every message is sealed
+ * (SEALED_SENDER_V1) with a self-issued certificate (a local "trust root" signs a server
+ * certificate whose key signs a sender certificate naming our account, device and identity
+ * key). The receiver does not check the trust root; it opens the sealed layers with
+ * decrypt-to-USMC, whose v1 construction authenticates the certificate's key as the sender's
+ * identity key, decrypts the inner message as the certificate's address, and requires that the
+ * identity libsignal saved for that address is that same key. Whenever the key is not the one
+ * stored for the account, decrypt asks the caller to confirm it (the client core checks it
+ * against the relay's published identity) before anything is written. The long comment at the
+ * top of node-engine.ts gives the reasoning in full.
+ */
+class SignalEngineCore private constructor(
+  private val db: SqlDatabase,
+  sealer: SecretSealer,
+  private val now: () -> Long,
+) {
+  private val store = ProtocolStore(db, sealer)
+  private val random = SecureRandom()
+  private var certificate: Pair<String, SenderCertificate>? = null
+  private var closed = false
+
+  companion object {
+    /** Ciphertext.type of every message this engine produces: sealed sender v1. */
+    const val SEALED_SENDER_V1 = 1
+
+    /** Far beyond any device's lifetime: certificates are self-issued and never rotated. */
+    const val CERTIFICATE_EXPIRY_MS = 253_402_300_799_000L // 9999-12-31
+    private const val FINGERPRINT_ITERATIONS = 5200
+    private const val FINGERPRINT_VERSION = 2
+    private const val MAX_DEVICE_ID = 127
+    private const val MAX_BATCH = 1000
+
+    /**
+     * How long a replaced signed or last-resort prekey stays: a session start made from it can
+     * still arrive for 60 days (30 of an unacknowledged session, then 30 in the relay's queue).
+     */
+    const val SUPERSEDED_PREKEY_GRACE_MS = 60L * 24 * 60 * 60 * 1000
+
+    /** Account ids are the relay's canonical lowercase UUIDs, and only that spelling. */
+    private val ACCOUNT_ID = Regex("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+    fun isAccountId(value: String) = ACCOUNT_ID.matches(value)
+
+    private fun isDeviceId(value: Int) = value in 1..MAX_DEVICE_ID
+
+    /** Opens the engine over `db` (creating the schema in a new database). One engine per database. */
+    fun open(db: SqlDatabase, sealer: SecretSealer, now: () -> Long = System::currentTimeMillis): SignalEngineCore {
+      db.transaction {
+        val version = (db.query("PRAGMA user_version").first().values.first() as Number).toInt()
+        if (version == 0) {
+          for (statement in StoreSchema.STATEMENTS) db.update(statement)
+          db.update("PRAGMA user_version = ${StoreSchema.VERSION}")
+        } else if (version != StoreSchema.VERSION) {
+          throw IllegalStateException("unsupported engine store version $version")
+        }
+      }
+      return SignalEngineCore(db, sealer, now)
+    }
+
+    private fun checkCount(count: Int) {
+      require(count in 0..MAX_BATCH) { "count must be an integer from 0 to $MAX_BATCH" }
+    }
+
+    private fun checkAddress(address: Address) {
+      require(isAccountId(address.accountId)) { "account id ${address.accountId} is not a lowercase UUID" }
+      require(isDeviceId(address.deviceId)) { "device id ${address.deviceId} is out of range" }
+    }
+
+    private fun uuidBytes(accountId: String): ByteArray {
+      val uuid = UUID.fromString(accountId)
+      return ByteBuffer.allocate(16).putLong(uuid.mostSignificantBits).putLong(uuid.leastSignificantBits).array()
+    }
+  }
+
+  /** Runs one operation in one transaction, with the libsignal stores bound to it. */
+  @Synchronized
+  private fun <T> run(operation: (OperationStore) -> T): T {
+    if (closed) throw IllegalStateException("the engine is closed")
+    val deferred = mutableListOf<() -> Unit>()
+    try {
+      return db.transaction { operation(OperationStore(store) { deferred.add(it) }) }
+    } catch (error: Throwable) {
+      if (deferred.isNotEmpty()) {
+        try {
+          db.transaction { deferred.forEach { it() } }
+        } catch (_: Exception) {
+          // The refusal itself stands; only its record for the UI is lost.
+        }
+      }
+      throw error
+    }
+  }
+
+  /**
+   * Translates libsignal's exceptions into the engine's codes. An EngineException thrown by one
+   * of our store callbacks may come back wrapped by libsignal, so it is taken from the stores.
+   */
+  private fun engineError(error: Throwable, accountId: String, fallback: EngineException, stores: OperationStore): Throwable {
+    if (error is EngineException) return error
+    stores.firstFailure?.let { return it }
+    return when (error) {
+      is UntrustedIdentityException -> untrustedIdentity(accountId)
+      is DuplicateMessageException -> EngineException(EngineErrorCode.DUPLICATE_MESSAGE, "this message was already decrypted")
+      is Exception -> fallback
+      else -> error
+    }
+  }
+
+  private fun localAddress(): SignalProtocolAddress {
+    val accountId = store.getMetaText("local_account_id")
+    val deviceId = store.getMetaNumber("local_device_id")
+    if (accountId == null || deviceId == null) {
+      throw EngineException(EngineErrorCode.NO_IDENTITY, "this device has no address yet (setLocalAddress)")
+    }
+    return SignalProtocolAddress(accountId, deviceId.toInt())
+  }
+
+  /** Our self-issued sender certificate (see the class comment). */
+  private fun senderCertificate(identity: IdentityKeyPair, local: SignalProtocolAddress): SenderCertificate {
+    val key = "$local/${identity.publicKey.serialize().joinToString("") { "%02x".format(it) }}"
+    certificate?.let { (cached, value) -> if (cached == key) return value }
+    val trustRoot = store.getMetaBytes("trust_root")
+    val serverKey = store.getMetaBytes("server_key")
+    if (trustRoot == null || serverKey == null) {
+      throw EngineException(EngineErrorCode.NO_IDENTITY, "this device has no certificate keys")
+    }
+    val server = ECPrivateKey(serverKey)
+    val serverCertificate = ServerCertificate(ECPrivateKey(trustRoot), 1, server.getPublicKey())
+    val issued = serverCertificate.issue(
+      server,
+      local.name,
+      Optional.empty(),
+      local.deviceId,
+      identity.publicKey.publicKey,
+      CERTIFICATE_EXPIRY_MS,
+    )
+    certificate = key to issued
+    return issued
+  }
+
+  fun createIdentity(): LocalIdentity = run {
+    if (store.identityKeyPair() != null) {
+      throw EngineException(EngineErrorCode.IDENTITY_EXISTS, "this device already has an identity")
+    }
+    importIdentity(IdentityKeyPair.generate())
+  }
+
+  private fun importIdentity(pair: IdentityKeyPair): LocalIdentity {
+    // libsignal registration ids are 14-bit; the relay accepts 1..16380.
+    val registrationId = random.nextInt(16380) + 1
+    store.setMeta("identity_key_pair", pair.serialize())
+    store.setMeta("registration_id", registrationId.toLong())
+    // The keys that self-issue our sender certificates (see the class comment).
+    store.setMeta("trust_root", ECPrivateKey.generate().serialize())
+    store.setMeta("server_key", ECPrivateKey.generate().serialize())
+    return LocalIdentity(pair.publicKey.serialize(), registrationId)
+  }
+
+  fun localIdentity(): LocalIdentity? = run {
+    val pair = store.identityKeyPair()
+    val registrationId = store.registrationId()
+    if (pair == null || registrationId == null) null else LocalIdentity(pair.publicKey.serialize(), registrationId)
+  }
+
+  fun setLocalAddress(address: Address) {
+    checkAddress(address)
+    run {
+      store.setMeta("local_account_id", address.accountId)
+      store.setMeta("local_device_id", address.deviceId.toLong())
+    }
+  }
+
+  fun generatePreKeys(count: Int): List<PublicPreKey> {
+    checkCount(count)
+    return run {
+      store.requireIdentityKeyPair()
+      List(count) {
+        val keyId = store.nextKeyId("next_prekey_id")
+        val keyPair = ECKeyPair.generate()
+        store.savePreKey(keyId, PreKeyRecord(keyId, keyPair))
+        PublicPreKey(keyId, keyPair.publicKey.serialize())
+      }
+    }
+  }
+
+  fun generateKyberPreKeys(count: Int): List<PublicSignedPreKey> {
+    checkCount(count)
+    return run {
+      val identity = store.requireIdentityKeyPair()
+      List(count) { newKyberPreKey(identity, lastResort = false) }
+    }
+  }
+
+  fun generateKyberLastResortPreKey(): PublicSignedPreKey = run {
+    val key = newKyberPreKey(store.requireIdentityKeyPair(), lastResort = true)
+    store.retireLastResortKyberPreKeys(now(), SUPERSEDED_PREKEY_GRACE_MS)
+    key
+  }
+
+  private fun newKyberPreKey(identity: IdentityKeyPair, lastResort: Boolean): PublicSignedPreKey {
+    val keyId = store.nextKeyId("next_kyber_prekey_id")
+    val keyPair = KEMKeyPair.generate(KEMKeyType.KYBER_1024)
+    val publicKey = keyPair.publicKey.serialize()
+    val signature = identity.privateKey.calculateSignature(publicKey)
+    store.saveKyberPreKey(keyId, KyberPreKeyRecord(keyId, now(), keyPair, signature), lastResort)
+    return PublicSignedPreKey(keyId, publicKey, signature)
+  }
+
+  fun generateSignedPreKey(): PublicSignedPreKey = run {
+    val identity = store.requireIdentityKeyPair()
+    val time = now()
+    val keyId = store.nextKeyId("next_signed_prekey_id")
+    val keyPair = ECKeyPair.generate()
+    val publicKey = keyPair.publicKey.serialize()
+    val signature = identity.privateKey.calculateSignature(publicKey)
+    store.saveSignedPreKey(keyId, SignedPreKeyRecord(keyId, time, keyPair, signature))
+    store.retireSignedPreKeys(time, SUPERSEDED_PREKEY_GRACE_MS)
+    PublicSignedPreKey(keyId, publicKey, signature)
+  }
+
+  fun processBundle(address: Address, bundle: RemoteBundle) {
+    checkAddress(address)
+    run { stores ->
+      store.requireIdentityKeyPair()
+      localAddress()
+      val preKeyBundle =
+        try {
+          PreKeyBundle(
+            bundle.registrationId,
+            bundle.deviceId,
+            bundle.preKey?.keyId ?: PreKeyBundle.NULL_PRE_KEY_ID,
+            bundle.preKey?.let { ECPublicKey(it.publicKey) },
+            bundle.signedPreKey.keyId,
+            ECPublicKey(bundle.signedPreKey.publicKey),
+            bundle.signedPreKey.signature,
+            IdentityKey(bundle.identityKey),
+            bundle.kyberPreKey.keyId,
+            KEMPublicKey(bundle.kyberPreKey.publicKey),
+            bundle.kyberPreKey.signature,
+          )
+        } catch (error: Exception) {
+          throw invalidMessage("the bundle is malformed")
+        }
+      try {
+        Libsignal.processBundle(stores, SignalProtocolAddress(address.accountId, address.deviceId), preKeyBundle)
+      } catch (error: Exception) {
+        throw engineError(error, address.accountId, invalidMessage("the bundle is invalid"), stores)
+      }
+    }
+  }
+
+  fun hasSession(address: Address): Boolean {
+    checkAddress(address)
+    return run { store.loadSession(address.accountId, address.deviceId)?.hasSenderChain() ?: false }
+  }
+
+  fun sessionDeviceIds(accountId: String): List<Int> = run {
+    store.sessionDeviceIds(accountId).filter { store.loadSession(accountId, it)?.hasSenderChain() == true }
+  }
+
+  fun deleteSession(address: Address) {
+    checkAddress(address)
+    run { store.deleteSession(address.accountId, address.deviceId) }
+  }
+
+  fun encrypt(address: Address, plaintext: ByteArray): EncryptedMessage {
+    checkAddress(address)
+    return run { stores ->
+      val identity = store.requireIdentityKeyPair()
+      val local = localAddress()
+      val session = store.loadSession(address.accountId, address.deviceId)
+      if (session == null || !session.hasSenderChain()) {
+        throw EngineException(EngineErrorCode.NO_SESSION, "no session with ${address.accountId}")
+      }
+      val remote = SignalProtocolAddress(address.accountId, address.deviceId)
+      try {
+        val message = SessionCipher(stores, remote).encrypt(plaintext)
+        val content = UnidentifiedSenderMessageContent(
+          message,
+          senderCertificate(identity, local),
+          UnidentifiedSenderMessageContent.CONTENT_HINT_DEFAULT,
+          Optional.empty(),
+        )
+        val sealed = SealedSessionCipher(stores, UUID.fromString(local.name), null, local.deviceId)
+          .encrypt(remote, content)
+        EncryptedMessage(SEALED_SENDER_V1, sealed, session.remoteRegistrationId)
+      } catch (error: Exception) {
+        throw engineError(
+          error,
+          address.accountId,
+          EngineException(EngineErrorCode.NO_SESSION, "cannot encrypt for ${address.accountId}"),
+          stores,
+        )
+      }
+    }
+  }
+
+  /**
+   * One decrypt attempt. Idempotent per `envelopeId` (see SignalEngine.decrypt). With
+   * `confirming` set, a sender key not stored for its account stops the attempt before anything
+   * is written (NeedsConfirmation); the caller asks, then calls again with `answer`. The caller
+   * thus never holds the store while it waits.
+   */
+  fun decrypt(
+    envelopeId: String,
+    type: Int,
+    content: ByteArray,
+    confirming: Boolean,
+    answer: IdentityConfirmation?,
+  ): DecryptOutcome = run { stores ->
+    store.decrypted(envelopeId)?.let { return@run it }
+    store.requireIdentityKeyPair()
+    val local = localAddress()
+    if (type != SEALED_SENDER_V1) throw invalidMessage("unknown ciphertext type $type")
+    val sealed =
+      try {
+        Libsignal.decryptToUsmc(content, stores)
+      } catch (error: Exception) {
+        throw engineError(error, "", invalidMessage("the sealed message cannot be opened"), stores)
+      }
+    val certificate = sealed.senderCertificate
+    val sender = Address(certificate.senderUuid, certificate.senderDeviceId)
+    if (!isAccountId(sender.accountId) || !isDeviceId(sender.deviceId)) {
+      throw invalidMessage("the sender certificate names no valid device")
+    }
+    if (sender.accountId == local.name && sender.deviceId == local.deviceId) {
+      throw invalidMessage("a message from this very device")
+    }
+    val certificateKey = certificate.key.serialize()
+    val known = store.identity(sender.accountId)
+    val isKnown = known != null &&
+      (known.identityKey.contentEquals(certificateKey) || known.pendingKey?.contentEquals(certificateKey) == true)
+    if (!isKnown && confirming) {
+      // Before libsignal stores anything: a refused key must leave no trace.
+      val answered = answer != null && answer.accountId == sender.accountId &&
+        answer.identityKey.contentEquals(certificateKey)
+      if (!answered) return@run DecryptOutcome.NeedsConfirmation(sender.accountId, certificateKey)
+      if (!answer!!.confirmed) {
+        throw EngineException(
+          EngineErrorCode.UNCONFIRMED_IDENTITY,
+          "the sender's key is not the identity the relay publishes for ${sender.accountId}",
+        )
+      }
+    }
+    val remote = SignalProtocolAddress(sender.accountId, sender.deviceId)
+    val plaintext =
+      try {
+        when (sealed.type) {
+          CiphertextMessage.PREKEY_TYPE -> Libsignal.decryptPreKey(stores, remote, PreKeySignalMessage(sealed.content))
+          CiphertextMessage.WHISPER_TYPE -> SessionCipher(stores, remote).decrypt(SignalMessage(sealed.content))
+          else -> throw invalidMessage("unexpected sealed message type ${sealed.type}")
+        }
+      } catch (error: Exception) {
+        throw engineError(error, sender.accountId, invalidMessage("the message cannot be decrypted"), stores)
+      }
+    // The certificate key is the one the sealed-sender layer authenticated; it must be the
+    // identity the session decrypted with.
+    val decryptedWith = stores.savedIdentities[remote.toString()]
+    if (decryptedWith == null || !decryptedWith.serialize().contentEquals(certificateKey)) {
+      throw invalidMessage("the sender certificate does not match the session identity")
+    }
+    store.saveDecrypted(envelopeId, sender, plaintext)
+    DecryptOutcome.Decrypted(sender, plaintext)
+  }
+
+  fun forgetDecrypted(envelopeId: String) = run { store.forgetDecrypted(envelopeId) }
+
+  fun identityState(accountId: String): IdentityState? = run {
+    store.identity(accountId)?.let { IdentityState(it.identityKey, it.verified, it.changed, it.pendingKey) }
+  }
+
+  fun setVerified(accountId: String, verified: Boolean) = run {
+    val row = requireIdentity(accountId)
+    if (verified) {
+      // Verifying the current key acknowledges a change to it; a pending key stays pending.
+      store.putIdentity(accountId, row.copy(verified = true, changed = if (row.pendingKey == null) false else row.changed))
+    } else if (row.pendingKey != null) {
+      // Unverified accounts follow trust on first use: the pending key takes over.
+      replaceIdentity(accountId, row.pendingKey, changed = true)
+    } else {
+      store.putIdentity(accountId, row.copy(verified = false))
+    }
+  }
+
+  fun acceptIdentity(accountId: String) = run {
+    val row = requireIdentity(accountId)
+    if (row.pendingKey != null) {
+      replaceIdentity(accountId, row.pendingKey, changed = false)
+    } else {
+      store.putIdentity(accountId, row.copy(changed = false))
+    }
+  }
+
+  /** A new current key: sessions made with the old one lead to devices that no longer exist. */
+  private fun replaceIdentity(accountId: String, key: ByteArray, changed: Boolean) {
+    store.putIdentity(accountId, IdentityRow(key, verified = false, changed = changed, pendingKey = null))
+    for (deviceId in store.sessionDeviceIds(accountId)) store.deleteSession(accountId, deviceId)
+  }
+
+  private fun requireIdentity(accountId: String): IdentityRow =
+    store.identity(accountId)
+      ?: throw EngineException(EngineErrorCode.NO_IDENTITY, "no identity key is known for $accountId")
+
+  fun safetyNumber(accountId: String): SafetyNumber = run {
+    val identity = store.requireIdentityKeyPair()
+    val local = localAddress()
+    val remote = requireIdentity(accountId)
+    val fingerprint = NumericFingerprintGenerator(FINGERPRINT_ITERATIONS).createFor(
+      FINGERPRINT_VERSION,
+      uuidBytes(local.name),
+      identity.publicKey,
+      uuidBytes(accountId),
+      IdentityKey(remote.identityKey),
+    )
+    SafetyNumber(fingerprint.displayableFingerprint.displayText, fingerprint.scannableFingerprint.serialized)
+  }
+
+  fun createProvisioningKey(): ByteArray = run {
+    val key = ECPrivateKey.generate()
+    store.setMeta("provisioning_key", key.serialize())
+    key.getPublicKey().serialize()
+  }
+
+  fun sealProvisioning(recipientKey: ByteArray, payload: ByteArray): ByteArray = run {
+    Provisioning.seal(recipientKey, store.requireIdentityKeyPair().serialize(), payload)
+  }
+
+  fun openProvisioning(ciphertext: ByteArray): ByteArray = run {
+    val key = store.getMetaBytes("provisioning_key")
+      ?: throw EngineException(EngineErrorCode.INVALID_PROVISIONING, "no provisioning key is waiting")
+    val (identityKeyPair, payload) = Provisioning.open(ECPrivateKey(key), ciphertext)
+    if (store.identityKeyPair() != null) {
+      throw EngineException(EngineErrorCode.IDENTITY_EXISTS, "this device already has an identity")
+    }
+    val pair =
+      try {
+        IdentityKeyPair(identityKeyPair)
+      } catch (error: Exception) {
+        throw EngineException(EngineErrorCode.INVALID_PROVISIONING, "the identity key pair is malformed")
+      }
+    importIdentity(pair)
+    store.deleteMeta("provisioning_key")
+    payload
+  }
+
+  @Synchronized
+  fun close() {
+    if (closed) return
+    closed = true
+    db.close()
+  }
+}

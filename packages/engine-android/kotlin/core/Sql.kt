@@ -1,0 +1,40 @@
+package org.privcomm.engine
+
+/**
+ * The little SQL the protocol store needs, one implementation per platform: sqlite-jdbc on the
+ * JVM (tests, jvm/JdbcSqlDatabase.kt) and android.database.sqlite on a phone (the Expo module).
+ * Values are Long, String, ByteArray or null, as SQLite stores them.
+ */
+interface SqlDatabase {
+  /** Runs a statement that returns no rows; returns the number of rows it changed. */
+  fun update(sql: String, vararg args: Any?): Int
+
+  /** Runs a query; each row maps column names to values (Long, String, ByteArray or null). */
+  fun query(sql: String, vararg args: Any?): List<Map<String, Any?>>
+
+  /** Runs `block` in one immediate (write-locking) transaction: all of it commits, or none. */
+  fun <T> transaction(block: () -> T): T
+
+  fun close()
+}
+
+/** The schema of the protocol store; the same tables as the Node engine's (engine-node/src/sqlite.ts). */
+object StoreSchema {
+  const val VERSION = 1
+
+  val STATEMENTS = listOf(
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
+    "CREATE TABLE signed_prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL)",
+    "CREATE TABLE kyber_prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL, last_resort INTEGER NOT NULL)",
+    // Uses of last-resort Kyber prekeys, so that a replayed PreKey message cannot rebuild a session.
+    """CREATE TABLE kyber_prekey_uses (kyber_id INTEGER NOT NULL, signed_id INTEGER NOT NULL,
+       base_key BLOB NOT NULL, PRIMARY KEY (kyber_id, signed_id, base_key)) WITHOUT ROWID""",
+    """CREATE TABLE sessions (account_id TEXT NOT NULL, device_id INTEGER NOT NULL,
+       record BLOB NOT NULL, PRIMARY KEY (account_id, device_id)) WITHOUT ROWID""",
+    """CREATE TABLE identities (account_id TEXT PRIMARY KEY, identity_key BLOB NOT NULL,
+       verified INTEGER NOT NULL, changed INTEGER NOT NULL, pending_key BLOB) WITHOUT ROWID""",
+    """CREATE TABLE decrypted (envelope_id TEXT PRIMARY KEY, sender_account TEXT NOT NULL,
+       sender_device INTEGER NOT NULL, plaintext BLOB NOT NULL) WITHOUT ROWID""",
+  )
+}

@@ -1,0 +1,3 @@
+export { BridgeError, KotlinBridge, type BridgeFailure } from './bridge.ts';
+export { openKotlinEngine, type KotlinEngine, type KotlinEngineOptions } from './kotlin-engine.ts';
+export { CACHE, locateToolchain, prepareToolchain, type Toolchain } from './toolchain.ts';

@@ -1,0 +1,283 @@
+import {
+  EngineError,
+  UntrustedIdentityError,
+  type Address,
+  type Ciphertext,
+  type Decrypted,
+  type DecryptOptions,
+  type EncryptedMessage,
+  type IdentityState,
+  type LocalIdentity,
+  type PublicPreKey,
+  type PublicSignedPreKey,
+  type RemoteBundle,
+  type SafetyNumber,
+  type SignalEngine,
+} from '@privcomm/client';
+import { BridgeError, type KotlinBridge } from './bridge.ts';
+
+/**
+ * The SignalEngine whose every operation runs in the Kotlin core (kotlin/core), in a JVM behind
+ * a KotlinBridge. Private keys stay in the JVM, as they stay in the app's native code on a
+ * phone; only public values and ciphertexts cross, as base64.
+ */
+
+const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
+
+type Code = EngineError['code'];
+
+/** The bridge's failures as the interface's errors: the same classes and codes as every engine. */
+const translate = (error: unknown): unknown => {
+  if (!(error instanceof BridgeError)) return error;
+  const { kind, code, message, accountId } = error.failure;
+  if (kind === 'engine' && code === 'UNTRUSTED_IDENTITY' && accountId !== undefined) {
+    return new UntrustedIdentityError(accountId);
+  }
+  if (kind === 'engine') return new EngineError(code as Code, message);
+  if (kind === 'argument') return new TypeError(message);
+  return new Error(message);
+};
+
+interface WirePreKey {
+  keyId: number;
+  publicKey: string;
+}
+interface WireSignedPreKey extends WirePreKey {
+  signature: string;
+}
+
+const preKey = (key: WirePreKey): PublicPreKey => ({
+  keyId: key.keyId,
+  publicKey: fromBase64(key.publicKey),
+});
+const signedPreKey = (key: WireSignedPreKey): PublicSignedPreKey => ({
+  ...preKey(key),
+  signature: fromBase64(key.signature),
+});
+const wirePreKey = (key: PublicPreKey): WirePreKey => ({
+  keyId: key.keyId,
+  publicKey: toBase64(key.publicKey),
+});
+const wireSignedPreKey = (key: PublicSignedPreKey): WireSignedPreKey => ({
+  ...wirePreKey(key),
+  signature: toBase64(key.signature),
+});
+const identity = (wire: { identityKey: string; registrationId: number }): LocalIdentity => ({
+  identityKey: fromBase64(wire.identityKey),
+  registrationId: wire.registrationId,
+});
+
+type DecryptAnswer =
+  { sender: Address; plaintext: string } | { confirm: { accountId: string; identityKey: string } };
+
+class KotlinSignalEngine implements SignalEngine {
+  constructor(
+    private readonly bridge: KotlinBridge,
+    readonly handle: number,
+  ) {}
+
+  private async call<T>(op: string, args?: Record<string, unknown>): Promise<T> {
+    try {
+      return (await this.bridge.request(op, this.handle, args)) as T;
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  async createIdentity(): Promise<LocalIdentity> {
+    return identity(await this.call('createIdentity'));
+  }
+
+  async localIdentity(): Promise<LocalIdentity | undefined> {
+    const wire = await this.call<{ identityKey: string; registrationId: number } | undefined>(
+      'localIdentity',
+    );
+    return wire === undefined ? undefined : identity(wire);
+  }
+
+  async setLocalAddress(address: Address): Promise<void> {
+    await this.call('setLocalAddress', { address });
+  }
+
+  async generatePreKeys(count: number): Promise<PublicPreKey[]> {
+    return (await this.call<WirePreKey[]>('generatePreKeys', { count })).map(preKey);
+  }
+
+  async generateKyberPreKeys(count: number): Promise<PublicSignedPreKey[]> {
+    return (await this.call<WireSignedPreKey[]>('generateKyberPreKeys', { count })).map(
+      signedPreKey,
+    );
+  }
+
+  async generateSignedPreKey(): Promise<PublicSignedPreKey> {
+    return signedPreKey(await this.call('generateSignedPreKey'));
+  }
+
+  async generateKyberLastResortPreKey(): Promise<PublicSignedPreKey> {
+    return signedPreKey(await this.call('generateKyberLastResortPreKey'));
+  }
+
+  async processBundle(address: Address, bundle: RemoteBundle): Promise<void> {
+    await this.call('processBundle', {
+      address,
+      bundle: {
+        identityKey: toBase64(bundle.identityKey),
+        deviceId: bundle.deviceId,
+        registrationId: bundle.registrationId,
+        signedPreKey: wireSignedPreKey(bundle.signedPreKey),
+        preKey: bundle.preKey === undefined ? null : wirePreKey(bundle.preKey),
+        kyberPreKey: wireSignedPreKey(bundle.kyberPreKey),
+      },
+    });
+  }
+
+  hasSession(address: Address): Promise<boolean> {
+    return this.call('hasSession', { address });
+  }
+
+  sessionDeviceIds(accountId: string): Promise<number[]> {
+    return this.call('sessionDeviceIds', { accountId });
+  }
+
+  async deleteSession(address: Address): Promise<void> {
+    await this.call('deleteSession', { address });
+  }
+
+  async encrypt(address: Address, plaintext: Uint8Array): Promise<EncryptedMessage> {
+    const wire = await this.call<{ type: number; content: string; registrationId: number }>(
+      'encrypt',
+      { address, plaintext: toBase64(plaintext) },
+    );
+    return {
+      type: wire.type,
+      content: fromBase64(wire.content),
+      registrationId: wire.registrationId,
+    };
+  }
+
+  /**
+   * As the Node engine: the confirmation of a new sender key runs between two operations, never
+   * inside one, so the store stays free meanwhile; a store that changed between attempts and
+   * asks about another key gets a bounded retry.
+   */
+  async decrypt(
+    envelopeId: string,
+    ciphertext: Ciphertext,
+    options: DecryptOptions = {},
+  ): Promise<Decrypted> {
+    let answer: { accountId: string; identityKey: string; confirmed: boolean } | null = null;
+    for (let attempt = 1; ; attempt += 1) {
+      const result: DecryptAnswer = await this.call<DecryptAnswer>('decrypt', {
+        envelopeId,
+        type: ciphertext.type,
+        content: toBase64(ciphertext.content),
+        confirming: options.confirmIdentity !== undefined,
+        answer,
+      });
+      if ('sender' in result) {
+        return { sender: result.sender, plaintext: fromBase64(result.plaintext) };
+      }
+      if (options.confirmIdentity === undefined || attempt >= 3) {
+        throw new EngineError('UNCONFIRMED_IDENTITY', 'the sender key could not be confirmed');
+      }
+      const { accountId, identityKey }: { accountId: string; identityKey: string } = result.confirm;
+      const confirmed = await options.confirmIdentity(accountId, fromBase64(identityKey));
+      answer = { accountId, identityKey, confirmed };
+    }
+  }
+
+  async forgetDecrypted(envelopeId: string): Promise<void> {
+    await this.call('forgetDecrypted', { envelopeId });
+  }
+
+  async identityState(accountId: string): Promise<IdentityState | undefined> {
+    const wire = await this.call<
+      | {
+          identityKey: string;
+          verified: boolean;
+          changed: boolean;
+          pendingIdentityKey: string | null;
+        }
+      | undefined
+    >('identityState', { accountId });
+    if (wire === undefined) return undefined;
+    return {
+      identityKey: fromBase64(wire.identityKey),
+      verified: wire.verified,
+      changed: wire.changed,
+      ...(wire.pendingIdentityKey === null
+        ? {}
+        : { pendingIdentityKey: fromBase64(wire.pendingIdentityKey) }),
+    };
+  }
+
+  async setVerified(accountId: string, verified: boolean): Promise<void> {
+    await this.call('setVerified', { accountId, verified });
+  }
+
+  async acceptIdentity(accountId: string): Promise<void> {
+    await this.call('acceptIdentity', { accountId });
+  }
+
+  async safetyNumber(accountId: string): Promise<SafetyNumber> {
+    const wire = await this.call<{ digits: string; scannable: string }>('safetyNumber', {
+      accountId,
+    });
+    return { digits: wire.digits, scannable: fromBase64(wire.scannable) };
+  }
+
+  async createProvisioningKey(): Promise<Uint8Array> {
+    return fromBase64(await this.call('createProvisioningKey'));
+  }
+
+  async sealProvisioning(recipientKey: Uint8Array, payload: Uint8Array): Promise<Uint8Array> {
+    return fromBase64(
+      await this.call('sealProvisioning', {
+        recipientKey: toBase64(recipientKey),
+        payload: toBase64(payload),
+      }),
+    );
+  }
+
+  async openProvisioning(ciphertext: Uint8Array): Promise<Uint8Array> {
+    return fromBase64(await this.call('openProvisioning', { ciphertext: toBase64(ciphertext) }));
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.call('close');
+    } catch (error) {
+      // Closing twice is fine, as with the Node engine.
+      if (!(error instanceof Error && error.message.includes('closed'))) throw error;
+    }
+  }
+
+  /** Tests that move time: the engine's clock, if it was opened with `now`. */
+  async setClock(now: number): Promise<void> {
+    await this.call('setClock', { now });
+  }
+}
+
+export interface KotlinEngineOptions {
+  /** A fixed start for the engine's clock (milliseconds), moved with setClock; tests only. */
+  readonly now?: number;
+}
+
+export type KotlinEngine = SignalEngine & { setClock(now: number): Promise<void> };
+
+/**
+ * Opens a Kotlin engine in `bridge`'s JVM over the SQLite database `file` (':memory:' for a
+ * throwaway store). Its private records are sealed by the bridge's test-only sealer.
+ */
+export const openKotlinEngine = async (
+  bridge: KotlinBridge,
+  file: string,
+  options: KotlinEngineOptions = {},
+): Promise<KotlinEngine> => {
+  const handle = (await bridge.request('open', undefined, {
+    file,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  })) as number;
+  return new KotlinSignalEngine(bridge, handle);
+};

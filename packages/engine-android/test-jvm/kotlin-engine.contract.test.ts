@@ -1,0 +1,26 @@
+import { afterAll, beforeAll } from 'vitest';
+import { engineContract } from '@privcomm/client/testing';
+import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
+import { newStoreFile } from './support.ts';
+
+/**
+ * The whole SignalEngine contract suite, unchanged, against the Kotlin engine core in one JVM
+ * (libsignal-client 0.80.2 for the JVM). Without the toolchain, beforeAll fails, saying what
+ * to run: no silent skip.
+ */
+let bridge: KotlinBridge | undefined;
+
+beforeAll(async () => {
+  bridge = await KotlinBridge.start();
+});
+afterAll(async () => {
+  await bridge?.stop();
+});
+
+const running = (): KotlinBridge => {
+  if (bridge === undefined) throw new Error('the Kotlin engine bridge did not start');
+  return bridge;
+};
+
+engineContract('kotlin, in memory', () => openKotlinEngine(running(), ':memory:'));
+engineContract('kotlin, SQLite file', () => openKotlinEngine(running(), newStoreFile()));

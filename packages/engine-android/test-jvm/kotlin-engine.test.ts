@@ -1,0 +1,235 @@
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { statSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Address, RemoteBundle, SignalEngine } from '@privcomm/client';
+import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
+import { newStoreFile } from './support.ts';
+
+/**
+ * What the Kotlin engine does beyond the contract, as the Node engine does it
+ * (engine-node/test/node-engine.integration.test.ts): its store file, the retirement of replaced
+ * prekeys, one transaction per operation.
+ */
+let bridge: KotlinBridge;
+beforeAll(async () => {
+  bridge = await KotlinBridge.start();
+});
+afterAll(async () => {
+  await bridge?.stop();
+});
+
+// better-sqlite3 ships no types; the tests read the store file directly through it.
+interface ReadConnection {
+  prepare(sql: string): { all(): unknown[] };
+  close(): void;
+}
+const Database = createRequire(import.meta.url)('better-sqlite3') as new (
+  file: string,
+  options?: { readonly?: boolean },
+) => ReadConnection;
+
+/** Every row of every table of a store file. */
+const dump = (file: string): Record<string, unknown[]> => {
+  const db = new Database(file, { readonly: true });
+  try {
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all() as { name: string }[];
+    return Object.fromEntries(
+      tables.map(({ name }) => [name, db.prepare(`SELECT * FROM "${name}"`).all()]),
+    );
+  } finally {
+    db.close();
+  }
+};
+
+const text = (value: string): Uint8Array => new TextEncoder().encode(value);
+const read = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+
+interface Device {
+  engine: SignalEngine;
+  address: Address;
+  identityKey: Uint8Array;
+  registrationId: number;
+}
+
+const device = async (engine: SignalEngine, address?: Address): Promise<Device> => {
+  const identity = await engine.createIdentity();
+  const at = address ?? { accountId: randomUUID(), deviceId: 1 };
+  await engine.setLocalAddress(at);
+  return { engine, address: at, ...identity };
+};
+
+const bundleOf = async (
+  d: Device,
+  options: { preKey?: boolean; lastResort?: boolean } = {},
+): Promise<RemoteBundle> => ({
+  identityKey: d.identityKey,
+  deviceId: d.address.deviceId,
+  registrationId: d.registrationId,
+  signedPreKey: await d.engine.generateSignedPreKey(),
+  ...(options.preKey === false ? {} : { preKey: (await d.engine.generatePreKeys(1))[0]! }),
+  kyberPreKey: options.lastResort
+    ? await d.engine.generateKyberLastResortPreKey()
+    : (await d.engine.generateKyberPreKeys(1))[0]!,
+});
+
+const deliver = async (from: Device, to: Device, message: string): Promise<void> => {
+  const ciphertext = await from.engine.encrypt(to.address, text(message));
+  expect(read((await to.engine.decrypt(randomUUID(), ciphertext)).plaintext)).toBe(message);
+};
+
+describe('kotlin engine: store file', () => {
+  it('creates the store file readable by its owner only, and keeps everything across reopen', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, file));
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const b = await device(await openKotlinEngine(bridge, ':memory:'));
+    try {
+      await a.engine.processBundle(b.address, await bundleOf(b));
+      await deliver(a, b, 'before');
+      const envelopeId = randomUUID();
+      const reply = await b.engine.encrypt(a.address, text('reply'));
+      await a.engine.decrypt(envelopeId, reply);
+      await a.engine.close();
+      await expect(a.engine.localIdentity()).rejects.toThrow('closed');
+
+      const reopened: Device = { ...a, engine: await openKotlinEngine(bridge, file) };
+      expect(await reopened.engine.localIdentity()).toEqual({
+        identityKey: a.identityKey,
+        registrationId: a.registrationId,
+      });
+      expect(await reopened.engine.hasSession(b.address)).toBe(true);
+      expect(read((await reopened.engine.decrypt(envelopeId, reply)).plaintext)).toBe('reply');
+      await deliver(reopened, b, 'after');
+      await deliver(b, reopened, 'and back');
+      await reopened.engine.close();
+    } finally {
+      await b.engine.close();
+    }
+  });
+});
+
+describe('kotlin engine: replaced long-lived prekeys', () => {
+  it('are deleted 60 days after their replacement, and session starts made from them stop working then', async () => {
+    const DAY = 24 * 60 * 60 * 1000;
+    let now = Date.UTC(2026, 0, 1);
+    const file = newStoreFile();
+    const bobEngine = await openKotlinEngine(bridge, file, { now });
+    const bob = await device(bobEngine);
+    const advance = async (days: number) => {
+      now += days * DAY;
+      await bobEngine.setClock(now);
+    };
+    const senders = await Promise.all(
+      [1, 2, 3].map(async () => device(await openKotlinEngine(bridge, ':memory:'))),
+    );
+    const [alice, dave, carol] = senders as [Device, Device, Device];
+    const rotate = () => bundleOf(bob, { preKey: false, lastResort: true });
+    const startWith = async (sender: Device, bundle: RemoteBundle) => {
+      await sender.engine.processBundle(bob.address, bundle);
+      return sender.engine.encrypt(bob.address, text(`from ${sender.address.accountId}`));
+    };
+    const idsIn = (table: 'signed_prekeys' | 'kyber_prekeys') =>
+      (dump(file)[table] as { id: number }[]).map((row) => row.id).sort((a, b) => a - b);
+
+    try {
+      const first = await rotate();
+      const fromAlice = await startWith(alice, first);
+      const fromDave = await startWith(dave, first);
+      await advance(10);
+      const second = await rotate();
+      const fromCarol = await startWith(carol, second);
+      await advance(59);
+      const third = await rotate();
+      expect(idsIn('signed_prekeys')).toEqual(
+        [first, second, third].map((b) => b.signedPreKey.keyId),
+      );
+      expect(read((await bob.engine.decrypt(randomUUID(), fromAlice)).plaintext)).toContain(
+        alice.address.accountId,
+      );
+      const usesOfFirst = () =>
+        (dump(file).kyber_prekey_uses as { kyber_id: number }[]).filter(
+          (row) => row.kyber_id === first.kyberPreKey.keyId,
+        );
+      expect(usesOfFirst()).toHaveLength(1);
+      await advance(2);
+      const fourth = await rotate();
+
+      const kept = [second, third, fourth];
+      expect(idsIn('signed_prekeys')).toEqual(kept.map((b) => b.signedPreKey.keyId));
+      expect(idsIn('kyber_prekeys')).toEqual(kept.map((b) => b.kyberPreKey.keyId));
+      expect(usesOfFirst()).toEqual([]);
+      await expect(bob.engine.decrypt(randomUUID(), fromDave)).rejects.toMatchObject({
+        code: 'INVALID_MESSAGE',
+      });
+      expect(read((await bob.engine.decrypt(randomUUID(), fromCarol)).plaintext)).toContain(
+        carol.address.accountId,
+      );
+    } finally {
+      await Promise.all([bob, ...senders].map((d) => d.engine.close()));
+    }
+  });
+});
+
+describe('kotlin engine: one transaction per operation', () => {
+  it('leaves the store file unchanged when an operation throws', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, ':memory:'));
+    const b = await device(await openKotlinEngine(bridge, file));
+    try {
+      await a.engine.processBundle(
+        b.address,
+        await bundleOf(b, { preKey: false, lastResort: true }),
+      );
+      const first = await a.engine.encrypt(b.address, text('first'));
+      await b.engine.decrypt(randomUUID(), first);
+      await deliver(b, a, 'answer');
+      await b.engine.deleteSession(a.address);
+
+      const before = dump(file);
+      expect(before.sessions).toHaveLength(0);
+      // The replay reaches markKyberPreKeyUsed, which refuses it after libsignal has worked.
+      await expect(b.engine.decrypt(randomUUID(), first)).rejects.toMatchObject({
+        code: 'DUPLICATE_MESSAGE',
+      });
+      expect(dump(file)).toEqual(before);
+      await expect(b.engine.createIdentity()).rejects.toMatchObject({ code: 'IDENTITY_EXISTS' });
+      await expect(b.engine.encrypt(a.address, text('no session'))).rejects.toMatchObject({
+        code: 'NO_SESSION',
+      });
+      expect(dump(file)).toEqual(before);
+    } finally {
+      await a.engine.close();
+      await b.engine.close();
+    }
+  });
+
+  it('keeps only the pending identity when a verified account is refused', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, file));
+    const b = await device(await openKotlinEngine(bridge, ':memory:'));
+    const b2 = await device(await openKotlinEngine(bridge, ':memory:'), b.address);
+    try {
+      await a.engine.processBundle(b.address, await bundleOf(b));
+      await deliver(a, b, 'hello');
+      await a.engine.setVerified(b.address.accountId, true);
+      const before = dump(file);
+      await expect(a.engine.processBundle(b.address, await bundleOf(b2))).rejects.toMatchObject({
+        code: 'UNTRUSTED_IDENTITY',
+      });
+      const after = dump(file);
+      expect({ ...after, identities: [] }).toEqual({ ...before, identities: [] });
+      expect(after.identities).toEqual([
+        {
+          ...(before.identities?.[0] as object),
+          changed: 1,
+          pending_key: Buffer.from(b2.identityKey),
+        },
+      ]);
+    } finally {
+      await Promise.all([a.engine.close(), b.engine.close(), b2.engine.close()]);
+    }
+  });
+});

@@ -1,27 +1,19 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import {
+  openRemoteEngine,
+  parseAnswer,
+  type RemoteEngine,
+  type RemoteEngineOptions,
+} from './remote-engine.ts';
 import { BRIDGE_MAIN, locateToolchain, type Toolchain } from './toolchain.ts';
 
 /**
- * One JVM running kotlin/jvm/BridgeMain.kt, spoken to in JSON lines: many engines share it, and a
+ * One JVM running kotlin/jvm/BridgeMain.kt, spoken to in JSON lines (the engine's requests,
+ * kotlin/core/EngineRequests.kt, one per line): many engines share it, and a
  * test file keeps it for all its tests (the JVM and libsignal's native library take seconds to
  * start). FOR TESTS: a phone runs the same Kotlin core inside the app, through the Expo module.
  */
-
-/** An error the bridge reports: an engine code, a bad argument, or an internal failure. */
-export interface BridgeFailure {
-  readonly kind: 'engine' | 'argument' | 'internal';
-  readonly code?: string;
-  readonly message: string;
-  readonly accountId?: string;
-}
-
-export class BridgeError extends Error {
-  constructor(readonly failure: BridgeFailure) {
-    super(failure.message);
-    this.name = 'BridgeError';
-  }
-}
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -75,12 +67,12 @@ export class KotlinBridge {
   }
 
   private answer(line: string): void {
-    const message = JSON.parse(line) as { id: number; result?: unknown; error?: BridgeFailure };
-    const pending = this.pending.get(message.id);
+    const answer = parseAnswer(line);
+    const pending = this.pending.get(answer.id);
     if (pending === undefined) return;
-    this.pending.delete(message.id);
-    if (message.error !== undefined) pending.reject(new BridgeError(message.error));
-    else pending.resolve(message.result ?? undefined);
+    this.pending.delete(answer.id);
+    if ('failure' in answer) pending.reject(answer.failure);
+    else pending.resolve(answer.result);
   }
 
   private fail(code: number | null, signal: NodeJS.Signals | null): void {
@@ -91,8 +83,12 @@ export class KotlinBridge {
     this.pending.clear();
   }
 
-  /** Sends one request and resolves with its result (answers come back in order). */
-  request(op: string, engine?: number, args?: Record<string, unknown>): Promise<unknown> {
+  /** Sends one request and resolves with its result: an EngineChannel. */
+  readonly request = (
+    op: string,
+    engine?: number,
+    args?: Record<string, unknown>,
+  ): Promise<unknown> => {
     if (this.exited !== undefined) return Promise.reject(this.exited);
     const id = this.nextId;
     this.nextId += 1;
@@ -100,7 +96,7 @@ export class KotlinBridge {
       this.pending.set(id, { resolve, reject });
       this.child.stdin.write(`${JSON.stringify({ id, op, engine, args })}\n`);
     });
-  }
+  };
 
   /** Closes the JVM's input and waits for it to exit. */
   async stop(): Promise<void> {
@@ -110,3 +106,13 @@ export class KotlinBridge {
     await exited;
   }
 }
+
+/**
+ * Opens a Kotlin engine in `bridge`'s JVM over the SQLite file `file` (':memory:' for a
+ * throwaway store). Its private records are sealed by the bridge's test-only sealer.
+ */
+export const openKotlinEngine = (
+  bridge: KotlinBridge,
+  file: string,
+  options: RemoteEngineOptions = {},
+): Promise<RemoteEngine> => openRemoteEngine(bridge.request, file, options);

@@ -1,3 +1,11 @@
-export { BridgeError, KotlinBridge, type BridgeFailure } from './bridge.ts';
-export { openKotlinEngine, type KotlinEngine, type KotlinEngineOptions } from './kotlin-engine.ts';
+export { KotlinBridge, openKotlinEngine } from './bridge.ts';
+export {
+  EngineRequestError,
+  openRemoteEngine,
+  parseAnswer,
+  type EngineChannel,
+  type EngineFailure,
+  type RemoteEngine,
+  type RemoteEngineOptions,
+} from './remote-engine.ts';
 export { CACHE, locateToolchain, prepareToolchain, type Toolchain } from './toolchain.ts';

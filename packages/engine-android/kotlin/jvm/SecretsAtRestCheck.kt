@@ -4,6 +4,7 @@ import org.privcomm.engine.Address
 import org.privcomm.engine.DecryptOutcome
 import org.privcomm.engine.RemoteBundle
 import org.privcomm.engine.SecretSealer
+import org.privcomm.engine.Json
 import org.privcomm.engine.SignalEngineCore
 import org.signal.libsignal.protocol.IdentityKeyPair
 import org.signal.libsignal.protocol.state.KyberPreKeyRecord

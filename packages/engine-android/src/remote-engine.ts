@@ -1,5 +1,7 @@
 import {
   EngineError,
+  fromBase64,
+  toBase64,
   UntrustedIdentityError,
   type Address,
   type Ciphertext,
@@ -14,22 +16,52 @@ import {
   type SafetyNumber,
   type SignalEngine,
 } from '@privcomm/client';
-import { BridgeError, type KotlinBridge } from './bridge.ts';
 
 /**
- * The SignalEngine whose every operation runs in the Kotlin core (kotlin/core), in a JVM behind
- * a KotlinBridge. Private keys stay in the JVM, as they stay in the app's native code on a
- * phone; only public values and ciphertexts cross, as base64.
+ * The SignalEngine whose every operation runs in the Kotlin core (kotlin/core), reached through
+ * its JSON requests (kotlin/core/EngineRequests.kt): on a phone through the Expo module
+ * (apps/mobile/modules/privcomm-engine), in the tests through a JVM (bridge.ts). Private keys
+ * stay in Kotlin; only public values and ciphertexts cross, as base64. Platform-neutral: no
+ * Node built-ins, so that the app's bundle can take it.
  */
 
-const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
-const fromBase64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
+/** A failure the Kotlin core reports: an engine code, a bad argument, or an internal failure. */
+export interface EngineFailure {
+  readonly kind: 'engine' | 'argument' | 'internal';
+  readonly code?: string;
+  readonly message: string;
+  readonly accountId?: string;
+}
+
+export class EngineRequestError extends Error {
+  constructor(readonly failure: EngineFailure) {
+    super(failure.message);
+    this.name = 'EngineRequestError';
+  }
+}
+
+/** Carries one request to the Kotlin core; resolves with its result, rejects with EngineRequestError. */
+export type EngineChannel = (
+  op: string,
+  engine?: number,
+  args?: Record<string, unknown>,
+) => Promise<unknown>;
+
+/** Reads one answer of the Kotlin core: its request id, and its result or failure. */
+export const parseAnswer = (
+  line: string,
+): { id: number; result: unknown } | { id: number; failure: EngineRequestError } => {
+  const answer = JSON.parse(line) as { id: number; result?: unknown; error?: EngineFailure };
+  return answer.error === undefined
+    ? { id: answer.id, result: answer.result ?? undefined }
+    : { id: answer.id, failure: new EngineRequestError(answer.error) };
+};
 
 type Code = EngineError['code'];
 
-/** The bridge's failures as the interface's errors: the same classes and codes as every engine. */
+/** The core's failures as the interface's errors: the same classes and codes as every engine. */
 const translate = (error: unknown): unknown => {
-  if (!(error instanceof BridgeError)) return error;
+  if (!(error instanceof EngineRequestError)) return error;
   const { kind, code, message, accountId } = error.failure;
   if (kind === 'engine' && code === 'UNTRUSTED_IDENTITY' && accountId !== undefined) {
     return new UntrustedIdentityError(accountId);
@@ -71,15 +103,15 @@ const identity = (wire: { identityKey: string; registrationId: number }): LocalI
 type DecryptAnswer =
   { sender: Address; plaintext: string } | { confirm: { accountId: string; identityKey: string } };
 
-class KotlinSignalEngine implements SignalEngine {
+class RemoteSignalEngine implements SignalEngine {
   constructor(
-    private readonly bridge: KotlinBridge,
+    private readonly channel: EngineChannel,
     readonly handle: number,
   ) {}
 
   private async call<T>(op: string, args?: Record<string, unknown>): Promise<T> {
     try {
-      return (await this.bridge.request(op, this.handle, args)) as T;
+      return (await this.channel(op, this.handle, args)) as T;
     } catch (error) {
       throw translate(error);
     }
@@ -259,25 +291,30 @@ class KotlinSignalEngine implements SignalEngine {
   }
 }
 
-export interface KotlinEngineOptions {
+export interface RemoteEngineOptions {
   /** A fixed start for the engine's clock (milliseconds), moved with setClock; tests only. */
   readonly now?: number;
 }
 
-export type KotlinEngine = SignalEngine & { setClock(now: number): Promise<void> };
+export type RemoteEngine = SignalEngine & { setClock(now: number): Promise<void> };
 
 /**
- * Opens a Kotlin engine in `bridge`'s JVM over the SQLite database `file` (':memory:' for a
- * throwaway store). Its private records are sealed by the bridge's test-only sealer.
+ * Opens an engine in the Kotlin core over the SQLite database `database` (a file path in the
+ * tests' JVM, ':memory:' for a throwaway store; a database name on a phone).
  */
-export const openKotlinEngine = async (
-  bridge: KotlinBridge,
-  file: string,
-  options: KotlinEngineOptions = {},
-): Promise<KotlinEngine> => {
-  const handle = (await bridge.request('open', undefined, {
-    file,
-    ...(options.now === undefined ? {} : { now: options.now }),
-  })) as number;
-  return new KotlinSignalEngine(bridge, handle);
+export const openRemoteEngine = async (
+  channel: EngineChannel,
+  database: string,
+  options: RemoteEngineOptions = {},
+): Promise<RemoteEngine> => {
+  let handle: number;
+  try {
+    handle = (await channel('open', undefined, {
+      file: database,
+      ...(options.now === undefined ? {} : { now: options.now }),
+    })) as number;
+  } catch (error) {
+    throw translate(error);
+  }
+  return new RemoteSignalEngine(channel, handle);
 };

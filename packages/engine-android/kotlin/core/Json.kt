@@ -1,7 +1,7 @@
-package org.privcomm.engine.jvm
+package org.privcomm.engine
 
 /**
- * Just enough JSON for the bridge's lines (the JVM here has no JSON library on its class path):
+ * Just enough JSON for EngineRequests (no JSON library is shared by the JVM and Android builds):
  * objects, arrays, strings, numbers, booleans and null.
  */
 object Json {

@@ -1,13 +1,11 @@
 package org.privcomm.engine
 
-import org.signal.libsignal.metadata.SealedSessionCipher
 import org.signal.libsignal.metadata.certificate.SenderCertificate
 import org.signal.libsignal.metadata.certificate.ServerCertificate
 import org.signal.libsignal.metadata.protocol.UnidentifiedSenderMessageContent
 import org.signal.libsignal.protocol.DuplicateMessageException
 import org.signal.libsignal.protocol.IdentityKey
 import org.signal.libsignal.protocol.IdentityKeyPair
-import org.signal.libsignal.protocol.SessionCipher
 import org.signal.libsignal.protocol.SignalProtocolAddress
 import org.signal.libsignal.protocol.UntrustedIdentityException
 import org.signal.libsignal.protocol.ecc.ECKeyPair
@@ -261,7 +259,7 @@ class SignalEngineCore private constructor(
     checkAddress(address)
     run { stores ->
       store.requireIdentityKeyPair()
-      localAddress()
+      val local = localAddress()
       val preKeyBundle =
         try {
           PreKeyBundle(
@@ -281,7 +279,7 @@ class SignalEngineCore private constructor(
           throw invalidMessage("the bundle is malformed")
         }
       try {
-        Libsignal.processBundle(stores, SignalProtocolAddress(address.accountId, address.deviceId), preKeyBundle)
+        Libsignal.processBundle(stores, local, SignalProtocolAddress(address.accountId, address.deviceId), preKeyBundle)
       } catch (error: Exception) {
         throw engineError(error, address.accountId, invalidMessage("the bundle is invalid"), stores)
       }
@@ -313,15 +311,14 @@ class SignalEngineCore private constructor(
       }
       val remote = SignalProtocolAddress(address.accountId, address.deviceId)
       try {
-        val message = SessionCipher(stores, remote).encrypt(plaintext)
+        val message = Libsignal.encrypt(stores, local, remote, plaintext)
         val content = UnidentifiedSenderMessageContent(
           message,
           senderCertificate(identity, local),
           UnidentifiedSenderMessageContent.CONTENT_HINT_DEFAULT,
           Optional.empty(),
         )
-        val sealed = SealedSessionCipher(stores, UUID.fromString(local.name), null, local.deviceId)
-          .encrypt(remote, content)
+        val sealed = Libsignal.seal(stores, local, remote, content)
         EncryptedMessage(SEALED_SENDER_V1, sealed, session.remoteRegistrationId)
       } catch (error: Exception) {
         throw engineError(
@@ -385,8 +382,9 @@ class SignalEngineCore private constructor(
     val plaintext =
       try {
         when (sealed.type) {
-          CiphertextMessage.PREKEY_TYPE -> Libsignal.decryptPreKey(stores, remote, PreKeySignalMessage(sealed.content))
-          CiphertextMessage.WHISPER_TYPE -> SessionCipher(stores, remote).decrypt(SignalMessage(sealed.content))
+          CiphertextMessage.PREKEY_TYPE ->
+            Libsignal.decryptPreKey(stores, local, remote, PreKeySignalMessage(sealed.content))
+          CiphertextMessage.WHISPER_TYPE -> Libsignal.decryptWhisper(stores, local, remote, SignalMessage(sealed.content))
           else -> throw invalidMessage("unexpected sealed message type ${sealed.type}")
         }
       } catch (error: Exception) {

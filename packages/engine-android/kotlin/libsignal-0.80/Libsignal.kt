@@ -1,16 +1,20 @@
 package org.privcomm.engine
 
+import org.signal.libsignal.metadata.SealedSessionCipher
 import org.signal.libsignal.metadata.protocol.UnidentifiedSenderMessageContent
 import org.signal.libsignal.protocol.SessionBuilder
 import org.signal.libsignal.protocol.SessionCipher
 import org.signal.libsignal.protocol.SignalProtocolAddress
 import org.signal.libsignal.protocol.UsePqRatchet
+import org.signal.libsignal.protocol.message.CiphertextMessage
 import org.signal.libsignal.protocol.message.PreKeySignalMessage
+import org.signal.libsignal.protocol.message.SignalMessage
 import org.signal.libsignal.protocol.state.KyberPreKeyRecord
 import org.signal.libsignal.protocol.state.IdentityKeyStore
 import org.signal.libsignal.protocol.state.PreKeyBundle
 import org.signal.libsignal.protocol.state.SignalProtocolStore
 import java.lang.reflect.InvocationTargetException
+import java.util.UUID
 
 /*
  * What differs between libsignal versions, for libsignal-client 0.80.2: the JVM build available
@@ -46,14 +50,48 @@ class OperationStore(store: ProtocolStore, afterRollback: (() -> Unit) -> Unit) 
 object Libsignal {
   const val VERSION = "0.80.2"
 
-  fun processBundle(store: OperationStore, remote: SignalProtocolAddress, bundle: PreKeyBundle) {
+  // 0.80 takes no local address, and asks whether to use the post-quantum ratchet (SPQR): yes,
+  // as 0.103 always does.
+
+  fun processBundle(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    remote: SignalProtocolAddress,
+    bundle: PreKeyBundle,
+  ) {
     SessionBuilder(store, remote).process(bundle, UsePqRatchet.YES)
   }
 
-  fun decryptPreKey(store: OperationStore, remote: SignalProtocolAddress, message: PreKeySignalMessage): ByteArray {
+  fun encrypt(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    remote: SignalProtocolAddress,
+    plaintext: ByteArray,
+  ): CiphertextMessage = SessionCipher(store, remote).encrypt(plaintext)
+
+  fun seal(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    remote: SignalProtocolAddress,
+    content: UnidentifiedSenderMessageContent,
+  ): ByteArray = SealedSessionCipher(store, UUID.fromString(local.name), null, local.deviceId).encrypt(remote, content)
+
+  fun decryptPreKey(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    remote: SignalProtocolAddress,
+    message: PreKeySignalMessage,
+  ): ByteArray {
     store.preKeyMessage = message
     return SessionCipher(store, remote).decrypt(message, UsePqRatchet.YES)
   }
+
+  fun decryptWhisper(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    remote: SignalProtocolAddress,
+    message: SignalMessage,
+  ): ByteArray = SessionCipher(store, remote).decrypt(message)
 
   /**
    * Opens the sealed-sender layers without checking the certificate's trust root (certificates

@@ -1,0 +1,1 @@
+export { openAndroidEngine } from './src/PrivcommEngine';

@@ -13,6 +13,8 @@ export default tseslint.config(
       '**/node_modules/**',
       'data/**',
       'coverage/**',
+      // The Android engine's test toolchain (npm run test:android-engine).
+      '.cache/**',
       '**/migrations/meta/**',
       // The Expo module's TypeScript needs expo-modules-core, which only the app (not yet in this
       // repository) installs; its logic is packages/engine-android/src/remote-engine.ts, linted.

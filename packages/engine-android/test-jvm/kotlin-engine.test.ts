@@ -21,7 +21,10 @@ afterAll(async () => {
 
 // better-sqlite3 ships no types; the tests read the store file directly through it.
 interface ReadConnection {
-  prepare(sql: string): { all(): unknown[] };
+  prepare(sql: string): {
+    all(...params: unknown[]): unknown[];
+    run(...params: unknown[]): unknown;
+  };
   close(): void;
 }
 const Database = createRequire(import.meta.url)('better-sqlite3') as new (
@@ -230,6 +233,45 @@ describe('kotlin engine: one transaction per operation', () => {
       ]);
     } finally {
       await Promise.all([a.engine.close(), b.engine.close(), b2.engine.close()]);
+    }
+  });
+});
+
+describe('kotlin engine: sealed records', () => {
+  it('refuses a sealed record moved to another row: each is bound to its own', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, file));
+    const b = await device(await openKotlinEngine(bridge, ':memory:'));
+    const c = await device(await openKotlinEngine(bridge, ':memory:'));
+    try {
+      await a.engine.processBundle(b.address, await bundleOf(b));
+      await a.engine.processBundle(c.address, await bundleOf(c));
+      await deliver(a, b, 'to b');
+      await a.engine.close();
+
+      // Swap the two sealed session records, as someone with write access to the file could.
+      const db = new Database(file);
+      const rows = db.prepare('SELECT account_id, record FROM sessions').all() as {
+        account_id: string;
+        record: Buffer;
+      }[];
+      expect(rows).toHaveLength(2);
+      const update = db.prepare('UPDATE sessions SET record = ? WHERE account_id = ?');
+      update.run(rows[1]!.record, rows[0]!.account_id);
+      update.run(rows[0]!.record, rows[1]!.account_id);
+      db.close();
+
+      const reopened = await openKotlinEngine(bridge, file);
+      try {
+        await expect(reopened.encrypt(b.address, text('to b again'))).rejects.toThrow(
+          `the sealed record sessions:${b.address.accountId}.1 cannot be opened`,
+        );
+        await expect(reopened.encrypt(c.address, text('to c'))).rejects.toThrow('cannot be opened');
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      await Promise.all([b.engine.close(), c.engine.close()]);
     }
   });
 });

@@ -59,6 +59,8 @@ const RELAY_HINTS: Partial<Record<ErrorCode, string>> = {
     'the account already has 6 devices; remove one with "privcomm devices remove ID" first',
   ACCOUNT_NOT_FOUND: 'no such account on this relay',
   RATE_LIMITED: 'the relay is rate-limiting this device; wait a little and try again',
+  QUEUE_FULL:
+    'the recipient’s queue on the relay is full until their device comes online; the message was kept and goes out with your next "send" or "receive"',
   UNAVAILABLE: 'the relay cannot reach its database; try again later',
   INTERNAL: 'the relay failed unexpectedly; try again later',
   NOT_FOUND: 'the relay does not know this request; is the relay up to date?',

@@ -27,7 +27,7 @@ import {
   type SafetyNumber,
   type SignalEngine,
 } from './engine.ts';
-import { ClientError } from './errors.ts';
+import { ClientError, isRetryable } from './errors.ts';
 import { RelayApi, wirePreKey, wireSignedKey, type AuthSigner } from './relay-api.ts';
 import { Sender, type SendOptions } from './sender.ts';
 import {
@@ -39,8 +39,11 @@ import {
 } from './store.ts';
 import type { Transport } from './transport.ts';
 
-/** Refill one-time keys below this many, with this many. */
-const PREKEY_LOW_WATER = 10;
+/**
+ * Refill one-time keys below this many, with this many. Half the batch, so that keys taken
+ * between two upkeeps (the relay hands out a bounded number per hour) rarely empty the store.
+ */
+const PREKEY_LOW_WATER = 50;
 const PREKEY_BATCH = 100;
 /** Signed and last-resort prekeys are replaced this often. */
 const KEY_ROTATION_MS = 2 * 24 * 60 * 60 * 1000;
@@ -590,7 +593,9 @@ export class PrivcommClient {
     try {
       await this.sendContent(to, content);
     } catch (error) {
-      if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE') throw error;
+      // Unreachable, rate-limited or a full recipient queue: the message stays in the outbox
+      // (status "sending") for flushOutbox to retry later.
+      if (error instanceof ClientError && isRetryable(error)) throw error;
       await this.deps.store.removeOutbox(content.id);
       await this.deps.store.updateMessage(to, content.id, { status: 'failed' });
       throw error;

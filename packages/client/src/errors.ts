@@ -26,3 +26,11 @@ export class ClientError extends Error {
     super(message);
   }
 }
+
+/** Relay refusals that mean "later", not "never": the message is kept and sent again. */
+const RETRY_LATER_CODES: readonly (string | undefined)[] = ['RATE_LIMITED', 'QUEUE_FULL'];
+
+/** Whether a failed send should stay in the outbox for a later retry. */
+export const isRetryable = (error: ClientError): boolean =>
+  error.code === 'RELAY_UNREACHABLE' ||
+  (error.code === 'RELAY_REFUSED' && RETRY_LATER_CODES.includes(error.relayCode));

@@ -150,12 +150,17 @@ export class Sender {
           continue;
         }
         case 429: {
+          // RATE_LIMITED (this sender's budget) or QUEUE_FULL (the recipient's queue): a short
+          // wait is waited out; a longer one fails the send, which the outbox retries later.
           const waitMs = (body.retryAfterSeconds ?? 1) * 1000;
           if (waitMs > MAX_RATE_LIMIT_WAIT_MS || ++networkRetries > MAX_NETWORK_RETRIES) {
+            const code = relayErrorCode(body) ?? 'RATE_LIMITED';
             throw new ClientError(
               'RELAY_REFUSED',
-              'the relay is rate-limiting this device',
-              'RATE_LIMITED',
+              code === 'QUEUE_FULL'
+                ? 'the recipient’s queue on the relay is full; the message will be retried'
+                : 'the relay is rate-limiting this device',
+              code,
             );
           }
           await this.deps.sleep(waitMs);

@@ -8,7 +8,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { MAX_FRAME_BYTES } from '@privcomm/wire';
-import type { RelayConfig } from './config.ts';
+import type { RelayConfig, TrustProxy } from './config.ts';
 import type { RelayContext } from './context.ts';
 import { openDatabase } from './db/database.ts';
 import { isDatabaseUnavailable } from './db/executor.ts';
@@ -83,6 +83,19 @@ const bearerToken = (request: FastifyRequest): string => {
   return match[1];
 };
 
+/**
+ * Fastify's form of TRUST_PROXY. With N hops the socket peer and the N-1 entries nearest the end
+ * of X-Forwarded-For are trusted, so request.ip is the entry the N-th proxy appended; entries
+ * further left are the client's own words and never reached.
+ */
+const trustProxyOption = (
+  trust: TrustProxy,
+): boolean | string[] | ((address: string, hop: number) => boolean) => {
+  if (trust === false) return false;
+  if (typeof trust === 'number') return (_address, hop) => hop < trust;
+  return [...trust];
+};
+
 export interface BuildOptions {
   /** The database to use: config.databaseUrl, or the embedded server's URL. */
   readonly databaseUrl: string;
@@ -101,7 +114,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);
-  const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays);
+  const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays, config.queue);
   const tokens = new DeviceTokens(config.jwtSecret);
   const registry = new ConnectionRegistry(log, async (sessions) => {
     const alive = await Promise.all(
@@ -136,8 +149,15 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     registration: new RateLimiter(config.rateLimits.registration),
     auth: new RateLimiter(config.rateLimits.auth),
     prekeyFetch: new RateLimiter(config.rateLimits.prekeyFetch),
+    prekeyRequester: new RateLimiter(config.rateLimits.prekeyRequester),
+    prekeyTarget: new RateLimiter(config.rateLimits.prekeyTarget),
     messages: new RateLimiter(config.rateLimits.messages),
     turn: new RateLimiter(config.rateLimits.turn),
+    // A bucket of SEND_BYTES_PER_HOUR bytes that refills completely in an hour.
+    sendBytes: new RateLimiter({
+      burst: config.sendBytesPerHour,
+      refillSeconds: 3600 / config.sendBytesPerHour,
+    }),
   };
   const pruneLimiters = setInterval(() => {
     for (const limiter of Object.values(limiters)) limiter.prune();
@@ -162,6 +182,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       new GroupCommit<NewEnvelope>((rows) => envelopes.insert(rows)),
       limiters.messages,
       metrics,
+      limiters.sendBytes,
+      envelopes,
     ),
     registry,
     listener,
@@ -177,7 +199,9 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: 30_000,
     connectionTimeout: 30_000,
-    trustProxy: config.trustProxy,
+    // A hop count or a list of proxy addresses (config.ts refuses `true`): request.ip is then the
+    // address the nearest trusted proxy saw, never an entry the client wrote.
+    trustProxy: trustProxyOption(config.trustProxy),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
   });

@@ -1,9 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
-import { MAX_TURN_TTL_SECONDS, MIN_TURN_TTL_SECONDS, TURN_URL_PATTERN } from '@privcomm/wire';
+import {
+  MAX_CONTENT_BYTES,
+  MAX_DEVICES_PER_ACCOUNT,
+  MAX_TURN_TTL_SECONDS,
+  MIN_TURN_TTL_SECONDS,
+  TURN_URL_PATTERN,
+} from '@privcomm/wire';
 
 /**
  * Relay configuration, read from the environment (and an optional `.env` in the working
@@ -12,6 +18,13 @@ import { MAX_TURN_TTL_SECONDS, MIN_TURN_TTL_SECONDS, TURN_URL_PATTERN } from '@p
  */
 
 export type RegistrationMode = 'open' | 'invite';
+
+/**
+ * Which peers may tell the relay the client's address (X-Forwarded-For): none, the nearest N
+ * hops, or peers at these addresses or CIDR ranges. Never "anyone": the left-most entries of
+ * X-Forwarded-For are whatever the client wrote.
+ */
+export type TrustProxy = false | number | readonly string[];
 
 export interface RateLimit {
   /** Bucket size: how many requests may come at once. */
@@ -39,13 +52,19 @@ export interface RelayConfig {
   readonly jwtSecret: Uint8Array;
   readonly registration: RegistrationMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  readonly trustProxy: boolean;
+  readonly trustProxy: TrustProxy;
   readonly envelopeTtlDays: number;
+  /** Caps on one device's queue, exact across instances (checked in the insert transaction). */
+  readonly queue: { readonly maxEnvelopes: number; readonly maxBytes: number };
+  /** Ciphertext bytes one account may have stored per hour (a token bucket of this size). */
+  readonly sendBytesPerHour: number;
   readonly metricsToken: string | undefined;
   readonly rateLimits: {
     readonly registration: RateLimit;
     readonly auth: RateLimit;
     readonly prekeyFetch: RateLimit;
+    readonly prekeyRequester: RateLimit;
+    readonly prekeyTarget: RateLimit;
     readonly messages: RateLimit;
     readonly turn: RateLimit;
   };
@@ -96,15 +115,27 @@ export const VARIABLES = {
     doc: 'base64 of at least 32 random bytes; signs device tokens. Generated in embedded mode; required with DATABASE_URL, and the same on every instance.',
   },
   REGISTRATION: {
-    default: 'open',
-    doc: '`open`, or `invite` to require a code from `npm run admin -- invite create`.',
+    default: 'auto',
+    doc: '`open`, `invite` (a code from `npm run admin -- invite create` is required), or `auto`: open on a loopback HOST without TRUST_PROXY (local use), invite otherwise.',
   },
   LOG_LEVEL: { default: 'info', doc: 'fatal, error, warn, info, debug, trace or silent.' },
   TRUST_PROXY: {
     default: 'false',
-    doc: 'true behind a reverse proxy or tunnel, so rate limits see the client address (never logged).',
+    doc: 'Behind a reverse proxy or tunnel: the number of proxies in front of the relay (usually 1), or their addresses/CIDR ranges, comma-separated. Rate limits then see the client address (never logged). `true` is refused.',
   },
   ENVELOPE_TTL_DAYS: { default: '30', doc: 'Days an undelivered envelope is kept (1-90).' },
+  QUEUE_MAX_ENVELOPES: {
+    default: '10000',
+    doc: 'Envelopes one device may have queued; more are refused with 429 QUEUE_FULL.',
+  },
+  QUEUE_MAX_BYTES: {
+    default: '67108864',
+    doc: 'Ciphertext bytes one device may have queued (64 MiB); more are refused with 429 QUEUE_FULL.',
+  },
+  SEND_BYTES_PER_HOUR: {
+    default: '33554432',
+    doc: 'Ciphertext bytes one account may store per hour, all its devices together (32 MiB); 429 RATE_LIMITED beyond.',
+  },
   METRICS_TOKEN: {
     default: '',
     doc: 'If set, /metrics requires `Authorization: Bearer <token>`.',
@@ -121,13 +152,21 @@ export const VARIABLES = {
     default: '6/600',
     doc: 'Bundle fetches per requesting device and target device: burst/seconds.',
   },
+  RATE_LIMIT_PREKEY_REQUESTER: {
+    default: '200/18',
+    doc: 'Device bundles fetched per requesting account, and separately per client address: burst/seconds.',
+  },
+  RATE_LIMIT_PREKEY_TARGET: {
+    default: '10/360',
+    doc: 'One-time prekeys handed out per target device: burst/seconds. Beyond it, bundles carry no one-time keys (the last-resort key), so sessions still start.',
+  },
   RATE_LIMIT_MESSAGES: {
     default: '60/1',
     doc: 'Send requests per sending device and recipient account: burst/seconds.',
   },
   RATE_LIMIT_TURN: {
-    default: '100/6',
-    doc: 'TURN credential requests per device: burst/seconds (100 per 10 minutes).',
+    default: '10/360',
+    doc: 'TURN credentials per account, all its devices together: burst/seconds. Keep in step with coturn quotas.',
   },
   WS_AUTH_TIMEOUT_MS: { default: '5000', doc: 'A socket must authenticate within this time.' },
   WS_IDLE_TIMEOUT_MS: {
@@ -203,6 +242,55 @@ const rateLimit = (env: Env, name: VariableName): RateLimit => {
     throw new ConfigError(name, `burst must be 1-1000000 and seconds 0-86400, got "${raw}"`);
   }
   return { burst, refillSeconds };
+};
+
+/** An IPv4/IPv6 address, or one with a /prefix (CIDR). */
+const isAddressOrRange = (entry: string): boolean => {
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+};
+
+const trustProxy = (env: Env): TrustProxy => {
+  const raw = get(env, 'TRUST_PROXY');
+  const lower = raw.toLowerCase();
+  if (lower === 'false' || lower === '0') return false;
+  if (lower === 'true') {
+    throw new ConfigError(
+      'TRUST_PROXY',
+      'true would take the client address from X-Forwarded-For entries the client writes itself; set the number of proxies in front of the relay (usually 1), or their addresses, e.g. 127.0.0.1 or 10.0.0.0/8',
+    );
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 10) throw new ConfigError('TRUST_PROXY', `expected 1-10 proxies, got ${hops}`);
+    return hops;
+  }
+  const entries = raw.split(',').map((entry) => entry.trim());
+  const bad = entries.find((entry) => !isAddressOrRange(entry));
+  if (bad !== undefined) {
+    throw new ConfigError(
+      'TRUST_PROXY',
+      `"${bad}" is not an address or CIDR range; expected false, a number of proxies such as 1, or addresses such as 127.0.0.1,10.0.0.0/8`,
+    );
+  }
+  return entries;
+};
+
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/**
+ * `auto` keeps the quick start open (a relay on loopback with no proxy in front is reachable from
+ * this machine only) and makes anything reachable from outside invitation-only: open registration
+ * on a public relay lets anyone create accounts and spend the relay's disk.
+ */
+const registration = (env: Env, host: string, proxy: TrustProxy): RegistrationMode => {
+  const mode = oneOf(env, 'REGISTRATION', ['auto', 'open', 'invite'] as const);
+  if (mode !== 'auto') return mode;
+  return isLoopbackHost(host) && proxy === false ? 'open' : 'invite';
 };
 
 const databaseUrl = (env: Env): string | undefined => {
@@ -337,6 +425,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
   const host = get(env, 'HOST');
   if (!/^[0-9a-zA-Z.:-]+$/.test(host)) throw new ConfigError('HOST', `invalid address "${host}"`);
   const metricsToken = get(env, 'METRICS_TOKEN');
+  const proxy = trustProxy(env);
   return {
     host,
     port: integer(env, 'PORT', 0, 65535),
@@ -345,7 +434,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 1, 100),
     migrateOnStart: boolean(env, 'MIGRATE_ON_START'),
     jwtSecret: secret(env, 'JWT_SECRET', dataDir, url === undefined),
-    registration: oneOf(env, 'REGISTRATION', ['open', 'invite'] as const),
+    registration: registration(env, host, proxy),
     logLevel: oneOf(env, 'LOG_LEVEL', [
       'fatal',
       'error',
@@ -355,13 +444,26 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       'trace',
       'silent',
     ] as const),
-    trustProxy: boolean(env, 'TRUST_PROXY'),
+    trustProxy: proxy,
     envelopeTtlDays: integer(env, 'ENVELOPE_TTL_DAYS', 1, 90),
+    // A queue must hold at least one largest envelope, and a budget one full send to six devices.
+    queue: {
+      maxEnvelopes: integer(env, 'QUEUE_MAX_ENVELOPES', 1, 1_000_000),
+      maxBytes: integer(env, 'QUEUE_MAX_BYTES', MAX_CONTENT_BYTES, 2 ** 40),
+    },
+    sendBytesPerHour: integer(
+      env,
+      'SEND_BYTES_PER_HOUR',
+      MAX_DEVICES_PER_ACCOUNT * MAX_CONTENT_BYTES,
+      2 ** 40,
+    ),
     metricsToken: metricsToken === '' ? undefined : metricsToken,
     rateLimits: {
       registration: rateLimit(env, 'RATE_LIMIT_REGISTRATION'),
       auth: rateLimit(env, 'RATE_LIMIT_AUTH'),
       prekeyFetch: rateLimit(env, 'RATE_LIMIT_PREKEY_FETCH'),
+      prekeyRequester: rateLimit(env, 'RATE_LIMIT_PREKEY_REQUESTER'),
+      prekeyTarget: rateLimit(env, 'RATE_LIMIT_PREKEY_TARGET'),
       messages: rateLimit(env, 'RATE_LIMIT_MESSAGES'),
       turn: rateLimit(env, 'RATE_LIMIT_TURN'),
     },

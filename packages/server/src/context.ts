@@ -35,8 +35,11 @@ export interface RelayContext {
     readonly registration: RateLimiter;
     readonly auth: RateLimiter;
     readonly prekeyFetch: RateLimiter;
+    readonly prekeyRequester: RateLimiter;
+    readonly prekeyTarget: RateLimiter;
     readonly messages: RateLimiter;
     readonly turn: RateLimiter;
+    readonly sendBytes: RateLimiter;
   };
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;

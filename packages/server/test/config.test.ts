@@ -61,13 +61,17 @@ describe('loadConfig defaults', () => {
       logLevel: 'info',
       trustProxy: false,
       envelopeTtlDays: 30,
+      queue: { maxEnvelopes: 10_000, maxBytes: 64 * 1024 * 1024 },
+      sendBytesPerHour: 32 * 1024 * 1024,
       metricsToken: undefined,
       rateLimits: {
         registration: { burst: 6, refillSeconds: 30 },
         auth: { burst: 30, refillSeconds: 2 },
         prekeyFetch: { burst: 6, refillSeconds: 600 },
+        prekeyRequester: { burst: 200, refillSeconds: 18 },
+        prekeyTarget: { burst: 10, refillSeconds: 360 },
         messages: { burst: 60, refillSeconds: 1 },
-        turn: { burst: 100, refillSeconds: 6 },
+        turn: { burst: 10, refillSeconds: 360 },
       },
       ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
       janitorIntervalMs: 600_000,
@@ -103,10 +107,15 @@ describe('loadConfig defaults', () => {
         LOG_LEVEL: 'silent',
         TRUST_PROXY: '1',
         ENVELOPE_TTL_DAYS: '90',
+        QUEUE_MAX_ENVELOPES: '1',
+        QUEUE_MAX_BYTES: '98304',
+        SEND_BYTES_PER_HOUR: '589824',
         METRICS_TOKEN: 'scrape-me',
         RATE_LIMIT_REGISTRATION: '1/0.5',
         RATE_LIMIT_AUTH: '1000000/86400',
         RATE_LIMIT_PREKEY_FETCH: '3/60',
+        RATE_LIMIT_PREKEY_REQUESTER: '7/9',
+        RATE_LIMIT_PREKEY_TARGET: '2/3',
         RATE_LIMIT_MESSAGES: '10/2',
         RATE_LIMIT_TURN: '5/60',
         WS_AUTH_TIMEOUT_MS: '100',
@@ -131,13 +140,17 @@ describe('loadConfig defaults', () => {
       migrateOnStart: false,
       registration: 'invite',
       logLevel: 'silent',
-      trustProxy: true,
+      trustProxy: 1,
       envelopeTtlDays: 90,
+      queue: { maxEnvelopes: 1, maxBytes: 98_304 },
+      sendBytesPerHour: 589_824,
       metricsToken: 'scrape-me',
       rateLimits: {
         registration: { burst: 1, refillSeconds: 0.5 },
         auth: { burst: 1_000_000, refillSeconds: 86_400 },
         prekeyFetch: { burst: 3, refillSeconds: 60 },
+        prekeyRequester: { burst: 7, refillSeconds: 9 },
+        prekeyTarget: { burst: 2, refillSeconds: 3 },
         messages: { burst: 10, refillSeconds: 2 },
         turn: { burst: 5, refillSeconds: 60 },
       },
@@ -176,6 +189,20 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
     ['MIGRATE_ON_START', 'maybe'],
     ['MIGRATE_ON_START', 'yes'],
     ['TRUST_PROXY', 'on'],
+    ['TRUST_PROXY', 'true'],
+    ['TRUST_PROXY', 'TRUE'],
+    ['TRUST_PROXY', '11'],
+    ['TRUST_PROXY', '-1'],
+    ['TRUST_PROXY', '127.0.0.1,'],
+    ['TRUST_PROXY', '10.0.0.0/33'],
+    ['TRUST_PROXY', 'fd00::/129'],
+    ['TRUST_PROXY', '10.0.0.0/8/8'],
+    ['TRUST_PROXY', 'proxy.example.org'],
+    ['QUEUE_MAX_ENVELOPES', '0'],
+    ['QUEUE_MAX_BYTES', '98303'],
+    ['SEND_BYTES_PER_HOUR', '589823'],
+    ['RATE_LIMIT_PREKEY_REQUESTER', '0/1'],
+    ['RATE_LIMIT_PREKEY_TARGET', '10'],
     ['REGISTRATION', 'closed'],
     ['REGISTRATION', 'OPEN'],
     ['LOG_LEVEL', 'loud'],
@@ -280,12 +307,17 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'MIGRATE_ON_START',
         'PORT',
         'PROVISIONING_TIMEOUT_MS',
+        'QUEUE_MAX_BYTES',
+        'QUEUE_MAX_ENVELOPES',
         'RATE_LIMIT_AUTH',
         'RATE_LIMIT_MESSAGES',
         'RATE_LIMIT_PREKEY_FETCH',
+        'RATE_LIMIT_PREKEY_REQUESTER',
+        'RATE_LIMIT_PREKEY_TARGET',
         'RATE_LIMIT_REGISTRATION',
         'RATE_LIMIT_TURN',
         'REGISTRATION',
+        'SEND_BYTES_PER_HOUR',
         'TRUST_PROXY',
         'TURN_SECRET',
         'TURN_TTL_SECONDS',
@@ -296,6 +328,49 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'WS_WINDOW',
       ].sort(),
     );
+  });
+});
+
+describe('TRUST_PROXY', () => {
+  const trust = (value: string) => loadConfig({ ...EXTERNAL, TRUST_PROXY: value }, dir).trustProxy;
+
+  it('takes a number of proxies, or their addresses and CIDR ranges', () => {
+    expect(trust('false')).toBe(false);
+    expect(trust('0')).toBe(false);
+    expect(trust('1')).toBe(1);
+    expect(trust('2')).toBe(2);
+    expect(trust(' 127.0.0.1 , 10.0.0.0/8,::1, fd00::/8 ')).toEqual([
+      '127.0.0.1',
+      '10.0.0.0/8',
+      '::1',
+      'fd00::/8',
+    ]);
+  });
+
+  it('refuses true, saying what to set instead', () => {
+    const error = configError(() => loadConfig({ ...EXTERNAL, TRUST_PROXY: 'true' }, dir));
+    expect(error.message).toMatch(/X-Forwarded-For/);
+    expect(error.message).toMatch(/number of proxies/);
+  });
+});
+
+describe('REGISTRATION', () => {
+  const mode = (env: Record<string, string>) =>
+    loadConfig({ ...EXTERNAL, ...env }, dir).registration;
+
+  it('auto: open on loopback without a proxy (local use), invite when reachable from outside', () => {
+    expect(mode({})).toBe('open');
+    expect(mode({ HOST: 'localhost' })).toBe('open');
+    expect(mode({ HOST: '::1' })).toBe('open');
+    expect(mode({ HOST: '0.0.0.0' })).toBe('invite');
+    expect(mode({ HOST: '192.0.2.10' })).toBe('invite');
+    expect(mode({ TRUST_PROXY: '1' })).toBe('invite');
+    expect(mode({ REGISTRATION: 'auto', TRUST_PROXY: '127.0.0.1' })).toBe('invite');
+  });
+
+  it('an explicit mode wins', () => {
+    expect(mode({ HOST: '0.0.0.0', REGISTRATION: 'open' })).toBe('open');
+    expect(mode({ REGISTRATION: 'invite' })).toBe('invite');
   });
 });
 

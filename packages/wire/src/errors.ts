@@ -74,6 +74,11 @@ export const ERRORS = {
     message: 'This route is a WebSocket: connect with an Upgrade request.',
   },
   RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the indicated delay.' },
+  QUEUE_FULL: {
+    status: 429,
+    message:
+      "A recipient device's queue is full until it comes online; keep the message and retry after the indicated delay.",
+  },
   INTERNAL: { status: 500, message: 'The relay failed unexpectedly; retry later.' },
   UNAVAILABLE: {
     status: 503,

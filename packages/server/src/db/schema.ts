@@ -145,3 +145,20 @@ export const envelopes = pgTable(
 
 /** Orders WebSocket connections across instances, so that the newest one per device wins. */
 export const connectionSeq = pgSequence('connection_seq');
+
+/**
+ * How much each device has queued: envelopes and ciphertext bytes. Triggers on `envelopes` keep
+ * it (migration 0002), so every insert and delete path counts, whoever wrote it; the send path
+ * reads it inside its insert transaction, where the row lock makes the queue caps exact across
+ * relay instances without counting a queue on every send.
+ */
+export const queueUsage = pgTable(
+  'queue_usage',
+  {
+    accountId: uuid('account_id').notNull(),
+    deviceId: integer('device_id').notNull(),
+    envelopes: integer('envelopes').notNull().default(0),
+    bytes: bigint('bytes', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.deviceId] }), deviceReference(t)],
+);

@@ -1,5 +1,21 @@
 import type pg from 'pg';
+import { RelayError } from '../errors.ts';
 import { EVENTS_CHANNEL } from '../services/events.ts';
+
+/** What one device may have queued (QUEUE_MAX_ENVELOPES, QUEUE_MAX_BYTES). */
+export interface QueueCaps {
+  readonly maxEnvelopes: number;
+  readonly maxBytes: number;
+}
+
+/**
+ * A full queue empties only when its device comes online, which the relay cannot predict: the
+ * sender keeps the message and tries again after this long (docs/protocol.md).
+ */
+export const QUEUE_FULL_RETRY_AFTER_SECONDS = 600;
+
+const queueFull = (): RelayError =>
+  new RelayError('QUEUE_FULL', undefined, { retryAfterSeconds: QUEUE_FULL_RETRY_AFTER_SECONDS });
 
 /** One ciphertext for one device, as the send path hands it to storage. */
 export interface NewEnvelope {
@@ -21,30 +37,85 @@ export interface StoredEnvelope {
 
 /**
  * The durable queue. Written with plain SQL because it is the hot path: one statement inserts a
- * whole batch from arrays and, in the same implicit transaction, queues one wake-up notification
- * per distinct device, which PostgreSQL delivers only once the rows are committed.
+ * whole batch from arrays and, in the same transaction, queues one wake-up notification per
+ * distinct device, which PostgreSQL delivers only once the rows are committed. Triggers count
+ * each device's queue into queue_usage; the insert checks the caps there before it commits.
  */
-export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number) => ({
+export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: QueueCaps) => ({
+  /**
+   * Stores the rows, or none of them (QUEUE_FULL) if that would take a device's queue over a
+   * cap. The trigger's update keeps each counted row locked until commit, so concurrent inserts
+   * on any instance wait and then see each other's counts: the caps hold exactly.
+   */
   async insert(rows: readonly NewEnvelope[]): Promise<void> {
-    await pool.query(
-      `WITH inserted AS (
-         INSERT INTO envelopes (account_id, device_id, type, content, urgent, expires_at)
-         SELECT a, d, t, c, u, date_trunc('hour', now()) + make_interval(days => $6::int)
-         FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[]) AS x(a, d, t, c, u)
-         RETURNING account_id, device_id
-       )
-       SELECT pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id)::text)
-       FROM (SELECT DISTINCT account_id, device_id FROM inserted) AS woken`,
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        `WITH inserted AS (
+           INSERT INTO envelopes (account_id, device_id, type, content, urgent, expires_at)
+           SELECT a, d, t, c, u, date_trunc('hour', now()) + make_interval(days => $6::int)
+           FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[]) AS x(a, d, t, c, u)
+           RETURNING account_id, device_id
+         )
+         SELECT pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id)::text)
+         FROM (SELECT DISTINCT account_id, device_id FROM inserted) AS woken`,
+        [
+          rows.map((row) => row.accountId),
+          rows.map((row) => row.deviceId),
+          rows.map((row) => row.type),
+          rows.map((row) => row.content),
+          rows.map((row) => row.urgent),
+          ttlDays,
+          EVENTS_CHANNEL,
+        ],
+      );
+      const over = await client.query(
+        `SELECT 1 FROM queue_usage
+         WHERE (account_id, device_id) IN (SELECT * FROM unnest($1::uuid[], $2::int[]))
+           AND (envelopes > $3 OR bytes > $4)
+         LIMIT 1`,
+        [
+          rows.map((row) => row.accountId),
+          rows.map((row) => row.deviceId),
+          caps.maxEnvelopes,
+          caps.maxBytes,
+        ],
+      );
+      if (over.rows.length > 0) {
+        await client.query('ROLLBACK');
+        throw queueFull();
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      if (!(error instanceof RelayError)) await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  },
+
+  /**
+   * Refuses early (QUEUE_FULL) when a device's queue has no room for its envelope in `rows`, as
+   * last counted. Advisory, without locks: insert makes the exact check. It keeps refused
+   * requests out of the batched writer, where one failure makes the batch retry item by item.
+   */
+  async checkRoom(rows: readonly NewEnvelope[]): Promise<void> {
+    const result = await pool.query(
+      `SELECT 1 FROM queue_usage q
+       JOIN unnest($1::uuid[], $2::int[], $3::int[]) AS x(a, d, n)
+         ON q.account_id = x.a AND q.device_id = x.d
+       WHERE q.envelopes + 1 > $4 OR q.bytes + x.n > $5
+       LIMIT 1`,
       [
         rows.map((row) => row.accountId),
         rows.map((row) => row.deviceId),
-        rows.map((row) => row.type),
-        rows.map((row) => row.content),
-        rows.map((row) => row.urgent),
-        ttlDays,
-        EVENTS_CHANNEL,
+        rows.map((row) => row.content.length),
+        caps.maxEnvelopes,
+        caps.maxBytes,
       ],
     );
+    if (result.rows.length > 0) throw queueFull();
   },
 
   /** The next envelopes of a device's queue after `afterSeq`, in arrival order. */
@@ -90,6 +161,16 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number) => ({
       [limit],
     );
     return result.rowCount ?? 0;
+  },
+
+  /** What a device has queued, as queue_usage counts it. */
+  async usage(accountId: string, deviceId: number): Promise<{ envelopes: number; bytes: number }> {
+    const result = await pool.query<{ envelopes: number; bytes: string }>(
+      'SELECT envelopes, bytes FROM queue_usage WHERE account_id = $1 AND device_id = $2',
+      [accountId, deviceId],
+    );
+    const row = result.rows[0];
+    return { envelopes: row?.envelopes ?? 0, bytes: Number(row?.bytes ?? 0) };
   },
 
   async countFor(accountId: string, deviceId: number): Promise<number> {

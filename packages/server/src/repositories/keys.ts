@@ -100,9 +100,14 @@ export const createKeysRepository = (db: Db) => ({
   /**
    * Bundles for the given devices (all of the account's when `deviceId` is undefined). Each
    * takes one one-time EC key if any is left and one one-time Kyber key, falling back to the
-   * device's last-resort Kyber key, which is never consumed.
+   * device's last-resort Kyber key, which is never consumed. Given `oneTimeAllowed`, devices
+   * not in it (their one-time key budget is spent) get only the signed and last-resort keys.
    */
-  async takeBundles(accountId: AccountId, deviceId: DeviceId | undefined): Promise<DeviceBundle[]> {
+  async takeBundles(
+    accountId: AccountId,
+    deviceId: DeviceId | undefined,
+    oneTimeAllowed?: ReadonlySet<number>,
+  ): Promise<DeviceBundle[]> {
     return db.transaction(async (tx) => {
       const rows = await tx
         .select()
@@ -115,21 +120,20 @@ export const createKeysRepository = (db: Db) => ({
         .orderBy(asc(devices.deviceId));
       const bundles: DeviceBundle[] = [];
       for (const device of rows) {
-        const preKey = await takeOne(tx, oneTimePreKeys, accountId, device.deviceId, (row) => ({
-          keyId: row.key_id as number,
-          publicKey: text(row.public_key as Buffer),
-        }));
-        const kemPreKey = await takeOne(
-          tx,
-          oneTimeKemPreKeys,
-          accountId,
-          device.deviceId,
-          (row) => ({
-            keyId: row.key_id as number,
-            publicKey: text(row.public_key as Buffer),
-            signature: text(row.signature as Buffer),
-          }),
-        );
+        const allowed = oneTimeAllowed?.has(device.deviceId) ?? true;
+        const preKey = allowed
+          ? await takeOne(tx, oneTimePreKeys, accountId, device.deviceId, (row) => ({
+              keyId: row.key_id as number,
+              publicKey: text(row.public_key as Buffer),
+            }))
+          : undefined;
+        const kemPreKey = allowed
+          ? await takeOne(tx, oneTimeKemPreKeys, accountId, device.deviceId, (row) => ({
+              keyId: row.key_id as number,
+              publicKey: text(row.public_key as Buffer),
+              signature: text(row.signature as Buffer),
+            }))
+          : undefined;
         bundles.push({
           deviceId: device.deviceId,
           registrationId: device.registrationId,

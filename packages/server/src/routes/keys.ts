@@ -54,7 +54,7 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
         tags: ['keys'],
         operationId: 'getPrekeyCount',
         summary: 'How many one-time prekeys the authenticated device has left',
-        description: 'Clients refill below 10.',
+        description: 'Clients refill below 50 (of 100).',
         security: bearer,
         response: { 200: KeyCountsSchema, ...errorResponses(401) },
       },
@@ -73,7 +73,7 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
         operationId: 'getPrekeyBundles',
         summary: 'Fetch prekey bundles of one device, or of all devices with *',
         description:
-          'Consumes one one-time EC prekey (when any is left) and one one-time Kyber prekey per device, falling back to the last-resort Kyber key. Rate-limited per requesting device and target device.',
+          'Consumes one one-time EC prekey (when any is left) and one one-time Kyber prekey per device, falling back to the last-resort Kyber key. Rate-limited (429) per requesting account, per client address, and per requesting device and target device. Each target device hands out at most RATE_LIMIT_PREKEY_TARGET one-time keys; beyond that its bundle has no preKey and the last-resort Kyber key.',
         security: bearer,
         params: Type.Object({ accountId: AccountIdParam, deviceId: DeviceIdOrAllParam }),
         response: { 200: PreKeyBundleResponseSchema, ...errorResponses(400, 401, 404, 429) },
@@ -91,12 +91,22 @@ export const registerKeyRoutes = (app: FastifyInstance, ctx: RelayContext): void
           ? [...(await ctx.devices.registrations(accountId)).keys()]
           : [deviceId];
       // All buckets are checked before any key is taken, so a refused request consumes nothing.
+      // The requester's account and address pay one token per device bundle: throwaway
+      // accounts behind one address share a budget.
+      ctx.limiters.prekeyRequester.take(`account:${requester.accountId}`, targets.length);
+      ctx.limiters.prekeyRequester.take(`address:${request.ip}`, targets.length);
       for (const target of targets) {
         ctx.limiters.prekeyFetch.take(
           `${requester.accountId}.${requester.deviceId}>${accountId}.${target}`,
         );
       }
-      const devices = await ctx.keys.takeBundles(accountId, deviceId);
+      // The target's own budget of one-time keys, whoever asks. Spent, it does not refuse: the
+      // bundle then carries the signed and last-resort keys only, so nobody can drain the
+      // target's one-time keys, nor stop others from starting sessions with it.
+      const oneTimeAllowed = new Set(
+        targets.filter((target) => ctx.limiters.prekeyTarget.tryTake(`${accountId}.${target}`)),
+      );
+      const devices = await ctx.keys.takeBundles(accountId, deviceId, oneTimeAllowed);
       if (devices.length === 0) throw new RelayError('DEVICE_NOT_FOUND');
       return { identityKey: identityKey.toString('base64'), devices };
     },

@@ -31,14 +31,16 @@ export const registerTurnRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         operationId: 'getTurnCredentials',
         summary: 'TURN credentials for a call',
         description:
-          "Fetch at call setup. username is `<unix expiry seconds>:<random opaque id>` and password base64(HMAC-SHA1(secret, username)), as coturn's use-auth-secret expects; valid for ttlSeconds (TURN_TTL_SECONDS). Rate-limited per device. 404 TURN_NOT_CONFIGURED when the relay has no TURN_URLS.",
+          "Fetch at call setup. username is `<unix expiry seconds>:<random opaque id>` and password base64(HMAC-SHA1(secret, username)), as coturn's use-auth-secret expects; valid for ttlSeconds (TURN_TTL_SECONDS). Rate-limited per account (RATE_LIMIT_TURN, all its devices together). 404 TURN_NOT_CONFIGURED when the relay has no TURN_URLS.",
         security: bearer,
         response: { 200: TurnCredentialsSchema, ...errorResponses(401, 404, 429) },
       },
     },
     async (request, reply) => {
       const device = await ctx.authenticateRequest(request);
-      ctx.limiters.turn.take(`${device.accountId}.${device.deviceId}`);
+      // Per account, not per device: each credential may hold coturn's user-quota allocations,
+      // so what one account can take is bounded only if its devices share one budget.
+      ctx.limiters.turn.take(device.accountId);
       const turn = ctx.config.turn;
       if (!turn) throw new RelayError('TURN_NOT_CONFIGURED');
       // Credentials: no cache may keep them.

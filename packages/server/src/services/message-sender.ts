@@ -10,7 +10,7 @@ import { FOREIGN_KEY_VIOLATION, sqlState } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DevicesRepository } from '../repositories/devices.ts';
-import type { NewEnvelope } from '../repositories/envelopes.ts';
+import type { EnvelopesRepository, NewEnvelope } from '../repositories/envelopes.ts';
 import { notifyQuery } from './events.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { RateLimiter } from './rate-limiter.ts';
@@ -31,6 +31,10 @@ export class MessageSender {
     private readonly writer: GroupCommit<NewEnvelope>,
     private readonly limiter: RateLimiter,
     private readonly metrics: Metrics,
+    /** Bytes of stored ciphertext per sending account (SEND_BYTES_PER_HOUR). */
+    private readonly byteBudget: RateLimiter,
+    /** For the early queue-room check; the writer makes the exact one. */
+    private readonly envelopes: Pick<EnvelopesRepository, 'checkRoom'>,
   ) {}
 
   async send(
@@ -65,6 +69,12 @@ export class MessageSender {
         content: contents[index] as Buffer,
         urgent: request.urgent === true,
       }));
+      // A full recipient queue refuses before the sender's budget is spent.
+      await this.envelopes.checkRoom(rows);
+      if (attempt === 0) {
+        const bytes = rows.reduce((sum, row) => sum + row.content.length, 0);
+        this.byteBudget.take(sender.accountId, bytes);
+      }
       try {
         await this.writer.submit(rows);
         this.metrics.envelopesStored.inc(rows.length);

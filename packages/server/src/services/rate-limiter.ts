@@ -15,22 +15,36 @@ export class RateLimiter {
     private readonly maxKeys = 100_000,
   ) {}
 
-  /** Takes one token for `key` or throws RATE_LIMITED with the seconds until the next one. */
-  take(key: string): void {
+  /**
+   * Takes `cost` tokens for `key` (1 by default; bytes for a byte budget) or throws RATE_LIMITED
+   * with the seconds until enough have come back.
+   */
+  take(key: string, cost = 1): void {
+    const waitMs = this.attempt(key, cost);
+    if (waitMs > 0) {
+      // Rounded to the clock's millisecond first, so float noise cannot add a whole second.
+      const retryAfterSeconds = Math.max(1, Math.ceil(Math.round(waitMs) / 1000));
+      throw new RelayError('RATE_LIMITED', undefined, { retryAfterSeconds });
+    }
+  }
+
+  /** Like take, but answers whether the tokens were there instead of throwing. */
+  tryTake(key: string, cost = 1): boolean {
+    return this.attempt(key, cost) === 0;
+  }
+
+  /** Takes the tokens and returns 0, or takes nothing and returns the milliseconds to wait. */
+  private attempt(key: string, cost: number): number {
     const now = this.now();
     const refillMs = this.limit.refillSeconds * 1000;
     const bucket = this.buckets.get(key);
     const tokens = bucket
       ? Math.min(this.limit.burst, bucket.tokens + (now - bucket.updatedMs) / refillMs)
       : this.limit.burst;
-    if (tokens < 1) {
-      // Rounded to the clock's millisecond first, so float noise cannot add a whole second.
-      const waitMs = Math.round((1 - tokens) * refillMs);
-      const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
-      throw new RelayError('RATE_LIMITED', undefined, { retryAfterSeconds });
-    }
+    if (tokens < cost) return Math.max(1, (cost - tokens) * refillMs);
     if (!bucket && this.buckets.size >= this.maxKeys) this.prune(now);
-    this.buckets.set(key, { tokens: tokens - 1, updatedMs: now });
+    this.buckets.set(key, { tokens: tokens - cost, updatedMs: now });
+    return 0;
   }
 
   /**

@@ -165,7 +165,7 @@ export const VARIABLES = {
     doc: 'Send requests per sending device and recipient account: burst/seconds.',
   },
   RATE_LIMIT_TURN: {
-    default: '10/360',
+    default: '6/600',
     doc: 'TURN credentials per account, all its devices together: burst/seconds. Keep in step with coturn quotas.',
   },
   WS_AUTH_TIMEOUT_MS: { default: '5000', doc: 'A socket must authenticate within this time.' },

@@ -71,7 +71,7 @@ describe('loadConfig defaults', () => {
         prekeyRequester: { burst: 200, refillSeconds: 18 },
         prekeyTarget: { burst: 10, refillSeconds: 360 },
         messages: { burst: 60, refillSeconds: 1 },
-        turn: { burst: 10, refillSeconds: 360 },
+        turn: { burst: 6, refillSeconds: 600 },
       },
       ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
       janitorIntervalMs: 600_000,

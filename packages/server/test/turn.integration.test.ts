@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Compile } from 'typebox/compile';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS, TurnCredentialsSchema, type TurnCredentials } from '@privcomm/wire';
+import { loadConfig, VARIABLES } from '../src/config.ts';
 import {
   createTestDatabase,
   dumpDatabase,
@@ -309,7 +310,7 @@ describe('GET /v1/turn rate limit', () => {
     await relay?.close();
   });
 
-  it('answers 429 with Retry-After once a device used its bucket, per device', async () => {
+  it('answers 429 with Retry-After once an account used its bucket, whichever device asks', async () => {
     const primary = await TestDevice.register(relay!.url);
     for (let i = 0; i < 3; i += 1) {
       const ok = await primary.request('GET', '/v1/turn');
@@ -328,9 +329,10 @@ describe('GET /v1/turn rate limit', () => {
     expect(limited.headers.get('retry-after')).toBe(String(limited.body.retryAfterSeconds));
     expect(limited.body.username).toBeUndefined();
 
-    // Another device of the same account, and another account, have buckets of their own.
+    // The account's devices share its bucket (each credential may hold coturn's user-quota
+    // allocations, so more devices must not mean more credentials); another account has its own.
     const linked = await TestDevice.link(primary);
-    expect((await linked.request('GET', '/v1/turn')).status).toBe(200);
+    expect((await linked.request('GET', '/v1/turn')).status).toBe(429);
     const other = await TestDevice.register(relay!.url);
     expect((await other.request('GET', '/v1/turn')).status).toBe(200);
     expect((await primary.request('GET', '/v1/turn')).status).toBe(429);
@@ -427,6 +429,22 @@ describe('config/turnserver.conf', () => {
         `no comment explains "${line}"`,
       ).toBe(true);
     });
+  });
+
+  it("quotas match the relay's defaults: no fewer than 20 accounts can take every allocation", () => {
+    // What one account can hold at once with the relay's defaults: the credentials it can get
+    // within one credential lifetime (its burst, plus one per refill period), each with up to
+    // user-quota allocations (every credential has a username of its own).
+    const config = loadConfig({ JWT_SECRET: randomBytes(32).toString('base64') });
+    const { burst, refillSeconds } = config.rateLimits.turn;
+    const ttlSeconds = Number(VARIABLES.TURN_TTL_SECONDS.default);
+    const credentialsPerAccount = burst + Math.ceil(ttlSeconds / refillSeconds);
+    const userQuota = Number(values('user-quota')[0]);
+    const totalQuota = Number(values('total-quota')[0]);
+    const perAccount = credentialsPerAccount * userQuota;
+    expect(Math.floor(totalQuota / perAccount)).toBeGreaterThanOrEqual(20);
+    // And a call still fits in one credential: one allocation per URL per interface (3 x 2).
+    expect(userQuota).toBeGreaterThanOrEqual(6);
   });
 
   it('is accepted by coturn, which lists each denied range, and it refuses loopback peers', async () => {

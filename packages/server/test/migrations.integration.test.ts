@@ -423,8 +423,14 @@ describe('npm run migrate', () => {
       code: 0,
       stdout: `applied: ${tags.join(', ')}\n`,
     });
+    // Later migrations that declare data loss (0002 drops derived counters) need the flag too.
+    const lossy = MIGRATIONS.slice(1).some((migration) => migration.dataLoss !== undefined);
     expect(
-      await runServerScript('cli/migrate.ts', ['--down', '--to', tags[0] as string], env),
+      await runServerScript(
+        'cli/migrate.ts',
+        ['--down', '--to', tags[0] as string, ...(lossy ? ['--allow-data-loss'] : [])],
+        env,
+      ),
     ).toMatchObject({
       code: 0,
       stdout: `rolled back: ${tags.slice(1).reverse().join(', ')}\n`,

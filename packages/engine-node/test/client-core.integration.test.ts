@@ -24,10 +24,12 @@ import { openNodeEngine } from '../src/index.ts';
  */
 let relay: TestRelay;
 let drop: () => Promise<void>;
+let databaseUrl: string;
 
 beforeAll(async () => {
   const database = await createTestDatabase();
   drop = database.drop;
+  databaseUrl = database.url;
   relay = await startRelay(database.url);
 });
 afterAll(async () => {
@@ -35,8 +37,8 @@ afterAll(async () => {
   await drop?.();
 });
 
-const transport = (): Transport => ({
-  relayUrl: relay.url,
+const transport = (relayUrl: string = relay.url): Transport => ({
+  relayUrl,
   fetch: (url, init) => fetch(url, init),
   openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
 });
@@ -47,10 +49,10 @@ interface TestClient {
   events: ClientEvent[];
 }
 
-const newClient = async (): Promise<TestClient> => {
+const newClient = async (relayUrl?: string): Promise<TestClient> => {
   const store = new MemoryStore();
   const client = await PrivcommClient.open({
-    transport: transport(),
+    transport: transport(relayUrl),
     engine: await openNodeEngine(':memory:'),
     store,
     signer: memorySigner(),
@@ -61,8 +63,8 @@ const newClient = async (): Promise<TestClient> => {
   return { client, store, events };
 };
 
-const register = async (name: string): Promise<TestClient> => {
-  const test = await newClient();
+const register = async (name: string, relayUrl?: string): Promise<TestClient> => {
+  const test = await newClient(relayUrl);
   await test.client.register({ name });
   return test;
 };
@@ -443,3 +445,70 @@ const forgeSender = async (claimedSender: string, target: string) => {
   };
   return { engine, identityKey, send };
 };
+
+describe("client core against the relay's abuse limits", () => {
+  it('keeps a text refused with QUEUE_FULL in the outbox, and sends it once the queue drained', async () => {
+    const limited = await startRelay(databaseUrl, {
+      QUEUE_MAX_ENVELOPES: '2',
+    });
+    try {
+      const alice = await register('alice', limited.url);
+      const bob = await register('bob', limited.url);
+      const bobId = bob.client.profile!.accountId;
+      const aliceId = alice.client.profile!.accountId;
+      await alice.client.sendText(bobId, 'one');
+      await alice.client.sendText(bobId, 'two');
+      await expect(alice.client.sendText(bobId, 'three')).rejects.toMatchObject({
+        code: 'RELAY_REFUSED',
+        relayCode: 'QUEUE_FULL',
+      });
+      // Kept, not failed: still "sending", still in the outbox.
+      expect((await alice.client.history(bobId)).map((m) => [m.text, m.status])).toEqual([
+        ['one', 'sent'],
+        ['two', 'sent'],
+        ['three', 'sending'],
+      ]);
+      expect(await alice.store.outbox()).toHaveLength(1);
+
+      await receive(bob);
+      expect(await alice.client.flushOutbox()).toBe(1);
+      expect(await alice.store.outbox()).toHaveLength(0);
+      await receive(bob, () => bob.events.filter((e) => e.type === 'message').length >= 3);
+      expect((await bob.client.history(aliceId)).map((m) => m.text)).toEqual([
+        'one',
+        'two',
+        'three',
+      ]);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('a first message reaches a device whose one-time prekeys the relay withholds (last-resort key)', async () => {
+    const limited = await startRelay(databaseUrl, {
+      RATE_LIMIT_PREKEY_TARGET: '1/3600',
+    });
+    try {
+      const bob = await register('bob', limited.url);
+      const bobId = bob.client.profile!.accountId;
+      // A stranger spends bob's budget of one-time keys.
+      const stranger = await TestDevice.register(limited.url);
+      const taken = await stranger.request('GET', `/v1/keys/${bobId}/1`);
+      expect(taken.body.devices[0].preKey).toBeDefined();
+      const withheld = await stranger.request('GET', `/v1/keys/${bobId}/1`);
+      expect(withheld.status).toBe(200);
+      expect(withheld.body.devices[0].preKey).toBeUndefined();
+      expect(withheld.body.devices[0].kyberPreKeyIsLastResort).toBe(true);
+
+      // Alice's session therefore starts from the signed and last-resort keys only.
+      const alice = await register('alice', limited.url);
+      await alice.client.sendText(bobId, 'hello without one-time keys');
+      await receive(bob, () => bob.events.some((e) => e.type === 'message'));
+      expect((await bob.client.history(alice.client.profile!.accountId))[0]?.text).toBe(
+        'hello without one-time keys',
+      );
+    } finally {
+      await limited.close();
+    }
+  });
+});

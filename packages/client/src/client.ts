@@ -741,7 +741,11 @@ export class PrivcommClient {
       },
     });
     await this.maintainKeys();
-    await this.flushOutbox();
+    // A message the relay still refuses for now (rate limit, full queue) stays in the outbox for
+    // next time; it must not keep the device from receiving.
+    await this.flushOutbox().catch((error: unknown) => {
+      if (!(error instanceof ClientError && isRetryable(error))) throw error;
+    });
   }
 
   /** Waits until envelopes received so far are handled, sends owed receipts, closes. */

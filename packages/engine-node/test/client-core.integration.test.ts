@@ -469,6 +469,9 @@ describe("client core against the relay's abuse limits", () => {
         ['three', 'sending'],
       ]);
       expect(await alice.store.outbox()).toHaveLength(1);
+      // Connecting tries the outbox again; still refused, it stays there and receiving goes on.
+      await receive(alice);
+      expect(await alice.store.outbox()).toHaveLength(1);
 
       await receive(bob);
       expect(await alice.client.flushOutbox()).toBe(1);

@@ -14,7 +14,14 @@ export interface QueueCaps {
  */
 export const QUEUE_FULL_RETRY_AFTER_SECONDS = 600;
 
-const queueFull = (): RelayError =>
+/** A device of the recipient account, as the send path checks it. */
+export interface DeviceQueue {
+  readonly registrationId: number;
+  readonly envelopes: number;
+  readonly bytes: number;
+}
+
+export const queueFull = (): RelayError =>
   new RelayError('QUEUE_FULL', undefined, { retryAfterSeconds: QUEUE_FULL_RETRY_AFTER_SECONDS });
 
 /** One ciphertext for one device, as the send path hands it to storage. */
@@ -96,26 +103,32 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
   },
 
   /**
-   * Refuses early (QUEUE_FULL) when a device's queue has no room for its envelope in `rows`, as
-   * last counted. Advisory, without locks: insert makes the exact check. It keeps refused
-   * requests out of the batched writer, where one failure makes the batch retry item by item.
+   * The devices of an account, each with its registration id and what it has queued: the send
+   * path's device-set check and its early look at the queue caps, in one query.
    */
-  async checkRoom(rows: readonly NewEnvelope[]): Promise<void> {
-    const result = await pool.query(
-      `SELECT 1 FROM queue_usage q
-       JOIN unnest($1::uuid[], $2::int[], $3::int[]) AS x(a, d, n)
-         ON q.account_id = x.a AND q.device_id = x.d
-       WHERE q.envelopes + 1 > $4 OR q.bytes + x.n > $5
-       LIMIT 1`,
-      [
-        rows.map((row) => row.accountId),
-        rows.map((row) => row.deviceId),
-        rows.map((row) => row.content.length),
-        caps.maxEnvelopes,
-        caps.maxBytes,
-      ],
+  async devicesWithQueues(accountId: string): Promise<Map<number, DeviceQueue>> {
+    const result = await pool.query<{
+      device_id: number;
+      registration_id: number;
+      envelopes: number;
+      bytes: string;
+    }>(
+      `SELECT d.device_id, d.registration_id,
+              coalesce(q.envelopes, 0) AS envelopes, coalesce(q.bytes, 0) AS bytes
+       FROM devices d LEFT JOIN queue_usage q USING (account_id, device_id)
+       WHERE d.account_id = $1`,
+      [accountId],
     );
-    if (result.rows.length > 0) throw queueFull();
+    return new Map(
+      result.rows.map((row) => [
+        row.device_id,
+        {
+          registrationId: row.registration_id,
+          envelopes: row.envelopes,
+          bytes: Number(row.bytes),
+        },
+      ]),
+    );
   },
 
   /** The next envelopes of a device's queue after `afterSeq`, in arrival order. */

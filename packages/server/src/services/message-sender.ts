@@ -9,8 +9,13 @@ import {
 import { FOREIGN_KEY_VIOLATION, sqlState } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import type { DevicesRepository } from '../repositories/devices.ts';
-import type { EnvelopesRepository, NewEnvelope } from '../repositories/envelopes.ts';
+import {
+  queueFull,
+  type DeviceQueue,
+  type EnvelopesRepository,
+  type NewEnvelope,
+  type QueueCaps,
+} from '../repositories/envelopes.ts';
 import { notifyQuery } from './events.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { RateLimiter } from './rate-limiter.ts';
@@ -27,14 +32,14 @@ const sorted = (values: Iterable<number>): number[] => [...values].sort((a, b) =
 export class MessageSender {
   constructor(
     private readonly pool: pg.Pool,
-    private readonly devices: DevicesRepository,
+    /** The recipient's devices with what each has queued: one query for both checks. */
+    private readonly queues: Pick<EnvelopesRepository, 'devicesWithQueues'>,
+    private readonly caps: QueueCaps,
     private readonly writer: GroupCommit<NewEnvelope>,
     private readonly limiter: RateLimiter,
     private readonly metrics: Metrics,
     /** Bytes of stored ciphertext per sending account (SEND_BYTES_PER_HOUR). */
     private readonly byteBudget: RateLimiter,
-    /** For the early queue-room check; the writer makes the exact one. */
-    private readonly envelopes: Pick<EnvelopesRepository, 'checkRoom'>,
   ) {}
 
   async send(
@@ -60,7 +65,8 @@ export class MessageSender {
       throw new RelayError('VALIDATION_FAILED', 'a device appears twice in messages');
     }
     for (let attempt = 0; ; attempt += 1) {
-      await this.checkDeviceSet(sender, recipient, request);
+      const devices = await this.queues.devicesWithQueues(recipient);
+      this.checkDeviceSet(sender, recipient, request, devices);
       if (online) return this.relayOnline(recipient, request, contents);
       const rows = request.messages.map((message, index) => ({
         accountId: recipient,
@@ -69,8 +75,9 @@ export class MessageSender {
         content: contents[index] as Buffer,
         urgent: request.urgent === true,
       }));
-      // A full recipient queue refuses before the sender's budget is spent.
-      await this.envelopes.checkRoom(rows);
+      // A full recipient queue refuses before the sender's budget is spent. This look uses the
+      // counts read with the device set; the writer checks again, exactly, inside its transaction.
+      this.checkRoom(rows, devices);
       if (attempt === 0) {
         const bytes = rows.reduce((sum, row) => sum + row.content.length, 0);
         this.byteBudget.take(sender.accountId, bytes);
@@ -88,12 +95,15 @@ export class MessageSender {
   }
 
   /** 410 for re-registered devices first, then 409 for missing or extra ones; nothing stored. */
-  private async checkDeviceSet(
+  private checkDeviceSet(
     sender: AuthenticatedDevice,
     recipient: AccountId,
     request: SendMessagesRequest,
-  ): Promise<void> {
-    const registrations = await this.devices.registrations(recipient);
+    devices: ReadonlyMap<number, DeviceQueue>,
+  ): void {
+    const registrations = new Map(
+      [...devices].map(([deviceId, device]) => [deviceId, device.registrationId]),
+    );
     if (registrations.size === 0) throw new RelayError('ACCOUNT_NOT_FOUND');
     // Messages to one's own account go to the other devices (sync), never back to the sender.
     if (recipient === sender.accountId) registrations.delete(sender.deviceId);
@@ -114,6 +124,20 @@ export class MessageSender {
         missingDevices: sorted(missing),
         extraDevices: sorted(extra),
       });
+    }
+  }
+
+  /** QUEUE_FULL if a device's queue, as last counted, has no room for its envelope. */
+  private checkRoom(rows: readonly NewEnvelope[], devices: ReadonlyMap<number, DeviceQueue>): void {
+    for (const row of rows) {
+      const queue = devices.get(row.deviceId);
+      if (!queue) continue;
+      if (
+        queue.envelopes + 1 > this.caps.maxEnvelopes ||
+        queue.bytes + row.content.length > this.caps.maxBytes
+      ) {
+        throw queueFull();
+      }
     }
   }
 

@@ -37,7 +37,12 @@ const freePort = (): Promise<number> =>
     });
   });
 
-const startRelay = async (): Promise<{ url: string; wsUrl: string; child: ChildProcess; dir: string }> => {
+const startRelay = async (): Promise<{
+  url: string;
+  wsUrl: string;
+  child: ChildProcess;
+  dir: string;
+}> => {
   const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-queue-'));
   const port = await freePort();
   const lifted = '1000000/1';
@@ -57,7 +62,10 @@ const startRelay = async (): Promise<{ url: string; wsUrl: string; child: ChildP
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 600; i += 1) {
-    const ok = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return { url, wsUrl: `ws://127.0.0.1:${port}/v1/websocket`, child, dir };
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -66,7 +74,9 @@ const startRelay = async (): Promise<{ url: string; wsUrl: string; child: ChildP
 
 const run = async (url: string, wsUrl: string): Promise<{ store: number; drain: number }> => {
   const senders = await Promise.all(Array.from({ length: PAIRS }, () => TestDevice.register(url)));
-  const recipients = await Promise.all(Array.from({ length: PAIRS }, () => TestDevice.register(url)));
+  const recipients = await Promise.all(
+    Array.from({ length: PAIRS }, () => TestDevice.register(url)),
+  );
   const content = Buffer.alloc(1024, 7);
   const storeStart = performance.now();
   await Promise.all(
@@ -97,7 +107,9 @@ try {
   process.stdout.write(`${PAIRS} pairs x ${MESSAGES} messages of 1 KiB, ${RUNS} runs\n`);
   for (let i = 0; i < RUNS; i += 1) {
     const { store, drain } = await run(relay.url, relay.wsUrl);
-    process.stdout.write(`run ${i + 1}: store ${store.toFixed(0)} msg/s, drain ${drain.toFixed(0)} msg/s\n`);
+    process.stdout.write(
+      `run ${i + 1}: store ${store.toFixed(0)} msg/s, drain ${drain.toFixed(0)} msg/s\n`,
+    );
   }
 } finally {
   relay.child.kill('SIGTERM');

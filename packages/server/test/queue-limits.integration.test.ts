@@ -106,6 +106,41 @@ describe('per-device queue caps', () => {
     expect((await sender!.send(victim.accountId, [victim.address()], content)).status).toBe(200);
   }, 120_000);
 
+  it('with the shipped defaults, 8 accounts trying to store 128 MiB for one device stop at 64 MiB with 429 QUEUE_FULL', async () => {
+    // Defaults only (the harness raises request-rate limits, not these): 64 MiB per queue,
+    // 32 MiB per sending account an hour, so the queue cap is what refuses.
+    const relay = await startRelay(database.url);
+    try {
+      const { maxBytes } = relay.relay.context.config.queue;
+      expect(maxBytes).toBe(64 * 1024 * 1024);
+      const victim = await TestDevice.register(relay.url);
+      const senders = await Promise.all(
+        Array.from({ length: 8 }, () => TestDevice.register(relay.url)),
+      );
+      const content = randomBytes(MAX_CONTENT_BYTES);
+      const perSender = Math.ceil(ATTEMPTED_BYTES / senders.length / content.length);
+      const refusals: HttpResult[] = [];
+      await Promise.all(
+        senders.map(async (sender) => {
+          for (let i = 0; i < perSender; i += 1) {
+            const reply = await sender.send(victim.accountId, [victim.address()], content);
+            if (reply.status !== 200) {
+              refusals.push(reply);
+              return;
+            }
+          }
+        }),
+      );
+      expect(refusals).toHaveLength(8);
+      for (const refusal of refusals) expectRetryLater(refusal, 'QUEUE_FULL');
+      const after = await queued(victim);
+      expect(after.bytes).toBeLessThanOrEqual(maxBytes);
+      expect(after.bytes).toBeGreaterThan(maxBytes - content.length);
+    } finally {
+      await relay.close();
+    }
+  }, 180_000);
+
   it('concurrent inserts on two instances stop exactly at the cap (the check inside the transaction)', async () => {
     const victim = await TestDevice.register(east.url);
     const row = {

@@ -162,4 +162,35 @@ describe('RateLimiter', () => {
       { numRuns: 300 },
     );
   });
+
+  it('takes a cost of several tokens (a byte budget), and says when that many are back', () => {
+    const time = clock();
+    // 1000 bytes that refill completely in 100 s: 10 bytes a second.
+    const limiter = new RateLimiter({ burst: 1000, refillSeconds: 0.1 }, time.now);
+    limiter.take('k', 600);
+    limiter.take('k', 400);
+    let refused: RelayError | undefined;
+    try {
+      limiter.take('k', 250);
+    } catch (error) {
+      refused = error as RelayError;
+    }
+    expect(refused?.code).toBe('RATE_LIMITED');
+    expect(refused?.extra.retryAfterSeconds).toBe(25);
+    // A refused take takes nothing: after 25 s the 250 are there.
+    time.advance(25_000);
+    expect(() => limiter.take('k', 250)).not.toThrow();
+  });
+
+  it('tryTake answers instead of throwing, and takes nothing when it answers false', () => {
+    const time = clock();
+    const limiter = new RateLimiter({ burst: 2, refillSeconds: 60 }, time.now);
+    expect(limiter.tryTake('k')).toBe(true);
+    expect(limiter.tryTake('k')).toBe(true);
+    expect(limiter.tryTake('k')).toBe(false);
+    expect(limiter.tryTake('other')).toBe(true);
+    time.advance(60_000);
+    expect(limiter.tryTake('k')).toBe(true);
+    expect(limiter.tryTake('k')).toBe(false);
+  });
 });

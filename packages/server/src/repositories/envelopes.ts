@@ -56,6 +56,8 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
    */
   async insert(rows: readonly NewEnvelope[]): Promise<void> {
     const client = await pool.connect();
+    // A connection whose rollback failed is broken: it is destroyed rather than reused.
+    let broken: Error | undefined;
     try {
       await client.query('BEGIN');
       await client.query(
@@ -95,10 +97,14 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       }
       await client.query('COMMIT');
     } catch (error) {
-      if (!(error instanceof RelayError)) await client.query('ROLLBACK').catch(() => undefined);
+      if (!(error instanceof RelayError)) {
+        await client.query('ROLLBACK').catch((rollbackError: Error) => {
+          broken = rollbackError;
+        });
+      }
       throw error;
     } finally {
-      client.release();
+      client.release(broken);
     }
   },
 

@@ -26,7 +26,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-test-pg-'));
   const embedded: EmbeddedDatabase = await startEmbeddedPostgres(dir, pino({ level: 'silent' }));
-  project.provide('adminDatabaseUrl', embedded.url);
+  project.provide('adminDatabaseUrl', embedded.adminUrl);
   project.provide('databaseKind', 'embedded');
   return async () => {
     await embedded.stop();

@@ -287,5 +287,29 @@ describe('the first start’s password file', () => {
   });
 });
 
+describe.runIf(asRoot && process.platform === 'linux')('run by root', () => {
+  it('refuses at once, in one line, a DATA_DIR inside a folder closed to the postgres user', async () => {
+    const home = mkdtempSync(path.join(tmpdir(), 'privcomm-root-home-'));
+    cleanup.push(() => rmSync(home, { recursive: true, force: true }));
+    chmodSync(home, 0o700); // like /root
+    const dataDir = path.join(home, 'data');
+    const relay = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main.ts')], {
+      cwd: SERVER_ROOT,
+      env: { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    track(relay);
+    let stderr = '';
+    relay.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise((resolve) => relay.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(stderr).toContain(`${home} (mode 0700) is closed to it`);
+    expect(stderr).toContain('DATABASE_URL');
+    // Refused before anything was created for PostgreSQL.
+    expect(existsSync(path.join(dataDir, 'postgres'))).toBe(false);
+  });
+});
+
 const postgresId = (flag: string): number =>
   Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());

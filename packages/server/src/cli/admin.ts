@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { openDatabase } from '../db/database.ts';
+import { migrate } from '../db/migrate.ts';
 import { createInvitesRepository } from '../repositories/accounts.ts';
 import { withDatabase } from './database-url.ts';
+import { describeFailure, OperatorError, pendingMigrations } from './failure.ts';
 
 const HELP = `Usage: npm run admin -- invite create [--count N] [--uses N] [--expires-days D]
 
@@ -60,9 +62,16 @@ const count = integer(values.count, 1, 1, 100, 'count');
 const uses = integer(values.uses, 1, 1, 1000, 'uses');
 const days = integer(values['expires-days'], 7, 0, 3650, 'expires-days');
 
-withDatabase(async (url) => {
+withDatabase(async (url, config) => {
   const database = openDatabase(url, 1, pino({ level: 'warn' }));
   try {
+    // A fresh DATA_DIR has no tables yet: bring the schema up to date as the relay's start would.
+    if (config.migrateOnStart) await migrate(database.pool);
+    else if ((await pendingMigrations(database.pool)).length > 0) {
+      throw new OperatorError(
+        'the database schema is not up to date (MIGRATE_ON_START=false): run `npm run migrate` first',
+      );
+    }
     const invites = createInvitesRepository(database.db);
     const expiresAt = days === 0 ? null : new Date(Date.now() + days * 86_400_000);
     for (let i = 0; i < count; i += 1) {
@@ -74,6 +83,6 @@ withDatabase(async (url) => {
     await database.close();
   }
 }).catch((error: unknown) => {
-  process.stderr.write(`admin failed: ${(error as Error).message}\n`);
+  process.stderr.write(`admin failed: ${describeFailure(error)}\n`);
   process.exit(1);
 });

@@ -1,0 +1,51 @@
+import type pg from 'pg';
+import { readMigrations } from '../db/migrate.ts';
+
+/** A failure whose message is written for the operator and safe to print as it is. */
+export class OperatorError extends Error {
+  override readonly name = 'OperatorError';
+}
+
+const sqlState = (error: unknown): string | undefined => {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+};
+
+const HINTS: Readonly<Record<string, string>> = {
+  '42P01': 'a table is missing: run `npm run migrate`',
+  '42501': 'the database user lacks a right it needs',
+  '28P01': 'the database password is wrong',
+  '3D000': 'the database does not exist',
+};
+
+/**
+ * One line for an operator command's failure. A failed query's error carries the query and its
+ * parameters (the ORM puts them in the message; PostgreSQL quotes values in its own): only the
+ * SQLSTATE of a database error is printed, with a hint for the common ones.
+ */
+export const describeFailure = (error: unknown): string => {
+  if (error instanceof OperatorError) return error.message;
+  const code = sqlState(error);
+  if (code !== undefined) {
+    const hint = HINTS[code];
+    return `database error ${code}${hint ? ` (${hint})` : ''}`;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return /failed query|params:/i.test(message) ? 'a database query failed' : message;
+};
+
+/** The migrations not yet applied to this database (all of them when it has none). */
+export const pendingMigrations = async (pool: pg.Pool): Promise<string[]> => {
+  const wanted = readMigrations().map((migration) => migration.tag);
+  const exists = await pool.query<{ found: string | null }>(
+    "SELECT to_regclass('schema_migrations')::text AS found",
+  );
+  if (exists.rows[0]?.found == null) return wanted;
+  const done = new Set(
+    (await pool.query<{ tag: string }>('SELECT tag FROM schema_migrations')).rows.map((r) => r.tag),
+  );
+  return wanted.filter((tag) => !done.has(tag));
+};

@@ -1,0 +1,85 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './support/database.ts';
+import { JWT_SECRET } from './support/relay.ts';
+
+const SERVER_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+/** An operator command (`npm run admin -- …`) as a process, with only the given environment. */
+const command = (
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join('src', 'cli', script), ...args],
+      { cwd: SERVER_ROOT, env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env } },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+
+const admin = (args: string[], env: Record<string, string>) => command('admin.ts', args, env);
+
+const database = async (): Promise<string> => {
+  const created = await createTestDatabase();
+  cleanup.push(() => created.drop());
+  return created.url;
+};
+
+const sql = async (url: string, statement: string): Promise<void> => {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(statement);
+  await client.end();
+};
+
+describe('npm run admin', () => {
+  it('works on a fresh DATA_DIR without `npm run migrate` first', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'privcomm-admin-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const result = await admin(['invite', 'create'], { DATA_DIR: dataDir, JWT_SECRET: '' });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^[A-Za-z0-9_-]{22}\n$/);
+  });
+
+  it('says to run `npm run migrate` when it may not migrate itself', async () => {
+    const url = await database();
+    const result = await admin(['invite', 'create'], {
+      DATABASE_URL: url,
+      MIGRATE_ON_START: 'false',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'admin failed: the database schema is not up to date (MIGRATE_ON_START=false): run `npm run migrate` first\n',
+    );
+  });
+
+  it('never prints a failed query or its parameters', async () => {
+    const url = await database();
+    expect((await command('migrate.ts', [], { DATABASE_URL: url })).code).toBe(0);
+    await sql(url, 'DROP TABLE invite_codes');
+    const result = await admin(['invite', 'create', '--uses', '987'], { DATABASE_URL: url });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'admin failed: database error 42P01 (a table is missing: run `npm run migrate`)\n',
+    );
+    expect(result.stdout).toBe('');
+  });
+});

@@ -7,6 +7,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
   statSync,
@@ -48,6 +49,7 @@ const DATABASE = 'privcomm';
 const ADMIN = 'privcomm';
 export const RELAY_ROLE = 'privcomm_relay';
 const STOP_TIMEOUT_MS = 20_000;
+const PASSWORD_DIR_PREFIX = '.initdb-';
 const START_TIMEOUT_MS = 60_000;
 
 const freePort = (): Promise<number> =>
@@ -156,7 +158,13 @@ const initialise = async (
 ): Promise<void> => {
   log.info('initialising the embedded PostgreSQL in DATA_DIR (first start only)');
   mkdirSync(databaseDir, { recursive: true, mode: 0o700 });
-  const passwordDir = mkdtempSync(path.join(dataDir, '.initdb-'));
+  // One left by a first start that was killed during initdb.
+  for (const entry of readdirSync(dataDir)) {
+    if (entry.startsWith(PASSWORD_DIR_PREFIX)) {
+      rmSync(path.join(dataDir, entry), { recursive: true, force: true });
+    }
+  }
+  const passwordDir = mkdtempSync(path.join(dataDir, PASSWORD_DIR_PREFIX));
   try {
     const passwordFile = path.join(passwordDir, 'password');
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600, flag: 'wx' });
@@ -281,7 +289,9 @@ const clearLock = async (dataDir: string, databaseDir: string, log: Logger): Pro
       `processes of an earlier embedded PostgreSQL still run in ${databaseDir} (pids ${pids}): stop them (kill ${pids}) and start again`,
     );
   }
-  if (state.kind === 'stale' && existsSync(file)) {
+  // Without /proc nothing proves the killed server's backends gone: PostgreSQL's own checks of its
+  // lock file and shared memory decide there.
+  if (state.kind === 'stale' && HAS_PROC && existsSync(file)) {
     renameSync(file, `${file}.stale`);
     log.warn({ reason: state.reason }, 'set aside a stale postmaster.pid');
   }

@@ -87,13 +87,13 @@ export const readLockPid = (databaseDir: string): number | undefined => {
   return Number.isInteger(pid) && pid > 0 ? pid : 0;
 };
 
-const isAlive = (pid: number): boolean => {
+/** Whether a server started by us could signal it: PostgreSQL's own test of its lock file. */
+const isSignalable = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
     return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  } catch {
+    return false; // no such process, or another user's (EPERM): PostgreSQL goes on too
   }
 };
 
@@ -102,7 +102,9 @@ export const inspectLock = (databaseDir: string): LockState => {
   if (pid === undefined) return { kind: 'absent' };
   if (pid === 0) return { kind: 'stale', reason: 'no process number in it' };
   if (!HAS_PROC) {
-    return isAlive(pid) ? { kind: 'unknown', pid } : { kind: 'stale', reason: 'no such process' };
+    return isSignalable(pid)
+      ? { kind: 'unknown', pid }
+      : { kind: 'stale', reason: 'no such process' };
   }
   const info = processInfo(pid);
   if (info === undefined) return { kind: 'stale', reason: 'no such process' };

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { openDatabase } from '../db/database.ts';
-import { migrate } from '../db/migrate.ts';
+import { checkSchema, migrate } from '../db/migrate.ts';
 import { createInvitesRepository } from '../repositories/accounts.ts';
 import { withDatabase } from './database-url.ts';
-import { describeFailure, OperatorError, pendingMigrations } from './failure.ts';
+import { describeFailure } from './failure.ts';
 
 const HELP = `Usage: npm run admin -- invite create [--count N] [--uses N] [--expires-days D]
 
@@ -67,11 +67,7 @@ withDatabase(async (url, config) => {
   try {
     // A fresh DATA_DIR has no tables yet: bring the schema up to date as the relay's start would.
     if (config.migrateOnStart) await migrate(database.pool);
-    else if ((await pendingMigrations(database.pool)).length > 0) {
-      throw new OperatorError(
-        'the database schema is not up to date (MIGRATE_ON_START=false): run `npm run migrate` first',
-      );
-    }
+    else await checkSchema(database.pool);
     const invites = createInvitesRepository(database.db);
     const expiresAt = days === 0 ? null : new Date(Date.now() + days * 86_400_000);
     for (let i = 0; i < count; i += 1) {

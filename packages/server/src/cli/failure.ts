@@ -1,11 +1,3 @@
-import type pg from 'pg';
-import { readMigrations } from '../db/migrate.ts';
-
-/** A failure whose message is written for the operator and safe to print as it is. */
-export class OperatorError extends Error {
-  override readonly name = 'OperatorError';
-}
-
 const sqlState = (error: unknown): string | undefined => {
   for (let cause = error; cause instanceof Error; cause = cause.cause) {
     const code = (cause as { code?: unknown }).code;
@@ -27,7 +19,6 @@ const HINTS: Readonly<Record<string, string>> = {
  * SQLSTATE of a database error is printed, with a hint for the common ones.
  */
 export const describeFailure = (error: unknown): string => {
-  if (error instanceof OperatorError) return error.message;
   const code = sqlState(error);
   if (code !== undefined) {
     const hint = HINTS[code];
@@ -35,17 +26,4 @@ export const describeFailure = (error: unknown): string => {
   }
   const message = error instanceof Error ? error.message : String(error);
   return /failed query|params:/i.test(message) ? 'a database query failed' : message;
-};
-
-/** The migrations not yet applied to this database (all of them when it has none). */
-export const pendingMigrations = async (pool: pg.Pool): Promise<string[]> => {
-  const wanted = readMigrations().map((migration) => migration.tag);
-  const exists = await pool.query<{ found: string | null }>(
-    "SELECT to_regclass('schema_migrations')::text AS found",
-  );
-  if (exists.rows[0]?.found == null) return wanted;
-  const done = new Set(
-    (await pool.query<{ tag: string }>('SELECT tag FROM schema_migrations')).rows.map((r) => r.tag),
-  );
-  return wanted.filter((tag) => !done.has(tag));
 };

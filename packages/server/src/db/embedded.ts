@@ -49,6 +49,7 @@ const DATABASE = 'privcomm';
 const ADMIN = 'privcomm';
 export const RELAY_ROLE = 'privcomm_relay';
 const STOP_TIMEOUT_MS = 20_000;
+const SMART_SHUTDOWN_MS = 3_000;
 const PASSWORD_DIR_PREFIX = '.initdb-';
 const START_TIMEOUT_MS = 60_000;
 
@@ -426,11 +427,19 @@ const prepareDatabase = async (
   }
 };
 
+/**
+ * Smart shutdown first (SIGTERM): the server waits for its sessions to end. A pool's end() returns
+ * before its sockets are closed, and a fast shutdown then would terminate those sessions and make
+ * the relay log "terminating connection due to administrator command" on a clean stop. A session
+ * still open after a few seconds gets the fast shutdown (SIGINT: open transactions roll back).
+ */
 const stopChild = async (child: ChildProcess): Promise<void> => {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGINT'); // fast shutdown: open transactions roll back, then a checkpoint
+  child.kill('SIGTERM');
+  const fast = setTimeout(() => child.kill('SIGINT'), SMART_SHUTDOWN_MS);
   await exited;
+  clearTimeout(fast);
 };
 
 export const startEmbeddedPostgres = async (

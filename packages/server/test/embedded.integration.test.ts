@@ -221,6 +221,10 @@ describe('the relay’s database role', () => {
     const adminOnRelayDb = first.adminUrl.replace(/\/postgres$/, '/privcomm');
     await query(adminOnRelayDb, 'CREATE TABLE legacy (value int)');
     await query(adminOnRelayDb, 'CREATE SEQUENCE legacy_seq');
+    await query(
+      adminOnRelayDb,
+      'CREATE FUNCTION legacy_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+    );
     await first.stop();
     const second = await start(dataDir);
     await query(second.url, 'INSERT INTO legacy VALUES (1)');
@@ -231,6 +235,7 @@ describe('the relay’s database role', () => {
         "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname LIKE 'legacy%'",
       ),
     ).toEqual([{ owner: 'privcomm_relay' }]);
+    await query(second.url, 'DROP FUNCTION legacy_fn()');
   });
 });
 

@@ -399,8 +399,8 @@ const prepareDatabase = async (
   } finally {
     await admin.end();
   }
-  // Tables created by earlier versions (as the superuser) pass to the relay's role; sequences
-  // that belong to a table follow it.
+  // Tables and functions created by earlier versions (as the superuser) pass to the relay's role;
+  // sequences that belong to a table follow it.
   const database = await connect(DATABASE);
   try {
     await database.query(`DO $$
@@ -420,6 +420,12 @@ const prepareDatabase = async (
                    AND pg_get_userbyid(c.relowner) <> '${RELAY_ROLE}'
         LOOP
           EXECUTE format('ALTER SEQUENCE public.%I OWNER TO ${RELAY_ROLE}', r.relname);
+        END LOOP;
+        FOR r IN SELECT p.oid::regprocedure AS routine FROM pg_proc p
+                 JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '${RELAY_ROLE}'
+        LOOP
+          EXECUTE format('ALTER ROUTINE %s OWNER TO ${RELAY_ROLE}', r.routine);
         END LOOP;
       END $$`);
   } finally {

@@ -7,7 +7,6 @@ import {
 } from '@privcomm/client';
 import { WavError } from '@privcomm/engine-node';
 import { ERRORS, type ErrorCode } from '@privcomm/wire';
-import { deviceLoginRefused } from './node-transport.ts';
 import { ProfileError } from './profile.ts';
 
 /** Exit codes: part of the interface (apps/cli/README.md). */
@@ -66,14 +65,14 @@ const RELAY_HINTS: Partial<Record<ErrorCode, string>> = {
   NOT_FOUND: 'the relay does not know this request; is the relay up to date?',
 };
 
-const describeClientError = (error: ClientError, server: string): string => {
+const describeClientError = (error: ClientError, server: string, loginRefused: boolean): string => {
   switch (error.code) {
     case 'RELAY_UNREACHABLE':
       return `${error.message}. Is the relay running? (server: ${server}; change it with --server URL)`;
     case 'NOT_A_RELAY':
       return `${error.message}. Check that ${server} is a privcomm relay of this version (change it with --server URL)`;
     case 'RELAY_REFUSED': {
-      if (deviceLoginRefused())
+      if (loginRefused)
         return `the relay no longer accepts this device (${error.relayCode ?? 'refused'}): it was removed from its account, or the account was deleted. Link it again ("privcomm link") or register a new profile`;
       const code = error.relayCode as ErrorCode | undefined;
       const hint =
@@ -165,8 +164,11 @@ export const describeCallEnd = (
   }
 };
 
-/** One line (without the "privcomm: " prefix), a code and an exit code for any error. */
-export const describeError = (error: unknown, server: string): Described => {
+/**
+ * One line (without the "privcomm: " prefix), a code and an exit code for any error.
+ * `loginRefused`: the relay refused this device's login during the run (see LoginWatch).
+ */
+export const describeError = (error: unknown, server: string, loginRefused = false): Described => {
   if (error instanceof UsageError)
     return { message: error.message, code: 'USAGE', exitCode: EXIT.USAGE };
   if (error instanceof ProfileError)
@@ -175,7 +177,7 @@ export const describeError = (error: unknown, server: string): Described => {
     return { message: error.message, code: error.code, exitCode: EXIT.FAILED };
   if (error instanceof ClientError)
     return {
-      message: describeClientError(error, server),
+      message: describeClientError(error, server, loginRefused),
       code: error.code,
       exitCode: EXIT.FAILED,
     };

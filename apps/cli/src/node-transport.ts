@@ -33,42 +33,48 @@ export const describeNetworkError = (error: unknown): string => {
   }
 };
 
-let authRefused = false;
-
 /**
- * Whether the relay refused this device's login (challenge or token) during this process: then
- * a "no such device/account" answer is about this profile, not about the command's argument.
+ * Whether the relay refused this device's login (challenge or token) during one run: then a
+ * "no such device/account" answer is about this profile, not about the command's argument.
+ * One object per run (not module state), written by the transport, read by describeError.
  */
-export const deviceLoginRefused = (): boolean => authRefused;
+export interface LoginWatch {
+  refused: boolean;
+}
 
-const nodeFetch: FetchLike = async (url, init) => {
-  let response: Response;
-  try {
-    response = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
-  } catch (error) {
-    throw new Error(describeNetworkError(error), { cause: error });
-  }
-  if (/\/v1\/auth\/(challenge|token)$/.test(new URL(url).pathname) && response.status >= 400)
-    authRefused = response.status !== 429;
-  return {
-    status: response.status,
-    text: async () => {
-      try {
-        return await response.text();
-      } catch (error) {
-        // Read as "not a relay" by the core: a cut-off body is not an answer either.
-        return `<${describeNetworkError(error)}>`;
-      }
-    },
+const nodeFetch =
+  (login: LoginWatch): FetchLike =>
+  async (url, init) => {
+    let response: Response;
+    try {
+      response = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
+    } catch (error) {
+      throw new Error(describeNetworkError(error), { cause: error });
+    }
+    if (/\/v1\/auth\/(challenge|token)$/.test(new URL(url).pathname) && response.status >= 400)
+      login.refused = response.status !== 429;
+    return {
+      status: response.status,
+      text: async () => {
+        try {
+          return await response.text();
+        } catch (error) {
+          // Read as "not a relay" by the core: a cut-off body is not an answer either.
+          return `<${describeNetworkError(error)}>`;
+        }
+      },
+    };
   };
-};
 
 const openSocket: SocketFactory = (url) =>
   new WebSocket(url, { handshakeTimeout: TIMEOUT_MS }) as unknown as SocketLike;
 
 /** The relay as seen from Node: global fetch, and the `ws` package for sockets. */
-export const nodeTransport = (relayUrl: string): Transport => ({
+export const nodeTransport = (
+  relayUrl: string,
+  login: LoginWatch = { refused: false },
+): Transport => ({
   relayUrl,
-  fetch: nodeFetch,
+  fetch: nodeFetch(login),
   openSocket,
 });

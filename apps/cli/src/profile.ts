@@ -10,7 +10,7 @@ import {
 } from '@privcomm/client';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
-import { nodeTransport } from './node-transport.ts';
+import { nodeTransport, type LoginWatch } from './node-transport.ts';
 import { SqliteStore, StoreFormatError } from './sqlite-store.ts';
 
 export const DEFAULT_SERVER = 'http://localhost:8000';
@@ -86,6 +86,8 @@ export interface OpenProfileOptions {
   readonly now?: () => number;
   /** WebRTC and call settings, for the commands that place or answer calls. */
   readonly calls?: CallOptions;
+  /** Told when the relay refuses this device's login (for the error message). */
+  readonly login?: LoginWatch;
 }
 
 /** An opened profile: its client, and what it was opened with. */
@@ -198,7 +200,7 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   await store.removeExpired(now());
   const server = options.serverOverride ?? profile?.relayUrl ?? DEFAULT_SERVER;
   const client = await PrivcommClient.open({
-    transport: nodeTransport(server),
+    transport: nodeTransport(server, options.login),
     engine,
     store,
     signer,

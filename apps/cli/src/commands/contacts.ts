@@ -1,0 +1,101 @@
+import type { Command } from 'commander';
+import { CliError, UsageError } from '../errors.ts';
+import type { RunContext } from '../run-context.ts';
+import { examples, UUID } from './common.ts';
+/** contacts add, list and sync: names for account ids. */
+export const addContactCommands = (program: Command, ctx: RunContext): void => {
+  const contacts = program
+    .command('contacts')
+    .summary('add and list contacts')
+    .description('manage contacts (names for account ids)')
+    .addHelpText(
+      'after',
+      examples(
+        'privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+        'privcomm contacts list',
+        'privcomm contacts sync',
+      ),
+    );
+
+  contacts
+    .command('add')
+    .description('add a contact, or rename one (no network)')
+    .argument('<name>', 'the name you will use for them in commands')
+    .argument('<accountId>', 'their account id (they see it with "privcomm whoami")')
+    .addHelpText(
+      'after',
+      examples('privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'),
+    )
+    .action(async (name: string, accountId: string, _options: unknown, command: Command) => {
+      const trimmed = name.trim();
+      if (trimmed === '') throw new UsageError('the contact name is empty');
+      if (UUID.test(trimmed.toLowerCase()))
+        throw new UsageError('a contact name cannot be an account id; pick a name');
+      const id = accountId.trim().toLowerCase();
+      if (!UUID.test(id))
+        throw new UsageError(
+          `"${accountId}" is not an account id (like 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11)`,
+        );
+      const { client, self } = await ctx.openAccount(command);
+      if (id === self.accountId) throw new CliError('that is your own account id', 'SELF');
+      const clash = (await client.contacts()).find((c) => c.name === trimmed && c.accountId !== id);
+      if (clash)
+        throw new CliError(
+          `a contact named "${trimmed}" already exists (${clash.accountId}); pick another name`,
+          'CONTACT_EXISTS',
+        );
+      const contact = await client.addContact(trimmed, id);
+      ctx.out.result(
+        { name: contact.name, accountId: contact.accountId, expireSeconds: contact.expireSeconds },
+        `Added ${contact.name} (${contact.accountId}).`,
+      );
+    });
+
+  contacts
+    .command('list')
+    .description('list contacts, with their verification state (no network)')
+    .addHelpText('after', examples('privcomm contacts list --json'))
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = await ctx.openAccount(command);
+      const all = await client.contacts();
+      if (all.length === 0 && !ctx.out.json)
+        ctx.out.status('No contacts yet: add one with "privcomm contacts add NAME ACCOUNT_ID".');
+      for (const contact of all) {
+        const identity = await client.identity(contact.accountId);
+        const verified = identity?.verified ?? false;
+        const identityChanged = identity?.changed ?? false;
+        ctx.out.result(
+          {
+            name: contact.name,
+            accountId: contact.accountId,
+            expireSeconds: contact.expireSeconds,
+            verified,
+            identityChanged,
+          },
+          `${contact.name}  ${contact.accountId}${verified ? '  verified' : ''}${identityChanged ? '  SAFETY NUMBER CHANGED' : ''}${contact.expireSeconds > 0 ? `  disappearing after ${contact.expireSeconds} s` : ''}`,
+        );
+      }
+    });
+
+  contacts
+    .command('sync')
+    .description(
+      "send your contacts' names to your other devices (a newly linked device asks for them by itself)",
+    )
+    .addHelpText('after', examples('privcomm contacts sync'))
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = await ctx.openAccount(command);
+      const count = (await client.contacts()).length;
+      if (count === 0) {
+        ctx.out.result({ type: 'contacts-sent', sent: 0 }, 'No contacts to send.');
+        return;
+      }
+      const sent = await client.syncContacts();
+      ctx.out.result(
+        { type: 'contacts-sent', sent },
+        sent === 0
+          ? 'No other device to send them to: link one with "privcomm devices add LINK_CODE".'
+          : `Sent ${sent} contact${sent === 1 ? '' : 's'} to your other devices: they get them with their next "receive" or "listen".`,
+      );
+    });
+};

@@ -1,12 +1,41 @@
 import type { CallState, CallSummary, ClientEvent, Contact, StoredMessage } from '@privcomm/client';
 
-/** Where results go: stdout (plain text or one JSON object per line), and stderr for the rest. */
+/**
+ * Where results go: stdout (plain text or one JSON object per line), and stderr for the rest.
+ * Every line meant for people passes through `neutralise`, whatever it holds.
+ */
 export interface Streams {
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
 }
 
 export type JsonObject = Record<string, unknown>;
+
+/**
+ * Characters a terminal acts on instead of showing: C0 controls (escape sequences, newline,
+ * carriage return), DEL, C1 controls (0x9b is a one-byte CSI), and the invisible bidi and line
+ * separators that reorder or split what is shown (U+202E prints text backwards).
+ */
+const TERMINAL_CONTROLS =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const SHORT_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Text for a terminal: every control character made visible as an escape (`\x1b`, `\n`,
+ * `\u202e`), so that a contact's text or name can neither drive the terminal (recolour, clear
+ * it, set the clipboard) nor forge a line of output. Human output only: --json stays exact.
+ */
+export const neutralise = (text: string): string =>
+  text.replace(TERMINAL_CONTROLS, (char) => {
+    const short = SHORT_ESCAPES[char];
+    if (short) return short;
+    const code = char.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 
 export class Output {
   constructor(
@@ -17,20 +46,20 @@ export class Output {
   /** One result: the object with --json, else the text lines. */
   result(object: JsonObject, text: string | string[]): void {
     if (this.json) this.streams.stdout.write(`${JSON.stringify(object)}\n`);
-    else for (const line of [text].flat()) this.streams.stdout.write(`${line}\n`);
+    else for (const line of [text].flat()) this.streams.stdout.write(`${neutralise(line)}\n`);
   }
 
   /** Progress and status for people: always on stderr, so that stdout stays clean for --json. */
   status(text: string): void {
-    this.streams.stderr.write(`${text}\n`);
+    this.streams.stderr.write(`${neutralise(text)}\n`);
   }
 
   warn(text: string): void {
-    this.streams.stderr.write(`privcomm: warning: ${text}\n`);
+    this.streams.stderr.write(`privcomm: warning: ${neutralise(text)}\n`);
   }
 
   error(text: string): void {
-    this.streams.stderr.write(`privcomm: ${text}\n`);
+    this.streams.stderr.write(`privcomm: ${neutralise(text)}\n`);
   }
 }
 

@@ -8,6 +8,7 @@ import { addIdentityCommands } from './commands/identities.ts';
 import { addListenCommand } from './commands/listen.ts';
 import { addMessageCommands } from './commands/messages.ts';
 import { EXIT } from './errors.ts';
+import { neutralise } from './output.ts';
 import { RunContext, type Io } from './run-context.ts';
 
 export type { Io } from './run-context.ts';
@@ -54,10 +55,12 @@ const buildProgram = (ctx: RunContext, argv: readonly string[]): Command => {
       writeErr: (text) => io.stderr.write(text),
       outputError: (text, write) =>
         write(
-          `privcomm: ${text
-            .replace(/^error: /, '')
-            .replace(/\s*\n\s*/g, ' ')
-            .trim()} (see "${[...commandPath(program, argv), '--help'].join(' ')}")\n`,
+          `privcomm: ${neutralise(
+            text
+              .replace(/^error: /, '')
+              .replace(/\s*\n\s*/g, ' ')
+              .trim(),
+          )} (see "${[...commandPath(program, argv), '--help'].join(' ')}")\n`,
         ),
     })
     .addHelpText(

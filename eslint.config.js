@@ -19,6 +19,9 @@ export default tseslint.config(
       // The Expo module's TypeScript needs expo-modules-core, which only the app (not yet in this
       // repository) installs; its logic is packages/engine-android/src/remote-engine.ts, linted.
       'apps/mobile/**',
+      // The CLI's compiled output (apps/cli/scripts/build.js).
+      'apps/cli/dist/**',
+      'apps/cli/.dist-*/**',
     ],
   },
   eslint.configs.recommended,

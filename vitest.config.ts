@@ -3,7 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
-    globalSetup: ['packages/server/test/support/global-setup.ts'],
+    globalSetup: [
+      'packages/server/test/support/global-setup.ts',
+      'apps/cli/test/support/global-setup.ts',
+    ],
     // Each CLI test spawns `privcomm` several times (about 2 s each here, more under load).
     testTimeout: 90_000,
     hookTimeout: 60_000,

@@ -1,5 +1,4 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { InvalidArgumentError } from 'commander';
 import type {
   CallMedia,
   CallSummary,
@@ -34,15 +33,6 @@ export interface AudioOptions {
   play?: string;
   record?: string;
 }
-
-export const MAX_TONE_HZ = 20_000;
-
-export const parseHz = (value: string): number => {
-  const hz = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value.trim()) || hz < 20 || hz > MAX_TONE_HZ)
-    throw new InvalidArgumentError(`--tone must be a frequency in Hz (20 to ${MAX_TONE_HZ}).`);
-  return hz;
-};
 
 /** libwebrtc, loaded now: only the call commands need the native library. */
 export const loadWebRtc = (): WebRtc => {

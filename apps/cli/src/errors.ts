@@ -5,9 +5,8 @@ import {
   UntrustedIdentityError,
   type CallSummary,
 } from '@privcomm/client';
-import { WavError } from '@privcomm/engine-node';
 import { ERRORS, type ErrorCode } from '@privcomm/wire';
-import { ProfileError } from './profile.ts';
+import { ProfileError } from './profile-paths.ts';
 
 /** Exit codes: part of the interface (apps/cli/README.md). */
 export const EXIT = {
@@ -185,7 +184,8 @@ export const describeError = (error: unknown, server: string, loginRefused = fal
     return { message: describeEngineError(error), code: error.code, exitCode: EXIT.FAILED };
   if (error instanceof CallError)
     return { message: describeCallError(error), code: error.code, exitCode: EXIT.FAILED };
-  if (error instanceof WavError)
+  // By name: engine-node (and libsignal with it) is loaded only by commands that open a profile.
+  if (error instanceof Error && error.name === 'WavError')
     return {
       message: `${error.message}; --play takes a 16-bit PCM WAV file (8 to 48 kHz)`,
       code: 'BAD_AUDIO_FILE',

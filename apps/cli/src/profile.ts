@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import {
   PrivcommClient,
@@ -11,29 +10,10 @@ import {
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
 import { nodeTransport, type LoginWatch } from './node-transport.ts';
+import { DEFAULT_SERVER, defaultProfileDir, PROFILE_FILES, ProfileError } from './profile-paths.ts';
 import { SqliteStore, StoreFormatError } from './sqlite-store.ts';
 
-export const DEFAULT_SERVER = 'http://localhost:8000';
-
-/** The files of a profile directory. */
-export const PROFILE_FILES = {
-  engine: 'engine.sqlite',
-  client: 'client.sqlite',
-  authKey: 'auth.key',
-} as const;
-
-/**
- * A profile that cannot be used as it is (missing, damaged, unreadable). Raised before anything
- * in the profile is written: a profile that could not be read is left exactly as it was.
- */
-export class ProfileError extends Error {
-  override readonly name = 'ProfileError';
-}
-
-export const defaultProfileDir = (env: NodeJS.ProcessEnv): string =>
-  env.PRIVCOMM_PROFILE && env.PRIVCOMM_PROFILE.trim() !== ''
-    ? env.PRIVCOMM_PROFILE
-    : path.join(env.HOME && env.HOME.trim() !== '' ? env.HOME : homedir(), '.privcomm');
+export { DEFAULT_SERVER, defaultProfileDir, PROFILE_FILES, ProfileError };
 
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 

@@ -9,7 +9,8 @@ import { normalizeServer } from './commands/common.ts';
 import { describeError, type Described } from './errors.ts';
 import type { LoginWatch } from './node-transport.ts';
 import { eventOutput, Names, Output } from './output.ts';
-import { DEFAULT_SERVER, defaultProfileDir, openProfile, type OpenedProfile } from './profile.ts';
+import { DEFAULT_SERVER, defaultProfileDir } from './profile-paths.ts';
+import type { OpenedProfile } from './profile.ts';
 
 /** What the program runs against: injected so that tests could drive it in-process. */
 export interface Io {
@@ -65,6 +66,9 @@ export class RunContext {
   /** Opens the profile named by the options; `create` for register and link only. */
   async open(command: Command, create: boolean, calls?: CallOptions): Promise<OpenedProfile> {
     const g = this.globals(command);
+    // Loaded here, not at start: it brings SQLite and libsignal, which help and usage errors
+    // do not need (start-up time: see bin/privcomm.js).
+    const { openProfile } = await import('./profile.ts');
     const profile = await openProfile({
       dir: g.profileDir,
       create,

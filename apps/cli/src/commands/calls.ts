@@ -1,17 +1,25 @@
-import type { Command } from 'commander';
 import { CallError, type CallInfo, type CallSummary, type ClientEvent } from '@privcomm/client';
-import {
-  audioSource,
-  CliCallMedia,
-  loadWebRtc,
-  parseHz,
-  waitForCallEnd,
-  type AudioOptions,
-} from '../calls.ts';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { AudioOptions, CliCallMedia } from '../calls.ts';
 import { CliError, describeCallEnd, UsageError } from '../errors.ts';
 import { callStateText, callSummaryJson, callSummaryText, type Names } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { closedByRelay, examples, parseSeconds } from './common.ts';
+/**
+ * The call machinery (WebRTC, audio files): imported by the call commands only, so that the
+ * other commands start without it.
+ */
+const loadCalls = () => import('../calls.ts');
+
+export const MAX_TONE_HZ = 20_000;
+
+export const parseHz = (value: string): number => {
+  const hz = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || hz < 20 || hz > MAX_TONE_HZ)
+    throw new InvalidArgumentError(`--tone must be a frequency in Hz (20 to ${MAX_TONE_HZ}).`);
+  return hz;
+};
+
 /** How long `call` waits for the backlog (stale call signals included) before placing the call. */
 const CALL_BACKLOG_WAIT_MS = 5_000;
 
@@ -108,6 +116,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         if (options.duration <= 0) throw new UsageError('--duration must be more than 0 seconds');
         if (options.ringTimeout < 1)
           throw new UsageError('--ring-timeout must be at least 1 second');
+        const { audioSource, CliCallMedia, loadWebRtc, waitForCallEnd } = await loadCalls();
         const source = audioSource(options);
         const webrtc = loadWebRtc();
         const { client, self } = await ctx.openAccount(command, {
@@ -195,6 +204,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
     )
     .action(async (options: AudioOptions & { timeout: number }, command: Command) => {
       ctx.globals(command);
+      const { audioSource, CliCallMedia, loadWebRtc, waitForCallEnd } = await loadCalls();
       const source = audioSource(options);
       const webrtc = loadWebRtc();
       const { client, self } = await ctx.openAccount(command, { webrtc });

@@ -8,6 +8,9 @@ import {
 import { ERRORS, type ErrorCode } from '@privcomm/wire';
 import { ProfileError } from './profile-paths.ts';
 
+/** In the message of a TLS handshake that failed (e.g. https:// to a plain-HTTP server). */
+export const TLS_FAILED = 'TLS_FAILED';
+
 /** Exit codes: part of the interface (apps/cli/README.md). */
 export const EXIT = {
   OK: 0,
@@ -67,6 +70,8 @@ const RELAY_HINTS: Partial<Record<ErrorCode, string>> = {
 const describeClientError = (error: ClientError, server: string, loginRefused: boolean): string => {
   switch (error.code) {
     case 'RELAY_UNREACHABLE':
+      if (error.message.includes(`(${TLS_FAILED})`))
+        return `${error.message}. If the relay serves plain HTTP, use --server ${server.replace(/^https:/, 'http:')}`;
       return `${error.message}. Is the relay running? (server: ${server}; change it with --server URL)`;
     case 'NOT_A_RELAY':
       return `${error.message}. Check that ${server} is a privcomm relay of this version (change it with --server URL)`;

@@ -1,8 +1,19 @@
 import type { FetchLike, SocketFactory, SocketLike, Transport } from '@privcomm/client';
 import WebSocket from 'ws';
+import { TLS_FAILED } from './errors.ts';
 
 /** An HTTP exchange or a socket handshake that takes longer than this fails. */
 const TIMEOUT_MS = 15_000;
+
+/** Node's codes for a certificate it does not trust. */
+const CERTIFICATE_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+]);
 
 /** Turns Node's network errors ("fetch failed") into what happened, for one clear line. */
 export const describeNetworkError = (error: unknown): string => {
@@ -13,7 +24,13 @@ export const describeNetworkError = (error: unknown): string => {
   };
   if (err.name === 'TimeoutError' || err.name === 'AbortError')
     return `no answer within ${TIMEOUT_MS / 1000} s`;
-  switch (err.cause?.code) {
+  const code = err.cause?.code ?? '';
+  // OpenSSL's own text spans lines and names its internals: one stable code instead.
+  if (code.startsWith('ERR_SSL_') || /SSL routines/.test(err.cause?.message ?? ''))
+    return `no TLS answer (${TLS_FAILED})`;
+  if (CERTIFICATE_CODES.has(code) || code.startsWith('ERR_TLS_CERT'))
+    return `the relay's TLS certificate is not trusted (${code})`;
+  switch (code) {
     case 'ECONNREFUSED':
       return 'connection refused';
     case 'ENOTFOUND':
@@ -29,7 +46,7 @@ export const describeNetworkError = (error: unknown): string => {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connection timed out';
     default:
-      return err.cause?.message ?? err.message ?? 'network error';
+      return (err.cause?.message ?? err.message ?? 'network error').split('\n')[0]!.trim();
   }
 };
 

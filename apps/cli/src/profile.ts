@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  type Stats,
+} from 'node:fs';
 import path from 'node:path';
 import {
   PrivcommClient,
@@ -80,6 +90,12 @@ export interface OpenedProfile {
   /** The profile as stored (undefined before register/link). */
   readonly profile: Profile | undefined;
   close(): Promise<void>;
+  /**
+   * For a register or link that failed: closes the profile and removes every file (and folder)
+   * this opening created, so that the profile directory is as it was before. Files that were
+   * there before are left alone (an empty one is emptied again).
+   */
+  discardNew(): Promise<void>;
 }
 
 /**
@@ -90,13 +106,15 @@ export interface OpenedProfile {
 export const openProfile = async (options: OpenProfileOptions): Promise<OpenedProfile> => {
   const dir = path.resolve(options.dir);
   const stats = statOrUndefined(dir);
+  /** The topmost folder this opening created (the profile folder, or a parent of it). */
+  let createdDir: string | undefined;
   if (!stats) {
     if (!options.create) {
       throw new ProfileError(
         `there is no profile at ${dir}: run "privcomm register" (or "privcomm link") first, or pass --profile DIR`,
       );
     }
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    createdDir = mkdirSync(dir, { recursive: true, mode: 0o700 }) ?? dir;
   } else if (!stats.isDirectory()) {
     throw new ProfileError(`the profile ${dir} is not a directory; pass --profile DIR`);
   }
@@ -106,6 +124,12 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     engine: path.join(dir, PROFILE_FILES.engine),
     authKey: path.join(dir, PROFILE_FILES.authKey),
   };
+  /** What was in the folder before (names, and which were empty): for discardNew. */
+  const before = new Map<string, boolean>(
+    options.create && createdDir === undefined
+      ? readdirSync(dir).map((name) => [name, statSync(path.join(dir, name)).size === 0])
+      : [],
+  );
   const clientState = inspect(files.client, 'sqlite', 'client store');
   const engineState = inspect(files.engine, 'sqlite', 'key store');
   const keyState = inspect(files.authKey, 'key', 'device key');
@@ -190,17 +214,30 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   });
   const openedStore = store;
   let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await client.close();
+    openedStore.close();
+  };
   return {
     dir,
     client,
     store: openedStore,
     server,
     profile,
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await client.close();
-      openedStore.close();
+    close,
+    discardNew: async () => {
+      await close();
+      if (createdDir !== undefined) {
+        rmSync(createdDir, { recursive: true, force: true });
+        return;
+      }
+      for (const name of readdirSync(dir)) {
+        const wasEmpty = before.get(name);
+        if (wasEmpty === undefined) rmSync(path.join(dir, name), { recursive: true, force: true });
+        else if (wasEmpty) truncateSync(path.join(dir, name), 0);
+      }
     },
   };
 };

@@ -49,6 +49,8 @@ const buildProgram = (ctx: RunContext, argv: readonly string[]): Command => {
     .option('--json', 'print results as JSON, one object per line, on stdout')
     .version('0.1.0', '--version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
+    // Inherited by every command added below: their help lists --server, --profile and --json.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -92,8 +94,13 @@ export const run = async (argv: readonly string[], io: Io): Promise<number> => {
     return EXIT.OK;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and version: exit 0. Help shown because no command was given: a usage error.
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version')
+      // Help and version: exit 0, also for "privcomm help [COMMAND]" (commander.help with exit
+      // code 0). Help shown because no command was given (exit code 1): a usage error.
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        (error.code === 'commander.help' && error.exitCode === 0)
+      )
         return EXIT.OK;
       return EXIT.USAGE;
     }

@@ -89,6 +89,21 @@ export class RunContext {
     return { ...profile, self };
   }
 
+  /**
+   * Opens a profile for register or link and runs `join` on it. If it fails before the profile
+   * holds an account, everything the opening created is removed: a failed attempt leaves the
+   * profile directory as it was (no key files of an account that does not exist).
+   */
+  async joinAccount<T>(command: Command, join: (opened: OpenedProfile) => Promise<T>): Promise<T> {
+    const opened = await this.open(command, true);
+    try {
+      return await join(opened);
+    } catch (error) {
+      if (opened.client.profile === undefined) await opened.discardNew();
+      throw error;
+    }
+  }
+
   async names(client: PrivcommClient, self: string): Promise<Names> {
     return new Names(self, await client.contacts());
   }

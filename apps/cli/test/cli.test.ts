@@ -95,6 +95,27 @@ describe('help', () => {
     expect(result.stderr).toBe('');
   });
 
+  it('"help --help" and "help COMMAND" show help and exit 0', async () => {
+    for (const args of [
+      ['help', '--help'],
+      ['help'],
+      ['help', 'send'],
+      ['help', 'devices', 'add'],
+    ]) {
+      const result = await runInProcess(args);
+      expect(result.code, args.join(' ')).toBe(0);
+      expect(result.stdout).toContain('Usage: privcomm');
+      expect(result.stderr).toBe('');
+    }
+  });
+
+  it.each(COMMANDS)('shows the global options in the help of "%s"', async (command) => {
+    const result = await runInProcess([...command.split(' '), '--help']);
+    expect(result.stdout).toMatch(
+      /Global Options:\n[\s\S]*--server <url>[\s\S]*--profile <dir>[\s\S]*--json/,
+    );
+  });
+
   it('works through the installed binary', async () => {
     const result = await runCli(['send', '--help']);
     expect(result.code).toBe(0);
@@ -272,6 +293,37 @@ describe('relays that are down or are not relays', () => {
       `privcomm: cannot reach the relay at http://127.0.0.1:${port}: connection refused. Is the relay running? (server: http://127.0.0.1:${port}; change it with --server URL)`,
     );
     expect(result.stdout).toBe('');
+  });
+
+  it('https:// to a plain-HTTP server: one line naming TLS and what to do, no OpenSSL internals', async () => {
+    const httpsUrl = jsonUrl.replace('http://', 'https://');
+    const dir = tempDir('tls');
+    const result = await runCli(['--profile', dir, '--server', httpsUrl, 'register']);
+    expect(result.code).toBe(1);
+    expect(expectOneErrorLine(result)).toBe(
+      `privcomm: cannot reach the relay at ${httpsUrl}: no TLS answer (TLS_FAILED). If the relay serves plain HTTP, use --server ${jsonUrl}`,
+    );
+    expect(result.stderr).not.toMatch(/SSL routines|openssl|\\n/i);
+  });
+
+  it('a register that fails leaves the profile as it was: nothing created, nothing kept', async () => {
+    // A profile directory that does not exist yet stays absent...
+    const parent = tempDir('failed-register');
+    const fresh = path.join(parent, 'profile');
+    const down = ['--server', `http://127.0.0.1:${CLOSED_PORT}`];
+    const result = await runCli(['--profile', fresh, ...down, 'register']);
+    expect(result.code).toBe(1);
+    expect(existsSync(fresh)).toBe(false);
+    // ...an empty one stays empty, with its own mode...
+    const empty = tempDir('failed-register-empty');
+    const before = snapshotDir(empty);
+    expect((await runCli(['--profile', empty, ...down, 'register'])).code).toBe(1);
+    expect(snapshotDir(empty)).toEqual(before);
+    // ...and so does a failed link.
+    expect((await runCli(['--profile', empty, ...down, 'link'])).code).toBe(1);
+    expect(snapshotDir(empty)).toEqual(before);
+    expect((await runCli(['--profile', fresh, ...down, 'link'])).code).toBe(1);
+    expect(existsSync(fresh)).toBe(false);
   });
 
   it('PRIVCOMM_SERVER is used when --server is not given', async () => {

@@ -19,11 +19,13 @@ export const addAccountCommands = (program: Command, ctx: RunContext): void => {
       ),
     )
     .action(async (options: { invite?: string; name?: string }, command: Command) => {
-      const { client, server, dir } = await ctx.open(command, true);
-      const profile = await client.register({
-        ...(options.invite === undefined ? {} : { inviteCode: options.invite }),
-        ...(options.name === undefined ? {} : { name: options.name }),
-      });
+      const { profile, server, dir } = await ctx.joinAccount(command, async (opened) => ({
+        ...opened,
+        profile: await opened.client.register({
+          ...(options.invite === undefined ? {} : { inviteCode: options.invite }),
+          ...(options.name === undefined ? {} : { name: options.name }),
+        }),
+      }));
       ctx.out.result(
         { accountId: profile.accountId, deviceId: profile.deviceId, server, profile: dir },
         [

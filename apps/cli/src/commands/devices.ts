@@ -101,14 +101,31 @@ export const addDeviceCommands = (program: Command, ctx: RunContext): void => {
       ),
     )
     .action(async (_o: unknown, command: Command) => {
-      const { client, server } = await ctx.open(command, true);
-      const { linkCode, done } = await client.startLink();
-      ctx.out.result({ type: 'link-code', linkCode }, [
-        `Link code: ${linkCode}`,
-        `On your primary device, run: privcomm devices add ${linkCode}`,
-      ]);
-      ctx.out.status('Waiting for the primary device (up to 10 minutes; Ctrl-C cancels)…');
-      const profile = await done;
+      const { profile, server } = await ctx.joinAccount(command, async (opened) => {
+        const { linkCode, done } = await opened.client.startLink();
+        ctx.out.result({ type: 'link-code', linkCode }, [
+          `Link code: ${linkCode}`,
+          `On your primary device, run: privcomm devices add ${linkCode}`,
+        ]);
+        ctx.out.status('Waiting for the primary device (up to 10 minutes; Ctrl-C cancels)…');
+        // Ctrl-C ends the wait as a failure, so that the new profile's keys are removed.
+        let cancel: (error: Error) => void = () => undefined;
+        const cancelled = new Promise<never>((_resolve, reject) => (cancel = reject));
+        done.catch(() => undefined);
+        const removeSignal = ctx.io.onSignal(() =>
+          cancel(
+            new CliError(
+              'linking cancelled: nothing was kept in this profile; run "privcomm link" again',
+              'LINK_CANCELLED',
+            ),
+          ),
+        );
+        try {
+          return { ...opened, profile: await Promise.race([done, cancelled]) };
+        } finally {
+          removeSignal();
+        }
+      });
       ctx.out.result(
         { type: 'linked', accountId: profile.accountId, deviceId: profile.deviceId, server },
         `Linked: this profile is device ${profile.deviceId} of account ${profile.accountId}. Your contacts come with the next "privcomm receive", once another of your devices has been online.`,

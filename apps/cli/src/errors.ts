@@ -161,8 +161,14 @@ export const describeCallEnd = (
         : `${peer} hung up before the call connected`;
     case 'answered-elsewhere':
       return `the call from ${peer} was answered on another device of this account`;
-    case 'failed':
-      return `the call with ${peer} failed: ${summary.detail ?? 'no connection could be set up'}`;
+    case 'failed': {
+      const why = summary.detail ?? 'no connection could be set up';
+      // The same relay serves both sides: its missing TURN server is the caller's business too.
+      const hint = why.includes('TURN_NOT_CONFIGURED')
+        ? '; the relay offers no TURN server, which a call with an unverified contact needs: verify each other ("privcomm verify") for a direct call, or ask the relay operator for TURN'
+        : '';
+      return `the call with ${peer} failed: ${why}${hint}`;
+    }
     default:
       return `the call with ${peer} ended (${String(summary.reason)})`;
   }

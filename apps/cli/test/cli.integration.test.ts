@@ -22,6 +22,7 @@ import {
 let relay: TestRelay;
 let drop: () => Promise<void>;
 let alice: string;
+let bob: string;
 let aliceId: string;
 let bobId: string;
 
@@ -30,7 +31,7 @@ beforeAll(async () => {
   drop = database.drop;
   relay = await startRelay(database.url);
   alice = tempDir('alice');
-  const bob = tempDir('bob');
+  bob = tempDir('bob');
   const [a, b] = await Promise.all([
     runCli(['--profile', alice, '--server', relay.url, '--json', 'register', '--name', 'Alice']),
     runCli(['--profile', bob, '--server', relay.url, '--json', 'register']),
@@ -149,6 +150,37 @@ describe('bad input', () => {
     expect(receiveLater.code, receiveLater.stderr).toBe(0);
     const sent = await runCli(['--profile', alice, '--json', 'history', 'bob', '--no-read']);
     expect(sent.json).toMatchObject([{ text: 'kept while the relay is down', status: 'sent' }]);
+  }, 120_000);
+});
+
+describe('calls on a relay without TURN', () => {
+  it('the caller learns why the callee could not take the call (TURN_NOT_CONFIGURED)', async () => {
+    // Alice verified Bob, so her side may call directly, without TURN; Bob did not verify
+    // Alice, so his side needs TURN, which this relay lacks: the call fails on Bob's side.
+    const sent = await runCli(['--profile', alice, 'send', 'bob', 'call me']);
+    expect(sent.code, sent.stderr).toBe(0);
+    const verified = await runCli(['--profile', alice, 'verify', 'bob']);
+    expect(verified.code, verified.stderr).toBe(0);
+    const answering = RunningCli.start(['--profile', bob, 'answer', '--timeout', '40']);
+    try {
+      await answering.until(
+        () => answering.stderrLines.some((line) => line.startsWith('waiting for a call')),
+        'answer waiting',
+      );
+      const call = await runCli(
+        ['--profile', alice, 'call', 'bob', '--ring-timeout', '30', '--duration', '1'],
+        { timeoutMs: 60_000 },
+      );
+      expect(call.code, call.stderr).toBe(1);
+      const lines = call.stderr.trim().split('\n');
+      expect(lines.at(-1)).toBe(
+        'privcomm: the call with bob failed: their device could not take part (TURN_NOT_CONFIGURED); the relay offers no TURN server, which a call with an unverified contact needs: verify each other ("privcomm verify") for a direct call, or ask the relay operator for TURN',
+      );
+      expect(await answering.wait()).toBe(1);
+      expect(answering.stderrLines.at(-1)).toContain('TURN_NOT_CONFIGURED');
+    } finally {
+      await answering.stop('SIGKILL');
+    }
   }, 120_000);
 });
 

@@ -54,10 +54,13 @@ export type CallSignal =
   | { type: 'offer'; sdp: string }
   | { type: 'answer'; sdp: string }
   | { type: 'ice'; candidates: IceCandidateSignal[] }
-  | { type: 'hangup'; reason: Exclude<EndReason, 'answered-elsewhere'> }
+  /** `code`: why a call failed on the sender's side (a stable error code such as TURN_NOT_CONFIGURED). */
+  | { type: 'hangup'; reason: Exclude<EndReason, 'answered-elsewhere'>; code?: string }
   | { type: 'busy' };
 
 const MAX_SDP = 32 * 1024;
+/** A failure code in a hangup: an error code, never free text. */
+const FAILURE_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 const MAX_CANDIDATES = 32;
 const CALL_ID = /^[A-Za-z0-9_-]{8,64}$/;
 
@@ -181,7 +184,9 @@ const validateSignal = (value: unknown): CallSignal => {
       if (reason === undefined || reason === 'answered-elsewhere') {
         throw new ContentError('bad hangup reason');
       }
-      return { type: 'hangup', reason };
+      // A code that is not one (free text, too long) is dropped: the hangup itself still counts.
+      const code = isString(s.code) && FAILURE_CODE.test(s.code) ? s.code : undefined;
+      return { type: 'hangup', reason, ...(code === undefined ? {} : { code }) };
     }
     case 'busy':
       return { type: 'busy' };

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   CallManager,
+  ClientError,
   candidateType,
   decodeContent,
   encodeContent,
@@ -58,6 +59,7 @@ describe('call contents', () => {
     { type: 'answer', sdp: 'v=0\r\n' },
     { type: 'ice', candidates: [{ candidate: RELAY, sdpMid: '0', sdpMLineIndex: 0 }] },
     { type: 'hangup', reason: 'declined' },
+    { type: 'hangup', reason: 'failed', code: 'TURN_NOT_CONFIGURED' },
     { type: 'busy' },
   ];
 
@@ -92,6 +94,23 @@ describe('call contents', () => {
       bytes.set(new TextEncoder().encode(json));
       bytes[json.length] = 0x80;
       expect(() => decodeContent(bytes), json.slice(0, 120)).toThrow();
+    }
+  });
+
+  it('drop a hangup code that is not an error code, and keep the hangup', () => {
+    for (const code of ['free text', 'x'.repeat(10), 'A'.repeat(65), 42, '\u001b[2J']) {
+      const json = JSON.stringify({
+        v: 1,
+        kind: 'call',
+        ...base,
+        callId,
+        signal: { type: 'hangup', reason: 'failed', code },
+      });
+      const bytes = new Uint8Array(Math.ceil((json.length + 1) / 160) * 160);
+      bytes.set(new TextEncoder().encode(json));
+      bytes[json.length] = 0x80;
+      expect(decodeContent(bytes)).toMatchObject({ signal: { type: 'hangup', reason: 'failed' } });
+      expect((decodeContent(bytes) as { signal: object }).signal).not.toHaveProperty('code');
     }
   });
 
@@ -324,6 +343,8 @@ const world = (
     gather?: string[];
     calls?: CallOptions;
     now?: () => number;
+    /** Per side, instead of `verified` and `turn`. */
+    sides?: Record<string, { verified?: boolean; turn?: 'ok' | 'fail' }>;
   } = {},
 ) => {
   const sent: Sent[] = [];
@@ -339,12 +360,18 @@ const world = (
         peer?.manager.receive(self, callId, signal, (options.now ?? Date.now)());
       },
       turnCredentials: async () => {
-        if (options.turn === 'fail') throw new Error('TURN_NOT_CONFIGURED');
+        if ((options.sides?.[name]?.turn ?? options.turn) === 'fail')
+          // As the relay API says it: a refusal with the relay's code.
+          throw new ClientError(
+            'RELAY_REFUSED',
+            'the relay refused (TURN_NOT_CONFIGURED)',
+            'TURN_NOT_CONFIGURED',
+          );
         return TURN;
       },
       identityState: async () => ({
         identityKey: new Uint8Array(33),
-        verified: options.verified === true,
+        verified: (options.sides?.[name]?.verified ?? options.verified) === true,
         changed: false,
       }),
       self: () => self,
@@ -520,6 +547,31 @@ describe('call manager signaling', () => {
     await carol.manager.start('dave');
     expect(carol.pcs[0]!.config.iceServers).toEqual([]);
     expect(verified.sent.map((s) => s.signal.type)).toEqual(['offer']);
+  });
+
+  it('a callee that cannot set up the call tells the caller why (its error code)', async () => {
+    // Alice verified Bob (a direct call needs no TURN); Bob did not, so he needs TURN, which
+    // the relay lacks: the failure happens on Bob's side, and Alice learns its code.
+    const { sent, make } = world({
+      sides: { alice: { verified: true, turn: 'fail' }, bob: { verified: false, turn: 'fail' } },
+    });
+    const alice = make('alice');
+    const bob = make('bob');
+    await alice.manager.start('bob');
+    await settle(() => bob.manager.state.status === 'ringing');
+    await bob.manager.accept();
+    await settle(() => alice.summaries.length === 1 && bob.summaries.length === 1);
+    expect(bob.summaries[0]).toMatchObject({ reason: 'failed' });
+    expect(bob.summaries[0]!.detail).toContain('TURN_NOT_CONFIGURED');
+    expect(sent.find((s) => s.signal.type === 'hangup')?.signal).toEqual({
+      type: 'hangup',
+      reason: 'failed',
+      code: 'TURN_NOT_CONFIGURED',
+    });
+    expect(alice.summaries[0]).toMatchObject({
+      reason: 'failed',
+      detail: 'their device could not take part (TURN_NOT_CONFIGURED)',
+    });
   });
 
   it('a connection that fails ends the call "failed" on both sides', async () => {

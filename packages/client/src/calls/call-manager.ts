@@ -119,8 +119,22 @@ export class CallError extends Error {
   }
 }
 
-/** Why a setup step failed, in words for the summary. */
-class SetupError extends Error {}
+/** Why a setup step failed, in words for the summary; `code` is told to the peer. */
+class SetupError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The stable code of a failure, told to the peer in the hangup: the relay's, or the setup's. */
+const failureCode = (error: unknown): string | undefined => {
+  const { relayCode, code } = error as { relayCode?: unknown; code?: unknown };
+  if (typeof relayCode === 'string') return relayCode;
+  return error instanceof SetupError && typeof code === 'string' ? code : undefined;
+};
 
 export interface StartOptions {
   /** Relay-only even for a verified contact. */
@@ -377,7 +391,12 @@ export class CallManager {
       case 'hangup':
         if (!session || !fromPeer) return;
         await this.apply(
-          this.machine.dispatch({ type: 'remote-hangup', callId, reason: signal.reason }),
+          this.machine.dispatch({
+            type: 'remote-hangup',
+            callId,
+            reason: signal.reason,
+            ...(signal.code === undefined ? {} : { code: signal.code }),
+          }),
         );
         return;
       case 'busy':
@@ -454,7 +473,7 @@ export class CallManager {
             session,
             effect.peer,
             effect.callId,
-            { type: 'hangup', reason },
+            { type: 'hangup', reason, ...(effect.code === undefined ? {} : { code: effect.code }) },
             { online: false, sync: effect.sync },
           ).catch(() => undefined);
           break;
@@ -515,7 +534,14 @@ export class CallManager {
 
   private async fail(session: Session, error: unknown): Promise<void> {
     if (!this.current(session.callId)) return;
-    await this.apply(this.machine.dispatch({ type: 'failed', detail: message(error) }));
+    const code = failureCode(error);
+    await this.apply(
+      this.machine.dispatch({
+        type: 'failed',
+        detail: message(error),
+        ...(code === undefined ? {} : { code }),
+      }),
+    );
   }
 
   /** TURN credentials, ICE policy, media and the peer connection for a call. */
@@ -531,7 +557,10 @@ export class CallManager {
     } catch (error) {
       // Without TURN a direct call may still work; a relay-only call cannot.
       if (session.relayOnly)
-        throw new SetupError(`relay-only call, but no TURN credentials: ${message(error)}`);
+        throw new SetupError(
+          `relay-only call, but no TURN credentials: ${message(error)}`,
+          failureCode(error),
+        );
     }
     if (session.released) return undefined;
     if (!session.media) {

@@ -71,7 +71,13 @@ export type CallEvent =
   /** The peer answered our call. */
   | { readonly type: 'answer'; readonly callId: string }
   /** The peer ended the call; `reason` is theirs (declined, no answer, …). */
-  | { readonly type: 'remote-hangup'; readonly callId: string; readonly reason: EndReason }
+  | {
+      readonly type: 'remote-hangup';
+      readonly callId: string;
+      readonly reason: EndReason;
+      /** Why it failed on their side (their error code), if they said. */
+      readonly code?: string;
+    }
   /** The peer is in another call. */
   | { readonly type: 'remote-busy'; readonly callId: string }
   /** Another device of this account answered or declined the ringing call. */
@@ -83,7 +89,7 @@ export type CallEvent =
   /** Media flows. */
   | { readonly type: 'connected' }
   /** Setup or media failed. */
-  | { readonly type: 'failed'; readonly detail?: string }
+  | { readonly type: 'failed'; readonly detail?: string; readonly code?: string }
   /** The clock: ringing or connecting took too long. */
   | { readonly type: 'timeout' }
   /** Forget the ended call. */
@@ -135,6 +141,8 @@ export type CallEffect =
       readonly peer: string;
       readonly reason: EndReason;
       readonly sync: boolean;
+      /** Why the call failed here, for the peer (a stable error code). */
+      readonly code?: string;
     }
   /** Answer an offer that cannot ring here with "busy". */
   | { readonly type: 'send-busy'; readonly callId: string; readonly peer: string }
@@ -187,12 +195,13 @@ const release = (state: ActiveCallState): CallEffect => ({
   callId: state.call.callId,
 });
 
-const hangupFor = (call: CallInfo, reason: EndReason, sync = false): CallEffect => ({
+const hangupFor = (call: CallInfo, reason: EndReason, sync = false, code?: string): CallEffect => ({
   type: 'send-hangup',
   callId: call.callId,
   peer: call.peer,
   reason,
   sync,
+  ...(code === undefined ? {} : { code }),
 });
 
 /** The pure transition function. `now` stamps what the state records. */
@@ -275,7 +284,15 @@ export const transition = (
       return to({ status: 'connecting', call, since: now }, { type: 'apply-answer' });
     case 'remote-hangup':
       if (!ours(event.callId)) return ignore(state);
-      return to(end(state, remoteReason(event.reason), now), release(state));
+      return to(
+        end(
+          state,
+          remoteReason(event.reason),
+          now,
+          event.code === undefined ? undefined : `their device could not take part (${event.code})`,
+        ),
+        release(state),
+      );
     case 'remote-busy':
       if (state.status !== 'outgoing') return refuse(state);
       if (!ours(event.callId)) return ignore(state);
@@ -297,7 +314,7 @@ export const transition = (
         release(state),
         // A ringing call that failed here still rings at the caller's until its timeout:
         // only a call the peer knows we took part in is hung up.
-        ...(state.status === 'ringing' ? [] : [hangupFor(call, 'failed')]),
+        ...(state.status === 'ringing' ? [] : [hangupFor(call, 'failed', false, event.code)]),
       );
     case 'timeout': {
       if (state.status === 'outgoing' || state.status === 'ringing') {

@@ -176,7 +176,7 @@ export const describeCallEnd = (
 
 /**
  * One line (without the "privcomm: " prefix), a code and an exit code for any error.
- * `loginRefused`: the relay refused this device's login during the run (see LoginWatch).
+ * `loginRefused`: the relay refused this device's login during the run (see RelayWatch).
  */
 export const describeError = (error: unknown, server: string, loginRefused = false): Described => {
   if (error instanceof UsageError)

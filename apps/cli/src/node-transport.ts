@@ -51,25 +51,33 @@ export const describeNetworkError = (error: unknown): string => {
 };
 
 /**
- * Whether the relay refused this device's login (challenge or token) during one run: then a
- * "no such device/account" answer is about this profile, not about the command's argument.
- * One object per run (not module state), written by the transport, read by describeError.
+ * What the transport learned about the relay during one run. One object per run (not module
+ * state), written by the transport, read by describeError and the client's retry waits.
  */
-export interface LoginWatch {
-  refused: boolean;
+export interface RelayWatch {
+  /**
+   * The relay refused this device's login (challenge or token): then a "no such device/account"
+   * answer is about this profile, not about the command's argument.
+   */
+  loginRefused: boolean;
+  /** The last attempt found nobody listening at the relay's address (connection refused). */
+  connectionRefused: boolean;
 }
 
 const nodeFetch =
-  (login: LoginWatch): FetchLike =>
+  (relay: RelayWatch): FetchLike =>
   async (url, init) => {
     let response: Response;
     try {
       response = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
     } catch (error) {
+      relay.connectionRefused =
+        (error as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
       throw new Error(describeNetworkError(error), { cause: error });
     }
+    relay.connectionRefused = false;
     if (/\/v1\/auth\/(challenge|token)$/.test(new URL(url).pathname) && response.status >= 400)
-      login.refused = response.status !== 429;
+      relay.loginRefused = response.status !== 429;
     return {
       status: response.status,
       text: async () => {
@@ -89,9 +97,9 @@ const openSocket: SocketFactory = (url) =>
 /** The relay as seen from Node: global fetch, and the `ws` package for sockets. */
 export const nodeTransport = (
   relayUrl: string,
-  login: LoginWatch = { refused: false },
+  relay: RelayWatch = { loginRefused: false, connectionRefused: false },
 ): Transport => ({
   relayUrl,
-  fetch: nodeFetch(login),
+  fetch: nodeFetch(relay),
   openSocket,
 });

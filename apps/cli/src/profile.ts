@@ -19,7 +19,7 @@ import {
 } from '@privcomm/client';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
-import { nodeTransport, type LoginWatch } from './node-transport.ts';
+import { nodeTransport, type RelayWatch } from './node-transport.ts';
 import { DEFAULT_SERVER, defaultProfileDir, PROFILE_FILES, ProfileError } from './profile-paths.ts';
 import { SqliteStore, StoreFormatError } from './sqlite-store.ts';
 
@@ -76,8 +76,8 @@ export interface OpenProfileOptions {
   readonly now?: () => number;
   /** WebRTC and call settings, for the commands that place or answer calls. */
   readonly calls?: CallOptions;
-  /** Told when the relay refuses this device's login (for the error message). */
-  readonly login?: LoginWatch;
+  /** What the transport learns about the relay during the run (errors, retries). */
+  readonly relay?: RelayWatch;
 }
 
 /** An opened profile: its client, and what it was opened with. */
@@ -203,8 +203,16 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   const now = options.now ?? Date.now;
   await store.removeExpired(now());
   const server = options.serverOverride ?? profile?.relayUrl ?? DEFAULT_SERVER;
+  const relay = options.relay ?? { loginRefused: false, connectionRefused: false };
   const client = await PrivcommClient.open({
-    transport: nodeTransport(server, options.login),
+    transport: nodeTransport(server, relay),
+    // Nobody listening at the relay's address: waiting between retries gains nothing within
+    // one command (the message stays in the outbox for the next send, receive or listen).
+    // Any answer from the relay (a 429 too) brings the waits back.
+    sleep: (ms) =>
+      relay.connectionRefused
+        ? Promise.resolve()
+        : new Promise((resolve) => setTimeout(resolve, ms)),
     engine,
     store,
     signer,

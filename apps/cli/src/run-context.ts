@@ -7,7 +7,7 @@ import {
 } from '@privcomm/client';
 import { normalizeServer } from './commands/common.ts';
 import { describeError, type Described } from './errors.ts';
-import type { LoginWatch } from './node-transport.ts';
+import type { RelayWatch } from './node-transport.ts';
 import { eventOutput, Names, Output } from './output.ts';
 import { DEFAULT_SERVER, defaultProfileDir } from './profile-paths.ts';
 import type { OpenedProfile } from './profile.ts';
@@ -39,7 +39,7 @@ export class RunContext {
   out: Output;
   /** The relay that error messages name. */
   serverForErrors = DEFAULT_SERVER;
-  readonly login: LoginWatch = { refused: false };
+  readonly relay: RelayWatch = { loginRefused: false, connectionRefused: false };
   private readonly opened: OpenedProfile[] = [];
 
   constructor(readonly io: Io) {
@@ -72,7 +72,7 @@ export class RunContext {
     const profile = await openProfile({
       dir: g.profileDir,
       create,
-      login: this.login,
+      relay: this.relay,
       ...(g.serverOverride === undefined ? {} : { serverOverride: g.serverOverride }),
       ...(calls === undefined ? {} : { calls }),
     });
@@ -126,7 +126,7 @@ export class RunContext {
 
   /** Any error in one line, with its stable code and exit code. */
   describe(error: unknown): Described {
-    return describeError(error, this.serverForErrors, this.login.refused);
+    return describeError(error, this.serverForErrors, this.relay.loginRefused);
   }
 
   /** Closes every profile this run opened. */

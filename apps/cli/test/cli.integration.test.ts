@@ -137,19 +137,32 @@ describe('bad input', () => {
     expect(expectOneErrorLine(receive)).toContain(
       `cannot reach the relay at http://127.0.0.1:${port}: connection refused. Is the relay running?`,
     );
-    // The send retries with backoff, then gives up and keeps the message in the outbox...
+    // With a session to Bob already (so that only the send itself needs the relay)...
+    const before = await runCli(['--profile', alice, 'send', 'bob', 'before the relay went down']);
+    expect(before.code, before.stderr).toBe(0);
+    // ...the send gives up (nobody listens there: no point waiting) and keeps the message in
+    // the outbox, and says so: nobody should send it twice...
     const send = await runCli([...down, '--json', 'send', 'bob', 'kept while the relay is down']);
     expect(send.code).toBe(1);
-    expect(expectOneErrorLine(send)).toContain('cannot reach the relay');
-    const pending = await runCli(['--profile', alice, '--json', 'history', 'bob', '--no-read']);
-    expect(pending.json).toMatchObject([
-      { direction: 'out', text: 'kept while the relay is down', status: 'sending' },
-    ]);
+    const history = await runCli(['--profile', alice, '--json', 'history', 'bob', '--no-read']);
+    const pending = history.json.filter((m) => m.status === 'sending');
+    expect(pending).toMatchObject([{ direction: 'out', text: 'kept while the relay is down' }]);
+    expect(expectOneErrorLine(send)).toBe(
+      `privcomm: cannot reach the relay at http://127.0.0.1:${port}: connection refused. The message is kept in this profile (id ${pending[0].id}) and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+    );
+    // ...and a second one, with the first still waiting, says the same (one line).
+    const again = await runCli([...down, 'send', 'bob', 'also kept']);
+    expect(again.code).toBe(1);
+    expect(expectOneErrorLine(again)).toContain('The message is kept in this profile (id ');
     // ...and the next command that reaches the relay sends it.
     const receiveLater = await runCli(['--profile', alice, 'receive', '--timeout', '0']);
     expect(receiveLater.code, receiveLater.stderr).toBe(0);
     const sent = await runCli(['--profile', alice, '--json', 'history', 'bob', '--no-read']);
-    expect(sent.json).toMatchObject([{ text: 'kept while the relay is down', status: 'sent' }]);
+    expect(sent.json).toMatchObject([
+      { text: 'before the relay went down', status: 'sent' },
+      { text: 'kept while the relay is down', status: 'sent' },
+      { text: 'also kept', status: 'sent' },
+    ]);
   }, 120_000);
 });
 

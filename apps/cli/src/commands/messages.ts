@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
+import { ClientError, type StoredMessage } from '@privcomm/client';
 import { CliError, UsageError } from '../errors.ts';
 import { messageJson, messageText, Names } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { closedByRelay, examples, parseSeconds, readAll } from './common.ts';
+const isUnreachable = (error: unknown): boolean =>
+  error instanceof ClientError && error.code === 'RELAY_UNREACHABLE';
+
 const MAX_TIMER_SECONDS = 365 * 24 * 60 * 60;
 
 /** send, receive, history, typing, delete and disappear: one conversation at a time. */
@@ -33,11 +37,26 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
       try {
         await client.flushOutbox();
       } catch (error) {
-        ctx.out.warn(
-          `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
+        // Unreachable: the send below meets the same, and its one error line says it all.
+        if (!isUnreachable(error))
+          ctx.out.warn(
+            `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
+          );
+      }
+      let message: StoredMessage;
+      try {
+        message = await client.sendText(to, text);
+      } catch (error) {
+        if (!isUnreachable(error)) throw error;
+        // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
+        const kept = (await client.history(to)).findLast(
+          (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
+        );
+        throw new CliError(
+          `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+          'RELAY_UNREACHABLE',
         );
       }
-      const message = await client.sendText(to, text);
       ctx.out.result(
         {
           type: 'sent',

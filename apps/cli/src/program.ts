@@ -3,6 +3,7 @@ import { addAccountCommands } from './commands/account.ts';
 import { addCallCommands } from './commands/calls.ts';
 import { examples } from './commands/common.ts';
 import { addContactCommands } from './commands/contacts.ts';
+import { addDaemonCommand } from './commands/daemon.ts';
 import { addDeviceCommands } from './commands/devices.ts';
 import { addIdentityCommands } from './commands/identities.ts';
 import { addListenCommand } from './commands/listen.ts';
@@ -79,6 +80,7 @@ const buildProgram = (ctx: RunContext, argv: readonly string[]): Command => {
   addContactCommands(program, ctx);
   addMessageCommands(program, ctx);
   addListenCommand(program, ctx);
+  addDaemonCommand(program, ctx);
   addCallCommands(program, ctx);
   addIdentityCommands(program, ctx);
   addDeviceCommands(program, ctx);

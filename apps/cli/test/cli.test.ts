@@ -59,6 +59,7 @@ const COMMANDS = [
   'send',
   'receive',
   'listen',
+  'daemon',
   'call',
   'answer',
   'history',

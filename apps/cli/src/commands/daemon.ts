@@ -1,0 +1,124 @@
+import type { Command } from 'commander';
+import { RPC_ERRORS, RpcError, Dispatcher, notification } from '../daemon/json-rpc.ts';
+import { daemonMethods } from '../daemon/methods.ts';
+import { serveLines, serveSocket, type Peer } from '../daemon/transports.ts';
+import { eventOutput } from '../output.ts';
+import type { RunContext } from '../run-context.ts';
+import { examples } from './common.ts';
+import { stayConnected } from './listen.ts';
+
+/**
+ * daemon: one long-running client for bots, driven by JSON-RPC 2.0 over stdin/stdout or a Unix
+ * socket. It stays connected like `listen` (the same reconnect function), pushes every event as
+ * a notification, and answers the messaging methods (daemon/methods.ts).
+ */
+export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
+  program
+    .command('daemon')
+    .summary('serve JSON-RPC for bots, on stdin/stdout or a Unix socket')
+    .description(
+      'stay connected and serve JSON-RPC 2.0, one JSON text per line: requests for the messaging commands, notifications for every event (messages, receipts, typing, calls…); on stdin/stdout, or on a Unix socket (--socket). SIGINT or SIGTERM stops it; so does the end of stdin',
+    )
+    .option('--socket <path>', 'serve on this Unix socket (mode 0600) instead of stdin/stdout')
+    .addHelpText(
+      'after',
+      '\nMethods: send, sendTyping, markRead, history, listContacts, addContact, deleteMessage,' +
+        '\nsetDisappearing, listDevices, whoami. Notifications: the "type" of each listen --json' +
+        '\nobject as the method, the object as params. See apps/cli/README.md.' +
+        examples(
+          `echo '{"jsonrpc":"2.0","id":1,"method":"send","params":{"recipient":"bob","message":"hi"}}' | privcomm daemon`,
+          'privcomm daemon --socket /tmp/privcomm.sock',
+        ),
+    )
+    .action(async (options: { socket?: string }, command: Command) => {
+      const { client, self, store, server, dir } = await ctx.openAccount(command);
+      const peers = new Set<Peer>();
+      const notify = (method: string, params: Record<string, unknown>) => {
+        const line = notification(method, params);
+        for (const peer of peers) peer.send(line);
+      };
+      let connected = false;
+
+      // Events as notifications, in order; receipts owed go out shortly after, as in listen.
+      let receiptTimer: ReturnType<typeof setTimeout> | undefined;
+      const scheduleReceipts = () => {
+        clearTimeout(receiptTimer);
+        receiptTimer = setTimeout(() => void client.sendOwedReceipts().catch(() => undefined), 300);
+      };
+      let notifying: Promise<void> = Promise.resolve();
+      client.subscribe((event) => {
+        if (event.type === 'disconnected') {
+          connected = false;
+          notify('disconnected', { code: event.code, reason: event.reason });
+          return;
+        }
+        if (event.type === 'queue-empty') {
+          notifying = notifying.then(() => notify('queue-empty', {}));
+          scheduleReceipts();
+          return;
+        }
+        notifying = notifying.then(async () => {
+          const shown = eventOutput(event, await ctx.names(client, self.accountId));
+          if (shown) notify(String(shown.json.type), shown.json);
+        });
+        if (event.type === 'message' || event.type === 'contacts-requested') scheduleReceipts();
+      });
+      const expiry = setInterval(() => {
+        void store.removeExpired(Date.now()).then((expired) => {
+          for (const message of expired)
+            notify('expired', { conversation: message.conversation, messageId: message.id });
+        });
+      }, 1000);
+
+      const dispatcher = new Dispatcher(
+        daemonMethods({ client, self, server, profileDir: dir, connected: () => connected }),
+        (error) => {
+          const described = ctx.describe(error);
+          return described.code === 'USAGE'
+            ? new RpcError(RPC_ERRORS.INVALID_PARAMS, described.message)
+            : new RpcError(RPC_ERRORS.APPLICATION, described.message, { code: described.code });
+        },
+      );
+
+      const connection = stayConnected(client, {
+        status: (text) => ctx.out.status(text),
+        describe: (error) => ctx.describe(error).message,
+        connected: () => {
+          connected = true;
+          ctx.out.status(`connected to ${server} as device ${self.deviceId}`);
+          notify('connected', { server, deviceId: self.deviceId });
+        },
+      });
+      const stopSignal = ctx.io.onSignal(() => connection.stop());
+      let closeTransport: () => Promise<void>;
+      if (options.socket !== undefined) {
+        const socket = await serveSocket(options.socket, dispatcher, peers).catch(
+          (error: unknown) => {
+            connection.stop();
+            throw error;
+          },
+        );
+        closeTransport = socket.close;
+        ctx.out.status(`serving JSON-RPC on ${options.socket}; SIGINT or SIGTERM stops`);
+      } else {
+        const stdio: Peer = { send: (line) => ctx.io.stdout.write(`${line}\n`) };
+        peers.add(stdio);
+        // The end of stdin (the bot went away) stops the daemon, after the last answer.
+        void serveLines(ctx.io.stdin, stdio, dispatcher).then(() => connection.stop());
+        closeTransport = async () => {
+          peers.delete(stdio);
+        };
+        ctx.out.status('serving JSON-RPC on stdin/stdout; end of input, SIGINT or SIGTERM stops');
+      }
+      try {
+        await connection.done;
+        await notifying;
+        await client.disconnect();
+      } finally {
+        clearInterval(expiry);
+        clearTimeout(receiptTimer);
+        stopSignal();
+        await closeTransport();
+      }
+    });
+};

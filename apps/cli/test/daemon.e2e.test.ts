@@ -1,0 +1,238 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
+import { BIN, removeTempDirs, runCli, tempDir } from './support/cli.ts';
+
+/**
+ * `privcomm daemon` end to end: a real relay (in this process, on PostgreSQL), and two daemons
+ * as child processes, as bots run them: Alice's on stdin/stdout, Bob's on a Unix socket.
+ * Messages go both ways, events arrive as notifications, malformed requests get JSON-RPC
+ * errors and the daemon keeps serving.
+ */
+
+let relay: TestRelay;
+let drop: () => Promise<void>;
+const alice = tempDir('alice');
+const bob = tempDir('bob');
+const socketPath = path.join(tempDir('sock'), 'bob.sock');
+let aliceId: string;
+let bobId: string;
+
+/** One JSON-RPC peer: what it received (answers and notifications), and a way to ask. */
+class RpcPeer {
+  readonly received: any[] = [];
+  readonly raw: string[] = [];
+  private nextId = 1;
+  private buffered = '';
+
+  constructor(private readonly write: (text: string) => void) {}
+
+  feed(chunk: Buffer): void {
+    this.buffered += chunk.toString('utf8');
+    const lines = this.buffered.split('\n');
+    this.buffered = lines.pop() ?? '';
+    for (const line of lines.filter((l) => l !== '')) {
+      this.raw.push(line);
+      this.received.push(JSON.parse(line));
+    }
+  }
+
+  send(text: string): void {
+    this.write(`${text}\n`);
+  }
+
+  async until(predicate: (message: any) => boolean, what: string, timeoutMs = 20_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.received.find(predicate);
+      if (found) return found;
+      if (Date.now() > deadline)
+        throw new Error(`${what}: not seen; received:\n${this.raw.join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** A request; resolves with its whole answer (result or error). */
+  async call(method: string, params?: unknown): Promise<any> {
+    const id = this.nextId++;
+    this.send(
+      JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }),
+    );
+    return this.until((m) => m.id === id && ('result' in m || 'error' in m), `answer ${id}`);
+  }
+}
+
+const startDaemon = (profile: string, extra: string[] = []) => {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [BIN, '--profile', profile, 'daemon', ...extra],
+    { env: { PATH: process.env.PATH ?? '', HOME: profile }, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { child, stderr, exited };
+};
+
+const daemons: ChildProcess[] = [];
+
+beforeAll(async () => {
+  const database = await createTestDatabase();
+  drop = database.drop;
+  relay = await startRelay(database.url);
+  const [a, b] = await Promise.all([
+    runCli(['--profile', alice, '--server', relay.url, '--json', 'register']),
+    runCli(['--profile', bob, '--server', relay.url, '--json', 'register']),
+  ]);
+  expect(a.code, a.stderr).toBe(0);
+  expect(b.code, b.stderr).toBe(0);
+  aliceId = a.json[0].accountId;
+  bobId = b.json[0].accountId;
+  expect((await runCli(['--profile', alice, 'contacts', 'add', 'bob', bobId])).code).toBe(0);
+}, 60_000);
+
+afterAll(async () => {
+  for (const child of daemons) if (child.exitCode === null) child.kill('SIGKILL');
+  await relay?.close();
+  await drop?.();
+  removeTempDirs();
+});
+
+describe('privcomm daemon', () => {
+  it('two daemons (stdin/stdout and a Unix socket): messages both ways, notifications, errors', async () => {
+    // Bob's daemon on a socket only he may use.
+    const bobDaemon = startDaemon(bob, ['--socket', socketPath]);
+    daemons.push(bobDaemon.child);
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(socketPath)) {
+      if (Date.now() > deadline || bobDaemon.child.exitCode !== null)
+        throw new Error(`no socket: ${bobDaemon.stderr.join('')}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+    const socket = net.connect(socketPath);
+    const bobRpc = new RpcPeer((text) => socket.write(text));
+    socket.on('data', (chunk: Buffer) => bobRpc.feed(chunk));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+
+    // Alice's daemon on stdin/stdout.
+    const aliceDaemon = startDaemon(alice);
+    daemons.push(aliceDaemon.child);
+    const aliceRpc = new RpcPeer((text) => aliceDaemon.child.stdin!.write(text));
+    aliceDaemon.child.stdout!.on('data', (chunk: Buffer) => aliceRpc.feed(chunk));
+    await aliceRpc.until((m) => m.method === 'queue-empty', 'alice connected');
+
+    expect(await aliceRpc.call('whoami')).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      result: {
+        accountId: aliceId,
+        deviceId: 1,
+        server: relay.url,
+        profile: alice,
+        connected: true,
+      },
+    });
+
+    // Alice → Bob: an answer with the id, then a notification at Bob's.
+    const sent = await aliceRpc.call('send', { recipient: 'bob', message: 'hello from a bot' });
+    expect(sent.result).toMatchObject({ type: 'sent', to: bobId, contact: 'bob', status: 'sent' });
+    const incoming = await bobRpc.until(
+      (m) => m.method === 'message' && m.params.text === 'hello from a bot',
+      'message at bob',
+    );
+    expect(incoming).toMatchObject({
+      jsonrpc: '2.0',
+      params: { type: 'message', id: sent.result.id, from: aliceId, direction: 'in' },
+    });
+    expect(incoming).not.toHaveProperty('id');
+    // Bob's daemon acknowledged it: Alice hears of the delivery.
+    await aliceRpc.until(
+      (m) =>
+        m.method === 'receipt' &&
+        m.params.receipt === 'delivered' &&
+        m.params.messageIds.includes(sent.result.id),
+      'delivery receipt at alice',
+    );
+
+    // Bob → Alice by account id, typing first; then Bob reads and Alice learns it.
+    expect((await bobRpc.call('sendTyping', { recipient: aliceId })).result).toEqual({
+      type: 'typing',
+      to: aliceId,
+      typing: true,
+    });
+    await aliceRpc.until((m) => m.method === 'typing' && m.params.typing === true, 'typing');
+    const reply = await bobRpc.call('send', { recipient: aliceId, message: 'hi, bot' });
+    expect(reply.result).toMatchObject({ type: 'sent', to: aliceId, status: 'sent' });
+    await aliceRpc.until(
+      (m) => m.method === 'message' && m.params.text === 'hi, bot' && m.params.contact === 'bob',
+      'reply at alice',
+    );
+    expect((await bobRpc.call('markRead', { recipient: aliceId })).result).toEqual({
+      conversation: aliceId,
+      read: 1,
+    });
+    await aliceRpc.until(
+      (m) => m.method === 'receipt' && m.params.receipt === 'read',
+      'read receipt at alice',
+    );
+    const history = await aliceRpc.call('history', { recipient: 'bob' });
+    expect(history.result.map((m: any) => [m.direction, m.text])).toEqual([
+      ['out', 'hello from a bot'],
+      ['in', 'hi, bot'],
+    ]);
+    expect((await aliceRpc.call('listContacts')).result).toEqual([
+      { name: 'bob', accountId: bobId, expireSeconds: 0, verified: false, identityChanged: false },
+    ]);
+
+    // Malformed requests: each answered with its JSON-RPC error, and the daemon goes on.
+    aliceRpc.send('this is not JSON');
+    await aliceRpc.until((m) => m.error?.code === -32700 && m.id === null, 'parse error');
+    aliceRpc.send('{"jsonrpc":"1.0","id":"x","method":"whoami"}');
+    await aliceRpc.until((m) => m.error?.code === -32600 && m.id === 'x', 'invalid request');
+    aliceRpc.send('[]');
+    await aliceRpc.until((m) => m.error?.code === -32600 && m.id === null, 'empty batch');
+    expect((await aliceRpc.call('frobnicate')).error).toMatchObject({ code: -32601 });
+    expect((await aliceRpc.call('send', { recipient: 'bob' })).error).toMatchObject({
+      code: -32602,
+      message: 'params.message must be a non-empty string',
+    });
+    expect((await aliceRpc.call('send', ['bob', 'hi'])).error).toMatchObject({ code: -32602 });
+    expect(
+      (await aliceRpc.call('send', { recipient: 'bob', message: 'hi', extra: 1 })).error,
+    ).toMatchObject({ code: -32602, message: expect.stringContaining('unknown params: extra') });
+    expect((await aliceRpc.call('send', { recipient: 'carol', message: 'hi' })).error).toEqual({
+      code: -32000,
+      message: 'no contact named "carol"; add one with: contacts add NAME ACCOUNT_ID',
+      data: { code: 'UNKNOWN_CONTACT' },
+    });
+    // A notification (no id) is run but not answered; a batch is answered as a batch.
+    const before = aliceRpc.received.length;
+    aliceRpc.send('{"jsonrpc":"2.0","method":"sendTyping","params":{"recipient":"bob"}}');
+    aliceRpc.send(
+      '[{"jsonrpc":"2.0","id":"b1","method":"whoami"},{"jsonrpc":"2.0","id":"b2","method":"nope"}]',
+    );
+    await aliceRpc.until(() => aliceRpc.raw.some((l) => l.startsWith('[')), 'batch answer');
+    const batch = JSON.parse(aliceRpc.raw.find((l) => l.startsWith('['))!);
+    expect(batch.map((a: any) => [a.id, a.result?.accountId ?? a.error?.code])).toEqual([
+      ['b1', aliceId],
+      ['b2', -32601],
+    ]);
+    expect(aliceRpc.raw.slice(before).filter((l) => !l.includes('"method"'))).toHaveLength(1);
+    // Still serving.
+    expect((await aliceRpc.call('whoami')).result.accountId).toBe(aliceId);
+
+    // The end of stdin stops Alice's daemon; SIGTERM stops Bob's and removes the socket.
+    aliceDaemon.child.stdin!.end();
+    expect(await aliceDaemon.exited).toBe(0);
+    socket.destroy();
+    bobDaemon.child.kill('SIGTERM');
+    expect(await bobDaemon.exited).toBe(0);
+    expect(existsSync(socketPath)).toBe(false);
+    for (const stderr of [aliceDaemon.stderr, bobDaemon.stderr])
+      expect(stderr.join('')).not.toMatch(/\n\s+at /);
+  }, 120_000);
+});

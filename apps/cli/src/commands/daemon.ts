@@ -26,8 +26,8 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         '\nsetDisappearing, listDevices, whoami. Notifications: the "type" of each listen --json' +
         '\nobject as the method, the object as params. See apps/cli/README.md.' +
         examples(
-          `echo '{"jsonrpc":"2.0","id":1,"method":"send","params":{"recipient":"bob","message":"hi"}}' | privcomm daemon`,
           'privcomm daemon --socket /tmp/privcomm.sock',
+          `echo '{"jsonrpc":"2.0","id":1,"method":"send","params":{"recipient":"bob","message":"hi"}}' | privcomm daemon`,
         ),
     )
     .action(async (options: { socket?: string }, command: Command) => {

@@ -123,7 +123,8 @@ describe('privcomm daemon', () => {
     daemons.push(aliceDaemon.child);
     const aliceRpc = new RpcPeer((text) => aliceDaemon.child.stdin!.write(text));
     aliceDaemon.child.stdout!.on('data', (chunk: Buffer) => aliceRpc.feed(chunk));
-    await aliceRpc.until((m) => m.method === 'queue-empty', 'alice connected');
+    await aliceRpc.until((m) => m.method === 'connected', 'alice connected');
+    await aliceRpc.until((m) => m.method === 'queue-empty', 'alice up to date');
 
     expect(await aliceRpc.call('whoami')).toEqual({
       jsonrpc: '2.0',

@@ -53,6 +53,7 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
           return;
         }
         if (event.type === 'queue-empty') {
+          connected = true;
           notifying = notifying.then(() => notify('queue-empty', {}));
           scheduleReceipts();
           return;
@@ -80,21 +81,15 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         },
       );
 
-      const connection = stayConnected(client, {
-        status: (text) => ctx.out.status(text),
-        describe: (error) => ctx.describe(error).message,
-        connected: () => {
-          connected = true;
-          ctx.out.status(`connected to ${server} as device ${self.deviceId}`);
-          notify('connected', { server, deviceId: self.deviceId });
-        },
-      });
-      const stopSignal = ctx.io.onSignal(() => connection.stop());
+      // The transport first, so that no notification (connected, queue-empty) goes unheard.
+      let stopRequested = false;
+      let stop = () => {
+        stopRequested = true;
+      };
       let closeTransport: () => Promise<void>;
       if (options.socket !== undefined) {
         const socket = await serveSocket(options.socket, dispatcher, peers).catch(
           (error: unknown) => {
-            connection.stop();
             throw error;
           },
         );
@@ -104,12 +99,24 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         const stdio: Peer = { send: (line) => ctx.io.stdout.write(`${line}\n`) };
         peers.add(stdio);
         // The end of stdin (the bot went away) stops the daemon, after the last answer.
-        void serveLines(ctx.io.stdin, stdio, dispatcher).then(() => connection.stop());
+        void serveLines(ctx.io.stdin, stdio, dispatcher).then(() => stop());
         closeTransport = async () => {
           peers.delete(stdio);
         };
         ctx.out.status('serving JSON-RPC on stdin/stdout; end of input, SIGINT or SIGTERM stops');
       }
+      const connection = stayConnected(client, {
+        status: (text) => ctx.out.status(text),
+        describe: (error) => ctx.describe(error).message,
+        connected: () => {
+          connected = true;
+          ctx.out.status(`connected to ${server} as device ${self.deviceId}`);
+          notify('connected', { server, deviceId: self.deviceId });
+        },
+      });
+      stop = () => connection.stop();
+      if (stopRequested) stop();
+      const stopSignal = ctx.io.onSignal(stop);
       try {
         await connection.done;
         await notifying;

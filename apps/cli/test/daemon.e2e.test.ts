@@ -1,9 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { statSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
+import {
+  createTestDatabase,
+  spawnRelay,
+  startRelay,
+  type RelayProcess,
+  type TestRelay,
+} from '@privcomm/server/testing';
 import { BIN, removeTempDirs, runCli, tempDir } from './support/cli.ts';
 
 /**
@@ -236,4 +243,86 @@ describe('privcomm daemon', () => {
     for (const stderr of [aliceDaemon.stderr, bobDaemon.stderr])
       expect(stderr.join('')).not.toMatch(/\n\s+at /);
   }, 120_000);
+});
+
+/** A free port below Linux's ephemeral range, so that nothing takes it while the relay restarts. */
+const portToRestartOn = async (): Promise<number> => {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = randomInt(10_000, 20_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port from 10000 to 19999');
+};
+
+describe('privcomm daemon across a relay restart', () => {
+  it('keeps a message sent while the relay is down, reconnects by itself and sends it', async () => {
+    const database = await createTestDatabase();
+    const port = String(await portToRestartOn());
+    let relayProcess: RelayProcess = await spawnRelay(database.url, { PORT: port });
+    const carol = tempDir('carol');
+    const dave = tempDir('dave');
+    try {
+      const [c, d] = await Promise.all([
+        runCli(['--profile', carol, '--server', relayProcess.url, '--json', 'register']),
+        runCli(['--profile', dave, '--server', relayProcess.url, '--json', 'register']),
+      ]);
+      expect(c.code, c.stderr).toBe(0);
+      expect(d.code, d.stderr).toBe(0);
+      const daveId = d.json[0].accountId;
+      // A session with Dave first, so that only the send itself needs the relay later.
+      const first = await runCli(['--profile', carol, 'send', daveId, 'first']);
+      expect(first.code, first.stderr).toBe(0);
+
+      const daemon = startDaemon(carol);
+      daemons.push(daemon.child);
+      const rpc = new RpcPeer((text) => daemon.child.stdin!.write(text));
+      daemon.child.stdout!.on('data', (chunk: Buffer) => rpc.feed(chunk));
+      await rpc.until((m) => m.method === 'queue-empty', 'connected');
+
+      await relayProcess.stop();
+      await rpc.until((m) => m.method === 'disconnected', 'disconnected notification');
+      const kept = await rpc.call('send', {
+        recipient: daveId,
+        message: 'while the relay is down',
+      });
+      expect(kept.error).toMatchObject({
+        code: -32000,
+        data: { code: 'RELAY_UNREACHABLE', kept: true, id: expect.any(String) },
+      });
+      expect(kept.error.message).toContain('do not send it again');
+
+      const connectedBefore = rpc.received.filter((m) => m.method === 'connected').length;
+      relayProcess = await spawnRelay(database.url, { PORT: port });
+      await rpc.until(
+        () => rpc.received.filter((m) => m.method === 'connected').length > connectedBefore,
+        'reconnected by itself',
+        40_000,
+      );
+      // The kept message went out on reconnection (once: the same id).
+      await expect
+        .poll(
+          async () =>
+            (await rpc.call('history', { recipient: daveId })).result.map(
+              (m: any) => `${m.text}:${m.status}`,
+            ),
+          { timeout: 20_000 },
+        )
+        .toEqual(['first:sent', 'while the relay is down:sent']);
+      daemon.child.stdin!.end();
+      expect(await daemon.exited).toBe(0);
+      const received = await runCli(['--profile', dave, '--json', 'receive']);
+      expect(received.json.map((m: any) => [m.id, m.text])).toEqual([
+        [expect.any(String), 'first'],
+        [kept.error.data.id, 'while the relay is down'],
+      ]);
+    } finally {
+      await relayProcess.stop();
+      await database.drop();
+    }
+  }, 180_000);
 });

@@ -45,17 +45,47 @@ export const loggerOptions = (level: string): LoggerOptions => ({
 export const createLogger = (level: string, destination?: pino.DestinationStream): pino.Logger =>
   destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
 
+/** A SQLSTATE: five digits or capital letters, PostgreSQL's own error code. */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+const databaseErrorCode = (error: Error): string | undefined => {
+  for (const candidate of [error, (error as { cause?: unknown }).cause]) {
+    const code = (candidate as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && SQLSTATE.test(code)) return code;
+  }
+  return undefined;
+};
+
+/** The stack's frames without its first line, which repeats the message. */
+const framesOnly = (stack: string | undefined): string | undefined =>
+  stack
+    ?.split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
+
 /**
- * What of an unexpected error may be logged. PostgreSQL errors carry a `detail` with the values
- * of the offending row (ids, keys), so only the message, the SQLSTATE and the stack are kept.
+ * What of an unexpected error may be logged. A failed query's error names the query's
+ * parameters (the ORM's message is "Failed query: … params: <account id>, …") and PostgreSQL's
+ * own messages and `detail` can quote values (ids, keys): for any error that carries a SQLSTATE,
+ * only that code, a generic message and the stack frames are kept. Other errors keep their
+ * message, which never holds request data in this code base.
  */
 export const safeError = (error: unknown): Record<string, unknown> => {
   if (!(error instanceof Error)) return { message: 'non-error thrown' };
-  const sqlState = (error as { code?: unknown }).code;
+  const sqlState = databaseErrorCode(error);
+  if (sqlState !== undefined || error.name === 'DrizzleQueryError') {
+    return {
+      type: error.name,
+      message: 'database query failed',
+      ...(sqlState === undefined ? {} : { code: sqlState }),
+      stack: framesOnly(error.stack),
+    };
+  }
+  const code = (error as { code?: unknown }).code;
   return {
     type: error.name,
     message: error.message,
-    ...(typeof sqlState === 'string' ? { code: sqlState } : {}),
+    ...(typeof code === 'string' ? { code } : {}),
     stack: error.stack,
   };
 };

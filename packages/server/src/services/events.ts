@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Envelope } from '@privcomm/wire';
 import type { Executor } from '../db/executor.ts';
+import { safeError } from '../logger.ts';
 
 /**
  * Events between relay instances, over PostgreSQL LISTEN/NOTIFY on one channel. They are only
@@ -89,7 +90,10 @@ export class EventListener {
       client.removeAllListeners('notification');
       void client.end().catch(() => undefined);
       if (!this.stopped) {
-        this.log.warn({ err: error?.message }, 'event listener lost its connection; reconnecting');
+        this.log.warn(
+          { err: error === undefined ? undefined : safeError(error) },
+          'event listener lost its connection; reconnecting',
+        );
         this.scheduleReconnect();
       }
     };

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { CLOSE_CODES, deviceAddress, type AccountId, type DeviceId } from '@privcomm/wire';
 import type { EventHandler, RelayEvent } from '../services/events.ts';
+import { safeError } from '../logger.ts';
 
 /** How long an announcement from another instance is remembered (see `announced`). */
 const ANNOUNCEMENT_MEMORY_MS = 60_000;
@@ -103,7 +104,7 @@ export class ConnectionRegistry implements EventHandler {
         }
       })
       .catch((error: unknown) =>
-        this.log.warn({ err: (error as Error).message }, 'resync after listener outage failed'),
+        this.log.warn({ err: safeError(error) }, 'resync after listener outage failed'),
       );
   }
 

@@ -41,6 +41,11 @@ const REQUIRED_DENIED = [
   'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // fc00::/7
   'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // fe80::/10
   '::ffff:0.0.0.0-::ffff:255.255.255.255', // ::ffff:0:0/96
+  '::1-::ffff:ffff', // IPv4-compatible ::/96 (from ::1: `::` breaks coturn 4.6.1)
+  '64:ff9b::-64:ff9b::ffff:ffff', // NAT64 64:ff9b::/96
+  '64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff', // local-use NAT64 64:ff9b:1::/48
+  '2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // 6to4 2002::/16
+  '2001::-2001:0:ffff:ffff:ffff:ffff:ffff:ffff', // Teredo 2001::/32
 ];
 
 const hmac = (secret: string, username: string): string =>
@@ -359,7 +364,7 @@ describe('config/turnserver.conf', () => {
     parsed.filter((option) => option.name === name).map((option) => option.value);
   const has = (name: string) => parsed.some((option) => option.name === name);
 
-  it('denies every private, loopback, link-local, CGNAT, ULA and IPv4-mapped range', () => {
+  it('denies every private, loopback, link-local, CGNAT, ULA range and every IPv6 form of IPv4 (mapped, compatible, NAT64, 6to4, Teredo)', () => {
     const denied = values('denied-peer-ip');
     for (const range of REQUIRED_DENIED) expect(denied, range).toContain(range);
     // coturn's syntax is an address or start-end, never CIDR.

@@ -31,6 +31,7 @@ import { registerOperationRoutes } from './routes/operations.ts';
 import { registerProvisioningRoutes } from './routes/provisioning.ts';
 import { registerTurnRoutes } from './routes/turn.ts';
 import { registerWebSocketRoute } from './routes/websocket.ts';
+import { challengeKey } from './services/challenges.ts';
 import { EventListener } from './services/events.ts';
 import { GroupCommit } from './services/group-commit.ts';
 import { runJanitor, startJanitor } from './services/janitor.ts';
@@ -105,6 +106,12 @@ export interface BuildOptions {
 /** Builds one relay instance: database, listener, services, routes. Tests use it directly. */
 export const buildApp = async (config: RelayConfig, options: BuildOptions): Promise<Relay> => {
   const log = options.logger ?? createLogger(config.logLevel);
+  if (config.movedSecrets.length > 0) {
+    log.info(
+      { files: config.movedSecrets },
+      'moved secrets out of DATA_DIR/secrets into SECRETS_DIR: back them up apart from the data',
+    );
+  }
   const database = openDatabase(options.databaseUrl, config.databasePoolSize, log);
   if (config.migrateOnStart) {
     const applied = await migrate(database.pool);
@@ -158,6 +165,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       burst: config.sendBytesPerHour,
       refillSeconds: 3600 / config.sendBytesPerHour,
     }),
+    login: new RateLimiter(config.rateLimits.login),
   };
   const pruneLimiters = setInterval(() => {
     for (const limiter of Object.values(limiters)) limiter.prune();
@@ -173,6 +181,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     devices,
     keys: createKeysRepository(database.db),
     challenges: createChallengesRepository(database.db),
+    challengeKey: challengeKey(config.jwtSecret),
     envelopes,
     acks: new GroupCommit<number>((seqs) => envelopes.delete(seqs)),
     tokens,

@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { isIP, isIPv6 } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
@@ -45,6 +54,10 @@ export interface RelayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
+  /** Where generated secrets live (embedded mode): never inside dataDir. */
+  readonly secretsDir: string;
+  /** Secrets found in DATA_DIR/secrets by this load and moved to secretsDir (file names). */
+  readonly movedSecrets: readonly string[];
   /** Absent means: run the embedded PostgreSQL in dataDir. */
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
@@ -67,6 +80,7 @@ export interface RelayConfig {
     readonly prekeyTarget: RateLimit;
     readonly messages: RateLimit;
     readonly turn: RateLimit;
+    readonly login: RateLimit;
   };
   readonly ws: {
     readonly authTimeoutMs: number;
@@ -99,7 +113,11 @@ export const VARIABLES = {
   PORT: { default: '8000', doc: 'TCP port of the HTTP and WebSocket API.' },
   DATA_DIR: {
     default: './data',
-    doc: 'Where the embedded PostgreSQL and generated secrets live (embedded mode only).',
+    doc: 'Where the embedded PostgreSQL lives (embedded mode only). Holds no key: back it up as data.',
+  },
+  SECRETS_DIR: {
+    default: '',
+    doc: 'Where generated secrets live (embedded mode). Unset: beside DATA_DIR, named `<DATA_DIR>-secrets`. Never inside DATA_DIR.',
   },
   DATABASE_URL: {
     default: '',
@@ -146,7 +164,11 @@ export const VARIABLES = {
   },
   RATE_LIMIT_AUTH: {
     default: '30/2',
-    doc: 'Challenges and tokens per device (and, in separate buckets, provisioning messages and identity lookups): burst/seconds.',
+    doc: 'Provisioning messages and identity lookups per requesting device (two buckets): burst/seconds.',
+  },
+  RATE_LIMIT_LOGIN: {
+    default: '60/1',
+    doc: 'Login challenges and token requests (one bucket) per client address, never per device: burst/seconds.',
   },
   RATE_LIMIT_PREKEY_FETCH: {
     default: '6/600',
@@ -318,11 +340,16 @@ const decodeSecret = (name: VariableName, raw: string): Uint8Array => {
 };
 
 /**
- * A secret from the environment, or in embedded mode one generated once and kept in
- * DATA_DIR/secrets with mode 0600. With an external database every instance must share the same
+ * A secret from the environment, or in embedded mode one generated once and kept in the
+ * secrets directory (outside DATA_DIR, so a backup of the data holds no key) with mode 0600. With an external database every instance must share the same
  * secret, so a missing one is an error rather than something to invent.
  */
-const secret = (env: Env, name: VariableName, dataDir: string, embedded: boolean): Uint8Array => {
+const secret = (
+  env: Env,
+  name: VariableName,
+  secretsDir: string,
+  embedded: boolean,
+): Uint8Array => {
   const raw = get(env, name);
   if (raw !== '') return decodeSecret(name, raw);
   if (!embedded) {
@@ -331,10 +358,9 @@ const secret = (env: Env, name: VariableName, dataDir: string, embedded: boolean
       'required with DATABASE_URL; generate one with `openssl rand -base64 32` and give every instance the same value',
     );
   }
-  const dir = path.join(dataDir, 'secrets');
-  const file = path.join(dir, name.toLowerCase());
+  const file = path.join(secretsDir, name.toLowerCase());
   if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
     writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
   }
   chmodSync(file, 0o600);
@@ -357,7 +383,7 @@ const checkTurnSecret = (raw: string): string => {
 };
 
 /** Like `secret` above, but kept as text, and generated as hex so it pastes anywhere. */
-const turnSecret = (env: Env, dataDir: string, embedded: boolean): string => {
+const turnSecret = (env: Env, secretsDir: string, embedded: boolean): string => {
   const raw = get(env, 'TURN_SECRET');
   if (raw !== '') return checkTurnSecret(raw);
   if (!embedded) {
@@ -366,10 +392,9 @@ const turnSecret = (env: Env, dataDir: string, embedded: boolean): string => {
       'required with TURN_URLS and DATABASE_URL; generate one with `openssl rand -hex 32`, give every instance the same value, and set it as static-auth-secret in turnserver.conf',
     );
   }
-  const dir = path.join(dataDir, 'secrets');
-  const file = path.join(dir, 'turn_secret');
+  const file = path.join(secretsDir, 'turn_secret');
   if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
     writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
   }
   chmodSync(file, 0o600);
@@ -392,7 +417,7 @@ const turnUrl = (raw: string): string => {
 };
 
 /** The TURN section: absent without TURN_URLS; TTL and a given secret are validated anyway. */
-const turn = (env: Env, dataDir: string, embedded: boolean): TurnConfig | undefined => {
+const turn = (env: Env, secretsDir: string, embedded: boolean): TurnConfig | undefined => {
   const ttlSeconds = integer(env, 'TURN_TTL_SECONDS', MIN_TURN_TTL_SECONDS, MAX_TURN_TTL_SECONDS);
   const rawUrls = get(env, 'TURN_URLS');
   if (rawUrls === '') {
@@ -408,7 +433,63 @@ const turn = (env: Env, dataDir: string, embedded: boolean): TurnConfig | undefi
   if (new Set(urls).size !== urls.length) {
     throw new ConfigError('TURN_URLS', 'a URL appears twice');
   }
-  return { urls: urls.map(turnUrl), secret: turnSecret(env, dataDir, embedded), ttlSeconds };
+  return { urls: urls.map(turnUrl), secret: turnSecret(env, secretsDir, embedded), ttlSeconds };
+};
+
+/** The secrets the relay generates; older versions kept them in DATA_DIR/secrets. */
+const GENERATED_SECRETS = ['jwt_secret', 'turn_secret'] as const;
+
+const isInside = (child: string, parent: string): boolean => {
+  const relative = path.relative(parent, child);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+};
+
+/** SECRETS_DIR, or by default DATA_DIR's sibling `<DATA_DIR>-secrets`; never inside DATA_DIR. */
+const secretsDirectory = (env: Env, cwd: string, dataDir: string): string => {
+  const raw = get(env, 'SECRETS_DIR');
+  const dir = raw === '' ? `${dataDir}-secrets` : path.resolve(cwd, raw);
+  if (isInside(dir, dataDir)) {
+    throw new ConfigError(
+      'SECRETS_DIR',
+      'must not be inside DATA_DIR: a copy of DATA_DIR would then hold the key that signs device tokens',
+    );
+  }
+  return dir;
+};
+
+/**
+ * Moves secrets an older relay generated in DATA_DIR/secrets to the secrets directory, so that a
+ * backup of DATA_DIR no longer holds them. Returns the names moved. The database password stays:
+ * it belongs to the database files beside it and opens nothing a copy of them does not.
+ */
+const moveSecretsOutOfDataDir = (dataDir: string, secretsDir: string): string[] => {
+  const moved: string[] = [];
+  for (const name of GENERATED_SECRETS) {
+    const from = path.join(dataDir, 'secrets', name);
+    if (!existsSync(from)) continue;
+    const to = path.join(secretsDir, name);
+    if (existsSync(to)) {
+      if (readFileSync(to, 'utf8').trim() !== readFileSync(from, 'utf8').trim()) {
+        throw new ConfigError(
+          'SECRETS_DIR',
+          `${from} and ${to} both exist and differ: keep the one in use (usually ${from}) in ${to} and delete the other`,
+        );
+      }
+      unlinkSync(from);
+    } else {
+      mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+      try {
+        renameSync(from, to);
+      } catch {
+        // Another file system: copy, then remove the original.
+        copyFileSync(from, to);
+        unlinkSync(from);
+      }
+      chmodSync(to, 0o600);
+    }
+    moved.push(name);
+  }
+  return moved;
 };
 
 /** Reads `.env` from `cwd` if present; the process environment wins over it. */
@@ -422,6 +503,8 @@ export const environmentWithDotenv = (env: Env, cwd: string): Env => {
 export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig => {
   const dataDir = path.resolve(cwd, get(env, 'DATA_DIR'));
   const url = databaseUrl(env);
+  const secretsDir = secretsDirectory(env, cwd, dataDir);
+  const movedSecrets = url === undefined ? moveSecretsOutOfDataDir(dataDir, secretsDir) : [];
   const host = get(env, 'HOST');
   if (!/^[0-9a-zA-Z.:-]+$/.test(host)) throw new ConfigError('HOST', `invalid address "${host}"`);
   const metricsToken = get(env, 'METRICS_TOKEN');
@@ -430,10 +513,12 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     host,
     port: integer(env, 'PORT', 0, 65535),
     dataDir,
+    secretsDir,
+    movedSecrets,
     databaseUrl: url,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 1, 100),
     migrateOnStart: boolean(env, 'MIGRATE_ON_START'),
-    jwtSecret: secret(env, 'JWT_SECRET', dataDir, url === undefined),
+    jwtSecret: secret(env, 'JWT_SECRET', secretsDir, url === undefined),
     registration: registration(env, host, proxy),
     logLevel: oneOf(env, 'LOG_LEVEL', [
       'fatal',
@@ -466,6 +551,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       prekeyTarget: rateLimit(env, 'RATE_LIMIT_PREKEY_TARGET'),
       messages: rateLimit(env, 'RATE_LIMIT_MESSAGES'),
       turn: rateLimit(env, 'RATE_LIMIT_TURN'),
+      login: rateLimit(env, 'RATE_LIMIT_LOGIN'),
     },
     ws: {
       authTimeoutMs: integer(env, 'WS_AUTH_TIMEOUT_MS', 100, 60_000),
@@ -475,6 +561,6 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
     provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),
-    turn: turn(env, dataDir, url === undefined),
+    turn: turn(env, secretsDir, url === undefined),
   };
 };

@@ -40,7 +40,11 @@ export interface RelayContext {
     readonly messages: RateLimiter;
     readonly turn: RateLimiter;
     readonly sendBytes: RateLimiter;
+    /** Challenges and token requests, per client address. */
+    readonly login: RateLimiter;
   };
+  /** Seals and opens login challenges (derived from JWT_SECRET, held in memory only). */
+  readonly challengeKey: Buffer;
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;
   /** The device behind a token, checked to still exist. */

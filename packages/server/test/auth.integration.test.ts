@@ -1,4 +1,5 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,8 @@ import { CLOSE_CODES } from '@privcomm/wire';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice, TestSocket, http, type HttpResult } from './support/client.ts';
 import { JWT_SECRET, startRelay, type TestRelay } from './support/relay.ts';
+import { challengeKey, sealChallenge } from '../src/services/challenges.ts';
+import type { AccountId, DeviceId } from '@privcomm/wire';
 
 /**
  * Device authentication over real HTTP and WebSocket: the challenge/signature/token exchange,
@@ -72,13 +75,54 @@ const errorCode = (result: HttpResult): unknown => result.body?.error?.code;
 const query = <R extends Record<string, unknown>>(text: string, values: unknown[] = []) =>
   relay.relay.context.database.pool.query<R>(text, values);
 
-const challengeRows = async (nonce: string): Promise<number> => {
+/** Rows that mark this nonce used (the table holds only the nonce's SHA-256). */
+const usedRows = async (nonce: string): Promise<number> => {
   const result = await query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM auth_challenges WHERE nonce = $1',
-    [Buffer.from(nonce, 'base64')],
+    'SELECT count(*)::int AS n FROM used_challenges WHERE nonce_hash = $1',
+    [createHash('sha256').update(Buffer.from(nonce, 'base64')).digest()],
   );
   return result.rows[0]?.n ?? -1;
 };
+
+/** Every row of the table, to show that issuing a challenge writes nothing. */
+const allUsedRows = async (): Promise<number> => {
+  const result = await query<{ n: number }>('SELECT count(*)::int AS n FROM used_challenges');
+  return result.rows[0]?.n ?? -1;
+};
+
+/** A POST from a given loopback source address (127.0.0.x): another client, to the relay. */
+const postFrom = (
+  localAddress: string,
+  baseUrl: string,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; body: any }> =>
+  new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const request = httpRequest(
+      `${baseUrl}${path}`,
+      {
+        method: 'POST',
+        localAddress,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            body: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'),
+          }),
+        );
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
 
 const countQueued = (device: TestDevice): Promise<number> =>
   relay.relay.context.envelopes.countFor(device.accountId, device.deviceId);
@@ -223,6 +267,7 @@ const expectRejectedSocket = (socket: TestSocket): void => {
 describe('challenge and token', () => {
   it('exchanges a signed challenge for a token that works as a bearer and on the socket', async () => {
     const alice = await TestDevice.register(relay.url);
+    const rowsBefore = await allUsedRows();
     const challenge = await requestChallenge(alice);
     expect(challenge.status).toBe(200);
     const nonce = challenge.body.nonce as string;
@@ -230,12 +275,18 @@ describe('challenge and token', () => {
     const challengeExpiry = Date.parse(challenge.body.expiresAt);
     expect(challengeExpiry).toBeGreaterThan(Date.now());
     expect(challengeExpiry).toBeLessThanOrEqual(Date.now() + 120_000);
-    expect(await challengeRows(nonce)).toBe(1);
+    // Issuing a challenge writes nothing to the database.
+    expect(await allUsedRows()).toBe(rowsBefore);
 
     const result = await submitToken(alice, nonce, alice.signChallenge(nonce));
     expect(result.status).toBe(200);
     const token = result.body.token as string;
-    expect(await challengeRows(nonce)).toBe(0);
+    // Using it leaves its hash, no account or device, until it expires.
+    expect(await usedRows(nonce)).toBe(1);
+    const columns = await query<{ column_name: string }>(
+      "SELECT column_name FROM information_schema.columns WHERE table_name = 'used_challenges' ORDER BY 1",
+    );
+    expect(columns.rows.map((row) => row.column_name)).toEqual(['expires_at', 'nonce_hash']);
 
     const header = decodeProtectedHeader(token);
     expect(header).toMatchObject({ alg: 'HS256', typ: 'privcomm-device+jwt' });
@@ -291,14 +342,14 @@ describe('challenge and token', () => {
     const sideways = await submitToken(sibling, nonce, sibling.signChallenge(nonce));
     expect(sideways.status).toBe(401);
     expect(errorCode(sideways)).toBe('CHALLENGE_INVALID');
-    expect(await challengeRows(nonce)).toBe(1);
+    expect(await usedRows(nonce)).toBe(0);
 
     const own = await submitToken(alice, nonce, alice.signChallenge(nonce));
     expect(own.status).toBe(200);
     expect(decodeJwt(own.body.token).sub).toBe(subjectOf(alice));
   });
 
-  it('refuses a wrong signature with SIGNATURE_INVALID and consumes the nonce', async () => {
+  it('refuses a wrong signature with SIGNATURE_INVALID, which does not use the nonce up', async () => {
     const alice = await TestDevice.register(relay.url);
     const bob = await TestDevice.register(relay.url);
     const wrongSignatures: [string, (nonce: string) => string][] = [
@@ -322,17 +373,17 @@ describe('challenge and token', () => {
         status: 401,
         code: 'SIGNATURE_INVALID',
       });
-      expect(await challengeRows(nonce)).toBe(0);
-      const retry = await submitToken(alice, nonce, alice.signChallenge(nonce));
-      expect({ what, status: retry.status, code: errorCode(retry) }).toEqual({
+      expect(await usedRows(nonce)).toBe(0);
+      // Whoever sent the wrong signature cannot spend the device's nonce: it still works, once.
+      const right = await submitToken(alice, nonce, alice.signChallenge(nonce));
+      expect({ what, status: right.status }).toEqual({ what, status: 200 });
+      const replay = await submitToken(alice, nonce, alice.signChallenge(nonce));
+      expect({ what, status: replay.status, code: errorCode(replay) }).toEqual({
         what,
         status: 401,
         code: 'CHALLENGE_INVALID',
       });
     }
-    // The same flow with a right signature still works: the refusals above were the signatures.
-    const nonce = await newNonce(alice);
-    expect((await submitToken(alice, nonce, alice.signChallenge(nonce))).status).toBe(200);
   });
 
   it('refuses malformed nonces and signatures with 400 before touching the challenge', async () => {
@@ -344,22 +395,35 @@ describe('challenge and token', () => {
     const badNonce = await submitToken(alice, '!'.repeat(44), alice.signChallenge(nonce));
     expect(badNonce.status).toBe(400);
     expect(errorCode(badNonce)).toBe('VALIDATION_FAILED');
-    expect(await challengeRows(nonce)).toBe(1);
+    expect(await usedRows(nonce)).toBe(0);
     expect((await submitToken(alice, nonce, alice.signChallenge(nonce))).status).toBe(200);
   });
 
-  it('refuses an expired challenge with CHALLENGE_INVALID', async () => {
+  it('refuses an expired, forged or altered challenge with CHALLENGE_INVALID', async () => {
     const alice = await TestDevice.register(relay.url);
-    const nonce = await newNonce(alice);
-    const updated = await query(
-      "UPDATE auth_challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
-      [Buffer.from(nonce, 'base64')],
-    );
-    expect(updated.rowCount).toBe(1);
-    const expired = await submitToken(alice, nonce, alice.signChallenge(nonce));
-    expect(expired.status).toBe(401);
-    expect(errorCode(expired)).toBe('CHALLENGE_INVALID');
-    expect(expired.body.token).toBeUndefined();
+    const key = challengeKey(Buffer.from(JWT_SECRET, 'base64'));
+    const device = [alice.accountId as AccountId, alice.deviceId as DeviceId] as const;
+    const now = Math.floor(Date.now() / 1000);
+    const altered = Buffer.from(await newNonce(alice), 'base64');
+    altered.writeUInt32BE(altered.readUInt32BE(0) + 3600, 0); // a later expiry, same tag
+    const nonces: [string, Buffer][] = [
+      ['sealed by the relay, expired a second ago', sealChallenge(key, ...device, now - 1)],
+      ['sealed with another key', sealChallenge(randomBytes(32), ...device, now + 60)],
+      ['with its expiry moved', altered],
+      ['random bytes', randomBytes(32)],
+    ];
+    for (const [what, nonce] of nonces) {
+      const base64 = nonce.toString('base64');
+      const refused = await submitToken(alice, base64, alice.signChallenge(base64));
+      expect({ what, status: refused.status, code: errorCode(refused) }).toEqual({
+        what,
+        status: 401,
+        code: 'CHALLENGE_INVALID',
+      });
+    }
+    // Control: the same construction with a future expiry is accepted.
+    const valid = sealChallenge(key, ...device, now + 30).toString('base64');
+    expect((await submitToken(alice, valid, alice.signChallenge(valid))).status).toBe(200);
   });
 
   it('answers DEVICE_NOT_FOUND for a challenge for an unknown device or account', async () => {
@@ -370,11 +434,6 @@ describe('challenge and token', () => {
     const unknownAccount = await requestChallenge({ accountId: randomUUID(), deviceId: 1 });
     expect(unknownAccount.status).toBe(404);
     expect(errorCode(unknownAccount)).toBe('DEVICE_NOT_FOUND');
-    const rows = await query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM auth_challenges WHERE account_id = $1 AND device_id = 5',
-      [alice.accountId],
-    );
-    expect(rows.rows[0]?.n).toBe(0);
   });
 
   it('records last-seen as a day, YYYY-MM-DD, updated by authentication', async () => {
@@ -600,14 +659,15 @@ describe('socket authentication', () => {
 });
 
 describe('rate limiting', () => {
-  it('answers 429 RATE_LIMITED with Retry-After on the 4th challenge for one device', async () => {
-    const limited = await startExtraRelay({ RATE_LIMIT_AUTH: '3/600' });
+  it('answers 429 RATE_LIMITED with Retry-After on the 4th login request from one address', async () => {
+    const limited = await startExtraRelay({ RATE_LIMIT_LOGIN: '3/600' });
     const device = await TestDevice.register(relay.url);
     const other = await TestDevice.register(relay.url);
     for (let i = 0; i < 3; i += 1) {
       expect((await requestChallenge(device, limited.url)).status).toBe(200);
     }
-    const fourth = await requestChallenge(device, limited.url);
+    // The bucket is the address's, not the device's: another device from here is refused too.
+    const fourth = await requestChallenge(other, limited.url);
     expect(fourth.status).toBe(429);
     expect(errorCode(fourth)).toBe('RATE_LIMITED');
     const retryAfter = fourth.headers.get('retry-after');
@@ -616,14 +676,7 @@ describe('rate limiting', () => {
     // 3/600 is a burst of 3 with one token back every 600 s.
     expect(Number(retryAfter)).toBeLessThanOrEqual(600);
     expect(fourth.body.retryAfterSeconds).toBe(Number(retryAfter));
-
-    // No challenge was created for the refused request.
-    const rows = await query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM auth_challenges WHERE account_id = $1 AND device_id = $2',
-      [device.accountId, device.deviceId],
-    );
-    expect(rows.rows[0]?.n).toBe(3);
-    // The token endpoint shares the device's budget.
+    // The token endpoint shares the address's budget.
     const token = await submitToken(
       device,
       randomBytes(32).toString('base64'),
@@ -632,8 +685,46 @@ describe('rate limiting', () => {
     );
     expect(token.status).toBe(429);
     expect(errorCode(token)).toBe('RATE_LIMITED');
-    // Another device has its own budget.
-    expect((await requestChallenge(other, limited.url)).status).toBe(200);
+    // Another address has its own budget.
+    const elsewhere = await postFrom('127.0.0.2', limited.url, '/v1/auth/challenge', {
+      accountId: other.accountId,
+      deviceId: other.deviceId,
+    });
+    expect(elsewhere.status).toBe(200);
+  });
+
+  it("a stranger hammering a victim's challenges and tokens does not stop the victim logging in", async () => {
+    // The limits in force before this test's fix, per device, and the new one per address.
+    const limited = await startExtraRelay({ RATE_LIMIT_AUTH: '8/600', RATE_LIMIT_LOGIN: '8/600' });
+    const victim = await TestDevice.register(relay.url);
+    const ids = { accountId: victim.accountId, deviceId: victim.deviceId };
+    const strangerResults: number[] = [];
+    for (let i = 0; i < 20; i += 1) {
+      const challenge = await postFrom('127.0.0.3', limited.url, '/v1/auth/challenge', ids);
+      strangerResults.push(challenge.status);
+      const nonce =
+        (challenge.body?.nonce as string | undefined) ?? randomBytes(32).toString('base64');
+      const token = await postFrom('127.0.0.3', limited.url, '/v1/auth/token', {
+        ...ids,
+        nonce,
+        signature: Buffer.alloc(64, 7).toString('base64'),
+      });
+      strangerResults.push(token.status);
+    }
+    // The stranger was stopped...
+    expect(strangerResults).toContain(429);
+    // ...and the victim, from its own address, logs in at once, more than once.
+    for (let i = 0; i < 3; i += 1) {
+      const challenge = await postFrom('127.0.0.4', limited.url, '/v1/auth/challenge', ids);
+      expect(challenge.status).toBe(200);
+      const nonce = challenge.body.nonce as string;
+      const token = await postFrom('127.0.0.4', limited.url, '/v1/auth/token', {
+        ...ids,
+        nonce,
+        signature: victim.signChallenge(nonce),
+      });
+      expect(token.status).toBe(200);
+    }
   });
 });
 

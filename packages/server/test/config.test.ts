@@ -5,6 +5,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -53,6 +54,8 @@ describe('loadConfig defaults', () => {
       host: '127.0.0.1',
       port: 8000,
       dataDir: path.join(dir, 'data'),
+      secretsDir: path.join(dir, 'data-secrets'),
+      movedSecrets: [],
       databaseUrl: undefined,
       databasePoolSize: 10,
       migrateOnStart: true,
@@ -72,6 +75,7 @@ describe('loadConfig defaults', () => {
         prekeyTarget: { burst: 10, refillSeconds: 360 },
         messages: { burst: 60, refillSeconds: 1 },
         turn: { burst: 6, refillSeconds: 600 },
+        login: { burst: 60, refillSeconds: 1 },
       },
       ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
       janitorIntervalMs: 600_000,
@@ -81,6 +85,7 @@ describe('loadConfig defaults', () => {
     expect(config.turn).toBeUndefined();
     // A secret from the environment means nothing is written.
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
+    expect(existsSync(path.join(dir, 'data-secrets'))).toBe(false);
   });
 
   it('treats empty and blank values as unset, and trims values', () => {
@@ -288,6 +293,7 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
     expect(error.variable).toBe('JWT_SECRET');
     expect(error.message).toMatch(/^JWT_SECRET: required with DATABASE_URL/);
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
+    expect(existsSync(path.join(dir, 'data-secrets'))).toBe(false);
   });
 
   it('validates every documented variable (each has a default that loads)', () => {
@@ -310,6 +316,7 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'QUEUE_MAX_BYTES',
         'QUEUE_MAX_ENVELOPES',
         'RATE_LIMIT_AUTH',
+        'RATE_LIMIT_LOGIN',
         'RATE_LIMIT_MESSAGES',
         'RATE_LIMIT_PREKEY_FETCH',
         'RATE_LIMIT_PREKEY_REQUESTER',
@@ -318,6 +325,7 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'RATE_LIMIT_TURN',
         'REGISTRATION',
         'SEND_BYTES_PER_HOUR',
+        'SECRETS_DIR',
         'TRUST_PROXY',
         'TURN_SECRET',
         'TURN_TTL_SECONDS',
@@ -375,12 +383,13 @@ describe('REGISTRATION', () => {
 });
 
 describe('embedded-mode secret', () => {
-  it('is generated once in DATA_DIR/secrets with mode 0600, then reused', () => {
+  it('is generated once in <DATA_DIR>-secrets with mode 0600, then reused', () => {
     const first = loadConfig({}, dir);
-    const file = path.join(dir, 'data', 'secrets', 'jwt_secret');
+    const file = path.join(dir, 'data-secrets', 'jwt_secret');
     expect(existsSync(file)).toBe(true);
     expect(mode(file)).toBe(0o600);
-    expect(mode(path.join(dir, 'data', 'secrets'))).toBe(0o700);
+    expect(mode(path.join(dir, 'data-secrets'))).toBe(0o700);
+    expect(first.secretsDir).toBe(path.join(dir, 'data-secrets'));
     const stored = readFileSync(file, 'utf8');
     expect(Buffer.from(stored.trim(), 'base64')).toHaveLength(32);
     expect(Buffer.from(first.jwtSecret).equals(Buffer.from(stored.trim(), 'base64'))).toBe(true);
@@ -393,13 +402,13 @@ describe('embedded-mode secret', () => {
   it('differs between data directories', () => {
     const a = loadConfig({ DATA_DIR: 'a' }, dir);
     const b = loadConfig({ DATA_DIR: path.join(dir, 'b') }, dir);
-    expect(existsSync(path.join(dir, 'a', 'secrets', 'jwt_secret'))).toBe(true);
-    expect(existsSync(path.join(dir, 'b', 'secrets', 'jwt_secret'))).toBe(true);
+    expect(existsSync(path.join(dir, 'a-secrets', 'jwt_secret'))).toBe(true);
+    expect(existsSync(path.join(dir, 'b-secrets', 'jwt_secret'))).toBe(true);
     expect(Buffer.from(a.jwtSecret).equals(Buffer.from(b.jwtSecret))).toBe(false);
   });
 
   it('tightens the mode of an existing secret file and reuses its value', () => {
-    const secrets = path.join(dir, 'data', 'secrets');
+    const secrets = path.join(dir, 'data-secrets');
     mkdirSync(secrets, { recursive: true });
     const file = path.join(secrets, 'jwt_secret');
     writeFileSync(file, `${SECRET}\n`);
@@ -410,10 +419,65 @@ describe('embedded-mode secret', () => {
   });
 
   it('refuses a stored secret that is too short, naming JWT_SECRET', () => {
-    const secrets = path.join(dir, 'data', 'secrets');
+    const secrets = path.join(dir, 'data-secrets');
     mkdirSync(secrets, { recursive: true });
     writeFileSync(path.join(secrets, 'jwt_secret'), randomBytes(8).toString('base64'));
     expect(configError(() => loadConfig({}, dir)).variable).toBe('JWT_SECRET');
+  });
+
+  it('leaves no key in DATA_DIR: a copy of the data cannot mint tokens', () => {
+    const config = loadConfig({ TURN_URLS: 'turn:turn.example.org' }, dir);
+    mkdirSync(path.join(dir, 'data', 'postgres'), { recursive: true });
+    const keys = [
+      Buffer.from(config.jwtSecret).toString('base64'),
+      config.turn?.secret ?? 'missing',
+    ];
+    const files = (readdirSync(path.join(dir, 'data'), { recursive: true }) as string[])
+      .map((name) => path.join(dir, 'data', name))
+      .filter((file) => statSync(file).isFile());
+    for (const file of files) {
+      const text = readFileSync(file, 'utf8');
+      for (const key of keys) expect(text.includes(key), file).toBe(false);
+    }
+    expect(readFileSync(path.join(dir, 'data-secrets', 'jwt_secret'), 'utf8')).toBe(keys[0]);
+  });
+
+  it('moves secrets an older relay kept in DATA_DIR/secrets out of it, and says so', () => {
+    const old = path.join(dir, 'data', 'secrets');
+    mkdirSync(old, { recursive: true });
+    writeFileSync(path.join(old, 'jwt_secret'), SECRET, { mode: 0o644 });
+    writeFileSync(path.join(old, 'turn_secret'), TURN_SECRET);
+    writeFileSync(path.join(old, 'postgres_password'), 'stays-with-the-database');
+    const config = loadConfig({ TURN_URLS: 'turn:turn.example.org' }, dir);
+    expect(config.movedSecrets).toEqual(['jwt_secret', 'turn_secret']);
+    expect(Buffer.from(config.jwtSecret).toString('base64')).toBe(SECRET);
+    expect(config.turn?.secret).toBe(TURN_SECRET);
+    expect(existsSync(path.join(old, 'jwt_secret'))).toBe(false);
+    expect(existsSync(path.join(old, 'turn_secret'))).toBe(false);
+    expect(existsSync(path.join(old, 'postgres_password'))).toBe(true);
+    expect(mode(path.join(dir, 'data-secrets', 'jwt_secret'))).toBe(0o600);
+    // The next start finds nothing to move.
+    expect(loadConfig({}, dir).movedSecrets).toEqual([]);
+  });
+
+  it('refuses to choose between two different copies of a secret', () => {
+    mkdirSync(path.join(dir, 'data', 'secrets'), { recursive: true });
+    mkdirSync(path.join(dir, 'data-secrets'), { recursive: true });
+    writeFileSync(path.join(dir, 'data', 'secrets', 'jwt_secret'), SECRET);
+    writeFileSync(path.join(dir, 'data-secrets', 'jwt_secret'), randomBytes(32).toString('base64'));
+    expect(configError(() => loadConfig({}, dir)).variable).toBe('SECRETS_DIR');
+    expect(readFileSync(path.join(dir, 'data', 'secrets', 'jwt_secret'), 'utf8')).toBe(SECRET);
+  });
+
+  it('takes SECRETS_DIR, and refuses one inside DATA_DIR', () => {
+    const config = loadConfig({ SECRETS_DIR: 'keys' }, dir);
+    expect(config.secretsDir).toBe(path.join(dir, 'keys'));
+    expect(existsSync(path.join(dir, 'keys', 'jwt_secret'))).toBe(true);
+    for (const inside of ['data', 'data/secrets', path.join(dir, 'data', 'x')]) {
+      expect(configError(() => loadConfig({ SECRETS_DIR: inside }, dir)).variable).toBe(
+        'SECRETS_DIR',
+      );
+    }
   });
 });
 
@@ -422,7 +486,7 @@ describe('TURN', () => {
 
   it('is off without TURN_URLS, and then generates no secret', () => {
     expect(loadConfig({}, dir).turn).toBeUndefined();
-    expect(existsSync(path.join(dir, 'data', 'secrets', 'turn_secret'))).toBe(false);
+    expect(existsSync(path.join(dir, 'data-secrets', 'turn_secret'))).toBe(false);
     // TURN_SECRET alone, valid, is accepted and unused.
     expect(loadConfig({ ...EXTERNAL, TURN_SECRET }, dir).turn).toBeUndefined();
   });
@@ -460,6 +524,7 @@ describe('TURN', () => {
     expect(error.variable).toBe('TURN_SECRET');
     expect(error.message).toMatch(/^TURN_SECRET: required with TURN_URLS/);
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
+    expect(existsSync(path.join(dir, 'data-secrets'))).toBe(false);
   });
 
   it('never echoes a rejected TURN secret', () => {
@@ -472,9 +537,9 @@ describe('TURN', () => {
     }
   });
 
-  it('in embedded mode generates the secret once in DATA_DIR/secrets (0600) and reuses it', () => {
+  it('in embedded mode generates the secret once in <DATA_DIR>-secrets (0600) and reuses it', () => {
     const first = loadConfig({ TURN_URLS: URLS }, dir);
-    const file = path.join(dir, 'data', 'secrets', 'turn_secret');
+    const file = path.join(dir, 'data-secrets', 'turn_secret');
     expect(mode(file)).toBe(0o600);
     const stored = readFileSync(file, 'utf8');
     expect(stored).toMatch(/^[0-9a-f]{64}$/);
@@ -489,7 +554,7 @@ describe('TURN', () => {
   });
 
   it('refuses a stored TURN secret that is too short, naming TURN_SECRET', () => {
-    const secrets = path.join(dir, 'data', 'secrets');
+    const secrets = path.join(dir, 'data-secrets');
     mkdirSync(secrets, { recursive: true });
     writeFileSync(path.join(secrets, 'turn_secret'), 'abc');
     expect(configError(() => loadConfig({ TURN_URLS: URLS }, dir)).variable).toBe('TURN_SECRET');

@@ -84,15 +84,20 @@ export const oneTimeKemPreKeys = pgTable(
   (t) => [primaryKey({ columns: [t.accountId, t.deviceId, t.keyId] }), deviceReference(t)],
 );
 
-export const authChallenges = pgTable(
-  'auth_challenges',
+/**
+ * Login challenges are stateless (sealed with a key held in memory, see services/challenges.ts):
+ * nothing is written when one is issued. A challenge used for a token leaves only the SHA-256 of
+ * its nonce and its expiry rounded up to the minute, no account or device, until it expires, so
+ * that each is good for one token across every instance. The table is UNLOGGED (created so by
+ * migration 0002; drizzle has no option for it): its rows never reach the write-ahead log.
+ */
+export const usedChallenges = pgTable(
+  'used_challenges',
   {
-    nonce: bytea('nonce').primaryKey(),
-    accountId: uuid('account_id').notNull(),
-    deviceId: integer('device_id').notNull(),
+    nonceHash: bytea('nonce_hash').primaryKey(),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
   },
-  (t) => [deviceReference(t), index('auth_challenges_expires_at').on(t.expiresAt)],
+  (t) => [index('used_challenges_expires_at').on(t.expiresAt)],
 );
 
 export const linkTokens = pgTable(

@@ -1,45 +1,21 @@
-import { and, eq, gt, lte, sql } from 'drizzle-orm';
-import type { AccountId, DeviceId } from '@privcomm/wire';
+import { lte, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
-import { authChallenges, inviteCodes, linkTokens } from '../db/schema.ts';
+import { inviteCodes, linkTokens, usedChallenges } from '../db/schema.ts';
 
 export const createChallengesRepository = (db: Db) => ({
-  async create(
-    accountId: AccountId,
-    deviceId: DeviceId,
-    nonce: Buffer,
-    lifetimeSeconds: number,
-  ): Promise<Date> {
-    const [row] = await db
-      .insert(authChallenges)
-      .values({
-        nonce,
-        accountId,
-        deviceId,
-        expiresAt: sql`now() + make_interval(secs => ${lifetimeSeconds})`,
-      })
-      .returning({ expiresAt: authChallenges.expiresAt });
-    if (!row) throw new Error('challenge insert returned nothing');
-    return row.expiresAt;
-  },
-
   /**
-   * Consumes a challenge issued to exactly this device and still valid. One DELETE decides, so
-   * of any number of concurrent submissions (on any number of instances) exactly one wins.
+   * Records that a challenge was used; false if it already was. One INSERT on the primary key
+   * decides, so of any number of concurrent submissions (on any number of instances) exactly one
+   * wins. The expiry is rounded up to the minute: the row is needed until the nonce expires, and
+   * needs to say no more precisely when someone logged in.
    */
-  async consume(accountId: AccountId, deviceId: DeviceId, nonce: Buffer): Promise<boolean> {
-    const deleted = await db
-      .delete(authChallenges)
-      .where(
-        and(
-          eq(authChallenges.nonce, nonce),
-          eq(authChallenges.accountId, accountId),
-          eq(authChallenges.deviceId, deviceId),
-          gt(authChallenges.expiresAt, sql`now()`),
-        ),
-      )
-      .returning({ nonce: authChallenges.nonce });
-    return deleted.length > 0;
+  async markUsed(nonceHash: Buffer, expirySeconds: number): Promise<boolean> {
+    const inserted = await db
+      .insert(usedChallenges)
+      .values({ nonceHash, expiresAt: new Date(Math.ceil(expirySeconds / 60) * 60 * 1000) })
+      .onConflictDoNothing()
+      .returning({ one: sql`1` });
+    return inserted.length > 0;
   },
 });
 
@@ -48,8 +24,8 @@ export type ChallengesRepository = ReturnType<typeof createChallengesRepository>
 /** Removes what has expired outside the envelope queue; returns the number of rows removed. */
 export const deleteExpiredCredentials = async (db: Db): Promise<number> => {
   const challenges = await db
-    .delete(authChallenges)
-    .where(lte(authChallenges.expiresAt, sql`now()`))
+    .delete(usedChallenges)
+    .where(lte(usedChallenges.expiresAt, sql`now()`))
     .returning({ one: sql`1` });
   const links = await db
     .delete(linkTokens)

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import {
@@ -11,7 +10,13 @@ import {
 } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { CHALLENGE_LIFETIME_SECONDS, verifyChallengeSignature } from '../services/tokens.ts';
+import {
+  CHALLENGE_LIFETIME_SECONDS,
+  openChallenge,
+  sealChallenge,
+  usedNonceHash,
+} from '../services/challenges.ts';
+import { verifyChallengeSignature } from '../services/tokens.ts';
 import { errorResponses, noCredentials } from './schemas.ts';
 
 const decodeFixed = (value: string, bytes: number, field: string): Buffer => {
@@ -31,7 +36,7 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         tags: ['auth'],
         operationId: 'createAuthChallenge',
         summary: 'Get a single-use nonce for a device to sign',
-        description: `The nonce is valid for ${CHALLENGE_LIFETIME_SECONDS} s and only for the device named.`,
+        description: `The nonce is valid for ${CHALLENGE_LIFETIME_SECONDS} s and only for the device named. Issuing one stores nothing. Rate-limited per client address, never per device, so that nobody can use up another device's logins.`,
         security: noCredentials,
         body: ChallengeRequestSchema,
         response: { 200: ChallengeResponseSchema, ...errorResponses(400, 404, 429) },
@@ -41,16 +46,13 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
       const body = request.body;
       const accountId = body.accountId as AccountId;
       const deviceId = body.deviceId as DeviceId;
-      ctx.limiters.auth.take(`${accountId}.${deviceId}`);
+      // Per address: a limit per device would let anyone who knows an account id use it up.
+      ctx.limiters.login.take(request.ip);
       if (!(await ctx.devices.exists(accountId, deviceId)))
         throw new RelayError('DEVICE_NOT_FOUND');
-      const nonce = randomBytes(32);
-      const expiresAt = await ctx.challenges.create(
-        accountId,
-        deviceId,
-        nonce,
-        CHALLENGE_LIFETIME_SECONDS,
-      );
+      const expirySeconds = Math.floor(Date.now() / 1000) + CHALLENGE_LIFETIME_SECONDS;
+      const nonce = sealChallenge(ctx.challengeKey, accountId, deviceId, expirySeconds);
+      const expiresAt = new Date(expirySeconds * 1000);
       return { nonce: nonce.toString('base64'), expiresAt: expiresAt.toISOString() };
     },
   );
@@ -63,7 +65,7 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         operationId: 'createDeviceToken',
         summary: 'Exchange a signed challenge for a 5-minute device token',
         description:
-          'signature = Ed25519(authKey, "privcomm-device-auth-v1:<accountId>:<deviceId>:" || nonce). The challenge is consumed whether or not the signature verifies.',
+          'signature = Ed25519(authKey, "privcomm-device-auth-v1:<accountId>:<deviceId>:" || nonce). A challenge gives one token: it is used up by the first submission whose signature verifies. Rate-limited per client address.',
         security: noCredentials,
         body: TokenRequestSchema,
         response: { 200: TokenResponseSchema, ...errorResponses(400, 401, 429) },
@@ -75,15 +77,25 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         accountId: body.accountId as AccountId,
         deviceId: body.deviceId as DeviceId,
       };
-      ctx.limiters.auth.take(`${device.accountId}.${device.deviceId}`);
+      ctx.limiters.login.take(request.ip);
       const nonce = decodeFixed(body.nonce, 32, 'nonce');
       const signature = decodeFixed(body.signature, 64, 'signature');
-      if (!(await ctx.challenges.consume(device.accountId, device.deviceId, nonce))) {
-        throw new RelayError('CHALLENGE_INVALID');
-      }
+      const nowSeconds = Math.floor(Date.now() / 1000);
+      const expiry = openChallenge(
+        ctx.challengeKey,
+        device.accountId,
+        device.deviceId,
+        nonce,
+        nowSeconds,
+      );
+      if (expiry === undefined) throw new RelayError('CHALLENGE_INVALID');
       const authKey = await ctx.devices.authKey(device.accountId, device.deviceId);
       if (!authKey || !verifyChallengeSignature(authKey, device, nonce, signature)) {
         throw new RelayError('SIGNATURE_INVALID');
+      }
+      // Only a right signature uses the challenge up: nobody else can spend a device's nonce.
+      if (!(await ctx.challenges.markUsed(usedNonceHash(nonce), expiry))) {
+        throw new RelayError('CHALLENGE_INVALID');
       }
       await ctx.devices.touchLastSeen(device.accountId, device.deviceId);
       const { token, expiresAt } = await ctx.tokens.issue(device);

@@ -40,6 +40,7 @@ import { RateLimiter } from './services/rate-limiter.ts';
 import { DeviceTokens, type AuthenticatedDevice } from './services/tokens.ts';
 import { ConnectionRegistry } from './ws/connection-registry.ts';
 import { ProvisioningRegistry } from './ws/provisioning-socket.ts';
+import { UnauthenticatedSockets } from './ws/unauthenticated-sockets.ts';
 
 /** Largest HTTP body: six devices' worth of 96 KiB ciphertexts in base64, with room to spare. */
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -182,6 +183,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     keys: createKeysRepository(database.db),
     challenges: createChallengesRepository(database.db),
     challengeKey: challengeKey(config.jwtSecret),
+    unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
     acks: new GroupCommit<number>((seqs) => envelopes.delete(seqs)),
     tokens,
@@ -208,6 +210,10 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     bodyLimit: BODY_LIMIT_BYTES,
     requestTimeout: 30_000,
     connectionTimeout: 30_000,
+    // Node's own default header timeout is 60 s, checked only every 30 s: a client sending its
+    // headers a byte at a time held a connection for a minute or more. The whole request, headers
+    // included, gets 30 s, checked every second.
+    http: { headersTimeout: 30_000, requestTimeout: 30_000, connectionsCheckingInterval: 1_000 },
     // A hop count or a list of proxy addresses (config.ts refuses `true`): request.ip is then the
     // address the nearest trusted proxy saw, never an entry the client wrote.
     trustProxy: trustProxyOption(config.trustProxy),

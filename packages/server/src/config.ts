@@ -87,6 +87,8 @@ export interface RelayConfig {
     readonly idleTimeoutMs: number;
     readonly ackTimeoutMs: number;
     readonly window: number;
+    /** Sockets per client address that have not authenticated (and provisioning sockets). */
+    readonly unauthenticatedPerAddress: number;
   };
   readonly janitorIntervalMs: number;
   /** A provisioning socket closes with 4408 after this long. */
@@ -200,6 +202,10 @@ export const VARIABLES = {
     doc: 'An envelope unacknowledged this long marks a slow consumer; its socket is closed.',
   },
   WS_WINDOW: { default: '32', doc: 'Envelopes in flight per socket, unacknowledged (1-1000).' },
+  WS_UNAUTHENTICATED_PER_ADDRESS: {
+    default: '50',
+    doc: 'Open sockets per client address that have not authenticated, provisioning sockets included (1-100000).',
+  },
   JANITOR_INTERVAL_MS: {
     default: '600000',
     doc: 'How often expired envelopes, challenges and tokens are removed.',
@@ -558,6 +564,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       idleTimeoutMs: integer(env, 'WS_IDLE_TIMEOUT_MS', 1_000, 3_600_000),
       ackTimeoutMs: integer(env, 'WS_ACK_TIMEOUT_MS', 100, 3_600_000),
       window: integer(env, 'WS_WINDOW', 1, 1000),
+      unauthenticatedPerAddress: integer(env, 'WS_UNAUTHENTICATED_PER_ADDRESS', 1, 100_000),
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
     provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),

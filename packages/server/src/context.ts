@@ -14,6 +14,7 @@ import type { MessageSender } from './services/message-sender.ts';
 import type { RateLimiter } from './services/rate-limiter.ts';
 import type { AuthenticatedDevice, DeviceTokens } from './services/tokens.ts';
 import type { ConnectionRegistry } from './ws/connection-registry.ts';
+import type { UnauthenticatedSockets } from './ws/unauthenticated-sockets.ts';
 
 /** Everything routes may use, built once per relay instance by buildApp. */
 export interface RelayContext {
@@ -43,6 +44,8 @@ export interface RelayContext {
     /** Challenges and token requests, per client address. */
     readonly login: RateLimiter;
   };
+  /** Sockets not yet authenticated, per client address (capped). */
+  readonly unauthenticated: UnauthenticatedSockets;
   /** Seals and opens login challenges (derived from JWT_SECRET, held in memory only). */
   readonly challengeKey: Buffer;
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */

@@ -77,7 +77,13 @@ describe('loadConfig defaults', () => {
         turn: { burst: 6, refillSeconds: 600 },
         login: { burst: 60, refillSeconds: 1 },
       },
-      ws: { authTimeoutMs: 5000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
+      ws: {
+        authTimeoutMs: 5000,
+        idleTimeoutMs: 90_000,
+        ackTimeoutMs: 60_000,
+        window: 32,
+        unauthenticatedPerAddress: 50,
+      },
       janitorIntervalMs: 600_000,
       provisioningTimeoutMs: 600_000,
       turn: undefined,
@@ -333,6 +339,7 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'WS_ACK_TIMEOUT_MS',
         'WS_AUTH_TIMEOUT_MS',
         'WS_IDLE_TIMEOUT_MS',
+        'WS_UNAUTHENTICATED_PER_ADDRESS',
         'WS_WINDOW',
       ].sort(),
     );

@@ -1,7 +1,13 @@
 import { Type } from 'typebox';
 
-/** Standard padded base64, the only binary encoding on the wire. */
-export const BASE64_PATTERN = '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$';
+/**
+ * Standard padded base64, the only binary encoding on the wire, in its canonical spelling: the
+ * unused bits before the padding must be zero (`AA==`, never `AB==`, which decodes to the same
+ * byte). Otherwise one ciphertext would have several spellings, and a byte-for-byte copy of what a
+ * client sent would not be what the relay stored.
+ */
+export const BASE64_PATTERN =
+  '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$';
 
 /** Length in base64 characters of `bytes` bytes. */
 export const base64Length = (bytes: number): number => Math.ceil(bytes / 3) * 4;

@@ -150,9 +150,43 @@ describe('base64 fields', () => {
       '\nAAAA',
       'AAA==',
       'AA%3D',
+      // Non-zero bits before the padding: these decode, but are not the canonical spelling.
+      'AB==',
+      'AP==',
+      '//==',
+      'AAB=',
+      'AA/=',
+      `${b64(31, 0xff).slice(0, -2)}/=`,
     ]) {
       expect(pattern.test(bad), JSON.stringify(bad)).toBe(false);
     }
+  });
+
+  it('accepts exactly the canonical encodings: a string matches iff it re-encodes to itself', () => {
+    const pattern = new RegExp(BASE64_PATTERN);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    // Every encoding of random bytes is accepted.
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        expect(pattern.test(Buffer.from(bytes).toString('base64'))).toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+    // Any well-formed string (alphabet, length, padding) is accepted only if canonical.
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...alphabet), { minLength: 2, maxLength: 40 }),
+        fc.constantFrom(0, 1, 2),
+        (chars, padding) => {
+          const body = chars.slice(0, chars.length - ((chars.length + padding) % 4)).join('');
+          const text = body + '='.repeat(padding);
+          if (text.length % 4 !== 0 || body.length === 0) return;
+          const canonical = Buffer.from(text, 'base64').toString('base64') === text;
+          expect({ text, accepted: pattern.test(text) }).toEqual({ text, accepted: canonical });
+        },
+      ),
+      { numRuns: 5000 },
+    );
   });
 
   it('bounds each key field by its decoded size', () => {

@@ -41,7 +41,20 @@ export const registerProvisioningRoutes = (
     handler: async () => {
       throw new RelayError('UPGRADE_REQUIRED');
     },
+    preValidation: async (request) => {
+      if (!ctx.unauthenticated.hasRoom(request.ip)) {
+        throw new RelayError('RATE_LIMITED', 'too many unauthenticated sockets from this address', {
+          retryAfterSeconds: 5,
+        });
+      }
+    },
     wsHandler: (socket, request) => {
+      const release = ctx.unauthenticated.admit(request.ip);
+      if (!release) {
+        socket.close(CLOSE_CODES.SLOW_CONSUMER, 'too many unauthenticated sockets');
+        return;
+      }
+      socket.once('close', release);
       try {
         // Shared with registrations and device links: opening sockets is the first step of one.
         ctx.limiters.registration.take(request.ip);

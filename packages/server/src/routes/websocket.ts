@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { CLOSE_CODES } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { noCredentials, upgradeResponses } from './schemas.ts';
@@ -19,11 +20,26 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
       security: noCredentials,
       response: upgradeResponses,
     },
+    // Refused before the upgrade when this address already holds its share of sockets that have
+    // not authenticated.
+    preValidation: async (request) => {
+      if (!ctx.unauthenticated.hasRoom(request.ip)) {
+        throw new RelayError('RATE_LIMITED', 'too many unauthenticated sockets from this address', {
+          retryAfterSeconds: Math.ceil(ctx.config.ws.authTimeoutMs / 1000),
+        });
+      }
+    },
     // A plain GET (no upgrade) gets a catalogue error rather than an empty 404.
     handler: async () => {
       throw new RelayError('UPGRADE_REQUIRED');
     },
-    wsHandler: (socket) => {
+    wsHandler: (socket, request) => {
+      const release = ctx.unauthenticated.admit(request.ip);
+      if (!release) {
+        socket.close(CLOSE_CODES.SLOW_CONSUMER, 'too many unauthenticated sockets');
+        return;
+      }
+      socket.once('close', release);
       new DeviceSocket(socket, {
         config: ctx.config.ws,
         log: ctx.log,
@@ -31,7 +47,11 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         registry: ctx.registry,
         envelopes: ctx.envelopes,
         acks: ctx.acks,
-        authenticate: (token) => ctx.authenticateToken(token),
+        authenticate: async (token) => {
+          const device = await ctx.authenticateToken(token);
+          release();
+          return device;
+        },
         announce: async (device) => {
           // The sequence orders connections across instances: the newest socket of a device
           // wins, whichever instance it reached, and older ones close with 4409.

@@ -19,7 +19,11 @@ import { createMetrics } from './metrics.ts';
 import { createAccountsRepository } from './repositories/accounts.ts';
 import { createChallengesRepository } from './repositories/challenges.ts';
 import { createDevicesRepository } from './repositories/devices.ts';
-import { createEnvelopesRepository, type NewEnvelope } from './repositories/envelopes.ts';
+import {
+  createEnvelopesRepository,
+  type NewEnvelope,
+  type QueuedEnvelopeKey,
+} from './repositories/envelopes.ts';
 import { createKeysRepository } from './repositories/keys.ts';
 import { registerAccountRoutes } from './routes/accounts.ts';
 import { registerAuthRoutes } from './routes/auth.ts';
@@ -185,7 +189,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     challengeKey: challengeKey(config.jwtSecret),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
-    acks: new GroupCommit<number>((seqs) => envelopes.delete(seqs)),
+    acks: new GroupCommit<QueuedEnvelopeKey>((keys) => envelopes.delete(keys)),
     tokens,
     sender: new MessageSender(
       database.pool,

@@ -6,7 +6,7 @@ import type { Metrics } from './metrics.ts';
 import type { AccountsRepository } from './repositories/accounts.ts';
 import type { ChallengesRepository } from './repositories/challenges.ts';
 import type { DevicesRepository } from './repositories/devices.ts';
-import type { EnvelopesRepository } from './repositories/envelopes.ts';
+import type { EnvelopesRepository, QueuedEnvelopeKey } from './repositories/envelopes.ts';
 import type { KeysRepository } from './repositories/keys.ts';
 import type { EventListener } from './services/events.ts';
 import type { GroupCommit } from './services/group-commit.ts';
@@ -27,7 +27,7 @@ export interface RelayContext {
   readonly keys: KeysRepository;
   readonly challenges: ChallengesRepository;
   readonly envelopes: EnvelopesRepository;
-  readonly acks: GroupCommit<number>;
+  readonly acks: GroupCommit<QueuedEnvelopeKey>;
   readonly tokens: DeviceTokens;
   readonly sender: MessageSender;
   readonly registry: ConnectionRegistry;

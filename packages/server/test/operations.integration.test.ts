@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,19 +111,29 @@ describe('operations endpoints', () => {
 });
 
 describe('starting from nothing', () => {
-  it('`npm start` equivalent: embedded PostgreSQL, generated secrets, docs served', async () => {
+  it('`npm start` equivalent: embedded PostgreSQL, secrets outside DATA_DIR, docs served', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'privcomm-start-'));
+    // The layout of an older relay: its token key inside DATA_DIR, where a backup of the data
+    // would carry it. The relay moves it out at start and says so.
+    mkdirSync(path.join(dataDir, 'secrets'), { mode: 0o700 });
+    const oldKey = randomBytes(32).toString('base64');
+    writeFileSync(path.join(dataDir, 'secrets', 'jwt_secret'), oldKey, { mode: 0o600 });
     const fresh = await spawnRelay('', { DATABASE_URL: '', JWT_SECRET: '', DATA_DIR: dataDir });
     try {
       for (const route of ['/health', '/docs/', '/openapi.json']) {
         expect((await http(fresh.url, 'GET', route)).status).toBe(200);
       }
-      const secret = statSync(path.join(dataDir, 'secrets', 'jwt_secret'));
-      expect(secret.mode & 0o777).toBe(0o600);
-      expect(fresh.logs.join('\n')).toContain('"database":"embedded"');
+      const moved = path.join(`${dataDir}-secrets`, 'jwt_secret');
+      expect(statSync(moved).mode & 0o777).toBe(0o600);
+      expect(readFileSync(moved, 'utf8')).toBe(oldKey);
+      expect(existsSync(path.join(dataDir, 'secrets', 'jwt_secret'))).toBe(false);
+      const logs = fresh.logs.join('\n');
+      expect(logs).toContain('moved secrets out of DATA_DIR/secrets into SECRETS_DIR');
+      expect(logs).toContain('"database":"embedded"');
     } finally {
       expect(await fresh.stop()).toBe(0);
       rmSync(dataDir, { recursive: true, force: true });
+      rmSync(`${dataDir}-secrets`, { recursive: true, force: true });
     }
   });
 

@@ -51,6 +51,15 @@ export const devices = pgTable(
     createdOn: date('created_on').notNull().defaultNow(),
     /** Day granularity on purpose: the relay keeps no finer record of activity. */
     lastSeenOn: date('last_seen_on').notNull().defaultNow(),
+    /**
+     * The last queue position given to an envelope for this device. Positions count per device,
+     * so a dump cannot tell which envelopes of different devices were stored one after the other
+     * (a message and its sync copy would otherwise sit next to each other). It starts at a random
+     * value so that it does not tell how many envelopes the device ever received.
+     */
+    queueSeq: bigint('queue_seq', { mode: 'number' })
+      .notNull()
+      .default(sql`floor(random() * 1e12)::bigint`),
   },
   (t) => [primaryKey({ columns: [t.accountId, t.deviceId] })],
 );
@@ -124,8 +133,11 @@ export const inviteCodes = pgTable('invite_codes', {
 export const envelopes = pgTable(
   'envelopes',
   {
-    /** Queue order. Acknowledgements delete by seq, so the uuid below needs no index. */
-    seq: bigint('seq', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    /**
+     * Position in its device's queue (from devices.queue_seq), not comparable across devices.
+     * Acknowledgements delete by (account, device, seq), so the uuid below needs no index.
+     */
+    seq: bigint('seq', { mode: 'number' }).notNull(),
     /** Handed to the recipient, who de-duplicates redeliveries by it. */
     id: uuid('id').notNull().defaultRandom(),
     accountId: uuid('account_id').notNull(),
@@ -141,7 +153,7 @@ export const envelopes = pgTable(
   },
   (t) => [
     deviceReference(t),
-    index('envelopes_queue').on(t.accountId, t.deviceId, t.seq),
+    primaryKey({ name: 'envelopes_queue', columns: [t.accountId, t.deviceId, t.seq] }),
     // BRIN: expiry times grow with insertion order, so a block-range index is tiny and costs
     // almost nothing per insert, unlike a B-tree on a table with constant churn.
     index('envelopes_expires_at').using('brin', t.expiresAt),

@@ -42,11 +42,23 @@ export interface StoredEnvelope {
   storedHour: Date;
 }
 
+/** An acknowledged envelope, by its key: its device and its position in that device's queue. */
+export interface QueuedEnvelopeKey {
+  accountId: string;
+  deviceId: number;
+  seq: number;
+}
+
 /**
  * The durable queue. Written with plain SQL because it is the hot path: one statement inserts a
  * whole batch from arrays and, in the same transaction, queues one wake-up notification per
  * distinct device, which PostgreSQL delivers only once the rows are committed. Triggers count
  * each device's queue into queue_usage; the insert checks the caps there before it commits.
+ *
+ * Positions come from each device's own counter (devices.queue_seq), advanced in the same
+ * statement: rows of different devices carry unrelated numbers. The devices' rows are locked in
+ * one order (sorted), before the triggers lock queue_usage in the same order, so that two
+ * instances inserting for the same devices cannot deadlock.
  */
 export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: QueueCaps) => ({
   /**
@@ -61,14 +73,35 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
     try {
       await client.query('BEGIN');
       await client.query(
-        `WITH inserted AS (
-           INSERT INTO envelopes (account_id, device_id, type, content, urgent, expires_at)
-           SELECT a, d, t, c, u, date_trunc('hour', now()) + make_interval(days => $6::int)
-           FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[]) AS x(a, d, t, c, u)
-           RETURNING account_id, device_id
-         )
-         SELECT pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id)::text)
-         FROM (SELECT DISTINCT account_id, device_id FROM inserted) AS woken`,
+        `WITH batch AS (
+         SELECT a, d, t, c, u, n
+         FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[])
+           WITH ORDINALITY AS x(a, d, t, c, u, n)
+       ),
+       counts AS (SELECT a, d, count(*) AS k FROM batch GROUP BY a, d),
+       locked AS (
+         SELECT account_id, device_id FROM devices
+         WHERE (account_id, device_id) IN (SELECT a, d FROM counts)
+         ORDER BY account_id, device_id
+         FOR UPDATE
+       ),
+       advanced AS (
+         UPDATE devices SET queue_seq = devices.queue_seq + counts.k
+         FROM counts JOIN locked ON locked.account_id = counts.a AND locked.device_id = counts.d
+         WHERE devices.account_id = counts.a AND devices.device_id = counts.d
+         RETURNING devices.account_id, devices.device_id, devices.queue_seq - counts.k AS base
+       ),
+       inserted AS (
+         INSERT INTO envelopes (seq, account_id, device_id, type, content, urgent, expires_at)
+         -- A removed device has no counter: its row still goes in, and the foreign key refuses
+         -- the whole statement (23503), which the send path retries as before.
+         SELECT coalesce(advanced.base, 0) + row_number() OVER (PARTITION BY b.a, b.d ORDER BY b.n),
+                b.a, b.d, b.t, b.c, b.u, date_trunc('hour', now()) + make_interval(days => $6::int)
+         FROM batch b LEFT JOIN advanced ON advanced.account_id = b.a AND advanced.device_id = b.d
+         RETURNING account_id, device_id
+       )
+       SELECT pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id)::text)
+       FROM (SELECT DISTINCT account_id, device_id FROM inserted) AS woken`,
         [
           rows.map((row) => row.accountId),
           rows.map((row) => row.deviceId),
@@ -167,16 +200,20 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
     }));
   },
 
-  /** Deletes acknowledged envelopes (by their queue position, which is the primary key). */
-  async delete(seqs: readonly number[]): Promise<void> {
-    await pool.query('DELETE FROM envelopes WHERE seq = ANY($1::bigint[])', [seqs]);
+  /** Deletes acknowledged envelopes (by their primary key: device and queue position). */
+  async delete(keys: readonly QueuedEnvelopeKey[]): Promise<void> {
+    await pool.query(
+      `DELETE FROM envelopes WHERE (account_id, device_id, seq) IN (
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[]))`,
+      [keys.map((k) => k.accountId), keys.map((k) => k.deviceId), keys.map((k) => k.seq)],
+    );
   },
 
   /** Deletes up to `limit` expired envelopes; returns how many went. */
   async deleteExpired(limit: number): Promise<number> {
     const result = await pool.query(
-      `DELETE FROM envelopes WHERE seq IN (
-         SELECT seq FROM envelopes WHERE expires_at <= now() LIMIT $1)`,
+      `DELETE FROM envelopes WHERE ctid IN (
+         SELECT ctid FROM envelopes WHERE expires_at <= now() LIMIT $1)`,
       [limit],
     );
     return result.rowCount ?? 0;

@@ -13,7 +13,11 @@ import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type { EnvelopesRepository, StoredEnvelope } from '../repositories/envelopes.ts';
+import type {
+  EnvelopesRepository,
+  QueuedEnvelopeKey,
+  StoredEnvelope,
+} from '../repositories/envelopes.ts';
 import type { GroupCommit } from '../services/group-commit.ts';
 import type { AuthenticatedDevice } from '../services/tokens.ts';
 import type { ConnectionRegistry, DeviceSession } from './connection-registry.ts';
@@ -29,7 +33,7 @@ export interface DeviceSocketDeps {
   readonly metrics: Metrics;
   readonly registry: ConnectionRegistry;
   readonly envelopes: EnvelopesRepository;
-  readonly acks: GroupCommit<number>;
+  readonly acks: GroupCommit<QueuedEnvelopeKey>;
   /** Verifies a token and that its device still exists; then orders and announces the socket. */
   readonly authenticate: (token: string) => Promise<AuthenticatedDevice>;
   readonly announce: (device: AuthenticatedDevice) => Promise<number>;
@@ -172,7 +176,8 @@ export class DeviceSocket implements DeviceSession {
     this.inFlight.delete(id);
     if (status >= 200 && status < 300) {
       this.deps.metrics.envelopesAcknowledged.inc();
-      this.deps.acks.submit([entry.seq]).catch((error: unknown) => {
+      const { accountId, deviceId } = this.openState().device;
+      this.deps.acks.submit([{ accountId, deviceId, seq: entry.seq }]).catch((error: unknown) => {
         // The envelope stays queued and comes again on the next connection: at least once.
         this.deps.log.warn({ err: safeError(error) }, 'acknowledged envelope not deleted');
       });

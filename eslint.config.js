@@ -12,6 +12,7 @@ export default tseslint.config(
     ignores: [
       '**/node_modules/**',
       'data/**',
+      'data-secrets/**',
       'coverage/**',
       // The Android engine's test toolchain (npm run test:android-engine).
       '.cache/**',

@@ -169,7 +169,7 @@ export const VARIABLES = {
     doc: 'Provisioning messages and identity lookups per requesting device (two buckets): burst/seconds.',
   },
   RATE_LIMIT_LOGIN: {
-    default: '60/1',
+    default: '100/0.1',
     doc: 'Login challenges and token requests (one bucket) per client address, never per device: burst/seconds.',
   },
   RATE_LIMIT_PREKEY_FETCH: {

@@ -75,7 +75,7 @@ describe('loadConfig defaults', () => {
         prekeyTarget: { burst: 10, refillSeconds: 360 },
         messages: { burst: 60, refillSeconds: 1 },
         turn: { burst: 6, refillSeconds: 600 },
-        login: { burst: 60, refillSeconds: 1 },
+        login: { burst: 100, refillSeconds: 0.1 },
       },
       ws: {
         authTimeoutMs: 5000,

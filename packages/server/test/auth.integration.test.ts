@@ -287,6 +287,11 @@ describe('challenge and token', () => {
       "SELECT column_name FROM information_schema.columns WHERE table_name = 'used_challenges' ORDER BY 1",
     );
     expect(columns.rows.map((row) => row.column_name)).toEqual(['expires_at', 'nonce_hash']);
+    // UNLOGGED: its rows never reach the write-ahead log.
+    const persistence = await query<{ relpersistence: string }>(
+      "SELECT relpersistence FROM pg_class WHERE relname = 'used_challenges'",
+    );
+    expect(persistence.rows[0]?.relpersistence).toBe('u');
 
     const header = decodeProtectedHeader(token);
     expect(header).toMatchObject({ alg: 'HS256', typ: 'privcomm-device+jwt' });

@@ -33,7 +33,7 @@ export const registerProvisioningRoutes = (
       operationId: 'openProvisioningSocket',
       summary: 'The provisioning socket of a new device (see docs/protocol.md)',
       description:
-        'Upgrade to a WebSocket; no authentication. The relay sends {"type":"request","id":1,"verb":"provisioning.address","body":{"address":…}} at once, then {"type":"request","id":2,"verb":"provisioning.message","body":{"content":…}} when the primary device sends a message to that address; answer it with 2xx and the relay closes with 1000. Closed with 4408 after PROVISIONING_TIMEOUT_MS. Rate-limited per client address (4429). A plain GET answers 426.',
+        'Upgrade to a WebSocket; no authentication. The relay sends {"type":"request","id":1,"verb":"provisioning.address","body":{"address":…}} at once, then {"type":"request","id":2,"verb":"provisioning.message","body":{"content":…}} when the primary device sends a message to that address; answer it with 2xx and the relay closes with 1000. Closed with 4408 after PROVISIONING_TIMEOUT_MS. Rate-limited per client address (4429), and refused with 429 before the upgrade while the address holds WS_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated. A plain GET answers 426.',
       security: noCredentials,
       response: upgradeResponses,
     },

@@ -10,7 +10,7 @@ export const errorResponses = (...statuses: number[]) =>
 /** A WebSocket route: an upgrade request switches protocols, a plain GET is refused with 426. */
 export const upgradeResponses = {
   101: { description: 'Switching Protocols: the WebSocket is open', type: 'null' },
-  ...errorResponses(426),
+  ...errorResponses(426, 429),
 };
 
 /** The route needs a device token (`Authorization: Bearer <token>` from /v1/auth/token). */

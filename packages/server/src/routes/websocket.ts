@@ -15,7 +15,7 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
       operationId: 'openMessageSocket',
       summary: 'The message socket (see docs/protocol.md)',
       description:
-        'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. A plain GET answers 426.',
+        'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. Refused with 429 before the upgrade while the client address holds WS_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated. A plain GET answers 426.',
       // The device token is sent inside the socket, not with the upgrade request.
       security: noCredentials,
       response: upgradeResponses,

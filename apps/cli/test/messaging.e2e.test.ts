@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestDatabase,
   dumpDatabase,
+  queueCounters,
+  requeueEnvelope,
   spawnRelay,
   type RelayProcess,
 } from '@privcomm/server/testing';
@@ -75,16 +77,8 @@ const envelopeCount = async (accountId?: string): Promise<number> => {
   return result.rows[0]!.n;
 };
 
-/** The envelopes' identity sequence: it moves on every insert, even one deleted right after. */
-const envelopeSequence = async (): Promise<string> => {
-  const { rows } = await db.query<{ name: string }>(
-    "SELECT pg_get_serial_sequence('envelopes', 'seq') AS name",
-  );
-  const result = await db.query<{ value: string }>(
-    `SELECT last_value::text || '/' || is_called::text AS value FROM ${rows[0]!.name}`,
-  );
-  return result.rows[0]!.value;
-};
+/** The devices' queue counters: they move on every insert, even one deleted right after. */
+const envelopeSequence = (): Promise<string> => queueCounters(db);
 
 /** How many sends the relay answered 409 (its Prometheus counter). */
 const mismatchedDeviceAnswers = async (): Promise<number> => {
@@ -299,19 +293,8 @@ describe('two people, several devices, one relay', () => {
     // The relay hands it out again, as after an acknowledgement lost to a crash (same envelope
     // id), and once more under a new id (a replay of the same ciphertext).
     const row = rows[0];
-    const insert = `INSERT INTO envelopes (id, account_id, device_id, type, content, urgent,
-      stored_hour, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`;
-    const values = [
-      row.account_id,
-      row.device_id,
-      row.type,
-      row.content,
-      row.urgent,
-      row.stored_hour,
-      row.expires_at,
-    ];
-    await db.query(insert, [row.id, ...values]);
-    await db.query(insert, [randomUUID(), ...values]);
+    await requeueEnvelope(db, row);
+    await requeueEnvelope(db, { ...row, id: randomUUID() });
     expect(await envelopeCount(bobId)).toBe(2);
 
     const second = await cli(profiles.bob, '--json', 'receive', '--timeout', '1');

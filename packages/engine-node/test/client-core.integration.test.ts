@@ -11,6 +11,7 @@ import {
 } from '@privcomm/client';
 import {
   createTestDatabase,
+  requeueEnvelope,
   startRelay,
   TestDevice,
   type TestRelay,
@@ -278,11 +279,7 @@ describe('client core with libsignal through a real relay', () => {
     await receive(bob);
     // As if Bob's answer had been lost: the relay still has the envelope and sends it again.
     const row = queued.rows[0];
-    await pool.query(
-      `INSERT INTO envelopes (id, account_id, device_id, type, content, urgent, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-      [row.id, row.account_id, row.device_id, row.type, row.content, row.urgent, row.expires_at],
-    );
+    await requeueEnvelope(pool, row);
     const eventsBefore = bob.events.length;
     await receive(bob);
     expect(

@@ -45,3 +45,54 @@ export const dumpDatabase = async (url: string): Promise<string> => {
     await client.end();
   }
 };
+
+/** An envelope row as a test reads it from the table, to put back. */
+export interface EnvelopeRow {
+  id: string;
+  account_id: string;
+  device_id: number;
+  type: number;
+  content: Buffer;
+  urgent: boolean;
+  stored_hour?: Date;
+  expires_at: Date;
+}
+
+/**
+ * Puts a copy of an envelope row back in its device's queue, at the device's next position, as
+ * the relay stores envelopes: what a redelivery after a lost acknowledgement (same id) or a replay
+ * (new id) looks like to a client.
+ */
+export const requeueEnvelope = async (db: pg.Pool | pg.Client, row: EnvelopeRow): Promise<void> => {
+  await db.query(
+    `WITH advanced AS (
+       UPDATE devices SET queue_seq = queue_seq + 1
+       WHERE account_id = $2 AND device_id = $3
+       RETURNING queue_seq
+     )
+     INSERT INTO envelopes (seq, id, account_id, device_id, type, content, urgent, stored_hour, expires_at)
+     SELECT queue_seq, $1, $2, $3, $4, $5, $6, coalesce($7, date_trunc('hour', now())), $8
+     FROM advanced`,
+    [
+      row.id,
+      row.account_id,
+      row.device_id,
+      row.type,
+      row.content,
+      row.urgent,
+      row.stored_hour ?? null,
+      row.expires_at,
+    ],
+  );
+};
+
+/**
+ * Every device's queue counter, in one string: it changes on every envelope stored, even one
+ * deleted right after, so an unchanged value proves nothing was stored meanwhile.
+ */
+export const queueCounters = async (db: pg.Pool | pg.Client): Promise<string> => {
+  const result = await db.query<{ counters: string | null }>(
+    `SELECT string_agg(queue_seq::text, ',' ORDER BY account_id, device_id) AS counters FROM devices`,
+  );
+  return result.rows[0]?.counters ?? '';
+};

@@ -1,37 +1,27 @@
-import type { Envelope } from '@privcomm/wire';
-import {
-  equalBytes,
-  fromBase64,
-  fromBase64Url,
-  toBase64,
-  toBase64Url,
-  utf8Decode,
-  utf8Encode,
-} from './bytes.ts';
-import { CallManager, type CallOptions, type CallSummary } from './calls/call-manager.ts';
-import type { CallState } from './calls/call-state.ts';
+import { isAccountId, MAX_TEXT_BYTES, PRIMARY_DEVICE_ID } from '@privcomm/wire';
+import { toBase64 } from './bytes.ts';
+import { CallManager, type CallOptions } from './calls/call-manager.ts';
 import { RelayConnection } from './connection.ts';
 import {
   decodeContent,
   encodeContent,
   MAX_SYNCED_CONTACTS,
+  textBytes,
   type CallSignal,
   type Content,
-  type SyncedContact,
 } from './content.ts';
-import {
-  EngineError,
-  UntrustedIdentityError,
-  type Address,
-  type IdentityState,
-  type SafetyNumber,
-  type SignalEngine,
-} from './engine.ts';
+import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
-import { RelayApi, wirePreKey, wireSignedKey, type AuthSigner } from './relay-api.ts';
+import type { ClientEvent, ConnectionStatus } from './events.ts';
+import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
+import { addDevice, startLink } from './linking.ts';
+import { noopLogger, reasonOf, type ClientLogger } from './logger.ts';
+import { Receiver } from './receiver.ts';
+import { Reconnector } from './reconnector.ts';
+import { RelayApi, type AuthSigner } from './relay-api.ts';
 import { Sender, type SendOptions } from './sender.ts';
 import {
-  laterStatus,
+  saveTimer,
   type ClientStore,
   type Contact,
   type Profile,
@@ -39,42 +29,7 @@ import {
 } from './store.ts';
 import type { Transport } from './transport.ts';
 
-/**
- * Refill one-time keys below this many, with this many. Half the batch, so that keys taken
- * between two upkeeps (the relay hands out a bounded number per hour) rarely empty the store.
- */
-const PREKEY_LOW_WATER = 50;
-const PREKEY_BATCH = 100;
-/** Signed and last-resort prekeys are replaced this often. */
-const KEY_ROTATION_MS = 2 * 24 * 60 * 60 * 1000;
-/** Envelope ids are remembered this long: the relay keeps an envelope at most 30 days. */
-const PROCESSED_MEMORY_MS = 31 * 24 * 60 * 60 * 1000;
-/**
- * Link codes start with a fixed word: the base64url address after it may begin with "-", which a
- * command line would take for an option if it came first.
- */
-const LINK_CODE_PREFIX = 'privcomm-link:';
-/** A new device waits this long for the primary to send the provisioning message. */
-const LINK_TIMEOUT_MS = 10 * 60 * 1000;
-
-export type ClientEvent =
-  | { type: 'message'; message: StoredMessage }
-  | { type: 'receipt'; conversation: string; receipt: 'delivered' | 'read'; messageIds: string[] }
-  | { type: 'typing'; from: string; deviceId: number; typing: boolean }
-  | { type: 'deleted'; conversation: string; messageId: string }
-  | { type: 'timer'; conversation: string; expireSeconds: number }
-  | { type: 'identity-changed'; accountId: string }
-  /** Contacts another device of this account sent (linking, or `syncContacts` there). */
-  | { type: 'contacts-synced'; fromDevice: number; contacts: Contact[] }
-  /** A newly linked device asked for the contacts: `sendOwedReceipts` sends them. */
-  | { type: 'contacts-requested'; fromDevice: number }
-  | { type: 'decryption-failed'; envelopeId: string; reason: string }
-  | { type: 'queue-empty' }
-  | { type: 'disconnected'; code: number; reason: string }
-  /** The current call changed state (calls/). */
-  | { type: 'call'; state: CallState }
-  /** A call ended (also one answered busy or missed here). */
-  | { type: 'call-ended'; summary: CallSummary };
+export type { ClientEvent, ConnectionState, ConnectionStatus } from './events.ts';
 
 export interface ClientDeps {
   readonly transport: Transport;
@@ -85,6 +40,10 @@ export interface ClientDeps {
   readonly randomBytes: (length: number) => Uint8Array;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** A number in [0, 1) for the reconnection jitter (Math.random by default). */
+  readonly random?: () => number;
+  /** Where the core says what it refused or retried (nothing by default); see logger.ts. */
+  readonly logger?: ClientLogger;
   /** WebRTC, default audio and call settings (calls/). */
   readonly calls?: CallOptions;
 }
@@ -101,6 +60,8 @@ export interface ClientSnapshot {
   readonly contacts: Contact[];
   /** One entry per contact, with its latest message (and its delivery state), newest first. */
   readonly conversations: ConversationSummary[];
+  /** The connection kept by `start` (offline when not started). */
+  readonly connection: ConnectionStatus;
 }
 
 const uuidFrom = (bytes: Uint8Array): string => {
@@ -111,8 +72,6 @@ const uuidFrom = (bytes: Uint8Array): string => {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /**
  * The client core: one device of one account. Interfaces (the CLI, the Android app) drive it
  * through these methods and render what `subscribe` and `snapshot` give them; they never reach
@@ -121,15 +80,16 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export class PrivcommClient {
   private readonly api: RelayApi;
   private readonly sender: Sender;
+  private readonly receiver: Receiver;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly logger: ClientLogger;
   private readonly listeners = new Set<(event: ClientEvent) => void>();
   private profileValue: Profile | undefined;
   private connection: RelayConnection | undefined;
-  /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
-  private readonly owedReceipts = new Map<string, string[]>();
-  /** A newly linked device of this account asked for the contacts; sent with the receipts. */
-  private contactsOwed = false;
+  private reconnector: Reconnector | undefined;
+  /** Set by `start`: owed receipts go out as soon as the received envelopes are handled. */
+  private sendReceiptsWhenIdle = false;
   /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
   readonly calls: CallManager;
 
@@ -139,6 +99,7 @@ export class PrivcommClient {
   ) {
     this.now = deps.now ?? Date.now;
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.logger = deps.logger ?? noopLogger;
     this.profileValue = profile;
     this.api = new RelayApi(
       deps.transport,
@@ -146,8 +107,9 @@ export class PrivcommClient {
       this.now,
       profile && { accountId: profile.accountId, deviceId: profile.deviceId },
     );
-    this.sender = new Sender({ api: this.api, engine: deps.engine, sleep: this.sleep }, () =>
-      this.self(),
+    this.sender = new Sender(
+      { api: this.api, engine: deps.engine, sleep: this.sleep, logger: this.logger },
+      () => this.self(),
     );
     this.calls = new CallManager(
       {
@@ -160,6 +122,16 @@ export class PrivcommClient {
       },
       deps.calls,
     );
+    this.receiver = new Receiver({
+      engine: deps.engine,
+      store: deps.store,
+      identityKey: (accountId) => this.api.identityKey(accountId),
+      calls: this.calls,
+      self: () => this.self(),
+      now: this.now,
+      emit: (event) => this.emit(event),
+      logger: this.logger,
+    });
     this.calls.subscribe((event) => this.emit(event));
   }
 
@@ -184,7 +156,14 @@ export class PrivcommClient {
   }
 
   private emit(event: ClientEvent): void {
-    for (const listener of this.listeners) listener(event);
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        // An interface's bug must not stop the core in the middle of an envelope.
+        this.logger.log('error', 'event listener failed', reasonOf(error));
+      }
+    }
   }
 
   async snapshot(): Promise<ClientSnapshot> {
@@ -203,7 +182,12 @@ export class PrivcommClient {
     conversations.sort(
       (a, b) => (b.lastMessage?.receivedAt ?? 0) - (a.lastMessage?.receivedAt ?? 0),
     );
-    return { profile: this.profileValue, contacts, conversations };
+    return {
+      profile: this.profileValue,
+      contacts,
+      conversations,
+      connection: this.reconnector?.status ?? { state: 'offline' },
+    };
   }
 
   private newId(): string {
@@ -211,22 +195,6 @@ export class PrivcommClient {
   }
 
   // ---- account lifecycle -------------------------------------------------------------------
-
-  private async newDeviceKeys() {
-    const identity =
-      (await this.deps.engine.localIdentity()) ?? (await this.deps.engine.createIdentity());
-    return {
-      identity,
-      fields: {
-        registrationId: identity.registrationId,
-        authKey: toBase64(await this.deps.signer.publicKey()),
-        signedPreKey: wireSignedKey(await this.deps.engine.generateSignedPreKey()),
-        kyberLastResortPreKey: wireSignedKey(
-          await this.deps.engine.generateKyberLastResortPreKey(),
-        ),
-      },
-    };
-  }
 
   private async becomeDevice(accountId: string, deviceId: number, name?: string): Promise<Profile> {
     const profile: Profile = {
@@ -248,7 +216,7 @@ export class PrivcommClient {
   async register(options: { inviteCode?: string; name?: string } = {}): Promise<Profile> {
     if (this.profileValue)
       throw new ClientError('ALREADY_REGISTERED', 'this profile already has an account');
-    const { identity, fields } = await this.newDeviceKeys();
+    const { identity, fields } = await newDeviceKeys(this.deps.engine, this.deps.signer);
     const created = await this.api.register({
       identityKey: toBase64(identity.identityKey),
       ...fields,
@@ -259,141 +227,40 @@ export class PrivcommClient {
 
   /**
    * New device: shows `linkCode` (to type into the primary's `devices add`), then waits for the
-   * primary's provisioning message, imports the account identity and joins the account.
+   * primary's provisioning message, imports the account identity and joins the account
+   * (linking.ts).
    */
   async startLink(): Promise<{ linkCode: string; done: Promise<Profile> }> {
     if (this.profileValue)
       throw new ClientError('ALREADY_REGISTERED', 'this profile already has an account');
-    const provisioningKey = await this.deps.engine.createProvisioningKey();
-    const url = `${this.deps.transport.relayUrl.replace(/^http/, 'ws')}/v1/provisioning`;
-    const socket = this.deps.transport.openSocket(url);
-    const respond = (id: number, status: number): void =>
-      socket.send(JSON.stringify({ type: 'response', id, status }));
-
-    // Everything the socket says arrives as one of these outcomes, in order.
-    let address!: (value: string) => void;
-    let provisioned!: (profile: Profile) => void;
-    let fail!: (error: Error) => void;
-    const addressKnown = new Promise<string>((resolve, reject) => {
-      address = resolve;
-      fail = reject;
-    });
-    const done = new Promise<Profile>((resolve, reject) => {
-      provisioned = resolve;
-      const failAddress = fail;
-      fail = (error) => {
-        failAddress(error);
-        reject(error);
-      };
-    });
-    let linking = false;
-    /**
-     * The answer comes only after the message decrypts: a message that does not (damaged, or
-     * for another key) is refused with 400 and the socket keeps waiting for a good one.
-     */
-    const onProvisioningMessage = async (id: number, content: string): Promise<void> => {
-      if (linking) return respond(id, 409);
-      let payload: { accountId: string; linkToken: string; name?: string };
-      try {
-        payload = JSON.parse(
-          utf8Decode(await this.deps.engine.openProvisioning(fromBase64(content))),
-        ) as typeof payload;
-      } catch {
-        return respond(id, 400);
-      }
-      linking = true;
-      // The relay closes the socket on this answer; from here on only the link request matters.
-      socket.onclose = null;
-      respond(id, 200);
-      const { fields } = await this.newDeviceKeys();
-      const created = await this.api.link({ linkToken: payload.linkToken, ...fields });
-      const profile = await this.becomeDevice(created.accountId, created.deviceId, payload.name);
+    return startLink({
+      engine: this.deps.engine,
+      transport: this.deps.transport,
+      signer: this.deps.signer,
+      api: this.api,
+      logger: this.logger,
+      becomeDevice: (accountId, deviceId, name) => this.becomeDevice(accountId, deviceId, name),
       // The account's other devices answer with the contacts (best effort: the device is linked
       // whatever happens; `syncContacts` on another device sends them again).
-      const request: Content = { kind: 'contacts-request', id: this.newId(), sentAt: this.now() };
-      await this.sender.send(profile.accountId, encodeContent(request)).catch(() => undefined);
-      provisioned(profile);
-    };
-    socket.onmessage = (event) => {
-      let frame: { type?: string; id?: number; verb?: string; body?: Record<string, unknown> };
-      try {
-        frame = JSON.parse(String(event.data)) as typeof frame;
-      } catch {
-        return;
-      }
-      if (frame.type !== 'request' || typeof frame.id !== 'number') return;
-      const { id, verb, body } = frame as {
-        id: number;
-        verb?: string;
-        body?: Record<string, unknown>;
-      };
-      if (verb === 'provisioning.address' && typeof body?.address === 'string') {
-        respond(id, 200);
-        address(body.address);
-      } else if (verb === 'provisioning.message' && typeof body?.content === 'string') {
-        onProvisioningMessage(id, body.content).catch(fail);
-      } else {
-        respond(id, 404);
-      }
-    };
-    socket.onerror = () => fail(new ClientError('RELAY_UNREACHABLE', `cannot connect to ${url}`));
-    socket.onclose = (event) =>
-      fail(
-        new ClientError(
-          event.code === 4408 ? 'LINK_TIMEOUT' : 'RELAY_UNREACHABLE',
-          `the link was not completed (socket closed: ${event.code})`,
-        ),
-      );
-    const timeout = setTimeout(
-      () => fail(new ClientError('LINK_TIMEOUT', 'no link within 10 minutes')),
-      LINK_TIMEOUT_MS,
-    );
-    const finished = done.finally(() => {
-      clearTimeout(timeout);
-      socket.onclose = null;
-      socket.close(1000, 'linked');
+      requestContacts: async (profile) => {
+        const request: Content = { kind: 'contacts-request', id: this.newId(), sentAt: this.now() };
+        await this.sender
+          .send(profile.accountId, encodeContent(request))
+          .catch((error: unknown) =>
+            this.logger.log('warn', 'contacts request failed', reasonOf(error)),
+          );
+      },
     });
-    // Handled here too, so a failure before the caller awaits `done` is not an unhandled rejection.
-    finished.catch(() => undefined);
-    return {
-      linkCode: `${LINK_CODE_PREFIX}${await addressKnown}.${toBase64Url(provisioningKey)}`,
-      done: finished,
-    };
   }
 
   /** Primary: sends the account identity to the new device that shows `linkCode`. */
-  async addDevice(linkCode: string): Promise<void> {
-    const self = this.self();
-    if (self.deviceId !== 1)
-      throw new ClientError('NOT_PRIMARY', 'only the primary device can add devices');
-    const match = /^privcomm-link:([A-Za-z0-9_-]{32})\.([A-Za-z0-9_-]{40,60})$/.exec(
-      linkCode.trim(),
+  addDevice(linkCode: string): Promise<void> {
+    return addDevice(
+      { engine: this.deps.engine, api: this.api },
+      this.self(),
+      this.profileValue?.name,
+      linkCode,
     );
-    if (!match)
-      throw new ClientError(
-        'INVALID_LINK_CODE',
-        'that is not a link code; copy it again from the new device',
-      );
-    let key: Uint8Array;
-    try {
-      key = fromBase64Url(match[2] as string);
-    } catch {
-      throw new ClientError('INVALID_LINK_CODE', 'that link code is damaged; copy it again');
-    }
-    const { linkToken } = await this.api.linkToken();
-    const payload = utf8Encode(
-      JSON.stringify({ accountId: self.accountId, linkToken, name: this.profileValue?.name }),
-    );
-    let sealed: Uint8Array;
-    try {
-      sealed = await this.deps.engine.sealProvisioning(key, payload);
-    } catch {
-      throw new ClientError(
-        'INVALID_LINK_CODE',
-        'that link code holds no valid key; copy it again',
-      );
-    }
-    await this.api.provision(match[1] as string, sealed);
   }
 
   devices() {
@@ -407,42 +274,26 @@ export class PrivcommClient {
 
   /** Deletes the account on the relay (primary only); local history stays until removed. */
   async deleteAccount(): Promise<void> {
-    if (this.self().deviceId !== 1)
+    if (this.self().deviceId !== PRIMARY_DEVICE_ID)
       throw new ClientError('NOT_PRIMARY', 'only the primary device can delete the account');
     await this.api.deleteAccount();
   }
 
   /** Keeps one-time prekeys above the low-water mark and rotates the long-lived ones. */
   async maintainKeys(): Promise<void> {
-    const counts = await this.api.keyCounts();
-    const upload: Record<string, unknown> = {};
-    if (counts.preKeys < PREKEY_LOW_WATER) {
-      upload.preKeys = (await this.deps.engine.generatePreKeys(PREKEY_BATCH)).map(wirePreKey);
-    }
-    if (counts.kyberPreKeys < PREKEY_LOW_WATER) {
-      upload.kyberPreKeys = (await this.deps.engine.generateKyberPreKeys(PREKEY_BATCH)).map(
-        wireSignedKey,
-      );
-    }
     const profile = this.profileValue;
-    const rotate = profile !== undefined && this.now() - profile.keysRotatedAt >= KEY_ROTATION_MS;
-    if (rotate) {
-      upload.signedPreKey = wireSignedKey(await this.deps.engine.generateSignedPreKey());
-      upload.kyberLastResortPreKey = wireSignedKey(
-        await this.deps.engine.generateKyberLastResortPreKey(),
-      );
-    }
-    if (Object.keys(upload).length > 0) await this.api.uploadKeys(upload);
-    if (rotate && profile) {
-      this.profileValue = { ...profile, keysRotatedAt: this.now() };
-      await this.deps.store.saveProfile(this.profileValue);
-    }
+    if (!profile)
+      throw new ClientError('NOT_REGISTERED', 'no account yet: run register or link first');
+    this.profileValue = await maintainKeys(
+      { api: this.api, engine: this.deps.engine, store: this.deps.store, now: this.now },
+      profile,
+    );
   }
 
   // ---- contacts, identities --------------------------------------------------------------
 
   async addContact(name: string, accountId: string): Promise<Contact> {
-    if (!UUID.test(accountId))
+    if (!isAccountId(accountId))
       throw new ClientError('UNKNOWN_ACCOUNT', `"${accountId}" is not an account id`);
     const existing = await this.deps.store.contact(accountId);
     const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
@@ -479,23 +330,6 @@ export class PrivcommClient {
     return sent;
   }
 
-  /** Names from another device of this account; a name taken here by another account is kept. */
-  private async applyContacts(fromDevice: number, synced: readonly SyncedContact[]) {
-    const saved: Contact[] = [];
-    const local = new Map((await this.deps.store.contacts()).map((c) => [c.accountId, c]));
-    for (const { accountId, name } of synced) {
-      if (accountId === this.self().accountId) continue;
-      if ([...local.values()].some((c) => c.name === name && c.accountId !== accountId)) continue;
-      const existing = local.get(accountId);
-      if (existing?.name === name) continue;
-      const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
-      await this.deps.store.saveContact(contact);
-      local.set(accountId, contact);
-      saved.push(contact);
-    }
-    if (saved.length > 0) this.emit({ type: 'contacts-synced', fromDevice, contacts: saved });
-  }
-
   /** A contact by name or account id; an unknown name is an error, an account id is accepted. */
   async resolve(nameOrId: string): Promise<string> {
     const contacts = await this.deps.store.contacts();
@@ -506,7 +340,7 @@ export class PrivcommClient {
         'UNKNOWN_CONTACT',
         `several contacts are named "${nameOrId}"; use the account id`,
       );
-    if (UUID.test(nameOrId)) return nameOrId;
+    if (isAccountId(nameOrId)) return nameOrId;
     throw new ClientError(
       'UNKNOWN_CONTACT',
       `no contact named "${nameOrId}"; add one with: contacts add NAME ACCOUNT_ID`,
@@ -547,7 +381,11 @@ export class PrivcommClient {
     const sync: Content = { kind: 'sync', id: this.newId(), sentAt: content.sentAt, to, content };
     // Best effort: the recipient already has the message, so a failed copy to this account's
     // other devices must not turn the send into a failure (or a resend).
-    await this.sender.send(self.accountId, encodeContent(sync)).catch(() => undefined);
+    await this.sender
+      .send(self.accountId, encodeContent(sync))
+      .catch((error: unknown) =>
+        this.logger.log('warn', 'copy to own devices failed', reasonOf(error)),
+      );
   }
 
   private async expiryFor(conversation: string, from: number): Promise<number | undefined> {
@@ -558,9 +396,14 @@ export class PrivcommClient {
   /**
    * Sends a text. It is stored first (status "sending") and kept in the outbox until the relay
    * accepts it; a failed send stays there for `flushOutbox` and is never sent twice once
-   * accepted.
+   * accepted. A text longer than MAX_TEXT_BYTES is refused before anything is stored.
    */
   async sendText(to: string, text: string): Promise<StoredMessage> {
+    if (textBytes(text) > MAX_TEXT_BYTES)
+      throw new ClientError(
+        'TEXT_TOO_LONG',
+        `the text is too long: a text may be at most ${MAX_TEXT_BYTES} bytes (UTF-8; a line break counts 2), this one has ${textBytes(text)}`,
+      );
     const now = this.now();
     const expireSeconds = (await this.deps.store.contact(to))?.expireSeconds ?? 0;
     const content: Content = {
@@ -605,12 +448,29 @@ export class PrivcommClient {
     return { ...message, status: 'sent' };
   }
 
-  /** Retries sends left by a network failure; returns how many went out. */
+  /**
+   * Retries sends left by a network failure, a rate limit or a full queue; returns how many went
+   * out. Another network failure stops it (the rest stays for the next time); a send refused for
+   * now stays and the others go on; a send the relay refuses for good is marked failed, as
+   * `sendText` does, so one bad entry never holds back the others.
+   */
   async flushOutbox(): Promise<number> {
     let sent = 0;
     for (const entry of await this.deps.store.outbox()) {
-      const content = decodeContent(entry.content);
-      await this.sendContent(entry.recipient, content);
+      try {
+        await this.sendContent(entry.recipient, decodeContent(entry.content));
+      } catch (error) {
+        if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE') throw error;
+        if (error instanceof ClientError && isRetryable(error)) {
+          // Rate-limited, or the recipient's queue is full: kept for next time; the others go on.
+          this.logger.log('info', 'queued message kept', reasonOf(error));
+          continue;
+        }
+        this.logger.log('warn', 'queued message failed', reasonOf(error));
+        await this.deps.store.removeOutbox(entry.id);
+        await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'failed' });
+        continue;
+      }
       await this.deps.store.removeOutbox(entry.id);
       await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'sent' });
       sent += 1;
@@ -645,7 +505,7 @@ export class PrivcommClient {
     const sync: Content = { kind: 'sync', id: this.newId(), sentAt: content.sentAt, to, content };
     await this.sender
       .send(this.self().accountId, encodeContent(sync), { urgent: true })
-      .catch(() => undefined);
+      .catch((error: unknown) => this.logger.log('warn', 'call copy failed', reasonOf(error)));
   }
 
   /** Typing indicators are online-only: the relay never stores them. */
@@ -702,16 +562,7 @@ export class PrivcommClient {
       sentAt: this.now(),
       expireSeconds,
     });
-    await this.saveTimer(conversation, expireSeconds);
-  }
-
-  private async saveTimer(conversation: string, expireSeconds: number): Promise<void> {
-    const existing = await this.deps.store.contact(conversation);
-    await this.deps.store.saveContact({
-      accountId: conversation,
-      name: existing?.name ?? conversation,
-      expireSeconds,
-    });
+    await saveTimer(this.deps.store, conversation, expireSeconds);
   }
 
   /** Removes messages whose disappearing timer ran out (interfaces call it periodically). */
@@ -727,19 +578,40 @@ export class PrivcommClient {
 
   // ---- receiving -------------------------------------------------------------------------
 
-  /** Connects the message socket; envelopes are processed until `disconnect`. */
+  /**
+   * Connects the message socket once; envelopes are processed (receiver.ts) until `disconnect`
+   * or until the socket closes ('disconnected' event). `start` keeps it connected instead.
+   */
   async connect(): Promise<void> {
+    await this.openConnection();
+    await this.resume();
+  }
+
+  private async openConnection(onLost?: (code: number, reason: string) => void): Promise<void> {
     if (this.connection) return;
     this.self();
     const token = await this.api.currentToken();
-    this.connection = await RelayConnection.open(this.deps.transport, token, {
-      onEnvelope: (envelope) => this.receive(envelope),
-      onQueueEmpty: () => this.emit({ type: 'queue-empty' }),
-      onClose: (code, reason) => {
-        this.connection = undefined;
-        this.emit({ type: 'disconnected', code, reason });
+    this.connection = await RelayConnection.open(
+      this.deps.transport,
+      token,
+      {
+        onEnvelope: (envelope) => this.receiver.receive(envelope),
+        onQueueEmpty: () => this.emit({ type: 'queue-empty' }),
+        onIdle: () => {
+          if (this.sendReceiptsWhenIdle) void this.sendOwedReceipts();
+        },
+        onClose: (code, reason) => {
+          this.connection = undefined;
+          this.emit({ type: 'disconnected', code, reason });
+          onLost?.(code, reason);
+        },
       },
-    });
+      this.logger,
+    );
+  }
+
+  /** After (re)connecting: key upkeep, then what waited in the outbox. */
+  private async resume(): Promise<void> {
     await this.maintainKeys();
     // A message the relay still refuses for now (rate limit, full queue) stays in the outbox for
     // next time; it must not keep the device from receiving.
@@ -759,231 +631,70 @@ export class PrivcommClient {
   }
 
   /**
+   * Keeps the message socket connected until `stop` (reconnector.ts): reconnects with backoff
+   * and jitter after every loss, flushes the outbox after every connection, and sends delivery
+   * receipts as soon as the envelopes that caused them are handled. The state shows in
+   * 'connection' events and in `snapshot().connection`. Resolves once stopped; rejects with a
+   * ClientError, and stops retrying, when the relay refuses this device for good (RELAY_REFUSED:
+   * removed or deleted; CONNECTED_ELSEWHERE).
+   */
+  start(): Promise<void> {
+    this.self();
+    if (this.reconnector)
+      throw new ClientError('ALREADY_STARTED', 'the connection is already kept');
+    const reconnector = new Reconnector({
+      connect: (onLost) => this.openConnection(onLost),
+      resume: async () => {
+        await this.resume();
+        await this.sendOwedReceipts();
+      },
+      disconnect: () => this.disconnect(),
+      sleep: this.sleep,
+      random: this.deps.random ?? Math.random,
+      onStatus: (status) => this.emit({ type: 'connection', status }),
+      logger: this.logger,
+    });
+    this.reconnector = reconnector;
+    this.sendReceiptsWhenIdle = true;
+    const running = reconnector.run().finally(() => {
+      this.sendReceiptsWhenIdle = false;
+      if (this.reconnector === reconnector) this.reconnector = undefined;
+    });
+    return running;
+  }
+
+  /** Ends `start`: handles what was received, sends owed receipts, disconnects. */
+  async stop(): Promise<void> {
+    await this.reconnector?.stop();
+  }
+
+  /**
    * Sends the delivery receipts owed for envelopes already acknowledged, and the contacts a
-   * newly linked device asked for.
+   * newly linked device asked for. What cannot be sent for lack of a network stays owed.
    */
   async sendOwedReceipts(): Promise<void> {
-    if (this.contactsOwed) {
-      this.contactsOwed = false;
-      await this.syncContacts().catch(() => undefined);
+    if (this.receiver.takeContactsOwed()) {
+      await this.syncContacts().catch((error: unknown) =>
+        this.logger.log('warn', 'contacts sync failed', reasonOf(error)),
+      );
     }
-    const owed = [...this.owedReceipts.entries()];
-    this.owedReceipts.clear();
-    for (const [conversation, messageIds] of owed) {
+    for (const [conversation, messageIds] of this.receiver.takeOwedReceipts()) {
       await this.sendContent(conversation, {
         kind: 'receipt',
         id: this.newId(),
         sentAt: this.now(),
         receipt: 'delivered',
         messageIds,
-      }).catch(() => undefined);
-    }
-  }
-
-  /**
-   * One envelope: decrypt (the engine commits the result with the session), apply it to the
-   * store, and only then answer 200 so the relay deletes it. Envelopes that can never be
-   * decrypted are answered 200 too, after recording the failure: kept, they would block the
-   * queue forever.
-   */
-  private async receive(envelope: Envelope): Promise<number> {
-    // A redelivery after our answer was lost: already applied, just acknowledge it again.
-    if (await this.deps.store.isProcessed(envelope.id)) {
-      await this.deps.engine.forgetDecrypted(envelope.id);
-      return 200;
-    }
-    let decrypted;
-    try {
-      decrypted = await this.deps.engine.decrypt(
-        envelope.id,
-        { type: envelope.type, content: fromBase64(envelope.content) },
-        {
-          // A new or changed sender key must be the one its account registered on the relay:
-          // otherwise anyone who knows an account id could speak in its name.
-          confirmIdentity: async (accountId, identityKey) => {
-            try {
-              return equalBytes(await this.api.identityKey(accountId), identityKey);
-            } catch (error) {
-              // An account the relay does not know cannot be the sender. Other failures
-              // (network, rate limit) throw: the envelope stays queued and comes again.
-              if (error instanceof ClientError && error.code === 'UNKNOWN_ACCOUNT') return false;
-              throw error;
-            }
-          },
-        },
-      );
-    } catch (error) {
-      if (error instanceof UntrustedIdentityError) {
-        // A verified contact's key changed. The message is not lost: it stays queued on the
-        // relay (any non-2xx answer keeps it) and decrypts once the change is accepted.
-        this.emit({ type: 'identity-changed', accountId: error.accountId });
-        return 409;
-      }
-      if (error instanceof EngineError) {
-        this.emit({ type: 'decryption-failed', envelopeId: envelope.id, reason: error.code });
-        return 200;
-      }
-      throw error;
-    }
-    let content: Content;
-    try {
-      content = decodeContent(decrypted.plaintext);
-    } catch (error) {
-      this.emit({
-        type: 'decryption-failed',
-        envelopeId: envelope.id,
-        reason: (error as Error).message,
+      }).catch((error: unknown) => {
+        this.logger.log('warn', 'delivery receipt failed', reasonOf(error));
+        if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE')
+          this.receiver.owe(conversation, messageIds);
       });
-      await this.deps.engine.forgetDecrypted(envelope.id);
-      return 200;
-    }
-    const identity = await this.deps.engine.identityState(decrypted.sender.accountId);
-    if (identity?.changed)
-      this.emit({ type: 'identity-changed', accountId: decrypted.sender.accountId });
-    await this.apply(decrypted.sender, content, envelope.online);
-    await this.processed(envelope.id);
-    return 200;
-  }
-
-  /**
-   * Remembers the envelope as handled, then lets the engine drop its copy of the plaintext. In
-   * this order a crash in between only means the engine's copy is applied again, which the
-   * message ids de-duplicate.
-   */
-  private async processed(envelopeId: string): Promise<void> {
-    const now = this.now();
-    await this.deps.store.markProcessed(envelopeId, now, now - PROCESSED_MEMORY_MS);
-    await this.deps.engine.forgetDecrypted(envelopeId);
-  }
-
-  private async apply(sender: Address, content: Content, online: boolean): Promise<void> {
-    const self = this.self();
-    const fromSelf = sender.accountId === self.accountId;
-    const now = this.now();
-    switch (content.kind) {
-      case 'text': {
-        if (fromSelf) return;
-        const expiresAt = content.expireSeconds ? now + content.expireSeconds * 1000 : undefined;
-        const message: StoredMessage = {
-          id: content.id,
-          conversation: sender.accountId,
-          direction: 'in',
-          senderDeviceId: sender.deviceId,
-          text: content.text,
-          sentAt: content.sentAt,
-          receivedAt: now,
-          status: 'delivered',
-          ...(expiresAt === undefined ? {} : { expiresAt }),
-        };
-        // De-duplicated by message id: a resend after a lost answer is not a second message.
-        if (await this.deps.store.addMessage(message)) {
-          const owed = this.owedReceipts.get(sender.accountId) ?? [];
-          owed.push(content.id);
-          this.owedReceipts.set(sender.accountId, owed);
-          this.emit({ type: 'message', message });
-        }
-        return;
-      }
-      case 'receipt': {
-        const status = content.receipt;
-        for (const id of content.messageIds) {
-          const message = await this.deps.store.message(sender.accountId, id);
-          if (message?.direction === 'out') {
-            await this.deps.store.updateMessage(sender.accountId, id, {
-              status: laterStatus(message.status, status),
-            });
-          }
-        }
-        this.emit({
-          type: 'receipt',
-          conversation: sender.accountId,
-          receipt: status,
-          messageIds: content.messageIds,
-        });
-        return;
-      }
-      case 'typing':
-        if (online)
-          this.emit({
-            type: 'typing',
-            from: sender.accountId,
-            deviceId: sender.deviceId,
-            typing: content.typing,
-          });
-        return;
-      case 'delete': {
-        const message = await this.deps.store.message(sender.accountId, content.target);
-        if (message && message.direction === 'in') {
-          await this.deps.store.updateMessage(sender.accountId, content.target, {
-            deleted: true,
-            text: '',
-          });
-          this.emit({ type: 'deleted', conversation: sender.accountId, messageId: content.target });
-        }
-        return;
-      }
-      case 'timer':
-        await this.saveTimer(sender.accountId, content.expireSeconds);
-        this.emit({
-          type: 'timer',
-          conversation: sender.accountId,
-          expireSeconds: content.expireSeconds,
-        });
-        return;
-      case 'sync':
-        if (fromSelf) await this.applySync(content.to, content.content);
-        return;
-      case 'call':
-        this.calls.receive(sender, content.callId, content.signal, content.sentAt);
-        return;
-      case 'contacts':
-        if (fromSelf) await this.applyContacts(sender.deviceId, content.contacts);
-        return;
-      case 'contacts-request':
-        if (!fromSelf) return;
-        this.contactsOwed = true;
-        this.emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
-        return;
-    }
-  }
-
-  /** What another device of this account sent, recorded here as if sent from this device. */
-  private async applySync(to: string, content: Content): Promise<void> {
-    switch (content.kind) {
-      case 'text': {
-        const expiresAt = content.expireSeconds
-          ? this.now() + content.expireSeconds * 1000
-          : undefined;
-        const message: StoredMessage = {
-          id: content.id,
-          conversation: to,
-          direction: 'out',
-          text: content.text,
-          sentAt: content.sentAt,
-          receivedAt: this.now(),
-          status: 'sent',
-          ...(expiresAt === undefined ? {} : { expiresAt }),
-        };
-        if (await this.deps.store.addMessage(message)) this.emit({ type: 'message', message });
-        return;
-      }
-      case 'delete':
-        await this.deps.store.updateMessage(to, content.target, { deleted: true, text: '' });
-        this.emit({ type: 'deleted', conversation: to, messageId: content.target });
-        return;
-      case 'timer':
-        await this.saveTimer(to, content.expireSeconds);
-        this.emit({ type: 'timer', conversation: to, expireSeconds: content.expireSeconds });
-        return;
-      case 'call':
-        this.calls.receiveSync(to, content.callId, content.signal);
-        return;
-      default:
-        return;
     }
   }
 
   async close(): Promise<void> {
+    await this.reconnector?.stop();
     await this.calls.close();
     this.connection?.close();
     this.connection = undefined;

@@ -1,5 +1,7 @@
-import type { Envelope } from '@privcomm/wire';
+import { CLOSE_CODES, type Envelope } from '@privcomm/wire';
 import { ClientError } from './errors.ts';
+import { parseEnvelope, parseFrame } from './incoming.ts';
+import { noopLogger, type ClientLogger } from './logger.ts';
 import type { SocketLike, Transport } from './transport.ts';
 
 const PING_INTERVAL_MS = 30_000;
@@ -8,30 +10,37 @@ export interface ConnectionHandlers {
   /** Handles one envelope; resolve with the status to answer (2xx deletes it on the relay). */
   onEnvelope(envelope: Envelope): Promise<number>;
   onQueueEmpty(): void;
+  /** Every envelope received so far is handled and answered. */
+  onIdle?(): void;
   onClose(code: number, reason: string): void;
 }
 
 /**
  * One authenticated message socket. Envelopes are handled one at a time, in the order the relay
  * sent them, and each is answered only after its handler finished (stored durably): the relay
- * deletes an envelope only on that answer.
+ * deletes an envelope only on that answer. Every frame is checked against the wire schemas: a
+ * malformed one is logged and skipped, a malformed envelope acknowledged (kept, it would come
+ * back at every connection and never become readable), and the rest of the queue goes on.
  */
 export class RelayConnection {
   private nextId = 1;
   private readonly pending = new Map<number, (status: number) => void>();
   private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
 
   private constructor(
     private readonly socket: SocketLike,
     private readonly handlers: ConnectionHandlers,
+    private readonly logger: ClientLogger,
   ) {}
 
   static open(
     transport: Transport,
     token: string,
     handlers: ConnectionHandlers,
+    logger: ClientLogger = noopLogger,
   ): Promise<RelayConnection> {
     const url = `${transport.relayUrl.replace(/^http/, 'ws')}/v1/websocket`;
     return new Promise((resolve, reject) => {
@@ -44,7 +53,7 @@ export class RelayConnection {
         );
         return;
       }
-      const connection = new RelayConnection(socket, handlers);
+      const connection = new RelayConnection(socket, handlers, logger);
       let settled = false;
       socket.onerror = () => {
         if (!settled) {
@@ -56,9 +65,13 @@ export class RelayConnection {
         connection.onClosed(event.code, event.reason);
         if (!settled) {
           settled = true;
-          const code = event.code === 4401 ? 'RELAY_REFUSED' : 'RELAY_UNREACHABLE';
+          const refused = event.code === CLOSE_CODES.UNAUTHENTICATED;
           reject(
-            new ClientError(code, `the relay closed the socket (${event.code} ${event.reason})`),
+            new ClientError(
+              refused ? 'RELAY_REFUSED' : 'RELAY_UNREACHABLE',
+              `the relay closed the socket (${event.code} ${event.reason})`,
+              refused ? 'UNAUTHENTICATED' : undefined,
+            ),
           );
         }
       };
@@ -73,7 +86,13 @@ export class RelayConnection {
               connection.startPing();
               resolve(connection);
             } else {
-              reject(new ClientError('RELAY_REFUSED', `socket authentication failed (${status})`));
+              reject(
+                new ClientError(
+                  'RELAY_REFUSED',
+                  `socket authentication failed (${status})`,
+                  'UNAUTHENTICATED',
+                ),
+              );
             }
           })
           .catch(() => undefined);
@@ -105,36 +124,70 @@ export class RelayConnection {
     if (!this.closed) this.socket.send(JSON.stringify({ type: 'response', id, status }));
   }
 
+  /** Runs after everything queued before it, then reports idleness if nothing came meanwhile. */
+  private enqueue(task: () => Promise<void>): void {
+    this.queued += 1;
+    // Never rejects: one failure must not stop the envelopes queued behind it.
+    this.queue = this.queue.then(async () => {
+      try {
+        await task();
+      } catch {
+        this.logger.log('error', 'frame handling failed');
+      }
+      this.queued -= 1;
+      if (this.queued > 0 || this.closed) return;
+      try {
+        this.handlers.onIdle?.();
+      } catch {
+        this.logger.log('error', 'idle handler failed');
+      }
+    });
+  }
+
   private onMessage(data: unknown): void {
-    let frame: { type?: string; id?: number; verb?: string; status?: number; body?: unknown };
-    try {
-      frame = JSON.parse(String(data));
-    } catch {
+    const parsed = parseFrame(data);
+    if (!parsed.ok) {
+      this.logger.log('warn', 'frame ignored', parsed.reason);
       return;
     }
-    if (frame.type === 'response' && typeof frame.id === 'number') {
-      this.pending.get(frame.id)?.(frame.status ?? 0);
-      this.pending.delete(frame.id);
+    const incoming = parsed.value;
+    if (incoming.type === 'error') {
+      this.logger.log('warn', 'the relay could not read a frame');
       return;
     }
-    if (frame.type !== 'request' || typeof frame.id !== 'number') return;
-    const id = frame.id;
-    if (frame.verb === 'queue.empty') {
+    if (incoming.type === 'response') {
+      const { id, status } = incoming.frame;
+      this.pending.get(id)?.(status);
+      this.pending.delete(id);
+      return;
+    }
+    const { id, verb, body } = incoming.frame;
+    if (verb === 'queue.empty') {
       // Queued behind the envelopes before it, so "empty" means "all of those are handled".
-      this.queue = this.queue.then(() => {
+      this.enqueue(async () => {
         this.respond(id, 200);
         this.handlers.onQueueEmpty();
       });
       return;
     }
-    if (frame.verb === 'envelope') {
-      const envelope = frame.body as Envelope;
-      this.queue = this.queue.then(async () => {
-        const status = await this.handlers.onEnvelope(envelope).catch(() => 500);
+    if (verb === 'envelope') {
+      const envelope = parseEnvelope(body);
+      this.enqueue(async () => {
+        if (!envelope.ok) {
+          this.logger.log('warn', 'envelope dropped', envelope.reason);
+          this.respond(id, 200);
+          return;
+        }
+        const status = await this.handlers.onEnvelope(envelope.value).catch(() => {
+          // Kept on the relay and offered again at the next connection; the rest goes on.
+          this.logger.log('warn', 'envelope kept', 'handling failed');
+          return 500;
+        });
         this.respond(id, status);
       });
       return;
     }
+    this.logger.log('debug', 'unknown request refused');
     this.respond(id, 404);
   }
 
@@ -154,7 +207,7 @@ export class RelayConnection {
 
   close(): void {
     if (this.closed) return;
-    this.socket.close(1000, 'bye');
-    this.onClosed(1000, 'bye');
+    this.socket.close(CLOSE_CODES.NORMAL, 'bye');
+    this.onClosed(CLOSE_CODES.NORMAL, 'bye');
   }
 }

@@ -5,6 +5,7 @@
  * and acknowledges them rather than letting them block the queue.
  */
 
+import { isAccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
 
@@ -40,7 +41,6 @@ export interface SyncedContact {
 /** Contacts per message: 500 of them stay well below the relay's 96 KiB per envelope. */
 export const MAX_SYNCED_CONTACTS = 500;
 const MAX_CONTACT_NAME = 200;
-const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** One ICE candidate, as RTCIceCandidateInit carries it. Never stored: see calls/. */
 export interface IceCandidateSignal {
@@ -66,9 +66,16 @@ const CALL_ID = /^[A-Za-z0-9_-]{8,64}$/;
 
 export type ContentKind = Content['kind'];
 
+/**
+ * Content that is not what this version sends. Its message is a fixed phrase, never a value
+ * from the content: it goes to logs and to the 'decryption-failed' event.
+ */
 export class ContentError extends Error {
   override readonly name = 'ContentError';
 }
+
+/** How a text counts against MAX_TEXT_BYTES: the UTF-8 bytes of its JSON string, quotes aside. */
+export const textBytes = (text: string): number => utf8Encode(JSON.stringify(text)).length - 2;
 
 /** JSON, then 0x80, then zeros up to a multiple of 160 bytes. */
 export const encodeContent = (content: Content): Uint8Array => {
@@ -83,10 +90,13 @@ const isString = (value: unknown): value is string => typeof value === 'string';
 const isNumber = (value: unknown): value is number =>
   typeof value === 'number' && Number.isFinite(value);
 
+const isMessageId = (value: unknown): value is string =>
+  isString(value) && value.length > 0 && value.length <= 64;
+
 const validate = (value: unknown, depth = 0): Content => {
   if (typeof value !== 'object' || value === null) throw new ContentError('not an object');
   const c = value as Record<string, unknown>;
-  if (!isString(c.id) || c.id.length > 64 || !isNumber(c.sentAt)) {
+  if (!isMessageId(c.id) || !isNumber(c.sentAt)) {
     throw new ContentError('missing id or sentAt');
   }
   const base = { id: c.id, sentAt: c.sentAt };
@@ -107,18 +117,18 @@ const validate = (value: unknown, depth = 0): Content => {
         kind: 'receipt',
         ...base,
         receipt: c.receipt,
-        messageIds: c.messageIds.filter(isString).slice(0, 1000),
+        messageIds: c.messageIds.filter(isMessageId).slice(0, 1000),
       };
     case 'typing':
       return { kind: 'typing', ...base, typing: c.typing === true };
     case 'delete':
-      if (!isString(c.target)) throw new ContentError('delete without target');
+      if (!isMessageId(c.target)) throw new ContentError('delete without target');
       return { kind: 'delete', ...base, target: c.target };
     case 'timer':
       if (!isNumber(c.expireSeconds) || c.expireSeconds < 0) throw new ContentError('bad timer');
       return { kind: 'timer', ...base, expireSeconds: c.expireSeconds };
     case 'sync':
-      if (!isString(c.to) || depth > 0) throw new ContentError('bad sync');
+      if (!isAccountId(c.to) || depth > 0) throw new ContentError('bad sync');
       return { kind: 'sync', ...base, to: c.to, content: validate(c.content, depth + 1) };
     case 'call':
       if (!isString(c.callId) || !CALL_ID.test(c.callId)) throw new ContentError('bad call id');
@@ -128,7 +138,7 @@ const validate = (value: unknown, depth = 0): Content => {
     case 'contacts-request':
       return { kind: 'contacts-request', ...base };
     default:
-      throw new ContentError(`unknown kind ${String(c.kind)}`);
+      throw new ContentError('unknown kind');
   }
 };
 
@@ -139,10 +149,10 @@ const validateContacts = (value: unknown): SyncedContact[] => {
   return value.map((item: unknown) => {
     const c = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
     const name = isString(c.name) ? c.name.trim() : '';
-    if (!isString(c.accountId) || !ACCOUNT_ID.test(c.accountId)) {
+    if (!isAccountId(c.accountId)) {
       throw new ContentError('bad contact account id');
     }
-    if (name === '' || name.length > MAX_CONTACT_NAME || ACCOUNT_ID.test(name.toLowerCase())) {
+    if (name === '' || name.length > MAX_CONTACT_NAME || isAccountId(name.toLowerCase())) {
       throw new ContentError('bad contact name');
     }
     return { accountId: c.accountId, name };
@@ -191,7 +201,7 @@ const validateSignal = (value: unknown): CallSignal => {
     case 'busy':
       return { type: 'busy' };
     default:
-      throw new ContentError(`unknown call signal ${String(s.type)}`);
+      throw new ContentError('unknown call signal');
   }
 };
 
@@ -206,6 +216,6 @@ export const decodeContent = (padded: Uint8Array): Content => {
     throw new ContentError('not JSON');
   }
   const version = (parsed as { v?: unknown } | null)?.v;
-  if (version !== CONTENT_VERSION) throw new ContentError(`unsupported version ${String(version)}`);
+  if (version !== CONTENT_VERSION) throw new ContentError('unsupported version');
   return validate(parsed);
 };

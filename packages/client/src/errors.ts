@@ -14,7 +14,13 @@ export type ClientErrorCode =
   | 'INVALID_LINK_CODE'
   | 'LINK_TIMEOUT'
   | 'NOT_PRIMARY'
-  | 'SEND_FAILED';
+  | 'SEND_FAILED'
+  /** The text exceeds MAX_TEXT_BYTES (the message says how long a text may be). */
+  | 'TEXT_TOO_LONG'
+  /** Another client connected as this device; the relay keeps only the newest connection. */
+  | 'CONNECTED_ELSEWHERE'
+  /** `start` was called while the connection is already kept. */
+  | 'ALREADY_STARTED';
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';

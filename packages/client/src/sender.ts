@@ -2,6 +2,8 @@ import type { PreKeyBundleResponse } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
 import type { Address, RemoteBundle, SignalEngine } from './engine.ts';
 import { ClientError } from './errors.ts';
+import { parseDeviceSetChange, parseRetryAfter } from './incoming.ts';
+import type { ClientLogger } from './logger.ts';
 import type { RelayApi } from './relay-api.ts';
 import { relayErrorCode } from './transport.ts';
 
@@ -18,9 +20,10 @@ export interface SendOptions {
 }
 
 export interface SenderDeps {
-  readonly api: RelayApi;
+  readonly api: Pick<RelayApi, 'bundles' | 'devices' | 'sendMessages' | 'expect'>;
   readonly engine: SignalEngine;
   readonly sleep: (ms: number) => Promise<void>;
+  readonly logger: ClientLogger;
 }
 
 export const toRemoteBundle = (
@@ -122,12 +125,6 @@ export class Sender {
         await this.deps.sleep(500 * 2 ** networkRetries);
         continue;
       }
-      const body = response.body as {
-        missingDevices?: number[];
-        extraDevices?: number[];
-        staleDevices?: number[];
-        retryAfterSeconds?: number;
-      };
       switch (response.status) {
         case 200:
           return true;
@@ -135,16 +132,25 @@ export class Sender {
           throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
         case 409:
         case 410: {
+          const change = parseDeviceSetChange(response.status, response.body);
+          if (!change.ok) {
+            this.deps.logger.log('warn', 'send answer refused', change.reason);
+            throw new ClientError(
+              'NOT_A_RELAY',
+              'the relay answered a send with a malformed device list',
+            );
+          }
           if (++deviceSetRetries > MAX_DEVICE_SET_RETRIES) {
             throw new ClientError(
               'SEND_FAILED',
               'the recipient’s devices kept changing; try again',
             );
           }
-          for (const deviceId of [...(body.extraDevices ?? []), ...(body.staleDevices ?? [])]) {
+          const { missing, extra, stale } = change.value;
+          for (const deviceId of [...extra, ...stale]) {
             await this.deps.engine.deleteSession({ accountId, deviceId });
           }
-          for (const deviceId of [...(body.missingDevices ?? []), ...(body.staleDevices ?? [])]) {
+          for (const deviceId of [...missing, ...stale]) {
             await this.establish(accountId, deviceId);
           }
           continue;
@@ -152,9 +158,9 @@ export class Sender {
         case 429: {
           // RATE_LIMITED (this sender's budget) or QUEUE_FULL (the recipient's queue): a short
           // wait is waited out; a longer one fails the send, which the outbox retries later.
-          const waitMs = (body.retryAfterSeconds ?? 1) * 1000;
+          const waitMs = parseRetryAfter(response.body) * 1000;
           if (waitMs > MAX_RATE_LIMIT_WAIT_MS || ++networkRetries > MAX_NETWORK_RETRIES) {
-            const code = relayErrorCode(body) ?? 'RATE_LIMITED';
+            const code = relayErrorCode(response.body) ?? 'RATE_LIMITED';
             throw new ClientError(
               'RELAY_REFUSED',
               code === 'QUEUE_FULL'
@@ -175,7 +181,7 @@ export class Sender {
           throw new ClientError(
             'SEND_FAILED',
             `unexpected answer ${response.status}`,
-            relayErrorCode(body),
+            relayErrorCode(response.body),
           );
       }
     }

@@ -96,6 +96,20 @@ const statusRank: Record<MessageStatus, number> = {
 export const laterStatus = (current: MessageStatus, next: MessageStatus): MessageStatus =>
   statusRank[next] > statusRank[current] || current === 'failed' ? next : current;
 
+/** Records a conversation's disappearing-message timer (creating the contact if needed). */
+export const saveTimer = async (
+  store: ClientStore,
+  conversation: string,
+  expireSeconds: number,
+): Promise<void> => {
+  const existing = await store.contact(conversation);
+  await store.saveContact({
+    accountId: conversation,
+    name: existing?.name ?? conversation,
+    expireSeconds,
+  });
+};
+
 export class MemoryStore implements ClientStore {
   private profileValue: Profile | undefined;
   private readonly contactMap = new Map<string, Contact>();

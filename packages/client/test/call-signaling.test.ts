@@ -69,7 +69,12 @@ describe('call contents', () => {
       const encoded = encodeContent(content);
       expect(encoded.length % 160).toBe(0);
       expect(decodeContent(encoded)).toEqual(content);
-      const sync: Content = { kind: 'sync', ...base, to: 'acct', content };
+      const sync: Content = {
+        kind: 'sync',
+        ...base,
+        to: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+        content,
+      };
       expect(decodeContent(encodeContent(sync))).toEqual(sync);
     }
   });

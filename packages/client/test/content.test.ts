@@ -66,7 +66,7 @@ describe('content format', () => {
       kind: 'sync',
       id: 'g',
       sentAt: 7,
-      to: 'x',
+      to: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
       content: { kind: 'text', id: 'h', sentAt: 7, text: 'hi' },
     },
     {

@@ -6,7 +6,7 @@ import { Type, type Static } from 'typebox';
  * validator in exact agreement.
  */
 
-const UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+export const UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
 
 /** A lowercase canonical UUID: the only spelling the relay accepts, so one account has one id. */
 export const AccountIdSchema = Type.String({ pattern: UUID_PATTERN, maxLength: 36 });
@@ -27,8 +27,13 @@ export const RegistrationIdSchema = Type.Integer({ minimum: 1, maximum: 16380 })
 /** Prekey ids are 24-bit in libsignal (Kyber and EC alike). */
 export const KeyIdSchema = Type.Integer({ minimum: 0, maximum: 0xffffff });
 
+const UUID = new RegExp(UUID_PATTERN);
+
 export const isAccountId = (value: unknown): value is AccountId =>
-  typeof value === 'string' && new RegExp(UUID_PATTERN).test(value);
+  typeof value === 'string' && UUID.test(value);
+
+export const isEnvelopeId = (value: unknown): value is EnvelopeId =>
+  typeof value === 'string' && UUID.test(value);
 
 export const isDeviceId = (value: unknown): value is DeviceId =>
   typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_DEVICE_ID;

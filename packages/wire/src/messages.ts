@@ -10,6 +10,23 @@ export const MAX_CONTENT_BYTES = 96 * 1024;
  */
 export const MAX_ONLINE_CONTENT_BYTES = 4 * 1024;
 
+/**
+ * Room a client keeps, inside MAX_CONTENT_BYTES, for what encryption adds around its padded
+ * plaintext: sealed sender (ephemeral key, sender certificate, MACs) and the first message of a
+ * session (PQXDH: identity, base and one-time keys, a 1,568-byte Kyber ciphertext). That is about
+ * 2.5 KiB (a test with libsignal sends a text of the largest size); 8 KiB leaves room for a
+ * longer sender certificate.
+ */
+export const ENCRYPTION_OVERHEAD_BYTES = 8 * 1024;
+
+/**
+ * Longest text a client sends, in bytes of its JSON string (UTF-8; a line break or a quote
+ * counts 2). The content around it (kind, ids, timer; twice as much in the copy to one's own
+ * devices) and its padding to 160-byte blocks stay under 1 KiB, so a text of this size still fits
+ * MAX_CONTENT_BYTES - ENCRYPTION_OVERHEAD_BYTES: the relay never refuses it for its size.
+ */
+export const MAX_TEXT_BYTES = 64 * 1024;
+
 export const OutgoingMessageSchema = Type.Object(
   {
     deviceId: DeviceIdSchema,

@@ -1,0 +1,43 @@
+import type { CallSummary } from './calls/call-manager.ts';
+import type { CallState } from './calls/call-state.ts';
+import type { ClientError } from './errors.ts';
+import type { Contact, StoredMessage } from './store.ts';
+
+/**
+ * The connection as an interface shows it:
+ * - `offline`: not connected (never started, stopped, or waiting before the next attempt);
+ * - `connecting`: an attempt is under way;
+ * - `online`: connected and authenticated, envelopes flow;
+ * - `stopped`: the relay refused for good (device removed, connected elsewhere); `error` says
+ *   why, and only a new `start` tries again.
+ */
+export type ConnectionState = 'offline' | 'connecting' | 'online' | 'stopped';
+
+export interface ConnectionStatus {
+  readonly state: ConnectionState;
+  /** Milliseconds until the next attempt, while offline between attempts. */
+  readonly retryInMs?: number;
+  /** Why the last attempt failed or the connection was lost (offline), or why it stopped. */
+  readonly error?: ClientError;
+}
+
+export type ClientEvent =
+  | { type: 'message'; message: StoredMessage }
+  | { type: 'receipt'; conversation: string; receipt: 'delivered' | 'read'; messageIds: string[] }
+  | { type: 'typing'; from: string; deviceId: number; typing: boolean }
+  | { type: 'deleted'; conversation: string; messageId: string }
+  | { type: 'timer'; conversation: string; expireSeconds: number }
+  | { type: 'identity-changed'; accountId: string }
+  /** Contacts another device of this account sent (linking, or `syncContacts` there). */
+  | { type: 'contacts-synced'; fromDevice: number; contacts: Contact[] }
+  /** A newly linked device asked for the contacts: `sendOwedReceipts` sends them. */
+  | { type: 'contacts-requested'; fromDevice: number }
+  | { type: 'decryption-failed'; envelopeId: string; reason: string }
+  | { type: 'queue-empty' }
+  | { type: 'disconnected'; code: number; reason: string }
+  /** The connection kept by `start` changed state (also in `snapshot().connection`). */
+  | { type: 'connection'; status: ConnectionStatus }
+  /** The current call changed state (calls/). */
+  | { type: 'call'; state: CallState }
+  /** A call ended (also one answered busy or missed here). */
+  | { type: 'call-ended'; summary: CallSummary };

@@ -1,0 +1,308 @@
+import { isEnvelopeId, type Envelope } from '@privcomm/wire';
+import { equalBytes, fromBase64 } from './bytes.ts';
+import {
+  ContentError,
+  decodeContent,
+  type CallSignal,
+  type Content,
+  type SyncedContact,
+} from './content.ts';
+import {
+  EngineError,
+  UntrustedIdentityError,
+  type Address,
+  type Decrypted,
+  type SignalEngine,
+} from './engine.ts';
+import { ClientError } from './errors.ts';
+import type { ClientEvent } from './events.ts';
+import { reasonOf, type ClientLogger } from './logger.ts';
+import {
+  laterStatus,
+  saveTimer,
+  type ClientStore,
+  type Contact,
+  type StoredMessage,
+} from './store.ts';
+
+/** Envelope ids are remembered this long: the relay keeps an envelope at most 30 days. */
+const PROCESSED_MEMORY_MS = 31 * 24 * 60 * 60 * 1000;
+
+/** What the receive pipeline needs; calls/ handles call signals. */
+export interface ReceiverDeps {
+  readonly engine: SignalEngine;
+  readonly store: ClientStore;
+  /** The identity key an account registered on the relay (throws UNKNOWN_ACCOUNT if none). */
+  identityKey(accountId: string): Promise<Uint8Array>;
+  readonly calls: {
+    receive(sender: Address, callId: string, signal: CallSignal, sentAt: number): void;
+    receiveSync(peer: string, callId: string, signal: CallSignal): void;
+  };
+  self(): Address;
+  now(): number;
+  emit(event: ClientEvent): void;
+  readonly logger: ClientLogger;
+}
+
+/** The relay's answer to an envelope: 200 deletes it there, anything else keeps it queued. */
+export type EnvelopeAnswer = 200 | 409 | 500;
+
+/**
+ * The receive pipeline, one envelope at a time: check it, decrypt it (the engine commits the
+ * result with the session), apply it to the store, and only then answer 200 so the relay deletes
+ * it. An envelope that can never be used (malformed, undecryptable, content of an unknown kind)
+ * is answered 200 too, after logging why: kept, it would block the queue forever.
+ */
+export class Receiver {
+  /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
+  private readonly owed = new Map<string, string[]>();
+  /** A newly linked device of this account asked for the contacts. */
+  private contactsOwedValue = false;
+
+  constructor(private readonly deps: ReceiverDeps) {}
+
+  /** Records delivery receipts owed to a conversation (again, when sending them failed). */
+  owe(conversation: string, messageIds: readonly string[]): void {
+    this.owed.set(conversation, [...(this.owed.get(conversation) ?? []), ...messageIds]);
+  }
+
+  /** The receipts owed so far, by conversation; taking them clears them. */
+  takeOwedReceipts(): [string, string[]][] {
+    const owed = [...this.owed.entries()];
+    this.owed.clear();
+    return owed;
+  }
+
+  /** Whether a linked device asked for the contacts; taking it clears it. */
+  takeContactsOwed(): boolean {
+    const owed = this.contactsOwedValue;
+    this.contactsOwedValue = false;
+    return owed;
+  }
+
+  async receive(envelope: Envelope): Promise<EnvelopeAnswer> {
+    const { engine, store } = this.deps;
+    if (!isEnvelopeId(envelope.id)) return this.refuse('envelope without a valid id');
+    let ciphertext: Uint8Array;
+    try {
+      ciphertext = fromBase64(envelope.content);
+    } catch {
+      return this.refuse('envelope content is not base64');
+    }
+    // A redelivery after our answer was lost: already applied, just acknowledge it again.
+    if (await store.isProcessed(envelope.id)) {
+      await engine.forgetDecrypted(envelope.id);
+      return 200;
+    }
+    let decrypted: Decrypted;
+    try {
+      decrypted = await engine.decrypt(
+        envelope.id,
+        { type: envelope.type, content: ciphertext },
+        { confirmIdentity: (accountId, key) => this.confirmIdentity(accountId, key) },
+      );
+    } catch (error) {
+      if (error instanceof UntrustedIdentityError) {
+        // A verified contact's key changed. The message is not lost: it stays queued on the
+        // relay (any non-2xx answer keeps it) and decrypts once the change is accepted.
+        this.deps.emit({ type: 'identity-changed', accountId: error.accountId });
+        this.deps.logger.log('info', 'envelope kept', 'identity changed');
+        return 409;
+      }
+      if (error instanceof EngineError) {
+        this.deps.emit({ type: 'decryption-failed', envelopeId: envelope.id, reason: error.code });
+        this.deps.logger.log('warn', 'envelope dropped', reasonOf(error));
+        return 200;
+      }
+      throw error;
+    }
+    let content: Content;
+    try {
+      content = decodeContent(decrypted.plaintext);
+    } catch (error) {
+      const reason = error instanceof ContentError ? error.message : 'content refused';
+      this.deps.emit({ type: 'decryption-failed', envelopeId: envelope.id, reason });
+      this.deps.logger.log('warn', 'content dropped', reason);
+      await engine.forgetDecrypted(envelope.id);
+      return 200;
+    }
+    const identity = await engine.identityState(decrypted.sender.accountId);
+    if (identity?.changed)
+      this.deps.emit({ type: 'identity-changed', accountId: decrypted.sender.accountId });
+    await this.apply(decrypted.sender, content, envelope.online);
+    await this.processed(envelope.id);
+    return 200;
+  }
+
+  private refuse(reason: string): EnvelopeAnswer {
+    this.deps.logger.log('warn', 'envelope dropped', reason);
+    return 200;
+  }
+
+  /**
+   * A new or changed sender key must be the one its account registered on the relay: otherwise
+   * anyone who knows an account id could speak in its name.
+   */
+  private async confirmIdentity(accountId: string, identityKey: Uint8Array): Promise<boolean> {
+    try {
+      return equalBytes(await this.deps.identityKey(accountId), identityKey);
+    } catch (error) {
+      // An account the relay does not know cannot be the sender. Other failures (network, rate
+      // limit) throw: the envelope stays queued and comes again.
+      if (error instanceof ClientError && error.code === 'UNKNOWN_ACCOUNT') return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Remembers the envelope as handled, then lets the engine drop its copy of the plaintext. In
+   * this order a crash in between only means the engine's copy is applied again, which the
+   * message ids de-duplicate.
+   */
+  private async processed(envelopeId: string): Promise<void> {
+    const now = this.deps.now();
+    await this.deps.store.markProcessed(envelopeId, now, now - PROCESSED_MEMORY_MS);
+    await this.deps.engine.forgetDecrypted(envelopeId);
+  }
+
+  private async apply(sender: Address, content: Content, online: boolean): Promise<void> {
+    const { store, emit } = this.deps;
+    const fromSelf = sender.accountId === this.deps.self().accountId;
+    const now = this.deps.now();
+    switch (content.kind) {
+      case 'text': {
+        if (fromSelf) return;
+        const expiresAt = content.expireSeconds ? now + content.expireSeconds * 1000 : undefined;
+        const message: StoredMessage = {
+          id: content.id,
+          conversation: sender.accountId,
+          direction: 'in',
+          senderDeviceId: sender.deviceId,
+          text: content.text,
+          sentAt: content.sentAt,
+          receivedAt: now,
+          status: 'delivered',
+          ...(expiresAt === undefined ? {} : { expiresAt }),
+        };
+        // De-duplicated by message id: a resend after a lost answer is not a second message.
+        if (await store.addMessage(message)) {
+          this.owe(sender.accountId, [content.id]);
+          emit({ type: 'message', message });
+        }
+        return;
+      }
+      case 'receipt': {
+        const status = content.receipt;
+        for (const id of content.messageIds) {
+          const message = await store.message(sender.accountId, id);
+          if (message?.direction === 'out') {
+            await store.updateMessage(sender.accountId, id, {
+              status: laterStatus(message.status, status),
+            });
+          }
+        }
+        emit({
+          type: 'receipt',
+          conversation: sender.accountId,
+          receipt: status,
+          messageIds: content.messageIds,
+        });
+        return;
+      }
+      case 'typing':
+        if (online)
+          emit({
+            type: 'typing',
+            from: sender.accountId,
+            deviceId: sender.deviceId,
+            typing: content.typing,
+          });
+        return;
+      case 'delete': {
+        const message = await store.message(sender.accountId, content.target);
+        if (message && message.direction === 'in') {
+          await store.updateMessage(sender.accountId, content.target, { deleted: true, text: '' });
+          emit({ type: 'deleted', conversation: sender.accountId, messageId: content.target });
+        }
+        return;
+      }
+      case 'timer':
+        await saveTimer(store, sender.accountId, content.expireSeconds);
+        emit({
+          type: 'timer',
+          conversation: sender.accountId,
+          expireSeconds: content.expireSeconds,
+        });
+        return;
+      case 'sync':
+        if (fromSelf) await this.applySync(content.to, content.content);
+        return;
+      case 'call':
+        this.deps.calls.receive(sender, content.callId, content.signal, content.sentAt);
+        return;
+      case 'contacts':
+        if (fromSelf) await this.applyContacts(sender.deviceId, content.contacts);
+        return;
+      case 'contacts-request':
+        if (!fromSelf) return;
+        this.contactsOwedValue = true;
+        emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
+        return;
+    }
+  }
+
+  /** What another device of this account sent, recorded here as if sent from this device. */
+  private async applySync(to: string, content: Content): Promise<void> {
+    const { store, emit } = this.deps;
+    switch (content.kind) {
+      case 'text': {
+        const now = this.deps.now();
+        const expiresAt = content.expireSeconds ? now + content.expireSeconds * 1000 : undefined;
+        const message: StoredMessage = {
+          id: content.id,
+          conversation: to,
+          direction: 'out',
+          text: content.text,
+          sentAt: content.sentAt,
+          receivedAt: now,
+          status: 'sent',
+          ...(expiresAt === undefined ? {} : { expiresAt }),
+        };
+        if (await store.addMessage(message)) emit({ type: 'message', message });
+        return;
+      }
+      case 'delete':
+        await store.updateMessage(to, content.target, { deleted: true, text: '' });
+        emit({ type: 'deleted', conversation: to, messageId: content.target });
+        return;
+      case 'timer':
+        await saveTimer(store, to, content.expireSeconds);
+        emit({ type: 'timer', conversation: to, expireSeconds: content.expireSeconds });
+        return;
+      case 'call':
+        this.deps.calls.receiveSync(to, content.callId, content.signal);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Names from another device of this account; a name taken here by another account is kept. */
+  private async applyContacts(fromDevice: number, synced: readonly SyncedContact[]) {
+    const { store } = this.deps;
+    const self = this.deps.self().accountId;
+    const saved: Contact[] = [];
+    const local = new Map((await store.contacts()).map((c) => [c.accountId, c]));
+    for (const { accountId, name } of synced) {
+      if (accountId === self) continue;
+      if ([...local.values()].some((c) => c.name === name && c.accountId !== accountId)) continue;
+      const existing = local.get(accountId);
+      if (existing?.name === name) continue;
+      const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
+      await store.saveContact(contact);
+      local.set(accountId, contact);
+      saved.push(contact);
+    }
+    if (saved.length > 0) this.deps.emit({ type: 'contacts-synced', fromDevice, contacts: saved });
+  }
+}

@@ -17,6 +17,7 @@ const bundle = (deviceIds: number[]): PreKeyBundleResponse => ({
     registrationId: 1,
     signedPreKey: { keyId: 1, publicKey: KEY, signature: KEY },
     kyberPreKey: { keyId: 1, publicKey: KEY, signature: KEY },
+    kyberPreKeyIsLastResort: false,
   })),
 });
 

@@ -88,6 +88,8 @@ export class PrivcommClient {
   private profileValue: Profile | undefined;
   private connection: RelayConnection | undefined;
   private reconnector: Reconnector | undefined;
+  /** The last state the reconnector reported ('stopped' stays until the next `start`). */
+  private connectionStatus: ConnectionStatus = { state: 'offline' };
   /** Set by `start`: owed receipts go out as soon as the received envelopes are handled. */
   private sendReceiptsWhenIdle = false;
   /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
@@ -186,7 +188,7 @@ export class PrivcommClient {
       profile: this.profileValue,
       contacts,
       conversations,
-      connection: this.reconnector?.status ?? { state: 'offline' },
+      connection: this.connectionStatus,
     };
   }
 
@@ -651,7 +653,10 @@ export class PrivcommClient {
       disconnect: () => this.disconnect(),
       sleep: this.sleep,
       random: this.deps.random ?? Math.random,
-      onStatus: (status) => this.emit({ type: 'connection', status }),
+      onStatus: (status) => {
+        this.connectionStatus = status;
+        this.emit({ type: 'connection', status });
+      },
       logger: this.logger,
     });
     this.reconnector = reconnector;

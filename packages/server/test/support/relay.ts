@@ -30,7 +30,10 @@ export interface TestRelay {
   close(): Promise<void>;
 }
 
-/** A relay instance in this process, on a real loopback port, logging at trace level. */
+/**
+ * A relay instance in this process, on a real loopback port (a free one, or PORT from `env`, so
+ * that a test can restart a relay where its clients expect it), logging at trace level.
+ */
 export const startRelay = async (
   databaseUrl: string,
   env: Record<string, string> = {},
@@ -47,7 +50,11 @@ export const startRelay = async (
     databaseUrl,
     logger: pino(loggerOptions(config.logLevel), sink),
   });
-  await relay.app.listen({ host: '127.0.0.1', port: 0, listenTextResolver: () => 'bound' });
+  await relay.app.listen({
+    host: '127.0.0.1',
+    port: env.PORT === undefined ? 0 : config.port,
+    listenTextResolver: () => 'bound',
+  });
   const address = relay.app.server.address();
   if (typeof address !== 'object' || !address) throw new Error('relay has no address');
   return {

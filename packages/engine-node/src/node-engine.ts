@@ -43,6 +43,7 @@ import {
   type SafetyNumber,
   type SignalEngine,
 } from '@privcomm/client';
+import { isAccountId, isDeviceId } from '@privcomm/wire';
 import { openProvisioningMessage, sealProvisioningMessage } from './provisioning.ts';
 import { openDatabase, TransactionQueue, type AfterRollback } from './sqlite.ts';
 import {
@@ -97,7 +98,6 @@ export const SEALED_SENDER_V1 = 1;
 const CERTIFICATE_EXPIRY_MS = 253_402_300_799_000; // 9999-12-31
 const FINGERPRINT_ITERATIONS = 5200;
 const FINGERPRINT_VERSION = 2;
-const MAX_DEVICE_ID = 127;
 const MAX_BATCH = 1000;
 /**
  * How long a replaced signed or last-resort prekey stays: a session start made from it can
@@ -106,18 +106,7 @@ const MAX_BATCH = 1000;
  * After that the private key only helps someone who later steals this device's store.
  */
 export const SUPERSEDED_PREKEY_GRACE_MS = 60 * 24 * 60 * 60 * 1000;
-/**
- * Account ids are the relay's canonical lowercase UUIDs. Only that spelling is accepted, also
- * from sender certificates: "ABC..." and "abc..." would otherwise be two libsignal addresses
- * with two identity entries, and a forged certificate could claim a known account under a
- * spelling that has no trusted key yet.
- */
-const ACCOUNT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 const copy = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
-
-const isAccountId = (value: unknown): value is string =>
-  typeof value === 'string' && ACCOUNT_ID.test(value);
 
 const uuidBytes = (accountId: string): Uint8Array<ArrayBuffer> => {
   if (!isAccountId(accountId)) throw new TypeError(`account id ${accountId} is not a UUID`);
@@ -130,9 +119,12 @@ const checkCount = (count: number): void => {
   }
 };
 
-const isDeviceId = (value: unknown): value is number =>
-  typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_DEVICE_ID;
-
+/**
+ * Account ids are the relay's canonical lowercase UUIDs (isAccountId, from the wire package).
+ * Only that spelling is accepted, also from sender certificates: "ABC..." and "abc..." would
+ * otherwise be two libsignal addresses with two identity entries, and a forged certificate could
+ * claim a known account under a spelling that has no trusted key yet.
+ */
 const checkAddress = (address: Address): void => {
   if (!isAccountId(address.accountId)) {
     throw new TypeError(`account id ${String(address.accountId)} is not a lowercase UUID`);

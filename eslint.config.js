@@ -5,8 +5,44 @@ import tseslint from 'typescript-eslint';
 /**
  * Lint, including the layering of ARCHITECTURE.md:
  * - wire: schemas and pure functions only: no Node built-ins, no I/O libraries, no other package;
- * - server: never imports client, engine or app code.
+ * - client: no platform I/O, only wire;
+ * - engine-node: no app (the CLI and the Android app use it, not the reverse);
+ * - server: never imports client, engine or app code, and inside it the direction is
+ *   routes/ws → services → repositories → db (an inner layer never imports an outer one).
  */
+
+/** What the relay never imports, at any layer. */
+const relayForeign = {
+  group: [
+    '@privcomm/client',
+    '@privcomm/client/*',
+    '@privcomm/engine-*',
+    '@privcomm/cli',
+    '@privcomm/app',
+    '**/apps/**',
+  ],
+  message: 'The relay never imports client, engine or app code.',
+};
+
+/** A rule for one inner layer of the relay: the foreign code, and the layers outside it. */
+const relayLayer = (layer, outer) => ({
+  files: [`packages/server/src/${layer}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          relayForeign,
+          {
+            group: outer.map((name) => `**/${name}/**`),
+            message: `The relay's direction is routes/ws → services → repositories → db: ${layer} imports none of ${outer.join(', ')}. Move what is shared down a layer.`,
+          },
+        ],
+      },
+    ],
+  },
+});
+
 export default tseslint.config(
   {
     ignores: [
@@ -93,6 +129,8 @@ export default tseslint.config(
                 '@privcomm/server/*',
                 '@privcomm/engine-*',
                 '@privcomm/cli',
+                '@privcomm/app',
+                '**/apps/**',
               ],
               message: 'The core depends only on wire.',
             },
@@ -126,28 +164,29 @@ export default tseslint.config(
     },
   },
   {
-    files: ['packages/server/**/*.ts'],
+    files: ['packages/engine-node/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
             {
-              group: [
-                '@privcomm/client',
-                '@privcomm/client/*',
-                '@privcomm/engine-*',
-                '@privcomm/cli',
-                '@privcomm/app',
-                '**/apps/**',
-              ],
-              message: 'The relay never imports client, engine or app code.',
+              group: ['@privcomm/cli', '@privcomm/cli/*', '@privcomm/app', '**/apps/**'],
+              message: 'engine-node serves the apps; it imports none of them.',
             },
           ],
         },
       ],
     },
   },
+  {
+    files: ['packages/server/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [relayForeign] }] },
+  },
+  // Later entries win for their files, so each layer repeats relayForeign.
+  relayLayer('services', ['routes', 'ws']),
+  relayLayer('repositories', ['routes', 'ws', 'services']),
+  relayLayer('db', ['routes', 'ws', 'services', 'repositories']),
   {
     files: ['**/test/**/*.ts'],
     rules: {

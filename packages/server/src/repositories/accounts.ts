@@ -5,7 +5,7 @@ import type { Db } from '../db/database.ts';
 import type { Executor } from '../db/executor.ts';
 import { accounts, devices, inviteCodes } from '../db/schema.ts';
 import { RelayError } from '../errors.ts';
-import { notifyIn } from '../services/events.ts';
+import { notifyIn } from '../db/events.ts';
 import { newDeviceRow, type NewDeviceKeys } from './devices.ts';
 
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();

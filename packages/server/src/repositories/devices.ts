@@ -12,7 +12,7 @@ import {
 import type { Db } from '../db/database.ts';
 import { accounts, devices, linkTokens } from '../db/schema.ts';
 import { RelayError } from '../errors.ts';
-import { notifyIn } from '../services/events.ts';
+import { notifyIn } from '../db/events.ts';
 import { sha256 } from './accounts.ts';
 
 /** What every new device brings: its registration id, auth key and non-consumable keys. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { RelayError } from '../errors.ts';
-import { EVENTS_CHANNEL } from '../services/events.ts';
+import { EVENTS_CHANNEL } from '../db/events.ts';
 
 /** What one device may have queued (QUEUE_MAX_ENVELOPES, QUEUE_MAX_BYTES). */
 export interface QueueCaps {

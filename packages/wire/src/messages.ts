@@ -13,8 +13,9 @@ export const MAX_ONLINE_CONTENT_BYTES = 4 * 1024;
 /**
  * Room a client keeps, inside MAX_CONTENT_BYTES, for what encryption adds around its padded
  * plaintext: sealed sender (ephemeral key, sender certificate, MACs) and the first message of a
- * session (PQXDH: identity, base and one-time keys, a 1,568-byte Kyber ciphertext). That is about
- * 2.5 KiB (a test with libsignal sends a text of the largest size); 8 KiB leaves room for a
+ * session (PQXDH: identity, base and one-time keys, a 1,568-byte Kyber ciphertext). Measured with
+ * libsignal: 2,165 bytes for a first message carrying a text of the largest size
+ * (packages/engine-node/test/client-resilience.integration.test.ts); 8 KiB leaves room for a
  * longer sender certificate.
  */
 export const ENCRYPTION_OVERHEAD_BYTES = 8 * 1024;

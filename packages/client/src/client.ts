@@ -640,7 +640,7 @@ export class PrivcommClient {
    * ClientError, and stops retrying, when the relay refuses this device for good (RELAY_REFUSED:
    * removed or deleted; CONNECTED_ELSEWHERE).
    */
-  start(): Promise<void> {
+  async start(): Promise<void> {
     this.self();
     if (this.reconnector)
       throw new ClientError('ALREADY_STARTED', 'the connection is already kept');

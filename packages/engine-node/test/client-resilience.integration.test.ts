@@ -301,6 +301,35 @@ describe('client core through relay restarts and malformed input', () => {
     await bob.running;
   });
 
+  it('a kept message the relay now refuses is marked failed and does not hold back the others', async () => {
+    const alice = await newClient('alice');
+    const bob = await newClient('bob');
+    const carol = await newClient('carol');
+    // The network is gone (clients reach a closed port): both sends are kept.
+    down = true;
+    await expect(alice.client.sendText(carol.id, 'to carol')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    await expect(alice.client.sendText(bob.id, 'to bob')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    down = false;
+    // Meanwhile Carol's account went away: her message can never be sent.
+    await carol.client.deleteAccount();
+    start(alice);
+    start(bob);
+    await until(async () => (await texts(bob, alice.id, 'in')).includes('to bob'));
+    await until(async () => (await alice.store.outbox()).length === 0);
+    expect((await alice.client.history(carol.id)).map((m) => m.status)).toEqual(['failed']);
+    expect(alice.logger.lines).toContainEqual({
+      level: 'warn',
+      event: 'queued message failed',
+      reason: 'unknown account',
+    });
+    await alice.client.stop();
+    await bob.client.stop();
+  });
+
   it('stops for good, with a clear error, when the relay no longer accepts the device', async () => {
     const alice = await newClient('alice');
     start(alice);

@@ -62,6 +62,11 @@ export interface RelayWatch {
   loginRefused: boolean;
   /** The last attempt found nobody listening at the relay's address (connection refused). */
   connectionRefused: boolean;
+  /**
+   * Set by the commands that stay connected (listen, daemon): their retries keep waiting,
+   * since the core's reconnection backs off through the same waits.
+   */
+  stayingConnected?: boolean;
 }
 
 const nodeFetch =

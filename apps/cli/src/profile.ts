@@ -208,9 +208,10 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     transport: nodeTransport(server, relay),
     // Nobody listening at the relay's address: waiting between retries gains nothing within
     // one command (the message stays in the outbox for the next send, receive or listen).
-    // Any answer from the relay (a 429 too) brings the waits back.
+    // Any answer from the relay (a 429 too) brings the waits back, and so does staying
+    // connected (the core's reconnection backs off through these waits).
     sleep: (ms) =>
-      relay.connectionRefused
+      relay.connectionRefused && relay.stayingConnected !== true
         ? Promise.resolve()
         : new Promise((resolve) => setTimeout(resolve, ms)),
     engine,

@@ -4,8 +4,6 @@ import { CliError, UsageError } from '../errors.ts';
 
 /** Helpers that several command groups share: argument parsers, stdin, help text. */
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const examples = (...lines: string[]): string =>

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { CliError, UsageError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
-import { examples, UUID } from './common.ts';
+import { isAccountId } from '@privcomm/wire';
+import { examples } from './common.ts';
 /** contacts add, list and sync: names for account ids. */
 export const addContactCommands = (program: Command, ctx: RunContext): void => {
   const contacts = program
@@ -29,10 +30,10 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
     .action(async (name: string, accountId: string, _options: unknown, command: Command) => {
       const trimmed = name.trim();
       if (trimmed === '') throw new UsageError('the contact name is empty');
-      if (UUID.test(trimmed.toLowerCase()))
+      if (isAccountId(trimmed.toLowerCase()))
         throw new UsageError('a contact name cannot be an account id; pick a name');
       const id = accountId.trim().toLowerCase();
-      if (!UUID.test(id))
+      if (!isAccountId(id))
         throw new UsageError(
           `"${accountId}" is not an account id (like 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11)`,
         );

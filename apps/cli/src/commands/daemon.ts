@@ -31,6 +31,7 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         ),
     )
     .action(async (options: { socket?: string }, command: Command) => {
+      ctx.relay.stayingConnected = true;
       const { client, self, store, server, dir } = await ctx.openAccount(command);
       const peers = new Set<Peer>();
       const notify = (method: string, params: Record<string, unknown>) => {
@@ -39,12 +40,7 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
       };
       let connected = false;
 
-      // Events as notifications, in order; receipts owed go out shortly after, as in listen.
-      let receiptTimer: ReturnType<typeof setTimeout> | undefined;
-      const scheduleReceipts = () => {
-        clearTimeout(receiptTimer);
-        receiptTimer = setTimeout(() => void client.sendOwedReceipts().catch(() => undefined), 300);
-      };
+      // Events as notifications, in order (the core sends the receipts owed by itself).
       let notifying: Promise<void> = Promise.resolve();
       client.subscribe((event) => {
         if (event.type === 'disconnected') {
@@ -55,14 +51,12 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         if (event.type === 'queue-empty') {
           connected = true;
           notifying = notifying.then(() => notify('queue-empty', {}));
-          scheduleReceipts();
           return;
         }
         notifying = notifying.then(async () => {
           const shown = eventOutput(event, await ctx.names(client, self.accountId));
           if (shown) notify(String(shown.json.type), shown.json);
         });
-        if (event.type === 'message' || event.type === 'contacts-requested') scheduleReceipts();
       });
       const expiry = setInterval(() => {
         void store.removeExpired(Date.now()).then((expired) => {
@@ -123,7 +117,6 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         await client.disconnect();
       } finally {
         clearInterval(expiry);
-        clearTimeout(receiptTimer);
         stopSignal();
         await closeTransport();
       }

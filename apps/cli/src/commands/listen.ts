@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
-import { ClientError, type PrivcommClient } from '@privcomm/client';
+import type { PrivcommClient } from '@privcomm/client';
 import { UsageError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
-import { closedByRelay, examples } from './common.ts';
+import { examples } from './common.ts';
 /** listen: stay connected and print events as they come. */
-
-const LISTEN_MAX_BACKOFF_MS = 30_000;
 
 /** A connection kept up by stayConnected. */
 export interface KeptConnection {
-  /** Stops reconnecting and ends `done` (the caller disconnects the client). */
+  /** Stops reconnecting and ends `done`, after the client handled what it received. */
   stop(): void;
   /** Settles when stopped; rejects when the relay refuses this device or another took its place. */
   readonly done: Promise<void>;
@@ -24,67 +22,24 @@ export interface ConnectionReport {
 }
 
 /**
- * Keeps the client connected until stopped: reconnects with exponential backoff (1 s doubling
- * up to 30 s, plus jitter so that many clients do not come back at once), and gives up only on
- * what reconnecting would not cure (the relay refused the login, or closed with 4401/4409).
- * Shared by listen and the daemon. The client core is to take this over: then this one
- * function is replaced by the core's API, and its callers stay as they are.
+ * Keeps the client connected until stopped, through the core's `start` (backoff with jitter,
+ * resuming after each connection, giving up only on a refusal that retrying would not cure),
+ * and says what happens in the CLI's words. Shared by listen and the daemon.
  */
 export const stayConnected = (client: PrivcommClient, report: ConnectionReport): KeptConnection => {
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  let closed: ((event: { code: number; reason: string }) => void) | undefined;
   const unsubscribe = client.subscribe((event) => {
-    if (event.type === 'disconnected') closed?.(event);
-  });
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  const loop = async () => {
-    let backoff = 1000;
-    while (!stopping) {
-      const lost = new Promise<{ code: number; reason: string }>((resolve) => {
-        closed = resolve;
-      });
-      try {
-        await client.connect();
-      } catch (error) {
-        if (error instanceof ClientError && error.code === 'RELAY_REFUSED') throw error;
-        if (stopping) break;
-        report.status(
-          `privcomm: ${report.describe(error)} — retrying in ${Math.round(backoff / 1000)} s`,
-        );
-        await pause(backoff + Math.floor(Math.random() * 250));
-        backoff = Math.min(backoff * 2, LISTEN_MAX_BACKOFF_MS);
-        continue;
-      }
-      report.connected();
-      backoff = 1000;
-      const event = await lost;
-      if (stopping) break;
-      const fatal = closedByRelay(event);
-      if (fatal) throw fatal;
+    if (event.type !== 'connection') return;
+    const { state, retryInMs, error } = event.status;
+    if (state === 'online') report.connected();
+    if (state === 'offline' && retryInMs !== undefined) {
+      const why = error ? report.describe(error) : 'disconnected';
       report.status(
-        `disconnected (${event.code}${event.reason ? ` ${event.reason}` : ''}); reconnecting in ${Math.round(backoff / 1000)} s`,
+        `privcomm: ${why} — retrying in ${Math.max(1, Math.round(retryInMs / 1000))} s`,
       );
-      await pause(backoff + Math.floor(Math.random() * 250));
-      backoff = Math.min(backoff * 2, LISTEN_MAX_BACKOFF_MS);
     }
-  };
-  const done = loop().finally(unsubscribe);
-  return {
-    done,
-    stop: () => {
-      stopping = true;
-      wake?.();
-      closed?.({ code: 1000, reason: 'stopping' });
-    },
-  };
+  });
+  const done = client.start().finally(unsubscribe);
+  return { done, stop: () => void client.stop() };
 };
 export const addListenCommand = (program: Command, ctx: RunContext): void => {
   program
@@ -109,16 +64,10 @@ export const addListenCommand = (program: Command, ctx: RunContext): void => {
     .action(async (options: { decline?: boolean; busy?: boolean }, command: Command) => {
       if (options.decline && options.busy)
         throw new UsageError('give --decline or --busy, not both');
+      ctx.relay.stayingConnected = true;
       const { client, self, store } = await ctx.openAccount(command);
       const turnAway = options.decline ? 'decline' : options.busy ? 'busy' : undefined;
       let printing: Promise<void> = Promise.resolve();
-      let receiptTimer: ReturnType<typeof setTimeout> | undefined;
-      const scheduleReceipts = () => {
-        clearTimeout(receiptTimer);
-        receiptTimer = setTimeout(() => {
-          void client.sendOwedReceipts();
-        }, 300);
-      };
       client.subscribe((event) => {
         // Reconnecting is stayConnected's business.
         if (event.type === 'disconnected') return;
@@ -127,11 +76,9 @@ export const addListenCommand = (program: Command, ctx: RunContext): void => {
             if (ctx.out.json) ctx.out.result({ type: 'queue-empty' }, '');
             else ctx.out.status('(up to date)');
           });
-          scheduleReceipts();
           return;
         }
         printing = printing.then(() => ctx.printEvent(client, self.accountId, event));
-        if (event.type === 'message' || event.type === 'contacts-requested') scheduleReceipts();
         if (
           turnAway &&
           event.type === 'call' &&
@@ -174,7 +121,6 @@ export const addListenCommand = (program: Command, ctx: RunContext): void => {
         await printing;
       } finally {
         clearInterval(expiry);
-        clearTimeout(receiptTimer);
         stopSignal();
       }
     });

@@ -1,5 +1,5 @@
 import { ClientError, type PrivcommClient, type Profile } from '@privcomm/client';
-import { UUID } from '../commands/common.ts';
+import { isAccountId } from '@privcomm/wire';
 import { messageJson, Names } from '../output.ts';
 import { param, RPC_ERRORS, RpcError, type Method, type Params } from './json-rpc.ts';
 
@@ -119,9 +119,9 @@ export const daemonMethods = (deps: MethodDeps): Record<string, Method> => {
       const name = param.string(params, 'name').trim();
       const id = param.string(params, 'accountId').trim().toLowerCase();
       if (name === '') throw new RpcError(RPC_ERRORS.INVALID_PARAMS, 'params.name is empty');
-      if (UUID.test(name.toLowerCase()))
+      if (isAccountId(name.toLowerCase()))
         throw new RpcError(RPC_ERRORS.INVALID_PARAMS, 'a contact name cannot be an account id');
-      if (!UUID.test(id))
+      if (!isAccountId(id))
         throw new RpcError(RPC_ERRORS.INVALID_PARAMS, 'params.accountId is not an account id');
       if (id === self.accountId) throw appError('that is your own account id', 'SELF');
       const clash = (await client.contacts()).find((c) => c.name === name && c.accountId !== id);

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { statSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import {
   startRelay,
   type RelayProcess,
   type TestRelay,
+  portToRestartOn,
 } from '@privcomm/server/testing';
 import { BIN, removeTempDirs, runCli, tempDir } from './support/cli.ts';
 
@@ -244,20 +244,6 @@ describe('privcomm daemon', () => {
       expect(stderr.join('')).not.toMatch(/\n\s+at /);
   }, 120_000);
 });
-
-/** A free port below Linux's ephemeral range, so that nothing takes it while the relay restarts. */
-const portToRestartOn = async (): Promise<number> => {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const port = randomInt(10_000, 20_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free port from 10000 to 19999');
-};
 
 describe('privcomm daemon across a relay restart', () => {
   it('keeps a message sent while the relay is down, reconnects by itself and sends it', async () => {

@@ -1,6 +1,5 @@
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +10,7 @@ import {
   requeueEnvelope,
   spawnRelay,
   type RelayProcess,
+  portToRestartOn,
 } from '@privcomm/server/testing';
 import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './support/cli.ts';
 
@@ -116,23 +116,6 @@ const link = async (primary: string, newDevice: string, accountId: string): Prom
 };
 
 const messages = (objects: any[]) => objects.filter((o) => o.type === 'message');
-
-/**
- * A free port below Linux's ephemeral range (32768 and up), so that while the relay restarts on
- * it no other process's bind to port 0 can take it. (coturn's test ports are 20000 and up.)
- */
-const portToRestartOn = async (): Promise<number> => {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const port = randomInt(10_000, 20_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error('no free port from 10000 to 19999');
-};
 
 beforeAll(async () => {
   database = await createTestDatabase();

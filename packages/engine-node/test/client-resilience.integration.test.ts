@@ -1,5 +1,4 @@
-import { randomBytes, randomInt } from 'node:crypto';
-import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,6 +19,7 @@ import {
   startRelay,
   TestDevice,
   type TestRelay,
+  portToRestartOn,
 } from '@privcomm/server/testing';
 import { memorySigner } from './support/memory-signer.ts';
 import { openNodeEngine } from '../src/index.ts';
@@ -33,23 +33,6 @@ let relay: TestRelay | undefined;
 let databaseUrl: string;
 let drop: () => Promise<void>;
 let port: number;
-
-/**
- * A free port below Linux's ephemeral range (32768 and up), so that while the relay restarts on
- * it no other process's bind to port 0 can take it.
- */
-const portToRestartOn = async (): Promise<number> => {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const candidate = randomInt(10_000, 20_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(candidate, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) return candidate;
-  }
-  throw new Error('no free port from 10000 to 19999');
-};
 
 /**
  * The relay stops hard: sockets get 1001, and every connection is cut at once, also an HTTP

@@ -1,40 +1,18 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './support/database.ts';
-import { JWT_SECRET } from './support/relay.ts';
-
-const SERVER_ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { runServerScript } from './support/relay.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
-/** An operator command (`npm run admin -- …`) as a process, with only the given environment. */
-const command = (
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', path.join('src', 'cli', script), ...args],
-      { cwd: SERVER_ROOT, env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-
-const admin = (args: string[], env: Record<string, string>) => command('admin.ts', args, env);
+const admin = (args: string[], env: Record<string, string>) =>
+  runServerScript('cli/admin.ts', args, env);
 
 const database = async (): Promise<string> => {
   const created = await createTestDatabase();
@@ -73,7 +51,7 @@ describe('npm run admin', () => {
 
   it('never prints a failed query or its parameters', async () => {
     const url = await database();
-    expect((await command('migrate.ts', [], { DATABASE_URL: url })).code).toBe(0);
+    expect((await runServerScript('cli/migrate.ts', [], { DATABASE_URL: url })).code).toBe(0);
     await sql(url, 'DROP TABLE invite_codes');
     const result = await admin(['invite', 'create', '--uses', '987'], { DATABASE_URL: url });
     expect(result.code).toBe(1);

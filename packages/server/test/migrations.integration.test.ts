@@ -1,7 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -14,7 +11,7 @@ import {
   type Migration,
 } from '../src/db/migrate.ts';
 import { createTestDatabase } from './support/database.ts';
-import { JWT_SECRET } from './support/relay.ts';
+import { runServerScript } from './support/relay.ts';
 
 /**
  * Every migration goes forward, back and forward again on a database holding rows in every table:
@@ -24,7 +21,6 @@ import { JWT_SECRET } from './support/relay.ts';
  * this file. It runs on whichever PostgreSQL the run uses (embedded, or PostgreSQL 15 in CI).
  */
 
-const SERVER_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MIGRATIONS = readMigrations();
 
 let database: { url: string; drop: () => Promise<void> };
@@ -392,7 +388,11 @@ describe('a database migrated by a newer relay', () => {
   it('is refused by a relay at start, in one line', async () => {
     await migrate(pool);
     await pool.query(`INSERT INTO schema_migrations (tag) VALUES ('9999_from_the_future')`);
-    const result = await runServerScript('main.ts', [], { DATABASE_URL: database.url, PORT: '0' });
+    const result = await runServerScript('main.ts', [], {
+      DATABASE_URL: database.url,
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+    });
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([
       expect.stringContaining(
@@ -401,24 +401,6 @@ describe('a database migrated by a newer relay', () => {
     ]);
   });
 });
-
-/** Runs one of the server's entry points as an operator would, and returns what it printed. */
-const runServerScript = (
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', script), ...args], {
-      cwd: SERVER_ROOT,
-      env: { PATH: process.env.PATH ?? '', JWT_SECRET, LOG_LEVEL: 'warn', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
 
 describe('npm run migrate', () => {
   it('applies, rolls back the last one, refuses to lose data unless told, and checks its arguments', async () => {

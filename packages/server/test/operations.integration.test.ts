@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -11,13 +10,10 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice, TestSocket, http } from './support/client.ts';
-import { JWT_SECRET, spawnRelay, startRelay, type TestRelay } from './support/relay.ts';
-
-const SERVER_ROOT = fileURLToPath(new URL('..', import.meta.url));
+import { runServerScript, spawnRelay, startRelay, type TestRelay } from './support/relay.ts';
 
 let relay: TestRelay;
 let database: { url: string; drop: () => Promise<void> };
@@ -30,28 +26,6 @@ afterAll(async () => {
   await relay?.close();
   await database?.drop();
 });
-
-/** Runs an operator command (`src/cli/*.ts`) and returns its exit code and output. */
-const runCommand = (
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', path.join('src', 'cli', script), ...args],
-      {
-        cwd: SERVER_ROOT,
-        env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env },
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
 
 describe('operations endpoints', () => {
   it('a plain GET of the socket route gets 426 with a catalogue error', async () => {
@@ -138,7 +112,7 @@ describe('starting from nothing', () => {
   });
 
   it('refuses to start with a configuration error that names the variable', async () => {
-    const result = await runCommand('../main.ts', [], {
+    const result = await runServerScript('main.ts', [], {
       PORT: 'eighty',
       DATABASE_URL: database.url,
     });
@@ -149,14 +123,14 @@ describe('starting from nothing', () => {
 
 describe('operator commands', () => {
   it('`npm run migrate` reports an up-to-date database', async () => {
-    const result = await runCommand('migrate.ts', [], { DATABASE_URL: database.url });
+    const result = await runServerScript('cli/migrate.ts', [], { DATABASE_URL: database.url });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('database is up to date');
   });
 
   it('`npm run admin -- invite create` prints codes that register accounts', async () => {
-    const result = await runCommand(
-      'admin.ts',
+    const result = await runServerScript(
+      'cli/admin.ts',
       ['invite', 'create', '--count', '2', '--uses', '1'],
       {
         DATABASE_URL: database.url,
@@ -188,7 +162,7 @@ describe('operator commands', () => {
   });
 
   it('admin refuses bad arguments with usage and exit code 2', async () => {
-    const result = await runCommand('admin.ts', ['invite', 'create', '--uses', 'lots'], {
+    const result = await runServerScript('cli/admin.ts', ['invite', 'create', '--uses', 'lots'], {
       DATABASE_URL: database.url,
     });
     expect(result.code).toBe(2);

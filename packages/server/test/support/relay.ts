@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
+import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -133,4 +134,49 @@ export const spawnRelay = async (
       return exited;
     },
   };
+};
+
+export interface CommandResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * One of the relay's entry points (`src/main.ts`, `src/cli/*.ts`) as a process, the way an operator
+ * runs it, with only PATH, the test JWT_SECRET and the given environment; returns what it printed.
+ */
+export const runServerScript = (
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<CommandResult> =>
+  new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', script), ...args], {
+      cwd: SERVER_ROOT,
+      env: { PATH: process.env.PATH ?? '', JWT_SECRET, ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+
+/**
+ * A free loopback port below Linux's ephemeral range (32768 and up), for a relay that restarts on
+ * the same port: no other process's bind to port 0 can take it in the gap. (The coturn tests use
+ * 20000 and up.)
+ */
+export const portToRestartOn = async (): Promise<number> => {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const candidate = randomInt(10_000, 20_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(candidate, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return candidate;
+  }
+  throw new Error('no free port from 10000 to 19999');
 };

@@ -53,8 +53,8 @@ export default tseslint.config(
       // The Android engine's test toolchain (npm run test:android-engine).
       '.cache/**',
       '**/migrations/meta/**',
-      // The Expo module's TypeScript needs expo-modules-core, which only the app (not yet in this
-      // repository) installs; its logic is packages/engine-android/src/remote-engine.ts, linted.
+      // The Android app has its own install, lint and typecheck (apps/mobile/README.md); its Expo
+      // module's logic is packages/engine-android/src/remote-engine.ts, linted here.
       'apps/mobile/**',
       // The CLI's compiled output (apps/cli/scripts/build.js).
       'apps/cli/dist/**',

@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
+    // The Android app's tests run under jest-expo (apps/mobile/jest.config.js).
+    exclude: ['**/node_modules/**', 'apps/mobile/**'],
     globalSetup: [
       'packages/server/test/support/global-setup.ts',
       'apps/cli/test/support/global-setup.ts',

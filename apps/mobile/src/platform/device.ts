@@ -1,0 +1,47 @@
+/**
+ * The Android device's platform: the only module that imports native modules. Never imported
+ * by tests (react-native-webrtc throws at import under Jest).
+ */
+import { getRandomBytes } from 'expo-crypto';
+import * as SecureStore from 'expo-secure-store';
+import { openDatabaseAsync } from 'expo-sqlite';
+import { mediaDevices, RTCPeerConnection } from 'react-native-webrtc';
+import type { CallMedia, MediaTrackLike, PeerConnectionConstructor } from '@privcomm/client';
+import type { DevicePlatform } from './platform.ts';
+import { SqlClientStore, type SqlDatabase } from './sql-store.ts';
+import { createTransport } from './transport.ts';
+
+/** The microphone as the call's audio; react-native-webrtc plays the remote track itself. */
+const microphone = async (): Promise<CallMedia> => {
+  const stream = await mediaDevices.getUserMedia({ audio: true, video: false });
+  const track = stream.getAudioTracks()[0];
+  if (!track) throw new Error('no microphone track');
+  return {
+    track: track as unknown as MediaTrackLike,
+    onRemoteTrack: () => undefined,
+    stop: () => stream.getTracks().forEach((t) => t.stop()),
+  };
+};
+
+export const devicePlatform: DevicePlatform = {
+  openEngine: async () => {
+    // The Android SignalEngine (libsignal behind the Keystore) is an Expo native module built
+    // separately (modules/privcomm-engine); until it is part of the build there is no engine.
+    throw new Error(
+      'This build has no Signal engine yet: build the app with the privcomm-engine module.',
+    );
+  },
+  openStore: async () =>
+    SqlClientStore.open((await openDatabaseAsync('privcomm.db')) as unknown as SqlDatabase),
+  secrets: {
+    getItemAsync: (key) => SecureStore.getItemAsync(key),
+    setItemAsync: (key, value) => SecureStore.setItemAsync(key, value),
+    deleteItemAsync: (key) => SecureStore.deleteItemAsync(key),
+  },
+  transport: (relayUrl) => createTransport(relayUrl),
+  randomBytes: (length) => getRandomBytes(length),
+  calls: {
+    webrtc: { RTCPeerConnection: RTCPeerConnection as unknown as PeerConnectionConstructor },
+    media: microphone,
+  },
+};

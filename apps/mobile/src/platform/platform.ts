@@ -1,0 +1,20 @@
+import type { CallOptions, ClientStore, SignalEngine, Transport } from '@privcomm/client';
+import type { SecretStore } from './secrets.ts';
+
+/**
+ * Everything the app takes from the device, injected: the Android build passes the real
+ * modules (device.ts), tests pass the Node engine, SQLite through better-sqlite3, an in-memory
+ * secret store and Node's network. Screens and stores only see this interface.
+ */
+export interface DevicePlatform {
+  /** The device's SignalEngine (the Android engine keeps its keys behind the Keystore). */
+  openEngine(): Promise<SignalEngine>;
+  /** The client core's store (messages, contacts, outbox, profile). */
+  openStore(): Promise<ClientStore>;
+  readonly secrets: SecretStore;
+  transport(relayUrl: string): Transport;
+  /** A CSPRNG. */
+  randomBytes(length: number): Uint8Array;
+  /** WebRTC and call media (react-native-webrtc on the device); absent, calls cannot be placed. */
+  readonly calls?: CallOptions;
+}

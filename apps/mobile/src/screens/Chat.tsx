@@ -1,0 +1,168 @@
+import { ClientError, type StoredMessage } from '@privcomm/client';
+import { useEffect, useState } from 'react';
+import { FlatList, StyleSheet, Text, View } from 'react-native';
+import { useAccount, useAccountStore } from '../state/context.tsx';
+import { Button, Field, Notice, Screen } from '../ui/components.tsx';
+import { explain } from '../ui/errors.ts';
+import { useNavigation } from '../ui/navigation.tsx';
+import { STATUS } from '../ui/status.ts';
+import { useTheme } from '../ui/theme.ts';
+import { IdentityWarning } from './IdentityWarning.tsx';
+
+const EMPTY: StoredMessage[] = [];
+
+export const Chat = ({ accountId }: { accountId: string }) => {
+  const theme = useTheme();
+  const navigation = useNavigation();
+  const account = useAccountStore();
+  const { client } = account;
+  const name = useAccount(
+    (s) => s.contacts.find((c) => c.accountId === accountId)?.name ?? accountId,
+  );
+  const history = useAccount((s) => s.histories[accountId] ?? EMPTY);
+  const identity = useAccount((s) => s.identities[accountId]);
+  const typing = useAccount((s) => s.typing[accountId] === true);
+  const [draft, setDraft] = useState('');
+  const [error, setError] = useState<string | undefined>();
+
+  useEffect(() => {
+    void account.watchConversation(accountId);
+    return () => account.unwatchConversation(accountId);
+  }, [account, accountId]);
+
+  // Received messages on screen are read: the core marks them and sends the read receipt.
+  const unread = history.some((m) => m.direction === 'in' && m.status !== 'read');
+  useEffect(() => {
+    if (!unread) return;
+    void client
+      .markRead(accountId)
+      .then(() => account.refresh())
+      .catch(() => undefined); // not sent now: the messages stay unread and it is tried again
+  }, [unread, client, account, accountId]);
+
+  const explainHere = (caught: unknown): string =>
+    caught instanceof ClientError && caught.code === 'RELAY_UNREACHABLE'
+      ? 'Not connected: the message is kept and goes out when the relay is reachable (or tap Retry).'
+      : explain(caught);
+
+  const run = async (work: () => Promise<unknown>): Promise<boolean> => {
+    setError(undefined);
+    try {
+      await work();
+      return true;
+    } catch (caught) {
+      setError(explainHere(caught));
+      // The core stores a message before sending it: after its own errors the text is kept in
+      // the conversation (waiting, or "not sent" with Retry); after anything else it may not be.
+      return caught instanceof ClientError;
+    } finally {
+      await account.refresh();
+    }
+  };
+
+  const send = async (): Promise<void> => {
+    const text = draft;
+    if (text.trim() === '') return;
+    const kept = await run(() => client.sendText(accountId, text));
+    if (kept) setDraft((current) => (current === text ? '' : current));
+  };
+
+  return (
+    <Screen
+      title={name}
+      actions={
+        <>
+          <Button
+            label="Safety number"
+            kind="plain"
+            onPress={() => navigation.push({ name: 'safety-number', accountId })}
+          />
+          <Button label="Back" kind="plain" onPress={navigation.back} />
+        </>
+      }
+    >
+      {identity?.changed ? <IdentityWarning name={name} /> : null}
+      <FlatList
+        data={history}
+        keyExtractor={(m) => `${m.direction}-${m.id}`}
+        renderItem={({ item }) => (
+          <Bubble message={item} name={name} onRetry={(m) => void retry(m)} />
+        )}
+        ListEmptyComponent={<Text style={{ color: theme.muted }}>No messages yet.</Text>}
+      />
+      {typing ? <Text style={{ color: theme.muted }}>{name} is typing…</Text> : null}
+      {error ? <Notice text={error} /> : null}
+      <View style={styles.composer}>
+        <View style={{ flex: 1 }}>
+          <Field label="Message" value={draft} onChangeText={setDraft} multiline />
+        </View>
+        <Button label="Send" onPress={() => void send()} disabled={draft.trim() === ''} />
+      </View>
+    </Screen>
+  );
+
+  /**
+   * A message the relay never took (still "sending" after a network failure) goes out with the
+   * outbox; one the core gave up on ("failed") is sent again as a new message.
+   */
+  async function retry(message: StoredMessage): Promise<void> {
+    if (message.status === 'failed') await run(() => client.sendText(accountId, message.text));
+    else await run(() => client.flushOutbox());
+  }
+};
+
+const Bubble = ({
+  message,
+  name,
+  onRetry,
+}: {
+  message: StoredMessage;
+  name: string;
+  onRetry: (message: StoredMessage) => void;
+}) => {
+  const theme = useTheme();
+  const out = message.direction === 'out';
+  const status = out ? STATUS[message.status] : undefined;
+  const text = message.deleted ? 'This message was deleted' : message.text;
+  const label = `${out ? 'You' : name}: ${text}${status ? `, ${status.words}` : ''}`;
+  return (
+    <View
+      accessible
+      accessibilityLabel={label}
+      style={[
+        styles.bubble,
+        out ? styles.out : styles.in,
+        { backgroundColor: out ? theme.outgoing : theme.incoming },
+      ]}
+    >
+      <Text style={{ color: theme.text, fontStyle: message.deleted ? 'italic' : 'normal' }}>
+        {text}
+      </Text>
+      {status ? (
+        <Text
+          style={{
+            color: message.status === 'failed' ? theme.danger : theme.muted,
+            alignSelf: 'flex-end',
+          }}
+        >
+          {status.mark}
+        </Text>
+      ) : null}
+      {out && (message.status === 'failed' || message.status === 'sending') ? (
+        <Button
+          label="Retry"
+          kind="plain"
+          hint="Sends this message again"
+          onPress={() => onRetry(message)}
+        />
+      ) : null}
+    </View>
+  );
+};
+
+const styles = StyleSheet.create({
+  composer: { flexDirection: 'row', alignItems: 'flex-end', gap: 8 },
+  bubble: { padding: 10, borderRadius: 12, marginVertical: 4, maxWidth: '85%', gap: 4 },
+  out: { alignSelf: 'flex-end' },
+  in: { alignSelf: 'flex-start' },
+});

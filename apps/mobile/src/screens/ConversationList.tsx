@@ -1,0 +1,103 @@
+import { FlatList, Pressable, StyleSheet, Text, View } from 'react-native';
+import { useAccount, useAccountStore } from '../state/context.tsx';
+import { Button, Notice, Screen } from '../ui/components.tsx';
+import { useNavigation } from '../ui/navigation.tsx';
+import { STATUS } from '../ui/status.ts';
+import { useTheme } from '../ui/theme.ts';
+
+export const ConversationList = () => {
+  const theme = useTheme();
+  const navigation = useNavigation();
+  const account = useAccountStore();
+  const conversations = useAccount((s) => s.conversations);
+  const profile = useAccount((s) => s.profile);
+  const connection = useAccount((s) => s.connection);
+  const connectionError = useAccount((s) => s.connectionError);
+  return (
+    <Screen
+      title="Chats"
+      actions={
+        <Button
+          label="Add contact"
+          kind="plain"
+          onPress={() => navigation.push({ name: 'add-contact' })}
+        />
+      }
+    >
+      {connection === 'offline' ? (
+        <View style={{ gap: 8 }}>
+          <Notice
+            kind="warning"
+            text={`Not connected to the relay${connectionError ? `: ${connectionError.message}` : ''}. Messages wait on the relay until you reconnect.`}
+          />
+          <Button label="Reconnect" kind="plain" onPress={() => void account.connect()} />
+        </View>
+      ) : null}
+      {profile ? (
+        <Text
+          selectable
+          style={{ color: theme.muted }}
+          accessibilityLabel={`Your account id ${profile.accountId}`}
+        >
+          You: {profile.name ?? ''} · {profile.accountId}
+        </Text>
+      ) : null}
+      <FlatList
+        data={conversations}
+        keyExtractor={(c) => c.accountId}
+        ListEmptyComponent={
+          <Text style={{ color: theme.muted }}>
+            No conversations yet. Add a contact to start one.
+          </Text>
+        }
+        renderItem={({ item }) => {
+          const last = item.lastMessage;
+          const preview = last ? (last.deleted ? 'Message deleted' : last.text) : 'No messages yet';
+          const state = last?.direction === 'out' ? STATUS[last.status] : undefined;
+          const label = [
+            item.name,
+            item.unread > 0 ? `${item.unread} unread` : undefined,
+            last ? `${last.direction === 'out' ? 'You' : item.name}: ${preview}` : preview,
+            state ? state.words : undefined,
+          ]
+            .filter(Boolean)
+            .join(', ');
+          return (
+            <Pressable
+              accessibilityRole="button"
+              accessibilityLabel={label}
+              testID={`conversation-${item.accountId}`}
+              onPress={() => navigation.push({ name: 'chat', accountId: item.accountId })}
+              style={[styles.row, { borderBottomColor: theme.surface }]}
+            >
+              <View style={{ flex: 1 }}>
+                <Text style={{ color: theme.text, fontWeight: '600' }}>{item.name}</Text>
+                <Text numberOfLines={1} style={{ color: theme.muted }}>
+                  {last?.direction === 'out' ? 'You: ' : ''}
+                  {preview}
+                  {state ? `  ${state.mark}` : ''}
+                </Text>
+              </View>
+              {item.unread > 0 ? (
+                <View style={[styles.badge, { backgroundColor: theme.accent }]}>
+                  <Text style={{ color: theme.onAccent, fontWeight: '700' }}>{item.unread}</Text>
+                </View>
+              ) : null}
+            </Pressable>
+          );
+        }}
+      />
+    </Screen>
+  );
+};
+
+const styles = StyleSheet.create({
+  row: {
+    flexDirection: 'row',
+    alignItems: 'center',
+    paddingVertical: 12,
+    borderBottomWidth: 1,
+    gap: 8,
+  },
+  badge: { minWidth: 24, paddingHorizontal: 6, borderRadius: 12, alignItems: 'center' },
+});

@@ -1,0 +1,76 @@
+/**
+ * The relays the app's tests talk to, as one Node process (run under tsx by global-setup.js; .mts: an ES module in this CommonJS package):
+ * a PostgreSQL (PRIVCOMM_TEST_DATABASE_URL's, or an embedded one in a temporary directory, as
+ * the server's own tests do), one database, and two real relays on it: open registration, and
+ * invite-only with codes made by the operator's own `admin invite create`. Prints one JSON line
+ * with their addresses, then runs until SIGTERM.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import pino from 'pino';
+import { JWT_SECRET, startRelay } from '@privcomm/server/testing';
+// Not part of the server's public exports: the same helper its own global setup uses.
+import { startEmbeddedPostgres } from '../../../../packages/server/src/db/embedded.ts';
+
+const SERVER_ROOT = fileURLToPath(new URL('../../../../packages/server', import.meta.url));
+
+const main = async (): Promise<void> => {
+  let adminUrl = process.env.PRIVCOMM_TEST_DATABASE_URL;
+  let stopEmbedded = async (): Promise<void> => undefined;
+  if (!adminUrl) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-mobile-pg-'));
+    const embedded = await startEmbeddedPostgres(dir, pino({ level: 'silent' }));
+    adminUrl = embedded.url;
+    stopEmbedded = async () => {
+      await embedded.stop();
+      rmSync(dir, { recursive: true, force: true });
+    };
+  }
+  const name = `privcomm_mobile_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const databaseUrl = url.toString();
+
+  const open = await startRelay(databaseUrl);
+  const inviteOnly = await startRelay(databaseUrl, { REGISTRATION: 'invite' });
+  const inviteCodes = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', path.join('src', 'cli', 'admin.ts'), 'invite', 'create', '--count', '5'],
+    {
+      cwd: SERVER_ROOT,
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: databaseUrl, JWT_SECRET },
+    },
+  )
+    .toString()
+    .trim()
+    .split('\n');
+
+  const stop = async (): Promise<void> => {
+    await open.close();
+    await inviteOnly.close();
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await client.end();
+    await stopEmbedded();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.stdout.write(
+    `${JSON.stringify({ relayUrl: open.url, inviteRelayUrl: inviteOnly.url, inviteCodes, databaseUrl })}\n`,
+  );
+};
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${String((error as Error).stack ?? error)}\n`);
+  process.exit(1);
+});

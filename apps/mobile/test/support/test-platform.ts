@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import Database from 'better-sqlite3';
+import WebSocket from 'ws';
+import { openNodeEngine } from '@privcomm/engine-node';
+import type { DevicePlatform } from '../../src/platform/platform.ts';
+import type { SecretStore } from '../../src/platform/secrets.ts';
+import { SqlClientStore, type SqlDatabase, type SqlValue } from '../../src/platform/sql-store.ts';
+import { createTransport } from '../../src/platform/transport.ts';
+
+const bind = (params: SqlValue[]) =>
+  params.map((value) => (value instanceof Uint8Array ? Buffer.from(value) : value));
+
+/** expo-sqlite's calls on a real SQLite (better-sqlite3), for the store under Node. */
+export const betterSqlite = (file = ':memory:'): SqlDatabase => {
+  const db = new Database(file);
+  return {
+    execAsync: async (source) => {
+      db.exec(source);
+    },
+    runAsync: async (source, ...params) => ({
+      changes: db.prepare(source).run(...bind(params)).changes,
+    }),
+    getAllAsync: async <T>(source: string, ...params: SqlValue[]) =>
+      db.prepare(source).all(...bind(params)) as T[],
+    getFirstAsync: async <T>(source: string, ...params: SqlValue[]) =>
+      (db.prepare(source).get(...bind(params)) as T | undefined) ?? null,
+  };
+};
+
+/** expo-secure-store's calls on a Map; `entries` lets a test see what was stored. */
+export const memorySecrets = (): SecretStore & { entries: Map<string, string> } => {
+  const entries = new Map<string, string>();
+  return {
+    entries,
+    getItemAsync: async (key) => entries.get(key) ?? null,
+    setItemAsync: async (key, value) => {
+      entries.set(key, value);
+    },
+    deleteItemAsync: async (key) => {
+      entries.delete(key);
+    },
+  };
+};
+
+/**
+ * Node's HTTP client in fetch's shape. jest-expo replaces the global fetch with Expo's, which
+ * has no native side under Jest; the app's transport is tested over this instead.
+ */
+export const nodeHttpFetch = ((url: string, init: RequestInit = {}) =>
+  new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: init.method ?? 'GET',
+        headers: init.headers as Record<string, string>,
+        signal: init.signal ?? undefined,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            text: async () => Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (typeof init.body === 'string') req.write(init.body);
+    req.end();
+  })) as unknown as typeof globalThis.fetch;
+
+/**
+ * One phone, as the tests see it: the real Node SignalEngine (libsignal) in memory, the app's
+ * SQLite store on better-sqlite3, the app's transport over Node's fetch and `ws`.
+ */
+export const testPlatform = (): DevicePlatform & { secrets: ReturnType<typeof memorySecrets> } => ({
+  openEngine: () => openNodeEngine(':memory:'),
+  openStore: () => SqlClientStore.open(betterSqlite()),
+  secrets: memorySecrets(),
+  transport: (relayUrl) =>
+    createTransport(relayUrl, {
+      fetch: nodeHttpFetch,
+      WebSocket: WebSocket as unknown as new (url: string) => unknown,
+    }),
+  randomBytes: (length) => new Uint8Array(randomBytes(length)),
+});
+
+export const relayUrl = (): string => required('PRIVCOMM_TEST_RELAY_URL');
+export const inviteRelayUrl = (): string => required('PRIVCOMM_TEST_INVITE_RELAY_URL');
+export const inviteCodes = (): string[] => required('PRIVCOMM_TEST_INVITE_CODES').split(',');
+export const relayDatabaseUrl = (): string => required('PRIVCOMM_TEST_RELAY_DATABASE_URL');
+
+const required = (name: string): string => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: the tests run through jest's globalSetup`);
+  return value;
+};

@@ -1,4 +1,4 @@
-import { ClientError, type StoredMessage } from '@privcomm/client';
+import { ClientError, EngineError, type StoredMessage } from '@privcomm/client';
 import { useEffect, useState } from 'react';
 import { FlatList, StyleSheet, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
@@ -54,7 +54,7 @@ export const Chat = ({ accountId }: { accountId: string }) => {
       setError(explainHere(caught));
       // The core stores a message before sending it: after its own errors the text is kept in
       // the conversation (waiting, or "not sent" with Retry); after anything else it may not be.
-      return caught instanceof ClientError;
+      return caught instanceof ClientError || caught instanceof EngineError;
     } finally {
       await account.refresh();
     }

@@ -31,9 +31,10 @@ export const AccountProvider = ({
   useEffect(() => {
     void value.account.connect();
     return () => {
-      void value.account.dispose();
+      // The app is closing: stop listening, close the socket and the engine.
+      void value.account.dispose().then(() => client.close());
     };
-  }, [value]);
+  }, [value, client]);
   return <AccountContext.Provider value={value}>{children}</AccountContext.Provider>;
 };
 

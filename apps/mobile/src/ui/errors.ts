@@ -1,10 +1,12 @@
-import { ClientError } from '@privcomm/client';
+import { ClientError, EngineError } from '@privcomm/client';
 
 /**
  * The core's error codes (and the relay's codes inside RELAY_REFUSED) as sentences that say what
  * to do. The code decides; this only words it.
  */
 export const explain = (error: unknown, relayUrl?: string): string => {
+  if (error instanceof EngineError && error.code === 'UNTRUSTED_IDENTITY')
+    return "This contact's safety number changed. Nothing was sent. Open the safety number to check it.";
   if (!(error instanceof ClientError))
     return `Something went wrong: ${String((error as Error)?.message ?? error)}`;
   const relay = relayUrl ?? 'the relay';

@@ -1,0 +1,216 @@
+import { createServer, type Server } from 'node:http';
+import { fireEvent, render, within } from '@testing-library/react-native';
+import { View } from 'react-native';
+import pg from 'pg';
+import { AppRoot } from '../src/AppRoot.tsx';
+import { identityWarningText } from '../src/screens/IdentityWarning.tsx';
+import {
+  inviteCodes,
+  inviteRelayUrl,
+  relayDatabaseUrl,
+  relayUrl,
+  testPlatform,
+} from './support/test-platform.ts';
+
+/** Real relay, real libsignal: answers take a moment on a loaded machine. */
+const WAIT = { timeout: 20_000 };
+
+type Phone = ReturnType<typeof within>;
+
+/**
+ * Several app instances side by side in one render (each with its own platform: engine, store,
+ * secrets), each seen through queries scoped to its own subtree.
+ */
+const launch = (...names: string[]): { phones: Phone[]; unmount: () => void } => {
+  const result = render(
+    <View>
+      {names.map((name) => (
+        <View key={name} testID={`phone-${name}`}>
+          <AppRoot platform={testPlatform()} />
+        </View>
+      ))}
+    </View>,
+  );
+  return {
+    phones: names.map((name) => within(result.getByTestId(`phone-${name}`))),
+    unmount: () => result.unmount(),
+  };
+};
+
+const fillOnboarding = async (app: Phone, url: string, name: string): Promise<void> => {
+  fireEvent.changeText(await app.findByLabelText('Relay address', {}, WAIT), url);
+  fireEvent.changeText(app.getByLabelText('Your name'), name);
+  fireEvent.press(app.getByRole('button', { name: 'Create account' }));
+};
+
+/** Registers through the onboarding screen; returns the account id the app shows. */
+const onboard = async (app: Phone, name: string): Promise<string> => {
+  await fillOnboarding(app, relayUrl(), name);
+  const own = await app.findByLabelText(/^Your account id /, {}, WAIT);
+  return String(own.props.accessibilityLabel).replace('Your account id ', '');
+};
+
+const addContact = async (app: Phone, name: string, accountId: string): Promise<void> => {
+  fireEvent.press(app.getByRole('button', { name: 'Add contact' }));
+  fireEvent.changeText(app.getByLabelText("Contact's name"), name);
+  fireEvent.changeText(app.getByLabelText("Contact's account id"), accountId);
+  fireEvent.press(app.getByRole('button', { name: 'Add' }));
+  await app.findByRole('header', { name }, WAIT); // the chat with them opens
+};
+
+const send = async (app: Phone, text: string): Promise<void> => {
+  fireEvent.changeText(app.getByLabelText('Message'), text);
+  fireEvent.press(app.getByRole('button', { name: 'Send' }));
+};
+
+const safetyDigits = async (app: Phone): Promise<string> => {
+  const digits = await app.findByTestId('safety-digits', {}, WAIT);
+  return String(digits.props.accessibilityLabel);
+};
+
+describe('onboarding', () => {
+  let notARelay: Server;
+  let notARelayUrl: string;
+  beforeAll(async () => {
+    notARelay = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>a blog</html>');
+    });
+    await new Promise<void>((resolve) => notARelay.listen(0, '127.0.0.1', resolve));
+    const address = notARelay.address() as { port: number };
+    notARelayUrl = `http://127.0.0.1:${address.port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => notARelay.close(() => resolve())));
+
+  it('says what to do for a relay that is down, an address that is not a relay, and an invite code that is missing or wrong; nothing typed is lost', async () => {
+    const { phones, unmount } = launch('ada');
+    const app = phones[0] as Phone;
+    await fillOnboarding(app, 'http://127.0.0.1:9', 'Ada');
+    expect(
+      await app.findByText(/Cannot reach http:\/\/127\.0\.0\.1:9\..*online/, {}, WAIT),
+    ).toBeTruthy();
+    expect(app.getByLabelText('Your name').props.value).toBe('Ada');
+
+    fireEvent.changeText(app.getByLabelText('Relay address'), notARelayUrl);
+    fireEvent.press(app.getByRole('button', { name: 'Create account' }));
+    expect(await app.findByText(/not a privcomm relay/, {}, WAIT)).toBeTruthy();
+
+    expect(app.queryByLabelText('Invite code')).toBeNull();
+    fireEvent.changeText(app.getByLabelText('Relay address'), inviteRelayUrl());
+    fireEvent.press(app.getByRole('button', { name: 'Create account' }));
+    expect(await app.findByText(/only accepts people with an invite code/, {}, WAIT)).toBeTruthy();
+
+    fireEvent.changeText(app.getByLabelText('Invite code'), 'not-a-real-code');
+    fireEvent.press(app.getByRole('button', { name: 'Create account' }));
+    expect(await app.findByText(/That invite code is not valid/, {}, WAIT)).toBeTruthy();
+    expect(app.getByLabelText('Invite code').props.value).toBe('not-a-real-code');
+
+    fireEvent.changeText(app.getByLabelText('Invite code'), inviteCodes()[0]);
+    fireEvent.press(app.getByRole('button', { name: 'Create account' }));
+    expect(await app.findByRole('header', { name: 'Chats' }, WAIT)).toBeTruthy();
+    unmount();
+  });
+});
+
+describe('two phones', () => {
+  it('register, add each other, exchange messages with their delivery state, and show equal safety numbers', async () => {
+    const { phones, unmount } = launch('alice', 'bob');
+    const [alice, bob] = phones as [Phone, Phone];
+    const aliceId = await onboard(alice, 'Alice');
+    const bobId = await onboard(bob, 'Bob');
+
+    await addContact(alice, 'Bob', bobId);
+    await send(alice, 'Hello Bob');
+    // Sent, then delivered once Bob's phone has it.
+    expect(await alice.findByLabelText('You: Hello Bob, delivered', {}, WAIT)).toBeTruthy();
+    expect(alice.getByLabelText('Message').props.value).toBe('');
+
+    await addContact(bob, 'Alice', aliceId);
+    fireEvent.press(bob.getByRole('button', { name: 'Back' }));
+    const row = await bob.findByLabelText('Alice, 1 unread, Alice: Hello Bob', {}, WAIT);
+    fireEvent.press(row);
+    expect(await bob.findByLabelText('Alice: Hello Bob', {}, WAIT)).toBeTruthy();
+    // Bob has read it: Alice sees "read".
+    expect(await alice.findByLabelText('You: Hello Bob, read', {}, WAIT)).toBeTruthy();
+
+    await send(bob, 'Hi Alice');
+    expect(await alice.findByLabelText('Bob: Hi Alice', {}, WAIT)).toBeTruthy();
+    expect(await bob.findByLabelText('You: Hi Alice, read', {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Back' }));
+    expect(await alice.findByLabelText('Bob, Bob: Hi Alice', {}, WAIT)).toBeTruthy();
+
+    fireEvent.press(alice.getByLabelText('Bob, Bob: Hi Alice'));
+    fireEvent.press(await alice.findByRole('button', { name: 'Safety number' }, WAIT));
+    fireEvent.press(bob.getByRole('button', { name: 'Safety number' }));
+    const [aliceSees, bobSees] = [await safetyDigits(alice), await safetyDigits(bob)];
+    expect(aliceSees).toMatch(/^Safety number: (\d{5} ){11}\d{5}$/);
+    expect(bobSees).toBe(aliceSees);
+
+    fireEvent.press(alice.getByRole('button', { name: 'Mark as verified' }));
+    expect(await alice.findByText("You verified Bob's safety number.", {}, WAIT)).toBeTruthy();
+    unmount();
+  });
+
+  it("warns when a verified contact's identity changes, keeps the unsent message with a retry, and clears once the new number is accepted", async () => {
+    const { phones, unmount } = launch('alice', 'bob', 'mallory');
+    const [alice, bob, mallory] = phones as [Phone, Phone, Phone];
+    await onboard(alice, 'Alice');
+    const bobId = await onboard(bob, 'Bob');
+    const malloryId = await onboard(mallory, 'Mallory');
+
+    await addContact(alice, 'Bob', bobId);
+    await send(alice, 'before');
+    expect(await alice.findByLabelText('You: before, delivered', {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Safety number' }));
+    fireEvent.press(await alice.findByRole('button', { name: 'Mark as verified' }, WAIT));
+    expect(await alice.findByText("You verified Bob's safety number.", {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Back' }));
+
+    // The relay (or whoever controls it) swaps Bob's keys for Mallory's.
+    await swapKeys(bobId, malloryId);
+
+    await send(alice, 'secret');
+    expect(await alice.findByLabelText('You: secret, not sent', {}, WAIT)).toBeTruthy();
+    expect(await alice.findByText(identityWarningText('Bob'), {}, WAIT)).toBeTruthy();
+    expect(alice.getByText(/safety number changed\. Nothing was sent/)).toBeTruthy();
+
+    fireEvent.press(alice.getByRole('button', { name: 'Safety number' }));
+    expect(await alice.findByText(identityWarningText('Bob'), {}, WAIT)).toBeTruthy();
+    fireEvent.press(
+      alice.getByRole('button', { name: 'I have compared the new number: accept it' }),
+    );
+    expect(await alice.findByRole('button', { name: 'Mark as verified' }, WAIT)).toBeTruthy();
+    expect(alice.queryByText(identityWarningText('Bob'))).toBeNull();
+
+    // Back in the chat, the message that was not sent goes out again with Retry.
+    fireEvent.press(alice.getByRole('button', { name: 'Back' }));
+    fireEvent.press(await alice.findByRole('button', { name: 'Retry' }, WAIT));
+    expect(await alice.findByLabelText('You: secret, sent', {}, WAIT)).toBeTruthy();
+    expect(alice.queryByText(/Nothing was sent/)).toBeNull();
+    unmount();
+  });
+});
+
+/** What a malicious relay can do: serve another account's identity and keys under Bob's id. */
+const swapKeys = async (bobId: string, malloryId: string): Promise<void> => {
+  const db = new pg.Client({ connectionString: relayDatabaseUrl() });
+  await db.connect();
+  try {
+    await db.query(
+      'UPDATE accounts SET identity_key = (SELECT identity_key FROM accounts WHERE id = $2) WHERE id = $1',
+      [bobId, malloryId],
+    );
+    await db.query(
+      `UPDATE devices d SET registration_id = m.registration_id, signed_prekey_id = m.signed_prekey_id,
+         signed_prekey = m.signed_prekey, signed_prekey_signature = m.signed_prekey_signature,
+         kem_last_resort_key_id = m.kem_last_resort_key_id, kem_last_resort_key = m.kem_last_resort_key,
+         kem_last_resort_signature = m.kem_last_resort_signature
+       FROM devices m WHERE d.account_id = $1 AND d.device_id = 1 AND m.account_id = $2 AND m.device_id = 1`,
+      [bobId, malloryId],
+    );
+    await db.query('DELETE FROM one_time_prekeys WHERE account_id = $1', [bobId]);
+    await db.query('DELETE FROM one_time_kem_prekeys WHERE account_id = $1', [bobId]);
+  } finally {
+    await db.end();
+  }
+};

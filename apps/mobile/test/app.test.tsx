@@ -151,6 +151,36 @@ describe('two phones', () => {
     unmount();
   });
 
+  it('show typing, delete a message for everyone, and set the disappearing timer on both phones', async () => {
+    const { phones, unmount } = launch('alice', 'bob');
+    const [alice, bob] = phones as [Phone, Phone];
+    const aliceId = await onboard(alice, 'Alice');
+    const bobId = await onboard(bob, 'Bob');
+    await addContact(alice, 'Bob', bobId);
+    await addContact(bob, 'Alice', aliceId);
+
+    fireEvent.changeText(alice.getByLabelText('Message'), 'oops, wrong');
+    expect(await bob.findByText('Alice is typing…', {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Send' }));
+    expect(await bob.findByLabelText('Alice: oops, wrong', {}, WAIT)).toBeTruthy();
+    expect(bob.queryByText('Alice is typing…')).toBeNull();
+
+    fireEvent(await alice.findByLabelText(/^You: oops, wrong, /, {}, WAIT), 'longPress');
+    fireEvent.press(alice.getByRole('button', { name: 'Delete for everyone' }));
+    expect(await bob.findByLabelText('Alice: This message was deleted', {}, WAIT)).toBeTruthy();
+    expect(await alice.findByLabelText(/^You: This message was deleted/, {}, WAIT)).toBeTruthy();
+
+    fireEvent.press(alice.getByRole('button', { name: 'Disappearing messages: Off' }));
+    fireEvent.press(alice.getByRole('button', { name: '1 hour' }));
+    expect(
+      await alice.findByRole('button', { name: 'Disappearing messages: 1 hour' }, WAIT),
+    ).toBeTruthy();
+    expect(
+      await bob.findByRole('button', { name: 'Disappearing messages: 1 hour' }, WAIT),
+    ).toBeTruthy();
+    unmount();
+  });
+
   it("warns when a verified contact's identity changes, keeps the unsent message with a retry, and clears once the new number is accepted", async () => {
     const { phones, unmount } = launch('alice', 'bob', 'mallory');
     const [alice, bob, mallory] = phones as [Phone, Phone, Phone];

@@ -1,6 +1,6 @@
 import { ClientError, EngineError, type StoredMessage } from '@privcomm/client';
-import { useEffect, useState } from 'react';
-import { FlatList, StyleSheet, Text, View } from 'react-native';
+import { useEffect, useRef, useState } from 'react';
+import { FlatList, Pressable, StyleSheet, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Field, Notice, Screen } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
@@ -10,6 +10,21 @@ import { useTheme } from '../ui/theme.ts';
 import { IdentityWarning } from './IdentityWarning.tsx';
 
 const EMPTY: StoredMessage[] = [];
+
+/** The disappearing-message timers offered, in seconds (0: off). */
+export const TIMERS: readonly { seconds: number; label: string }[] = [
+  { seconds: 0, label: 'Off' },
+  { seconds: 5 * 60, label: '5 minutes' },
+  { seconds: 60 * 60, label: '1 hour' },
+  { seconds: 24 * 60 * 60, label: '1 day' },
+  { seconds: 7 * 24 * 60 * 60, label: '1 week' },
+];
+
+export const timerLabel = (seconds: number): string =>
+  TIMERS.find((t) => t.seconds === seconds)?.label ?? `${seconds} seconds`;
+
+/** "Stopped typing" is sent after this long without a keystroke. */
+const TYPING_IDLE_MS = 5_000;
 
 export const Chat = ({ accountId }: { accountId: string }) => {
   const theme = useTheme();
@@ -22,8 +37,30 @@ export const Chat = ({ accountId }: { accountId: string }) => {
   const history = useAccount((s) => s.histories[accountId] ?? EMPTY);
   const identity = useAccount((s) => s.identities[accountId]);
   const typing = useAccount((s) => s.typing[accountId] === true);
+  const expireSeconds = useAccount(
+    (s) => s.contacts.find((c) => c.accountId === accountId)?.expireSeconds ?? 0,
+  );
   const [draft, setDraft] = useState('');
   const [error, setError] = useState<string | undefined>();
+  const [choosingTimer, setChoosingTimer] = useState(false);
+  const [selected, setSelected] = useState<StoredMessage | undefined>();
+  const typingSent = useRef(false);
+  const typingIdle = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+
+  /** Typing indicators are best effort (online-only in the core): a failure is not shown. */
+  const sendTyping = (typingNow: boolean): void => {
+    clearTimeout(typingIdle.current);
+    if (typingNow) typingIdle.current = setTimeout(() => sendTyping(false), TYPING_IDLE_MS);
+    if (typingSent.current === typingNow) return;
+    typingSent.current = typingNow;
+    void client.sendTyping(accountId, typingNow).catch(() => undefined);
+  };
+  useEffect(() => () => clearTimeout(typingIdle.current), []);
+
+  const edit = (text: string): void => {
+    setDraft(text);
+    sendTyping(text.trim() !== '');
+  };
 
   useEffect(() => {
     void account.watchConversation(accountId);
@@ -63,8 +100,21 @@ export const Chat = ({ accountId }: { accountId: string }) => {
   const send = async (): Promise<void> => {
     const text = draft;
     if (text.trim() === '') return;
+    clearTimeout(typingIdle.current);
+    typingSent.current = false; // the message itself ends the indicator on the other side
     const kept = await run(() => client.sendText(accountId, text));
     if (kept) setDraft((current) => (current === text ? '' : current));
+  };
+
+  const chooseTimer = async (seconds: number): Promise<void> => {
+    setChoosingTimer(false);
+    await run(() => client.setDisappearing(accountId, seconds));
+  };
+
+  const deleteSelected = async (): Promise<void> => {
+    const message = selected;
+    setSelected(undefined);
+    if (message) await run(() => client.deleteForEveryone(accountId, message.id));
   };
 
   return (
@@ -82,11 +132,40 @@ export const Chat = ({ accountId }: { accountId: string }) => {
       }
     >
       {identity?.changed ? <IdentityWarning name={name} /> : null}
+      <Button
+        label={`Disappearing messages: ${timerLabel(expireSeconds)}`}
+        kind="plain"
+        hint="Choose after how long messages in this conversation disappear, on both phones"
+        onPress={() => setChoosingTimer((open) => !open)}
+      />
+      {choosingTimer ? (
+        <View style={styles.choices}>
+          {TIMERS.map((t) => (
+            <Button
+              key={t.seconds}
+              label={t.label}
+              kind={t.seconds === expireSeconds ? 'primary' : 'plain'}
+              onPress={() => void chooseTimer(t.seconds)}
+            />
+          ))}
+        </View>
+      ) : null}
+      {selected ? (
+        <View style={styles.choices}>
+          <Button label="Delete for everyone" onPress={() => void deleteSelected()} />
+          <Button label="Cancel" kind="plain" onPress={() => setSelected(undefined)} />
+        </View>
+      ) : null}
       <FlatList
         data={history}
         keyExtractor={(m) => `${m.direction}-${m.id}`}
         renderItem={({ item }) => (
-          <Bubble message={item} name={name} onRetry={(m) => void retry(m)} />
+          <Bubble
+            message={item}
+            name={name}
+            onRetry={(m) => void retry(m)}
+            onSelect={item.direction === 'out' && !item.deleted ? setSelected : undefined}
+          />
         )}
         ListEmptyComponent={<Text style={{ color: theme.muted }}>No messages yet.</Text>}
       />
@@ -94,7 +173,7 @@ export const Chat = ({ accountId }: { accountId: string }) => {
       {error ? <Notice text={error} /> : null}
       <View style={styles.composer}>
         <View style={{ flex: 1 }}>
-          <Field label="Message" value={draft} onChangeText={setDraft} multiline />
+          <Field label="Message" value={draft} onChangeText={edit} multiline />
         </View>
         <Button label="Send" onPress={() => void send()} disabled={draft.trim() === ''} />
       </View>
@@ -115,10 +194,13 @@ const Bubble = ({
   message,
   name,
   onRetry,
+  onSelect,
 }: {
   message: StoredMessage;
   name: string;
   onRetry: (message: StoredMessage) => void;
+  /** Long press: the actions on this message (delete for everyone). */
+  onSelect: ((message: StoredMessage) => void) | undefined;
 }) => {
   const theme = useTheme();
   const out = message.direction === 'out';
@@ -126,9 +208,11 @@ const Bubble = ({
   const text = message.deleted ? 'This message was deleted' : message.text;
   const label = `${out ? 'You' : name}: ${text}${status ? `, ${status.words}` : ''}`;
   return (
-    <View
+    <Pressable
       accessible
       accessibilityLabel={label}
+      accessibilityHint={onSelect ? 'Long press for actions' : undefined}
+      onLongPress={onSelect ? () => onSelect(message) : undefined}
       style={[
         styles.bubble,
         out ? styles.out : styles.in,
@@ -156,11 +240,12 @@ const Bubble = ({
           onPress={() => onRetry(message)}
         />
       ) : null}
-    </View>
+    </Pressable>
   );
 };
 
 const styles = StyleSheet.create({
+  choices: { flexDirection: 'row', flexWrap: 'wrap', gap: 8 },
   composer: { flexDirection: 'row', alignItems: 'flex-end', gap: 8 },
   bubble: { padding: 10, borderRadius: 12, marginVertical: 4, maxWidth: '85%', gap: 4 },
   out: { alignSelf: 'flex-end' },

@@ -52,6 +52,9 @@ export interface AccountStore {
   dispose(): Promise<void>;
 }
 
+/** Disappearing messages are purged (by the core's snapshot) at least this often. */
+const PURGE_INTERVAL_MS = 15_000;
+
 /** Delivery receipts are sent once the burst of envelopes that caused them is acknowledged. */
 const RECEIPT_DELAY_MS = 300;
 
@@ -141,6 +144,7 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     }
   };
   const unsubscribe = client.subscribe(onEvent);
+  const purgeTimer = setInterval(() => void refresh().catch(() => undefined), PURGE_INTERVAL_MS);
 
   return {
     client,
@@ -166,6 +170,7 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     async dispose() {
       disposed = true;
       clearTimeout(receiptTimer);
+      clearInterval(purgeTimer);
       unsubscribe();
       await refreshing.catch(() => undefined);
     },

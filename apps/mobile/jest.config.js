@@ -11,6 +11,7 @@ module.exports = {
   testMatch: ['**/*.test.ts', '**/*.test.tsx'],
   globalSetup: '<rootDir>/test/support/global-setup.js',
   globalTeardown: '<rootDir>/test/support/global-teardown.js',
+  setupFiles: [...preset.setupFiles, '<rootDir>/test/support/quiet-act.js'],
   moduleNameMapper: {
     // libsignal's addon finds itself through import.meta.dirname; load it with Node's own
     // require, outside Jest's module registry (it is never bundled into the app).

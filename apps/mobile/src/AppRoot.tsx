@@ -4,6 +4,7 @@ import { ActivityIndicator, StatusBar, View } from 'react-native';
 import { openClient, openDeviceParts, type DeviceParts } from './platform/client-factory.ts';
 import type { DevicePlatform } from './platform/platform.ts';
 import { AddContact } from './screens/AddContact.tsx';
+import { CallScreen } from './screens/CallScreen.tsx';
 import { Chat } from './screens/Chat.tsx';
 import { ConversationList } from './screens/ConversationList.tsx';
 import { Onboarding } from './screens/Onboarding.tsx';
@@ -76,6 +77,7 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
         <AccountProvider client={phase.client}>
           <NavigationProvider>
             <Routes />
+            <CallScreen />
           </NavigationProvider>
         </AccountProvider>
       )}

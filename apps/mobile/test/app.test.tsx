@@ -181,6 +181,37 @@ describe('two phones', () => {
     unmount();
   });
 
+  it('call through the relay following the call state machine: ringing, declined, then answered, connected and hung up', async () => {
+    const { phones, unmount } = launch('alice', 'bob');
+    const [alice, bob] = phones as [Phone, Phone];
+    const aliceId = await onboard(alice, 'Alice');
+    const bobId = await onboard(bob, 'Bob');
+    await addContact(alice, 'Bob', bobId);
+    await addContact(bob, 'Alice', aliceId);
+
+    fireEvent.press(alice.getByRole('button', { name: 'Call' }));
+    expect(await alice.findByRole('header', { name: 'Calling Bob…' }, WAIT)).toBeTruthy();
+    expect(await bob.findByRole('header', { name: 'Alice is calling' }, WAIT)).toBeTruthy();
+    fireEvent.press(bob.getByRole('button', { name: 'Decline' }));
+    expect(await alice.findByText('Bob: Call declined', {}, WAIT)).toBeTruthy();
+    expect(alice.queryByRole('header', { name: 'Calling Bob…' })).toBeNull();
+
+    fireEvent.press(alice.getByRole('button', { name: 'Call' }));
+    fireEvent.press(await bob.findByRole('button', { name: 'Answer' }, WAIT));
+    expect(await alice.findByRole('header', { name: 'In call with Bob' }, WAIT)).toBeTruthy();
+    expect(await bob.findByRole('header', { name: 'In call with Alice' }, WAIT)).toBeTruthy();
+    expect(alice.getByLabelText(/^Call duration \d+:\d\d$/)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Hang up' }));
+    // Not verified: relay-only, so the media went through the relay (TURN).
+    expect(
+      await bob.findByText('Alice: Call ended · media went through the relay', {}, WAIT),
+    ).toBeTruthy();
+    expect(
+      await alice.findByText('Bob: Call ended · media went through the relay', {}, WAIT),
+    ).toBeTruthy();
+    unmount();
+  });
+
   it("warns when a verified contact's identity changes, keeps the unsent message with a retry, and clears once the new number is accepted", async () => {
     const { phones, unmount } = launch('alice', 'bob', 'mallory');
     const [alice, bob, mallory] = phones as [Phone, Phone, Phone];

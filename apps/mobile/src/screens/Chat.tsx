@@ -123,6 +123,12 @@ export const Chat = ({ accountId }: { accountId: string }) => {
       actions={
         <>
           <Button
+            label="Call"
+            kind="plain"
+            hint={`Voice call with ${name}`}
+            onPress={() => void run(() => client.calls.start(accountId))}
+          />
+          <Button
             label="Safety number"
             kind="plain"
             onPress={() => navigation.push({ name: 'safety-number', accountId })}

@@ -1,7 +1,8 @@
 /**
  * The relays the app's tests talk to, as one Node process (run under tsx by global-setup.js; .mts: an ES module in this CommonJS package):
  * a PostgreSQL (PRIVCOMM_TEST_DATABASE_URL's, or an embedded one in a temporary directory, as
- * the server's own tests do), one database, and two real relays on it: open registration, and
+ * the server's own tests do), one database, and two real relays on it: open registration (with a
+ * throwaway coturn for calls), and
  * invite-only with codes made by the operator's own `admin invite create`. Prints one JSON line
  * with their addresses, then runs until SIGTERM.
  */
@@ -13,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { JWT_SECRET, startRelay } from '@privcomm/server/testing';
+import { JWT_SECRET, startCoturn, startRelay } from '@privcomm/server/testing';
 // Not part of the server's public exports: the same helper its own global setup uses.
 import { startEmbeddedPostgres } from '../../../../packages/server/src/db/embedded.ts';
 
@@ -40,7 +41,12 @@ const main = async (): Promise<void> => {
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
 
-  const open = await startRelay(databaseUrl);
+  // Calls need TURN: a throwaway coturn on loopback (the relay hands out its credentials).
+  const coturn = await startCoturn();
+  const open = await startRelay(databaseUrl, {
+    TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=udp`,
+    TURN_SECRET: coturn.secret,
+  });
   const inviteOnly = await startRelay(databaseUrl, { REGISTRATION: 'invite' });
   const inviteCodes = execFileSync(
     process.execPath,
@@ -57,6 +63,7 @@ const main = async (): Promise<void> => {
   const stop = async (): Promise<void> => {
     await open.close();
     await inviteOnly.close();
+    await coturn.stop();
     const client = new pg.Client({ connectionString: adminUrl });
     await client.connect();
     await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

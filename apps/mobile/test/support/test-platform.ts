@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
-import { openNodeEngine } from '@privcomm/engine-node';
+import { NodeCallMedia, nodeWebRtc, openNodeEngine, toneSource } from '@privcomm/engine-node';
 import type { DevicePlatform } from '../../src/platform/platform.ts';
 import type { SecretStore } from '../../src/platform/secrets.ts';
 import { SqlClientStore, type SqlDatabase, type SqlValue } from '../../src/platform/sql-store.ts';
@@ -87,6 +87,8 @@ export const testPlatform = (): DevicePlatform & { secrets: ReturnType<typeof me
       WebSocket: WebSocket as unknown as new (url: string) => unknown,
     }),
   randomBytes: (length) => new Uint8Array(randomBytes(length)),
+  // Real WebRTC (libwebrtc through @roamhq/wrtc); a 440 Hz tone stands in for the microphone.
+  calls: { webrtc: nodeWebRtc(), media: () => new NodeCallMedia(toneSource(440)) },
 });
 
 export const relayUrl = (): string => required('PRIVCOMM_TEST_RELAY_URL');

@@ -30,6 +30,6 @@ module.exports = {
   // The repository root's node_modules holds the workspace packages (engine-node, server
   // testing harness) and their dependencies.
   modulePaths: [path.resolve(__dirname, '../../node_modules')],
-  testTimeout: 60_000,
+  testTimeout: 120_000,
   maxWorkers: 2,
 };

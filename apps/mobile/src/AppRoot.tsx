@@ -6,6 +6,7 @@ import type { DevicePlatform } from './platform/platform.ts';
 import { AddContact } from './screens/AddContact.tsx';
 import { CallScreen } from './screens/CallScreen.tsx';
 import { Chat } from './screens/Chat.tsx';
+import { LinkedDevices } from './screens/LinkedDevices.tsx';
 import { ConversationList } from './screens/ConversationList.tsx';
 import { Onboarding } from './screens/Onboarding.tsx';
 import { SafetyNumber } from './screens/SafetyNumber.tsx';
@@ -29,6 +30,8 @@ const Routes = () => {
       return <Chat key={route.accountId} accountId={route.accountId} />;
     case 'add-contact':
       return <AddContact />;
+    case 'devices':
+      return <LinkedDevices />;
     case 'safety-number':
       return <SafetyNumber accountId={route.accountId} />;
   }

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { fireEvent, render, within } from '@testing-library/react-native';
+import { fireEvent, render, waitFor, within } from '@testing-library/react-native';
 import { View } from 'react-native';
 import pg from 'pg';
 import { AppRoot } from '../src/AppRoot.tsx';
@@ -13,7 +13,7 @@ import {
 } from './support/test-platform.ts';
 
 /** Real relay, real libsignal: answers take a moment on a loaded machine. */
-const WAIT = { timeout: 20_000 };
+const WAIT = { timeout: 30_000 };
 
 type Phone = ReturnType<typeof within>;
 
@@ -209,6 +209,35 @@ describe('two phones', () => {
     expect(
       await alice.findByText('Bob: Call ended · media went through the relay', {}, WAIT),
     ).toBeTruthy();
+    unmount();
+  });
+
+  it('link a second phone to an account from the primary, list it and remove it', async () => {
+    const { phones, unmount } = launch('primary', 'second');
+    const [primary, second] = phones as [Phone, Phone];
+    await onboard(primary, 'Alice');
+    fireEvent.changeText(await second.findByLabelText('Relay address', {}, WAIT), relayUrl());
+    fireEvent.press(second.getByRole('button', { name: 'Link to an account I already have' }));
+    const shown = await second.findByLabelText(/^Link code /, {}, WAIT);
+    const code = String(shown.props.accessibilityLabel).replace('Link code ', '');
+    expect(code).toMatch(/^privcomm-link:/);
+
+    fireEvent.press(primary.getByRole('button', { name: 'Devices' }));
+    fireEvent.changeText(
+      await primary.findByLabelText('Link code from the new device', {}, WAIT),
+      'not a code',
+    );
+    fireEvent.press(primary.getByRole('button', { name: 'Link this device' }));
+    expect(await primary.findByText(/that is not a link code/, {}, WAIT)).toBeTruthy();
+    fireEvent.changeText(primary.getByLabelText('Link code from the new device'), code);
+    fireEvent.press(primary.getByRole('button', { name: 'Link this device' }));
+    expect(await second.findByRole('header', { name: 'Chats' }, WAIT)).toBeTruthy();
+    fireEvent.press(primary.getByRole('button', { name: 'Refresh the list' }));
+    expect(await primary.findByLabelText(/^Device 2, added /, {}, WAIT)).toBeTruthy();
+
+    fireEvent.press(primary.getByRole('button', { name: 'Remove Device 2' }));
+    await waitFor(() => expect(primary.queryByLabelText(/^Device 2, added /)).toBeNull(), WAIT);
+    expect(primary.getByLabelText(/^Primary device, this phone, added /)).toBeTruthy();
     unmount();
   });
 

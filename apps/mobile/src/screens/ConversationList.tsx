@@ -17,11 +17,19 @@ export const ConversationList = () => {
     <Screen
       title="Chats"
       actions={
-        <Button
-          label="Add contact"
-          kind="plain"
-          onPress={() => navigation.push({ name: 'add-contact' })}
-        />
+        <>
+          <Button
+            label="Devices"
+            kind="plain"
+            hint="Linked devices of this account"
+            onPress={() => navigation.push({ name: 'devices' })}
+          />
+          <Button
+            label="Add contact"
+            kind="plain"
+            onPress={() => navigation.push({ name: 'add-contact' })}
+          />
+        </>
       }
     >
       {connection === 'offline' ? (

@@ -30,6 +30,25 @@ export const Onboarding = ({
   const [inviteNeeded, setInviteNeeded] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
+  const [linkCode, setLinkCode] = useState<string | undefined>();
+
+  /** A second device of an existing account: show a link code, wait for the primary. */
+  const link = async (): Promise<void> => {
+    setBusy(true);
+    setError(undefined);
+    const url = normaliseRelayUrl(relayUrl);
+    try {
+      const client = await openClient(parts, url);
+      const started = await client.startLink();
+      setLinkCode(started.linkCode);
+      await started.done;
+      onRegistered(client);
+    } catch (caught) {
+      setLinkCode(undefined);
+      setError(explain(caught, url));
+      setBusy(false);
+    }
+  };
 
   const register = async (): Promise<void> => {
     setBusy(true);
@@ -80,10 +99,33 @@ export const Onboarding = ({
         ) : null}
         {error ? <Notice text={error} /> : null}
         <Button
-          label={busy ? 'Creating your account…' : 'Create account'}
+          label={busy && !linkCode ? 'Creating your account…' : 'Create account'}
           onPress={() => void register()}
           disabled={busy || relayUrl.trim() === '' || name.trim() === ''}
         />
+        {linkCode ? (
+          <>
+            <Notice
+              kind="info"
+              text="On your primary phone, open Devices and enter this link code. This phone waits for it."
+            />
+            <Text
+              selectable
+              accessibilityLabel={`Link code ${linkCode}`}
+              style={{ color: theme.text }}
+            >
+              {linkCode}
+            </Text>
+          </>
+        ) : (
+          <Button
+            label="Link to an account I already have"
+            kind="plain"
+            hint="Makes this phone a linked device of the account on your other phone"
+            onPress={() => void link()}
+            disabled={busy || relayUrl.trim() === ''}
+          />
+        )}
       </ScrollView>
     </Screen>
   );

@@ -13,6 +13,7 @@ export type Route =
   | { readonly name: 'conversations' }
   | { readonly name: 'chat'; readonly accountId: string }
   | { readonly name: 'add-contact' }
+  | { readonly name: 'devices' }
   | { readonly name: 'safety-number'; readonly accountId: string };
 
 interface Navigation {

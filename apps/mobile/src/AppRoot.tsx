@@ -1,6 +1,6 @@
 import type { PrivcommClient } from '@privcomm/client';
 import { useEffect, useState } from 'react';
-import { ActivityIndicator, StatusBar, View } from 'react-native';
+import { ActivityIndicator, StatusBar, useColorScheme, View } from 'react-native';
 import { openClient, openDeviceParts, type DeviceParts } from './platform/client-factory.ts';
 import type { DevicePlatform } from './platform/platform.ts';
 import { AddContact } from './screens/AddContact.tsx';
@@ -43,6 +43,7 @@ const Routes = () => {
  */
 export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
   const theme = useTheme();
+  const dark = useColorScheme() === 'dark';
   const [phase, setPhase] = useState<Phase>({ kind: 'opening' });
 
   useEffect(() => {
@@ -64,7 +65,7 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
 
   return (
     <View style={{ flex: 1, backgroundColor: theme.background }}>
-      <StatusBar barStyle={theme.background === '#ffffff' ? 'dark-content' : 'light-content'} />
+      <StatusBar barStyle={dark ? 'light-content' : 'dark-content'} />
       {phase.kind === 'opening' ? (
         <ActivityIndicator accessibilityLabel="Opening privcomm" style={{ flex: 1 }} />
       ) : phase.kind === 'failed' ? (

@@ -7,6 +7,7 @@ import * as SecureStore from 'expo-secure-store';
 import { openDatabaseAsync } from 'expo-sqlite';
 import { mediaDevices, RTCPeerConnection } from 'react-native-webrtc';
 import type { CallMedia, MediaTrackLike, PeerConnectionConstructor } from '@privcomm/client';
+import { openAndroidEngine } from '../../modules/privcomm-engine';
 import type { DevicePlatform } from './platform.ts';
 import { SqlClientStore, type SqlDatabase } from './sql-store.ts';
 import { createTransport } from './transport.ts';
@@ -24,13 +25,9 @@ const microphone = async (): Promise<CallMedia> => {
 };
 
 export const devicePlatform: DevicePlatform = {
-  openEngine: async () => {
-    // The Android SignalEngine (libsignal behind the Keystore) is an Expo native module built
-    // separately (modules/privcomm-engine); until it is part of the build there is no engine.
-    throw new Error(
-      'This build has no Signal engine yet: build the app with the privcomm-engine module.',
-    );
-  },
+  // The Android SignalEngine (modules/privcomm-engine): libsignal-android in Kotlin, private
+  // records sealed under a non-exportable Keystore key; keys never enter JavaScript.
+  openEngine: () => openAndroidEngine(),
   openStore: async () =>
     SqlClientStore.open((await openDatabaseAsync('privcomm.db')) as unknown as SqlDatabase),
   secrets: {

@@ -29,7 +29,12 @@ module.exports = {
   },
   // The repository root's node_modules holds the workspace packages (engine-node, server
   // testing harness) and their dependencies.
-  modulePaths: [path.resolve(__dirname, '../../node_modules')],
+  // Files outside the app (packages/*) find the app's packages first (Babel's runtime helpers,
+  // React Native), then the root's.
+  modulePaths: [
+    path.resolve(__dirname, 'node_modules'),
+    path.resolve(__dirname, '../../node_modules'),
+  ],
   testTimeout: 120_000,
   maxWorkers: 2,
 };

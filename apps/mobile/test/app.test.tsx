@@ -120,13 +120,14 @@ describe('two phones', () => {
     const bobId = await onboard(bob, 'Bob');
 
     await addContact(alice, 'Bob', bobId);
+    // Bob has Alice as a contact and is on his conversation list (an open chat reads at once).
+    await addContact(bob, 'Alice', aliceId);
+    fireEvent.press(bob.getByRole('button', { name: 'Back' }));
     await send(alice, 'Hello Bob');
     // Sent, then delivered once Bob's phone has it.
     expect(await alice.findByLabelText('You: Hello Bob, delivered', {}, WAIT)).toBeTruthy();
     expect(alice.getByLabelText('Message').props.value).toBe('');
 
-    await addContact(bob, 'Alice', aliceId);
-    fireEvent.press(bob.getByRole('button', { name: 'Back' }));
     const row = await bob.findByLabelText('Alice, 1 unread, Alice: Hello Bob', {}, WAIT);
     fireEvent.press(row);
     expect(await bob.findByLabelText('Alice: Hello Bob', {}, WAIT)).toBeTruthy();

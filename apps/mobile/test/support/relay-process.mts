@@ -26,7 +26,7 @@ const main = async (): Promise<void> => {
   if (!adminUrl) {
     const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-mobile-pg-'));
     const embedded = await startEmbeddedPostgres(dir, pino({ level: 'silent' }));
-    adminUrl = embedded.url;
+    adminUrl = embedded.adminUrl;
     stopEmbedded = async () => {
       await embedded.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -2,6 +2,7 @@ import { Value } from 'typebox/value';
 import {
   EnvelopeSchema,
   isAccountId,
+  isDeviceId,
   ProvisioningAddressBodySchema,
   ProvisioningMessageBodySchema,
   ErrorFrameSchema,
@@ -10,6 +11,8 @@ import {
   RequestFrameSchema,
   ResponseFrameSchema,
   StaleDevicesSchema,
+  type AccountId,
+  type DeviceId,
   type Envelope,
   type RequestFrame,
   type ResponseFrame,
@@ -55,11 +58,11 @@ export const parseEnvelope = (body: unknown): Parsed<Envelope> =>
 
 export interface DeviceSetChange {
   /** Devices to start sessions with. */
-  readonly missing: number[];
+  readonly missing: DeviceId[];
   /** Devices whose sessions to drop. */
-  readonly extra: number[];
+  readonly extra: DeviceId[];
   /** Devices re-registered: drop the session, then start a new one. */
-  readonly stale: number[];
+  readonly stale: DeviceId[];
 }
 
 /** The body of a 409 (mismatched devices) or 410 (stale devices) answer to a send. */
@@ -68,11 +71,19 @@ export const parseDeviceSetChange = (status: 409 | 410, body: unknown): Parsed<D
     if (!Value.Check(MismatchedDevicesSchema, body)) return refused('malformed device list');
     return {
       ok: true,
-      value: { missing: body.missingDevices, extra: body.extraDevices, stale: [] },
+      // The schema checked every id; the guard (which keeps them all) types them as DeviceId.
+      value: {
+        missing: body.missingDevices.filter(isDeviceId),
+        extra: body.extraDevices.filter(isDeviceId),
+        stale: [],
+      },
     };
   }
   if (!Value.Check(StaleDevicesSchema, body)) return refused('malformed device list');
-  return { ok: true, value: { missing: [], extra: [], stale: body.staleDevices } };
+  return {
+    ok: true,
+    value: { missing: [], extra: [], stale: body.staleDevices.filter(isDeviceId) },
+  };
 };
 
 /** How long a 429 asks to wait, in seconds: 1 when the body does not say (or says nonsense). */
@@ -108,7 +119,7 @@ export const parseProvisioningRequest = (frame: RequestFrame): Parsed<Provisioni
 
 /** What a primary device seals for a new one: the account, a link token and the account name. */
 export interface ProvisioningPayload {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly linkToken: string;
   readonly name?: string;
 }

@@ -6,12 +6,16 @@ import {
   DeviceCreatedResponseSchema,
   DeviceListResponseSchema,
   IdentityResponseSchema,
+  isAccountId,
+  isDeviceId,
   KeyCountsSchema,
   LinkTokenResponseSchema,
   PreKeyBundleResponseSchema,
   TokenResponseSchema,
   TurnCredentialsSchema,
+  type AccountId,
   type ChallengeResponse,
+  type DeviceId,
   type DeviceCreatedResponse,
   type DeviceListResponse,
   type IdentityResponse,
@@ -48,6 +52,12 @@ export const wireSignedKey = (key: PublicSignedPreKey): SignedPreKey & KemPreKey
   publicKey: toBase64(key.publicKey),
   signature: toBase64(key.signature),
 });
+
+/** The relay's answer to a registration or a link, with its ids branded. */
+export type CreatedDevice = Omit<DeviceCreatedResponse, 'accountId' | 'deviceId'> & {
+  readonly accountId: AccountId;
+  readonly deviceId: DeviceId;
+};
 
 /** Refresh a token this long before it expires. */
 const REFRESH_MARGIN_MS = 30_000;
@@ -133,20 +143,36 @@ export class RelayApi {
     );
   }
 
-  async register(body: unknown): Promise<DeviceCreatedResponse> {
-    return this.expect(
-      await httpRequest(this.transport, 'POST', '/v1/accounts', body),
-      200,
-      DeviceCreatedResponseSchema,
+  async register(body: unknown): Promise<CreatedDevice> {
+    return this.createdDevice(
+      this.expect(
+        await httpRequest(this.transport, 'POST', '/v1/accounts', body),
+        200,
+        DeviceCreatedResponseSchema,
+      ),
     );
   }
 
-  async link(body: unknown): Promise<DeviceCreatedResponse> {
-    return this.expect(
-      await httpRequest(this.transport, 'POST', '/v1/devices', body),
-      200,
-      DeviceCreatedResponseSchema,
+  async link(body: unknown): Promise<CreatedDevice> {
+    return this.createdDevice(
+      this.expect(
+        await httpRequest(this.transport, 'POST', '/v1/devices', body),
+        200,
+        DeviceCreatedResponseSchema,
+      ),
     );
+  }
+
+  /** The ids the relay assigned, typed by the wire's guards (the schema already checked them). */
+  private createdDevice(created: DeviceCreatedResponse): CreatedDevice {
+    const { accountId, deviceId } = created;
+    if (!isAccountId(accountId) || !isDeviceId(deviceId)) {
+      throw new ClientError(
+        'NOT_A_RELAY',
+        `the server at ${this.transport.relayUrl} answered in an unexpected format`,
+      );
+    }
+    return { ...created, accountId, deviceId };
   }
 
   async uploadKeys(keys: UploadKeysRequest): Promise<void> {

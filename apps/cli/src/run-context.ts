@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import {
   ClientError,
+  type AccountId,
   type CallOptions,
   type ClientEvent,
   type PrivcommClient,
@@ -109,7 +110,7 @@ export class RunContext {
   }
 
   /** Warns (once per command) when a contact's identity key changed and was not looked at. */
-  async warnIdentity(client: PrivcommClient, accountId: string, label: string): Promise<void> {
+  async warnIdentity(client: PrivcommClient, accountId: AccountId, label: string): Promise<void> {
     const identity = await client.identity(accountId);
     if (identity?.changed) {
       this.out.warn(

@@ -8,6 +8,21 @@ import type {
   Profile,
   StoredMessage,
 } from '@privcomm/client';
+import { isAccountId, isDeviceId, type AccountId, type DeviceId } from '@privcomm/wire';
+import { ProfileError } from './profile-paths.ts';
+
+/**
+ * Ids read back from this store, branded by wire's guards. Only checked ids are ever written, so
+ * one that fails here means the file was damaged or edited: the profile is refused, unchanged.
+ */
+const storedAccountId = (value: string): AccountId => {
+  if (!isAccountId(value)) throw new ProfileError('the client store holds an invalid account id');
+  return value;
+};
+const storedDeviceId = (value: number): DeviceId => {
+  if (!isDeviceId(value)) throw new ProfileError('the client store holds an invalid device id');
+  return value;
+};
 
 /** "pcli" in ASCII: marks a file as this store, so that another SQLite file is not taken for it. */
 export const CLIENT_STORE_APPLICATION_ID = 0x70636c69;
@@ -94,7 +109,7 @@ interface ContactRow {
 }
 
 const toContact = (row: ContactRow): Contact => ({
-  accountId: row.account_id,
+  accountId: storedAccountId(row.account_id),
   name: row.name,
   expireSeconds: row.expire_seconds,
 });
@@ -159,12 +174,13 @@ export class SqliteStore implements ClientStore {
 
   /** One write transaction (BEGIN IMMEDIATE: another process waits up to the busy timeout). */
   private tx<T>(work: () => T): Promise<T> {
-    return Promise.resolve(this.db.transaction(work).immediate());
+    // Inside a promise: a failure (such as a damaged id) is a rejection, not a synchronous throw.
+    return new Promise((resolve) => resolve(this.db.transaction(work).immediate()));
   }
 
   /** One read transaction. */
   private read<T>(work: () => T): Promise<T> {
-    return Promise.resolve(this.db.transaction(work).deferred());
+    return new Promise((resolve) => resolve(this.db.transaction(work).deferred()));
   }
 
   profile(): Promise<Profile | undefined> {
@@ -181,8 +197,8 @@ export class SqliteStore implements ClientStore {
       if (!row) return undefined;
       return {
         relayUrl: row.relay_url,
-        accountId: row.account_id,
-        deviceId: row.device_id,
+        accountId: storedAccountId(row.account_id),
+        deviceId: storedDeviceId(row.device_id),
         ...(row.name === null ? {} : { name: row.name }),
         keysRotatedAt: row.keys_rotated_at,
       };
@@ -352,7 +368,7 @@ export class SqliteStore implements ClientStore {
         }[]
       ).map((row) => ({
         id: row.id,
-        recipient: row.recipient,
+        recipient: storedAccountId(row.recipient),
         content: new Uint8Array(row.content),
         online: row.online === 1,
         urgent: row.urgent === 1,

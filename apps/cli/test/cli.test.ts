@@ -138,6 +138,7 @@ describe('usage errors', () => {
     [['disappear', 'bob', 'tomorrow'], /SECONDS must be a number of seconds/],
     [['disappear', 'bob', '1.5'], /SECONDS must be a whole number/],
     [['devices', 'remove', 'first'], /a device id is a positive whole number/],
+    [['devices', 'remove', '128'], /a device id is a positive whole number up to 127/],
     [['contacts', 'add', 'bob', 'not-an-id'], /"not-an-id" is not an account id/],
     [['contacts', 'add', ' ', '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'], /the contact name is empty/],
     [['--server', 'ftp://relay', 'whoami'], /must be an http:\/\/ or https:\/\/ URL/],

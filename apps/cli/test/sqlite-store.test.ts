@@ -4,6 +4,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryStore, type ClientStore, type StoredMessage } from '@privcomm/client';
+import { accountIdOf, deviceIdOf } from '@privcomm/client/testing';
+import { ProfileError } from '../src/profile-paths.ts';
 import { SqliteStore, StoreFormatError } from '../src/sqlite-store.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-store-'));
@@ -20,8 +22,8 @@ const stores: Record<string, () => { store: ClientStore; close: () => void }> = 
   },
 };
 
-const A = '11111111-1111-4111-8111-111111111111';
-const B = '22222222-2222-4222-8222-222222222222';
+const A = accountIdOf('11111111-1111-4111-8111-111111111111');
+const B = accountIdOf('22222222-2222-4222-8222-222222222222');
 
 const msg = (over: Partial<StoredMessage> & Pick<StoredMessage, 'id'>): StoredMessage => ({
   conversation: A,
@@ -40,13 +42,23 @@ describe.each(Object.keys(stores))('ClientStore contract: %s', (name) => {
   it('stores and replaces the profile', async () => {
     const { store, close } = make();
     expect(await store.profile()).toBeUndefined();
-    const profile = { relayUrl: 'http://r', accountId: A, deviceId: 1, keysRotatedAt: 5 };
+    const profile = {
+      relayUrl: 'http://r',
+      accountId: A,
+      deviceId: deviceIdOf(1),
+      keysRotatedAt: 5,
+    };
     await store.saveProfile(profile);
     expect(await store.profile()).toEqual(profile);
-    await store.saveProfile({ ...profile, deviceId: 2, name: 'Alice', keysRotatedAt: 9 });
+    await store.saveProfile({
+      ...profile,
+      deviceId: deviceIdOf(2),
+      name: 'Alice',
+      keysRotatedAt: 9,
+    });
     expect(await store.profile()).toEqual({
       ...profile,
-      deviceId: 2,
+      deviceId: deviceIdOf(2),
       name: 'Alice',
       keysRotatedAt: 9,
     });
@@ -198,7 +210,12 @@ describe('SqliteStore on disk', () => {
   it('creates the file with mode 0600 and keeps everything across reopening', async () => {
     const file = path.join(dir, 'persist.sqlite');
     const first = SqliteStore.open(file, { create: true });
-    await first.saveProfile({ relayUrl: 'http://r', accountId: A, deviceId: 1, keysRotatedAt: 1 });
+    await first.saveProfile({
+      relayUrl: 'http://r',
+      accountId: A,
+      deviceId: deviceIdOf(1),
+      keysRotatedAt: 1,
+    });
     await first.addMessage(msg({ id: 'kept' }));
     first.close();
     expect(statSync(file).mode & 0o777).toBe(0o600);
@@ -206,6 +223,29 @@ describe('SqliteStore on disk', () => {
     expect((await second.profile())?.accountId).toBe(A);
     expect((await second.messages(A)).map((m) => m.id)).toEqual(['kept']);
     second.close();
+  });
+
+  it('refuses ids damaged in the file with a profile error, and changes nothing', async () => {
+    const file = path.join(dir, 'damaged-ids.sqlite');
+    const store = SqliteStore.open(file, { create: true });
+    await store.saveProfile({
+      relayUrl: 'http://r',
+      accountId: A,
+      deviceId: deviceIdOf(1),
+      keysRotatedAt: 1,
+    });
+    await store.saveContact({ accountId: B, name: 'bob', expireSeconds: 0 });
+    store.close();
+    const db = new Database(file);
+    db.prepare('UPDATE profile SET account_id = ?, device_id = ?').run('not-a-uuid', 1);
+    db.prepare('UPDATE contacts SET account_id = ?').run('bob');
+    db.close();
+    const before = readFileSync(file);
+    const damaged = SqliteStore.open(file, { create: false });
+    await expect(damaged.profile()).rejects.toThrow(ProfileError);
+    await expect(damaged.contacts()).rejects.toThrow(/invalid account id/);
+    damaged.close();
+    expect(readFileSync(file).equals(before)).toBe(true);
   });
 
   it('overwrites the text of removed messages in the file (secure delete)', async () => {

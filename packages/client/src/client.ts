@@ -1,4 +1,10 @@
-import { isAccountId, MAX_TEXT_BYTES, PRIMARY_DEVICE_ID } from '@privcomm/wire';
+import {
+  isAccountId,
+  MAX_TEXT_BYTES,
+  PRIMARY_DEVICE_ID,
+  type AccountId,
+  type DeviceId,
+} from '@privcomm/wire';
 import { toBase64 } from './bytes.ts';
 import { CallManager, type CallOptions } from './calls/call-manager.ts';
 import { RelayConnection } from './connection.ts';
@@ -49,7 +55,7 @@ export interface ClientDeps {
 }
 
 export interface ConversationSummary {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly name?: string;
   readonly lastMessage?: StoredMessage;
 }
@@ -198,7 +204,11 @@ export class PrivcommClient {
 
   // ---- account lifecycle -------------------------------------------------------------------
 
-  private async becomeDevice(accountId: string, deviceId: number, name?: string): Promise<Profile> {
+  private async becomeDevice(
+    accountId: AccountId,
+    deviceId: DeviceId,
+    name?: string,
+  ): Promise<Profile> {
     const profile: Profile = {
       relayUrl: this.deps.transport.relayUrl,
       accountId,
@@ -269,7 +279,7 @@ export class PrivcommClient {
     return this.api.devices();
   }
 
-  async removeDevice(deviceId: number): Promise<void> {
+  async removeDevice(deviceId: DeviceId): Promise<void> {
     await this.api.removeDevice(deviceId);
     await this.deps.engine.deleteSession({ accountId: this.self().accountId, deviceId });
   }
@@ -333,7 +343,7 @@ export class PrivcommClient {
   }
 
   /** A contact by name or account id; an unknown name is an error, an account id is accepted. */
-  async resolve(nameOrId: string): Promise<string> {
+  async resolve(nameOrId: string): Promise<AccountId> {
     const contacts = await this.deps.store.contacts();
     const byName = contacts.filter((c) => c.name === nameOrId);
     if (byName.length === 1) return (byName[0] as Contact).accountId;
@@ -349,22 +359,22 @@ export class PrivcommClient {
     );
   }
 
-  identity(accountId: string): Promise<IdentityState | undefined> {
+  identity(accountId: AccountId): Promise<IdentityState | undefined> {
     return this.deps.engine.identityState(accountId);
   }
 
-  async safetyNumber(accountId: string): Promise<SafetyNumber> {
+  async safetyNumber(accountId: AccountId): Promise<SafetyNumber> {
     if (!(await this.deps.engine.identityState(accountId)))
       await this.sender.establish(accountId, '*');
     return this.deps.engine.safetyNumber(accountId);
   }
 
-  async verify(accountId: string): Promise<void> {
+  async verify(accountId: AccountId): Promise<void> {
     await this.safetyNumber(accountId);
     await this.deps.engine.setVerified(accountId, true);
   }
 
-  acceptIdentity(accountId: string): Promise<void> {
+  acceptIdentity(accountId: AccountId): Promise<void> {
     return this.deps.engine.acceptIdentity(accountId);
   }
 
@@ -372,7 +382,7 @@ export class PrivcommClient {
 
   /** Sends to the account's devices and a copy (sync) to this account's other devices. */
   private async sendContent(
-    to: string,
+    to: AccountId,
     content: Content,
     options: SendOptions = {},
   ): Promise<void> {
@@ -400,7 +410,7 @@ export class PrivcommClient {
    * accepts it; a failed send stays there for `flushOutbox` and is never sent twice once
    * accepted. A text longer than MAX_TEXT_BYTES is refused before anything is stored.
    */
-  async sendText(to: string, text: string): Promise<StoredMessage> {
+  async sendText(to: AccountId, text: string): Promise<StoredMessage> {
     if (textBytes(text) > MAX_TEXT_BYTES)
       throw new ClientError(
         'TEXT_TOO_LONG',
@@ -485,7 +495,7 @@ export class PrivcommClient {
    * rest urgent and stored; with `sync`, a copy goes to this account's other devices.
    */
   private async sendCallSignal(
-    to: string,
+    to: AccountId,
     callId: string,
     signal: CallSignal,
     options: { online: boolean; sync: boolean },
@@ -511,7 +521,7 @@ export class PrivcommClient {
   }
 
   /** Typing indicators are online-only: the relay never stores them. */
-  async sendTyping(to: string, typing: boolean): Promise<void> {
+  async sendTyping(to: AccountId, typing: boolean): Promise<void> {
     await this.sender.send(
       to,
       encodeContent({ kind: 'typing', id: this.newId(), sentAt: this.now(), typing }),
@@ -520,7 +530,7 @@ export class PrivcommClient {
   }
 
   /** Marks a conversation's received messages read and tells the sender. */
-  async markRead(conversation: string): Promise<number> {
+  async markRead(conversation: AccountId): Promise<number> {
     const unread = (await this.deps.store.messages(conversation)).filter(
       (m) => m.direction === 'in' && m.status !== 'read',
     );
@@ -539,7 +549,7 @@ export class PrivcommClient {
     return unread.length;
   }
 
-  async deleteForEveryone(conversation: string, messageId: string): Promise<void> {
+  async deleteForEveryone(conversation: AccountId, messageId: string): Promise<void> {
     const message = await this.deps.store.message(conversation, messageId);
     if (!message || message.direction !== 'out') {
       throw new ClientError(
@@ -557,7 +567,7 @@ export class PrivcommClient {
   }
 
   /** Sets the disappearing-message timer for both sides of a conversation (0 turns it off). */
-  async setDisappearing(conversation: string, expireSeconds: number): Promise<void> {
+  async setDisappearing(conversation: AccountId, expireSeconds: number): Promise<void> {
     await this.sendContent(conversation, {
       kind: 'timer',
       id: this.newId(),

@@ -5,7 +5,7 @@
  * and acknowledges them rather than letting them block the queue.
  */
 
-import { isAccountId } from '@privcomm/wire';
+import { isAccountId, type AccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
 
@@ -25,7 +25,7 @@ export type Content =
   | { kind: 'delete'; id: string; sentAt: number; target: string }
   | { kind: 'timer'; id: string; sentAt: number; expireSeconds: number }
   /** To one's own other devices: a copy of what this device sent to `to`. */
-  | { kind: 'sync'; id: string; sentAt: number; to: string; content: Content }
+  | { kind: 'sync'; id: string; sentAt: number; to: AccountId; content: Content }
   /** Call signaling (calls/): offer, answer and hangup are stored; ICE is online-only. */
   | { kind: 'call'; id: string; sentAt: number; callId: string; signal: CallSignal }
   /** To one's own other devices: contact names, added or renamed there (none removed). */
@@ -34,7 +34,7 @@ export type Content =
   | { kind: 'contacts-request'; id: string; sentAt: number };
 
 export interface SyncedContact {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly name: string;
 }
 

@@ -9,10 +9,15 @@
  * `@privcomm/client/testing` (engineContract).
  */
 
-/** A device: its account id (the libsignal address name) and device id. */
+import type { AccountId, DeviceId } from '@privcomm/wire';
+
+/**
+ * A device: its account id (the libsignal address name) and device id. Branded: only values that
+ * passed wire's guards (isAccountId, isDeviceId) where they entered the client can be used here.
+ */
 export interface Address {
-  readonly accountId: string;
-  readonly deviceId: number;
+  readonly accountId: AccountId;
+  readonly deviceId: DeviceId;
 }
 
 export interface LocalIdentity {
@@ -33,7 +38,7 @@ export interface PublicSignedPreKey extends PublicPreKey {
 /** One device's bundle, as fetched from the relay. */
 export interface RemoteBundle {
   readonly identityKey: Uint8Array;
-  readonly deviceId: number;
+  readonly deviceId: DeviceId;
   readonly registrationId: number;
   readonly signedPreKey: PublicSignedPreKey;
   readonly preKey?: PublicPreKey;
@@ -82,7 +87,7 @@ export interface DecryptOptions {
    * UNCONFIRMED_IDENTITY and leaves the store unchanged. The engine does not hold its store
    * while it waits for the answer: other operations go on meanwhile.
    */
-  readonly confirmIdentity?: (accountId: string, identityKey: Uint8Array) => Promise<boolean>;
+  readonly confirmIdentity?: (accountId: AccountId, identityKey: Uint8Array) => Promise<boolean>;
 }
 
 export interface SafetyNumber {
@@ -117,7 +122,7 @@ export interface SignalEngine {
   processBundle(address: Address, bundle: RemoteBundle): Promise<void>;
   hasSession(address: Address): Promise<boolean>;
   /** Device ids of an account this device has sessions with. */
-  sessionDeviceIds(accountId: string): Promise<number[]>;
+  sessionDeviceIds(accountId: AccountId): Promise<DeviceId[]>;
   deleteSession(address: Address): Promise<void>;
 
   /**
@@ -134,14 +139,14 @@ export interface SignalEngine {
   decrypt(envelopeId: string, ciphertext: Ciphertext, options?: DecryptOptions): Promise<Decrypted>;
   forgetDecrypted(envelopeId: string): Promise<void>;
 
-  identityState(accountId: string): Promise<IdentityState | undefined>;
+  identityState(accountId: AccountId): Promise<IdentityState | undefined>;
   /** Marks the current identity key of an account as verified (or not). */
-  setVerified(accountId: string, verified: boolean): Promise<void>;
+  setVerified(accountId: AccountId, verified: boolean): Promise<void>;
   /** Accepts a changed identity: the new key becomes current, unverified, not changed. */
-  acceptIdentity(accountId: string): Promise<void>;
+  acceptIdentity(accountId: AccountId): Promise<void>;
 
   /** The safety number between this account and another, from both identity keys. */
-  safetyNumber(accountId: string): Promise<SafetyNumber>;
+  safetyNumber(accountId: AccountId): Promise<SafetyNumber>;
 
   /** New device: an ephemeral key pair for the provisioning message; returns its public key. */
   createProvisioningKey(): Promise<Uint8Array>;

@@ -1,4 +1,4 @@
-import { CLOSE_CODES, PRIMARY_DEVICE_ID } from '@privcomm/wire';
+import { CLOSE_CODES, PRIMARY_DEVICE_ID, type AccountId, type DeviceId } from '@privcomm/wire';
 import { fromBase64, fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from './bytes.ts';
 import type { Address, SignalEngine } from './engine.ts';
 import { ClientError } from './errors.ts';
@@ -25,7 +25,7 @@ export interface NewDeviceLinkDeps {
   readonly api: Pick<RelayApi, 'link'>;
   readonly logger: ClientLogger;
   /** Records the new device's profile and uploads its prekeys. */
-  becomeDevice(accountId: string, deviceId: number, name?: string): Promise<Profile>;
+  becomeDevice(accountId: AccountId, deviceId: DeviceId, name?: string): Promise<Profile>;
   /** Asks the account's other devices for the contacts (best effort). */
   requestContacts(profile: Profile): Promise<void>;
 }

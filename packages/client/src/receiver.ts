@@ -1,4 +1,4 @@
-import { isEnvelopeId, type Envelope } from '@privcomm/wire';
+import { isEnvelopeId, type AccountId, type Envelope } from '@privcomm/wire';
 import { equalBytes, fromBase64 } from './bytes.ts';
 import {
   ContentError,
@@ -33,10 +33,10 @@ export interface ReceiverDeps {
   readonly engine: SignalEngine;
   readonly store: ClientStore;
   /** The identity key an account registered on the relay (throws UNKNOWN_ACCOUNT if none). */
-  identityKey(accountId: string): Promise<Uint8Array>;
+  identityKey(accountId: AccountId): Promise<Uint8Array>;
   readonly calls: {
     receive(sender: Address, callId: string, signal: CallSignal, sentAt: number): void;
-    receiveSync(peer: string, callId: string, signal: CallSignal): void;
+    receiveSync(peer: AccountId, callId: string, signal: CallSignal): void;
   };
   self(): Address;
   now(): number;
@@ -55,19 +55,19 @@ export type EnvelopeAnswer = 200 | 409 | 500;
  */
 export class Receiver {
   /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
-  private readonly owed = new Map<string, string[]>();
+  private readonly owed = new Map<AccountId, string[]>();
   /** A newly linked device of this account asked for the contacts. */
   private contactsOwedValue = false;
 
   constructor(private readonly deps: ReceiverDeps) {}
 
   /** Records delivery receipts owed to a conversation (again, when sending them failed). */
-  owe(conversation: string, messageIds: readonly string[]): void {
+  owe(conversation: AccountId, messageIds: readonly string[]): void {
     this.owed.set(conversation, [...(this.owed.get(conversation) ?? []), ...messageIds]);
   }
 
   /** The receipts owed so far, by conversation; taking them clears them. */
-  takeOwedReceipts(): [string, string[]][] {
+  takeOwedReceipts(): [AccountId, string[]][] {
     const owed = [...this.owed.entries()];
     this.owed.clear();
     return owed;
@@ -143,7 +143,7 @@ export class Receiver {
    * A new or changed sender key must be the one its account registered on the relay: otherwise
    * anyone who knows an account id could speak in its name.
    */
-  private async confirmIdentity(accountId: string, identityKey: Uint8Array): Promise<boolean> {
+  private async confirmIdentity(accountId: AccountId, identityKey: Uint8Array): Promise<boolean> {
     try {
       return equalBytes(await this.deps.identityKey(accountId), identityKey);
     } catch (error) {
@@ -252,7 +252,7 @@ export class Receiver {
   }
 
   /** What another device of this account sent, recorded here as if sent from this device. */
-  private async applySync(to: string, content: Content): Promise<void> {
+  private async applySync(to: AccountId, content: Content): Promise<void> {
     const { store, emit } = this.deps;
     switch (content.kind) {
       case 'text': {

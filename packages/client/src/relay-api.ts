@@ -30,7 +30,7 @@ import {
   type UploadKeysRequest,
 } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
-import type { PublicPreKey, PublicSignedPreKey } from './engine.ts';
+import type { Address, PublicPreKey, PublicSignedPreKey } from './engine.ts';
 import { ClientError } from './errors.ts';
 import { httpRequest, relayErrorCode, type HttpResponse, type Transport } from './transport.ts';
 
@@ -59,6 +59,19 @@ export type CreatedDevice = Omit<DeviceCreatedResponse, 'accountId' | 'deviceId'
   readonly deviceId: DeviceId;
 };
 
+type WithDeviceId<T> = T & { readonly deviceId: DeviceId };
+
+/** Prekey bundles of an account's devices (GET /v1/keys), with their device ids branded. */
+export type Bundles = Omit<PreKeyBundleResponse, 'devices'> & {
+  readonly devices: WithDeviceId<PreKeyBundleResponse['devices'][number]>[];
+};
+export type BundleDevice = Bundles['devices'][number];
+
+/** This account's devices (GET /v1/devices), with their device ids branded. */
+export type DeviceList = Omit<DeviceListResponse, 'devices'> & {
+  readonly devices: WithDeviceId<DeviceListResponse['devices'][number]>[];
+};
+
 /** Refresh a token this long before it expires. */
 const REFRESH_MARGIN_MS = 30_000;
 
@@ -70,10 +83,10 @@ export class RelayApi {
     readonly transport: Transport,
     private readonly signer: AuthSigner,
     private readonly now: () => number,
-    private device?: { accountId: string; deviceId: number },
+    private device?: Address,
   ) {}
 
-  setDevice(device: { accountId: string; deviceId: number }): void {
+  setDevice(device: Address): void {
     this.device = device;
     this.token = undefined;
   }
@@ -183,15 +196,16 @@ export class RelayApi {
     return this.expect(await this.call('GET', '/v1/keys/count'), 200, KeyCountsSchema);
   }
 
-  async bundles(accountId: string, deviceId: number | '*'): Promise<PreKeyBundleResponse> {
+  async bundles(accountId: AccountId, deviceId: DeviceId | '*'): Promise<Bundles> {
     const response = await this.call('GET', `/v1/keys/${accountId}/${deviceId}`);
     if (response.status === 404) {
       throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
     }
-    return this.expect(response, 200, PreKeyBundleResponseSchema);
+    const bundles = this.expect<PreKeyBundleResponse>(response, 200, PreKeyBundleResponseSchema);
+    return { ...bundles, devices: this.withDeviceIds(bundles.devices) };
   }
 
-  async identityKey(accountId: string): Promise<Uint8Array> {
+  async identityKey(accountId: AccountId): Promise<Uint8Array> {
     const response = await this.call<IdentityResponse>('GET', `/v1/accounts/${accountId}/identity`);
     if (response.status === 404) {
       throw new ClientError('UNKNOWN_ACCOUNT', `no account ${accountId} on this relay`);
@@ -201,12 +215,33 @@ export class RelayApi {
     );
   }
 
-  sendMessages(accountId: string, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
+  sendMessages(accountId: AccountId, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
     return this.call('PUT', `/v1/messages/${accountId}`, request);
   }
 
-  async devices(): Promise<DeviceListResponse> {
-    return this.expect(await this.call('GET', '/v1/devices'), 200, DeviceListResponseSchema);
+  async devices(): Promise<DeviceList> {
+    const list = this.expect<DeviceListResponse>(
+      await this.call('GET', '/v1/devices'),
+      200,
+      DeviceListResponseSchema,
+    );
+    return { ...list, devices: this.withDeviceIds(list.devices) };
+  }
+
+  /**
+   * Items of an answer with their device ids branded by wire's guard. The schema already checked
+   * every id, so nothing is dropped; a mismatch would mean the two disagree, refused like a bad
+   * shape.
+   */
+  private withDeviceIds<T extends { deviceId: number }>(items: T[]): WithDeviceId<T>[] {
+    const branded = items.filter((item): item is WithDeviceId<T> => isDeviceId(item.deviceId));
+    if (branded.length !== items.length) {
+      throw new ClientError(
+        'NOT_A_RELAY',
+        `the server at ${this.transport.relayUrl} answered in an unexpected format`,
+      );
+    }
+    return branded;
   }
 
   async linkToken(): Promise<LinkTokenResponse> {
@@ -217,7 +252,7 @@ export class RelayApi {
     );
   }
 
-  async removeDevice(deviceId: number): Promise<void> {
+  async removeDevice(deviceId: DeviceId): Promise<void> {
     this.expect(await this.call('DELETE', `/v1/devices/${deviceId}`), 204);
   }
 

@@ -1,10 +1,10 @@
-import type { PreKeyBundleResponse } from '@privcomm/wire';
+import type { AccountId, DeviceId } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
 import type { Address, RemoteBundle, SignalEngine } from './engine.ts';
 import { ClientError } from './errors.ts';
 import { parseDeviceSetChange, parseRetryAfter } from './incoming.ts';
 import type { ClientLogger } from './logger.ts';
-import type { RelayApi } from './relay-api.ts';
+import type { BundleDevice, Bundles, RelayApi } from './relay-api.ts';
 import { relayErrorCode } from './transport.ts';
 
 /** Device-set corrections (409/410) tolerated per send, as Signal's clients do. */
@@ -26,10 +26,7 @@ export interface SenderDeps {
   readonly logger: ClientLogger;
 }
 
-export const toRemoteBundle = (
-  response: PreKeyBundleResponse,
-  device: PreKeyBundleResponse['devices'][number],
-): RemoteBundle => ({
+export const toRemoteBundle = (response: Bundles, device: BundleDevice): RemoteBundle => ({
   identityKey: fromBase64(response.identityKey),
   deviceId: device.deviceId,
   registrationId: device.registrationId,
@@ -60,10 +57,10 @@ export class Sender {
   ) {}
 
   /** Starts sessions with the given devices of an account (all of them with '*'). */
-  async establish(accountId: string, deviceId: number | '*'): Promise<number[]> {
+  async establish(accountId: AccountId, deviceId: DeviceId | '*'): Promise<DeviceId[]> {
     const response = await this.deps.api.bundles(accountId, deviceId);
     const self = this.self();
-    const started: number[] = [];
+    const started: DeviceId[] = [];
     for (const device of response.devices) {
       if (accountId === self.accountId && device.deviceId === self.deviceId) continue;
       await this.deps.engine.processBundle(
@@ -76,7 +73,7 @@ export class Sender {
   }
 
   /** The devices to encrypt for: those with sessions, or (first contact) all of the account's. */
-  private async targets(accountId: string): Promise<number[]> {
+  private async targets(accountId: AccountId): Promise<DeviceId[]> {
     const self = this.self();
     const sessions = (await this.deps.engine.sessionDeviceIds(accountId)).filter(
       (deviceId) => !(accountId === self.accountId && deviceId === self.deviceId),
@@ -93,7 +90,7 @@ export class Sender {
 
   /** Returns true when the relay accepted it (false: nobody to send to, e.g. no other own device). */
   async send(
-    accountId: string,
+    accountId: AccountId,
     plaintext: Uint8Array,
     options: SendOptions = {},
   ): Promise<boolean> {

@@ -2,19 +2,24 @@
  * Where the core keeps its own state (not the protocol state, which the engine owns). Every
  * method commits whole. The CLI implements it on SQLite; MemoryStore serves tests and is the
  * reference for the semantics.
+ *
+ * Account and device ids are branded (wire's AccountId, DeviceId): a store that reads them back
+ * from its own storage checks them with wire's guards (isAccountId, isDeviceId).
  */
+
+import type { AccountId, DeviceId } from '@privcomm/wire';
 
 export interface Profile {
   readonly relayUrl: string;
-  readonly accountId: string;
-  readonly deviceId: number;
+  readonly accountId: AccountId;
+  readonly deviceId: DeviceId;
   readonly name?: string;
   /** Last rotation of the signed and last-resort prekeys (ms since epoch). */
   readonly keysRotatedAt: number;
 }
 
 export interface Contact {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly name: string;
   /** Seconds after which messages in this conversation disappear; 0 = never. */
   readonly expireSeconds: number;
@@ -43,7 +48,7 @@ export interface StoredMessage {
 /** A send that has not been accepted by the relay yet; retried until it is. */
 export interface OutboxEntry {
   readonly id: string;
-  readonly recipient: string;
+  readonly recipient: AccountId;
   readonly content: Uint8Array;
   readonly online: boolean;
   readonly urgent: boolean;
@@ -99,7 +104,7 @@ export const laterStatus = (current: MessageStatus, next: MessageStatus): Messag
 /** Records a conversation's disappearing-message timer (creating the contact if needed). */
 export const saveTimer = async (
   store: ClientStore,
-  conversation: string,
+  conversation: AccountId,
   expireSeconds: number,
 ): Promise<void> => {
   const existing = await store.contact(conversation);

@@ -20,7 +20,9 @@ import {
   type PeerConnectionLike,
   type SessionDescriptionInit,
   type StatsReportLike,
+  type AccountId,
 } from '../src/index.ts';
+import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
 
 /**
  * Call signaling without a network: the content format of call signals, the SDP and stats
@@ -72,7 +74,7 @@ describe('call contents', () => {
       const sync: Content = {
         kind: 'sync',
         ...base,
-        to: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+        to: accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'),
         content,
       };
       expect(decodeContent(encodeContent(sync))).toEqual(sync);
@@ -333,6 +335,15 @@ const TURN = {
   ttlSeconds: 3600,
 };
 
+/** The test's accounts, by name (account ids are UUIDs). */
+const ID = {
+  alice: accountIdOf('a11ce000-0000-4000-8000-000000000001'),
+  bob: accountIdOf('b0b00000-0000-4000-8000-000000000002'),
+  carol: accountIdOf('ca201000-0000-4000-8000-000000000003'),
+  dave: accountIdOf('da7e0000-0000-4000-8000-000000000004'),
+  mallory: accountIdOf('ba11ad00-0000-4000-8000-000000000005'),
+};
+
 interface Side {
   name: string;
   manager: CallManager;
@@ -353,11 +364,11 @@ const world = (
   } = {},
 ) => {
   const sent: Sent[] = [];
-  const sides = new Map<string, Side>();
-  const make = (name: string, deviceId = 1): Side => {
+  const sides = new Map<AccountId, Side>();
+  const make = (name: keyof typeof ID, deviceId = 1): Side => {
     const pcs: FakePeerConnection[] = [];
     const summaries: CallSummary[] = [];
-    const self: Address = { accountId: name, deviceId };
+    const self: Address = { accountId: ID[name], deviceId: deviceIdOf(deviceId) };
     const deps: CallManagerDeps = {
       send: async (to, callId, signal, sendOptions) => {
         sent.push({ from: name, to, callId, signal, ...sendOptions });
@@ -399,7 +410,7 @@ const world = (
       if (event.type === 'call-ended') summaries.push(event.summary);
     });
     const side = { name, manager, pcs, summaries };
-    sides.set(name, side);
+    sides.set(self.accountId, side);
     return side;
   };
   return { sent, make };
@@ -414,7 +425,7 @@ describe('call manager signaling', () => {
     const { sent, make } = world();
     const alice = make('alice');
     const bob = make('bob');
-    const call = await alice.manager.start('bob');
+    const call = await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     // Alice's candidates wait for the answer: Bob may not even be online yet.
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -432,10 +443,10 @@ describe('call manager signaling', () => {
       expect(pc.tracks).toHaveLength(1);
     }
     const [offer, answer] = [sent[0]!, sent[1]!];
-    expect(offer).toMatchObject({ from: 'alice', to: 'bob', online: false, sync: false });
+    expect(offer).toMatchObject({ from: 'alice', to: ID.bob, online: false, sync: false });
     expect(answer).toMatchObject({
       from: 'bob',
-      to: 'alice',
+      to: ID.alice,
       callId: call.callId,
       online: false,
       // Bob's other devices hear of it and stop ringing.
@@ -485,7 +496,7 @@ describe('call manager signaling', () => {
     const { make } = world();
     const alice = make('alice');
     const bob = make('bob');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     await bob.manager.accept();
     await settle(() => alice.manager.state.status === 'connecting');
@@ -516,7 +527,7 @@ describe('call manager signaling', () => {
     const { sent, make } = world({ verified: true });
     const alice = make('alice');
     const bob = make('bob');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     await bob.manager.accept();
     await settle(() => bob.pcs[0]!.added.length === 3 && alice.pcs[0]!.added.length === 3);
@@ -525,23 +536,23 @@ describe('call manager signaling', () => {
     expect(bob.pcs[0]!.added.map((c) => c.candidate)).toEqual([HOST, SRFLX, RELAY]);
     await alice.manager.hangup();
 
-    await alice.manager.start('bob', { relayOnly: true });
+    await alice.manager.start(ID.bob, { relayOnly: true });
     expect(alice.pcs[1]!.config.iceTransportPolicy).toBe('relay');
     await alice.manager.hangup();
 
     const always = world({ verified: true, calls: { alwaysRelay: true } }).make('carol');
-    await always.manager.start('dave');
+    await always.manager.start(ID.dave);
     expect(always.pcs[0]!.config.iceTransportPolicy).toBe('relay');
     await always.manager.hangup();
     always.manager.setAlwaysRelay(false);
-    await always.manager.start('dave');
+    await always.manager.start(ID.dave);
     expect(always.pcs[1]!.config.iceTransportPolicy).toBe('all');
   });
 
   it('without TURN: a relay-only call fails before any offer, a direct one goes ahead', async () => {
     const unverified = world({ turn: 'fail' });
     const alice = unverified.make('alice');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     expect(alice.manager.state).toMatchObject({ status: 'ended', reason: 'failed' });
     expect(alice.summaries[0]?.detail).toContain('TURN_NOT_CONFIGURED');
     expect(unverified.sent).toEqual([]);
@@ -549,7 +560,7 @@ describe('call manager signaling', () => {
 
     const verified = world({ turn: 'fail', verified: true });
     const carol = verified.make('carol');
-    await carol.manager.start('dave');
+    await carol.manager.start(ID.dave);
     expect(carol.pcs[0]!.config.iceServers).toEqual([]);
     expect(verified.sent.map((s) => s.signal.type)).toEqual(['offer']);
   });
@@ -562,7 +573,7 @@ describe('call manager signaling', () => {
     });
     const alice = make('alice');
     const bob = make('bob');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     await bob.manager.accept();
     await settle(() => alice.summaries.length === 1 && bob.summaries.length === 1);
@@ -583,7 +594,7 @@ describe('call manager signaling', () => {
     const { make } = world();
     const alice = make('alice');
     const bob = make('bob');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     await bob.manager.accept();
     await settle(() => alice.manager.state.status === 'connecting');
@@ -598,7 +609,7 @@ describe('call manager signaling', () => {
     const { make } = world({ now: () => now, calls: { ringTimeoutMs: 5_000 } });
     const bob = make('bob');
     bob.manager.receive(
-      { accountId: 'alice', deviceId: 1 },
+      { accountId: ID.alice, deviceId: deviceIdOf(1) },
       'cafecafecafecafe',
       { type: 'offer', sdp: SDP },
       now - 5_001,
@@ -613,31 +624,31 @@ describe('call manager signaling', () => {
     const { make } = world();
     const alice = make('alice');
     const bob = make('bob');
-    const call = await alice.manager.start('bob');
+    const call = await alice.manager.start(ID.bob);
     await settle(() => bob.manager.state.status === 'ringing');
     await bob.manager.accept();
     await settle(() => alice.manager.state.status === 'connecting');
     // The answer came from Bob's device 1; his device 2 and Mallory are not in this call.
     alice.manager.receive(
-      { accountId: 'mallory', deviceId: 1 },
+      { accountId: ID.mallory, deviceId: deviceIdOf(1) },
       call.callId,
       { type: 'hangup', reason: 'hung-up' },
       Date.now(),
     );
     alice.manager.receive(
-      { accountId: 'bob', deviceId: 2 },
+      { accountId: ID.bob, deviceId: deviceIdOf(2) },
       call.callId,
       { type: 'hangup', reason: 'declined' },
       Date.now(),
     );
     alice.manager.receive(
-      { accountId: 'bob', deviceId: 2 },
+      { accountId: ID.bob, deviceId: deviceIdOf(2) },
       call.callId,
       { type: 'ice', candidates: [{ candidate: HOST }] },
       Date.now(),
     );
     alice.manager.receive(
-      { accountId: 'bob', deviceId: 1 },
+      { accountId: ID.bob, deviceId: deviceIdOf(1) },
       call.callId,
       { type: 'busy' },
       Date.now(),
@@ -646,7 +657,7 @@ describe('call manager signaling', () => {
     expect(alice.manager.state.status).toBe('connecting');
     expect(alice.pcs[0]!.added.map((c) => c.candidate)).not.toContain(HOST);
     alice.manager.receive(
-      { accountId: 'bob', deviceId: 1 },
+      { accountId: ID.bob, deviceId: deviceIdOf(1) },
       call.callId,
       { type: 'hangup', reason: 'hung-up' },
       Date.now(),
@@ -658,14 +669,14 @@ describe('call manager signaling', () => {
     const { sent, make } = world({ calls: { webrtc: undefined } });
     const alice = make('alice');
     const bob = make('bob');
-    await alice.manager.start('bob');
+    await alice.manager.start(ID.bob);
     expect(alice.manager.state).toMatchObject({
       status: 'ended',
       reason: 'failed',
       detail: expect.stringContaining('no WebRTC'),
     });
     bob.manager.receive(
-      { accountId: 'carol', deviceId: 1 },
+      { accountId: ID.carol, deviceId: deviceIdOf(1) },
       'c0ffeec0ffeec0ffee',
       { type: 'offer', sdp: SDP },
       Date.now(),
@@ -676,7 +687,7 @@ describe('call manager signaling', () => {
     expect(sent).toContainEqual(
       expect.objectContaining({
         from: 'bob',
-        to: 'carol',
+        to: ID.carol,
         signal: { type: 'hangup', reason: 'declined' },
         sync: true,
       }),

@@ -13,10 +13,13 @@ import {
   type EventIn,
   type Transition,
 } from '../src/calls/call-state.ts';
+import { accountIdOf } from '../src/testing/ids.ts';
 
 const TIMEOUTS = { ringTimeoutMs: 30_000, connectTimeoutMs: 10_000 };
-const PEER = 'peer-account';
-const OTHER = 'other-account';
+const PEER = accountIdOf('9ee20000-0000-4000-8000-000000000001');
+const OTHER = accountIdOf('07e20000-0000-4000-8000-000000000002');
+const ALICE = accountIdOf('a11ce000-0000-4000-8000-000000000001');
+const BOB = accountIdOf('b0b00000-0000-4000-8000-000000000002');
 const T0 = 1_000_000;
 
 const outgoingCall: CallInfo = {
@@ -349,11 +352,11 @@ describe('call state machine: glare', () => {
     const clock = new FakeClock();
     const alice = new CallStateMachine(clock, TIMEOUTS);
     const bob = new CallStateMachine(clock, TIMEOUTS);
-    alice.dispatch({ type: 'place', callId: '7f00aa', peer: 'bob' });
-    bob.dispatch({ type: 'place', callId: '1c00bb', peer: 'alice' });
+    alice.dispatch({ type: 'place', callId: '7f00aa', peer: BOB });
+    bob.dispatch({ type: 'place', callId: '1c00bb', peer: ALICE });
     // Each offer arrives at the other side while it is still calling.
-    const atAlice = alice.dispatch({ type: 'offer', callId: '1c00bb', peer: 'bob' });
-    const atBob = bob.dispatch({ type: 'offer', callId: '7f00aa', peer: 'alice' });
+    const atAlice = alice.dispatch({ type: 'offer', callId: '1c00bb', peer: BOB });
+    const atBob = bob.dispatch({ type: 'offer', callId: '7f00aa', peer: ALICE });
     expect(atAlice.effects.map((e) => e.type)).toEqual(['release', 'send-hangup', 'send-answer']);
     expect(atBob.effects).toEqual([]);
     expect(alice.state).toMatchObject({

@@ -4,9 +4,10 @@ import { PrivcommClient } from '../src/client.ts';
 import { textBytes } from '../src/content.ts';
 import { MemoryStore } from '../src/store.ts';
 import { FakeEngine } from './support/fakes.ts';
+import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
 
-const ALICE = '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11';
-const BOB = '7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d';
+const ALICE = accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11');
+const BOB = accountIdOf('7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d');
 
 /** A client of a relay that cannot be reached: every request it makes is recorded. */
 const offlineClient = async () => {
@@ -14,7 +15,7 @@ const offlineClient = async () => {
   await store.saveProfile({
     relayUrl: 'http://relay.test',
     accountId: ALICE,
-    deviceId: 1,
+    deviceId: deviceIdOf(1),
     keysRotatedAt: 0,
   });
   const requests: string[] = [];
@@ -29,7 +30,7 @@ const offlineClient = async () => {
         throw new Error('no socket');
       },
     },
-    engine: new FakeEngine({ accountId: ALICE, deviceId: 1 }),
+    engine: new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) }),
     store,
     signer: { publicKey: async () => new Uint8Array(32), sign: async () => new Uint8Array(64) },
     randomBytes: (n) => new Uint8Array(n).fill(7),

@@ -16,6 +16,7 @@ import {
   type Content,
 } from '../src/content.ts';
 import { laterStatus } from '../src/store.ts';
+import { accountIdOf } from '../src/testing/ids.ts';
 
 describe('bytes', () => {
   it('utf8 agrees with Node for any string and round-trips', () => {
@@ -66,14 +67,14 @@ describe('content format', () => {
       kind: 'sync',
       id: 'g',
       sentAt: 7,
-      to: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+      to: accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'),
       content: { kind: 'text', id: 'h', sentAt: 7, text: 'hi' },
     },
     {
       kind: 'contacts',
       id: 'i',
       sentAt: 8,
-      contacts: [{ accountId: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', name: 'bob' }],
+      contacts: [{ accountId: accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'), name: 'bob' }],
     },
     { kind: 'contacts-request', id: 'j', sentAt: 9 },
   ];
@@ -122,7 +123,7 @@ describe('content format', () => {
   it('refuses synced contacts that are not an account id with a name, or too many', () => {
     const contacts = (list: unknown) =>
       encodeContent({ kind: 'contacts', id: 'a', sentAt: 1, contacts: list as never });
-    const bob = { accountId: '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', name: 'bob' };
+    const bob = { accountId: accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'), name: 'bob' };
     expect(decodeContent(contacts([{ ...bob, name: '  bob ' }]))).toMatchObject({
       contacts: [bob],
     });

@@ -8,11 +8,12 @@ import { Receiver } from '../src/receiver.ts';
 import { MemoryStore } from '../src/store.ts';
 import { utf8Encode } from '../src/bytes.ts';
 import { CapturingLogger, FakeEngine } from './support/fakes.ts';
+import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
 
-const ALICE = '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11';
-const BOB = '7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d';
-const self = { accountId: BOB, deviceId: 1 };
-const alice = { accountId: ALICE, deviceId: 1 };
+const ALICE = accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11');
+const BOB = accountIdOf('7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d');
+const self = { accountId: BOB, deviceId: deviceIdOf(1) };
+const alice = { accountId: ALICE, deviceId: deviceIdOf(1) };
 
 let next = 0;
 const envelopeId = (): string => `00000000-0000-4000-8000-${String(++next).padStart(12, '0')}`;
@@ -139,7 +140,7 @@ describe('receiver', () => {
 
   it('records copies from its own other devices as sent by this account', async () => {
     const { receiver, store } = setup();
-    const ownOther = { accountId: BOB, deviceId: 2 };
+    const ownOther = { accountId: BOB, deviceId: deviceIdOf(2) };
     const text: Content = { kind: 'text', id: 'mine', sentAt: 1, text: 'sent elsewhere' };
     const sync: Content = { kind: 'sync', id: 's', sentAt: 1, to: ALICE, content: text };
     expect(

@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import type { PreKeyBundleResponse, SendMessagesRequest } from '@privcomm/wire';
+import type { DeviceId, SendMessagesRequest } from '@privcomm/wire';
 import { ClientError } from '../src/errors.ts';
-import { RelayApi } from '../src/relay-api.ts';
+import { RelayApi, type Bundles } from '../src/relay-api.ts';
 import { Sender } from '../src/sender.ts';
 import type { HttpResponse } from '../src/transport.ts';
 import { CapturingLogger, FakeEngine } from './support/fakes.ts';
+import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
 
-const ALICE = '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11';
-const BOB = '7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d';
+const ALICE = accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11');
+const BOB = accountIdOf('7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d');
 const KEY = 'A'.repeat(44);
 
-const bundle = (deviceIds: number[]): PreKeyBundleResponse => ({
+const bundle = (deviceIds: DeviceId[]): Bundles => ({
   identityKey: KEY,
   devices: deviceIds.map((deviceId) => ({
     deviceId,
@@ -23,7 +24,7 @@ const bundle = (deviceIds: number[]): PreKeyBundleResponse => ({
 
 /** A relay that answers sends from a script, one answer per send, and serves bundles. */
 const setup = (answers: (HttpResponse<unknown> | Error)[]) => {
-  const engine = new FakeEngine({ accountId: ALICE, deviceId: 1 });
+  const engine = new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) });
   const logger = new CapturingLogger();
   const sends: SendMessagesRequest[] = [];
   const sleeps: number[] = [];
@@ -39,8 +40,8 @@ const setup = (answers: (HttpResponse<unknown> | Error)[]) => {
     () => 0,
   );
   const api = {
-    bundles: async (_accountId: string, deviceId: number | '*') =>
-      bundle(deviceId === '*' ? [1] : [deviceId]),
+    bundles: async (_accountId: string, deviceId: DeviceId | '*') =>
+      bundle(deviceId === '*' ? [deviceIdOf(1)] : [deviceId]),
     devices: async () => ({ devices: [] }),
     sendMessages: async (_to: string, request: SendMessagesRequest) => {
       sends.push(request);
@@ -52,7 +53,7 @@ const setup = (answers: (HttpResponse<unknown> | Error)[]) => {
   };
   const sender = new Sender(
     { api, engine, sleep: async (ms) => void sleeps.push(ms), logger },
-    () => ({ accountId: ALICE, deviceId: 1 }),
+    () => ({ accountId: ALICE, deviceId: deviceIdOf(1) }),
   );
   return { sender, engine, logger, sends, sleeps };
 };
@@ -87,8 +88,8 @@ describe('sender', () => {
       [1, 3],
     ]);
     expect(engine.deleted).toEqual([
-      { accountId: BOB, deviceId: 3 },
-      { accountId: BOB, deviceId: 2 },
+      { accountId: BOB, deviceId: deviceIdOf(3) },
+      { accountId: BOB, deviceId: deviceIdOf(2) },
     ]);
   });
 

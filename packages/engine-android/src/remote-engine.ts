@@ -1,11 +1,15 @@
 import {
   EngineError,
   fromBase64,
+  isAccountId,
+  isDeviceId,
   toBase64,
   UntrustedIdentityError,
+  type AccountId,
   type Address,
   type Ciphertext,
   type Decrypted,
+  type DeviceId,
   type DecryptOptions,
   type EncryptedMessage,
   type IdentityState,
@@ -100,8 +104,13 @@ const identity = (wire: { identityKey: string; registrationId: number }): LocalI
   registrationId: wire.registrationId,
 });
 
+/** As the Kotlin core answers: its ids are checked with wire's guards before the core gets them. */
 type DecryptAnswer =
-  { sender: Address; plaintext: string } | { confirm: { accountId: string; identityKey: string } };
+  | { sender: { accountId: unknown; deviceId: unknown }; plaintext: string }
+  | { confirm: { accountId: unknown; identityKey: string } };
+
+const notAnAccount = (): EngineError =>
+  new EngineError('INVALID_MESSAGE', 'the engine named no valid account');
 
 class RemoteSignalEngine implements SignalEngine {
   constructor(
@@ -168,8 +177,13 @@ class RemoteSignalEngine implements SignalEngine {
     return this.call('hasSession', { address });
   }
 
-  sessionDeviceIds(accountId: string): Promise<number[]> {
-    return this.call('sessionDeviceIds', { accountId });
+  async sessionDeviceIds(accountId: AccountId): Promise<DeviceId[]> {
+    const ids = await this.call<unknown[]>('sessionDeviceIds', { accountId });
+    const checked = ids.filter(isDeviceId);
+    if (checked.length !== ids.length) {
+      throw new EngineError('INVALID_MESSAGE', 'the engine answered an invalid device id');
+    }
+    return checked;
   }
 
   async deleteSession(address: Address): Promise<void> {
@@ -198,7 +212,7 @@ class RemoteSignalEngine implements SignalEngine {
     ciphertext: Ciphertext,
     options: DecryptOptions = {},
   ): Promise<Decrypted> {
-    let answer: { accountId: string; identityKey: string; confirmed: boolean } | null = null;
+    let answer: { accountId: AccountId; identityKey: string; confirmed: boolean } | null = null;
     for (let attempt = 1; ; attempt += 1) {
       const result: DecryptAnswer = await this.call<DecryptAnswer>('decrypt', {
         envelopeId,
@@ -208,12 +222,16 @@ class RemoteSignalEngine implements SignalEngine {
         answer,
       });
       if ('sender' in result) {
-        return { sender: result.sender, plaintext: fromBase64(result.plaintext) };
+        const { accountId, deviceId } = result.sender;
+        if (!isAccountId(accountId) || !isDeviceId(deviceId)) throw notAnAccount();
+        return { sender: { accountId, deviceId }, plaintext: fromBase64(result.plaintext) };
       }
       if (options.confirmIdentity === undefined || attempt >= 3) {
         throw new EngineError('UNCONFIRMED_IDENTITY', 'the sender key could not be confirmed');
       }
-      const { accountId, identityKey }: { accountId: string; identityKey: string } = result.confirm;
+      const { accountId, identityKey }: { accountId: unknown; identityKey: string } =
+        result.confirm;
+      if (!isAccountId(accountId)) throw notAnAccount();
       const confirmed = await options.confirmIdentity(accountId, fromBase64(identityKey));
       answer = { accountId, identityKey, confirmed };
     }
@@ -223,7 +241,7 @@ class RemoteSignalEngine implements SignalEngine {
     await this.call('forgetDecrypted', { envelopeId });
   }
 
-  async identityState(accountId: string): Promise<IdentityState | undefined> {
+  async identityState(accountId: AccountId): Promise<IdentityState | undefined> {
     const wire = await this.call<
       | {
           identityKey: string;
@@ -244,15 +262,15 @@ class RemoteSignalEngine implements SignalEngine {
     };
   }
 
-  async setVerified(accountId: string, verified: boolean): Promise<void> {
+  async setVerified(accountId: AccountId, verified: boolean): Promise<void> {
     await this.call('setVerified', { accountId, verified });
   }
 
-  async acceptIdentity(accountId: string): Promise<void> {
+  async acceptIdentity(accountId: AccountId): Promise<void> {
     await this.call('acceptIdentity', { accountId });
   }
 
-  async safetyNumber(accountId: string): Promise<SafetyNumber> {
+  async safetyNumber(accountId: AccountId): Promise<SafetyNumber> {
     const wire = await this.call<{ digits: string; scannable: string }>('safetyNumber', {
       accountId,
     });

@@ -10,6 +10,7 @@ import {
   type SocketLike,
   type Transport,
 } from '@privcomm/client';
+import { deviceIdOf, randomAccountId } from '@privcomm/client/testing';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
 import { memorySigner } from '../../engine-node/test/support/memory-signer.ts';
@@ -65,7 +66,7 @@ describe('interoperability, engine to engine', () => {
     const engine = await openEngine(kind);
     opened.push(engine);
     await engine.createIdentity();
-    const address = { accountId: randomUUID(), deviceId: 1 };
+    const address = { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
     await engine.setLocalAddress(address);
     return { engine, address };
   };
@@ -85,7 +86,7 @@ describe('interoperability, engine to engine', () => {
         const identity = await b.engine.localIdentity();
         await a.engine.processBundle(b.address, {
           identityKey: identity!.identityKey,
-          deviceId: 1,
+          deviceId: deviceIdOf(1),
           registrationId: identity!.registrationId,
           signedPreKey: await b.engine.generateSignedPreKey(),
           ...(lastResort ? {} : { preKey: (await b.engine.generatePreKeys(1))[0]! }),

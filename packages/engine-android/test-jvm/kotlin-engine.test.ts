@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Address, RemoteBundle, SignalEngine } from '@privcomm/client';
+import { deviceIdOf, randomAccountId } from '@privcomm/client/testing';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
 
@@ -59,7 +60,7 @@ interface Device {
 
 const device = async (engine: SignalEngine, address?: Address): Promise<Device> => {
   const identity = await engine.createIdentity();
-  const at = address ?? { accountId: randomUUID(), deviceId: 1 };
+  const at = address ?? { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
   await engine.setLocalAddress(at);
   return { engine, address: at, ...identity };
 };

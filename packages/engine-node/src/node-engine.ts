@@ -43,7 +43,7 @@ import {
   type SafetyNumber,
   type SignalEngine,
 } from '@privcomm/client';
-import { isAccountId, isDeviceId } from '@privcomm/wire';
+import { isAccountId, isDeviceId, type AccountId, type DeviceId } from '@privcomm/wire';
 import { openProvisioningMessage, sealProvisioningMessage } from './provisioning.ts';
 import { openDatabase, TransactionQueue, type AfterRollback } from './sqlite.ts';
 import {
@@ -167,7 +167,7 @@ const engineError = (
 /** A decrypt attempt that needs the caller to confirm a sender's key first (see decrypt). */
 class ConfirmationNeeded extends Error {
   constructor(
-    readonly accountId: string,
+    readonly accountId: AccountId,
     readonly identityKey: Uint8Array,
   ) {
     super(`the identity key of ${accountId} needs confirming`);
@@ -175,7 +175,7 @@ class ConfirmationNeeded extends Error {
 }
 
 interface ConfirmedIdentity {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly identityKey: Uint8Array;
   readonly confirmed: boolean;
 }
@@ -379,10 +379,12 @@ class NodeSignalEngine implements SignalEngine {
     );
   }
 
-  sessionDeviceIds(accountId: string): Promise<number[]> {
+  sessionDeviceIds(accountId: AccountId): Promise<DeviceId[]> {
     return this.run(() =>
       this.store
         .sessionDeviceIds(accountId)
+        // The guard types the ids read back from the store (and drops none a session was made for).
+        .filter(isDeviceId)
         .filter((deviceId) => this.store.loadSession(accountId, deviceId)?.hasCurrentState()),
     );
   }
@@ -467,10 +469,12 @@ class NodeSignalEngine implements SignalEngine {
     return this.run(async (stores) => {
       const done = this.store.decrypted(envelopeId);
       if (done !== undefined) {
-        return {
-          sender: { accountId: done.sender_account, deviceId: done.sender_device },
-          plaintext: copy(done.plaintext),
-        };
+        const { sender_account: accountId, sender_device: deviceId } = done;
+        // Stored from a checked certificate below; checked again as it comes back from SQLite.
+        if (!isAccountId(accountId) || !isDeviceId(deviceId)) {
+          throw invalidMessage('the stored result names no valid device');
+        }
+        return { sender: { accountId, deviceId }, plaintext: copy(done.plaintext) };
       }
       this.store.requireIdentityKeyPair();
       const local = this.localAddress();
@@ -490,13 +494,12 @@ class NodeSignalEngine implements SignalEngine {
         );
       }
       const certificate = content.senderCertificate();
-      const sender: Address = {
-        accountId: certificate.senderUuid(),
-        deviceId: certificate.senderDeviceId(),
-      };
-      if (!isAccountId(sender.accountId) || !isDeviceId(sender.deviceId)) {
+      const senderAccount = certificate.senderUuid();
+      const senderDevice = certificate.senderDeviceId();
+      if (!isAccountId(senderAccount) || !isDeviceId(senderDevice)) {
         throw invalidMessage('the sender certificate names no valid device');
       }
+      const sender: Address = { accountId: senderAccount, deviceId: senderDevice };
       if (sender.accountId === local.name() && sender.deviceId === local.deviceId()) {
         throw invalidMessage('a message from this very device');
       }
@@ -570,7 +573,7 @@ class NodeSignalEngine implements SignalEngine {
     return this.run(() => this.store.forgetDecrypted(envelopeId));
   }
 
-  identityState(accountId: string): Promise<IdentityState | undefined> {
+  identityState(accountId: AccountId): Promise<IdentityState | undefined> {
     return this.run(() => {
       const row = this.store.identity(accountId);
       if (row === undefined) return undefined;
@@ -583,7 +586,7 @@ class NodeSignalEngine implements SignalEngine {
     });
   }
 
-  setVerified(accountId: string, verified: boolean): Promise<void> {
+  setVerified(accountId: AccountId, verified: boolean): Promise<void> {
     return this.run(() => {
       const row = this.requireIdentity(accountId);
       if (verified) {
@@ -603,7 +606,7 @@ class NodeSignalEngine implements SignalEngine {
     });
   }
 
-  acceptIdentity(accountId: string): Promise<void> {
+  acceptIdentity(accountId: AccountId): Promise<void> {
     return this.run(() => {
       const row = this.requireIdentity(accountId);
       if (row.pending_key !== null) this.replaceIdentity(accountId, row.pending_key, false);
@@ -632,7 +635,7 @@ class NodeSignalEngine implements SignalEngine {
     return row;
   }
 
-  safetyNumber(accountId: string): Promise<SafetyNumber> {
+  safetyNumber(accountId: AccountId): Promise<SafetyNumber> {
     return this.run(() => {
       const identity = this.store.requireIdentityKeyPair();
       const local = this.localAddress();

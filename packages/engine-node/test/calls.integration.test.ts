@@ -12,7 +12,9 @@ import {
   type SocketLike,
   type Transport,
   type WebRtc,
+  type AccountId,
 } from '@privcomm/client';
+import { accountIdOf } from '@privcomm/client/testing';
 import {
   createTestDatabase,
   dumpDatabase,
@@ -115,7 +117,7 @@ const recordingWebRtc = (): WebRtc => {
 interface TestClient {
   client: PrivcommClient;
   events: ClientEvent[];
-  accountId: string;
+  accountId: AccountId;
 }
 
 const open: PrivcommClient[] = [];
@@ -437,7 +439,7 @@ describe('voice calls through the relay, coturn and libwebrtc', () => {
 
   it('a call to an unknown account, or to oneself, fails with a reason', async () => {
     const alice = await online('alice');
-    const nobody = '00000000-0000-4000-8000-000000000000';
+    const nobody = accountIdOf('00000000-0000-4000-8000-000000000000');
     const toNobody = await alice.client.calls.start(nobody);
     const failed = await ended(alice, toNobody.callId);
     expect(failed).toMatchObject({ reason: 'failed', connected: false });

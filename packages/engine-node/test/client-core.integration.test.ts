@@ -8,7 +8,9 @@ import {
   type ClientEvent,
   type SocketLike,
   type Transport,
+  type AccountId,
 } from '@privcomm/client';
+import { deviceIdOf } from '@privcomm/client/testing';
 import {
   createTestDatabase,
   requeueEnvelope,
@@ -393,19 +395,19 @@ describe('client core with libsignal through a real relay', () => {
  * An engine of its own that calls itself `claimedSender` (device 1), with a session to `target`
  * from its bundle on the relay; `send` seals a text and sends it through an ordinary account.
  */
-const forgeSender = async (claimedSender: string, target: string) => {
+const forgeSender = async (claimedSender: AccountId, target: AccountId) => {
   const engine = await openNodeEngine(':memory:');
   const { identityKey } = await engine.createIdentity();
-  await engine.setLocalAddress({ accountId: claimedSender, deviceId: 1 });
+  await engine.setLocalAddress({ accountId: claimedSender, deviceId: deviceIdOf(1) });
   const { context } = relay.relay;
-  const [device] = await context.keys.takeBundles(target as never, 1 as never);
-  const targetKey = (await context.accounts.identityKey(target as never))!;
+  const [device] = await context.keys.takeBundles(target, deviceIdOf(1));
+  const targetKey = (await context.accounts.identityKey(target))!;
   const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
   await engine.processBundle(
-    { accountId: target, deviceId: 1 },
+    { accountId: target, deviceId: deviceIdOf(1) },
     {
       identityKey: new Uint8Array(targetKey),
-      deviceId: 1,
+      deviceId: deviceIdOf(1),
       registrationId: device!.registrationId,
       signedPreKey: {
         ...device!.signedPreKey,
@@ -425,7 +427,7 @@ const forgeSender = async (claimedSender: string, target: string) => {
   const carrier = await TestDevice.register(relay.url);
   const send = async (text: string): Promise<void> => {
     const sealed = await engine.encrypt(
-      { accountId: target, deviceId: 1 },
+      { accountId: target, deviceId: deviceIdOf(1) },
       encodeContent({ kind: 'text', id: randomBytes(8).toString('hex'), sentAt: Date.now(), text }),
     );
     const sent = await carrier.request('PUT', `/v1/messages/${target}`, {

@@ -12,7 +12,9 @@ import {
   type Content,
   type SocketLike,
   type Transport,
+  type AccountId,
 } from '@privcomm/client';
+import { deviceIdOf } from '@privcomm/client/testing';
 import { MAX_CONTENT_BYTES, MAX_TEXT_BYTES } from '@privcomm/wire';
 import {
   createTestDatabase,
@@ -120,7 +122,7 @@ interface TestClient {
   events: ClientEvent[];
   logger: CapturingLogger;
   states: ConnectionState[];
-  id: string;
+  id: AccountId;
   running?: Promise<void>;
 }
 
@@ -277,8 +279,7 @@ describe('client core through relay restarts and malformed input', () => {
     expect(bob.logger.lines).toContainEqual(expect.objectContaining({ event: 'envelope dropped' }));
     // Nothing stays queued for Bob: the garbage was acknowledged, not left to block the queue.
     await until(
-      async () =>
-        (await relay!.relay.context.envelopes.countFor(bob.id as never, 1 as never)) === 0,
+      async () => (await relay!.relay.context.envelopes.countFor(bob.id, deviceIdOf(1))) === 0,
     );
     await bob.client.stop();
     await bob.running;
@@ -370,16 +371,16 @@ describe('client core through relay restarts and malformed input', () => {
     // largest kind) to a fresh device and compare with the relay's limit.
     const probe = await openNodeEngine(':memory:');
     await probe.createIdentity();
-    await probe.setLocalAddress({ accountId: alice.id, deviceId: 2 });
+    await probe.setLocalAddress({ accountId: alice.id, deviceId: deviceIdOf(2) });
     const { context } = relay!.relay;
-    const [device] = await context.keys.takeBundles(bob.id as never, 1 as never);
-    const key = (await context.accounts.identityKey(bob.id as never))!;
+    const [device] = await context.keys.takeBundles(bob.id, deviceIdOf(1));
+    const key = (await context.accounts.identityKey(bob.id))!;
     const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
     await probe.processBundle(
-      { accountId: bob.id, deviceId: 1 },
+      { accountId: bob.id, deviceId: deviceIdOf(1) },
       {
         identityKey: new Uint8Array(key),
-        deviceId: 1,
+        deviceId: deviceIdOf(1),
         registrationId: device!.registrationId,
         signedPreKey: {
           ...device!.signedPreKey,
@@ -410,7 +411,10 @@ describe('client core through relay restarts and malformed input', () => {
       to: bob.id,
       content: inner,
     };
-    const sealed = await probe.encrypt({ accountId: bob.id, deviceId: 1 }, encodeContent(sync));
+    const sealed = await probe.encrypt(
+      { accountId: bob.id, deviceId: deviceIdOf(1) },
+      encodeContent(sync),
+    );
     expect(sealed.content.length).toBeLessThanOrEqual(MAX_CONTENT_BYTES);
     await probe.close();
   });

@@ -27,7 +27,7 @@ import {
 } from '@signalapp/libsignal-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EngineError, type Address, type RemoteBundle, type SignalEngine } from '@privcomm/client';
-import { engineContract } from '@privcomm/client/testing';
+import { accountIdOf, deviceIdOf, engineContract, randomAccountId } from '@privcomm/client/testing';
 import { openNodeEngine, SEALED_SENDER_V1 } from '../src/index.ts';
 
 const directory = mkdtempSync(join(tmpdir(), 'privcomm-engine-'));
@@ -76,7 +76,7 @@ interface Device {
 
 const device = async (engine: SignalEngine, address?: Address): Promise<Device> => {
   const identity = await engine.createIdentity();
-  const at = address ?? { accountId: randomUUID(), deviceId: 1 };
+  const at = address ?? { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
   await engine.setLocalAddress(at);
   return { engine, address: at, ...identity };
 };
@@ -467,14 +467,14 @@ describe('node engine: libsignal formats', () => {
 
   it('seals with a self-issued certificate naming its address and identity key', async () => {
     const a = await device(await openNodeEngine(':memory:'), {
-      accountId: randomUUID(),
-      deviceId: 3,
+      accountId: randomAccountId(),
+      deviceId: deviceIdOf(3),
     });
     const receiver = new RawClient(
       IdentityKeyPair.generate(),
       ProtocolAddress.new(randomUUID(), 1),
     );
-    const to = { accountId: receiver.address.name(), deviceId: 1 };
+    const to = { accountId: accountIdOf(receiver.address.name()), deviceId: deviceIdOf(1) };
     try {
       // A bundle made with libsignal directly, so that a plain libsignal client receives.
       const { privateKey } = receiver.pair;
@@ -482,7 +482,7 @@ describe('node engine: libsignal formats', () => {
       const kyberPreKey = KEMKeyPair.generate().getPublicKey().serialize();
       await a.engine.processBundle(to, {
         identityKey: receiver.pair.publicKey.serialize(),
-        deviceId: 1,
+        deviceId: deviceIdOf(1),
         registrationId: 4242,
         signedPreKey: {
           keyId: 1,
@@ -557,7 +557,7 @@ describe('node engine: libsignal formats', () => {
         code: 'INVALID_MESSAGE',
       });
       expect(dump(file)).toEqual(before);
-      expect(await b.engine.identityState(inner.address.name())).toBeUndefined();
+      expect(await b.engine.identityState(accountIdOf(inner.address.name()))).toBeUndefined();
     } finally {
       await b.engine.close();
     }
@@ -569,7 +569,7 @@ describe('node engine: libsignal formats', () => {
     try {
       const known = rawClient();
       await b.engine.decrypt(randomUUID(), await seal(b, known, known));
-      await b.engine.setVerified(known.address.name(), true);
+      await b.engine.setVerified(accountIdOf(known.address.name()), true);
 
       const impostor = rawClient(known.address.name().toUpperCase());
       const message = await seal(b, impostor, impostor);

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { CLOSE_CODES } from '@privcomm/wire';
+import { CLOSE_CODES, isDeviceId, MAX_DEVICE_ID, type DeviceId } from '@privcomm/wire';
 import { CliError, UsageError } from '../errors.ts';
 
 /** Helpers that several command groups share: argument parsers, stdin, help text. */
@@ -33,12 +33,13 @@ export const parseSeconds =
     return seconds;
   };
 
-export const parseDeviceId = (value: string): number => {
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 2 ** 31 - 1)
+export const parseDeviceId = (value: string): DeviceId => {
+  const deviceId = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!isDeviceId(deviceId))
     throw new InvalidArgumentError(
-      'a device id is a positive whole number (see "privcomm devices list").',
+      `a device id is a positive whole number up to ${MAX_DEVICE_ID} (see "privcomm devices list").`,
     );
-  return Number(value);
+  return deviceId;
 };
 
 export const readAll = async (stream: NodeJS.ReadableStream): Promise<string> => {

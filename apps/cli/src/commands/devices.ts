@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { DeviceId } from '@privcomm/wire';
 import { CliError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
 import { examples, parseDeviceId, sleep } from './common.ts';
@@ -76,7 +77,7 @@ export const addDeviceCommands = (program: Command, ctx: RunContext): void => {
     .description('remove a device from the account (it can no longer send or receive)')
     .argument('<id>', 'the device id (see "privcomm devices list")', parseDeviceId)
     .addHelpText('after', examples('privcomm devices remove 2'))
-    .action(async (deviceId: number, _o: unknown, command: Command) => {
+    .action(async (deviceId: DeviceId, _o: unknown, command: Command) => {
       const { client, self } = await ctx.openAccount(command);
       if (deviceId === self.deviceId)
         throw new CliError(

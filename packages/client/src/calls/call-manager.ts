@@ -1,4 +1,4 @@
-import type { TurnCredentials } from '@privcomm/wire';
+import type { AccountId, TurnCredentials } from '@privcomm/wire';
 import type { CallSignal, IceCandidateSignal } from '../content.ts';
 import type { Address, IdentityState } from '../engine.ts';
 import {
@@ -66,13 +66,13 @@ export interface CallOptions extends CallSettings {
 export interface CallManagerDeps {
   /** Sends a signal through the send pipeline (online-only for ICE; `sync` also to own devices). */
   send(
-    to: string,
+    to: AccountId,
     callId: string,
     signal: CallSignal,
     options: { online: boolean; sync: boolean },
   ): Promise<void>;
   turnCredentials(): Promise<TurnCredentials>;
-  identityState(accountId: string): Promise<IdentityState | undefined>;
+  identityState(accountId: AccountId): Promise<IdentityState | undefined>;
   self(): Address;
   randomBytes(length: number): Uint8Array;
   now(): number;
@@ -81,7 +81,7 @@ export interface CallManagerDeps {
 /** How a call went, reported once it ended. */
 export interface CallSummary {
   readonly callId: string;
-  readonly peer: string;
+  readonly peer: AccountId;
   readonly direction: CallInfo['direction'];
   readonly reason: EndReason;
   readonly detail?: string;
@@ -149,7 +149,7 @@ export interface AcceptOptions {
 
 interface Session {
   readonly callId: string;
-  readonly peer: string;
+  readonly peer: AccountId;
   forceRelay: boolean;
   relayOnly: boolean;
   /** The peer's device in the call: the caller's, or the callee's that answered. */
@@ -242,7 +242,7 @@ export class CallManager {
   // ---- local actions -----------------------------------------------------------------------
 
   /** Calls `peer`; resolves once the offer is on its way (or the setup failed: see the state). */
-  async start(peer: string, options: StartOptions = {}): Promise<CallInfo> {
+  async start(peer: AccountId, options: StartOptions = {}): Promise<CallInfo> {
     if (peer === this.deps.self().accountId)
       throw new CallError('INVALID_PEER', 'you cannot call your own account');
     const callId = hex(this.deps.randomBytes(16));
@@ -299,7 +299,7 @@ export class CallManager {
   }
 
   /** A signal that another device of this account sent to `to`. */
-  receiveSync(to: string, callId: string, signal: CallSignal): void {
+  receiveSync(to: AccountId, callId: string, signal: CallSignal): void {
     this.queue = this.queue
       .then(async () => {
         const state = this.machine.state;
@@ -408,7 +408,7 @@ export class CallManager {
 
   // ---- effects -----------------------------------------------------------------------------
 
-  private newSession(callId: string, peer: string, forceRelay: boolean): Session {
+  private newSession(callId: string, peer: AccountId, forceRelay: boolean): Session {
     return {
       callId,
       peer,
@@ -518,7 +518,7 @@ export class CallManager {
   /** Sends one signal of a call after the ones before it. */
   private signal(
     session: Session | undefined,
-    peer: string,
+    peer: AccountId,
     callId: string,
     signal: CallSignal,
     options: { online: boolean; sync: boolean },

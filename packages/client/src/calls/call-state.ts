@@ -9,6 +9,8 @@
  * becomes the callee of the winning call and answers it (its user wanted that conversation).
  */
 
+import type { AccountId } from '@privcomm/wire';
+
 export type CallDirection = 'outgoing' | 'incoming';
 
 export type EndReason =
@@ -27,7 +29,7 @@ export interface CallInfo {
   /** Random, chosen by the caller; compared as a string to settle glare. */
   readonly callId: string;
   /** The other account. */
-  readonly peer: string;
+  readonly peer: AccountId;
   readonly direction: CallDirection;
   /** When this device placed the call or it started ringing (ms since epoch). */
   readonly startedAt: number;
@@ -57,9 +59,9 @@ export type ActiveCallState = Exclude<CallState, { status: 'idle' }>;
 
 export type CallEvent =
   /** The local user calls `peer`. */
-  | { readonly type: 'place'; readonly callId: string; readonly peer: string }
+  | { readonly type: 'place'; readonly callId: string; readonly peer: AccountId }
   /** An offer from `peer`. */
-  | { readonly type: 'offer'; readonly callId: string; readonly peer: string }
+  | { readonly type: 'offer'; readonly callId: string; readonly peer: AccountId }
   /** The local user answers the ringing call. */
   | { readonly type: 'accept' }
   /** The local user declines the ringing call. */
@@ -138,14 +140,14 @@ export type CallEffect =
   | {
       readonly type: 'send-hangup';
       readonly callId: string;
-      readonly peer: string;
+      readonly peer: AccountId;
       readonly reason: EndReason;
       readonly sync: boolean;
       /** Why the call failed here, for the peer (a stable error code). */
       readonly code?: string;
     }
   /** Answer an offer that cannot ring here with "busy". */
-  | { readonly type: 'send-busy'; readonly callId: string; readonly peer: string }
+  | { readonly type: 'send-busy'; readonly callId: string; readonly peer: AccountId }
   /** Close the peer connection and media of a call and report how it went. */
   | { readonly type: 'release'; readonly callId: string };
 

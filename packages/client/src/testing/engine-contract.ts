@@ -10,6 +10,7 @@ import {
   type RemoteBundle,
   type SignalEngine,
 } from '../engine.ts';
+import { deviceIdOf, randomAccountId } from './ids.ts';
 
 /**
  * The behaviour every SignalEngine must have, whatever its platform: run it against each
@@ -19,15 +20,6 @@ import {
  */
 
 type Code = EngineError['code'];
-
-/** A random version-4 UUID (account ids are UUIDs), without platform crypto. */
-const randomAccountId = (): string => {
-  const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
-  hex[12] = '4';
-  hex[16] = '89ab'[Math.floor(Math.random() * 4)] as string;
-  const s = hex.join('');
-  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
-};
 
 /** Resolves to the EngineError the operation fails with; fails the test if it succeeds. */
 const failure = async (operation: Promise<unknown>): Promise<EngineError> => {
@@ -92,7 +84,7 @@ export const engineContract = (name: string, open: () => Promise<SignalEngine>):
     const newDevice = async (address?: Address): Promise<Device> => {
       const engine = await openEngine();
       const identity = await engine.createIdentity();
-      const at = address ?? { accountId: randomAccountId(), deviceId: 1 };
+      const at = address ?? { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
       await engine.setLocalAddress(at);
       return { engine, address: at, identity };
     };
@@ -102,7 +94,7 @@ export const engineContract = (name: string, open: () => Promise<SignalEngine>):
       const engine = await openEngine();
       const key = await engine.createProvisioningKey();
       await engine.openProvisioning(await primary.engine.sealProvisioning(key, text('link')));
-      const address = { accountId: primary.address.accountId, deviceId };
+      const address = { accountId: primary.address.accountId, deviceId: deviceIdOf(deviceId) };
       await engine.setLocalAddress(address);
       const identity = await engine.localIdentity();
       if (identity === undefined) return expect.fail('the linked device has no identity');

@@ -1,3 +1,4 @@
+import type { AccountId, DeviceId } from '@privcomm/wire';
 import { fromBase64, toBase64, utf8Decode, utf8Encode } from '../../src/bytes.ts';
 import {
   EngineError,
@@ -25,7 +26,7 @@ const unused = (name: string) => (): never => {
  * to route, store and acknowledge, with no cryptography. Anything else fails to decrypt.
  */
 export class FakeEngine implements SignalEngine {
-  readonly sessions = new Map<string, Set<number>>();
+  readonly sessions = new Map<AccountId, Set<DeviceId>>();
   readonly deleted: Address[] = [];
   readonly established: Address[] = [];
   readonly forgotten: string[] = [];
@@ -48,7 +49,7 @@ export class FakeEngine implements SignalEngine {
   async hasSession(address: Address): Promise<boolean> {
     return this.sessions.get(address.accountId)?.has(address.deviceId) ?? false;
   }
-  async sessionDeviceIds(accountId: string): Promise<number[]> {
+  async sessionDeviceIds(accountId: AccountId): Promise<DeviceId[]> {
     return [...(this.sessions.get(accountId) ?? [])].sort((a, b) => a - b);
   }
   async deleteSession(address: Address): Promise<void> {

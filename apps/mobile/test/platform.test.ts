@@ -1,5 +1,5 @@
 import { createPublicKey, verify } from 'node:crypto';
-import { httpRequest, type StoredMessage } from '@privcomm/client';
+import { httpRequest, isAccountId, type AccountId, type StoredMessage } from '@privcomm/client';
 import {
   SecretFormatError,
   SecureStoreSigner,
@@ -9,6 +9,14 @@ import { SqlClientStore, StoreFormatError } from '../src/platform/sql-store.ts';
 import { createTransport } from '../src/platform/transport.ts';
 import { betterSqlite, memorySecrets, nodeHttpFetch, relayUrl } from './support/test-platform.ts';
 import WebSocket from 'ws';
+
+/** Account ids for fixtures, made by the guard (the store checks what it reads back). */
+const accountIdOf = (value: string): AccountId => {
+  if (!isAccountId(value)) throw new Error(`test fixture: ${value} is not an account id`);
+  return value;
+};
+const R = accountIdOf('22222222-2222-4222-8222-222222222222');
+const X = accountIdOf('33333333-3333-4333-8333-333333333333');
 
 const message = (id: string, change: Partial<StoredMessage> = {}): StoredMessage => ({
   id,
@@ -46,14 +54,14 @@ describe('SqlClientStore on a real SQLite', () => {
     const content = Uint8Array.from([0, 1, 2, 255]);
     await store.addOutbox({
       id: 'o',
-      recipient: 'r',
+      recipient: R,
       content,
       online: false,
       urgent: true,
       createdAt: 5,
     });
     expect(await store.outbox()).toEqual([
-      { id: 'o', recipient: 'r', content, online: false, urgent: true, createdAt: 5 },
+      { id: 'o', recipient: R, content, online: false, urgent: true, createdAt: 5 },
     ]);
     await store.markProcessed('e1', 100, 0);
     await store.markProcessed('e2', 200, 150);
@@ -70,9 +78,9 @@ describe('SqlClientStore on a real SQLite', () => {
   it('opens its own database again with what it stored', async () => {
     const db = betterSqlite();
     const first = await SqlClientStore.open(db);
-    await first.saveContact({ accountId: 'x', name: 'X', expireSeconds: 60 });
+    await first.saveContact({ accountId: X, name: 'X', expireSeconds: 60 });
     const again = await SqlClientStore.open(db);
-    expect(await again.contacts()).toEqual([{ accountId: 'x', name: 'X', expireSeconds: 60 }]);
+    expect(await again.contacts()).toEqual([{ accountId: X, name: 'X', expireSeconds: 60 }]);
   });
 });
 

@@ -1,11 +1,28 @@
-import type {
-  ClientStore,
-  Contact,
-  MessageStatus,
-  OutboxEntry,
-  Profile,
-  StoredMessage,
+import {
+  isAccountId,
+  isDeviceId,
+  type AccountId,
+  type ClientStore,
+  type Contact,
+  type DeviceId,
+  type MessageStatus,
+  type OutboxEntry,
+  type Profile,
+  type StoredMessage,
 } from '@privcomm/client';
+
+/**
+ * Ids read back from this store, branded by wire's guards. Only checked ids are ever written, so
+ * one that fails here means the database was damaged.
+ */
+const storedAccountId = (value: string): AccountId => {
+  if (!isAccountId(value)) throw new Error('the client store holds an invalid account id');
+  return value;
+};
+const storedDeviceId = (value: number): DeviceId => {
+  if (!isDeviceId(value)) throw new Error('the client store holds an invalid device id');
+  return value;
+};
 
 /** A value SQLite binds: expo-sqlite's SQLiteBindValue minus booleans. */
 export type SqlValue = string | number | null | Uint8Array;
@@ -103,7 +120,7 @@ interface ContactRow {
 }
 
 const toContact = (row: ContactRow): Contact => ({
-  accountId: row.account_id,
+  accountId: storedAccountId(row.account_id),
   name: row.name,
   expireSeconds: row.expire_seconds,
 });
@@ -186,8 +203,8 @@ export class SqlClientStore implements ClientStore {
       if (!row) return undefined;
       return {
         relayUrl: row.relay_url,
-        accountId: row.account_id,
-        deviceId: row.device_id,
+        accountId: storedAccountId(row.account_id),
+        deviceId: storedDeviceId(row.device_id),
         ...(row.name === null ? {} : { name: row.name }),
         keysRotatedAt: row.keys_rotated_at,
       };
@@ -353,7 +370,7 @@ export class SqlClientStore implements ClientStore {
         }>('SELECT * FROM outbox ORDER BY created_at, rowid')
       ).map((row) => ({
         id: row.id,
-        recipient: row.recipient,
+        recipient: storedAccountId(row.recipient),
         // A copy as a plain Uint8Array, whatever the driver returns (Buffer in Node).
         content: Uint8Array.from(row.content),
         online: row.online === 1,

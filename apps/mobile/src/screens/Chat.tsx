@@ -1,4 +1,4 @@
-import { ClientError, EngineError, type StoredMessage } from '@privcomm/client';
+import { ClientError, EngineError, type AccountId, type StoredMessage } from '@privcomm/client';
 import { useEffect, useRef, useState } from 'react';
 import { FlatList, Pressable, StyleSheet, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
@@ -26,7 +26,7 @@ export const timerLabel = (seconds: number): string =>
 /** "Stopped typing" is sent after this long without a keystroke. */
 const TYPING_IDLE_MS = 5_000;
 
-export const Chat = ({ accountId }: { accountId: string }) => {
+export const Chat = ({ accountId }: { accountId: AccountId }) => {
   const theme = useTheme();
   const navigation = useNavigation();
   const account = useAccountStore();

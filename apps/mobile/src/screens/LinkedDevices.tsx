@@ -1,4 +1,4 @@
-import type { DeviceInfo } from '@privcomm/wire';
+import type { DeviceList } from '@privcomm/client';
 import { useCallback, useEffect, useState } from 'react';
 import { Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
@@ -17,7 +17,7 @@ export const LinkedDevices = () => {
   const navigation = useNavigation();
   const { client } = useAccountStore();
   const profile = useAccount((s) => s.profile);
-  const [devices, setDevices] = useState<DeviceInfo[] | undefined>();
+  const [devices, setDevices] = useState<DeviceList['devices'] | undefined>();
   const [linkCode, setLinkCode] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);

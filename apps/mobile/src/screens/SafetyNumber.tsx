@@ -1,4 +1,4 @@
-import type { SafetyNumber as Digits } from '@privcomm/client';
+import type { AccountId, SafetyNumber as Digits } from '@privcomm/client';
 import { useEffect, useState } from 'react';
 import { StyleSheet, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
@@ -12,7 +12,7 @@ import { IdentityWarning } from './IdentityWarning.tsx';
 export const groupDigits = (digits: string): string[] => digits.match(/.{1,5}/g) ?? [];
 
 /** A contact's safety number, its verified state, and a changed identity with what to do. */
-export const SafetyNumber = ({ accountId }: { accountId: string }) => {
+export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
   const theme = useTheme();
   const navigation = useNavigation();
   const account = useAccountStore();

@@ -1,5 +1,6 @@
 import {
   ClientError,
+  type AccountId,
   type ClientEvent,
   type Contact,
   type IdentityState,
@@ -10,7 +11,7 @@ import {
 import { createStore, type StoreApi } from 'zustand/vanilla';
 
 export interface ConversationView {
-  readonly accountId: string;
+  readonly accountId: AccountId;
   readonly name: string;
   readonly lastMessage?: StoredMessage;
   /** Received messages the core has not marked read. */

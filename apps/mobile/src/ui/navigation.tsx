@@ -8,13 +8,14 @@ import {
   type ReactNode,
 } from 'react';
 import { BackHandler } from 'react-native';
+import type { AccountId } from '@privcomm/client';
 
 export type Route =
   | { readonly name: 'conversations' }
-  | { readonly name: 'chat'; readonly accountId: string }
+  | { readonly name: 'chat'; readonly accountId: AccountId }
   | { readonly name: 'add-contact' }
   | { readonly name: 'devices' }
-  | { readonly name: 'safety-number'; readonly accountId: string };
+  | { readonly name: 'safety-number'; readonly accountId: AccountId };
 
 interface Navigation {
   readonly route: Route;

@@ -11,7 +11,7 @@ import {
   type TestRelay,
   portToRestartOn,
 } from '@privcomm/server/testing';
-import { BIN, removeTempDirs, runCli, tempDir } from './support/cli.ts';
+import { BIN, removeTempDirs, runCli, tempDir, registerProfiles } from './support/cli.ts';
 
 /**
  * `privcomm daemon` end to end: a real relay (in this process, on PostgreSQL), and two daemons
@@ -90,14 +90,7 @@ beforeAll(async () => {
   const database = await createTestDatabase();
   drop = database.drop;
   relay = await startRelay(database.url);
-  const [a, b] = await Promise.all([
-    runCli(['--profile', alice, '--server', relay.url, '--json', 'register']),
-    runCli(['--profile', bob, '--server', relay.url, '--json', 'register']),
-  ]);
-  expect(a.code, a.stderr).toBe(0);
-  expect(b.code, b.stderr).toBe(0);
-  aliceId = a.json[0].accountId;
-  bobId = b.json[0].accountId;
+  [aliceId, bobId] = await registerProfiles(relay.url, alice, bob);
   expect((await runCli(['--profile', alice, 'contacts', 'add', 'bob', bobId])).code).toBe(0);
 }, 60_000);
 
@@ -253,13 +246,7 @@ describe('privcomm daemon across a relay restart', () => {
     const carol = tempDir('carol');
     const dave = tempDir('dave');
     try {
-      const [c, d] = await Promise.all([
-        runCli(['--profile', carol, '--server', relayProcess.url, '--json', 'register']),
-        runCli(['--profile', dave, '--server', relayProcess.url, '--json', 'register']),
-      ]);
-      expect(c.code, c.stderr).toBe(0);
-      expect(d.code, d.stderr).toBe(0);
-      const daveId = d.json[0].accountId;
+      const [, daveId] = await registerProfiles(relayProcess.url, carol, dave);
       // A session with Dave first, so that only the send itself needs the relay later.
       const first = await runCli(['--profile', carol, 'send', daveId, 'first']);
       expect(first.code, first.stderr).toBe(0);

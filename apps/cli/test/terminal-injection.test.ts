@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
-import { expectOneErrorLine, removeTempDirs, runCli, tempDir } from './support/cli.ts';
+import {
+  expectOneErrorLine,
+  removeTempDirs,
+  runCli,
+  tempDir,
+  registerProfiles,
+} from './support/cli.ts';
 
 /**
  * Terminal injection: what a contact sends (a text) and names (a contact's name, which may come
@@ -38,14 +44,7 @@ beforeAll(async () => {
   const database = await createTestDatabase();
   drop = database.drop;
   relay = await startRelay(database.url);
-  const [a, b] = await Promise.all([
-    runCli(['--profile', alice, '--server', relay.url, '--json', 'register']),
-    runCli(['--profile', bob, '--server', relay.url, '--json', 'register']),
-  ]);
-  expect(a.code, a.stderr).toBe(0);
-  expect(b.code, b.stderr).toBe(0);
-  aliceId = a.json[0].accountId;
-  bobId = b.json[0].accountId;
+  [aliceId, bobId] = await registerProfiles(relay.url, alice, bob);
   // Bob knows alice under a hostile name (as a contact sync from a compromised device would set).
   const added = await runCli(['--profile', bob, 'contacts', 'add', HOSTILE_NAME, aliceId]);
   expect(added.code, added.stderr).toBe(0);

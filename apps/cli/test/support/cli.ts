@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 /** The command as users run it: the bin shim, under the same Node as the tests. */
 export const BIN = fileURLToPath(new URL('../../bin/privcomm.js', import.meta.url));
@@ -181,4 +182,20 @@ export const expectOneErrorLine = (result: CliResult): string => {
   if (lines.length !== 1 || !lines[0]!.startsWith('privcomm: ') || /\n\s+at /.test(result.stderr))
     throw new Error(`expected one "privcomm: " line on stderr, got:\n${result.stderr}`);
   return lines[0]!;
+};
+
+/** Registers each profile on `server` at once, checks that each succeeded, returns the account ids. */
+export const registerProfiles = async <const P extends readonly string[]>(
+  server: string,
+  ...profiles: P
+): Promise<{ -readonly [K in keyof P]: string }> => {
+  const results = await Promise.all(
+    profiles.map((profile) =>
+      runCli(['--profile', profile, '--server', server, '--json', 'register']),
+    ),
+  );
+  for (const result of results) expect(result.code, result.stderr).toBe(0);
+  return results.map((result) => result.json[0].accountId as string) as {
+    -readonly [K in keyof P]: string;
+  };
 };

@@ -14,13 +14,5 @@ export const deviceIdOf = (value: number): DeviceId => {
   return value;
 };
 
-/** A random version-4 UUID (account ids are UUIDs), without platform crypto. */
-export const randomAccountId = (): AccountId => {
-  const hex = Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16));
-  hex[12] = '4';
-  hex[16] = '89ab'[Math.floor(Math.random() * 4)] as string;
-  const s = hex.join('');
-  return accountIdOf(
-    `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`,
-  );
-};
+/** A random account id (a version-4 UUID from the platform's CSPRNG, as real ids are). */
+export const randomAccountId = (): AccountId => accountIdOf(globalThis.crypto.randomUUID());

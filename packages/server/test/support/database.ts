@@ -17,8 +17,23 @@ export const createTestDatabase = async (): Promise<{ url: string; drop: () => P
     drop: async () => {
       const client = new pg.Client({ connectionString: adminUrl });
       await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
+      try {
+        // pool.end() and relay.close() resolve before their sockets are closed. A forced drop
+        // right then terminates those closing connections (57P01), which their clients report as
+        // an unhandled error in whichever test runs next. Let them go first (briefly); FORCE
+        // then ends only what a test really left open.
+        for (let waited = 0; waited < 5_000; waited += 50) {
+          const open = await client.query<{ n: number }>(
+            'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
+            [name],
+          );
+          if (open.rows[0]?.n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
     },
   };
 };

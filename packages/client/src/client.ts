@@ -24,6 +24,7 @@ import { addDevice, startLink } from './linking.ts';
 import { noopLogger, reasonOf, type ClientLogger } from './logger.ts';
 import { Receiver } from './receiver.ts';
 import { Reconnector } from './reconnector.ts';
+import { PhoneDiscovery } from './discovery/phone-discovery.ts';
 import { RelayApi, type AuthSigner } from './relay-api.ts';
 import { Sender, type SendOptions } from './sender.ts';
 import {
@@ -100,6 +101,8 @@ export class PrivcommClient {
   private sendReceiptsWhenIdle = false;
   /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
   readonly calls: CallManager;
+  /** Phone numbers: find accounts by number, publish or remove this account's number. */
+  readonly discovery: PhoneDiscovery;
 
   private constructor(
     private readonly deps: ClientDeps,
@@ -115,6 +118,7 @@ export class PrivcommClient {
       this.now,
       profile && { accountId: profile.accountId, deviceId: profile.deviceId },
     );
+    this.discovery = new PhoneDiscovery({ api: this.api, randomBytes: deps.randomBytes });
     this.sender = new Sender(
       { api: this.api, engine: deps.engine, sleep: this.sleep, logger: this.logger },
       () => this.self(),

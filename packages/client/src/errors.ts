@@ -20,7 +20,13 @@ export type ClientErrorCode =
   /** Another client connected as this device; the relay keeps only the newest connection. */
   | 'CONNECTED_ELSEWHERE'
   /** `start` was called while the connection is already kept. */
-  | 'ALREADY_STARTED';
+  | 'ALREADY_STARTED'
+  /** Not a possible phone number, or one without a country code and no country given. */
+  | 'INVALID_PHONE_NUMBER'
+  /** Not an ISO 3166 two-letter country code. */
+  | 'INVALID_COUNTRY'
+  /** A CSV or vCard address book that cannot be read (the message says where). */
+  | 'INVALID_ADDRESS_BOOK';
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';

@@ -11,6 +11,8 @@ import { MAX_FRAME_BYTES } from '@privcomm/wire';
 import type { RelayConfig, TrustProxy } from './config.ts';
 import type { RelayContext } from './context.ts';
 import { openDatabase } from './db/database.ts';
+import { createDiscovery } from './discovery/discovery.ts';
+import { registerDiscoveryRoutes } from './discovery/routes.ts';
 import { isDatabaseUnavailable } from './db/executor.ts';
 import { checkSchema, migrate } from './db/migrate.ts';
 import { RelayError } from './errors.ts';
@@ -172,8 +174,10 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     }),
     login: new RateLimiter(config.rateLimits.login),
   };
+  const discovery = config.discovery && createDiscovery(config.discovery, database.db);
   const pruneLimiters = setInterval(() => {
     for (const limiter of Object.values(limiters)) limiter.prune();
+    discovery?.prune();
   }, 60_000);
   pruneLimiters.unref();
 
@@ -273,6 +277,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   registerWebSocketRoute(app, context);
   registerProvisioningRoutes(app, context, provisioning);
   registerTurnRoutes(app, context);
+  registerDiscoveryRoutes(app, context, discovery);
   await registerDocsUi(app);
   await app.ready();
 

@@ -13,12 +13,20 @@ import path from 'node:path';
 import { isIP, isIPv6 } from 'node:net';
 import { parse as parseDotenv } from 'dotenv';
 import {
+  MAX_DISCOVERY_EVALUATIONS,
+  MAX_DISCOVERY_LOOKUPS,
   MAX_CONTENT_BYTES,
   MAX_DEVICES_PER_ACCOUNT,
   MAX_TURN_TTL_SECONDS,
   MIN_TURN_TTL_SECONDS,
   TURN_URL_PATTERN,
 } from '@privcomm/wire';
+import {
+  DiscoveryKeyError,
+  discoveryKeysFrom,
+  readDiscoveryKeyFiles,
+  type DiscoveryKeys,
+} from './discovery/keys.ts';
 
 /**
  * Relay configuration, read from the environment (and an optional `.env` in the working
@@ -48,6 +56,16 @@ export interface TurnConfig {
   /** coturn's `static-auth-secret`, used as is (its bytes are the HMAC key). */
   readonly secret: string;
   readonly ttlSeconds: number;
+}
+
+/** Phone-number discovery: the OPRF keys (never in the database) and its quotas. */
+export interface DiscoveryConfig {
+  readonly keys: DiscoveryKeys;
+  readonly rateLimits: {
+    readonly evaluate: RateLimit;
+    readonly lookup: RateLimit;
+    readonly address: RateLimit;
+  };
 }
 
 export interface RelayConfig {
@@ -95,6 +113,8 @@ export interface RelayConfig {
   readonly provisioningTimeoutMs: number;
   /** Absent when TURN_URLS is unset: GET /v1/turn then answers 404 TURN_NOT_CONFIGURED. */
   readonly turn: TurnConfig | undefined;
+  /** Absent with DATABASE_URL and no DISCOVERY_KEY: the discovery routes answer 404. */
+  readonly discovery: DiscoveryConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -191,6 +211,30 @@ export const VARIABLES = {
   RATE_LIMIT_TURN: {
     default: '6/600',
     doc: 'TURN credentials per account, all its devices together: burst/seconds. Keep in step with coturn quotas.',
+  },
+  DISCOVERY_KEY: {
+    default: '',
+    doc: 'The OPRF key of phone-number discovery: `<version>:<base64 of 32 random bytes>`, e.g. `1:$(openssl rand -base64 32)`. Generated in SECRETS_DIR in embedded mode; with DATABASE_URL, unset turns discovery off, and every instance needs the same value. Never in the database. Rotate with `npm run admin -- discovery rotate-key`.',
+  },
+  DISCOVERY_PREVIOUS_KEY: {
+    default: '',
+    doc: 'During a key rotation (with DATABASE_URL): the key before DISCOVERY_KEY, which keeps evaluating and matching until DISCOVERY_PREVIOUS_KEY_UNTIL while clients publish their tokens again.',
+  },
+  DISCOVERY_PREVIOUS_KEY_UNTIL: {
+    default: '',
+    doc: 'ISO 8601 time at which DISCOVERY_PREVIOUS_KEY stops evaluating and matching.',
+  },
+  RATE_LIMIT_DISCOVERY_EVALUATE: {
+    default: '1000/60',
+    doc: 'Phone numbers evaluated (blinded elements) per account, all its devices together: burst/seconds. The burst must hold one batch (100).',
+  },
+  RATE_LIMIT_DISCOVERY_LOOKUP: {
+    default: '2000/30',
+    doc: 'Discovery tokens looked up per account: burst/seconds. The burst must hold one batch (200).',
+  },
+  RATE_LIMIT_DISCOVERY_ADDRESS: {
+    default: '5000/10',
+    doc: 'Numbers evaluated and tokens looked up per client address, whatever the account: burst/seconds. The burst must hold one batch (200).',
   },
   WS_AUTH_TIMEOUT_MS: { default: '5000', doc: 'A socket must authenticate within this time.' },
   WS_IDLE_TIMEOUT_MS: {
@@ -442,6 +486,49 @@ const turn = (env: Env, secretsDir: string, embedded: boolean): TurnConfig | und
   return { urls: urls.map(turnUrl), secret: turnSecret(env, secretsDir, embedded), ttlSeconds };
 };
 
+/** A rate limit whose bucket holds at least one batch of `batch` (else a full batch waits forever). */
+const batchRateLimit = (env: Env, name: VariableName, batch: number): RateLimit => {
+  const limit = rateLimit(env, name);
+  if (limit.burst < batch) {
+    throw new ConfigError(name, `the burst must be at least ${batch}, one full batch`);
+  }
+  return limit;
+};
+
+/**
+ * The discovery key from the environment, or in embedded mode from SECRETS_DIR (generated at the
+ * first start). With DATABASE_URL and no DISCOVERY_KEY, discovery is off: inventing a key per
+ * instance would give each instance different tokens.
+ */
+const discovery = (
+  env: Env,
+  secretsDir: string,
+  embedded: boolean,
+): DiscoveryConfig | undefined => {
+  const rateLimits = {
+    evaluate: batchRateLimit(env, 'RATE_LIMIT_DISCOVERY_EVALUATE', MAX_DISCOVERY_EVALUATIONS),
+    lookup: batchRateLimit(env, 'RATE_LIMIT_DISCOVERY_LOOKUP', MAX_DISCOVERY_LOOKUPS),
+    address: batchRateLimit(env, 'RATE_LIMIT_DISCOVERY_ADDRESS', MAX_DISCOVERY_LOOKUPS),
+  };
+  const current = get(env, 'DISCOVERY_KEY');
+  const previous = get(env, 'DISCOVERY_PREVIOUS_KEY');
+  const until = get(env, 'DISCOVERY_PREVIOUS_KEY_UNTIL');
+  let keys: DiscoveryKeys;
+  try {
+    if (current !== '') keys = discoveryKeysFrom(current, previous, until);
+    else if (embedded) keys = readDiscoveryKeyFiles(secretsDir);
+    else if (previous !== '')
+      throw new DiscoveryKeyError('DISCOVERY_PREVIOUS_KEY needs DISCOVERY_KEY');
+    else return undefined;
+  } catch (error) {
+    if (!(error instanceof DiscoveryKeyError)) throw error;
+    // Which variable or file: the message never repeats a key.
+    const source = current !== '' || !embedded ? 'DISCOVERY_KEY' : `SECRETS_DIR (${secretsDir})`;
+    throw new ConfigError(source, error.message);
+  }
+  return { keys, rateLimits };
+};
+
 /** The secrets the relay generates; older versions kept them in DATA_DIR/secrets. */
 const GENERATED_SECRETS = ['jwt_secret', 'turn_secret'] as const;
 
@@ -569,5 +656,6 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
     provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),
     turn: turn(env, secretsDir, url === undefined),
+    discovery: discovery(env, secretsDir, url === undefined),
   };
 };

@@ -55,6 +55,11 @@ export const ERRORS = {
     status: 404,
     message: 'This relay offers no TURN server; place calls without one, or ask its operator.',
   },
+  DISCOVERY_NOT_CONFIGURED: {
+    status: 404,
+    message:
+      'This relay offers no phone-number discovery (no DISCOVERY_KEY); add contacts by account id.',
+  },
   MISMATCHED_DEVICES: {
     status: 409,
     message:
@@ -63,6 +68,11 @@ export const ERRORS = {
   DEVICE_LIMIT_REACHED: {
     status: 409,
     message: 'The account already has the maximum number of devices; remove one first.',
+  },
+  DISCOVERY_KEY_ROTATED: {
+    status: 409,
+    message:
+      'The discovery key changed since that token was derived; evaluate the number again and publish the new token.',
   },
   STALE_DEVICES: {
     status: 410,

@@ -7,3 +7,4 @@ export * from './messages.ts';
 export * from './frames.ts';
 export * from './provisioning.ts';
 export * from './turn.ts';
+export * from './discovery.ts';

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { openDatabase } from '../db/database.ts';
 import { checkSchema, migrate } from '../db/migrate.ts';
 import { createInvitesRepository } from '../repositories/accounts.ts';
+import { discoveryAdmin } from './admin-discovery.ts';
 import { withDatabase } from './database-url.ts';
 import { describeFailure } from './failure.ts';
 
@@ -14,7 +15,12 @@ SHA-256 of each code, so they cannot be shown again: hand them out now.
 
   --count N         how many codes to create (default 1, at most 100)
   --uses N          registrations each code allows (default 1, at most 1000)
-  --expires-days D  days until the codes expire (default 7; 0 = never)`;
+  --expires-days D  days until the codes expire (default 7; 0 = never)
+
+Also: npm run admin -- discovery rotate-key (see npm run admin -- discovery --help)`;
+
+// `discovery ...` has its own options and help (admin-discovery.ts).
+if (process.argv[2] === 'discovery') process.exit(await discoveryAdmin(process.argv.slice(3)));
 
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n\n${HELP}\n`);

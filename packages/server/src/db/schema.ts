@@ -179,3 +179,21 @@ export const queueUsage = pgTable(
   },
   (t) => [primaryKey({ columns: [t.accountId, t.deviceId] }), deviceReference(t)],
 );
+
+/**
+ * Discovery tokens (docs/protocol.md, "Discovery"): the OPRF output of the phone number of each
+ * account that chose to be found, under the key version it names. Without the discovery key,
+ * which is never in the database, a token cannot be tested against any number. Nothing about
+ * lookups is stored. Not unique: the relay does not verify numbers, so two accounts may claim one.
+ */
+export const discoveryTokens = pgTable(
+  'discovery_tokens',
+  {
+    accountId: uuid('account_id')
+      .primaryKey()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+    token: bytea('token').notNull(),
+    keyVersion: integer('key_version').notNull(),
+  },
+  (t) => [index('discovery_tokens_token').on(t.token)],
+);

@@ -1,6 +1,12 @@
 import type { RateLimit } from '../config.ts';
 import { RelayError } from '../errors.ts';
 
+/** Rounded to the clock's millisecond first, so float noise cannot add a whole second. */
+const rateLimited = (waitMs: number): RelayError =>
+  new RelayError('RATE_LIMITED', undefined, {
+    retryAfterSeconds: Math.max(1, Math.ceil(Math.round(waitMs) / 1000)),
+  });
+
 /**
  * In-memory token buckets. Buckets live in this process only: with several instances a client
  * may get up to N times the limit, which we accept rather than write who-talks-to-whom keys
@@ -21,11 +27,13 @@ export class RateLimiter {
    */
   take(key: string, cost = 1): void {
     const waitMs = this.attempt(key, cost);
-    if (waitMs > 0) {
-      // Rounded to the clock's millisecond first, so float noise cannot add a whole second.
-      const retryAfterSeconds = Math.max(1, Math.ceil(Math.round(waitMs) / 1000));
-      throw new RelayError('RATE_LIMITED', undefined, { retryAfterSeconds });
-    }
+    if (waitMs > 0) throw rateLimited(waitMs);
+  }
+
+  /** Throws like take when `cost` tokens are not there, but takes nothing. */
+  check(key: string, cost = 1): void {
+    const waitMs = this.waitMs(key, cost, this.now());
+    if (waitMs > 0) throw rateLimited(waitMs);
   }
 
   /** Like take, but answers whether the tokens were there instead of throwing. */
@@ -36,15 +44,27 @@ export class RateLimiter {
   /** Takes the tokens and returns 0, or takes nothing and returns the milliseconds to wait. */
   private attempt(key: string, cost: number): number {
     const now = this.now();
-    const refillMs = this.limit.refillSeconds * 1000;
+    const waitMs = this.waitMs(key, cost, now);
+    if (waitMs > 0) return waitMs;
     const bucket = this.buckets.get(key);
-    const tokens = bucket
-      ? Math.min(this.limit.burst, bucket.tokens + (now - bucket.updatedMs) / refillMs)
-      : this.limit.burst;
-    if (tokens < cost) return Math.max(1, (cost - tokens) * refillMs);
+    const tokens = this.tokens(bucket, now);
     if (!bucket && this.buckets.size >= this.maxKeys) this.prune(now);
     this.buckets.set(key, { tokens: tokens - cost, updatedMs: now });
     return 0;
+  }
+
+  private tokens(bucket: { tokens: number; updatedMs: number } | undefined, now: number): number {
+    const refillMs = this.limit.refillSeconds * 1000;
+    return bucket
+      ? Math.min(this.limit.burst, bucket.tokens + (now - bucket.updatedMs) / refillMs)
+      : this.limit.burst;
+  }
+
+  /** 0 when `cost` tokens are there, else the milliseconds until they are. */
+  private waitMs(key: string, cost: number, now: number): number {
+    const tokens = this.tokens(this.buckets.get(key), now);
+    if (tokens >= cost) return 0;
+    return Math.max(1, (cost - tokens) * this.limit.refillSeconds * 1000);
   }
 
   /**

@@ -10,10 +10,13 @@ import { loadConfig } from '../../src/config.ts';
 import { loggerOptions } from '../../src/logger.ts';
 
 export const JWT_SECRET = randomBytes(32).toString('base64');
+/** Phone-number discovery on, with a key of this test run. */
+export const DISCOVERY_KEY = `1:${randomBytes(32).toString('base64')}`;
 
 /** Generous limits so that tests exercising other things never trip them. */
 const BASE_ENV: Record<string, string> = {
   JWT_SECRET,
+  DISCOVERY_KEY,
   LOG_LEVEL: 'trace',
   RATE_LIMIT_REGISTRATION: '1000/1',
   RATE_LIMIT_AUTH: '1000/1',

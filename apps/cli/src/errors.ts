@@ -36,6 +36,9 @@ export class CliError extends Error {
   }
 }
 
+/** Client errors about an argument the user gave (exit code 2). */
+const ARGUMENT_CODES: readonly string[] = ['INVALID_PHONE_NUMBER', 'INVALID_COUNTRY'];
+
 export interface Described {
   readonly message: string;
   /** Stable code: a ClientError or EngineError code, PROFILE, USAGE or INTERNAL. */
@@ -65,6 +68,9 @@ const RELAY_HINTS: Partial<Record<ErrorCode, string>> = {
   UNAVAILABLE: 'the relay cannot reach its database; try again later',
   INTERNAL: 'the relay failed unexpectedly; try again later',
   NOT_FOUND: 'the relay does not know this request; is the relay up to date?',
+  DISCOVERY_NOT_CONFIGURED:
+    'this relay does not offer finding people by phone number; add contacts by account id ("privcomm contacts add NAME ACCOUNT_ID")',
+  DISCOVERY_KEY_ROTATED: 'the relay rotated its discovery key meanwhile; run the command again',
 };
 
 const describeClientError = (error: ClientError, server: string, loginRefused: boolean): string => {
@@ -83,6 +89,11 @@ const describeClientError = (error: ClientError, server: string, loginRefused: b
         code && (RELAY_HINTS[code] ?? (code in ERRORS ? ERRORS[code].message : undefined));
       return hint ? `the relay refused (${code}): ${hint}` : error.message;
     }
+    case 'INVALID_PHONE_NUMBER':
+      return `invalid phone number: ${error.message}`;
+    case 'INVALID_COUNTRY':
+    case 'INVALID_ADDRESS_BOOK':
+      return error.message;
     case 'NOT_REGISTERED':
       return 'this profile has no account yet: run "privcomm register" (or "privcomm link") first';
     case 'ALREADY_REGISTERED':
@@ -189,7 +200,8 @@ export const describeError = (error: unknown, server: string, loginRefused = fal
     return {
       message: describeClientError(error, server, loginRefused),
       code: error.code,
-      exitCode: EXIT.FAILED,
+      // A number or country given on the command line is an argument to fix: a usage error.
+      exitCode: ARGUMENT_CODES.includes(error.code) ? EXIT.USAGE : EXIT.FAILED,
     };
   if (error instanceof EngineError)
     return { message: describeEngineError(error), code: error.code, exitCode: EXIT.FAILED };

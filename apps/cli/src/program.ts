@@ -8,6 +8,7 @@ import { addDeviceCommands } from './commands/devices.ts';
 import { addIdentityCommands } from './commands/identities.ts';
 import { addListenCommand } from './commands/listen.ts';
 import { addMessageCommands } from './commands/messages.ts';
+import { addPhoneCommands } from './commands/phone.ts';
 import { EXIT } from './errors.ts';
 import { neutralise } from './output.ts';
 import { RunContext, type Io } from './run-context.ts';
@@ -78,6 +79,7 @@ const buildProgram = (ctx: RunContext, argv: readonly string[]): Command => {
     );
   addAccountCommands(program, ctx);
   addContactCommands(program, ctx);
+  addPhoneCommands(program, ctx);
   addMessageCommands(program, ctx);
   addListenCommand(program, ctx);
   addDaemonCommand(program, ctx);

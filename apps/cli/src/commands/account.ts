@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { ClientError } from '@privcomm/client';
+import { ClientError, normalizePhoneNumber } from '@privcomm/client';
 import { CliError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
 import { examples, readLine } from './common.ts';
+import { COUNTRY_OPTION, countryFor, publishPhone } from './phone.ts';
 /** register, whoami and delete-account: the account itself. */
 export const addAccountCommands = (program: Command, ctx: RunContext): void => {
   program
@@ -11,29 +12,52 @@ export const addAccountCommands = (program: Command, ctx: RunContext): void => {
     .description('create a new account on the relay, with this profile as its primary device')
     .option('--invite <code>', 'invite code, if the relay registers by invitation')
     .option('--name <name>', 'a name for this account, shown on your linked devices')
+    .option(
+      '--phone <number>',
+      'also publish your phone number, so that people who have it find you (see "privcomm phone")',
+    )
+    .option(...COUNTRY_OPTION)
     .addHelpText(
       'after',
       examples(
         'privcomm --profile /tmp/alice register',
+        'privcomm --profile /tmp/alice register --phone +15551230001',
         'privcomm --server https://relay.example.org register --invite 6Y3ZQ9...',
       ),
     )
-    .action(async (options: { invite?: string; name?: string }, command: Command) => {
-      const { profile, server, dir } = await ctx.joinAccount(command, async (opened) => ({
-        ...opened,
-        profile: await opened.client.register({
-          ...(options.invite === undefined ? {} : { inviteCode: options.invite }),
-          ...(options.name === undefined ? {} : { name: options.name }),
-        }),
-      }));
-      ctx.out.result(
-        { accountId: profile.accountId, deviceId: profile.deviceId, server, profile: dir },
-        [
-          `Registered account ${profile.accountId} (device ${profile.deviceId}) on ${server}.`,
-          `Give your account id to your contacts: ${profile.accountId}`,
-        ],
-      );
-    });
+    .action(
+      async (
+        options: { invite?: string; name?: string; phone?: string; country?: string },
+        command: Command,
+      ) => {
+        // Checked before anything is created: a wrong number must not leave an account behind.
+        const number =
+          options.phone === undefined
+            ? undefined
+            : normalizePhoneNumber(options.phone, countryFor(ctx, options));
+        const { profile, server, dir, client } = await ctx.joinAccount(command, async (opened) => ({
+          ...opened,
+          profile: await opened.client.register({
+            ...(options.invite === undefined ? {} : { inviteCode: options.invite }),
+            ...(options.name === undefined ? {} : { name: options.name }),
+          }),
+        }));
+        ctx.out.result(
+          { accountId: profile.accountId, deviceId: profile.deviceId, server, profile: dir },
+          [
+            `Registered account ${profile.accountId} (device ${profile.deviceId}) on ${server}.`,
+            `Give your account id to your contacts: ${profile.accountId}`,
+          ],
+        );
+        if (number !== undefined) {
+          const keyVersion = await publishPhone(client, dir, number);
+          ctx.out.result(
+            { type: 'phone-published', number, keyVersion },
+            `Published ${number}: people who have your number can now find you.`,
+          );
+        }
+      },
+    );
 
   program
     .command('whoami')

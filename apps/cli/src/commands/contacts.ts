@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
+import { normalizePhoneNumber } from '@privcomm/client';
 import { CliError, UsageError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
 import { isAccountId } from '@privcomm/wire';
 import { examples } from './common.ts';
-/** contacts add, list and sync: names for account ids. */
+import { findAccountByPhone, syncAddressBook } from './contacts-phone.ts';
+import { COUNTRY_OPTION, countryFor } from './phone.ts';
+/** contacts add, list and sync: names for account ids (found by phone number if need be). */
 export const addContactCommands = (program: Command, ctx: RunContext): void => {
   const contacts = program
     .command('contacts')
@@ -13,44 +16,85 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
       'after',
       examples(
         'privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+        'privcomm contacts add carol --phone +15551230002',
         'privcomm contacts list',
         'privcomm contacts sync',
+        'privcomm contacts sync ~/contacts.vcf',
       ),
     );
 
   contacts
     .command('add')
-    .description('add a contact, or rename one (no network)')
+    .description(
+      'add a contact by account id (no network) or by phone number (--phone), or rename one',
+    )
     .argument('<name>', 'the name you will use for them in commands')
-    .argument('<accountId>', 'their account id (they see it with "privcomm whoami")')
+    .argument('[accountId]', 'their account id (they see it with "privcomm whoami")')
+    .option(
+      '--phone <number>',
+      'find them by phone number instead (they must have published it with "privcomm phone set")',
+    )
+    .option(...COUNTRY_OPTION)
     .addHelpText(
       'after',
-      examples('privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'),
+      examples(
+        'privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
+        'privcomm contacts add carol --phone +15551230002',
+        'privcomm contacts add dave --phone "020 7946 0018" --country GB',
+      ),
     )
-    .action(async (name: string, accountId: string, _options: unknown, command: Command) => {
-      const trimmed = name.trim();
-      if (trimmed === '') throw new UsageError('the contact name is empty');
-      if (isAccountId(trimmed.toLowerCase()))
-        throw new UsageError('a contact name cannot be an account id; pick a name');
-      const id = accountId.trim().toLowerCase();
-      if (!isAccountId(id))
-        throw new UsageError(
-          `"${accountId}" is not an account id (like 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11)`,
+    .action(
+      async (
+        name: string,
+        accountId: string | undefined,
+        options: { phone?: string; country?: string },
+        command: Command,
+      ) => {
+        const trimmed = name.trim();
+        if (trimmed === '') throw new UsageError('the contact name is empty');
+        if (isAccountId(trimmed.toLowerCase()))
+          throw new UsageError('a contact name cannot be an account id; pick a name');
+        if ((accountId === undefined) === (options.phone === undefined))
+          throw new UsageError('give either their account id or --phone NUMBER');
+        const number =
+          options.phone === undefined
+            ? undefined
+            : normalizePhoneNumber(options.phone, countryFor(ctx, options));
+        const given = accountId?.trim().toLowerCase();
+        if (given !== undefined && !isAccountId(given))
+          throw new UsageError(
+            `"${accountId}" is not an account id (like 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11)`,
+          );
+        const opened = await ctx.openAccount(command);
+        const { client, self } = opened;
+        const id =
+          number === undefined
+            ? (given as string)
+            : await findAccountByPhone(ctx, client, opened.dir, number);
+        if (id === self.accountId)
+          throw new CliError(
+            number === undefined ? 'that is your own account id' : 'that is your own number',
+            'SELF',
+          );
+        const clash = (await client.contacts()).find(
+          (c) => c.name === trimmed && c.accountId !== id,
         );
-      const { client, self } = await ctx.openAccount(command);
-      if (id === self.accountId) throw new CliError('that is your own account id', 'SELF');
-      const clash = (await client.contacts()).find((c) => c.name === trimmed && c.accountId !== id);
-      if (clash)
-        throw new CliError(
-          `a contact named "${trimmed}" already exists (${clash.accountId}); pick another name`,
-          'CONTACT_EXISTS',
+        if (clash)
+          throw new CliError(
+            `a contact named "${trimmed}" already exists (${clash.accountId}); pick another name`,
+            'CONTACT_EXISTS',
+          );
+        const contact = await client.addContact(trimmed, id);
+        ctx.out.result(
+          {
+            name: contact.name,
+            accountId: contact.accountId,
+            expireSeconds: contact.expireSeconds,
+          },
+          `Added ${contact.name} (${contact.accountId}).`,
         );
-      const contact = await client.addContact(trimmed, id);
-      ctx.out.result(
-        { name: contact.name, accountId: contact.accountId, expireSeconds: contact.expireSeconds },
-        `Added ${contact.name} (${contact.accountId}).`,
-      );
-    });
+      },
+    );
 
   contacts
     .command('list')
@@ -81,10 +125,26 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
   contacts
     .command('sync')
     .description(
-      "send your contacts' names to your other devices (a newly linked device asks for them by itself)",
+      "without FILE: send your contacts' names to your other devices (a newly linked device asks for them by itself). With FILE: find the people of a CSV or vCard address book by phone number and add those on this relay as contacts",
     )
-    .addHelpText('after', examples('privcomm contacts sync'))
-    .action(async (_options: unknown, command: Command) => {
+    .argument(
+      '[file]',
+      'a CSV (a name column and phone columns) or vCard (.vcf) address book to look up',
+    )
+    .option(...COUNTRY_OPTION)
+    .addHelpText(
+      'after',
+      examples(
+        'privcomm contacts sync',
+        'privcomm contacts sync contacts.vcf',
+        'privcomm contacts sync contacts.csv --country GB --json',
+      ),
+    )
+    .action(async (file: string | undefined, options: { country?: string }, command: Command) => {
+      if (file !== undefined) {
+        await syncAddressBook(ctx, command, file, options);
+        return;
+      }
       const { client } = await ctx.openAccount(command);
       const count = (await client.contacts()).length;
       if (count === 0) {

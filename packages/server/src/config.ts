@@ -495,6 +495,12 @@ const batchRateLimit = (env: Env, name: VariableName, batch: number): RateLimit 
   return limit;
 };
 
+const DISCOVERY_VARIABLES = {
+  current: 'DISCOVERY_KEY',
+  previous: 'DISCOVERY_PREVIOUS_KEY',
+  until: 'DISCOVERY_PREVIOUS_KEY_UNTIL',
+} as const;
+
 /**
  * The discovery key from the environment, or in embedded mode from SECRETS_DIR (generated at the
  * first start). With DATABASE_URL and no DISCOVERY_KEY, discovery is off: inventing a key per
@@ -513,17 +519,20 @@ const discovery = (
   const current = get(env, 'DISCOVERY_KEY');
   const previous = get(env, 'DISCOVERY_PREVIOUS_KEY');
   const until = get(env, 'DISCOVERY_PREVIOUS_KEY_UNTIL');
+  if (current === '' && previous === '' && until === '' && !embedded) return undefined;
   let keys: DiscoveryKeys;
   try {
-    if (current !== '') keys = discoveryKeysFrom(current, previous, until);
-    else if (embedded) keys = readDiscoveryKeyFiles(secretsDir);
-    else if (previous !== '')
-      throw new DiscoveryKeyError('DISCOVERY_PREVIOUS_KEY needs DISCOVERY_KEY');
-    else return undefined;
+    keys =
+      current === '' && embedded && previous === '' && until === ''
+        ? readDiscoveryKeyFiles(secretsDir)
+        : discoveryKeysFrom(current, previous, until);
   } catch (error) {
     if (!(error instanceof DiscoveryKeyError)) throw error;
     // Which variable or file: the message never repeats a key.
-    const source = current !== '' || !embedded ? 'DISCOVERY_KEY' : `SECRETS_DIR (${secretsDir})`;
+    const source =
+      current === '' && previous === '' && until === ''
+        ? `SECRETS_DIR (${secretsDir})`
+        : DISCOVERY_VARIABLES[error.part];
     throw new ConfigError(source, error.message);
   }
   return { keys, rateLimits };

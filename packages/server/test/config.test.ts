@@ -26,6 +26,8 @@ const SECRET = randomBytes(32).toString('base64');
 const TURN_SECRET = `${randomBytes(24).toString('base64')}+/=`;
 /** External-database mode: no files are touched. */
 const EXTERNAL = { DATABASE_URL: 'postgres://relay@db.internal:5432/privcomm', JWT_SECRET: SECRET };
+const DISCOVERY_SEED = randomBytes(32);
+const DISCOVERY_KEY = `1:${DISCOVERY_SEED.toString('base64')}`;
 
 let dir: string;
 beforeEach(() => {
@@ -49,7 +51,7 @@ const mode = (file: string): number => statSync(file).mode & 0o777;
 
 describe('loadConfig defaults', () => {
   it('gives every documented default', () => {
-    const config = loadConfig({ JWT_SECRET: SECRET }, dir);
+    const config = loadConfig({ JWT_SECRET: SECRET, DISCOVERY_KEY }, dir);
     expect(config).toEqual({
       host: '127.0.0.1',
       port: 8000,
@@ -87,6 +89,14 @@ describe('loadConfig defaults', () => {
       janitorIntervalMs: 600_000,
       provisioningTimeoutMs: 600_000,
       turn: undefined,
+      discovery: {
+        keys: { current: { version: 1, seed: new Uint8Array(DISCOVERY_SEED) } },
+        rateLimits: {
+          evaluate: { burst: 1000, refillSeconds: 60 },
+          lookup: { burst: 2000, refillSeconds: 30 },
+          address: { burst: 5000, refillSeconds: 10 },
+        },
+      },
     });
     expect(config.turn).toBeUndefined();
     // A secret from the environment means nothing is written.
@@ -275,6 +285,15 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
     ['TURN_TTL_SECONDS', '59'],
     ['TURN_TTL_SECONDS', '86401'],
     ['TURN_TTL_SECONDS', '1h'],
+    ['DISCOVERY_KEY', 'secret'],
+    ['DISCOVERY_KEY', `0:${SECRET}`],
+    ['DISCOVERY_KEY', `1:${randomBytes(31).toString('base64')}`],
+    ['DISCOVERY_KEY', SECRET],
+    ['DISCOVERY_PREVIOUS_KEY', DISCOVERY_KEY],
+    ['DISCOVERY_PREVIOUS_KEY_UNTIL', '2027-01-15T00:00:00Z'],
+    ['RATE_LIMIT_DISCOVERY_EVALUATE', '99/1'],
+    ['RATE_LIMIT_DISCOVERY_LOOKUP', '199/1'],
+    ['RATE_LIMIT_DISCOVERY_ADDRESS', 'lots'],
   ];
 
   it.each(wrong)('%s=%s', (variable, value) => {
@@ -310,6 +329,9 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'DATABASE_POOL_SIZE',
         'DATABASE_URL',
         'DATA_DIR',
+        'DISCOVERY_KEY',
+        'DISCOVERY_PREVIOUS_KEY',
+        'DISCOVERY_PREVIOUS_KEY_UNTIL',
         'ENVELOPE_TTL_DAYS',
         'HOST',
         'JANITOR_INTERVAL_MS',
@@ -322,6 +344,9 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'QUEUE_MAX_BYTES',
         'QUEUE_MAX_ENVELOPES',
         'RATE_LIMIT_AUTH',
+        'RATE_LIMIT_DISCOVERY_ADDRESS',
+        'RATE_LIMIT_DISCOVERY_EVALUATE',
+        'RATE_LIMIT_DISCOVERY_LOOKUP',
         'RATE_LIMIT_LOGIN',
         'RATE_LIMIT_MESSAGES',
         'RATE_LIMIT_PREKEY_FETCH',
@@ -485,6 +510,54 @@ describe('embedded-mode secret', () => {
         'SECRETS_DIR',
       );
     }
+  });
+});
+
+describe('discovery key', () => {
+  it('is generated once in the secrets directory in embedded mode, with mode 0600', () => {
+    const first = loadConfig({}, dir);
+    const file = path.join(dir, 'data-secrets', 'discovery_key');
+    expect(mode(file)).toBe(0o600);
+    expect(first.discovery?.keys.current.version).toBe(1);
+    expect(loadConfig({}, dir).discovery).toEqual(first.discovery);
+  });
+
+  it('is off with DATABASE_URL and no DISCOVERY_KEY, and writes nothing', () => {
+    expect(loadConfig(EXTERNAL, dir).discovery).toBeUndefined();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('takes a previous key with the end of its grace period, and checks them together', () => {
+    const previous = `1:${randomBytes(32).toString('base64')}`;
+    const current = `2:${randomBytes(32).toString('base64')}`;
+    const until = '2027-01-15T00:00:00.000Z';
+    const config = loadConfig(
+      {
+        ...EXTERNAL,
+        DISCOVERY_KEY: current,
+        DISCOVERY_PREVIOUS_KEY: previous,
+        DISCOVERY_PREVIOUS_KEY_UNTIL: until,
+      },
+      dir,
+    );
+    expect(config.discovery?.keys.previous).toMatchObject({ version: 1, until: new Date(until) });
+    const noUntil = configError(() =>
+      loadConfig({ ...EXTERNAL, DISCOVERY_KEY: current, DISCOVERY_PREVIOUS_KEY: previous }, dir),
+    );
+    expect(noUntil.variable).toBe('DISCOVERY_PREVIOUS_KEY_UNTIL');
+    const newer = configError(() =>
+      loadConfig(
+        {
+          ...EXTERNAL,
+          DISCOVERY_KEY: previous,
+          DISCOVERY_PREVIOUS_KEY: current,
+          DISCOVERY_PREVIOUS_KEY_UNTIL: until,
+        },
+        dir,
+      ),
+    );
+    expect(newer.variable).toBe('DISCOVERY_PREVIOUS_KEY');
+    expect(newer.message).not.toContain(current.slice(2));
   });
 });
 

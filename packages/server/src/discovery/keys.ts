@@ -28,8 +28,17 @@ export interface DiscoveryKeys {
   readonly previous?: DiscoveryKey & { readonly until: Date };
 }
 
+/** Which part of the keys is wrong: the current key, the previous one, or its grace end. */
+export type DiscoveryKeyPart = 'current' | 'previous' | 'until';
+
 export class DiscoveryKeyError extends Error {
   override readonly name = 'DiscoveryKeyError';
+  constructor(
+    readonly part: DiscoveryKeyPart,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 const SEED_BYTES = 32;
@@ -43,11 +52,15 @@ export const formatDiscoveryKey = (key: DiscoveryKey): string =>
   `${key.version}:${Buffer.from(key.seed).toString('base64')}`;
 
 /** Parses `<version>:<base64 of 32 bytes>`; errors never repeat the value. */
-export const parseDiscoveryKey = (raw: string): DiscoveryKey => {
+export const parseDiscoveryKey = (
+  raw: string,
+  part: DiscoveryKeyPart = 'current',
+): DiscoveryKey => {
   const match = /^(\d{1,10}):([A-Za-z0-9+/]{43}=)$/.exec(raw.trim());
   const version = Number(match?.[1]);
   if (!match?.[2] || !Number.isInteger(version) || version < 1 || version > MAX_VERSION) {
     throw new DiscoveryKeyError(
+      part,
       'expected <version>:<base64 of 32 bytes>, e.g. 1:$(openssl rand -base64 32)',
     );
   }
@@ -57,7 +70,7 @@ export const parseDiscoveryKey = (raw: string): DiscoveryKey => {
 export const parseUntil = (raw: string): Date => {
   const until = new Date(raw.trim());
   if (!/^\d{4}-\d{2}-\d{2}T/.test(raw.trim()) || Number.isNaN(until.getTime())) {
-    throw new DiscoveryKeyError(`expected an ISO 8601 time such as 2027-01-15T00:00:00Z`);
+    throw new DiscoveryKeyError('until', 'expected an ISO 8601 time such as 2027-01-15T00:00:00Z');
   }
   return until;
 };
@@ -67,22 +80,31 @@ export const newDiscoveryKey = (version: number): DiscoveryKey => ({
   seed: new Uint8Array(randomBytes(SEED_BYTES)),
 });
 
-/** Both keys from their text forms (environment), checked for consistency. */
+/** Both keys from their text forms (environment or files), checked for consistency. */
 export const discoveryKeysFrom = (
   current: string,
   previous: string,
   previousUntil: string,
 ): DiscoveryKeys => {
+  if (current === '') {
+    throw new DiscoveryKeyError(
+      previous === '' ? 'until' : 'previous',
+      'set only together with a current key (DISCOVERY_KEY)',
+    );
+  }
   const key = parseDiscoveryKey(current);
+  // Not used without a previous key, but a wrong value is still a mistake worth stopping for.
+  const until = previousUntil === '' ? undefined : parseUntil(previousUntil);
   if (previous === '') return { current: key };
-  const old = parseDiscoveryKey(previous);
+  const old = parseDiscoveryKey(previous, 'previous');
   if (old.version >= key.version) {
-    throw new DiscoveryKeyError('the previous key must have a lower version than the current key');
+    throw new DiscoveryKeyError(
+      'previous',
+      'the previous key must have a lower version than the current key',
+    );
   }
-  if (previousUntil === '') {
-    throw new DiscoveryKeyError('a previous key needs the time its grace period ends');
-  }
-  return { current: key, previous: { ...old, until: parseUntil(previousUntil) } };
+  if (!until) throw new DiscoveryKeyError('until', 'required with a previous key');
+  return { current: key, previous: { ...old, until } };
 };
 
 const writeSecret = (file: string, text: string): void => {

@@ -56,6 +56,10 @@ const COMMANDS = [
   'contacts add',
   'contacts list',
   'contacts sync',
+  'phone',
+  'phone set',
+  'phone remove',
+  'phone show',
   'send',
   'receive',
   'listen',
@@ -148,6 +152,20 @@ describe('usage errors', () => {
     [['call'], /missing required argument 'contact'/],
     [['call', 'bob', '--tone', '5'], /--tone must be a frequency in Hz \(20 to 20000\)/],
     [['call', 'bob', '--tone', '440', '--play', 'x.wav'], /give --tone or --play, not both/],
+    [['contacts', 'add', 'bob'], /give either their account id or --phone NUMBER/],
+    [
+      ['contacts', 'add', 'bob', '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', '--phone', '+15551230002'],
+      /give either their account id or --phone NUMBER/,
+    ],
+    [['contacts', 'add', 'bob', '--phone', '+12'], /invalid phone number: not a possible/],
+    [['contacts', 'add', 'bob', '--phone', '555 123 0002'], /no country code/],
+    [
+      ['contacts', 'add', 'bob', '--phone', '555 123 0002', '--country', 'XX'],
+      /not a country code/,
+    ],
+    [['phone', 'set', '+1 555'], /invalid phone number/],
+    [['phone', 'set'], /missing required argument 'number'/],
+    [['register', '--phone', 'call me'], /invalid phone number/],
     [['call', 'bob', '--duration', '0'], /--duration must be more than 0 seconds/],
     [['call', 'bob', '--ring-timeout', 'never'], /--ring-timeout must be a number of seconds/],
     [['answer', '--timeout', 'soon'], /--timeout must be a number of seconds/],
@@ -167,11 +185,9 @@ describe('usage errors', () => {
   });
 
   it('exits 2 from the real binary too', async () => {
-    const result = await runCli(['contacts', 'add', 'bob']);
+    const result = await runCli(['contacts', 'add', 'bob', '--phone', '12']);
     expect(result.code).toBe(2);
-    expect(expectOneErrorLine(result)).toBe(
-      `privcomm: missing required argument 'accountId' (see "privcomm contacts add --help")`,
-    );
+    expect(expectOneErrorLine(result)).toMatch(/^privcomm: invalid phone number: /);
   });
 });
 

@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestDatabase,
+  DISCOVERY_KEY,
   dumpDatabase,
   spawnRelay,
   type RelayProcess,
@@ -26,6 +27,8 @@ import {
 
 let database: { url: string; drop: () => Promise<void> };
 let relay: RelayProcess;
+/** Every relay process of the run, for the final search of their logs. */
+const relayLogs: string[][] = [];
 
 const profiles = { alice: tempDir('alice'), bob: tempDir('bob'), carol: tempDir('carol') };
 /** National number 555 123 0001 etc.: fictional, and "possible" for the US. */
@@ -45,6 +48,7 @@ const json = async (profile: string, ...args: string[]): Promise<any[]> => {
 beforeAll(async () => {
   database = await createTestDatabase();
   relay = await spawnRelay(database.url);
+  relayLogs.push(relay.logs);
 }, 60_000);
 
 afterAll(async () => {
@@ -166,6 +170,50 @@ describe('finding people by phone number', () => {
     await json(profiles.bob, 'phone', 'set', numbers.bob);
   });
 
+  it('after a key rotation, keeps everyone findable while their clients publish again', async () => {
+    // The operator rotates (as `npm run admin -- discovery rotate-key` prints) and restarts.
+    const newKey = `2:${randomBytes(32).toString('base64')}`;
+    await relay.stop();
+    relay = await spawnRelay(database.url, {
+      DISCOVERY_KEY: newKey,
+      DISCOVERY_PREVIOUS_KEY: DISCOVERY_KEY,
+      DISCOVERY_PREVIOUS_KEY_UNTIL: new Date(Date.now() + 86_400_000).toISOString(),
+    });
+    relayLogs.push(relay.logs);
+    // Grace period: bob has not published again yet, and is still found.
+    const [found] = await json(profiles.carol, 'contacts', 'add', 'bob', '--phone', numbers.bob);
+    expect(found).toMatchObject({ accountId: bobId });
+    // Any discovery command of alice's profile publishes her number again under the new key.
+    const shown = await cli(profiles.alice, '--json', 'phone', 'show');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stderr).toContain('published your number again');
+    expect(shown.json).toEqual([{ number: numbers.alice, published: true, keyVersion: 2 }]);
+
+    // After the grace period: alice (republished) is found, bob only once his client republishes.
+    await relay.stop();
+    relay = await spawnRelay(database.url, {
+      DISCOVERY_KEY: newKey,
+      DISCOVERY_PREVIOUS_KEY: DISCOVERY_KEY,
+      DISCOVERY_PREVIOUS_KEY_UNTIL: new Date(Date.now() - 1000).toISOString(),
+    });
+    relayLogs.push(relay.logs);
+    const [alice] = await json(
+      profiles.carol,
+      'contacts',
+      'add',
+      'alice',
+      '--phone',
+      numbers.alice,
+    );
+    expect(alice).toMatchObject({ accountId: aliceId });
+    const lost = await cli(profiles.carol, 'contacts', 'add', 'bob', '--phone', numbers.bob);
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toMatch(/not registered on this relay/);
+    await json(profiles.bob, 'phone', 'show');
+    const [again] = await json(profiles.carol, 'contacts', 'add', 'bob', '--phone', numbers.bob);
+    expect(again).toMatchObject({ accountId: bobId });
+  });
+
   it('leaves no number, hash of a number or OPRF input in the database dump or the relay logs', async () => {
     const forms = (e164: string): string[] => {
       const national = e164.slice(2); // 5551230001
@@ -202,7 +250,7 @@ describe('finding people by phone number', () => {
       }),
     );
     const dump = (await dumpDatabase(database.url)).toLowerCase();
-    const logs = relay.logs.join('\n').toLowerCase();
+    const logs = relayLogs.flat().join('\n').toLowerCase();
     // What is there: one token row each for alice and bob, and no column but these.
     const tokenRows = dump
       .split('\n-- discovery_tokens\n')[1]
@@ -213,7 +261,7 @@ describe('finding people by phone number', () => {
     for (const row of tokenRows ?? []) {
       expect(Object.keys(row).sort()).toEqual(['account_id', 'key_version', 'token']);
     }
-    expect(relay.logs.length).toBeGreaterThan(0);
+    expect(relayLogs.flat().length).toBeGreaterThan(0);
     for (const needle of needles) {
       expect(dump.includes(needle.toLowerCase()), `dump contains ${needle}`).toBe(false);
       expect(logs.includes(needle.toLowerCase()), `logs contain ${needle}`).toBe(false);

@@ -291,6 +291,30 @@ describe('discovery key rotation', () => {
     expect(await lookup(carol, [aliceNumber, bobNumber])).toEqual([[alice.accountId], []]);
     expect((await publish(bob, bobNumber)).status).toBe(204);
     expect(await lookup(carol, [bobNumber])).toEqual([[bob.accountId]]);
+
+    // A second rotation during the grace period would drop tokens not yet republished: refused.
+    const again = await runServerScript('cli/admin.ts', ['discovery', 'rotate-key'], {
+      DATABASE_URL: databaseUrl,
+      ...settings,
+    });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/grace period runs until .*pass --force/);
+    expect(again.stdout).toBe('');
+  });
+
+  it('the rotate command refuses a bad grace period, and a relay without a key', async () => {
+    const badGrace = await runServerScript(
+      'cli/admin.ts',
+      ['discovery', 'rotate-key', '--grace-days', '0'],
+      { DATABASE_URL: databaseUrl },
+    );
+    expect(badGrace.code).toBe(2);
+    expect(badGrace.stderr).toMatch(/--grace-days must be an integer from 1 to 365/);
+    const off = await runServerScript('cli/admin.ts', ['discovery', 'rotate-key'], {
+      DATABASE_URL: databaseUrl,
+    });
+    expect(off.code).toBe(1);
+    expect(off.stderr).toMatch(/discovery is off on this relay/);
   });
 
   it('keeps the keys in SECRETS_DIR with mode 0600, and rotates them there', () => {

@@ -37,6 +37,24 @@ const takes = (limiter: RateLimiter, key: string, count: number): number => {
 };
 
 describe('RateLimiter', () => {
+  it('check refuses like take, with the same delay, but takes nothing', () => {
+    const time = clock();
+    const limiter = new RateLimiter({ burst: 10, refillSeconds: 60 }, time.now);
+    for (let i = 0; i < 5; i += 1) limiter.check('a', 10);
+    limiter.take('a', 8);
+    let refused: RelayError | undefined;
+    try {
+      limiter.check('a', 5);
+    } catch (error) {
+      refused = error as RelayError;
+    }
+    expect(refused?.code).toBe('RATE_LIMITED');
+    expect(refused?.extra.retryAfterSeconds).toBe(180);
+    // Nothing was taken by the checks: exactly the 2 tokens left can still be taken.
+    limiter.take('a', 2);
+    expect(limiter.tryTake('a')).toBe(false);
+  });
+
   it('allows a burst, then refuses', () => {
     const time = clock();
     const limiter = new RateLimiter({ burst: 5, refillSeconds: 10 }, time.now);

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { environmentWithDotenv } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import { checkSchema, migrate } from '../db/migrate.ts';
 import { formatDiscoveryKey, rotateDiscoveryKeyFiles, rotatedKeys } from '../discovery/keys.ts';
@@ -14,9 +15,10 @@ next start; the old one keeps evaluating and matching for D days (default 14) so
 find each other while they publish their tokens again under the new key (they do so when they
 see the new key version). Tokens under keys older than the old one are deleted.
 
-Embedded mode (no DATABASE_URL): stop the relay, run this, start the relay; the keys in
-SECRETS_DIR are rewritten. With DATABASE_URL: the new DISCOVERY_KEY, DISCOVERY_PREVIOUS_KEY and
-DISCOVERY_PREVIOUS_KEY_UNTIL are printed: set them on every instance and restart them.
+Embedded mode with the key in SECRETS_DIR: stop the relay, run this, start the relay; the keys in
+SECRETS_DIR are rewritten. With DISCOVERY_KEY set (always with DATABASE_URL): the new
+DISCOVERY_KEY, DISCOVERY_PREVIOUS_KEY and DISCOVERY_PREVIOUS_KEY_UNTIL are printed: set them on
+every instance and restart them.
 
   --grace-days D  days both keys evaluate (default 14, 1-365)
   --force         rotate although the previous rotation's grace period has not ended (tokens
@@ -72,8 +74,11 @@ export const discoveryAdmin = async (args: string[]): Promise<number> => {
         );
         return 1;
       }
-      const embedded = config.databaseUrl === undefined;
-      const rotated = embedded
+      // Keys from files (embedded mode without DISCOVERY_KEY) are rotated in place; keys from the
+      // environment can only be printed for the operator to set.
+      const env = environmentWithDotenv(process.env, process.cwd());
+      const inFiles = config.databaseUrl === undefined && (env.DISCOVERY_KEY ?? '').trim() === '';
+      const rotated = inFiles
         ? rotateDiscoveryKeyFiles(config.secretsDir, until)
         : rotatedKeys(discovery.keys, until);
       const database = openDatabase(url, 1, pino({ level: 'warn' }));
@@ -89,7 +94,7 @@ export const discoveryAdmin = async (args: string[]): Promise<number> => {
         await database.close();
       }
       const summary = `discovery key rotated to version ${rotated.current.version}; version ${discovery.keys.current.version} evaluates until ${until.toISOString()}; ${removed} token(s) under older keys deleted`;
-      if (embedded) {
+      if (inFiles) {
         process.stdout.write(
           `${summary}.\nThe keys are in ${config.secretsDir}: back them up, then start the relay.\n`,
         );

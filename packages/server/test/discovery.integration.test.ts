@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -315,6 +315,37 @@ describe('discovery key rotation', () => {
     });
     expect(off.code).toBe(1);
     expect(off.stderr).toMatch(/discovery is off on this relay/);
+  });
+
+  it('rotates the key files of an embedded relay, deleting no token it could still match', async () => {
+    // DATA_DIR itself from mkdtemp, as in admin.integration.test.ts: the embedded PostgreSQL
+    // (run as `postgres` when the tests run as root) must be able to reach it.
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'privcomm-rotate-'));
+    try {
+      const before = readDiscoveryKeyFiles(`${dataDir}-secrets`);
+      const result = await runServerScript(
+        'cli/admin.ts',
+        ['discovery', 'rotate-key', '--grace-days', '3'],
+        { DATA_DIR: dataDir, JWT_SECRET: '' },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(
+        /^discovery key rotated to version 2; version 1 evaluates until \S+; 0 token\(s\) under older keys deleted\.\nThe keys are in /,
+      );
+      const after = readDiscoveryKeyFiles(`${dataDir}-secrets`);
+      expect(after.current.version).toBe(2);
+      expect(after.previous).toMatchObject(before.current);
+      expect((after.previous?.until.getTime() ?? 0) - Date.now()).toBeGreaterThan(2.9 * 86_400_000);
+      // The key is in no output.
+      for (const key of [before.current, after.current]) {
+        expect(result.stdout + result.stderr).not.toContain(
+          Buffer.from(key.seed).toString('base64'),
+        );
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(`${dataDir}-secrets`, { recursive: true, force: true });
+    }
   });
 
   it('keeps the keys in SECRETS_DIR with mode 0600, and rotates them there', () => {

@@ -2,6 +2,7 @@ import {
   CallError,
   ClientError,
   EngineError,
+  StoreFormatError,
   UntrustedIdentityError,
   type CallSummary,
 } from '@privcomm/client';
@@ -194,6 +195,13 @@ export const describeError = (error: unknown, server: string, loginRefused = fal
     return { message: error.message, code: 'USAGE', exitCode: EXIT.USAGE };
   if (error instanceof ProfileError)
     return { message: error.message, code: 'PROFILE', exitCode: EXIT.FAILED };
+  // Met after opening (an id damaged in the file): the profile is refused, unchanged.
+  if (error instanceof StoreFormatError)
+    return {
+      message: `the profile's client store is damaged: ${error.message}. Nothing was changed; restore it from a backup`,
+      code: 'PROFILE',
+      exitCode: EXIT.FAILED,
+    };
   if (error instanceof CliError)
     return { message: error.message, code: error.code, exitCode: EXIT.FAILED };
   if (error instanceof ClientError)

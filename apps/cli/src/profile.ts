@@ -13,15 +13,17 @@ import {
 import path from 'node:path';
 import {
   PrivcommClient,
+  StoreFormatError,
   type CallOptions,
   type Profile,
   type SignalEngine,
+  type SqlStore,
 } from '@privcomm/client';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
 import { nodeTransport, type RelayWatch } from './node-transport.ts';
 import { DEFAULT_SERVER, defaultProfileDir, PROFILE_FILES, ProfileError } from './profile-paths.ts';
-import { SqliteStore, StoreFormatError } from './sqlite-store.ts';
+import { openClientStore } from './sqlite-driver.ts';
 
 export { DEFAULT_SERVER, defaultProfileDir, PROFILE_FILES, ProfileError };
 
@@ -84,7 +86,7 @@ export interface OpenProfileOptions {
 export interface OpenedProfile {
   readonly dir: string;
   readonly client: PrivcommClient;
-  readonly store: SqliteStore;
+  readonly store: SqlStore;
   /** The relay this invocation talks to. */
   readonly server: string;
   /** The profile as stored (undefined before register/link). */
@@ -147,32 +149,32 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
 
   // The client store says whether this profile has an account. Opened without creating it, so
   // that a profile without one is not touched until we know the other files are sound.
-  let store: SqliteStore | undefined;
+  let store: SqlStore | undefined;
   let profile: Profile | undefined;
   if (clientState === 'present') {
     try {
-      store = SqliteStore.open(files.client, { create: false });
+      store = await openClientStore(files.client, { create: false });
       profile = await store.profile();
     } catch (error) {
-      store?.close();
+      await store?.close();
       const why =
         error instanceof StoreFormatError ? error.message : (error as Error).message.toLowerCase();
       throw damaged(files.client, 'client store', why);
     }
   }
 
-  const abort = (error: ProfileError): never => {
-    store?.close();
+  const abort = async (error: ProfileError): Promise<never> => {
+    await store?.close();
     throw error;
   };
   if (profile) {
     if (engineState !== 'present')
-      abort(
+      await abort(
         damaged(files.engine, 'key store', 'it is missing or empty, so the identity key is lost'),
       );
-    if (!signer) abort(damaged(files.authKey, 'device key', 'it is missing or empty'));
+    if (!signer) await abort(damaged(files.authKey, 'device key', 'it is missing or empty'));
   } else if (!options.create) {
-    abort(
+    await abort(
       new ProfileError(
         `the profile ${dir} has no account yet: run "privcomm register" (or "privcomm link") first`,
       ),
@@ -187,16 +189,16 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   }
   if (profile && !(await engine.localIdentity())) {
     await engine.close();
-    abort(damaged(files.engine, 'key store', 'it holds no identity key'));
+    await abort(damaged(files.engine, 'key store', 'it holds no identity key'));
   }
 
   // Sound so far: now the missing pieces of a new profile may be created.
   try {
-    store ??= SqliteStore.open(files.client, { create: true });
+    store ??= await openClientStore(files.client, { create: true });
     signer ??= FileSigner.create(files.authKey);
   } catch (error) {
     await engine.close();
-    store?.close();
+    await store?.close();
     throw new ProfileError(`cannot write the profile ${dir}: ${(error as Error).message}`);
   }
 
@@ -227,7 +229,7 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     if (closed) return;
     closed = true;
     await client.close();
-    openedStore.close();
+    await openedStore.close();
   };
   return {
     dir,

@@ -1,87 +1,30 @@
 import { createPublicKey, verify } from 'node:crypto';
-import { httpRequest, isAccountId, type AccountId, type StoredMessage } from '@privcomm/client';
+import { httpRequest } from '@privcomm/client';
+import { sqlStoreContract, storeContract } from '@privcomm/client/testing/store-contract';
 import {
   SecretFormatError,
   SecureStoreSigner,
   AUTH_KEY_ENTRY,
 } from '../src/platform/secure-signer.ts';
-import { SqlClientStore, StoreFormatError } from '../src/platform/sql-store.ts';
+import { expoSqliteDriver, openAppStore } from '../src/platform/expo-sqlite-driver.ts';
 import { createTransport } from '../src/platform/transport.ts';
 import { betterSqlite, memorySecrets, nodeHttpFetch, relayUrl } from './support/test-platform.ts';
 import WebSocket from 'ws';
 
-/** Account ids for fixtures, made by the guard (the store checks what it reads back). */
-const accountIdOf = (value: string): AccountId => {
-  if (!isAccountId(value)) throw new Error(`test fixture: ${value} is not an account id`);
-  return value;
-};
-const R = accountIdOf('22222222-2222-4222-8222-222222222222');
-const X = accountIdOf('33333333-3333-4333-8333-333333333333');
-
-const message = (id: string, change: Partial<StoredMessage> = {}): StoredMessage => ({
-  id,
-  conversation: 'c1',
-  direction: 'out',
-  text: `text ${id}`,
-  sentAt: 1,
-  receivedAt: 1,
-  status: 'sending',
-  ...change,
-});
-
-describe('SqlClientStore on a real SQLite', () => {
-  it('keeps messages once per id, updates them, and removes expired ones', async () => {
-    const store = await SqlClientStore.open(betterSqlite());
-    expect(await store.addMessage(message('a', { expiresAt: 10 }))).toBe(true);
-    expect(await store.addMessage(message('a'))).toBe(false);
-    expect(await store.addMessage(message('a', { direction: 'in', status: 'delivered' }))).toBe(
-      true,
-    );
-    await store.updateMessage('c1', 'a', { status: 'read', deleted: true });
-    expect(await store.message('c1', 'a')).toMatchObject({
-      direction: 'out',
-      status: 'read',
-      deleted: true,
-    });
-    expect(await store.removeExpired(11)).toEqual([
-      expect.objectContaining({ id: 'a', direction: 'out' }),
-    ]);
-    expect((await store.messages('c1')).map((m) => m.direction)).toEqual(['in']);
-  });
-
-  it('keeps outbox bytes exactly, and forgets processed envelopes older than asked', async () => {
-    const store = await SqlClientStore.open(betterSqlite());
-    const content = Uint8Array.from([0, 1, 2, 255]);
-    await store.addOutbox({
-      id: 'o',
-      recipient: R,
-      content,
-      online: false,
-      urgent: true,
-      createdAt: 5,
-    });
-    expect(await store.outbox()).toEqual([
-      { id: 'o', recipient: R, content, online: false, urgent: true, createdAt: 5 },
-    ]);
-    await store.markProcessed('e1', 100, 0);
-    await store.markProcessed('e2', 200, 150);
-    expect([await store.isProcessed('e1'), await store.isProcessed('e2')]).toEqual([false, true]);
-  });
-
-  it('refuses a database that holds something else, without touching it', async () => {
-    const db = betterSqlite();
-    await db.execAsync('CREATE TABLE notes (body TEXT)');
-    await expect(SqlClientStore.open(db)).rejects.toBeInstanceOf(StoreFormatError);
-    expect(await db.getFirstAsync('SELECT count(*) AS n FROM sqlite_master')).toEqual({ n: 1 });
-  });
-
-  it('opens its own database again with what it stored', async () => {
-    const db = betterSqlite();
-    const first = await SqlClientStore.open(db);
-    await first.saveContact({ accountId: X, name: 'X', expireSeconds: 60 });
-    const again = await SqlClientStore.open(db);
-    expect(await again.contacts()).toEqual([{ accountId: X, name: 'X', expireSeconds: 60 }]);
-  });
+// The core's store contract and its SQL format checks, on the app's expo-sqlite driver over a
+// real SQLite (better-sqlite3 in expo-sqlite's shape).
+storeContract(
+  'SqlStore on the expo-sqlite driver',
+  async () => {
+    const store = await openAppStore(betterSqlite());
+    return { store, close: () => store.close() };
+  },
+  { describe, it, expect },
+);
+sqlStoreContract('expo-sqlite driver', async () => expoSqliteDriver(betterSqlite()), {
+  describe,
+  it,
+  expect,
 });
 
 describe('SecureStoreSigner', () => {

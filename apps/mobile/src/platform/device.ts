@@ -9,7 +9,7 @@ import { mediaDevices, RTCPeerConnection } from 'react-native-webrtc';
 import type { CallMedia, MediaTrackLike, PeerConnectionConstructor } from '@privcomm/client';
 import { openAndroidEngine } from '../../modules/privcomm-engine';
 import type { DevicePlatform } from './platform.ts';
-import { SqlClientStore, type SqlDatabase } from './sql-store.ts';
+import { openAppStore, type ExpoSqliteDatabase } from './expo-sqlite-driver.ts';
 import { createTransport } from './transport.ts';
 
 /** The microphone as the call's audio; react-native-webrtc plays the remote track itself. */
@@ -29,7 +29,7 @@ export const devicePlatform: DevicePlatform = {
   // records sealed under a non-exportable Keystore key; keys never enter JavaScript.
   openEngine: () => openAndroidEngine(),
   openStore: async () =>
-    SqlClientStore.open((await openDatabaseAsync('privcomm.db')) as unknown as SqlDatabase),
+    openAppStore((await openDatabaseAsync('privcomm.db')) as unknown as ExpoSqliteDatabase),
   secrets: {
     getItemAsync: (key) => SecureStore.getItemAsync(key),
     setItemAsync: (key, value) => SecureStore.setItemAsync(key, value),

@@ -5,14 +5,15 @@ import WebSocket from 'ws';
 import { NodeCallMedia, nodeWebRtc, openNodeEngine, toneSource } from '@privcomm/engine-node';
 import type { DevicePlatform } from '../../src/platform/platform.ts';
 import type { SecretStore } from '../../src/platform/secrets.ts';
-import { SqlClientStore, type SqlDatabase, type SqlValue } from '../../src/platform/sql-store.ts';
+import type { SqlValue } from '@privcomm/client';
+import { openAppStore, type ExpoSqliteDatabase } from '../../src/platform/expo-sqlite-driver.ts';
 import { createTransport } from '../../src/platform/transport.ts';
 
 const bind = (params: SqlValue[]) =>
   params.map((value) => (value instanceof Uint8Array ? Buffer.from(value) : value));
 
 /** expo-sqlite's calls on a real SQLite (better-sqlite3), for the store under Node. */
-export const betterSqlite = (file = ':memory:'): SqlDatabase => {
+export const betterSqlite = (file = ':memory:'): ExpoSqliteDatabase => {
   const db = new Database(file);
   return {
     execAsync: async (source) => {
@@ -25,6 +26,9 @@ export const betterSqlite = (file = ':memory:'): SqlDatabase => {
       db.prepare(source).all(...bind(params)) as T[],
     getFirstAsync: async <T>(source: string, ...params: SqlValue[]) =>
       (db.prepare(source).get(...bind(params)) as T | undefined) ?? null,
+    closeAsync: async () => {
+      db.close();
+    },
   };
 };
 
@@ -79,7 +83,7 @@ export const nodeHttpFetch = ((url: string, init: RequestInit = {}) =>
  */
 export const testPlatform = (): DevicePlatform & { secrets: ReturnType<typeof memorySecrets> } => ({
   openEngine: () => openNodeEngine(':memory:'),
-  openStore: () => SqlClientStore.open(betterSqlite()),
+  openStore: () => openAppStore(betterSqlite()),
   secrets: memorySecrets(),
   transport: (relayUrl) =>
     createTransport(relayUrl, {

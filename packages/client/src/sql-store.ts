@@ -110,6 +110,8 @@ export const SQL_STORE_MIGRATIONS: readonly string[] = [
      urgent INTEGER NOT NULL,
      created_at INTEGER NOT NULL
    );`,
+  // 2: copies to this account's other devices wait in the outbox until a random time.
+  `ALTER TABLE outbox ADD COLUMN not_before INTEGER;`,
 ];
 
 /** The format this code writes. */
@@ -163,6 +165,7 @@ interface OutboxRow {
   online: number;
   urgent: number;
   created_at: number;
+  not_before: number | null;
 }
 
 const toContact = (row: ContactRow): Contact => ({
@@ -192,6 +195,7 @@ const toOutboxEntry = (row: OutboxRow): OutboxEntry => ({
   online: row.online === 1,
   urgent: row.urgent === 1,
   createdAt: row.created_at,
+  ...(row.not_before === null ? {} : { notBefore: row.not_before }),
 });
 
 type MessageChange = Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>;
@@ -425,11 +429,11 @@ export class SqlStore implements ClientStore {
   addOutbox(entry: OutboxEntry): Promise<void> {
     return this.write(async () => {
       await this.db.run(
-        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at, not_before)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET recipient = excluded.recipient,
            content = excluded.content, online = excluded.online, urgent = excluded.urgent,
-           created_at = excluded.created_at`,
+           created_at = excluded.created_at, not_before = excluded.not_before`,
         [
           entry.id,
           entry.recipient,
@@ -437,6 +441,7 @@ export class SqlStore implements ClientStore {
           entry.online ? 1 : 0,
           entry.urgent ? 1 : 0,
           entry.createdAt,
+          entry.notBefore ?? null,
         ],
       );
     });

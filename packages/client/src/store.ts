@@ -45,7 +45,11 @@ export interface StoredMessage {
   readonly deleted?: boolean;
 }
 
-/** A send that has not been accepted by the relay yet; retried until it is. */
+/**
+ * A send that has not been accepted by the relay yet; retried until it is. Either a message
+ * (its id is the message's) or a copy to this account's other devices (`recipient` is this
+ * account), which waits until `notBefore` (see sync-copies.ts).
+ */
 export interface OutboxEntry {
   readonly id: string;
   readonly recipient: AccountId;
@@ -53,6 +57,8 @@ export interface OutboxEntry {
   readonly online: boolean;
   readonly urgent: boolean;
   readonly createdAt: number;
+  /** Not sent before this time (ms since epoch); absent: as soon as possible. */
+  readonly notBefore?: number;
 }
 
 export interface ClientStore {

@@ -26,6 +26,8 @@ interface Matchers {
   toBeUndefined(): unknown;
   toHaveLength(length: number): unknown;
   toMatchObject(expected: object): unknown;
+  toContain(expected: unknown): unknown;
+  not: Omit<Matchers, 'not' | 'rejects'>;
   rejects: {
     toThrow(expected?: unknown): Promise<unknown>;
     toBeInstanceOf(expected: unknown): Promise<unknown>;
@@ -230,6 +232,17 @@ export const storeContract = (
         expect((await store.outbox()).map((e) => e.id)).toEqual(['o2', 'o3']);
       }));
 
+    it('keeps when an outbox entry may go (notBefore), and drops it when re-added without', () =>
+      withStore(async (store) => {
+        const later = outboxEntry('copy', 30, 5, { notBefore: 1_700_000_090_000 });
+        await store.addOutbox(later);
+        await store.addOutbox(outboxEntry('now', 40, 6));
+        expect(await store.outbox()).toEqual([later, outboxEntry('now', 40, 6)]);
+        expect(Object.keys((await store.outbox())[1]!)).not.toContain('notBefore');
+        await store.addOutbox(outboxEntry('copy', 30, 5));
+        expect((await store.outbox())[0]).toEqual(outboxEntry('copy', 30, 5));
+      }));
+
     it('applies operations in call order, even when nobody waits between them', () =>
       withStore(async (store) => {
         const ids = Array.from({ length: 20 }, (_, i) => `p${i}`);
@@ -301,10 +314,20 @@ export const sqlStoreContract = (
             'alice',
             0,
           ]);
+          // Every format since the first has these outbox columns.
+          await db.run(
+            `INSERT INTO outbox (id, recipient, content, online, urgent, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)`,
+            ['o', B, new Uint8Array([1, 0, 255]), 0, 0, 7],
+          );
           const store = await SqlStore.open(db);
           expect(await store.contacts()).toEqual([
             { accountId: A, name: 'alice', expireSeconds: 0 },
           ]);
+          expect(await store.outbox()).toEqual([outboxEntry('o', 7, 1, { urgent: false })]);
+          const waiting = outboxEntry('w', 8, 2, { notBefore: 99 });
+          await store.addOutbox(waiting);
+          expect((await store.outbox())[1]).toEqual(waiting);
           expect(await db.get('PRAGMA user_version')).toEqual({ user_version: SQL_STORE_VERSION });
         });
       }

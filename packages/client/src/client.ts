@@ -28,6 +28,12 @@ import { PhoneDiscovery } from './discovery/phone-discovery.ts';
 import { RelayApi, type AuthSigner } from './relay-api.ts';
 import { Sender, type SendOptions } from './sender.ts';
 import {
+  checkSyncCopyDelay,
+  DEFAULT_SYNC_COPY_DELAY,
+  SyncCopies,
+  type SyncCopyDelay,
+} from './sync-copies.ts';
+import {
   saveTimer,
   type ClientStore,
   type Contact,
@@ -53,6 +59,11 @@ export interface ClientDeps {
   readonly logger?: ClientLogger;
   /** WebRTC, default audio and call settings (calls/). */
   readonly calls?: CallOptions;
+  /**
+   * How long a copy to this account's other devices waits before it is sent: a random time in
+   * this window, drawn from `randomBytes` for each copy (sync-copies.ts). Default 10 s to 3 min.
+   */
+  readonly syncCopyDelay?: SyncCopyDelay;
 }
 
 export interface ConversationSummary {
@@ -88,6 +99,7 @@ export class PrivcommClient {
   private readonly api: RelayApi;
   private readonly sender: Sender;
   private readonly receiver: Receiver;
+  private readonly syncCopies: SyncCopies;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly logger: ClientLogger;
@@ -123,6 +135,16 @@ export class PrivcommClient {
       { api: this.api, engine: deps.engine, sleep: this.sleep, logger: this.logger },
       () => this.self(),
     );
+    this.syncCopies = new SyncCopies({
+      store: deps.store,
+      sender: this.sender,
+      self: () => this.self().accountId,
+      now: this.now,
+      randomBytes: deps.randomBytes,
+      newId: () => this.newId(),
+      delay: checkSyncCopyDelay(deps.syncCopyDelay ?? DEFAULT_SYNC_COPY_DELAY),
+      logger: this.logger,
+    });
     this.calls = new CallManager(
       {
         send: (to, callId, signal, options) => this.sendCallSignal(to, callId, signal, options),
@@ -384,7 +406,11 @@ export class PrivcommClient {
 
   // ---- sending ---------------------------------------------------------------------------
 
-  /** Sends to the account's devices and a copy (sync) to this account's other devices. */
+  /**
+   * Sends to the account's devices, then stores the copy (sync) for this account's other
+   * devices, which goes out later, on its own (sync-copies.ts). Stored only once the recipient's
+   * send was accepted; a text leaves the outbox only after that, so no copy is lost.
+   */
   private async sendContent(
     to: AccountId,
     content: Content,
@@ -392,16 +418,8 @@ export class PrivcommClient {
   ): Promise<void> {
     await this.sender.send(to, encodeContent(content), options);
     if (content.kind === 'typing' || content.kind === 'receipt') return;
-    const self = this.self();
-    if (to === self.accountId) return;
-    const sync: Content = { kind: 'sync', id: this.newId(), sentAt: content.sentAt, to, content };
-    // Best effort: the recipient already has the message, so a failed copy to this account's
-    // other devices must not turn the send into a failure (or a resend).
-    await this.sender
-      .send(self.accountId, encodeContent(sync))
-      .catch((error: unknown) =>
-        this.logger.log('warn', 'copy to own devices failed', reasonOf(error)),
-      );
+    if (to === this.self().accountId) return;
+    await this.syncCopies.queue(to, content);
   }
 
   private async expiryFor(conversation: string, from: number): Promise<number | undefined> {
@@ -473,6 +491,8 @@ export class PrivcommClient {
   async flushOutbox(): Promise<number> {
     let sent = 0;
     for (const entry of await this.deps.store.outbox()) {
+      // Copies go out at their own time (sync-copies.ts), never right next to a send.
+      if (this.syncCopies.isCopy(entry)) continue;
       try {
         await this.sendContent(entry.recipient, decodeContent(entry.content));
       } catch (error) {
@@ -618,6 +638,7 @@ export class PrivcommClient {
         },
         onClose: (code, reason) => {
           this.connection = undefined;
+          this.syncCopies.stop();
           this.emit({ type: 'disconnected', code, reason });
           onLost?.(code, reason);
         },
@@ -626,18 +647,22 @@ export class PrivcommClient {
     );
   }
 
-  /** After (re)connecting: key upkeep, then what waited in the outbox. */
+  /** After (re)connecting: key upkeep, then what waited in the outbox, then copies due. */
   private async resume(): Promise<void> {
     await this.maintainKeys();
     // A message the relay still refuses for now (rate limit, full queue) stays in the outbox for
     // next time; it must not keep the device from receiving.
-    await this.flushOutbox().catch((error: unknown) => {
+    const keptForLater = (error: unknown): void => {
       if (!(error instanceof ClientError && isRetryable(error))) throw error;
-    });
+    };
+    await this.flushOutbox().catch(keptForLater);
+    // From now until the socket closes, each copy goes out at its time.
+    await this.syncCopies.start().catch(keptForLater);
   }
 
   /** Waits until envelopes received so far are handled, sends owed receipts, closes. */
   async disconnect(): Promise<void> {
+    this.syncCopies.stop();
     const connection = this.connection;
     if (connection) {
       await connection.drain();
@@ -713,6 +738,7 @@ export class PrivcommClient {
   }
 
   async close(): Promise<void> {
+    this.syncCopies.stop();
     await this.reconnector?.stop();
     await this.calls.close();
     this.connection?.close();

@@ -6,6 +6,7 @@ export * from './sql-store.ts';
 export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';
+export { DEFAULT_SYNC_COPY_DELAY, type SyncCopyDelay } from './sync-copies.ts';
 export * from './logger.ts';
 export * from './incoming.ts';
 export {

@@ -18,6 +18,7 @@ import {
   type Profile,
   type SignalEngine,
   type SqlStore,
+  type SyncCopyDelay,
 } from '@privcomm/client';
 import { openNodeEngine } from '@privcomm/engine-node';
 import { FileSigner, SignerFileError } from './file-signer.ts';
@@ -80,6 +81,8 @@ export interface OpenProfileOptions {
   readonly calls?: CallOptions;
   /** What the transport learns about the relay during the run (errors, retries). */
   readonly relay?: RelayWatch;
+  /** PRIVCOMM_SYNC_DELAY, if set: the wait of copies to this account's other devices. */
+  readonly syncCopyDelay?: SyncCopyDelay;
 }
 
 /** An opened profile: its client, and what it was opened with. */
@@ -222,6 +225,7 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     randomBytes: (length) => new Uint8Array(randomBytes(length)),
     now,
     ...(options.calls === undefined ? {} : { calls: options.calls }),
+    ...(options.syncCopyDelay === undefined ? {} : { syncCopyDelay: options.syncCopyDelay }),
   });
   const openedStore = store;
   let closed = false;

@@ -5,9 +5,10 @@ import {
   type CallOptions,
   type ClientEvent,
   type PrivcommClient,
+  type SyncCopyDelay,
 } from '@privcomm/client';
 import { normalizeServer } from './commands/common.ts';
-import { describeError, type Described } from './errors.ts';
+import { describeError, UsageError, type Described } from './errors.ts';
 import type { RelayWatch } from './node-transport.ts';
 import { eventOutput, Names, Output } from './output.ts';
 import { DEFAULT_SERVER, defaultProfileDir } from './profile-paths.ts';
@@ -22,6 +23,22 @@ export interface Io {
   /** Registers a handler for SIGINT and SIGTERM; returns its removal. */
   onSignal(handler: () => void): () => void;
 }
+
+/**
+ * PRIVCOMM_SYNC_DELAY: how long a copy to this account's other devices waits before it is sent,
+ * "MIN-MAX" in whole seconds (each copy waits a random time in between) or one number; unset:
+ * the core's default, 10-180.
+ */
+export const parseSyncDelay = (value: string | undefined): SyncCopyDelay | undefined => {
+  if (value === undefined || value.trim() === '') return undefined;
+  const match = /^\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?$/.exec(value);
+  const [min, max] = [Number(match?.[1]), Number(match?.[2] ?? match?.[1])];
+  if (!match || max < min || max > 3600)
+    throw new UsageError(
+      `PRIVCOMM_SYNC_DELAY must be seconds as MIN-MAX (such as 10-180) or one number, at most 3600; it is "${value}"`,
+    );
+  return { minMs: min * 1000, maxMs: max * 1000 };
+};
 
 interface GlobalOptions {
   server?: string;
@@ -70,9 +87,11 @@ export class RunContext {
     // Loaded here, not at start: it brings SQLite and libsignal, which help and usage errors
     // do not need (start-up time: see bin/privcomm.js).
     const { openProfile } = await import('./profile.ts');
+    const syncCopyDelay = parseSyncDelay(this.io.env.PRIVCOMM_SYNC_DELAY);
     const profile = await openProfile({
       dir: g.profileDir,
       create,
+      ...(syncCopyDelay === undefined ? {} : { syncCopyDelay }),
       relay: this.relay,
       ...(g.serverOverride === undefined ? {} : { serverOverride: g.serverOverride }),
       ...(calls === undefined ? {} : { calls }),

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../src/program.ts';
+import { parseSyncDelay } from '../src/run-context.ts';
 import {
   CLOSED_PORT,
   expectOneErrorLine,
@@ -189,6 +190,22 @@ describe('usage errors', () => {
     expect(result.code).toBe(2);
     expect(expectOneErrorLine(result)).toMatch(/^privcomm: invalid phone number: /);
   });
+});
+
+describe('PRIVCOMM_SYNC_DELAY', () => {
+  it('reads MIN-MAX or one number of seconds; unset is the default', () => {
+    expect(parseSyncDelay(undefined)).toBeUndefined();
+    expect(parseSyncDelay(' ')).toBeUndefined();
+    expect(parseSyncDelay('10-180')).toEqual({ minMs: 10_000, maxMs: 180_000 });
+    expect(parseSyncDelay(' 0 ')).toEqual({ minMs: 0, maxMs: 0 });
+  });
+
+  it.each(['soon', '5-2', '-3', '1.5', '0-3601', '10-'])(
+    'refuses %j, saying what to set',
+    (value) => {
+      expect(() => parseSyncDelay(value)).toThrow(/PRIVCOMM_SYNC_DELAY must be seconds as MIN-MAX/);
+    },
+  );
 });
 
 describe('profile directories', () => {

@@ -51,8 +51,14 @@ const text = (label: string): string => {
   return value;
 };
 
+/**
+ * Copies to one's own devices are due at once (the default waits 10 s to 3 min); they still go
+ * out only when the sending profile next connects (receive, listen).
+ */
+const env = { PRIVCOMM_SYNC_DELAY: '0' };
+
 const cli = (profile: string, ...args: string[]): Promise<CliResult> =>
-  runCli(['--profile', profile, ...args]);
+  runCli(['--profile', profile, ...args], { env });
 
 /** Runs a command that must succeed, with --json; returns its objects. */
 const json = async (profile: string, ...args: string[]): Promise<any[]> => {
@@ -62,7 +68,7 @@ const json = async (profile: string, ...args: string[]): Promise<any[]> => {
 };
 
 const start = (profile: string, ...args: string[]): RunningCli => {
-  const process = RunningCli.start(['--profile', profile, '--json', ...args]);
+  const process = RunningCli.start(['--profile', profile, '--json', ...args], { env });
   running.push(process);
   return process;
 };
@@ -357,6 +363,9 @@ describe('two people, several devices, one relay', () => {
     expect(await link(profiles.alice, profiles.alice2, aliceId)).toBe(2);
     const body = text('sync transcript');
     const [sent] = await json(profiles.alice, 'send', 'bob', body);
+    // The copy waits in alice's profile, and goes out when alice next connects.
+    expect(messages(await json(profiles.alice2, 'receive', '--timeout', '1'))).toEqual([]);
+    await json(profiles.alice, 'receive', '--timeout', '1');
     const received = await json(profiles.alice2, 'receive', '--timeout', '1');
     expect(messages(received)).toEqual([
       expect.objectContaining({

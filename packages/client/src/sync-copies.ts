@@ -179,5 +179,8 @@ export class SyncCopies {
       },
       Math.max(0, next - this.deps.now()),
     );
+    // A waiting copy alone must not keep a Node process alive (it waits in the store); React
+    // Native's timers have no unref.
+    (this.timer as { unref?: () => void }).unref?.();
   }
 }

@@ -108,7 +108,7 @@ const storedRows = async (): Promise<Row[]> =>
     )
   ).rows;
 
-describe('copies to the sender’s own devices', () => {
+describe("copies to the sender's own devices", () => {
   it('are not stored next to, or with, the messages they copy, and every copy arrives', async () => {
     const alice = await newDevice();
     await alice.client.register({ name: 'alice' });

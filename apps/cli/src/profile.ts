@@ -206,7 +206,6 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   }
 
   const now = options.now ?? Date.now;
-  await store.removeExpired(now());
   const server = options.serverOverride ?? profile?.relayUrl ?? DEFAULT_SERVER;
   const relay = options.relay ?? { loginRefused: false, connectionRefused: false };
   const client = await PrivcommClient.open({
@@ -227,6 +226,8 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     ...(options.calls === undefined ? {} : { calls: options.calls }),
     ...(options.syncCopyDelay === undefined ? {} : { syncCopyDelay: options.syncCopyDelay }),
   });
+  // Disappeared messages leave at once, with their copies still waiting to go out.
+  await client.purgeExpired();
   const openedStore = store;
   let closed = false;
   const close = async () => {

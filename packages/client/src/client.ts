@@ -601,9 +601,14 @@ export class PrivcommClient {
     await saveTimer(this.deps.store, conversation, expireSeconds);
   }
 
-  /** Removes messages whose disappearing timer ran out (interfaces call it periodically). */
-  purgeExpired(): Promise<StoredMessage[]> {
-    return this.deps.store.removeExpired(this.now());
+  /**
+   * Removes messages whose disappearing timer ran out, and the copies of them still waiting to
+   * go to this account's other devices (interfaces call it periodically).
+   */
+  async purgeExpired(): Promise<StoredMessage[]> {
+    const removed = await this.deps.store.removeExpired(this.now());
+    await this.syncCopies.dropCopiesOf(removed);
+    return removed;
   }
 
   /** The conversation, oldest first, after removing messages whose timer ran out. */

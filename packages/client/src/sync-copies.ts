@@ -1,9 +1,9 @@
 import type { AccountId } from '@privcomm/wire';
-import { encodeContent, type Content } from './content.ts';
+import { decodeContent, encodeContent, type Content } from './content.ts';
 import { ClientError, isRetryable } from './errors.ts';
 import { reasonOf, type ClientLogger } from './logger.ts';
 import type { Sender } from './sender.ts';
-import type { ClientStore, OutboxEntry } from './store.ts';
+import type { ClientStore, OutboxEntry, StoredMessage } from './store.ts';
 
 /**
  * The copies of what this device sends (texts, deletions, timers) to the account's other
@@ -17,6 +17,10 @@ import type { ClientStore, OutboxEntry } from './store.ts';
  * one-shot commands and would put the copy next to that message.
  *
  * Call signals are not delayed (the callee's other devices must stop ringing at once).
+ *
+ * Not batched: copies due together go out back to back, one envelope each. One envelope holding
+ * several copies would also hide how many were sent, but needs a content kind that the devices
+ * already linked do not read yet.
  */
 
 export interface SyncCopyDelay {
@@ -140,6 +144,23 @@ export class SyncCopies {
         this.deps.logger.log('warn', 'copy to own devices failed', reasonOf(error));
       }
       await this.deps.store.removeOutbox(entry.id);
+    }
+  }
+
+  /**
+   * Drops the waiting copies of sent messages that have just disappeared (their timer ran out):
+   * the copy holds the text, which must not outlive the message in this device's store.
+   */
+  async dropCopiesOf(removed: readonly StoredMessage[]): Promise<void> {
+    const gone = new Set(
+      removed.filter((m) => m.direction === 'out').map((m) => `${m.conversation}|${m.id}`),
+    );
+    if (gone.size === 0) return;
+    for (const entry of await this.deps.store.outbox()) {
+      if (!this.isCopy(entry)) continue;
+      const sync = decodeContent(entry.content);
+      if (sync.kind === 'sync' && gone.has(`${sync.to}|${sync.content.id}`))
+        await this.deps.store.removeOutbox(entry.id);
     }
   }
 

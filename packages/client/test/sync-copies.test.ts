@@ -93,6 +93,26 @@ describe('copies to one’s own devices', () => {
     expect(await store.outbox()).toEqual([]);
   });
 
+  it('drops the waiting copy of a sent message that disappeared, and only that one', async () => {
+    const { store, copies, text, clock } = setup();
+    await copies.queue(BOB, text('gone'));
+    await copies.queue(BOB, text('stays'));
+    const message = {
+      conversation: BOB,
+      text: 'gone',
+      sentAt: clock.now,
+      receivedAt: clock.now,
+      status: 'sent' as const,
+    };
+    await copies.dropCopiesOf([
+      { ...message, id: 'gone', direction: 'out' },
+      { ...message, id: 'stays', direction: 'in' },
+      { ...message, id: 'stays', conversation: ALICE, direction: 'out' },
+    ]);
+    const left = (await store.outbox()).map((e) => decodeContent(e.content));
+    expect(left.map((c) => c.kind === 'sync' && c.content.id)).toEqual(['stays']);
+  });
+
   it('sends by a timer while started, and not after stop', async () => {
     const { store, sent, copies: zero, text } = setup(0, { minMs: 0, maxMs: 0 });
     await zero.start();

@@ -167,8 +167,12 @@ export class SyncCopies {
   /** While connected: sends what is due now, then at each copy's time. */
   async start(): Promise<void> {
     this.armed = true;
-    await this.sendDue();
-    await this.schedule();
+    try {
+      await this.sendDue();
+    } finally {
+      // Copies kept for later (a new random time) still get their timer.
+      await this.schedule();
+    }
   }
 
   /** Disconnected: copies wait in the store for the next connection. */

@@ -1,0 +1,204 @@
+/**
+ * ejabberd from Debian's packages, configured for the benchmark: loopback only, its own config,
+ * spool and logs in a temporary directory, its own Erlang node name, a PostgreSQL database for
+ * everything (users pre-created, offline storage on), no traffic shaping. Stopped afterwards.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { findProcesses } from './proc.ts';
+import { XMPP_DOMAIN, XMPP_PASSWORD, xmppUser } from './xmpp-target.ts';
+
+const EJABBERDCTL = '/usr/sbin/ejabberdctl';
+const SCHEMA = '/usr/share/ejabberd/sql/pg.sql';
+/** ejabberd itself, and the Erlang PostgreSQL driver its SQL backend needs. */
+const PACKAGES = ['ejabberd', 'erlang-p1-pgsql'];
+
+/** Installs the Debian packages if they are missing (needs root and apt-get). */
+export const ensureEjabberdInstalled = (log: (line: string) => void): void => {
+  const missing = PACKAGES.filter(
+    (name) =>
+      spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).stdout !==
+      'install ok installed',
+  );
+  if (missing.length === 0) return;
+  log(`installing ${missing.join(', ')} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update'], { stdio: 'ignore', env });
+  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], {
+    stdio: 'ignore',
+    env,
+  });
+  // Debian starts the packaged service on install: the benchmark runs its own instance only.
+  spawnSync('systemctl', ['disable', '--now', 'ejabberd'], { stdio: 'ignore' });
+};
+
+export interface Ejabberd {
+  readonly port: number;
+  /** The beam.smp process: its CPU and memory are ejabberd's. */
+  readonly pid: number;
+  stop(): void;
+}
+
+const config = (
+  port: number,
+  database: URL,
+  poolSize: number,
+): string => `# Written by the privcomm benchmark.
+hosts: [${XMPP_DOMAIN}]
+loglevel: warning
+log_rotate_count: 0
+listen:
+  - port: ${port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 262144
+    shaper: none
+    access: all
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+shaper_rules:
+  max_user_offline_messages: 1000000
+  max_user_sessions: 10
+sql_type: pgsql
+sql_server: "${database.hostname}"
+sql_port: ${database.port || 5432}
+sql_database: "${database.pathname.slice(1)}"
+sql_username: "${decodeURIComponent(database.username)}"
+sql_password: "${decodeURIComponent(database.password)}"
+sql_pool_size: ${poolSize}
+default_db: sql
+auth_method: sql
+auth_password_format: plain
+new_sql_schema: false
+modules:
+  mod_offline:
+    db_type: sql
+    access_max_user_messages: max_user_offline_messages
+`;
+
+/**
+ * Loads ejabberd's schema into `databaseUrl` (an empty database), creates `users` users, and
+ * starts ejabberd on `port`.
+ */
+export const startEjabberd = async (options: {
+  databaseUrl: string;
+  port: number;
+  users: number;
+  /** Same as the relay's pool, so both servers get the same number of database connections. */
+  poolSize: number;
+}): Promise<Ejabberd> => {
+  const client = new pg.Client({ connectionString: options.databaseUrl });
+  await client.connect();
+  try {
+    await client.query(readFileSync(SCHEMA, 'utf8'));
+    await client.query(
+      `INSERT INTO users (username, password) SELECT 'u' || g, $1 FROM generate_series(0, $2::int - 1) AS g`,
+      [XMPP_PASSWORD, options.users],
+    );
+    if (xmppUser(0) !== 'u0') throw new Error('user names out of step with xmpp-target');
+  } finally {
+    await client.end();
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-ejabberd-'));
+  chmodSync(dir, 0o755);
+  for (const sub of ['spool', 'logs']) mkdirSync(path.join(dir, sub));
+  const node = `privcommbench${process.pid}@localhost`;
+  writeFileSync(
+    path.join(dir, 'ejabberd.yml'),
+    config(options.port, new URL(options.databaseUrl), options.poolSize),
+  );
+  writeFileSync(path.join(dir, 'ejabberdctl.cfg'), `ERLANG_NODE=${node}\n`);
+  writeFileSync(path.join(dir, 'inetrc'), '');
+  // ejabberdctl runs the node as the ejabberd user, which must own its directories.
+  execFileSync('chown', ['-R', 'ejabberd', dir]);
+  const ctl = (...args: string[]): string =>
+    execFileSync(
+      EJABBERDCTL,
+      [
+        '--config-dir',
+        dir,
+        '--config',
+        path.join(dir, 'ejabberd.yml'),
+        '--spool',
+        path.join(dir, 'spool'),
+        '--logs',
+        path.join(dir, 'logs'),
+        ...args,
+      ],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+  ctl('start');
+  let pid = 0;
+  const stop = (): void => {
+    spawnSync(
+      EJABBERDCTL,
+      [
+        '--config-dir',
+        dir,
+        '--spool',
+        path.join(dir, 'spool'),
+        '--logs',
+        path.join(dir, 'logs'),
+        'stop',
+      ],
+      { cwd: dir, stdio: 'ignore' },
+    );
+    if (pid !== 0) {
+      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i += 1) spawnSync('sleep', ['0.1']);
+      if (existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < 300; i += 1) {
+      const status = spawnSync(
+        EJABBERDCTL,
+        [
+          '--config-dir',
+          dir,
+          '--spool',
+          path.join(dir, 'spool'),
+          '--logs',
+          path.join(dir, 'logs'),
+          'status',
+        ],
+        { cwd: dir, encoding: 'utf8' },
+      );
+      if (status.status === 0 && status.stdout.includes('is running')) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    pid = findBeam(node);
+    return { port: options.port, pid, stop };
+  } catch (error) {
+    stop();
+    throw error;
+  }
+};
+
+/** The beam.smp process running `node` (its command line names the node). */
+const findBeam = (node: string): number => {
+  const beam = findProcesses(
+    (cmdline) => cmdline.includes('beam') && cmdline.includes(` ${node} `),
+  )[0];
+  if (beam === undefined) throw new Error(`ejabberd node ${node} not found`);
+  return beam;
+};

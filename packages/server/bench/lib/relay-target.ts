@@ -1,0 +1,173 @@
+/**
+ * The load generator's side of the relay's wire protocol: registration, login (challenge, token,
+ * socket), sends and acknowledgements, with opaque payloads. No client crypto: the relay never
+ * sees plaintext, so encrypting would only measure the load generator.
+ */
+import http from 'node:http';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { TestDevice } from '../../test/support/client.ts';
+import type { Connection, Target } from './target.ts';
+
+export type SendTransport = 'http' | 'websocket';
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** PUT /v1/messages over a keep-alive connection; resolves with the status and body. */
+const put = (
+  url: URL,
+  path: string,
+  token: string,
+  body: string,
+): Promise<{ status: number; body: string }> =>
+  new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        method: 'PUT',
+        path,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          authorization: `Bearer ${token}`,
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+
+export class RelayTarget implements Target {
+  readonly name = 'privcomm';
+  readonly acceptanceIsDurable = true;
+  private readonly users: TestDevice[] = [];
+  private readonly pool: pg.Pool;
+  private readonly base: URL;
+
+  constructor(
+    baseUrl: string,
+    databaseUrl: string,
+    private readonly transport: SendTransport,
+  ) {
+    this.base = new URL(baseUrl);
+    this.pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  }
+
+  async prepare(count: number): Promise<void> {
+    // Registration is set-up, not measured: 64 at a time.
+    for (let start = this.users.length; start < count; start += 64) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(64, count - start) }, async () => {
+          const device = new TestDevice(this.base.origin);
+          const created = await fetch(`${this.base.origin}/v1/accounts`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(device.registrationBody()),
+          });
+          if (created.status !== 200)
+            throw new Error(`register: ${created.status} ${await created.text()}`);
+          const body = (await created.json()) as { accountId: string; deviceId: number };
+          device.accountId = body.accountId;
+          device.deviceId = body.deviceId;
+          return device;
+        }),
+      );
+      this.users.push(...batch);
+    }
+  }
+
+  private user(index: number): TestDevice {
+    const user = this.users[index];
+    if (!user) throw new Error(`user ${index} was not prepared`);
+    return user;
+  }
+
+  async connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection> {
+    const me = this.user(index);
+    await me.authenticate();
+    const ws = new WebSocket(`ws://${this.base.host}/v1/websocket`, { perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    let nextId = 1;
+    const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+    const request = (verb: string, body: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const id = nextId;
+        nextId += 1;
+        waiting.set(id, { resolve, reject });
+        ws.send(`{"type":"request","id":${id},"verb":"${verb}","body":${body}}`);
+      });
+    ws.on('message', (data: Buffer) => {
+      const frame = JSON.parse(data.toString()) as {
+        type: string;
+        id: number;
+        verb?: string;
+        status?: number;
+        body?: { content?: string };
+      };
+      if (frame.type === 'response') {
+        const waiter = waiting.get(frame.id);
+        waiting.delete(frame.id);
+        if (frame.status === 200) waiter?.resolve();
+        else waiter?.reject(new Error(`${frame.status} ${JSON.stringify(frame.body)}`));
+        return;
+      }
+      if (frame.type !== 'request') return;
+      if (frame.verb === 'envelope' && frame.body?.content !== undefined) {
+        onMessage(Buffer.from(frame.body.content, 'base64'));
+      }
+      // The payload is "stored" (counted) before the acknowledgement, as a client must.
+      ws.send(`{"type":"response","id":${frame.id},"status":200}`);
+    });
+    ws.on('close', () => {
+      for (const waiter of waiting.values()) waiter.reject(new Error('socket closed'));
+      waiting.clear();
+    });
+    await request('auth', JSON.stringify({ token: me.token }));
+
+    const send = async (to: number, payload: Buffer): Promise<void> => {
+      const recipient = this.user(to);
+      const messages = `{"messages":[{"deviceId":${recipient.deviceId},"registrationId":${recipient.registrationId},"type":1,"content":"${payload.toString('base64')}"}]}`;
+      if (this.transport === 'websocket') {
+        return request(
+          'message.send',
+          `{"accountId":"${recipient.accountId}",${messages.slice(1)}`,
+        );
+      }
+      const reply = await put(this.base, `/v1/messages/${recipient.accountId}`, me.token, messages);
+      if (reply.status !== 200) throw new Error(`send: ${reply.status} ${reply.body}`);
+    };
+    return {
+      send,
+      keepAlive: () => ws.send(`{"type":"request","id":${nextId++},"verb":"ping"}`),
+      close: () =>
+        new Promise<void>((resolve) => {
+          if (ws.readyState === WebSocket.CLOSED) return resolve();
+          ws.once('close', () => resolve());
+          ws.close(1000);
+        }),
+    };
+  }
+
+  async storedCount(): Promise<number> {
+    const result = await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM envelopes');
+    return result.rows[0]?.n ?? 0;
+  }
+
+  async close(): Promise<void> {
+    agent.destroy();
+    await this.pool.end();
+  }
+}

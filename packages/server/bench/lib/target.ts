@@ -1,0 +1,38 @@
+/** What the load generator needs from a messaging system: users, logins, sends and receipts. */
+export interface Connection {
+  /**
+   * Sends `payload` to user `to`. Resolves when the server accepted it: for the relay, when the
+   * envelope is committed (HTTP 200, or the socket's 200); for XMPP, which has no per-message
+   * acceptance, once the stanza is written to the socket.
+   */
+  send(to: number, payload: Buffer): Promise<void>;
+  /** Keeps an idle session alive (the relay closes sockets silent for 90 s). */
+  keepAlive(): void;
+  close(): Promise<void>;
+}
+
+export interface Target {
+  readonly name: string;
+  /** Whether `send` resolving means the message is durable (shown in the table). */
+  readonly acceptanceIsDurable: boolean;
+  /** Makes users 0..count-1 exist (not measured). */
+  prepare(count: number): Promise<void>;
+  /** A full login of user `index`; `onMessage` gets each message's payload, acknowledged after. */
+  connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection>;
+  /** Messages still stored on the server (0 after a drain whose acknowledgements all landed). */
+  storedCount(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The payload header: which pair sent it and its number, so the receiver can time and count it. */
+export const PAYLOAD_HEADER_BYTES = 8;
+
+export const writeHeader = (payload: Buffer, pair: number, seq: number): void => {
+  payload.writeUInt32BE(pair, 0);
+  payload.writeUInt32BE(seq, 4);
+};
+
+export const readHeader = (payload: Buffer): { pair: number; seq: number } => ({
+  pair: payload.readUInt32BE(0),
+  seq: payload.readUInt32BE(4),
+});

@@ -1,0 +1,416 @@
+/**
+ * The load generator: a process of its own, so that its CPU is never counted as the server's.
+ * It runs one scenario against one system, described by the JSON job in argv[2], and writes
+ * newline-delimited JSON to stdout: {"mark": name} at the edges of each measured phase (the
+ * orchestrator reads the servers' CPU and memory there) and one {"result": …} at the end.
+ */
+import { randomBytes } from 'node:crypto';
+import { Samples, type Percentiles } from './lib/stats.ts';
+import { RelayTarget, type SendTransport } from './lib/relay-target.ts';
+import {
+  PAYLOAD_HEADER_BYTES,
+  readHeader,
+  writeHeader,
+  type Connection,
+  type Target,
+} from './lib/target.ts';
+import { XmppTarget } from './lib/xmpp-target.ts';
+
+export type Job =
+  | { scenario: 'online'; pairs: number; inFlight: number; seconds: number; bytes: number }
+  | { scenario: 'fixed-rate'; pairs: number; rate: number; seconds: number; bytes: number }
+  | { scenario: 'offline'; pairs: number; messages: number; bytes: number }
+  | { scenario: 'idle'; sessions: number };
+
+export interface JobTarget {
+  system: 'privcomm' | 'ejabberd';
+  /** privcomm: the relay's base URL; ejabberd: unused. */
+  url?: string;
+  /** ejabberd: its c2s port. */
+  port?: number;
+  /** The system's database, to count what it still stores. */
+  databaseUrl: string;
+  transport?: SendTransport;
+}
+
+const mark = (name: string): void => {
+  process.stdout.write(`${JSON.stringify({ mark: name })}\n`);
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs `task` for 0..count-1, at most `limit` at a time. */
+const inParallel = async (
+  count: number,
+  limit: number,
+  task: (index: number) => Promise<void>,
+): Promise<void> => {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, count) }, async () => {
+      while (next < count) {
+        const index = next;
+        next += 1;
+        await task(index);
+      }
+    }),
+  );
+};
+
+/**
+ * Book-keeping for messages between pairs: which are on their way, when each left, and what
+ * arrived (twice, or never). Sender of pair p is user 2p, its recipient user 2p+1.
+ */
+class Ledger {
+  private readonly sentAt: Map<number, number>[];
+  private readonly nextSeq: Uint32Array;
+  readonly latency = new Samples();
+  readonly acceptance = new Samples();
+  received = 0;
+  duplicates = 0;
+  failures = 0;
+  /** Only messages received while this is set are timed and counted as `receivedInWindow`. */
+  measuring = false;
+  receivedInWindow = 0;
+
+  constructor(
+    pairs: number,
+    private readonly bytes: number,
+  ) {
+    this.sentAt = Array.from({ length: pairs }, () => new Map());
+    this.nextSeq = new Uint32Array(pairs);
+  }
+
+  /** A new payload for pair p: the header and random filler (the relay only ever sees bytes). */
+  payload(pair: number): { payload: Buffer; seq: number } {
+    const seq = this.nextSeq[pair] as number;
+    this.nextSeq[pair] = seq + 1;
+    const payload = randomBytes(this.bytes);
+    writeHeader(payload, pair, seq);
+    this.sentAt[pair]?.set(seq, performance.now());
+    return { payload, seq };
+  }
+
+  /** Returns whether this was the first arrival of a message that was sent. */
+  onReceived(payload: Buffer): { pair: number; seq: number } | undefined {
+    if (payload.length < PAYLOAD_HEADER_BYTES) return undefined;
+    const { pair, seq } = readHeader(payload);
+    const sent = this.sentAt[pair]?.get(seq);
+    if (sent === undefined) {
+      this.duplicates += 1;
+      return undefined;
+    }
+    this.sentAt[pair]?.delete(seq);
+    this.received += 1;
+    if (this.measuring) {
+      this.receivedInWindow += 1;
+      this.latency.push(performance.now() - sent);
+    }
+    return { pair, seq };
+  }
+
+  /** Messages sent and not (yet) received. */
+  outstanding(): number {
+    return this.sentAt.reduce((sum, map) => sum + map.size, 0);
+  }
+}
+
+/** What one run reports (fields by scenario; the orchestrator adds CPU and memory). */
+export interface LoadResult {
+  rate?: number;
+  messages?: number;
+  seconds?: number;
+  latency?: Percentiles;
+  acceptance?: Percentiles;
+  lost?: number;
+  duplicates?: number;
+  failures?: number;
+  stored?: number;
+  /** Fixed rate: whether delivery kept up with the offered rate. */
+  held?: boolean;
+  /** Offline: messages stored per second, then drained per second, and each recipient's drain. */
+  storeRate?: number;
+  drainRate?: number;
+  drainPerRecipient?: Percentiles;
+}
+
+const connectPairs = async (
+  target: Target,
+  pairs: number,
+  ledger: Ledger,
+  onArrival: (arrived: { pair: number; seq: number }) => void = () => {},
+): Promise<Connection[]> => {
+  await target.prepare(pairs * 2);
+  const connections: Connection[] = [];
+  await inParallel(pairs * 2, 50, async (user) => {
+    connections[user] = await target.connect(user, (payload) => {
+      const arrived = ledger.onReceived(payload);
+      if (arrived) onArrival(arrived);
+    });
+  });
+  return connections;
+};
+
+/** Waits until nothing is outstanding, or `ms` passed. */
+const settle = async (ledger: Ledger, ms: number): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (ledger.outstanding() > 0 && Date.now() < deadline) await sleep(20);
+};
+
+const closeAll = async (connections: readonly (Connection | undefined)[]): Promise<void> => {
+  await Promise.all(connections.map((connection) => connection?.close()));
+};
+
+/** Scenario 1: every pair keeps `inFlight` messages on their way (sent, not yet received and accepted). */
+const online = async (
+  target: Target,
+  job: Extract<Job, { scenario: 'online' }>,
+): Promise<LoadResult> => {
+  let running = true;
+  const pending = new Map<string, number>(); // `${pair}.${seq}` → parts left (acceptance, arrival)
+  const finish = (key: string, restart: () => void): void => {
+    const left = (pending.get(key) ?? 0) - 1;
+    if (left > 0) return void pending.set(key, left);
+    pending.delete(key);
+    if (running) restart();
+  };
+  const ledger = new Ledger(job.pairs, job.bytes);
+  let connections: Connection[] = [];
+  const start = (pair: number): void => {
+    const { payload, seq } = ledger.payload(pair);
+    const key = `${pair}.${seq}`;
+    pending.set(key, 2);
+    const sentAt = performance.now();
+    (connections[pair * 2] as Connection).send(pair * 2 + 1, payload).then(
+      () => {
+        if (ledger.measuring) ledger.acceptance.push(performance.now() - sentAt);
+        finish(key, () => start(pair));
+      },
+      () => {
+        ledger.failures += 1;
+        finish(key, () => start(pair));
+      },
+    );
+  };
+  connections = await connectPairs(target, job.pairs, ledger, ({ pair, seq }) =>
+    finish(`${pair}.${seq}`, () => start(pair)),
+  );
+  for (let pair = 0; pair < job.pairs; pair += 1) {
+    for (let i = 0; i < job.inFlight; i += 1) start(pair);
+  }
+  await sleep(2_000); // warm-up: connections, JIT, plans
+  ledger.measuring = true;
+  mark('start');
+  const t0 = performance.now();
+  await sleep(job.seconds * 1000);
+  const seconds = (performance.now() - t0) / 1000;
+  mark('end');
+  ledger.measuring = false;
+  running = false;
+  await settle(ledger, 15_000);
+  await closeAll(connections);
+  return {
+    rate: ledger.receivedInWindow / seconds,
+    messages: ledger.receivedInWindow,
+    seconds,
+    latency: ledger.latency.percentiles(),
+    acceptance: target.acceptanceIsDurable ? ledger.acceptance.percentiles() : undefined,
+    lost: ledger.outstanding(),
+    duplicates: ledger.duplicates,
+    failures: ledger.failures,
+  };
+};
+
+/** Scenario 2: a fixed total rate, spread over the pairs in turn, with no cap on messages in flight. */
+const fixedRate = async (
+  target: Target,
+  job: Extract<Job, { scenario: 'fixed-rate' }>,
+): Promise<LoadResult> => {
+  const ledger = new Ledger(job.pairs, job.bytes);
+  const connections = await connectPairs(target, job.pairs, ledger);
+  let sent = 0;
+  let sentInWindow = 0;
+  let pair = 0;
+  const sendOne = (): void => {
+    const { payload } = ledger.payload(pair);
+    const from = connections[pair * 2] as Connection;
+    const to = pair * 2 + 1;
+    pair = (pair + 1) % job.pairs;
+    const sentAt = performance.now();
+    const measured = ledger.measuring;
+    from.send(to, payload).then(
+      () => {
+        if (measured) ledger.acceptance.push(performance.now() - sentAt);
+      },
+      () => {
+        ledger.failures += 1;
+      },
+    );
+  };
+  const pace = async (ms: number): Promise<void> => {
+    const t0 = performance.now();
+    const base = sent;
+    for (;;) {
+      const elapsed = performance.now() - t0;
+      if (elapsed >= ms) return;
+      const due = Math.floor((elapsed / 1000) * job.rate) - (sent - base);
+      for (let i = 0; i < due; i += 1) {
+        sendOne();
+        sent += 1;
+        if (ledger.measuring) sentInWindow += 1;
+      }
+      await sleep(1);
+    }
+  };
+  await pace(1_000); // warm-up
+  ledger.measuring = true;
+  mark('start');
+  const t0 = performance.now();
+  await pace(job.seconds * 1000);
+  const seconds = (performance.now() - t0) / 1000;
+  mark('end');
+  ledger.measuring = false;
+  // What arrives after the window (the backlog) is still counted as received, not as lost.
+  await settle(ledger, 20_000);
+  await closeAll(connections);
+  return {
+    rate: ledger.receivedInWindow / seconds,
+    messages: sentInWindow,
+    seconds,
+    latency: ledger.latency.percentiles(),
+    acceptance: target.acceptanceIsDurable ? ledger.acceptance.percentiles() : undefined,
+    lost: ledger.outstanding(),
+    duplicates: ledger.duplicates,
+    failures: ledger.failures,
+    held: ledger.receivedInWindow >= 0.97 * sentInWindow,
+  };
+};
+
+/** Scenario 3: senders fill offline recipients' queues, then the recipients connect and drain. */
+const offline = async (
+  target: Target,
+  job: Extract<Job, { scenario: 'offline' }>,
+): Promise<LoadResult> => {
+  const ledger = new Ledger(job.pairs, job.bytes);
+  await target.prepare(job.pairs * 2);
+  const senders: Connection[] = [];
+  await inParallel(job.pairs, 50, async (pair) => {
+    senders[pair] = await target.connect(pair * 2, () => {});
+  });
+  const total = job.pairs * job.messages;
+  mark('store.start');
+  const storeStart = performance.now();
+  await Promise.all(
+    senders.map(async (sender, pair) => {
+      // Four in flight per sender, as in the online scenario.
+      let left = job.messages;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (left > 0) {
+            left -= 1;
+            await sender.send(pair * 2 + 1, ledger.payload(pair).payload).catch(() => {
+              ledger.failures += 1;
+            });
+          }
+        }),
+      );
+    }),
+  );
+  // XMPP has no acceptance: the store is done when the rows are there.
+  while ((await target.storedCount()) < total - ledger.failures) await sleep(20);
+  const storeSeconds = (performance.now() - storeStart) / 1000;
+  mark('store.end');
+  const perRecipient = new Samples();
+  const counts = new Uint32Array(job.pairs);
+  ledger.measuring = true;
+  mark('drain.start');
+  const drainStart = performance.now();
+  const recipients: Connection[] = [];
+  let done = 0;
+  await inParallel(job.pairs, 50, async (pair) => {
+    recipients[pair] = await target.connect(pair * 2 + 1, (payload) => {
+      const arrived = ledger.onReceived(payload);
+      if (!arrived) return;
+      counts[arrived.pair] = (counts[arrived.pair] as number) + 1;
+      if (counts[arrived.pair] === job.messages) {
+        perRecipient.push(performance.now() - drainStart);
+        done += 1;
+      }
+    });
+  });
+  const deadline = Date.now() + 300_000;
+  while (done < job.pairs && Date.now() < deadline) await sleep(10);
+  const drainSeconds = (performance.now() - drainStart) / 1000;
+  mark('drain.end');
+  ledger.measuring = false;
+  // Acknowledged messages must leave the store: wait for the deletions to land.
+  let stored = await target.storedCount();
+  for (let waited = 0; stored > 0 && waited < 10_000; waited += 100) {
+    await sleep(100);
+    stored = await target.storedCount();
+  }
+  await closeAll([...senders, ...recipients]);
+  return {
+    messages: total,
+    storeRate: total / storeSeconds,
+    drainRate: ledger.receivedInWindow / drainSeconds,
+    drainPerRecipient: perRecipient.percentiles(),
+    lost: ledger.outstanding(),
+    duplicates: ledger.duplicates,
+    failures: ledger.failures,
+    stored,
+  };
+};
+
+/** Scenario 4: many logged-in sessions doing nothing; the orchestrator reads the server's memory. */
+const idle = async (
+  target: Target,
+  job: Extract<Job, { scenario: 'idle' }>,
+): Promise<LoadResult> => {
+  await target.prepare(job.sessions);
+  const connections: Connection[] = [];
+  mark('login.start');
+  const t0 = performance.now();
+  await inParallel(job.sessions, 100, async (user) => {
+    connections[user] = await target.connect(user, () => {});
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  mark('login.end');
+  for (const connection of connections) connection.keepAlive();
+  await sleep(3_000);
+  mark('idle');
+  await inParallel(connections.length, 500, async (index) => connections[index]?.close());
+  return { rate: job.sessions / seconds, seconds, messages: job.sessions };
+};
+
+const main = async (): Promise<void> => {
+  const { job, target: spec } = JSON.parse(process.argv[2] ?? '{}') as {
+    job: Job;
+    target: JobTarget;
+  };
+  const target: Target =
+    spec.system === 'privcomm'
+      ? new RelayTarget(spec.url as string, spec.databaseUrl, spec.transport ?? 'http')
+      : new XmppTarget(spec.port as number, spec.databaseUrl);
+  try {
+    const result =
+      job.scenario === 'online'
+        ? await online(target, job)
+        : job.scenario === 'fixed-rate'
+          ? await fixedRate(target, job)
+          : job.scenario === 'offline'
+            ? await offline(target, job)
+            : await idle(target, job);
+    process.stdout.write(`${JSON.stringify({ result })}\n`);
+  } finally {
+    await target.close();
+  }
+};
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`load generator failed: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,568 @@
+/**
+ * `npm run bench`: the relay and ejabberd side by side on this machine, in one run, with the
+ * machine's own limits measured beside them (docs/benchmarks.md). Each system runs on the same
+ * PostgreSQL, in a database of its own created here and dropped at the end; the load comes from a
+ * separate process (load.ts) so that its CPU is never the server's. Prints a table and one JSON
+ * document; asserts nothing (the numbers are not a test).
+ *
+ *   npm run bench [-- --quick] [-- --only online,fixed-rate,offline,idle,limits] [-- --no-ejabberd]
+ *                 [-- --transport http|websocket] [-- --json results.json]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
+import {
+  cpuMicroseconds,
+  findProcesses,
+  loadAverage,
+  processTree,
+  rssKiB,
+  snapshotCpu,
+  type CpuSnapshot,
+} from './lib/proc.ts';
+import type { SendTransport } from './lib/relay-target.ts';
+import {
+  ratios,
+  ratioTable,
+  shareOfLimit,
+  table,
+  type Measurement,
+  type Percentiles,
+} from './lib/stats.ts';
+import type { Job, JobTarget, LoadResult } from './load.ts';
+
+const SERVER_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'no-ejabberd': { type: 'boolean', default: false },
+    transport: { type: 'string', default: 'http' },
+    json: { type: 'string' },
+    'admin-url': {
+      type: 'string',
+      default:
+        process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    },
+  },
+});
+const QUICK = options.quick === true;
+const ONLY = new Set((options.only ?? 'online,fixed-rate,offline,idle,limits').split(','));
+const TRANSPORT = options.transport as SendTransport;
+const POOL_SIZE = 10;
+
+/** The scenarios' sizes: the issue's, or a short form for everyday use (under 3 minutes). */
+const PLAN = {
+  online: { pairs: 200, inFlight: 4, seconds: QUICK ? 5 : 20, bytes: 1024 },
+  rates: QUICK ? [4000] : [4000, 8000],
+  fixedSeconds: QUICK ? 5 : 15,
+  offline: QUICK ? [50] : [50, 500],
+  idle: QUICK ? [2000] : [5000, 19000],
+  limitSeconds: QUICK ? 5 : 15,
+};
+
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The PostgreSQL processes that work for `database`, and the shared ones that write for all. */
+const databasePids = (database: string): number[] =>
+  findProcesses(
+    (cmd) =>
+      cmd.startsWith('postgres: ') &&
+      (cmd.includes(` ${database} `) || /: (checkpointer|background writer|walwriter)$/.test(cmd)),
+  );
+
+interface System {
+  readonly name: string;
+  readonly target: JobTarget;
+  serverPids(): number[];
+  databasePids(): number[];
+  /** The process whose RSS is the server's memory. */
+  readonly mainPid: number;
+  readonly databaseUrl: string;
+}
+
+interface Snapshot {
+  server: CpuSnapshot;
+  database: CpuSnapshot;
+  rssKiB: number;
+}
+
+const snapshot = (system: System): Snapshot => ({
+  server: snapshotCpu(system.serverPids()),
+  database: snapshotCpu(system.databasePids()),
+  rssKiB: rssKiB(system.mainPid),
+});
+
+/** CPU between two marks, per message: server, database, and both. */
+const cpuPer = (
+  start: Snapshot | undefined,
+  end: Snapshot | undefined,
+  messages: number | undefined,
+): Pick<Measurement, 'cpuPerMessageUs' | 'serverCpuPerMessageUs' | 'databaseCpuPerMessageUs'> => {
+  if (!start || !end || !messages) return {};
+  const server = cpuMicroseconds(start.server, end.server) / messages;
+  const database = cpuMicroseconds(start.database, end.database) / messages;
+  return {
+    cpuPerMessageUs: server + database,
+    serverCpuPerMessageUs: server,
+    databaseCpuPerMessageUs: database,
+  };
+};
+
+/** Runs one load-generator process; returns its result and the snapshots taken at its marks. */
+const runLoad = async (
+  script: string,
+  args: string[],
+  system: System | undefined,
+): Promise<{ result: LoadResult; marks: Map<string, Snapshot>; load: number }> => {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', script), ...args], {
+    cwd: SERVER_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const marks = new Map<string, Snapshot>();
+  let result: LoadResult | undefined;
+  let pending = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    pending += chunk;
+    for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
+      const line = pending.slice(0, end);
+      pending = pending.slice(end + 1);
+      const event = JSON.parse(line) as { mark?: string; result?: LoadResult };
+      if (event.mark && system) marks.set(event.mark, snapshot(system));
+      if (event.result) result = event.result;
+    }
+  });
+  const code = await new Promise<number>((resolve) =>
+    child.once('exit', (status) => resolve(status ?? 1)),
+  );
+  if (code !== 0 || !result)
+    throw new Error(`${script} ${args[0]?.slice(0, 80)} failed (exit ${code})`);
+  return { result, marks, load: loadAverage()[0] };
+};
+
+const runJob = (system: System, job: Job) =>
+  runLoad('load.ts', [JSON.stringify({ job, target: system.target })], system);
+
+const vacuum = async (system: System): Promise<void> => {
+  // Autovacuum may be off on a shared development cluster (it is here): clean up between runs so
+  // that one scenario's dead rows do not slow the next. Not a production setting.
+  const client = new pg.Client({ connectionString: system.databaseUrl });
+  await client.connect();
+  await client.query('VACUUM ANALYZE');
+  await client.end();
+};
+
+const latencyOf = (value: unknown): Percentiles | undefined => value as Percentiles | undefined;
+
+const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> => {
+  const online = PLAN.online;
+  const onlineName = `1 online ${online.pairs}×${online.inFlight} 1KiB`;
+  if (ONLY.has('online')) {
+    for (const system of systems) {
+      log(`${onlineName}: ${system.name}`);
+      const { result, marks, load } = await runJob(system, { scenario: 'online', ...online });
+      rows.push({
+        scenario: onlineName,
+        system: system.name,
+        rate: result.rate,
+        ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+        latency: latencyOf(result.latency),
+        acceptance: latencyOf(result.acceptance),
+        memoryMiB: (marks.get('end')?.rssKiB ?? 0) / 1024,
+        lost: result.lost,
+        duplicates: result.duplicates,
+        load,
+        note: (result.failures ?? 0) > 0 ? `${result.failures} sends failed` : undefined,
+      });
+      await vacuum(system);
+    }
+  }
+  if (ONLY.has('fixed-rate')) {
+    for (const rate of PLAN.rates) {
+      const name = `2 fixed ${rate}/s`;
+      for (const system of systems) {
+        log(`${name}: ${system.name}`);
+        const job: Job = {
+          scenario: 'fixed-rate',
+          pairs: online.pairs,
+          rate,
+          seconds: PLAN.fixedSeconds,
+          bytes: 1024,
+        };
+        const { result, marks, load } = await runJob(system, job);
+        rows.push({
+          scenario: name,
+          system: system.name,
+          rate: result.rate,
+          ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+          latency: latencyOf(result.latency),
+          acceptance: latencyOf(result.acceptance),
+          lost: result.lost,
+          duplicates: result.duplicates,
+          load,
+          note: result.held ? 'held' : 'NOT held (backlog grew)',
+        });
+        await vacuum(system);
+      }
+    }
+  }
+  if (ONLY.has('offline')) {
+    for (const messages of PLAN.offline) {
+      const base = `3 offline ${online.pairs}×${messages}`;
+      for (const system of systems) {
+        log(`${base}: ${system.name}`);
+        const { result, marks, load } = await runJob(system, {
+          scenario: 'offline',
+          pairs: online.pairs,
+          messages,
+          bytes: 1024,
+        });
+        rows.push({
+          scenario: `${base} store`,
+          system: system.name,
+          rate: result.storeRate,
+          ...cpuPer(marks.get('store.start'), marks.get('store.end'), result.messages),
+          load,
+        });
+        rows.push({
+          scenario: `${base} drain`,
+          system: system.name,
+          rate: result.drainRate,
+          ...cpuPer(marks.get('drain.start'), marks.get('drain.end'), result.messages),
+          latency: latencyOf(result.drainPerRecipient),
+          lost: result.lost,
+          duplicates: result.duplicates,
+          load,
+          note: `latency: login → a recipient's last message; ${result.stored} left stored`,
+        });
+        await vacuum(system);
+      }
+    }
+  }
+  if (ONLY.has('idle')) {
+    for (const sessions of PLAN.idle) {
+      const name = `4 idle ${sessions} sessions`;
+      for (const system of systems) {
+        log(`${name}: ${system.name}`);
+        const { result, marks, load } = await runJob(system, { scenario: 'idle', sessions });
+        const before = marks.get('login.start')?.rssKiB ?? 0;
+        const after = marks.get('idle')?.rssKiB ?? 0;
+        rows.push({
+          scenario: name,
+          system: system.name,
+          rate: result.rate,
+          ...cpuPer(marks.get('login.start'), marks.get('login.end'), sessions),
+          memoryMiB: ((after - before) / 1024) * (1000 / sessions),
+          load,
+          note: 'rate: full logins/s; CPU per login; MiB per 1,000 sessions',
+        });
+      }
+    }
+  }
+};
+
+/**
+ * The durable path's limit on this machine, without the relay: pgbench enqueues 1 KiB rows in
+ * batches of 16 and deletes them in batches of 16, each statement its own durable commit, from
+ * 8 clients. Same PostgreSQL, same settings (synchronous_commit on).
+ */
+const durableLimit = async (
+  adminUrl: string,
+  database: string,
+  scenario: string,
+): Promise<Measurement> => {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  await client.query(
+    'CREATE TABLE bench_queue (id bigserial PRIMARY KEY, dev int NOT NULL, content bytea NOT NULL); CREATE INDEX ON bench_queue (dev, id)',
+  );
+  await client.end();
+  const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-pgbench-'));
+  const batch = 16;
+  const payload = randomBytes(1024).toString('hex');
+  writeFileSync(
+    path.join(dir, 'queue.sql'),
+    `\\set dev random(1, 400)
+INSERT INTO bench_queue (dev, content) SELECT :dev, '\\x${payload}'::bytea FROM generate_series(1, ${batch});
+DELETE FROM bench_queue WHERE id IN (SELECT id FROM bench_queue WHERE dev = :dev ORDER BY id LIMIT ${batch});
+`,
+  );
+  // pgbench's backends end with it: sample their CPU while it runs and keep the last reading.
+  const seen = new Map<number, { first: number; last: number }>();
+  const sample = (initial: boolean): void => {
+    for (const [pid, ticks] of snapshotCpu(databasePids(database))) {
+      const entry = seen.get(pid);
+      if (entry) entry.last = ticks;
+      else seen.set(pid, { first: initial ? ticks : 0, last: ticks });
+    }
+  };
+  sample(true);
+  const sampler = setInterval(() => sample(false), 100);
+  const run = spawn(
+    'pgbench',
+    [
+      '-n',
+      '-M',
+      'prepared',
+      '-c',
+      '8',
+      '-j',
+      '2',
+      '-T',
+      String(PLAN.limitSeconds),
+      '-f',
+      path.join(dir, 'queue.sql'),
+      url.toString(),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let output = '';
+  run.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await new Promise((resolve) => run.once('exit', resolve));
+  clearInterval(sampler);
+  rmSync(dir, { recursive: true, force: true });
+  const tps = Number(/tps = ([\d.]+)/.exec(output)?.[1] ?? 0);
+  const rate = tps * batch;
+  const messages = rate * PLAN.limitSeconds;
+  let ticks = 0;
+  for (const { first, last } of seen.values()) ticks += last - first;
+  const databaseCpu = messages > 0 ? (ticks * 10_000) / messages : undefined;
+  return {
+    scenario,
+    system: 'durable limit (pgbench)',
+    rate,
+    cpuPerMessageUs: databaseCpu,
+    serverCpuPerMessageUs: 0,
+    databaseCpuPerMessageUs: databaseCpu,
+    load: loadAverage()[0],
+    note: `batches of ${batch}, 8 clients, one commit per insert batch and per delete batch`,
+  };
+};
+
+const websocketCeiling = async (scenario: string): Promise<Measurement> => {
+  const server = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join('bench', 'ws-ceiling.ts'), 'server'],
+    {
+      cwd: SERVER_ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      server.stdout.once('data', (chunk: Buffer) =>
+        resolve((JSON.parse(chunk.toString()) as { port: number }).port),
+      );
+      server.once('exit', () => reject(new Error('ws ceiling server exited')));
+    });
+    const system: System = {
+      name: 'ws ceiling',
+      target: { system: 'privcomm', databaseUrl: '' },
+      serverPids: () => [server.pid as number],
+      databasePids: () => [],
+      mainPid: server.pid as number,
+      databaseUrl: '',
+    };
+    const options = {
+      port,
+      pairs: PLAN.online.pairs,
+      inFlight: PLAN.online.inFlight,
+      seconds: PLAN.limitSeconds,
+      bytes: 1024,
+    };
+    const { result, marks, load } = await runLoad(
+      'ws-ceiling.ts',
+      ['client', JSON.stringify(options)],
+      system,
+    );
+    return {
+      scenario,
+      system: 'ws ceiling (Node + ws, no database)',
+      rate: result.rate,
+      ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+      load,
+      note: 'in-memory forwarder: no auth, validation or storage',
+    };
+  } finally {
+    server.kill('SIGTERM');
+  }
+};
+
+const startRelay = async (databaseUrl: string): Promise<{ child: ChildProcess; url: string }> => {
+  const port = await freePort();
+  const lifted = '1000000/1';
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main.ts')], {
+    cwd: SERVER_ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: databaseUrl,
+      JWT_SECRET: randomBytes(32).toString('base64'),
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      DATABASE_POOL_SIZE: String(POOL_SIZE),
+      RATE_LIMIT_REGISTRATION: lifted,
+      RATE_LIMIT_AUTH: lifted,
+      RATE_LIMIT_LOGIN: lifted,
+      RATE_LIMIT_MESSAGES: lifted,
+      SEND_BYTES_PER_HOUR: String(2 ** 40),
+      WS_UNAUTHENTICATED_PER_ADDRESS: '100000',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i += 1) {
+    if (child.exitCode !== null) break;
+    const ok = await fetch(`${url}/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return { child, url };
+    await sleep(200);
+  }
+  child.kill('SIGKILL');
+  throw new Error('the relay did not become ready');
+};
+
+const main = async (): Promise<void> => {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const adminUrl = options['admin-url'] as string;
+  const name = `bench_${process.pid}`;
+  const databases = [name, `${name}_xmpp`];
+  const urlOf = (database: string): string => {
+    const url = new URL(adminUrl);
+    url.pathname = `/${database}`;
+    return url.toString();
+  };
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  const serverVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v;
+  for (const database of databases) await admin.query(`CREATE DATABASE ${database}`);
+  const cleanups: (() => Promise<void> | void)[] = [
+    async () => {
+      for (const database of databases)
+        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.end();
+    },
+  ];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.reverse())
+      await Promise.resolve(step()).catch((error: unknown) => log(`cleanup: ${String(error)}`));
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  const rows: Measurement[] = [];
+  try {
+    log(`relay on ${name} (${serverVersion?.split(' ').slice(0, 2).join(' ')})`);
+    const relay = await startRelay(urlOf(name));
+    cleanups.push(async () => {
+      relay.child.kill('SIGTERM');
+      await new Promise((resolve) => relay.child.once('exit', resolve));
+    });
+    const relayPid = relay.child.pid as number;
+    const systems: System[] = [
+      {
+        name: 'privcomm',
+        target: {
+          system: 'privcomm',
+          url: relay.url,
+          databaseUrl: urlOf(name),
+          transport: TRANSPORT,
+        },
+        serverPids: () => processTree(relayPid),
+        databasePids: () => databasePids(name),
+        mainPid: relayPid,
+        databaseUrl: urlOf(name),
+      },
+    ];
+    if (!options['no-ejabberd'] && [...ONLY].some((s) => s !== 'limits')) {
+      ensureEjabberdInstalled(log);
+      const users = Math.max(PLAN.online.pairs * 2, ...PLAN.idle);
+      log(`ejabberd on ${name}_xmpp with ${users} users`);
+      const ejabberd: Ejabberd = await startEjabberd({
+        databaseUrl: urlOf(`${name}_xmpp`),
+        port: await freePort(),
+        users,
+        poolSize: POOL_SIZE,
+      });
+      cleanups.push(() => ejabberd.stop());
+      systems.push({
+        name: 'ejabberd',
+        target: { system: 'ejabberd', port: ejabberd.port, databaseUrl: urlOf(`${name}_xmpp`) },
+        serverPids: () => processTree(ejabberd.pid),
+        databasePids: () => databasePids(`${name}_xmpp`),
+        mainPid: ejabberd.pid,
+        databaseUrl: urlOf(`${name}_xmpp`),
+      });
+    }
+    await scenarios(systems, rows);
+    if (ONLY.has('limits')) {
+      const onlineName = `1 online ${PLAN.online.pairs}×${PLAN.online.inFlight} 1KiB`;
+      log('durable-path limit (pgbench)');
+      rows.push(await durableLimit(adminUrl, name, onlineName));
+      log('loopback WebSocket ceiling');
+      rows.push(await websocketCeiling(onlineName));
+    }
+  } finally {
+    await cleanup();
+  }
+  const list = ratios(rows);
+  const online = rows.find(
+    (row) => row.system === 'privcomm' && row.scenario.startsWith('1 online'),
+  );
+  const limit = rows.find((row) => row.system.startsWith('durable limit'));
+  const document = {
+    startedAt: startedAt.toISOString(),
+    minutes: (performance.now() - t0) / 60_000,
+    quick: QUICK,
+    transport: TRANSPORT,
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      memoryGiB: os.totalmem() / 2 ** 30,
+      loadAtEnd: loadAverage(),
+      node: process.version,
+      postgres: serverVersion,
+    },
+    rows,
+    ratios: list,
+    durableShareOfLimit: shareOfLimit(online?.rate, limit?.rate),
+  };
+  process.stdout.write(`\n${table(rows)}\n\n${ratioTable(list)}\n\n`);
+  if (document.durableShareOfLimit !== undefined) {
+    process.stdout.write(
+      `privcomm online ÷ durable-path limit: ${document.durableShareOfLimit.toFixed(2)}\n\n`,
+    );
+  }
+  process.stdout.write(`${JSON.stringify(document)}\n`);
+  if (options.json) writeFileSync(options.json, `${JSON.stringify(document, null, 2)}\n`);
+  log(`done in ${document.minutes.toFixed(1)} min`);
+};
+
+main().catch((error: unknown) => {
+  log(`failed: ${(error as Error).stack ?? String(error)}`);
+  process.exit(1);
+});

@@ -6,7 +6,7 @@
  * document; asserts nothing (the numbers are not a test).
  *
  *   npm run bench [-- --quick] [-- --only online,fixed-rate,offline,idle,limits] [-- --no-ejabberd]
- *                 [-- --transport http|websocket] [-- --json results.json]
+ *                 [-- --transport http|websocket] [-- --json results.json] [-- --relay-root DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +46,8 @@ const { values: options } = parseArgs({
     'no-ejabberd': { type: 'boolean', default: false },
     transport: { type: 'string', default: 'http' },
     json: { type: 'string' },
+    /** Another checkout's packages/server, to measure a before/after in the same conditions. */
+    'relay-root': { type: 'string', default: SERVER_ROOT },
     'admin-url': {
       type: 'string',
       default:
@@ -412,11 +414,14 @@ const websocketCeiling = async (scenario: string): Promise<Measurement> => {
   }
 };
 
-const startRelay = async (databaseUrl: string): Promise<{ child: ChildProcess; url: string }> => {
+const startRelay = async (
+  databaseUrl: string,
+  onSpawn: (child: ChildProcess) => void,
+): Promise<{ child: ChildProcess; url: string }> => {
   const port = await freePort();
   const lifted = '1000000/1';
   const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main.ts')], {
-    cwd: SERVER_ROOT,
+    cwd: options['relay-root'],
     env: {
       PATH: process.env.PATH ?? '',
       DATABASE_URL: databaseUrl,
@@ -433,6 +438,7 @@ const startRelay = async (databaseUrl: string): Promise<{ child: ChildProcess; u
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  onSpawn(child);
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i += 1) {
     if (child.exitCode !== null) break;
@@ -473,15 +479,19 @@ const main = async (): Promise<void> => {
     for (const step of cleanups.reverse())
       await Promise.resolve(step()).catch((error: unknown) => log(`cleanup: ${String(error)}`));
   };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void cleanup().then(() => process.exit(130)));
+  }
   const rows: Measurement[] = [];
   try {
     log(`relay on ${name} (${serverVersion?.split(' ').slice(0, 2).join(' ')})`);
-    const relay = await startRelay(urlOf(name));
-    cleanups.push(async () => {
-      relay.child.kill('SIGTERM');
-      await new Promise((resolve) => relay.child.once('exit', resolve));
-    });
+    const relay = await startRelay(urlOf(name), (child) =>
+      cleanups.push(async () => {
+        if (child.exitCode !== null) return;
+        child.kill('SIGTERM');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }),
+    );
     const relayPid = relay.child.pid as number;
     const systems: System[] = [
       {

@@ -114,6 +114,83 @@ describe('sending', () => {
   });
 });
 
+describe('sending over the socket (message.send)', () => {
+  const b64 = (text: string): string => Buffer.from(text).toString('base64');
+  const sendOver = (socket: TestSocket, recipient: TestDevice, text: string, extra = {}) =>
+    socket.request('message.send', {
+      accountId: recipient.accountId,
+      messages: [{ ...recipient.address(), type: 1, content: b64(text) }],
+      ...extra,
+    });
+
+  it('answers 200 only once the envelope is stored, and the recipient receives it', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const bob = await TestDevice.register(relay.url);
+    const socket = await TestSocket.connect(relay.wsUrl, alice);
+    const sent = await sendOver(socket, bob, 'over the socket');
+    expect(sent).toMatchObject({ status: 200, body: { stored: 1 } });
+    expect(await countQueued(bob)).toBe(1);
+    const inbox = await TestSocket.connect(relay.wsUrl, bob);
+    await inbox.until(() => inbox.texts().length === 1);
+    expect(inbox.texts()).toEqual(['over the socket']);
+    await Promise.all([socket.close(), inbox.close()]);
+  });
+
+  it('answers errors with the HTTP route’s status and body, and stores nothing', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const bob = await TestDevice.register(relay.url);
+    const bob2 = await TestDevice.link(bob);
+    const socket = await TestSocket.connect(relay.wsUrl, alice);
+    const mismatched = await sendOver(socket, bob, 'x');
+    expect(mismatched).toMatchObject({
+      status: 409,
+      body: { error: { code: 'MISMATCHED_DEVICES' }, missingDevices: [bob2.deviceId] },
+    });
+    const tooBig = await socket.request('message.send', {
+      accountId: bob.accountId,
+      messages: [bob.address(), bob2.address()].map((device) => ({
+        ...device,
+        type: 1,
+        content: Buffer.alloc(4097).toString('base64'),
+      })),
+      online: true,
+    });
+    expect(tooBig).toMatchObject({ status: 413, body: { error: { code: 'CONTENT_TOO_LARGE' } } });
+    const noRecipient = await socket.request('message.send', {
+      messages: [{ ...bob.address(), type: 1, content: b64('x') }],
+    });
+    expect(noRecipient).toMatchObject({
+      status: 400,
+      body: { error: { code: 'VALIDATION_FAILED' } },
+    });
+    const unknown = await socket.request('message.send', {
+      accountId: '00000000-0000-4000-8000-000000000000',
+      messages: [{ ...bob.address(), type: 1, content: b64('x') }],
+    });
+    expect(unknown).toMatchObject({ status: 404, body: { error: { code: 'ACCOUNT_NOT_FOUND' } } });
+    expect(await countQueued(bob)).toBe(0);
+    expect(await countQueued(bob2)).toBe(0);
+    await socket.close();
+  });
+
+  it('refuses a send from a device removed after its socket authenticated', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const alice2 = await TestDevice.link(alice);
+    const bob = await TestDevice.register(relay.url);
+    const removed = await alice.request('DELETE', `/v1/devices/${alice2.deviceId}`);
+    expect(removed.status).toBe(204);
+    // The socket of a removed device closes at once; a send already on its way meets the same
+    // check inside the sender, which this calls directly.
+    const sender = { accountId: alice2.accountId, deviceId: alice2.deviceId } as never;
+    await expect(
+      relay.relay.context.sender.send(sender, bob.accountId as never, {
+        messages: [{ ...bob.address(), type: 1, content: b64('x') }],
+      }),
+    ).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(await countQueued(bob)).toBe(0);
+  });
+});
+
 describe('delivery', () => {
   it('redelivers unacknowledged envelopes after the socket drops, and deletes only acknowledged ones', async () => {
     const alice = await TestDevice.register(relay.url);

@@ -11,8 +11,11 @@ export const MAX_FRAME_BYTES = 256 * 1024;
 
 export const FrameIdSchema = Type.Integer({ minimum: 0, maximum: 0xffffffff });
 
-/** Verbs a client may send. `auth` must be the first frame. */
-export const CLIENT_VERBS = ['auth', 'ping'] as const;
+/**
+ * Verbs a client may send. `auth` must be the first frame; `message.send` is PUT
+ * /v1/messages/{accountId} over the authenticated socket (body: SocketSendRequest).
+ */
+export const CLIENT_VERBS = ['auth', 'ping', 'message.send'] as const;
 export type ClientVerb = (typeof CLIENT_VERBS)[number];
 
 /** Verbs the relay sends. Answer `envelope` with 2xx only once its content is stored durably. */

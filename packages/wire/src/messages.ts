@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { BASE64_PATTERN } from './base64.ts';
-import { DeviceIdSchema, EnvelopeIdSchema, RegistrationIdSchema } from './ids.ts';
+import { AccountIdSchema, DeviceIdSchema, EnvelopeIdSchema, RegistrationIdSchema } from './ids.ts';
 
 /** Stored ciphertexts are capped per device, as Signal does. */
 export const MAX_CONTENT_BYTES = 96 * 1024;
@@ -59,6 +59,17 @@ export const SendMessagesRequestSchema = Type.Object(
   { additionalProperties: false },
 );
 export type SendMessagesRequest = Static<typeof SendMessagesRequestSchema>;
+
+/**
+ * The socket's `message.send` body: the same request with the recipient account in it (over HTTP
+ * it is in the path). Answered like the HTTP request: 200 {stored} once durable, or the same error
+ * status and body.
+ */
+export const SocketSendRequestSchema = Type.Object(
+  { accountId: AccountIdSchema, ...SendMessagesRequestSchema.properties },
+  { additionalProperties: false },
+);
+export type SocketSendRequest = Static<typeof SocketSendRequestSchema>;
 
 export const SendMessagesResponseSchema = Type.Object({
   stored: Type.Integer({ description: 'Envelopes now durable (0 for online messages).' }),

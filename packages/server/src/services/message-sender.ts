@@ -65,7 +65,9 @@ export class MessageSender {
       throw new RelayError('VALIDATION_FAILED', 'a device appears twice in messages');
     }
     for (let attempt = 0; ; attempt += 1) {
-      const devices = await this.queues.devicesWithQueues(recipient);
+      const { devices, senderExists } = await this.queues.devicesWithQueues(recipient, sender);
+      // A removed device's socket is closed at once, but a send may already be on its way.
+      if (!senderExists) throw new RelayError('UNAUTHENTICATED');
       this.checkDeviceSet(sender, recipient, request, devices);
       if (online) return this.relayOnline(recipient, request, contents);
       const rows = request.messages.map((message, index) => ({

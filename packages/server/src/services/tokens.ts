@@ -28,7 +28,19 @@ export interface AuthenticatedDevice {
 }
 
 export class DeviceTokens {
-  constructor(private readonly secret: Uint8Array) {}
+  /**
+   * The HMAC key, imported into WebCrypto once. Handing jose the raw secret made it import the
+   * key again for every token it signed or checked: 14 % of the relay's CPU under load. The key
+   * is bound to HS256 and to sign/verify, so jose's checks of it are as strict as before.
+   */
+  private readonly key: Promise<CryptoKey>;
+
+  constructor(secret: Uint8Array) {
+    this.key = crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, [
+      'sign',
+      'verify',
+    ]);
+  }
 
   async issue(device: AuthenticatedDevice): Promise<{ token: string; expiresAt: Date }> {
     const issuedAt = Math.floor(Date.now() / 1000);
@@ -40,7 +52,7 @@ export class DeviceTokens {
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + TOKEN_LIFETIME_SECONDS)
       .setJti(randomBytes(16).toString('base64url'))
-      .sign(this.secret);
+      .sign(await this.key);
     return { token, expiresAt: new Date((issuedAt + TOKEN_LIFETIME_SECONDS) * 1000) };
   }
 
@@ -48,7 +60,7 @@ export class DeviceTokens {
   async verify(token: string): Promise<AuthenticatedDevice> {
     let subject: string | undefined;
     try {
-      const { payload } = await jwtVerify(token, this.secret, {
+      const { payload } = await jwtVerify(token, await this.key, {
         algorithms: [ALGORITHM],
         issuer: ISSUER,
         audience: AUDIENCE,

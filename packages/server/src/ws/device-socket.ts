@@ -4,12 +4,16 @@ import { Compile } from 'typebox/compile';
 import {
   AuthBodySchema,
   CLOSE_CODES,
+  SocketSendRequestSchema,
   type AccountId,
   type DeviceId,
   type Envelope,
   type Frame,
+  type SendMessagesResponse,
+  type SocketSendRequest,
 } from '@privcomm/wire';
 import type { RelayConfig } from '../config.ts';
+import { isDatabaseUnavailable } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -24,6 +28,12 @@ import type { ConnectionRegistry, DeviceSession } from './connection-registry.ts
 import { FrameChannel } from './frame-channel.ts';
 
 const authValidator = Compile(AuthBodySchema);
+const sendValidator = Compile(SocketSendRequestSchema);
+/**
+ * Sends a socket may have waiting for their commit. Each holds its ciphertext in memory until
+ * then; more are answered 429 at once rather than queued without bound.
+ */
+export const MAX_SENDS_IN_FLIGHT = 64;
 /** Online-only envelopes are dropped, never queued, when the socket is this far behind. */
 const ONLINE_DROP_BUFFERED_BYTES = 1024 * 1024;
 
@@ -37,6 +47,11 @@ export interface DeviceSocketDeps {
   /** Verifies a token and that its device still exists; then orders and announces the socket. */
   readonly authenticate: (token: string) => Promise<AuthenticatedDevice>;
   readonly announce: (device: AuthenticatedDevice) => Promise<number>;
+  /** The message sender: `message.send` is PUT /v1/messages over the authenticated socket. */
+  readonly send: (
+    sender: AuthenticatedDevice,
+    request: SocketSendRequest,
+  ) => Promise<SendMessagesResponse>;
 }
 
 type State =
@@ -59,6 +74,7 @@ export class DeviceSocket implements DeviceSession {
   private draining = false;
   private wakeRequested = false;
   private queueEmptySent = false;
+  private sendsInFlight = 0;
   private readonly authTimer: NodeJS.Timeout;
 
   constructor(
@@ -141,6 +157,7 @@ export class DeviceSocket implements DeviceSession {
       case 'open':
         if (frame.type === 'response') this.onResponse(frame.id, frame.status);
         else if (frame.verb === 'ping') this.channel.respond(frame.id, 200);
+        else if (frame.verb === 'message.send') void this.onSend(frame.id, frame.body);
         else this.channel.respondUnknownVerb(frame.id);
         return;
       case 'closed':
@@ -167,6 +184,42 @@ export class DeviceSocket implements DeviceSession {
         this.deps.log.warn({ err: safeError(error) }, 'socket authentication failed');
         this.close(1011, 'relay unavailable');
       }
+    }
+  }
+
+  /**
+   * A send over the socket: the same rules as PUT /v1/messages (one MessageSender), authorised by
+   * the socket's authentication instead of a token per request. Answered 200 only once every
+   * envelope is committed, exactly like the HTTP route; errors carry the same status and body.
+   */
+  private async onSend(id: number, body: unknown): Promise<void> {
+    const { device } = this.openState();
+    if (!sendValidator.Check(body)) {
+      const error = new RelayError('VALIDATION_FAILED', 'body does not match SocketSendRequest');
+      this.channel.respond(id, error.status, error.toBody());
+      return;
+    }
+    if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT) {
+      const error = new RelayError('RATE_LIMITED', 'too many sends awaiting their commit', {
+        retryAfterSeconds: 1,
+      });
+      this.channel.respond(id, error.status, error.toBody());
+      return;
+    }
+    this.sendsInFlight += 1;
+    try {
+      this.channel.respond(id, 200, await this.deps.send(device, body));
+    } catch (caught) {
+      const error =
+        caught instanceof RelayError
+          ? caught
+          : new RelayError(isDatabaseUnavailable(caught) ? 'UNAVAILABLE' : 'INTERNAL');
+      if (error.status >= 500) {
+        this.deps.log.error({ err: safeError(caught), code: error.code }, 'socket send failed');
+      }
+      this.channel.respond(id, error.status, error.toBody());
+    } finally {
+      this.sendsInFlight -= 1;
     }
   }
 

@@ -44,8 +44,10 @@ const { values: options } = parseArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     'no-ejabberd': { type: 'boolean', default: false },
-    transport: { type: 'string', default: 'http' },
+    transport: { type: 'string', default: 'websocket' },
     json: { type: 'string' },
+    /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
+    'without-queue-triggers': { type: 'boolean', default: false },
     /** Another checkout's packages/server, to measure a before/after in the same conditions. */
     'relay-root': { type: 'string', default: SERVER_ROOT },
     'admin-url': {
@@ -493,6 +495,13 @@ const main = async (): Promise<void> => {
       }),
     );
     const relayPid = relay.child.pid as number;
+    if (options['without-queue-triggers']) {
+      const client = new pg.Client({ connectionString: urlOf(name) });
+      await client.connect();
+      await client.query('ALTER TABLE envelopes DISABLE TRIGGER USER');
+      await client.end();
+      log('queue-usage triggers disabled (a measurement only: the caps are then unchecked)');
+    }
     const systems: System[] = [
       {
         name: 'privcomm',

@@ -22,6 +22,7 @@ import { createAccountsRepository } from './repositories/accounts.ts';
 import { createChallengesRepository } from './repositories/challenges.ts';
 import { createDevicesRepository } from './repositories/devices.ts';
 import {
+  committedEnvelopes,
   createEnvelopesRepository,
   type NewEnvelope,
   type QueuedEnvelopeKey,
@@ -199,7 +200,18 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       database.pool,
       envelopes,
       config.queue,
-      new GroupCommit<NewEnvelope>((rows) => envelopes.insert(rows)),
+      // Committed envelopes go straight to this instance's sockets: no read back for a local
+      // recipient (the other instances learn of them from the insert's NOTIFY).
+      new GroupCommit<NewEnvelope>(async (rows) => {
+        const queued = await envelopes.insert(rows);
+        try {
+          registry.offer(committedEnvelopes(rows, queued));
+        } catch (error) {
+          // The rows are committed: a failed hand-over must not fail the write (which the group
+          // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.
+          log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
+        }
+      }),
       limiters.messages,
       metrics,
       limiters.sendBytes,

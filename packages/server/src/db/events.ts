@@ -11,8 +11,11 @@ import type { Executor } from './executor.ts';
 export const EVENTS_CHANNEL = 'privcomm_events';
 
 export type RelayEvent =
-  /** New envelopes are stored for a device. */
-  | { t: 'queued'; a: string; d: number }
+  /**
+   * New envelopes are stored for a device, up to queue position s: a socket that already sent
+   * that far (the instance that stored them hands them over directly) has nothing to fetch.
+   */
+  | { t: 'queued'; a: string; d: number; s?: number }
   /** An online-only envelope for a device; dropped if no instance holds its socket. */
   | { t: 'online'; a: string; d: number; e: Envelope }
   /** A socket authenticated for a device; older sockets of that device must close. */

@@ -42,6 +42,46 @@ export interface StoredEnvelope {
   storedHour: Date;
 }
 
+/** What one insert queued for one device: its rows' positions follow the input order. */
+export interface QueuedBatch {
+  accountId: string;
+  deviceId: number;
+  firstSeq: number;
+  /** The envelopes' ids, in queue order. */
+  ids: string[];
+  storedHour: Date;
+}
+
+/**
+ * The envelopes an insert committed, per device address (`account.device`), in queue order, as
+ * a socket delivers them: the rows of each device were numbered in input order.
+ */
+export const committedEnvelopes = (
+  rows: readonly NewEnvelope[],
+  queued: readonly QueuedBatch[],
+): Map<string, StoredEnvelope[]> => {
+  const byDevice = new Map<string, StoredEnvelope[]>();
+  const batches = new Map(queued.map((batch) => [`${batch.accountId}.${batch.deviceId}`, batch]));
+  for (const row of rows) {
+    const address = `${row.accountId}.${row.deviceId}`;
+    const batch = batches.get(address);
+    if (!batch) continue;
+    const list = byDevice.get(address) ?? [];
+    const id = batch.ids[list.length];
+    if (id === undefined) continue;
+    list.push({
+      seq: batch.firstSeq + list.length,
+      id,
+      type: row.type,
+      content: row.content,
+      urgent: row.urgent,
+      storedHour: batch.storedHour,
+    });
+    byDevice.set(address, list);
+  }
+  return byDevice;
+};
+
 /** An acknowledged envelope, by its key: its device and its position in that device's queue. */
 export interface QueuedEnvelopeKey {
   accountId: string;
@@ -54,7 +94,9 @@ export interface QueuedEnvelopeKey {
  * named, so each connection parses and plans them once (measured: the ORM's query building and
  * re-parsing cost more than the queries). One statement inserts a
  * whole batch from arrays and, in the same transaction, queues one wake-up notification per
- * distinct device, which PostgreSQL delivers only once the rows are committed. Triggers count
+ * distinct device, which PostgreSQL delivers only once the rows are committed; it returns what it
+ * queued per device, so that this instance can hand committed envelopes to its own sockets
+ * without reading them back. Triggers count
  * each device's queue into queue_usage; the insert checks the caps there before it commits.
  *
  * Positions come from each device's own counter (devices.queue_seq), advanced in the same
@@ -68,13 +110,19 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
    * cap. The trigger's update keeps each counted row locked until commit, so concurrent inserts
    * on any instance wait and then see each other's counts: the caps hold exactly.
    */
-  async insert(rows: readonly NewEnvelope[]): Promise<void> {
+  async insert(rows: readonly NewEnvelope[]): Promise<QueuedBatch[]> {
     const client = await pool.connect();
     // A connection whose rollback failed is broken: it is destroyed rather than reused.
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
-      await client.query({
+      const queued = await client.query<{
+        account_id: string;
+        device_id: number;
+        first_seq: string;
+        ids: string[];
+        stored_hour: Date;
+      }>({
         name: 'envelopes-insert',
         text: `WITH batch AS (
          SELECT a, d, t, c, u, n
@@ -101,10 +149,14 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
          SELECT coalesce(advanced.base, 0) + row_number() OVER (PARTITION BY b.a, b.d ORDER BY b.n),
                 b.a, b.d, b.t, b.c, b.u, date_trunc('hour', now()) + make_interval(days => $6::int)
          FROM batch b LEFT JOIN advanced ON advanced.account_id = b.a AND advanced.device_id = b.d
-         RETURNING account_id, device_id
+         RETURNING account_id, device_id, seq, id, stored_hour
        )
-       SELECT pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id)::text)
-       FROM (SELECT DISTINCT account_id, device_id FROM inserted) AS woken`,
+       SELECT account_id, device_id, first_seq, ids, stored_hour,
+              pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id,
+                                              's', last_seq)::text)
+       FROM (SELECT account_id, device_id, min(seq) AS first_seq, max(seq) AS last_seq,
+                    array_agg(id ORDER BY seq) AS ids, min(stored_hour) AS stored_hour
+             FROM inserted GROUP BY account_id, device_id) AS woken`,
         values: [
           rows.map((row) => row.accountId),
           rows.map((row) => row.deviceId),
@@ -133,6 +185,13 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         throw queueFull();
       }
       await client.query('COMMIT');
+      return queued.rows.map((row) => ({
+        accountId: row.account_id,
+        deviceId: row.device_id,
+        firstSeq: Number(row.first_seq),
+        ids: row.ids,
+        storedHour: row.stored_hour,
+      }));
     } catch (error) {
       if (!(error instanceof RelayError)) {
         await client.query('ROLLBACK').catch((rollbackError: Error) => {

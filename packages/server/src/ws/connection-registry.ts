@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { CLOSE_CODES, deviceAddress, type AccountId, type DeviceId } from '@privcomm/wire';
+import type { StoredEnvelope } from '../repositories/envelopes.ts';
 import type { EventHandler, RelayEvent } from '../services/events.ts';
 import { safeError } from '../logger.ts';
 
@@ -12,7 +13,10 @@ export interface DeviceSession {
   readonly deviceId: DeviceId;
   /** Database-issued order of authentication: the larger one is the newer connection. */
   readonly connectionSeq: number;
-  wake(): void;
+  /** Reads the queue again; not needed if everything up to queue position `upTo` was sent. */
+  wake(upTo?: number): void;
+  /** Envelopes this instance just committed for the device, in queue order. */
+  offer(envelopes: readonly StoredEnvelope[]): void;
   deliverOnline(event: Extract<RelayEvent, { t: 'online' }>['e']): void;
   close(code: number, reason: string): void;
   /** Closes the session if it overran its deadlines; called about once a second. */
@@ -87,11 +91,20 @@ export class ConnectionRegistry implements EventHandler {
     }
     const session = this.sessions.get(address);
     if (!session) return;
-    if (event.t === 'queued') session.wake();
+    if (event.t === 'queued') session.wake(event.s);
     else if (event.t === 'online') session.deliverOnline(event.e);
     else if (event.t === 'connected' && event.s > session.connectionSeq) {
       session.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
     }
+  }
+
+  /**
+   * Hands envelopes this instance has just committed to the local sockets of their devices, which
+   * then need not read them back (the NOTIFY that follows finds them sent). Sockets elsewhere
+   * learn of them from that NOTIFY, as before.
+   */
+  offer(committed: ReadonlyMap<string, readonly StoredEnvelope[]>): void {
+    for (const [address, envelopes] of committed) this.sessions.get(address)?.offer(envelopes);
   }
 
   onResync(): void {

@@ -238,13 +238,35 @@ export class DeviceSocket implements DeviceSession {
     this.wake();
   }
 
-  wake(): void {
+  wake(upTo?: number): void {
     if (this.state.name !== 'open') return;
+    // Everything up to `upTo` has been sent on this socket already (handed over by `offer`).
+    if (upTo !== undefined && this.cursor >= upTo) return;
     if (this.draining) {
       this.wakeRequested = true;
       return;
     }
     void this.drain();
+  }
+
+  /**
+   * Envelopes this instance has just committed for the device. Sent at once only when they are
+   * the very next positions after the cursor, no queue read is under way and the window has room
+   * for all of them; otherwise the queue is read as usual, so order and the window hold either
+   * way. They are tracked and deleted on acknowledgement exactly like fetched ones.
+   */
+  offer(envelopes: readonly StoredEnvelope[]): void {
+    const first = envelopes[0];
+    if (this.state.name !== 'open' || first === undefined) return;
+    if (
+      this.draining ||
+      first.seq !== this.cursor + 1 ||
+      this.inFlight.size + envelopes.length > this.deps.config.window
+    ) {
+      this.wake();
+      return;
+    }
+    for (const envelope of envelopes) this.sendEnvelope(envelope);
   }
 
   private async drain(): Promise<void> {

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { safeError } from '../logger.ts';
 import * as schema from './schema.ts';
 
-export type Db = NodePgDatabase<typeof schema>;
+/** Drizzle over the pool; `$client` is the pool itself, for the few statements the ORM slows. */
+export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
 export interface Database {
   readonly pool: pg.Pool;

@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { createPublicKey, randomBytes, verify, webcrypto } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 import {
   authChallengeMessage,
@@ -33,10 +33,10 @@ export class DeviceTokens {
    * key again for every token it signed or checked: 14 % of the relay's CPU under load. The key
    * is bound to HS256 and to sign/verify, so jose's checks of it are as strict as before.
    */
-  private readonly key: Promise<CryptoKey>;
+  private readonly key: Promise<webcrypto.CryptoKey>;
 
   constructor(secret: Uint8Array) {
-    this.key = crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, [
+    this.key = webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, [
       'sign',
       'verify',
     ]);

@@ -239,6 +239,44 @@ describe('delivery', () => {
     await socket.close();
   });
 
+  it('delivers what arrives while connected in order and exactly once, past a full window', async () => {
+    // This file's window is 4, and the recipient answers only every tenth send: the window
+    // overflows, so envelopes are both handed over at once and read back from the queue.
+    const alice = await TestDevice.register(relay.url);
+    const bob = await TestDevice.register(relay.url);
+    const sender = await TestSocket.connect(relay.wsUrl, alice);
+    const inbox = await TestSocket.connect(relay.wsUrl, bob, null);
+    await inbox.until(() => inbox.requests.some((r) => r.verb === 'queue.empty'));
+    const answered = new Set<number>();
+    const answerAll = (): void => {
+      for (const request of inbox.requests) {
+        if (request.verb !== 'envelope' || answered.has(request.id)) continue;
+        answered.add(request.id);
+        inbox.respond(request.id, 200);
+      }
+    };
+    const texts = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    for (const [index, text] of texts.entries()) {
+      const sent = await sender.request('message.send', {
+        accountId: bob.accountId,
+        messages: [{ ...bob.address(), type: 1, content: Buffer.from(text).toString('base64') }],
+      });
+      expect(sent.status).toBe(200);
+      if (index % 10 === 9) answerAll();
+    }
+    await inbox.until(
+      () => {
+        answerAll();
+        return inbox.texts().length >= texts.length;
+      },
+      10_000,
+      'all envelopes',
+    );
+    expect(inbox.texts()).toEqual(texts);
+    await expect.poll(() => countQueued(bob)).toBe(0);
+    await Promise.all([sender.close(), inbox.close()]);
+  });
+
   it('a second socket for the same device replaces the first with 4409', async () => {
     const bob = await TestDevice.register(relay.url);
     const first = await TestSocket.connect(relay.wsUrl, bob);

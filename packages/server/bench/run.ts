@@ -166,8 +166,21 @@ const runLoad = async (
   return { result, marks, load: loadAverage()[0] };
 };
 
-const runJob = (system: System, job: Job) =>
-  runLoad('load.ts', [JSON.stringify({ job, target: system.target })], system);
+/** One scenario on one system; a failure is reported as a row, and the run goes on. */
+const runJob = async (
+  system: System,
+  job: Job,
+  scenario: string,
+  rows: Measurement[],
+): Promise<Awaited<ReturnType<typeof runLoad>> | undefined> => {
+  try {
+    return await runLoad('load.ts', [JSON.stringify({ job, target: system.target })], system);
+  } catch (error) {
+    log(`${scenario} on ${system.name} failed: ${(error as Error).message}`);
+    rows.push({ scenario, system: system.name, load: loadAverage()[0], note: 'FAILED (see log)' });
+    return undefined;
+  }
+};
 
 const vacuum = async (system: System): Promise<void> => {
   // Autovacuum may be off on a shared development cluster (it is here): clean up between runs so
@@ -186,7 +199,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
   if (ONLY.has('online')) {
     for (const system of systems) {
       log(`${onlineName}: ${system.name}`);
-      const { result, marks, load } = await runJob(system, { scenario: 'online', ...online });
+      const run = await runJob(system, { scenario: 'online', ...online }, onlineName, rows);
+      if (!run) continue;
+      const { result, marks, load } = run;
       rows.push({
         scenario: onlineName,
         system: system.name,
@@ -215,7 +230,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           seconds: PLAN.fixedSeconds,
           bytes: 1024,
         };
-        const { result, marks, load } = await runJob(system, job);
+        const run = await runJob(system, job, name, rows);
+        if (!run) continue;
+        const { result, marks, load } = run;
         rows.push({
           scenario: name,
           system: system.name,
@@ -237,12 +254,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       const base = `3 offline ${online.pairs}×${messages}`;
       for (const system of systems) {
         log(`${base}: ${system.name}`);
-        const { result, marks, load } = await runJob(system, {
-          scenario: 'offline',
-          pairs: online.pairs,
-          messages,
-          bytes: 1024,
-        });
+        const job: Job = { scenario: 'offline', pairs: online.pairs, messages, bytes: 1024 };
+        const run = await runJob(system, job, base, rows);
+        if (!run) continue;
+        const { result, marks, load } = run;
         rows.push({
           scenario: `${base} store`,
           system: system.name,
@@ -270,7 +285,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       const name = `4 idle ${sessions} sessions`;
       for (const system of systems) {
         log(`${name}: ${system.name}`);
-        const { result, marks, load } = await runJob(system, { scenario: 'idle', sessions });
+        const run = await runJob(system, { scenario: 'idle', sessions }, name, rows);
+        if (!run) continue;
+        const { result, marks, load } = run;
         const before = marks.get('login.start')?.rssKiB ?? 0;
         const after = marks.get('idle')?.rssKiB ?? 0;
         rows.push({

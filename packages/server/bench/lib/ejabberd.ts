@@ -63,6 +63,8 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_c2s
     max_stanza_size: 262144
+    # The default accept backlog (5) resets logins that arrive together.
+    backlog: 1024
     shaper: none
     access: all
 acl:

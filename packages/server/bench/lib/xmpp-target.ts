@@ -104,6 +104,8 @@ export class XmppTarget implements Target {
 
   async prepare(): Promise<void> {
     // The orchestrator created the users in ejabberd's users table before the server started.
+    // The users are reused between scenarios: start each from an empty offline store.
+    await this.pool.query('DELETE FROM spool');
   }
 
   async connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection> {

@@ -369,6 +369,10 @@ const idle = async (
 ): Promise<LoadResult> => {
   await target.prepare(job.sessions);
   const connections: Connection[] = [];
+  // Logging thousands in can take longer than the relay's idle timeout (90 s): keep them alive.
+  const keepAlive = setInterval(() => {
+    for (const connection of connections) connection?.keepAlive();
+  }, 20_000);
   mark('login.start');
   const t0 = performance.now();
   await inParallel(job.sessions, 100, async (user) => {
@@ -376,8 +380,8 @@ const idle = async (
   });
   const seconds = (performance.now() - t0) / 1000;
   mark('login.end');
-  for (const connection of connections) connection.keepAlive();
   await sleep(3_000);
+  clearInterval(keepAlive);
   mark('idle');
   await inParallel(connections.length, 500, async (index) => connections[index]?.close());
   return { rate: job.sessions / seconds, seconds, messages: job.sessions };

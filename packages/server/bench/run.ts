@@ -263,7 +263,11 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           system: system.name,
           rate: result.storeRate,
           ...cpuPer(marks.get('store.start'), marks.get('store.end'), result.messages),
+          lost: result.notStored,
           load,
+          note: result.notStored
+            ? `${result.notStored} messages never stored (dropped)`
+            : undefined,
         });
         rows.push({
           scenario: `${base} drain`,

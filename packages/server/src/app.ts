@@ -130,7 +130,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);
   const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays, config.queue);
-  const tokens = new DeviceTokens(config.jwtSecret);
+  const tokens = new DeviceTokens(config.jwtSecret, config.jwtVerifySecrets);
   const registry = new ConnectionRegistry(log, async (sessions) => {
     const alive = await Promise.all(
       sessions.map(async (session) => devices.exists(session.accountId, session.deviceId)),
@@ -192,6 +192,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     keys: createKeysRepository(database.db),
     challenges: createChallengesRepository(database.db),
     challengeKey: challengeKey(config.jwtSecret),
+    challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
     acks: new GroupCommit<QueuedEnvelopeKey>((keys) => envelopes.delete(keys)),

@@ -81,6 +81,11 @@ export interface RelayConfig {
   readonly databasePoolSize: number;
   readonly migrateOnStart: boolean;
   readonly jwtSecret: Uint8Array;
+  /**
+   * Keys that still verify device tokens and login challenges but never sign: the previous or the
+   * next JWT_SECRET while it is being rotated across instances (docs/operations.md).
+   */
+  readonly jwtVerifySecrets: readonly Uint8Array[];
   readonly registration: RegistrationMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly trustProxy: TrustProxy;
@@ -115,6 +120,12 @@ export interface RelayConfig {
   readonly turn: TurnConfig | undefined;
   /** Absent with DATABASE_URL and no DISCOVERY_KEY: the discovery routes answer 404. */
   readonly discovery: DiscoveryConfig | undefined;
+  /**
+   * Present when `npm start` may run a development coturn on loopback (see dev-turn.ts): only for
+   * a relay that serves this machine alone (loopback HOST, no proxy, embedded database), with
+   * TURN_URLS unset and DEV_TURN=auto. Anything reachable from outside never runs one.
+   */
+  readonly devTurn: { readonly ttlSeconds: number } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +164,10 @@ export const VARIABLES = {
   JWT_SECRET: {
     default: '',
     doc: 'base64 of at least 32 random bytes; signs device tokens. Generated in embedded mode; required with DATABASE_URL, and the same on every instance.',
+  },
+  JWT_VERIFY_SECRETS: {
+    default: '',
+    doc: 'Comma-separated base64 keys that still verify device tokens and login challenges but never sign: the old or the new JWT_SECRET during a rotation without downtime (docs/operations.md).',
   },
   REGISTRATION: {
     default: 'auto',
@@ -270,6 +285,10 @@ export const VARIABLES = {
     default: '3600',
     doc: 'Lifetime of issued TURN credentials in seconds (60-86400).',
   },
+  DEV_TURN: {
+    default: 'auto',
+    doc: '`auto`: a relay for this machine only (loopback HOST, no TRUST_PROXY, embedded database) without TURN_URLS starts a development coturn on loopback if `turnserver` is installed. `off`: never.',
+  },
 } as const satisfies Record<string, { default: string; doc: string }>;
 
 export type VariableName = keyof typeof VARIABLES;
@@ -380,13 +399,60 @@ const databaseUrl = (env: Env): string | undefined => {
   return raw;
 };
 
+/**
+ * A key with fewer distinct values than this is a placeholder or a pattern, not random: 32 random
+ * bytes have fewer than 16 distinct values, or 32 random hex digits fewer than 8, with probability
+ * far below 2^-40.
+ */
+const MIN_DISTINCT = { bytes: 16, text: 8 } as const;
+
+/** Refuses a secret of the right length that is plainly not random ("AAAA…", "changeme" repeated). */
+const refuseWeak = (name: VariableName, value: Uint8Array | string): void => {
+  const distinct = new Set<unknown>(value as Iterable<unknown>).size;
+  const placeholder = typeof value === 'string' && /REPLACE|CHANGE.?ME|SECRET/i.test(value);
+  const minimum = typeof value === 'string' ? MIN_DISTINCT.text : MIN_DISTINCT.bytes;
+  if (distinct < minimum || placeholder) {
+    throw new ConfigError(
+      name,
+      `is not random (a placeholder or a repeated pattern); generate one with \`openssl rand -${name === 'TURN_SECRET' ? 'hex' : 'base64'} 32\``,
+    );
+  }
+};
+
 const decodeSecret = (name: VariableName, raw: string): Uint8Array => {
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(raw)) throw new ConfigError(name, 'expected base64');
+  refuseWeak(name, raw);
   const bytes = Buffer.from(raw, 'base64');
   if (bytes.length < 32) {
-    throw new ConfigError(name, `expected at least 32 bytes, got ${bytes.length}`);
+    throw new ConfigError(
+      name,
+      `expected at least 32 bytes, got ${bytes.length}; generate one with \`openssl rand -base64 32\``,
+    );
   }
+  refuseWeak(name, bytes);
   return new Uint8Array(bytes);
+};
+
+/**
+ * The file of a generated secret in the secrets directory (mode 0700), created once with mode
+ * 0600; a directory the relay cannot write is a configuration error that says what to do.
+ */
+const generatedSecret = (secretsDir: string, name: string, generate: () => string): string => {
+  const file = path.join(secretsDir, name);
+  try {
+    if (!existsSync(file)) {
+      mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+      writeFileSync(file, generate(), { mode: 0o600, flag: 'wx' });
+    }
+    chmodSync(file, 0o600);
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? 'error';
+    throw new ConfigError(
+      'SECRETS_DIR',
+      `${secretsDir} cannot be written (${code}): give the relay's user write access to it, or set SECRETS_DIR (or the secret itself) to something it may write`,
+    );
+  }
+  return file;
 };
 
 /**
@@ -408,13 +474,26 @@ const secret = (
       'required with DATABASE_URL; generate one with `openssl rand -base64 32` and give every instance the same value',
     );
   }
-  const file = path.join(secretsDir, name.toLowerCase());
-  if (!existsSync(file)) {
-    mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
-  }
-  chmodSync(file, 0o600);
+  const file = generatedSecret(secretsDir, name.toLowerCase(), () =>
+    randomBytes(32).toString('base64'),
+  );
   return decodeSecret(name, readFileSync(file, 'utf8').trim());
+};
+
+/** JWT_VERIFY_SECRETS: each entry a key like JWT_SECRET, none equal to it. */
+const verifySecrets = (env: Env, signing: Uint8Array): Uint8Array[] => {
+  const raw = get(env, 'JWT_VERIFY_SECRETS');
+  if (raw === '') return [];
+  return raw.split(',').map((entry) => {
+    const key = decodeSecret('JWT_VERIFY_SECRETS', entry.trim());
+    if (Buffer.from(key).equals(Buffer.from(signing))) {
+      throw new ConfigError(
+        'JWT_VERIFY_SECRETS',
+        'holds JWT_SECRET itself; list only the other key of the rotation',
+      );
+    }
+    return key;
+  });
 };
 
 /**
@@ -429,6 +508,7 @@ const checkTurnSecret = (raw: string): string => {
       `expected 32-256 printable ASCII characters without spaces, got ${raw.length} characters`,
     );
   }
+  refuseWeak('TURN_SECRET', raw);
   return raw;
 };
 
@@ -442,12 +522,7 @@ const turnSecret = (env: Env, secretsDir: string, embedded: boolean): string => 
       'required with TURN_URLS and DATABASE_URL; generate one with `openssl rand -hex 32`, give every instance the same value, and set it as static-auth-secret in turnserver.conf',
     );
   }
-  const file = path.join(secretsDir, 'turn_secret');
-  if (!existsSync(file)) {
-    mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
-  }
-  chmodSync(file, 0o600);
+  const file = generatedSecret(secretsDir, 'turn_secret', () => randomBytes(32).toString('hex'));
   return checkTurnSecret(readFileSync(file, 'utf8').trim());
 };
 
@@ -611,6 +686,10 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
   if (!/^[0-9a-zA-Z.:-]+$/.test(host)) throw new ConfigError('HOST', `invalid address "${host}"`);
   const metricsToken = get(env, 'METRICS_TOKEN');
   const proxy = trustProxy(env);
+  const jwtSecret = secret(env, 'JWT_SECRET', secretsDir, url === undefined);
+  const turnConfig = turn(env, secretsDir, url === undefined);
+  const devTurnMode = oneOf(env, 'DEV_TURN', ['auto', 'off'] as const);
+  const servesThisMachineOnly = isLoopbackHost(host) && proxy === false && url === undefined;
   return {
     host,
     port: integer(env, 'PORT', 0, 65535),
@@ -620,7 +699,8 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     databaseUrl: url,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 1, 100),
     migrateOnStart: boolean(env, 'MIGRATE_ON_START'),
-    jwtSecret: secret(env, 'JWT_SECRET', secretsDir, url === undefined),
+    jwtSecret,
+    jwtVerifySecrets: verifySecrets(env, jwtSecret),
     registration: registration(env, host, proxy),
     logLevel: oneOf(env, 'LOG_LEVEL', [
       'fatal',
@@ -664,7 +744,18 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),
     provisioningTimeoutMs: integer(env, 'PROVISIONING_TIMEOUT_MS', 100, 3_600_000),
-    turn: turn(env, secretsDir, url === undefined),
+    turn: turnConfig,
     discovery: discovery(env, secretsDir, url === undefined),
+    devTurn:
+      devTurnMode === 'auto' && servesThisMachineOnly && turnConfig === undefined
+        ? {
+            ttlSeconds: integer(
+              env,
+              'TURN_TTL_SECONDS',
+              MIN_TURN_TTL_SECONDS,
+              MAX_TURN_TTL_SECONDS,
+            ),
+          }
+        : undefined,
   };
 };

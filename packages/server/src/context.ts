@@ -48,6 +48,8 @@ export interface RelayContext {
   readonly unauthenticated: UnauthenticatedSockets;
   /** Seals and opens login challenges (derived from JWT_SECRET, held in memory only). */
   readonly challengeKey: Buffer;
+  /** Also open login challenges (derived from JWT_VERIFY_SECRETS, during a key rotation). */
+  readonly challengeVerifyKeys: readonly Buffer[];
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;
   /** The device behind a token, checked to still exist. */

@@ -62,6 +62,7 @@ describe('loadConfig defaults', () => {
       databasePoolSize: 10,
       migrateOnStart: true,
       jwtSecret: new Uint8Array(Buffer.from(SECRET, 'base64')),
+      jwtVerifySecrets: [],
       registration: 'open',
       logLevel: 'info',
       trustProxy: false,
@@ -97,6 +98,7 @@ describe('loadConfig defaults', () => {
           address: { burst: 5000, refillSeconds: 10 },
         },
       },
+      devTurn: { ttlSeconds: 3600 },
     });
     expect(config.turn).toBeUndefined();
     // A secret from the environment means nothing is written.
@@ -332,10 +334,12 @@ describe('loadConfig refuses wrong values, naming the variable', () => {
         'DISCOVERY_KEY',
         'DISCOVERY_PREVIOUS_KEY',
         'DISCOVERY_PREVIOUS_KEY_UNTIL',
+        'DEV_TURN',
         'ENVELOPE_TTL_DAYS',
         'HOST',
         'JANITOR_INTERVAL_MS',
         'JWT_SECRET',
+        'JWT_VERIFY_SECRETS',
         'LOG_LEVEL',
         'METRICS_TOKEN',
         'MIGRATE_ON_START',
@@ -677,6 +681,83 @@ describe('environmentWithDotenv', () => {
     writeFileSync(path.join(dir, '.env'), 'PORT=abc\n');
     expect(configError(() => loadConfig(environmentWithDotenv({}, dir), dir)).variable).toBe(
       'PORT',
+    );
+  });
+});
+
+describe('secrets that are plainly not random', () => {
+  it.each([
+    ['JWT_SECRET', 'A'.repeat(43) + '='],
+    ['JWT_SECRET', Buffer.from('changeme'.repeat(4)).toString('base64')],
+    ['JWT_SECRET', Buffer.from([...Array(32).keys()].map((i) => i % 8)).toString('base64')],
+    ['TURN_SECRET', 'REPLACE-WITH-THE-RELAYS-TURN_SECRET'],
+    ['TURN_SECRET', '0123456'.repeat(6)],
+  ] as const)('refuses %s=%s, saying how to generate one', (name, value) => {
+    const error = configError(() => loadConfig({ ...EXTERNAL, [name]: value }, dir));
+    expect(error.variable).toBe(name);
+    expect(error.message).toMatch(
+      /is not random .*generate one with `openssl rand -(hex|base64) 32`$/,
+    );
+    // The refused value is never echoed.
+    expect(error.message).not.toContain(value);
+  });
+
+  it('says how to generate a secret that is too short', () => {
+    const error = configError(() =>
+      loadConfig({ ...EXTERNAL, JWT_SECRET: randomBytes(16).toString('base64') }, dir),
+    );
+    expect(error.message).toBe(
+      'JWT_SECRET: expected at least 32 bytes, got 16; generate one with `openssl rand -base64 32`',
+    );
+  });
+});
+
+describe('JWT_VERIFY_SECRETS', () => {
+  it('reads each listed key', () => {
+    const other = [randomBytes(32), randomBytes(48)];
+    const config = loadConfig(
+      { ...EXTERNAL, JWT_VERIFY_SECRETS: other.map((key) => key.toString('base64')).join(', ') },
+      dir,
+    );
+    expect(config.jwtVerifySecrets).toEqual(other.map((key) => new Uint8Array(key)));
+  });
+
+  it('refuses a short key and JWT_SECRET itself', () => {
+    expect(
+      configError(() =>
+        loadConfig({ ...EXTERNAL, JWT_VERIFY_SECRETS: randomBytes(8).toString('base64') }, dir),
+      ).variable,
+    ).toBe('JWT_VERIFY_SECRETS');
+    expect(
+      configError(() => loadConfig({ ...EXTERNAL, JWT_VERIFY_SECRETS: SECRET }, dir)).message,
+    ).toBe('JWT_VERIFY_SECRETS: holds JWT_SECRET itself; list only the other key of the rotation');
+  });
+});
+
+describe('DEV_TURN', () => {
+  const local = { JWT_SECRET: SECRET };
+  it('allows the development coturn only for a relay that serves this machine alone', () => {
+    expect(loadConfig(local, dir).devTurn).toEqual({ ttlSeconds: 3600 });
+    expect(loadConfig({ ...local, TURN_TTL_SECONDS: '120' }, dir).devTurn).toEqual({
+      ttlSeconds: 120,
+    });
+    for (const production of [
+      { HOST: '0.0.0.0' },
+      { HOST: '192.0.2.1' },
+      { TRUST_PROXY: '1' },
+      { DATABASE_URL: EXTERNAL.DATABASE_URL },
+      { DEV_TURN: 'off' },
+      { TURN_URLS: 'turn:turn.example.org:3478', TURN_SECRET },
+    ]) {
+      expect(loadConfig({ ...local, ...production }, dir).devTurn, JSON.stringify(production)).toBe(
+        undefined,
+      );
+    }
+  });
+
+  it('refuses anything but auto and off', () => {
+    expect(configError(() => loadConfig({ ...local, DEV_TURN: 'on' }, dir)).message).toBe(
+      'DEV_TURN: expected one of auto, off, got "on"',
     );
   });
 });

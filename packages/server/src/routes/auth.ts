@@ -81,13 +81,10 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
       const nonce = decodeFixed(body.nonce, 32, 'nonce');
       const signature = decodeFixed(body.signature, 64, 'signature');
       const nowSeconds = Math.floor(Date.now() / 1000);
-      const expiry = openChallenge(
-        ctx.challengeKey,
-        device.accountId,
-        device.deviceId,
-        nonce,
-        nowSeconds,
-      );
+      // During a key rotation another instance may have sealed it with the other key.
+      const expiry = [ctx.challengeKey, ...ctx.challengeVerifyKeys]
+        .map((key) => openChallenge(key, device.accountId, device.deviceId, nonce, nowSeconds))
+        .find((opened) => opened !== undefined);
       if (expiry === undefined) throw new RelayError('CHALLENGE_INVALID');
       const authKey = await ctx.devices.authKey(device.accountId, device.deviceId);
       if (!authKey || !verifyChallengeSignature(authKey, device, nonce, signature)) {

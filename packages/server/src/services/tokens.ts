@@ -22,24 +22,34 @@ const AUDIENCE = 'privcomm-device';
 const TYPE = 'privcomm-device+jwt';
 const ALGORITHM = 'HS256';
 
+const importHmacKey = (secret: Uint8Array): Promise<webcrypto.CryptoKey> =>
+  webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, [
+    'sign',
+    'verify',
+  ]);
+
 export interface AuthenticatedDevice {
   readonly accountId: AccountId;
   readonly deviceId: DeviceId;
 }
 
+/**
+ * Signs with one key; verifies with it and with `verifySecrets` (JWT_VERIFY_SECRETS), so that
+ * instances can switch keys one by one during a rotation: a token one of them signed with the old
+ * or the new key is accepted by every other (docs/operations.md, "rotating JWT_SECRET").
+ */
 export class DeviceTokens {
   /**
-   * The HMAC key, imported into WebCrypto once. Handing jose the raw secret made it import the
-   * key again for every token it signed or checked: 14 % of the relay's CPU under load. The key
-   * is bound to HS256 and to sign/verify, so jose's checks of it are as strict as before.
+   * The HMAC keys, imported into WebCrypto once. Handing jose the raw secret made it import the
+   * key again for every token it signed or checked: 14 % of the relay's CPU under load. The keys
+   * are bound to HS256 and to sign/verify, so jose's checks of them are as strict as before.
    */
-  private readonly key: Promise<webcrypto.CryptoKey>;
+  private readonly signingKey: Promise<webcrypto.CryptoKey>;
+  private readonly verifyingKeys: readonly Promise<webcrypto.CryptoKey>[];
 
-  constructor(secret: Uint8Array) {
-    this.key = webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, [
-      'sign',
-      'verify',
-    ]);
+  constructor(secret: Uint8Array, verifySecrets: readonly Uint8Array[] = []) {
+    this.signingKey = importHmacKey(secret);
+    this.verifyingKeys = [this.signingKey, ...verifySecrets.map(importHmacKey)];
   }
 
   async issue(device: AuthenticatedDevice): Promise<{ token: string; expiresAt: Date }> {
@@ -52,15 +62,27 @@ export class DeviceTokens {
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + TOKEN_LIFETIME_SECONDS)
       .setJti(randomBytes(16).toString('base64url'))
-      .sign(await this.key);
+      .sign(await this.signingKey);
     return { token, expiresAt: new Date((issuedAt + TOKEN_LIFETIME_SECONDS) * 1000) };
   }
 
   /** The device a token names, or UNAUTHENTICATED for anything not issued by us and current. */
   async verify(token: string): Promise<AuthenticatedDevice> {
+    let failure: unknown;
+    for (const key of this.verifyingKeys) {
+      try {
+        return await this.verifyWith(await key, token);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    throw failure;
+  }
+
+  private async verifyWith(key: webcrypto.CryptoKey, token: string): Promise<AuthenticatedDevice> {
     let subject: string | undefined;
     try {
-      const { payload } = await jwtVerify(token, await this.key, {
+      const { payload } = await jwtVerify(token, key, {
         algorithms: [ALGORITHM],
         issuer: ISSUER,
         audience: AUDIENCE,

@@ -1,55 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { npmStart, type NpmStart } from './support/npm-start.ts';
 
 /**
  * `npm start` stopped the way a process manager or a terminal stops it. npm runs the script
  * through `sh -c`, and a shell does not pass signals on: the relay must be the shell's own
  * process (exec), so that the SIGTERM npm forwards reaches it.
  */
-const REPOSITORY = fileURLToPath(new URL('../../..', import.meta.url));
-
-interface Started {
-  readonly npm: ChildProcess;
-  readonly port: number;
-  readonly output: string[];
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const npmStart = async (dataDir: string): Promise<Started> => {
-  const npm = spawn('npm', ['start'], {
-    cwd: REPOSITORY,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/',
-      DATA_DIR: dataDir,
-      PORT: '0',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group, as a terminal gives a foreground job.
-    detached: true,
-  });
-  const output: string[] = [];
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    npm.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      output.push(chunk.toString('utf8'));
-      const match = /"port":(\d+)[^\n]*"msg":"relay listening"/.exec(output.join(''));
-      if (match) resolve(Number(match[1]));
-    };
-    npm.stdout?.on('data', onData);
-    npm.stderr?.on('data', onData);
-    void exit.then(() => reject(new Error(`npm start ended:\n${output.join('')}`)));
-  });
-  return { npm, port, output, exit };
-};
-
 const listening = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -88,11 +48,11 @@ const groupMembers = (pgid: number): number[] =>
     })
     .map(Number);
 
-const stopsCleanly = async (send: (started: Started) => void): Promise<string> => {
+const stopsCleanly = async (send: (started: NpmStart) => void): Promise<string> => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'privcomm-npm-start-'));
-  let started: Started | undefined;
+  let started: NpmStart | undefined;
   try {
-    started = await npmStart(dataDir);
+    started = await npmStart({ DATA_DIR: dataDir });
     expect(await listening(started.port)).toBe(true);
     expect(processesMentioning(path.join(dataDir, 'postgres')).length).toBeGreaterThan(0);
     send(started);

@@ -7,3 +7,4 @@ export * from './database.ts';
 export * from './relay.ts';
 export * from './client.ts';
 export * from './coturn.ts';
+export * from './npm-start.ts';

@@ -79,10 +79,14 @@ export const portFree = async (port: number): Promise<boolean> => {
   });
 };
 
-/** Whether a STUN Binding request (RFC 5389) to 127.0.0.1:port is answered within `timeoutMs`. */
-export const stunAnswers = (port: number, timeoutMs: number): Promise<boolean> =>
+/** Whether a STUN Binding request (RFC 5389) to host:port over UDP is answered within `timeoutMs`. */
+export const stunAnswers = (
+  port: number,
+  timeoutMs: number,
+  host = '127.0.0.1',
+): Promise<boolean> =>
   new Promise((resolve) => {
-    const socket = dgram.createSocket('udp4');
+    const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
     const transaction = randomBytes(12);
     // Type 0x0001 (Binding), length 0, the magic cookie, the transaction id.
     const request = Buffer.concat([
@@ -102,7 +106,9 @@ export const stunAnswers = (port: number, timeoutMs: number): Promise<boolean> =
         done(true);
       }
     });
-    socket.send(request, port, '127.0.0.1');
+    socket.send(request, port, host, (error) => {
+      if (error) done(false);
+    });
   });
 
 /** The full path of `command` in PATH, if it is there and executable. */

@@ -74,8 +74,60 @@ export const createAccountsRepository = (db: Db) => ({
 
 export type AccountsRepository = ReturnType<typeof createAccountsRepository>;
 
+/** An invite code as the relay knows it: never the code, only its hash. */
+export interface InviteSummary {
+  /** The first 12 hex digits of the code's SHA-256: names the code for `invite revoke`. */
+  readonly id: string;
+  readonly usesLeft: number;
+  readonly expiresAt: Date | null;
+  readonly createdOn: string;
+}
+
+export const INVITE_ID_LENGTH = 12;
+
+/** The id `invite list` shows for a code. */
+export const inviteIdOf = (code: string): string =>
+  sha256(code).toString('hex').slice(0, INVITE_ID_LENGTH);
+
 export const createInvitesRepository = (db: Db) => ({
   async create(code: string, uses: number, expiresAt: Date | null): Promise<void> {
     await db.insert(inviteCodes).values({ codeHash: sha256(code), usesLeft: uses, expiresAt });
+  },
+
+  /** Every code that can still be used, oldest first. */
+  async listUsable(): Promise<InviteSummary[]> {
+    const rows = await db
+      .select()
+      .from(inviteCodes)
+      .where(
+        and(
+          gt(inviteCodes.usesLeft, 0),
+          or(isNull(inviteCodes.expiresAt), gt(inviteCodes.expiresAt, sql`now()`)),
+        ),
+      )
+      .orderBy(inviteCodes.createdOn, inviteCodes.codeHash);
+    return rows.map((row) => ({
+      id: row.codeHash.toString('hex').slice(0, INVITE_ID_LENGTH),
+      usesLeft: row.usesLeft,
+      expiresAt: row.expiresAt,
+      createdOn: row.createdOn,
+    }));
+  },
+
+  /**
+   * Deletes the codes whose hash starts with `idPrefix` (hex), if exactly one does; returns how
+   * many matched (0, 1, or more when the prefix is ambiguous and nothing was deleted).
+   */
+  async revoke(idPrefix: string): Promise<number> {
+    return db.transaction(async (tx) => {
+      const matching = await tx
+        .select({ codeHash: inviteCodes.codeHash })
+        .from(inviteCodes)
+        .where(sql`encode(${inviteCodes.codeHash}, 'hex') LIKE ${`${idPrefix}%`}`);
+      if (matching.length === 1) {
+        await tx.delete(inviteCodes).where(eq(inviteCodes.codeHash, matching[0]!.codeHash));
+      }
+      return matching.length;
+    });
   },
 });

@@ -52,6 +52,8 @@ export default tseslint.config(
       'coverage/**',
       // The Android engine's test toolchain (npm run test:android-engine).
       '.cache/**',
+      'packages/server/dist/**',
+      'packages/server/.dist-*/**',
       '**/migrations/meta/**',
       // The Android app has its own install, lint and typecheck (apps/mobile/README.md); its Expo
       // module's logic is packages/engine-android/src/remote-engine.ts, linted here.

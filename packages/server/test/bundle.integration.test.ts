@@ -63,7 +63,9 @@ describe('the compiled relay (dist/bin)', () => {
       const script = await get('/docs/static/swagger-ui-bundle.js');
       expect(script.status).toBe(200);
       expect((await script.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
-      expect((await (await get('/openapi.json')).json()).openapi).toBe('3.1.0');
+      expect(((await (await get('/openapi.json')).json()) as { openapi: string }).openapi).toBe(
+        '3.1.0',
+      );
     } finally {
       relay.kill('SIGTERM');
       await new Promise((resolve) => relay.once('close', resolve));

@@ -126,7 +126,12 @@ describe.runIf(process.platform === 'linux')('the development coturn', () => {
     symlinkSync('/usr/bin/id', path.join(bin, 'id'));
     let relay: RelayProcess | undefined;
     try {
-      relay = await spawnRelay('', { DATABASE_URL: '', DATA_DIR: tempDir(), PATH: bin });
+      relay = await spawnRelay('', {
+        DATABASE_URL: '',
+        DATA_DIR: tempDir(),
+        PATH: bin,
+        DEV_TURN: 'auto',
+      });
       const warning = relay.logs.find((log) => log.includes('no TURN server for calls'));
       expect(warning).toContain(
         "coturn's turnserver is not installed; install coturn (Debian/Ubuntu: apt-get install coturn;",

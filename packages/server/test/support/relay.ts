@@ -80,7 +80,10 @@ export interface RelayProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** A relay as a separate OS process (`src/main.ts` under tsx), as an operator would run it. */
+/**
+ * A relay as a separate OS process (`src/main.ts` under tsx), as an operator would run it. No
+ * development coturn (DEV_TURN=off) unless `env` asks for one: tests that want TURN start their own.
+ */
 export const spawnRelay = async (
   databaseUrl: string,
   env: Record<string, string> = {},
@@ -92,6 +95,7 @@ export const spawnRelay = async (
       ...BASE_ENV,
       DATABASE_URL: databaseUrl,
       PORT: '0',
+      DEV_TURN: 'off',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

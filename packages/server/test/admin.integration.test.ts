@@ -138,7 +138,8 @@ describe('npm run admin: invites, statistics, purge, check', () => {
     } finally {
       await relay.close();
     }
-  });
+    // Six admin processes, each compiling the sources through tsx: minutes on a loaded machine.
+  }, 240_000);
 
   it('prints statistics that count everyone and name no one', async () => {
     const url = await database();

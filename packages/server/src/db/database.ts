@@ -29,6 +29,15 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
   pool.on('error', (error) =>
     log.warn({ err: safeError(error) }, 'idle database connection failed'),
   );
+  // The pool listens for errors only on idle connections. A checked-out one (a transaction, the
+  // queue's insert) whose socket dies emits 'error' with nobody listening, which killed the relay
+  // when the database restarted or the network dropped (seen in the fault suite). Its query
+  // already fails to its caller; this listener only keeps the process alive.
+  pool.on('connect', (client) => {
+    client.on('error', (error) =>
+      log.debug({ err: safeError(error) }, 'database connection failed while in use'),
+    );
+  });
   return {
     pool,
     db: drizzle(pool, { schema }),

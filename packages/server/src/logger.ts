@@ -1,3 +1,4 @@
+import { DrizzleQueryError } from 'drizzle-orm';
 import pino, { type LoggerOptions } from 'pino';
 
 /**
@@ -73,7 +74,8 @@ const framesOnly = (stack: string | undefined): string | undefined =>
 export const safeError = (error: unknown): Record<string, unknown> => {
   if (!(error instanceof Error)) return { message: 'non-error thrown' };
   const sqlState = databaseErrorCode(error);
-  if (sqlState !== undefined || error.name === 'DrizzleQueryError') {
+  // The ORM's wrapper is named plain "Error"; a connection failure under it has no SQLSTATE.
+  if (sqlState !== undefined || error instanceof DrizzleQueryError) {
     return {
       type: error.name,
       message: 'database query failed',

@@ -18,8 +18,10 @@ export const sqlState = (error: unknown): string | undefined => {
 export const isDatabaseUnavailable = (error: unknown): boolean => {
   const state = sqlState(error);
   if (state !== undefined && /^(08|57P0[1-3]|53300)/.test(state)) return true;
-  const message = error instanceof Error ? error.message : '';
+  // The ORM wraps a driver's error ("Failed query: …") and keeps it as the cause.
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  const messages = [error, cause].map((e) => (e instanceof Error ? e.message : '')).join('\n');
   return /ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT/.test(
-    message,
+    messages,
   );
 };

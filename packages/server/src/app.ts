@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyRequest,
 } from 'fastify';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import { MAX_FRAME_BYTES } from '@privcomm/wire';
 import type { RelayConfig, TrustProxy } from './config.ts';
@@ -122,7 +123,10 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }
   const database = openDatabase(options.databaseUrl, config.databasePoolSize, log);
   if (config.migrateOnStart) {
-    const applied = await migrate(database.pool);
+    // Migrations may run long (an index on a full queue): on their own connection, without the
+    // pool's query timeout.
+    const migrations = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
+    const applied = await migrate(migrations).finally(() => migrations.end());
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
   } else {
     await checkSchema(database.pool);
@@ -195,7 +199,9 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
-    acks: new GroupCommit<QueuedEnvelopeKey>((keys) => envelopes.delete(keys)),
+    acks: new GroupCommit<QueuedEnvelopeKey>((keys) => envelopes.delete(keys), {
+      retryAlone: (error) => !isDatabaseUnavailable(error),
+    }),
     tokens,
     sender: new MessageSender(
       database.pool,
@@ -203,16 +209,21 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       config.queue,
       // Committed envelopes go straight to this instance's sockets: no read back for a local
       // recipient (the other instances learn of them from the insert's NOTIFY).
-      new GroupCommit<NewEnvelope>(async (rows) => {
-        const queued = await envelopes.insert(rows);
-        try {
-          registry.offer(committedEnvelopes(rows, queued));
-        } catch (error) {
-          // The rows are committed: a failed hand-over must not fail the write (which the group
-          // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.
-          log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
-        }
-      }),
+      new GroupCommit<NewEnvelope>(
+        async (rows) => {
+          const queued = await envelopes.insert(rows);
+          try {
+            registry.offer(committedEnvelopes(rows, queued));
+          } catch (error) {
+            // The rows are committed: a failed hand-over must not fail the write (which the group
+            // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.
+            log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
+          }
+        },
+        {
+          retryAlone: (error) => !isDatabaseUnavailable(error),
+        },
+      ),
       limiters.messages,
       metrics,
       limiters.sendBytes,

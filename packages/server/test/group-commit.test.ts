@@ -112,6 +112,33 @@ describe('GroupCommit', () => {
     ]);
   });
 
+  it('fails the whole batch at once when the failure is not the items\' (database gone), and carries on', async () => {
+    // The first two writes fail as an unreachable database does; later ones succeed.
+    let writes = 0;
+    const writer = controlledWriter<string>(() => (writes += 1) <= 2);
+    const commit = new GroupCommit(writer.write, {
+      retryAlone: (error) => !(error instanceof Error && error.message.startsWith('bad batch')),
+    });
+    const first = settle(commit.submit(['first']));
+    const second = settle(commit.submit(['a']));
+    const third = settle(commit.submit(['b']));
+    await writer.called(1);
+    writer.calls[0]?.finish();
+    await writer.called(2);
+    writer.calls[1]?.finish();
+    expect([await first, await second, await third]).toEqual([
+      'bad batch first',
+      'bad batch a,b',
+      'bad batch a,b',
+    ]);
+    // Nothing written item by item: each waited out one failure, not one per item before it.
+    expect(writer.calls.map((c) => c.items)).toEqual([['first'], ['a', 'b']]);
+    const next = settle(commit.submit(['next']));
+    await writer.called(3);
+    writer.calls[2]?.finish();
+    expect(await next).toBe('ok');
+  });
+
   it('rejects a lone failing submission without writing it twice, then carries on', async () => {
     const writer = controlledWriter<string>((items) => items.includes('bad'));
     const commit = new GroupCommit(writer.write);
@@ -127,7 +154,7 @@ describe('GroupCommit', () => {
 
   it('never writes more than maxItems at once, unless one submission alone is larger', async () => {
     const writer = controlledWriter<number>();
-    const commit = new GroupCommit(writer.write, 3);
+    const commit = new GroupCommit(writer.write, { maxItems: 3 });
     const all = [commit.submit([0])];
     for (const size of [1, 1, 1, 1, 1, 2, 2, 5, 1]) {
       all.push(commit.submit(Array.from({ length: size }, () => size)));
@@ -161,7 +188,7 @@ describe('GroupCommit', () => {
           const commit = new GroupCommit<number>(async (items) => {
             batches.push([...items]);
             await flush();
-          }, maxItems);
+          }, { maxItems });
           const owner: number[] = []; // item -> index of its submission
           const submissions: Promise<void>[] = [];
           for (const [index, [size, pause]] of plan.entries()) {

@@ -14,6 +14,16 @@ export interface Database {
 }
 
 /**
+ * The longest one query may take before the relay gives up on its connection (and the request
+ * answers 503). Without it, a query on a connection the network silently dropped (a partition, a
+ * hung host) waited forever, and so did its client: seen in the fault suite. A send makes up to
+ * four queries in turn, so that even then it answers well within the 30 s request timeout; far
+ * above what a query of the request path takes. Migrations at start run on a connection of their
+ * own, without it.
+ */
+export const QUERY_TIMEOUT_MS = 5_000;
+
+/**
  * One pool per relay instance. The pool's own errors (a backend killed, the server restarted)
  * must not crash the process: the failing query already reports to its caller, and the next one
  * gets a fresh connection.
@@ -24,6 +34,8 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
     max: poolSize,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    query_timeout: QUERY_TIMEOUT_MS,
+    keepAlive: true,
     application_name: 'privcomm-relay',
   });
   pool.on('error', (error) =>

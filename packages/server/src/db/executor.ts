@@ -21,7 +21,7 @@ export const isDatabaseUnavailable = (error: unknown): boolean => {
   // The ORM wraps a driver's error ("Failed query: …") and keeps it as the cause.
   const cause = (error as { cause?: unknown } | null)?.cause;
   const messages = [error, cause].map((e) => (e instanceof Error ? e.message : '')).join('\n');
-  return /ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT/.test(
+  return /ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Connection terminated|connect ETIMEDOUT|Query read timeout/.test(
     messages,
   );
 };

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { RelayError } from '../errors.ts';
 import { EVENTS_CHANNEL } from '../db/events.ts';
+import { isDatabaseUnavailable } from '../db/executor.ts';
 
 /** What one device may have queued (QUEUE_MAX_ENVELOPES, QUEUE_MAX_BYTES). */
 export interface QueueCaps {
@@ -193,7 +194,10 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         storedHour: row.stored_hour,
       }));
     } catch (error) {
-      if (!(error instanceof RelayError)) {
+      if (isDatabaseUnavailable(error)) {
+        // A rollback on a dead or silent connection would only wait out another timeout.
+        broken = error as Error;
+      } else if (!(error instanceof RelayError)) {
         await client.query('ROLLBACK').catch((rollbackError: Error) => {
           broken = rollbackError;
         });

@@ -3,7 +3,8 @@
  * one. A lone writer pays no added latency, and under load each transaction carries many items
  * (measured on a 2-core machine: one commit per message tops out near 1.5-4k messages/s,
  * ten per commit reaches 8-17k/s). A failed batch is retried item by item, so one bad item cannot fail
- * the others.
+ * the others, unless `retryAlone` says the failure was not the items' (the database is gone): then
+ * every item fails at once, instead of each waiting out the same failure in turn.
  */
 export class GroupCommit<T> {
   private pending: {
@@ -13,10 +14,16 @@ export class GroupCommit<T> {
   }[] = [];
   private writing = false;
 
+  private readonly maxItems: number;
+  private readonly retryAlone: (error: unknown) => boolean;
+
   constructor(
     private readonly write: (items: readonly T[]) => Promise<void>,
-    private readonly maxItems = 500,
-  ) {}
+    options: { maxItems?: number; retryAlone?: (error: unknown) => boolean } = {},
+  ) {
+    this.maxItems = options.maxItems ?? 500;
+    this.retryAlone = options.retryAlone ?? (() => true);
+  }
 
   submit(items: readonly T[]): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -33,8 +40,8 @@ export class GroupCommit<T> {
         await this.write(batch.flatMap((entry) => entry.items));
         for (const entry of batch) entry.resolve();
       } catch (error) {
-        if (batch.length === 1) {
-          batch[0]?.reject(error);
+        if (batch.length === 1 || !this.retryAlone(error)) {
+          for (const entry of batch) entry.reject(error);
           continue;
         }
         for (const entry of batch) {

@@ -14,10 +14,12 @@ export const sqlState = (error: unknown): string | undefined => {
   return typeof causeCode === 'string' ? causeCode : undefined;
 };
 
-/** Connection-level failures that mean "database unreachable" rather than "bad query". */
+/** Failures that mean "database unavailable for now" (unreachable, full) rather than "bad query". */
 export const isDatabaseUnavailable = (error: unknown): boolean => {
   const state = sqlState(error);
-  if (state !== undefined && /^(08|57P0[1-3]|53300)/.test(state)) return true;
+  // 08: connection; 57P01-03: the server shutting down or starting; 53: out of resources (disk
+  // full, memory, connections), which passes as the operator makes room.
+  if (state !== undefined && /^(08|57P0[1-3]|53)/.test(state)) return true;
   // The ORM wraps a driver's error ("Failed query: …") and keeps it as the cause.
   const cause = (error as { cause?: unknown } | null)?.cause;
   const messages = [error, cause].map((e) => (e instanceof Error ? e.message : '')).join('\n');

@@ -198,7 +198,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js', 'vitest.config.ts'],
+    files: ['**/*.js', 'vitest.config.ts', 'vitest.faults.config.ts'],
     ...tseslint.configs.disableTypeChecked,
   },
 );

@@ -4,7 +4,8 @@ export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
     // The Android app's tests run under jest-expo (apps/mobile/jest.config.js).
-    exclude: ['**/node_modules/**', 'apps/mobile/**'],
+    // The fault suite owns its databases and processes: its own config (vitest.faults.config.ts).
+    exclude: ['**/node_modules/**', 'apps/mobile/**', 'packages/*/test/faults/**'],
     globalSetup: [
       'packages/server/test/support/global-setup.ts',
       'apps/cli/test/support/global-setup.ts',

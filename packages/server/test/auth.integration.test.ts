@@ -593,13 +593,15 @@ describe('token matrix', () => {
 });
 
 describe('challenges across instances', () => {
-  it('of 50 parallel submissions of one signed challenge on two relays, exactly one wins', async () => {
+  it('of 50 parallel submissions of one signed challenge on three relays, exactly one wins', async () => {
     const second = await startExtraRelay();
+    const third = await startExtraRelay();
+    const relays = [relay.url, second.url, third.url];
     const device = await TestDevice.register(relay.url);
     const nonce = await newNonce(device);
     const signature = device.signChallenge(nonce);
     const results = await simultaneousPosts(
-      Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? relay.url : second.url)),
+      Array.from({ length: 50 }, (_, i) => relays[i % relays.length] as string),
       '/v1/auth/token',
       { accountId: device.accountId, deviceId: device.deviceId, nonce, signature },
     );
@@ -611,10 +613,19 @@ describe('challenges across instances', () => {
       expect(loser.status).toBe(401);
       expect(errorCode(loser)).toBe('CHALLENGE_INVALID');
     }
-    // The one token is good on both instances (they share the secret).
+    // The one token is good on every instance (they share the secret); the challenge, replayed
+    // later on any of them, gives nothing more.
     const token = winners[0]?.body.token as string;
-    expect((await http(relay.url, 'GET', '/v1/devices', undefined, token)).status).toBe(200);
-    expect((await http(second.url, 'GET', '/v1/devices', undefined, token)).status).toBe(200);
+    for (const url of relays) {
+      expect((await http(url, 'GET', '/v1/devices', undefined, token)).status).toBe(200);
+      const replay = await http(url, 'POST', '/v1/auth/token', {
+        accountId: device.accountId,
+        deviceId: device.deviceId,
+        nonce,
+        signature,
+      });
+      expect(errorCode(replay)).toBe('CHALLENGE_INVALID');
+    }
   });
 });
 

@@ -112,7 +112,7 @@ describe('GroupCommit', () => {
     ]);
   });
 
-  it('fails the whole batch at once when the failure is not the items\' (database gone), and carries on', async () => {
+  it("fails the whole batch at once when the failure is not the items' (database gone), and carries on", async () => {
     // The first two writes fail as an unreachable database does; later ones succeed.
     let writes = 0;
     const writer = controlledWriter<string>(() => (writes += 1) <= 2);
@@ -185,10 +185,13 @@ describe('GroupCommit', () => {
         }),
         async (maxItems, plan) => {
           const batches: number[][] = [];
-          const commit = new GroupCommit<number>(async (items) => {
-            batches.push([...items]);
-            await flush();
-          }, { maxItems });
+          const commit = new GroupCommit<number>(
+            async (items) => {
+              batches.push([...items]);
+              await flush();
+            },
+            { maxItems },
+          );
           const owner: number[] = []; // item -> index of its submission
           const submissions: Promise<void>[] = [];
           for (const [index, [size, pause]] of plan.entries()) {

@@ -8,3 +8,8 @@ export * from './relay.ts';
 export * from './client.ts';
 export * from './coturn.ts';
 export * from './npm-start.ts';
+export * from './tcp-proxy.ts';
+export * from './fault-cluster.ts';
+export * from './fault-schedule.ts';
+export * from './fault-traffic.ts';
+export * from './privacy-audit.ts';

@@ -105,10 +105,11 @@ export const spawnRelay = async (
     child.once('exit', (code) => resolve(code)),
   );
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`relay did not start:\n${logs.join('\n')}`)),
-      30_000,
-    );
+    // Generous: on a machine shared by many test processes, tsx alone can take half a minute.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`relay did not start:\n${logs.join('\n')}`));
+    }, 60_000);
     const onLine = (line: string): void => {
       logs.push(line);
       const match = /"port":(\d+).*"msg":"relay listening"/.exec(line);

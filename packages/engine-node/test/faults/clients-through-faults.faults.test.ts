@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ClientError,
+  isRetryable,
+  MemoryStore,
+  PrivcommClient,
+  type AccountId,
+  type SocketLike,
+  type Transport,
+} from '@privcomm/client';
+import {
+  auditPrivacy,
+  byScale,
+  faultRandom,
+  FaultCluster,
+  printFigures,
+  queuedEnvelopes,
+  sleep,
+} from '@privcomm/server/testing';
+import { memorySigner } from '../support/memory-signer.ts';
+import { openNodeEngine } from '../../src/index.ts';
+
+/**
+ * The client core (real libsignal, sealed sender) keeps sending and receiving while relays are
+ * killed and PostgreSQL restarts under it. At the end every message is delivered to the
+ * application exactly once, in the order its sender sent it, and nothing stays queued.
+ */
+const PER_PEER = byScale(15, 100);
+
+let cluster: FaultCluster;
+const secrets = new Set<string>();
+
+beforeAll(async () => {
+  cluster = await FaultCluster.start();
+});
+afterAll(async () => {
+  await cluster?.destroy();
+});
+
+const socketFactory = (url: string): SocketLike => {
+  const ws = new WebSocket(url);
+  const socket: SocketLike = {
+    send: (data) => ws.send(data),
+    close: (code, reason) => ws.close(code, reason),
+    onopen: null,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+  };
+  ws.onopen = (event) => socket.onopen?.(event);
+  ws.onerror = (event) => socket.onerror?.(event);
+  ws.onclose = (event) => socket.onclose?.({ code: event.code, reason: event.reason });
+  ws.onmessage = (event) => socket.onmessage?.({ data: event.data });
+  return socket;
+};
+
+interface FaultClient {
+  name: string;
+  client: PrivcommClient;
+  store: MemoryStore;
+  id: AccountId;
+  /** Texts as the application saw them arrive ('message' events), by sender. */
+  arrivals: Map<string, string[]>;
+  running: Promise<void>;
+}
+
+const newClient = async (name: string, relay: number): Promise<FaultClient> => {
+  const transport: Transport = {
+    relayUrl: cluster.url(relay),
+    fetch: (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(15_000) }),
+    openSocket: socketFactory,
+  };
+  const store = new MemoryStore();
+  const client = await PrivcommClient.open({
+    transport,
+    engine: await openNodeEngine(':memory:'),
+    store,
+    signer: memorySigner(),
+    randomBytes: (n) => new Uint8Array(randomBytes(n)),
+    // Backoff and retry waits a tenth as long: the test is about outcomes, not time.
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms / 10)),
+  });
+  await client.register({ name });
+  const id = client.profile!.accountId;
+  secrets.add(id);
+  const arrivals = new Map<string, string[]>();
+  client.subscribe((event) => {
+    if (event.type !== 'message' || event.message.direction !== 'in') return;
+    const from = event.message.conversation;
+    arrivals.set(from, [...(arrivals.get(from) ?? []), event.message.text]);
+  });
+  const running = client.start();
+  running.catch(() => undefined);
+  return { name, client, store, id, arrivals, running };
+};
+
+describe('clients through relay kills and database restarts', () => {
+  it(`deliver every message exactly once, in order per sender (${PER_PEER} per pair)`, async () => {
+    const random = faultRandom('clients through faults');
+    const clients = await Promise.all(
+      ['alice', 'bob', 'carol'].map((name, i) => newClient(name, i)),
+    );
+    const sent = new Map<string, string[]>(); // "from>to" -> texts in the order sent
+
+    // Each client sends to the others in turn; a message the relay could not take stays in the
+    // outbox, and the application waits for it to go before the next, so order is defined.
+    let sending = true;
+    const traffic = Promise.all(
+      clients.map(async (me) => {
+        for (let n = 0; n < PER_PEER; n += 1) {
+          for (const peer of clients.filter((c) => c !== me)) {
+            const text = `c:${me.name}:${n}:${randomBytes(3).toString('hex')}`;
+            const key = `${me.id}>${peer.id}`;
+            sent.set(key, [...(sent.get(key) ?? []), text]);
+            await me.client.sendText(peer.id, text).catch((error: unknown) => {
+              if (!(error instanceof ClientError && isRetryable(error))) throw error;
+            });
+            while ((await me.store.outbox()).length > 0) {
+              await me.client.flushOutbox().catch(() => undefined);
+              await sleep(200);
+            }
+          }
+        }
+      }),
+    ).finally(() => (sending = false));
+
+    let kills = 0;
+    let databaseRestarts = 0;
+    while (sending) {
+      await sleep(random.int(2_000, 5_000));
+      if (!sending) break;
+      if (random.next() < 0.7) {
+        const victim = random.int(0, cluster.size - 1);
+        await cluster.kill(victim);
+        kills += 1;
+        await cluster.restart(victim);
+      } else {
+        await cluster.postgres.stopImmediately();
+        await sleep(random.int(1_000, 3_000));
+        await cluster.postgres.start();
+        cluster.proxy.setUpstream(cluster.postgres.port);
+        databaseRestarts += 1;
+      }
+    }
+    await traffic;
+
+    const history = async (me: FaultClient, from: FaultClient): Promise<string[]> =>
+      (await me.client.history(from.id)).filter((m) => m.direction === 'in').map((m) => m.text);
+    for (const me of clients) {
+      for (const from of clients.filter((c) => c !== me)) {
+        const expected = sent.get(`${from.id}>${me.id}`);
+        await expect
+          .poll(() => history(me, from), { timeout: 120_000, interval: 500 })
+          .toEqual(expected);
+      }
+    }
+    // Receipts and sync copies settle; then nothing is left in any queue.
+    await expect
+      .poll(() => queuedEnvelopes(cluster.postgres.url), { timeout: 60_000, interval: 500 })
+      .toBe(0);
+
+    let delivered = 0;
+    let duplicates = 0;
+    let outOfOrder = 0;
+    for (const me of clients) {
+      for (const from of clients.filter((c) => c !== me)) {
+        const arrived = me.arrivals.get(from.id) ?? [];
+        const expected = sent.get(`${from.id}>${me.id}`) ?? [];
+        delivered += new Set(arrived).size;
+        duplicates += arrived.length - new Set(arrived).size;
+        if (JSON.stringify(arrived) !== JSON.stringify(expected)) outOfOrder += 1;
+      }
+    }
+    const total = [...sent.values()].reduce((sum, texts) => sum + texts.length, 0);
+    printFigures('clients through faults', {
+      sent: total,
+      delivered,
+      lost: total - delivered,
+      duplicates,
+      pairsOutOfOrder: outOfOrder,
+      kills,
+      databaseRestarts,
+      seed: random.seed,
+    });
+    expect(kills + databaseRestarts).toBeGreaterThan(0);
+    expect({ lost: total - delivered, duplicates, outOfOrder }).toEqual({
+      lost: 0,
+      duplicates: 0,
+      outOfOrder: 0,
+    });
+    for (const me of clients) await me.client.stop();
+    await Promise.all(clients.map((me) => me.running));
+  });
+
+  it('leaves no address, token, account id or text in the logs or the database', async () => {
+    await auditPrivacy(cluster, { secrets, markers: ['c:alice:', 'c:bob:', 'c:carol:'] });
+  });
+});

@@ -1,0 +1,17 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The fault, abuse and privacy suite (docs/reliability.md). Each file owns its PostgreSQL, proxy
+ * and relay processes, so files run one after another and need no shared database.
+ * `npm run test:faults` is the long form; `npm run test:faults:short` the CI form.
+ */
+export default defineConfig({
+  test: {
+    include: ['packages/*/test/faults/**/*.test.ts'],
+    fileParallelism: false,
+    testTimeout: 300_000,
+    hookTimeout: 120_000,
+    expect: { requireAssertions: true, poll: { timeout: 10_000 } },
+    pool: 'forks',
+  },
+});

@@ -10,7 +10,8 @@ export default defineConfig({
     include: ['packages/*/test/faults/**/*.test.ts'],
     fileParallelism: false,
     testTimeout: 300_000,
-    hookTimeout: 120_000,
+    // Three relay processes and a PostgreSQL start in a hook: minutes on a busy machine.
+    hookTimeout: 300_000,
     expect: { requireAssertions: true, poll: { timeout: 10_000 } },
     pool: 'forks',
   },

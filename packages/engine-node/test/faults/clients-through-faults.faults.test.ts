@@ -27,7 +27,7 @@ import { openNodeEngine } from '../../src/index.ts';
  * killed and PostgreSQL restarts under it. At the end every message is delivered to the
  * application exactly once, in the order its sender sent it, and nothing stays queued.
  */
-const PER_PEER = byScale(15, 100);
+const PER_PEER = byScale(8, 100);
 
 let cluster: FaultCluster;
 const secrets = new Set<string>();
@@ -97,102 +97,106 @@ const newClient = async (name: string, relay: number): Promise<FaultClient> => {
 };
 
 describe('clients through relay kills and database restarts', () => {
-  it(`deliver every message exactly once, in order per sender (${PER_PEER} per pair)`, async () => {
-    const random = faultRandom('clients through faults');
-    const clients = await Promise.all(
-      ['alice', 'bob', 'carol'].map((name, i) => newClient(name, i)),
-    );
-    const sent = new Map<string, string[]>(); // "from>to" -> texts in the order sent
+  it(
+    `deliver every message exactly once, in order per sender (${PER_PEER} per pair)`,
+    async () => {
+      const random = faultRandom('clients through faults');
+      const clients = await Promise.all(
+        ['alice', 'bob', 'carol'].map((name, i) => newClient(name, i)),
+      );
+      const sent = new Map<string, string[]>(); // "from>to" -> texts in the order sent
 
-    // Each client sends to the others in turn; a message the relay could not take stays in the
-    // outbox, and the application waits for it to go before the next, so order is defined.
-    let sending = true;
-    const traffic = Promise.all(
-      clients.map(async (me) => {
-        for (let n = 0; n < PER_PEER; n += 1) {
-          for (const peer of clients.filter((c) => c !== me)) {
-            const text = `c:${me.name}:${n}:${randomBytes(3).toString('hex')}`;
-            const key = `${me.id}>${peer.id}`;
-            sent.set(key, [...(sent.get(key) ?? []), text]);
-            await me.client.sendText(peer.id, text).catch((error: unknown) => {
-              if (!(error instanceof ClientError && isRetryable(error))) throw error;
-            });
-            while ((await me.store.outbox()).length > 0) {
-              await me.client.flushOutbox().catch(() => undefined);
-              await sleep(200);
+      // Each client sends to the others in turn; a message the relay could not take stays in the
+      // outbox, and the application waits for it to go before the next, so order is defined.
+      let sending = true;
+      const traffic = Promise.all(
+        clients.map(async (me) => {
+          for (let n = 0; n < PER_PEER; n += 1) {
+            for (const peer of clients.filter((c) => c !== me)) {
+              const text = `c:${me.name}:${n}:${randomBytes(3).toString('hex')}`;
+              const key = `${me.id}>${peer.id}`;
+              sent.set(key, [...(sent.get(key) ?? []), text]);
+              await me.client.sendText(peer.id, text).catch((error: unknown) => {
+                if (!(error instanceof ClientError && isRetryable(error))) throw error;
+              });
+              while ((await me.store.outbox()).length > 0) {
+                await me.client.flushOutbox().catch(() => undefined);
+                await sleep(200);
+              }
             }
           }
+        }),
+      ).finally(() => (sending = false));
+
+      let kills = 0;
+      let databaseRestarts = 0;
+      while (sending) {
+        await sleep(random.int(2_000, 5_000));
+        if (!sending) break;
+        if (random.next() < 0.7) {
+          const victim = random.int(0, cluster.size - 1);
+          await cluster.kill(victim);
+          kills += 1;
+          await cluster.restart(victim);
+        } else {
+          await cluster.postgres.stopImmediately();
+          await sleep(random.int(1_000, 3_000));
+          await cluster.postgres.start();
+          cluster.proxy.setUpstream(cluster.postgres.port);
+          databaseRestarts += 1;
         }
-      }),
-    ).finally(() => (sending = false));
-
-    let kills = 0;
-    let databaseRestarts = 0;
-    while (sending) {
-      await sleep(random.int(2_000, 5_000));
-      if (!sending) break;
-      if (random.next() < 0.7) {
-        const victim = random.int(0, cluster.size - 1);
-        await cluster.kill(victim);
-        kills += 1;
-        await cluster.restart(victim);
-      } else {
-        await cluster.postgres.stopImmediately();
-        await sleep(random.int(1_000, 3_000));
-        await cluster.postgres.start();
-        cluster.proxy.setUpstream(cluster.postgres.port);
-        databaseRestarts += 1;
       }
-    }
-    await traffic;
+      await traffic;
 
-    const history = async (me: FaultClient, from: FaultClient): Promise<string[]> =>
-      (await me.client.history(from.id)).filter((m) => m.direction === 'in').map((m) => m.text);
-    for (const me of clients) {
-      for (const from of clients.filter((c) => c !== me)) {
-        const expected = sent.get(`${from.id}>${me.id}`);
-        await expect
-          .poll(() => history(me, from), { timeout: 120_000, interval: 500 })
-          .toEqual(expected);
+      const history = async (me: FaultClient, from: FaultClient): Promise<string[]> =>
+        (await me.client.history(from.id)).filter((m) => m.direction === 'in').map((m) => m.text);
+      for (const me of clients) {
+        for (const from of clients.filter((c) => c !== me)) {
+          const expected = sent.get(`${from.id}>${me.id}`);
+          await expect
+            .poll(() => history(me, from), { timeout: 120_000, interval: 500 })
+            .toEqual(expected);
+        }
       }
-    }
-    // Receipts and sync copies settle; then nothing is left in any queue.
-    await expect
-      .poll(() => queuedEnvelopes(cluster.postgres.url), { timeout: 60_000, interval: 500 })
-      .toBe(0);
+      // Receipts and sync copies settle; then nothing is left in any queue.
+      await expect
+        .poll(() => queuedEnvelopes(cluster.postgres.url), { timeout: 60_000, interval: 500 })
+        .toBe(0);
 
-    let delivered = 0;
-    let duplicates = 0;
-    let outOfOrder = 0;
-    for (const me of clients) {
-      for (const from of clients.filter((c) => c !== me)) {
-        const arrived = me.arrivals.get(from.id) ?? [];
-        const expected = sent.get(`${from.id}>${me.id}`) ?? [];
-        delivered += new Set(arrived).size;
-        duplicates += arrived.length - new Set(arrived).size;
-        if (JSON.stringify(arrived) !== JSON.stringify(expected)) outOfOrder += 1;
+      let delivered = 0;
+      let duplicates = 0;
+      let outOfOrder = 0;
+      for (const me of clients) {
+        for (const from of clients.filter((c) => c !== me)) {
+          const arrived = me.arrivals.get(from.id) ?? [];
+          const expected = sent.get(`${from.id}>${me.id}`) ?? [];
+          delivered += new Set(arrived).size;
+          duplicates += arrived.length - new Set(arrived).size;
+          if (JSON.stringify(arrived) !== JSON.stringify(expected)) outOfOrder += 1;
+        }
       }
-    }
-    const total = [...sent.values()].reduce((sum, texts) => sum + texts.length, 0);
-    printFigures('clients through faults', {
-      sent: total,
-      delivered,
-      lost: total - delivered,
-      duplicates,
-      pairsOutOfOrder: outOfOrder,
-      kills,
-      databaseRestarts,
-      seed: random.seed,
-    });
-    expect(kills + databaseRestarts).toBeGreaterThan(0);
-    expect({ lost: total - delivered, duplicates, outOfOrder }).toEqual({
-      lost: 0,
-      duplicates: 0,
-      outOfOrder: 0,
-    });
-    for (const me of clients) await me.client.stop();
-    await Promise.all(clients.map((me) => me.running));
-  });
+      const total = [...sent.values()].reduce((sum, texts) => sum + texts.length, 0);
+      printFigures('clients through faults', {
+        sent: total,
+        delivered,
+        lost: total - delivered,
+        duplicates,
+        pairsOutOfOrder: outOfOrder,
+        kills,
+        databaseRestarts,
+        seed: random.seed,
+      });
+      expect(kills + databaseRestarts).toBeGreaterThan(0);
+      expect({ lost: total - delivered, duplicates, outOfOrder }).toEqual({
+        lost: 0,
+        duplicates: 0,
+        outOfOrder: 0,
+      });
+      for (const me of clients) await me.client.stop();
+      await Promise.all(clients.map((me) => me.running));
+    },
+    byScale(300_000, 1_200_000),
+  );
 
   it('leaves no address, token, account id or text in the logs or the database', async () => {
     await auditPrivacy(cluster, { secrets, markers: ['c:alice:', 'c:bob:', 'c:carol:'] });

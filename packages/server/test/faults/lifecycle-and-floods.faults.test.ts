@@ -14,8 +14,9 @@ import { TcpProxy } from '../support/tcp-proxy.ts';
  * A relay stopped by its orchestrator under load (SIGTERM), a consumer that stops acknowledging
  * with 10,000 envelopes queued, and a peer that vanishes without closing its socket.
  */
-const ACK_TIMEOUT_MS = 10_000;
-const IDLE_TIMEOUT_MS = 8_000;
+const ACK_TIMEOUT_MS = 5_000;
+/** Above ACK_TIMEOUT_MS: a consumer that sends nothing is cut off as slow first. */
+const IDLE_TIMEOUT_MS = 12_000;
 const QUEUED = 10_000;
 
 let cluster: FaultCluster;

@@ -16,7 +16,7 @@ import { auditPrivacy } from '../support/privacy-audit.ts';
  * relays: every message a relay accepted (answered 200) is delivered, nothing is delivered that
  * nobody sent, and each sender's messages arrive in the order they were accepted.
  */
-const SENDS = Number(process.env.PRIVCOMM_FAULT_SENDS ?? byScale(1_000, 10_000));
+const SENDS = Number(process.env.PRIVCOMM_FAULT_SENDS ?? byScale(600, 10_000));
 const SENDERS = 8;
 const RECEIVERS = 4;
 

@@ -116,6 +116,10 @@ export class FaultCluster {
     private readonly env: Record<string, string>,
   ) {
     this.current = ports.map(() => undefined);
+    // A test process that ends early (a hook timed out) must not leave its relays running.
+    process.once('exit', () => {
+      for (const relay of this.processes) relay.child.kill('SIGKILL');
+    });
   }
 
   static async start(options: FaultClusterOptions = {}): Promise<FaultCluster> {

@@ -92,7 +92,8 @@ export const ERRORS = {
   INTERNAL: { status: 500, message: 'The relay failed unexpectedly; retry later.' },
   UNAVAILABLE: {
     status: 503,
-    message: 'The relay cannot reach its database, or the database is out of space; retry with backoff.',
+    message:
+      'The relay cannot reach its database, or the database is out of space; retry with backoff.',
   },
 } as const satisfies Record<string, { status: number; message: string }>;
 

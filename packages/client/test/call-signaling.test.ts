@@ -178,8 +178,14 @@ describe('SDP and stats helpers', () => {
   const report = (stats: Record<string, unknown>[]): StatsReportLike =>
     new Map(stats.map((s) => [s.id as string, s])) as unknown as StatsReportLike;
   const candidates = [
-    { id: 'L1', type: 'local-candidate', candidateType: 'host' },
-    { id: 'L2', type: 'local-candidate', candidateType: 'relay' },
+    { id: 'L1', type: 'local-candidate', candidateType: 'host', protocol: 'udp' },
+    {
+      id: 'L2',
+      type: 'local-candidate',
+      candidateType: 'relay',
+      protocol: 'udp',
+      relayProtocol: 'tls',
+    },
     { id: 'R1', type: 'remote-candidate', candidateType: 'prflx' },
     { id: 'R2', type: 'remote-candidate', candidateType: 'relay' },
   ];
@@ -198,7 +204,9 @@ describe('SDP and stats helpers', () => {
       { id: 'P2', type: 'candidate-pair', localCandidateId: 'L2', remoteCandidateId: 'R2' },
       { id: 'T', type: 'transport', selectedCandidatePairId: 'P2' },
     ]);
-    expect(selectedPath(stats)).toEqual({ local: 'relay', remote: 'relay' });
+    // A relay candidate's transport is how it reaches the TURN server (here TLS), not the UDP
+    // its relayed address speaks.
+    expect(selectedPath(stats)).toEqual({ local: 'relay', remote: 'relay', transport: 'tls' });
   });
 
   it('selectedPath falls back to the nominated, succeeded pair, and is undefined without one', () => {
@@ -223,6 +231,7 @@ describe('SDP and stats helpers', () => {
     expect(selectedPath(report([...candidates, ...pairs]))).toEqual({
       local: 'host',
       remote: 'prflx',
+      transport: 'udp',
     });
     expect(selectedPath(report([...candidates, pairs[1]!]))).toBeUndefined();
     expect(selectedPath(report([]))).toBeUndefined();
@@ -425,12 +434,17 @@ describe('call manager signaling', () => {
     const { sent, make } = world();
     const alice = make('alice');
     const bob = make('bob');
-    const call = await alice.manager.start(ID.bob);
+    const observed: Record<string, string[]> = {};
+    const observer = (who: string) => ({
+      candidate: (direction: string, candidate: string) =>
+        (observed[`${who} ${direction}`] ??= []).push(candidate),
+    });
+    const call = await alice.manager.start(ID.bob, { observer: observer('alice') });
     await settle(() => bob.manager.state.status === 'ringing');
     // Alice's candidates wait for the answer: Bob may not even be online yet.
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(sent.map((s) => s.signal.type)).toEqual(['offer']);
-    await bob.manager.accept();
+    await bob.manager.accept({ observer: observer('bob') });
     await settle(() => alice.manager.state.status === 'connecting');
     await settle(() => sent.filter((s) => s.signal.type === 'ice').length === 2);
 
@@ -470,6 +484,13 @@ describe('call manager signaling', () => {
     }
     expect(alice.pcs[0]!.added.map((c) => c.candidate)).toEqual([RELAY]);
     expect(bob.pcs[0]!.added.map((c) => c.candidate)).toEqual([RELAY]);
+    // The diagnostics see what left and what arrived, nothing else.
+    expect(observed).toEqual({
+      'alice sent': [RELAY],
+      'alice received': [RELAY],
+      'bob sent': [RELAY],
+      'bob received': [RELAY],
+    });
 
     alice.pcs[0]!.setState('connected');
     bob.pcs[0]!.setState('connected');
@@ -490,6 +511,37 @@ describe('call manager signaling', () => {
       signal: { type: 'hangup', reason: 'hung-up' },
       online: false,
     });
+  });
+
+  it('a connected call that stays disconnected ends as lost; a short outage does not end it', async () => {
+    const { make } = world({ calls: { lostTimeoutMs: 200 } });
+    const alice = make('alice');
+    const bob = make('bob');
+    await alice.manager.start(ID.bob);
+    await settle(() => bob.manager.state.status === 'ringing');
+    await bob.manager.accept();
+    await settle(() => alice.manager.state.status === 'connecting');
+    alice.pcs[0]!.setState('connected');
+    bob.pcs[0]!.setState('connected');
+    await settle(() => alice.manager.state.status === 'connected');
+    await settle(() => bob.manager.state.status === 'connected');
+
+    // Bob's outage ends within the time: his call goes on.
+    bob.pcs[0]!.setState('disconnected');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    bob.pcs[0]!.setState('connected');
+    // Alice's never does (her peer's address changed): her call ends, saying why.
+    alice.pcs[0]!.setState('disconnected');
+    await settle(() => alice.summaries.length === 1);
+    expect(alice.summaries[0]).toMatchObject({
+      reason: 'failed',
+      connected: true,
+      detail: expect.stringMatching(/^the connection was lost .*; no media for 0\.2 s$/),
+    });
+    // Bob was still connected when the hangup reached him; he did not fail on his own.
+    await settle(() => bob.summaries.length === 1);
+    expect(bob.summaries[0]).toMatchObject({ connected: true });
+    expect(bob.summaries[0]!.detail ?? '').not.toMatch(/lost/);
   });
 
   it('the summary names the pair in use at the end: a peer-reflexive remote becomes the candidate the peer sent', async () => {

@@ -38,6 +38,14 @@ import {
 
 const DEFAULT_RING_TIMEOUT_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
+/**
+ * How long a connected call may stay ICE-"disconnected" (no answer to connectivity checks, so no
+ * media) before it ends as lost. libwebrtc may never report "failed" for a connection that
+ * worked: in the NAT tests, a side whose peer's address changed stayed "disconnected" for good,
+ * silent, until its user hung up. A short outage (Wi-Fi roaming, a tunnel) comes back within
+ * this time and the call goes on.
+ */
+const DEFAULT_LOST_TIMEOUT_MS = 10_000;
 /** Candidates kept per peer device until the remote description is set. */
 const MAX_PENDING_CANDIDATES = 64;
 /** Candidates per ICE message (the content format accepts 32). */
@@ -50,6 +58,8 @@ export interface CallSettings {
   readonly ringTimeoutMs?: number;
   /** How long ICE and DTLS may take once answered (default 20 s). */
   readonly connectTimeoutMs?: number;
+  /** How long a connected call may go without connectivity before it ends (default 10 s). */
+  readonly lostTimeoutMs?: number;
   /** Relay-only for verified contacts too; it is always on for contacts not verified. */
   readonly alwaysRelay?: boolean;
 }
@@ -136,15 +146,26 @@ const failureCode = (error: unknown): string | undefined => {
   return error instanceof SetupError && typeof code === 'string' ? code : undefined;
 };
 
+/**
+ * Diagnostics of one call: every ICE candidate this device sent (as sent) and received (as
+ * received). They carry network addresses: for a user looking into why a call took the path it
+ * did, never for logs.
+ */
+export interface CallObserver {
+  candidate(direction: 'sent' | 'received', candidate: string): void;
+}
+
 export interface StartOptions {
   /** Relay-only even for a verified contact. */
   readonly relayOnly?: boolean;
   /** This call's audio (else the default factory's). */
   readonly media?: CallMedia;
+  readonly observer?: CallObserver;
 }
 
 export interface AcceptOptions {
   readonly media?: CallMedia;
+  readonly observer?: CallObserver;
 }
 
 interface Session {
@@ -159,6 +180,7 @@ interface Session {
   /** Outgoing: the answer to apply, with its device. */
   answer?: { sdp: string; deviceId: number };
   media?: CallMedia;
+  observer?: CallObserver;
   pc?: PeerConnectionLike;
   remoteDescribed: boolean;
   /** The offer or answer is queued for sending: ICE may follow it. */
@@ -168,6 +190,10 @@ interface Session {
   readonly localCandidates: IceCandidateSignal[];
   sendingIce: boolean;
   path?: CandidatePath;
+  /** ICE connected at least once. */
+  wasConnected: boolean;
+  /** The connection stopped answering, after it had worked: the timer that ends the call. */
+  lostTimer?: unknown;
   capturing: boolean;
   released: boolean;
   /** Signals of this call, sent one after the other. */
@@ -248,6 +274,7 @@ export class CallManager {
     const callId = hex(this.deps.randomBytes(16));
     const session = this.newSession(callId, peer, options.relayOnly === true);
     if (options.media) session.media = options.media;
+    if (options.observer) session.observer = options.observer;
     this.sessions.set(callId, session);
     const result = this.machine.dispatch({ type: 'place', callId, peer });
     if (!result.accepted) {
@@ -265,6 +292,7 @@ export class CallManager {
     const session = state.status === 'ringing' ? this.sessions.get(state.call.callId) : undefined;
     if (!session) throw new CallError('CALL_STATE', 'no call is ringing');
     if (options.media) session.media = options.media;
+    if (options.observer) session.observer = options.observer;
     await this.act({ type: 'accept' }, 'no call is ringing');
   }
 
@@ -367,6 +395,7 @@ export class CallManager {
             incoming.forceRelay = lost.forceRelay;
             if (lost.media) incoming.media = lost.media;
             delete lost.media;
+            if (lost.observer) incoming.observer = lost.observer;
           }
         }
         await this.apply(result);
@@ -379,6 +408,8 @@ export class CallManager {
         return;
       case 'ice': {
         if (!session || !fromPeer) return;
+        for (const { candidate } of signal.candidates)
+          session.observer?.candidate('received', candidate);
         if (!session.remoteDescribed || !session.pc) {
           const pending = session.pendingRemote.get(sender.deviceId) ?? [];
           pending.push(...signal.candidates);
@@ -420,6 +451,7 @@ export class CallManager {
       pendingRemote: new Map(),
       localCandidates: [],
       sendingIce: false,
+      wasConnected: false,
       capturing: false,
       released: false,
       sends: Promise.resolve(),
@@ -602,8 +634,14 @@ export class CallManager {
       const state =
         pc.connectionState ??
         (ice === 'completed' ? 'connected' : ice === 'checking' ? 'connecting' : ice);
-      if (state === 'connected') void this.connected(session);
-      else if (state === 'failed') void this.fail(session, new Error('the connection failed'));
+      if (state === 'connected') {
+        this.stopLostTimer(session);
+        void this.connected(session);
+      } else if (state === 'failed') {
+        void this.fail(session, new Error(this.lostText(session)));
+      } else if (state === 'disconnected') {
+        this.startLostTimer(session);
+      }
     };
     pc.addEventListener('connectionstatechange', onState);
     pc.addEventListener('iceconnectionstatechange', onState);
@@ -704,6 +742,7 @@ export class CallManager {
     try {
       while (session.localCandidates.length > 0 && !session.released) {
         const batch = session.localCandidates.splice(0, ICE_BATCH);
+        for (const { candidate } of batch) session.observer?.candidate('sent', candidate);
         await this.signal(
           session,
           session.peer,
@@ -717,8 +756,32 @@ export class CallManager {
     }
   }
 
+  /** Why a connection that failed did: it never worked, or it was lost (after working). */
+  private lostText(session: Session): string {
+    return session.wasConnected
+      ? 'the connection was lost (no answer from the other side: did a network change?)'
+      : 'the connection failed';
+  }
+
+  private startLostTimer(session: Session): void {
+    // Only a call that had connected: during setup the connect timeout applies.
+    if (!session.wasConnected || session.lostTimer !== undefined) return;
+    const ms = this.options.lostTimeoutMs ?? DEFAULT_LOST_TIMEOUT_MS;
+    session.lostTimer = this.clock.setTimeout(() => {
+      session.lostTimer = undefined;
+      void this.fail(session, new Error(`${this.lostText(session)}; no media for ${ms / 1000} s`));
+    }, ms);
+  }
+
+  private stopLostTimer(session: Session): void {
+    if (session.lostTimer === undefined) return;
+    this.clock.clearTimeout(session.lostTimer);
+    session.lostTimer = undefined;
+  }
+
   private async connected(session: Session): Promise<void> {
     if (!this.current(session.callId)) return;
+    session.wasConnected = true;
     await this.apply(this.machine.dispatch({ type: 'connected' }));
     if (session.capturing) return;
     session.capturing = true;
@@ -745,6 +808,7 @@ export class CallManager {
     const session = this.sessions.get(callId);
     if (session && !session.released) {
       session.released = true;
+      this.stopLostTimer(session);
       this.sessions.delete(callId);
       // Read again at the end: a remote candidate first seen as peer-reflexive (its connectivity
       // check beat its signaling) is by now named by the candidate the peer sent.

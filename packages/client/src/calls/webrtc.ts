@@ -85,19 +85,28 @@ export interface CallMedia {
 
 export type CallMediaFactory = () => CallMedia | Promise<CallMedia>;
 
-/** The candidate types of the selected pair, from getStats. */
+/** The candidate types of the selected pair, and how this side's end carries it, from getStats. */
 export interface CandidatePath {
+  /** 'host', 'srflx', 'prflx' or 'relay'. */
   readonly local: string;
   readonly remote: string;
+  /**
+   * How this side sends: for a relay candidate, how it reaches its TURN server ('udp', 'tcp' or
+   * 'tls': a strict firewall's call shows which got through); otherwise 'udp' or 'tcp'. Absent
+   * when the stack does not say.
+   */
+  readonly transport?: string;
 }
+
+const TRANSPORTS = new Set(['udp', 'tcp', 'tls']);
 
 const text = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : undefined;
 
 /**
  * The selected candidate pair's local and remote candidate types ('host', 'srflx', 'prflx',
- * 'relay'), from the transport's selectedCandidatePairId or, in stacks without it, the pair
- * flagged selected (or nominated and succeeded).
+ * 'relay') and this side's transport, from the transport's selectedCandidatePairId or, in stacks
+ * without it, the pair flagged selected (or nominated and succeeded).
  */
 export const selectedPath = (report: StatsReportLike): CandidatePath | undefined => {
   const byId = new Map<string, Record<string, unknown>>();
@@ -122,7 +131,12 @@ export const selectedPath = (report: StatsReportLike): CandidatePath | undefined
   const localType = text(local?.candidateType);
   const remoteType = text(remote?.candidateType);
   if (localType === undefined || remoteType === undefined) return undefined;
-  return { local: localType, remote: remoteType };
+  const transport = text(localType === 'relay' ? local?.relayProtocol : local?.protocol);
+  return {
+    local: localType,
+    remote: remoteType,
+    ...(transport !== undefined && TRANSPORTS.has(transport) ? { transport } : {}),
+  };
 };
 
 /** The candidate type in an SDP candidate line ("… typ relay …"). */

@@ -1,6 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import type {
   CallMedia,
+  CallObserver,
   CallSummary,
   ClientEvent,
   MediaTrackLike,
@@ -149,6 +150,35 @@ export class CliCallMedia implements CallMedia {
     }
   }
 }
+
+/**
+ * --ice-log: every ICE candidate the call sent and received, one JSON line each
+ * (`{"direction":"received","candidate":"candidate:…"}`), to see why a call took the path it
+ * did. Addresses are in it, so the file is the user's only (mode 0600). Created (emptied) before
+ * the call, so that a path that cannot be written fails at once.
+ */
+export const iceLog = (file: string, warn: (message: string) => void): CallObserver => {
+  const fail = (error: unknown): CliError =>
+    new CliError(
+      `cannot write the ICE log to ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      'ICE_LOG_FAILED',
+    );
+  try {
+    writeFileSync(file, '', { mode: 0o600 });
+  } catch (error) {
+    throw fail(error);
+  }
+  return {
+    candidate: (direction, candidate) => {
+      // A diagnostic must not end the call: a write that fails later is only warned about.
+      try {
+        appendFileSync(file, `${JSON.stringify({ direction, candidate })}\n`);
+      } catch (error) {
+        warn(fail(error).message);
+      }
+    },
+  };
+};
 
 export interface CallWaitOptions {
   /** Hang up this long after the call connected. */

@@ -174,7 +174,13 @@ export const callSummaryText = (summary: CallSummary, names: Names): string => {
       : `call ${summary.direction === 'outgoing' ? 'to' : 'from'} ${peer} ended before it connected: ${reason}${summary.detail ? ` (${summary.detail})` : ''}`;
   }
   const via = summary.relay ? 'through the TURN relay' : 'direct';
-  return `call with ${peer} ended after ${(summary.durationMs / 1000).toFixed(1)} s (${reason}; ${via}${summary.relayOnly ? ', relay-only' : ''})`;
+  // "srflx to srflx over udp": which candidates carried the call, and how this side sent.
+  const path = summary.path
+    ? `, ${summary.path.local} to ${summary.path.remote}${summary.path.transport ? ` over ${summary.path.transport}` : ''}`
+    : '';
+  // A call that connected and then failed (its connection was lost) says why.
+  const why = summary.detail && summary.reason === 'failed' ? `: ${summary.detail}` : '';
+  return `call with ${peer} ended after ${(summary.durationMs / 1000).toFixed(1)} s (${reason}${why}; ${via}${path}${summary.relayOnly ? ', relay-only' : ''})`;
 };
 
 export const callStateText = (

@@ -62,6 +62,9 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
       ctx.out.status(callStateText(event.state, labels));
   };
 
+  const iceLogHelp =
+    'write every ICE candidate sent and received to this file (JSON lines; they hold network addresses), to see why the call took the path it did';
+
   const audioHelp =
     '\n--tone sends a sine wave, --play a 16-bit PCM WAV file (mono or the first channel; 8 to 48 kHz),' +
     '\nas the microphone; without either, silence. --record writes what the peer sent as a WAV file' +
@@ -81,6 +84,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
     .option('--tone <hz>', 'send a sine wave at this frequency', parseHz)
     .option('--play <file>', 'send this WAV file (then silence)')
     .option('--record <file>', 'write what the contact sent to this WAV file')
+    .option('--ice-log <file>', iceLogHelp)
     .option(
       '--duration <seconds>',
       'hang up this many seconds after the call connected',
@@ -107,6 +111,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         contact: string,
         options: AudioOptions & {
           relayOnly?: boolean;
+          iceLog?: string;
           duration: number;
           ringTimeout: number;
         },
@@ -116,8 +121,12 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         if (options.duration <= 0) throw new UsageError('--duration must be more than 0 seconds');
         if (options.ringTimeout < 1)
           throw new UsageError('--ring-timeout must be at least 1 second');
-        const { audioSource, CliCallMedia, loadWebRtc, waitForCallEnd } = await loadCalls();
+        const { audioSource, CliCallMedia, iceLog, loadWebRtc, waitForCallEnd } = await loadCalls();
         const source = audioSource(options);
+        const observer =
+          options.iceLog === undefined
+            ? undefined
+            : iceLog(options.iceLog, (message) => ctx.out.warn(message));
         const webrtc = loadWebRtc();
         const { client, self } = await ctx.openAccount(command, {
           webrtc,
@@ -155,6 +164,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
             call = await client.calls.start(to, {
               media,
               ...(options.relayOnly ? { relayOnly: true } : {}),
+              ...(observer === undefined ? {} : { observer }),
             });
           } catch (error) {
             media.stop();
@@ -194,6 +204,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
     .option('--tone <hz>', 'send a sine wave at this frequency', parseHz)
     .option('--play <file>', 'send this WAV file (then silence)')
     .option('--record <file>', 'write what the caller sent to this WAV file')
+    .option('--ice-log <file>', iceLogHelp)
     .addHelpText(
       'after',
       `${audioHelp}\nMedia goes through the relay's TURN server unless you verified the caller ("privcomm verify").` +
@@ -202,74 +213,80 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
           'privcomm answer --timeout 120 --tone 880 --record caller.wav',
         ),
     )
-    .action(async (options: AudioOptions & { timeout: number }, command: Command) => {
-      ctx.globals(command);
-      const { audioSource, CliCallMedia, loadWebRtc, waitForCallEnd } = await loadCalls();
-      const source = audioSource(options);
-      const webrtc = loadWebRtc();
-      const { client, self } = await ctx.openAccount(command, { webrtc });
-      const labels = await ctx.names(client, self.accountId);
+    .action(
+      async (options: AudioOptions & { timeout: number; iceLog?: string }, command: Command) => {
+        ctx.globals(command);
+        const { audioSource, CliCallMedia, iceLog, loadWebRtc, waitForCallEnd } = await loadCalls();
+        const source = audioSource(options);
+        const observer =
+          options.iceLog === undefined
+            ? undefined
+            : iceLog(options.iceLog, (message) => ctx.out.warn(message));
+        const webrtc = loadWebRtc();
+        const { client, self } = await ctx.openAccount(command, { webrtc });
+        const labels = await ctx.names(client, self.accountId);
 
-      let stopped = false;
-      let rang: (call: CallInfo | undefined) => void = () => undefined;
-      const ringing = new Promise<CallInfo | undefined>((resolve) => (rang = resolve));
-      const unsubscribe = client.subscribe((event) => {
-        if (
-          event.type === 'call' &&
-          event.state.status === 'ringing' &&
-          event.state.call.direction === 'incoming'
-        )
-          rang(event.state.call);
-        if (event.type === 'disconnected' && !stopped)
-          ctx.out.warn(
-            closedByRelay(event)?.message ??
-              `the connection to the relay was lost (${event.code}); the call may not hear a hang-up`,
-          );
-      });
-      let interrupted = false;
-      const removeSignal = ctx.io.onSignal(() => {
-        interrupted = true;
-        rang(undefined);
-      });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        await client.connect();
-        ctx.out.status(
-          `waiting for a call (up to ${options.timeout} s) as device ${self.deviceId}; Ctrl-C stops`,
-        );
-        timer = setTimeout(() => rang(undefined), options.timeout * 1000);
-        const call = await ringing;
-        clearTimeout(timer);
-        removeSignal();
-        if (!call)
-          throw new CliError(
-            interrupted
-              ? 'no call: stopped before one came in'
-              : `no call: none came in within ${options.timeout} s`,
-            'NO_CALL',
-          );
-        ctx.out.status(`answering the call from ${labels.label(call.peer)}…`);
-        const media = new CliCallMedia(source);
-        try {
-          await client.calls.accept({ media });
-        } catch (error) {
-          // It stopped ringing meanwhile (the caller hung up): its summary says why.
-          media.stop();
-          if (!(error instanceof CallError)) throw error;
-        }
-        const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
-          onSignal: ctx.io.onSignal,
-          onState: showCallState(labels),
+        let stopped = false;
+        let rang: (call: CallInfo | undefined) => void = () => undefined;
+        const ringing = new Promise<CallInfo | undefined>((resolve) => (rang = resolve));
+        const unsubscribe = client.subscribe((event) => {
+          if (
+            event.type === 'call' &&
+            event.state.status === 'ringing' &&
+            event.state.call.direction === 'incoming'
+          )
+            rang(event.state.call);
+          if (event.type === 'disconnected' && !stopped)
+            ctx.out.warn(
+              closedByRelay(event)?.message ??
+                `the connection to the relay was lost (${event.code}); the call may not hear a hang-up`,
+            );
         });
-        media.stop();
-        stopped = true;
-        await client.disconnect();
-        finishCall(summary, media, labels, options, localHangup);
-      } finally {
-        stopped = true;
-        clearTimeout(timer);
-        removeSignal();
-        unsubscribe();
-      }
-    });
+        let interrupted = false;
+        const removeSignal = ctx.io.onSignal(() => {
+          interrupted = true;
+          rang(undefined);
+        });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        try {
+          await client.connect();
+          ctx.out.status(
+            `waiting for a call (up to ${options.timeout} s) as device ${self.deviceId}; Ctrl-C stops`,
+          );
+          timer = setTimeout(() => rang(undefined), options.timeout * 1000);
+          const call = await ringing;
+          clearTimeout(timer);
+          removeSignal();
+          if (!call)
+            throw new CliError(
+              interrupted
+                ? 'no call: stopped before one came in'
+                : `no call: none came in within ${options.timeout} s`,
+              'NO_CALL',
+            );
+          ctx.out.status(`answering the call from ${labels.label(call.peer)}…`);
+          const media = new CliCallMedia(source);
+          try {
+            await client.calls.accept({ media, ...(observer === undefined ? {} : { observer }) });
+          } catch (error) {
+            // It stopped ringing meanwhile (the caller hung up): its summary says why.
+            media.stop();
+            if (!(error instanceof CallError)) throw error;
+          }
+          const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
+            onSignal: ctx.io.onSignal,
+            onState: showCallState(labels),
+          });
+          media.stop();
+          stopped = true;
+          await client.disconnect();
+          finishCall(summary, media, labels, options, localHangup);
+        } finally {
+          stopped = true;
+          clearTimeout(timer);
+          removeSignal();
+          unsubscribe();
+        }
+      },
+    );
 };

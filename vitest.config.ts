@@ -3,9 +3,15 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
-    // The Android app's tests run under jest-expo (apps/mobile/jest.config.js).
-    // The fault suite owns its databases and processes: its own config (vitest.faults.config.ts).
-    exclude: ['**/node_modules/**', 'apps/mobile/**', 'packages/*/test/faults/**'],
+    // The Android app's tests run under jest-expo (apps/mobile/jest.config.js). The fault suite
+    // owns its databases and processes (vitest.faults.config.ts); the NAT scenarios need root and
+    // their network lab (`npm run test:nat`).
+    exclude: [
+      '**/node_modules/**',
+      'apps/mobile/**',
+      'packages/*/test/faults/**',
+      'apps/cli/test/nat/**',
+    ],
     globalSetup: [
       'packages/server/test/support/global-setup.ts',
       'apps/cli/test/support/global-setup.ts',

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Compile } from 'typebox/compile';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS, TurnCredentialsSchema, type TurnCredentials } from '@privcomm/wire';
@@ -10,6 +9,7 @@ import {
   createTestDatabase,
   dumpDatabase,
   http,
+  productionCoturnConfig,
   startCoturn,
   startRelay,
   TestDevice,
@@ -54,39 +54,22 @@ const hmac = (secret: string, username: string): string =>
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 /**
- * config/turnserver.conf as shipped, moved onto loopback: listeners, relay ports, TLS and the
- * public address are replaced (no certificate here), everything else (peer rules, quotas,
- * bandwidth, surface) stays. `edit` may change the remaining lines.
+ * config/turnserver.conf as shipped, moved onto loopback (no certificate here: no TLS listener);
+ * `edit` may change the remaining lines.
  */
-const productionConfig =
-  (secret: string, edit: (lines: string[]) => string[] = (lines) => lines): CoturnConfigFor =>
-  ({ port, minPort, maxPort }, dir) => {
-    const replaced = new Set([
-      'listening-port',
-      'tls-listening-port',
-      'cert',
-      'pkey',
-      'external-ip',
-      'min-port',
-      'max-port',
-      'static-auth-secret',
-    ]);
-    const kept = readFileSync(PRODUCTION_CONFIG, 'utf8')
-      .split('\n')
-      .filter((line) => !replaced.has(line.split('=')[0]?.trim() ?? ''));
-    return [
-      ...edit(kept),
+const productionConfig = (secret: string, edit?: (lines: string[]) => string[]): CoturnConfigFor =>
+  productionCoturnConfig(
+    secret,
+    ({ port, minPort, maxPort }) => [
       'listening-ip=127.0.0.1',
       'relay-ip=127.0.0.1',
       `listening-port=${port}`,
       `min-port=${minPort}`,
       `max-port=${maxPort}`,
       'no-tls',
-      `static-auth-secret=${secret}`,
-      `pidfile=${path.join(dir, 'turnserver.pid')}`,
-      `userdb=${path.join(dir, 'turndb')}`,
-    ].join('\n');
-  };
+    ],
+    edit,
+  );
 
 interface UclientResult {
   /** null when killed (timeout). */

@@ -51,9 +51,20 @@ const parseJsonLines = (text: string): any[] => {
   }
 };
 
+/**
+ * The command line that runs `privcomm ARGS`: under the tests' Node, and inside a network
+ * namespace when one is given (the NAT tests; `ip netns exec` execs, so the child is Node).
+ */
+const command = (args: readonly string[], netns?: string): [string, string[]] =>
+  netns === undefined
+    ? [process.execPath, [BIN, ...args]]
+    : ['ip', ['netns', 'exec', netns, process.execPath, BIN, ...args]];
+
 export interface RunOptions {
   readonly input?: string;
   readonly env?: Record<string, string>;
+  /** Run inside this network namespace. */
+  readonly netns?: string;
   /** Killed (and the test fails on its result) after this long. */
   readonly timeoutMs?: number;
 }
@@ -61,7 +72,7 @@ export interface RunOptions {
 /** Runs `privcomm ARGS` to completion. */
 export const runCli = (args: readonly string[], options: RunOptions = {}): Promise<CliResult> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(...command(args, options.netns), {
       env: cliEnv(options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -106,8 +117,11 @@ export class RunningCli {
     );
   }
 
-  static start(args: readonly string[], options: { env?: Record<string, string> } = {}) {
-    const child = spawn(process.execPath, [BIN, ...args], {
+  static start(
+    args: readonly string[],
+    options: { env?: Record<string, string>; netns?: string } = {},
+  ): RunningCli {
+    const child = spawn(...command(args, options.netns), {
       env: cliEnv(options.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -49,18 +49,63 @@ export const throwawayCoturnConfig =
   (ports, dir) =>
     loopbackCoturnConfig(ports, secret, dir);
 
+const PRODUCTION_CONFIG = new URL('../../../../config/turnserver.conf', import.meta.url);
+
+/** The lines of config/turnserver.conf that describe the machine it runs on. */
+const MACHINE_KEYS = new Set([
+  'listening-port',
+  'tls-listening-port',
+  'cert',
+  'pkey',
+  'external-ip',
+  'min-port',
+  'max-port',
+  'static-auth-secret',
+]);
+
+/**
+ * config/turnserver.conf as shipped, moved onto the test's machine: its listeners, relay ports,
+ * certificate, public address and secret are replaced by `machine`'s lines and `secret`;
+ * everything else (peer rules, quotas, bandwidth, surface) stays. `edit` may change the
+ * remaining lines.
+ */
+export const productionCoturnConfig =
+  (
+    secret: string,
+    machine: (ports: CoturnPorts) => string[],
+    edit: (lines: string[]) => string[] = (lines) => lines,
+  ): CoturnConfigFor =>
+  (ports, dir) => {
+    const kept = readFileSync(PRODUCTION_CONFIG, 'utf8')
+      .split('\n')
+      .filter((line) => !MACHINE_KEYS.has(line.split('=')[0]?.trim() ?? ''));
+    return [
+      ...edit(kept),
+      ...machine(ports),
+      `static-auth-secret=${secret}`,
+      `pidfile=${path.join(dir, 'turnserver.pid')}`,
+      `userdb=${path.join(dir, 'turndb')}`,
+    ].join('\n');
+  };
+
 /**
  * Starts turnserver with `config` (by default the throwaway one, with a random secret), retrying
- * on another port if it does not answer STUN within 10 s.
+ * on another port if it does not answer STUN within 10 s. `port` fixes the listening port (the
+ * NAT tests, in a network namespace of their own, use the standard 3478); the configuration must
+ * then also listen on 127.0.0.1, where readiness is checked.
  */
 export const startCoturn = async (
   secret: string = randomBytes(32).toString('hex'),
   config: CoturnConfigFor = throwawayCoturnConfig(secret),
+  options: { readonly port?: number } = {},
 ): Promise<Coturn> => {
   requireCoturn();
   const failures: string[] = [];
   for (let attempt = 0; attempt < 3; attempt += 1) {
-    const ports = randomCoturnPorts();
+    const ports =
+      options.port === undefined
+        ? randomCoturnPorts()
+        : { port: options.port, minPort: options.port + 10, maxPort: options.port + 109 };
     const port = ports.port;
     if (!(await portFree(port))) continue;
     const dir = mkdtempSync(path.join(tmpdir(), 'privcomm-coturn-'));

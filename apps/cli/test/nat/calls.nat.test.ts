@@ -355,6 +355,18 @@ describe('calls across NATs', () => {
     expect(outcome.caller.path).toMatchObject({ local: 'relay', transport: 'tcp' });
   });
 
+  it('3b. TCP 443 only: coturn answers STUN over TLS on 443 with the certificate, through the firewall', async () => {
+    const probe = await runProbe(users.dave, 'tls', lab.turnAddress, '443', tls.cert);
+    expect(probe).toMatchObject({
+      bindingOk: true,
+      verified: true,
+      protocol: expect.stringMatching(/^TLSv1\.[23]$/),
+    });
+    // And plain UDP to 3478 does not get out: the firewall is real.
+    const udp = await runProbe(users.dave, 'udp', lab.turnAddress, '3478');
+    expect(udp).toMatchObject({ bindingOk: false });
+  });
+
   it('4. unverified contacts behind cone NATs: relay-only, no address of the other side arrives', async () => {
     const logs = {
       erin: path.join(users.erin.profile, 'ice.jsonl'),
@@ -420,16 +432,4 @@ describe('calls across NATs', () => {
       expect(heardTone(outcome.callee, TONE_HZ)).toBe(true);
     },
   );
-
-  it('3b. TCP 443 only: coturn answers STUN over TLS on 443 with the certificate, through the firewall', async () => {
-    const probe = await runProbe(users.dave, 'tls', lab.turnAddress, '443', tls.cert);
-    expect(probe).toMatchObject({
-      bindingOk: true,
-      verified: true,
-      protocol: expect.stringMatching(/^TLSv1\.[23]$/),
-    });
-    // And plain UDP to 3478 does not get out: the firewall is real.
-    const udp = await runProbe(users.dave, 'udp', lab.turnAddress, '3478');
-    expect(udp).toMatchObject({ bindingOk: false });
-  });
 });

@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import type {
   CallMedia,
   CallObserver,
@@ -165,6 +165,8 @@ export const iceLog = (file: string, warn: (message: string) => void): CallObser
     );
   try {
     writeFileSync(file, '', { mode: 0o600 });
+    // The mode applies only to a new file: an existing one keeps its own unless changed.
+    chmodSync(file, 0o600);
   } catch (error) {
     throw fail(error);
   }

@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SAMPLE_RATE, toneSource } from '@privcomm/engine-node';
-import { analyseHeard, audioSource } from '../src/calls.ts';
+import { analyseHeard, audioSource, iceLog } from '../src/calls.ts';
 import { CliError, UsageError } from '../src/errors.ts';
 import { removeTempDirs, tempDir } from './support/cli.ts';
 
@@ -58,5 +58,40 @@ describe('audioSource', () => {
     const text = path.join(dir, 'text.wav');
     writeFileSync(text, 'not audio at all');
     expect(() => audioSource({ play: text })).toThrow(/not a WAV file/);
+  });
+});
+
+describe('iceLog (--ice-log)', () => {
+  it('writes one JSON line per candidate to a file only the user can read', () => {
+    const file = path.join(tempDir('ice'), 'ice.jsonl');
+    writeFileSync(file, 'an older log');
+    const warnings: string[] = [];
+    const log = iceLog(file, (message) => warnings.push(message));
+    log.candidate(
+      'sent',
+      'candidate:1 1 udp 41885439 203.0.113.3 3554 typ relay raddr 0.0.0.0 rport 0',
+    );
+    log.candidate('received', 'candidate:2 1 udp 41885439 203.0.113.3 3555 typ relay');
+    expect(
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    ).toEqual([
+      {
+        direction: 'sent',
+        candidate: 'candidate:1 1 udp 41885439 203.0.113.3 3554 typ relay raddr 0.0.0.0 rport 0',
+      },
+      { direction: 'received', candidate: 'candidate:2 1 udp 41885439 203.0.113.3 3555 typ relay' },
+    ]);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(warnings).toEqual([]);
+  });
+
+  it('refuses a path it cannot write before the call, with a code', () => {
+    const file = path.join(tempDir('ice'), 'no-such-dir', 'ice.jsonl');
+    expect(() => iceLog(file, () => undefined)).toThrow(
+      expect.objectContaining({ code: 'ICE_LOG_FAILED', message: expect.stringContaining(file) }),
+    );
   });
 });

@@ -39,8 +39,16 @@ export class ClientError extends Error {
   }
 }
 
-/** Relay refusals that mean "later", not "never": the message is kept and sent again. */
-const RETRY_LATER_CODES: readonly (string | undefined)[] = ['RATE_LIMITED', 'QUEUE_FULL'];
+/**
+ * Relay refusals that mean "later", not "never": the message is kept and sent again. UNAVAILABLE
+ * (the relay lost its database) included: the relay may even have stored it, and a resend under
+ * the same id is de-duplicated by the recipient.
+ */
+const RETRY_LATER_CODES: readonly (string | undefined)[] = [
+  'RATE_LIMITED',
+  'QUEUE_FULL',
+  'UNAVAILABLE',
+];
 
 /** Whether a failed send should stay in the outbox for a later retry. */
 export const isRetryable = (error: ClientError): boolean =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DeviceId, SendMessagesRequest } from '@privcomm/wire';
-import { ClientError } from '../src/errors.ts';
+import { ClientError, isRetryable } from '../src/errors.ts';
 import { RelayApi, type Bundles } from '../src/relay-api.ts';
 import { Sender } from '../src/sender.ts';
 import type { HttpResponse } from '../src/transport.ts';
@@ -119,6 +119,16 @@ describe('sender', () => {
       code: 'RELAY_REFUSED',
       relayCode: 'RATE_LIMITED',
     });
+  });
+
+  it('retries a relay without its database (503), then leaves the message for the outbox to retry', async () => {
+    const down = { status: 503, body: { error: { code: 'UNAVAILABLE', message: 'no database' } } };
+    const { sender, sleeps } = setup([down, down, down, down, down, down]);
+    const error: unknown = await sender.send(BOB, plaintext).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'RELAY_REFUSED', relayCode: 'UNAVAILABLE' });
+    expect(sleeps.length).toBeGreaterThan(0);
+    // "Retry with backoff" (docs/protocol.md): the message stays in the outbox, never dropped.
+    expect(isRetryable(error as ClientError)).toBe(true);
   });
 
   it('retries network failures with growing waits, then gives up with RELAY_UNREACHABLE', async () => {

@@ -36,6 +36,13 @@ const sendValidator = Compile(SocketSendRequestSchema);
 export const MAX_SENDS_IN_FLIGHT = 64;
 /** Online-only envelopes are dropped, never queued, when the socket is this far behind. */
 const ONLINE_DROP_BUFFERED_BYTES = 1024 * 1024;
+/**
+ * An acknowledged envelope whose delete failed (the database was away) is deleted again this often,
+ * this many times: the device has it, and a socket that stays open would otherwise keep it queued
+ * until its next connection (where it is delivered again, and de-duplicated by the client).
+ */
+const ACK_DELETE_RETRY_MS = 2_000;
+const ACK_DELETE_ATTEMPTS = 30;
 
 export interface DeviceSocketDeps {
   readonly config: RelayConfig['ws'];
@@ -230,12 +237,20 @@ export class DeviceSocket implements DeviceSession {
     if (status >= 200 && status < 300) {
       this.deps.metrics.envelopesAcknowledged.inc();
       const { accountId, deviceId } = this.openState().device;
-      this.deps.acks.submit([{ accountId, deviceId, seq: entry.seq }]).catch((error: unknown) => {
-        // The envelope stays queued and comes again on the next connection: at least once.
-        this.deps.log.warn({ err: safeError(error) }, 'acknowledged envelope not deleted');
-      });
+      this.deleteAcknowledged({ accountId, deviceId, seq: entry.seq }, 1);
     }
     this.wake();
+  }
+
+  private deleteAcknowledged(key: QueuedEnvelopeKey, attempt: number): void {
+    this.deps.acks.submit([key]).catch((error: unknown) => {
+      if (attempt >= ACK_DELETE_ATTEMPTS || !isDatabaseUnavailable(error)) {
+        // It stays queued and comes again on the device's next connection: at least once.
+        this.deps.log.warn({ err: safeError(error) }, 'acknowledged envelope not deleted');
+        return;
+      }
+      setTimeout(() => this.deleteAcknowledged(key, attempt + 1), ACK_DELETE_RETRY_MS).unref();
+    });
   }
 
   wake(upTo?: number): void {

@@ -71,6 +71,13 @@ const SCHEMA = `
   );
 `;
 
+/**
+ * The core's own small records (ClientStore.value: settings, blocked accounts). Added after
+ * version 1 without changing it: created if missing, so a file made before it gains it.
+ */
+const VALUES_TABLE =
+  'CREATE TABLE IF NOT EXISTS client_values (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;';
+
 /** The file is not this store (another SQLite database, or a newer version of it). */
 export class StoreFormatError extends Error {
   override readonly name = 'StoreFormatError';
@@ -165,6 +172,7 @@ export class SqliteStore implements ClientStore {
           `its format version ${version} is not supported by this privcomm (${CLIENT_STORE_VERSION})`,
         );
       }
+      db.exec(VALUES_TABLE);
     } catch (error) {
       db.close();
       throw error;
@@ -401,6 +409,42 @@ export class SqliteStore implements ClientStore {
   removeOutbox(id: string): Promise<void> {
     return this.tx(() => {
       this.db.prepare('DELETE FROM outbox WHERE id = ?').run(id);
+    });
+  }
+
+  conversationIds(): Promise<string[]> {
+    return this.read(() =>
+      (
+        this.db.prepare('SELECT DISTINCT conversation FROM messages').all() as {
+          conversation: string;
+        }[]
+      ).map((row) => row.conversation),
+    );
+  }
+
+  deleteConversation(conversation: string): Promise<void> {
+    return this.tx(() => {
+      this.db.prepare('DELETE FROM messages WHERE conversation = ?').run(conversation);
+    });
+  }
+
+  value(key: string): Promise<string | undefined> {
+    return this.read(
+      () =>
+        (
+          this.db.prepare('SELECT value FROM client_values WHERE key = ?').get(key) as
+            { value: string } | undefined
+        )?.value,
+    );
+  }
+
+  saveValue(key: string, value: string): Promise<void> {
+    return this.tx(() => {
+      this.db
+        .prepare(
+          'INSERT INTO client_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        )
+        .run(key, value);
     });
   }
 

@@ -54,6 +54,7 @@ const COMMANDS = [
   'whoami',
   'contacts',
   'contacts add',
+  'contacts link',
   'contacts list',
   'contacts sync',
   'phone',
@@ -145,6 +146,15 @@ describe('usage errors', () => {
     [['devices', 'remove', '128'], /a device id is a positive whole number up to 127/],
     [['contacts', 'add', 'bob', 'not-an-id'], /"not-an-id" is not an account id/],
     [['contacts', 'add', ' ', '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11'], /the contact name is empty/],
+    [['contacts', 'add', 'bob', '--link', 'x', '--phone', '+15551230002'], /give either/],
+    [
+      ['contacts', 'add', 'bob', '--link', 'https://x.org/y'],
+      /not a privcomm contact link: it should start with/,
+    ],
+    [
+      ['contacts', 'add', 'bob', '--link', 'privcomm://contact/2b4f0f2c?relay=https%3A%2F%2Fr.org'],
+      /the account id in it is not valid/,
+    ],
     [['--server', 'ftp://relay', 'whoami'], /must be an http:\/\/ or https:\/\/ URL/],
     [['--server', 'not a url', 'whoami'], /is not a URL/],
     [['verify', 'bob', '123'], /a safety number is 60 digits/],

@@ -65,6 +65,28 @@ describe.each(Object.keys(stores))('ClientStore contract: %s', (name) => {
     close();
   });
 
+  it('lists the conversations that have messages, deletes one, and keeps values by key', async () => {
+    const { store, close } = make();
+    const base = {
+      direction: 'in' as const,
+      sentAt: 1,
+      receivedAt: 1,
+      status: 'delivered' as const,
+    };
+    await store.addMessage({ ...base, id: 'x', conversation: A, text: 'a' });
+    await store.addMessage({ ...base, id: 'y', conversation: A, text: 'b' });
+    await store.addMessage({ ...base, id: 'z', conversation: B, text: 'c' });
+    expect((await store.conversationIds()).sort()).toEqual([A, B].sort());
+    await store.deleteConversation(A);
+    expect(await store.conversationIds()).toEqual([B]);
+    expect(await store.messages(A)).toEqual([]);
+    expect(await store.value('k')).toBeUndefined();
+    await store.saveValue('k', '{"a":1}');
+    await store.saveValue('k', '{"a":2}');
+    expect(await store.value('k')).toBe('{"a":2}');
+    close();
+  });
+
   it('keeps contacts in insertion order, updates in place', async () => {
     const { store, close } = make();
     expect(await store.contacts()).toEqual([]);

@@ -5,6 +5,8 @@ export * from './store.ts';
 export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';
+export * from './contact-link.ts';
+export * from './settings.ts';
 export * from './logger.ts';
 export * from './incoming.ts';
 export {

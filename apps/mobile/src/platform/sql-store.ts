@@ -38,6 +38,13 @@ export interface SqlDatabase {
   getFirstAsync<T>(source: string, ...params: SqlValue[]): Promise<T | null>;
 }
 
+/**
+ * The core's own small records (ClientStore.value: settings, blocked accounts). Added after
+ * version 1 without changing it: created if missing, so a file made before it gains it.
+ */
+const VALUES_TABLE =
+  'CREATE TABLE IF NOT EXISTS client_values (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;';
+
 /** "pmob" in ASCII: marks the file as this store. */
 export const APP_STORE_APPLICATION_ID = 0x706d6f62;
 export const APP_STORE_VERSION = 1;
@@ -170,6 +177,7 @@ export class SqlClientStore implements ClientStore {
         `the app database has format ${version}, this version of the app reads ${APP_STORE_VERSION}: update the app`,
       );
     }
+    await db.execAsync(VALUES_TABLE);
     return new SqlClientStore(db);
   }
 
@@ -401,6 +409,44 @@ export class SqlClientStore implements ClientStore {
   removeOutbox(id: string): Promise<void> {
     return this.run(async () => {
       await this.db.runAsync('DELETE FROM outbox WHERE id = ?', id);
+    }, true);
+  }
+
+  conversationIds(): Promise<string[]> {
+    return this.run(async () =>
+      (
+        await this.db.getAllAsync<{ conversation: string }>(
+          'SELECT DISTINCT conversation FROM messages',
+        )
+      ).map((row) => row.conversation),
+    );
+  }
+
+  deleteConversation(conversation: string): Promise<void> {
+    return this.run(async () => {
+      await this.db.runAsync('DELETE FROM messages WHERE conversation = ?', conversation);
+    }, true);
+  }
+
+  value(key: string): Promise<string | undefined> {
+    return this.run(
+      async () =>
+        (
+          await this.db.getFirstAsync<{ value: string }>(
+            'SELECT value FROM client_values WHERE key = ?',
+            key,
+          )
+        )?.value,
+    );
+  }
+
+  saveValue(key: string, value: string): Promise<void> {
+    return this.run(async () => {
+      await this.db.runAsync(
+        'INSERT INTO client_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        key,
+        value,
+      );
     }, true);
   }
 }

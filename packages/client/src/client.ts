@@ -94,6 +94,12 @@ export interface ClientSnapshot {
   readonly blocked: AccountId[];
 }
 
+/**
+ * What a safety number's QR code holds: the 60 digits, which both phones compute alike, so that
+ * scanning the other phone's code compares them (`verifyScanned`).
+ */
+export const safetyNumberCode = (digits: string): string => `privcomm-safety-number:${digits}`;
+
 const uuidFrom = (bytes: Uint8Array): string => {
   const b = Uint8Array.from(bytes.subarray(0, 16));
   b[6] = ((b[6] as number) & 0x0f) | 0x40;
@@ -509,6 +515,21 @@ export class PrivcommClient {
     return this.deps.engine.safetyNumber(accountId);
   }
 
+  /**
+   * Compares what was scanned from the contact's phone (their safety number's QR code,
+   * `safetyNumberCode`) with this side's, and marks the contact verified if they are equal;
+   * throws SAFETY_NUMBER_MISMATCH (nothing marked) if not.
+   */
+  async verifyScanned(accountId: AccountId, scanned: string): Promise<void> {
+    const number = await this.safetyNumber(accountId);
+    if (scanned.trim() !== safetyNumberCode(number.digits))
+      throw new ClientError(
+        'SAFETY_NUMBER_MISMATCH',
+        'the scanned code is not the safety number of this conversation: someone may be between you, or it is another conversation’s code',
+      );
+    await this.deps.engine.setVerified(accountId, true);
+  }
+
   async verify(accountId: AccountId): Promise<void> {
     await this.safetyNumber(accountId);
     await this.deps.engine.setVerified(accountId, true);
@@ -859,6 +880,11 @@ export class PrivcommClient {
       if (this.reconnector === reconnector) this.reconnector = undefined;
     });
     return running;
+  }
+
+  /** While `start` waits before its next attempt: tries now (an interface's "retry now"). */
+  reconnectNow(): void {
+    this.reconnector?.retryNow();
   }
 
   /** Ends `start`: handles what was received, sends owed receipts, disconnects. */

@@ -32,7 +32,9 @@ export type ClientErrorCode =
   /** A contact link of another relay: relays do not exchange messages with each other. */
   | 'OTHER_RELAY'
   /** A message that cannot be retried (unknown, not sent by this device, or already sent). */
-  | 'NOT_RETRYABLE';
+  | 'NOT_RETRYABLE'
+  /** A scanned safety-number code differs from this side's (verifyScanned). */
+  | 'SAFETY_NUMBER_MISMATCH';
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';

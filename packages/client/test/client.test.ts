@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_TEXT_BYTES } from '@privcomm/wire';
-import { PrivcommClient, type ClientDeps } from '../src/client.ts';
+import { PrivcommClient, safetyNumberCode, type ClientDeps } from '../src/client.ts';
 import { textBytes } from '../src/content.ts';
 import { MemoryStore } from '../src/store.ts';
 import { FakeEngine } from './support/fakes.ts';
@@ -189,5 +189,29 @@ describe('contact links of a client', () => {
     await expect(
       client.addContactFromLink(`privcomm://contact/${BOB}?relay=http%3A%2F%2Frelay.test`),
     ).rejects.toMatchObject({ code: 'INVALID_CONTACT_LINK', message: /give the contact a name/ });
+  });
+});
+
+describe('safety number by QR code', () => {
+  it("marks the contact verified when the scanned code is this side's, and refuses another", async () => {
+    const verified = new Map<string, boolean>();
+    const digits = '12345'.repeat(12);
+    const engine = Object.assign(new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) }), {
+      identityState: async (accountId: string) => ({
+        identityKey: new Uint8Array(33),
+        verified: verified.get(accountId) ?? false,
+        changed: false,
+      }),
+      safetyNumber: async () => ({ digits, scannable: new Uint8Array(0) }),
+      setVerified: async (accountId: string, on: boolean) => void verified.set(accountId, on),
+    });
+    const { deps } = await offlineClient();
+    const client = await PrivcommClient.open({ ...deps, engine });
+    await expect(client.verifyScanned(BOB, safetyNumberCode('1'.repeat(60)))).rejects.toMatchObject(
+      { code: 'SAFETY_NUMBER_MISMATCH' },
+    );
+    expect(verified.get(BOB)).toBeUndefined();
+    await client.verifyScanned(BOB, ` ${safetyNumberCode(digits)}\n`);
+    expect(verified.get(BOB)).toBe(true);
   });
 });

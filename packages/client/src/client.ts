@@ -731,7 +731,7 @@ export class PrivcommClient {
 
   /**
    * Marks a conversation's received messages read and tells the sender (not with read receipts
-   * turned off in the settings).
+   * turned off in the settings, nor to someone who is not a contact).
    */
   async markRead(conversation: AccountId): Promise<number> {
     const unread = (await this.deps.store.messages(conversation)).filter(
@@ -739,7 +739,8 @@ export class PrivcommClient {
     );
     if (unread.length === 0) return 0;
     // Receipt first: if it cannot be sent, the messages stay unread and it is sent next time.
-    if (this.settingsValue.readReceipts)
+    // None to a message request: a stranger does not learn that it was read.
+    if (this.settingsValue.readReceipts && (await this.deps.store.contact(conversation)))
       await this.sendContent(conversation, {
         kind: 'receipt',
         id: this.newId(),

@@ -86,6 +86,11 @@ const received = (conversation: string, id: string, text: string, at: number) =>
 describe('settings, kept in the store and honoured by the core', () => {
   it('read receipts off: reading marks the messages read and sends nothing; typing off sends nothing', async () => {
     const { client, store, requests, deps } = await offlineClient();
+    await store.addMessage(received(STRANGER, 'r1', 'who?', 1));
+    // A message request is read without a receipt: nothing goes to the relay.
+    expect(await client.markRead(STRANGER)).toBe(1);
+    expect(requests).toEqual([]);
+    await client.addContact('Bob', BOB);
     await store.addMessage(received(BOB, 'm1', 'hi', 1));
     // On (the default): the read receipt must go first, and the relay cannot be reached.
     await expect(client.markRead(BOB)).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });

@@ -29,9 +29,11 @@ export const LinkedDevices = () => {
       setError(explain(caught));
     }
   }, [client]);
+  // The core reports devices that joined or left: the list follows without a refresh.
+  const deviceChanges = useAccount((s) => s.deviceChanges);
   useEffect(() => {
     void load();
-  }, [load]);
+  }, [load, deviceChanges]);
 
   const act = async (work: () => Promise<void>): Promise<boolean> => {
     setBusy(true);

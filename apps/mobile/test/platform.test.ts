@@ -75,6 +75,30 @@ describe('SqlClientStore on a real SQLite', () => {
     expect(await db.getFirstAsync('SELECT count(*) AS n FROM sqlite_master')).toEqual({ n: 1 });
   });
 
+  it("lists and deletes conversations, and keeps the core's values, also in a database made before they existed", async () => {
+    const db = betterSqlite();
+    await SqlClientStore.open(db);
+    await db.execAsync('DROP TABLE client_values'); // as a version-1 database made before it
+    const store = await SqlClientStore.open(db);
+    await store.addMessage({
+      id: 'a',
+      conversation: X,
+      direction: 'in',
+      text: 'hi',
+      sentAt: 1,
+      receivedAt: 1,
+      status: 'delivered',
+    });
+    expect(await store.conversationIds()).toEqual([X]);
+    await store.deleteConversation(X);
+    expect(await store.conversationIds()).toEqual([]);
+    expect(await store.value('settings.v1')).toBeUndefined();
+    await store.saveValue('settings.v1', '{"readReceipts":false}');
+    expect(await (await SqlClientStore.open(db)).value('settings.v1')).toBe(
+      '{"readReceipts":false}',
+    );
+  });
+
   it('opens its own database again with what it stored', async () => {
     const db = betterSqlite();
     const first = await SqlClientStore.open(db);

@@ -1,5 +1,4 @@
 import {
-  DEFAULT_SETTINGS,
   type AccountId,
   type ClientEvent,
   type ClientSettings,
@@ -74,7 +73,7 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     identities: {},
     typing: {},
     connection: { state: 'offline' },
-    settings: client.settings ?? DEFAULT_SETTINGS,
+    settings: client.settings,
     deviceChanges: 0,
   }));
   const watched = new Set<string>();

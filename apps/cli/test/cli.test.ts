@@ -162,10 +162,10 @@ describe('usage errors', () => {
     [['call'], /missing required argument 'contact'/],
     [['call', 'bob', '--tone', '5'], /--tone must be a frequency in Hz \(20 to 20000\)/],
     [['call', 'bob', '--tone', '440', '--play', 'x.wav'], /give --tone or --play, not both/],
-    [['contacts', 'add', 'bob'], /give either their account id or --phone NUMBER/],
+    [['contacts', 'add', 'bob'], /give either their account id, --phone NUMBER or --link LINK/],
     [
       ['contacts', 'add', 'bob', '2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11', '--phone', '+15551230002'],
-      /give either their account id or --phone NUMBER/,
+      /give either their account id, --phone NUMBER or --link LINK/,
     ],
     [['contacts', 'add', 'bob', '--phone', '+12'], /invalid phone number: not a possible/],
     [['contacts', 'add', 'bob', '--phone', '555 123 0002'], /no country code/],

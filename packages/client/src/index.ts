@@ -7,6 +7,8 @@ export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';
 export { DEFAULT_SYNC_COPY_DELAY, type SyncCopyDelay } from './sync-copies.ts';
+export * from './contact-link.ts';
+export * from './settings.ts';
 export * from './logger.ts';
 export * from './incoming.ts';
 export {

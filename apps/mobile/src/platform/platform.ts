@@ -1,5 +1,22 @@
 import type { CallOptions, ClientStore, SignalEngine, Transport } from '@privcomm/client';
+import type { ComponentType } from 'react';
 import type { SecretStore } from './secrets.ts';
+
+/**
+ * The camera as a QR-code scanner (expo-camera's barcode scanner on the device). Tests inject
+ * one they drive; without one, scanning is not offered.
+ */
+export interface QrScanner {
+  /** Asks for the camera permission if needed; false when refused. */
+  requestPermission(): Promise<boolean>;
+  /** The camera preview; calls `onScanned` with the text of each QR code it reads. */
+  readonly View: ComponentType<{ onScanned: (data: string) => void }>;
+}
+
+/** Where a call's audio plays (the earpiece or the loudspeaker). */
+export interface AudioRoute {
+  setSpeaker(on: boolean): void | Promise<void>;
+}
 
 /**
  * Everything the app takes from the device, injected: the Android build passes the real
@@ -17,4 +34,7 @@ export interface DevicePlatform {
   randomBytes(length: number): Uint8Array;
   /** WebRTC and call media (react-native-webrtc on the device); absent, calls cannot be placed. */
   readonly calls?: CallOptions;
+  /** The loudspeaker in calls (react-native-incall-manager); absent, no speaker button. */
+  readonly audioRoute?: AudioRoute;
+  readonly scanner?: QrScanner;
 }

@@ -23,5 +23,8 @@ module.exports = async () => {
   process.env.PRIVCOMM_TEST_INVITE_RELAY_URL = relays.inviteRelayUrl;
   process.env.PRIVCOMM_TEST_INVITE_CODES = relays.inviteCodes.join(',');
   process.env.PRIVCOMM_TEST_RELAY_DATABASE_URL = relays.databaseUrl;
+  process.env.PRIVCOMM_TEST_RESTARTABLE_RELAY_URL = relays.restartableUrl;
+  // The reconnection test signals this process to stop and start that relay.
+  process.env.PRIVCOMM_TEST_RELAYS_PID = String(child.pid);
   globalThis.__privcommRelays = child;
 };

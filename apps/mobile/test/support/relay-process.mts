@@ -14,7 +14,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { JWT_SECRET, startCoturn, startRelay } from '@privcomm/server/testing';
+import {
+  JWT_SECRET,
+  portToRestartOn,
+  startCoturn,
+  startRelay,
+  type TestRelay,
+} from '@privcomm/server/testing';
 // Not part of the server's public exports: the same helper its own global setup uses.
 import { startEmbeddedPostgres } from '../../../../packages/server/src/db/embedded.ts';
 
@@ -48,6 +54,28 @@ const main = async (): Promise<void> => {
     TURN_SECRET: coturn.secret,
   });
   const inviteOnly = await startRelay(databaseUrl, { REGISTRATION: 'invite' });
+  // A relay the reconnection test stops (SIGUSR1) and starts again on the same port (SIGUSR2),
+  // as an operator's restart does; one signal is handled after the other.
+  const restartPort = String(await portToRestartOn());
+  let restartable: TestRelay | undefined = await startRelay(databaseUrl, { PORT: restartPort });
+  const restartableUrl = restartable.url;
+  let restarts: Promise<void> = Promise.resolve();
+  const restart = (work: () => Promise<void>) => {
+    restarts = restarts.then(work).catch((error: unknown) => {
+      process.stderr.write(`restartable relay: ${String((error as Error).stack ?? error)}\n`);
+    });
+  };
+  process.on('SIGUSR1', () =>
+    restart(async () => {
+      await restartable?.close();
+      restartable = undefined;
+    }),
+  );
+  process.on('SIGUSR2', () =>
+    restart(async () => {
+      restartable ??= await startRelay(databaseUrl, { PORT: restartPort });
+    }),
+  );
   const inviteCodes = execFileSync(
     process.execPath,
     ['--import', 'tsx', path.join('src', 'cli', 'admin.ts'), 'invite', 'create', '--count', '5'],
@@ -63,6 +91,8 @@ const main = async (): Promise<void> => {
   const stop = async (): Promise<void> => {
     await open.close();
     await inviteOnly.close();
+    await restarts;
+    await restartable?.close();
     await coturn.stop();
     const client = new pg.Client({ connectionString: adminUrl });
     await client.connect();
@@ -73,7 +103,7 @@ const main = async (): Promise<void> => {
   };
   process.on('SIGTERM', () => void stop());
   process.stdout.write(
-    `${JSON.stringify({ relayUrl: open.url, inviteRelayUrl: inviteOnly.url, inviteCodes, databaseUrl })}\n`,
+    `${JSON.stringify({ relayUrl: open.url, inviteRelayUrl: inviteOnly.url, restartableUrl, inviteCodes, databaseUrl })}\n`,
   );
 };
 

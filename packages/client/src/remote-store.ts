@@ -160,8 +160,9 @@ const outboxEntry: Codec<OutboxEntry> = {
 };
 
 interface MethodCodecs {
-  readonly args: readonly Codec<never>[];
-  readonly result: Codec<never>;
+  // Codec's methods are bivariant in T, so every codec is a Codec<unknown> here.
+  readonly args: readonly Codec<unknown>[];
+  readonly result: Codec<unknown>;
 }
 
 /** Every ClientStore method: what its arguments and its result are on the channel. */
@@ -196,9 +197,9 @@ const remoteMethod =
     const codecs: MethodCodecs = METHODS[name];
     const json = await channel(
       name,
-      codecs.args.map((codec, i) => (codec as Codec<unknown>).encode(args[i])),
+      codecs.args.map((codec, i) => codec.encode(args[i])),
     );
-    return (codecs.result as Codec<unknown>).decode(json, `the store's answer to ${name}`);
+    return codecs.result.decode(json, `the store's answer to ${name}`);
   };
 
 /** The ClientStore at the other end of `channel`; every answer is checked. */
@@ -219,8 +220,8 @@ export const serveClientStore =
     if (!Array.isArray(args) || args.length !== codecs.args.length)
       throw new StoreRecordError(`${method} takes ${codecs.args.length} arguments, as an array`);
     const decoded = codecs.args.map((codec, i) =>
-      (codec as Codec<unknown>).decode(args[i], `${method}'s argument ${i + 1}`),
+      codec.decode(args[i], `${method}'s argument ${i + 1}`),
     );
     const call = store[method] as (...values: unknown[]) => Promise<unknown>;
-    return (codecs.result as Codec<unknown>).encode(await call.apply(store, decoded));
+    return codecs.result.encode(await call.apply(store, decoded));
   };

@@ -3,7 +3,7 @@
  * with its own `privcomm daemon --web-bridge` (its own profile: engine, store, login key), against
  * real relays (test/support/relay-process.mts, as the jest tests use). Alice and Bob register,
  * add each other, write both ways, and find the same safety number. Every main screen is saved
- * to docs/screenshots/ (README shows them).
+ * to docs/screenshots/ (README shows them; PRIVCOMM_SCREENSHOTS names another folder).
  *
  * Run: `npm run test:web` (exports the web build into dist-web/, then runs this file with
  * node:test). Needs /usr/bin/chromium (`apt-get install -y chromium`); PRIVCOMM_CHROMIUM names
@@ -23,7 +23,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 const APP = fileURLToPath(new URL('../..', import.meta.url));
 const EXPORT_DIR = process.env.PRIVCOMM_WEB_EXPORT ?? path.join(APP, 'dist-web');
-const SCREENSHOTS = path.join(APP, 'docs', 'screenshots');
+/** README's pictures; CI writes them elsewhere, so that its checkout stays as it was. */
+const SCREENSHOTS = process.env.PRIVCOMM_SCREENSHOTS ?? path.join(APP, 'docs', 'screenshots');
 const CLI = path.resolve(APP, '../cli/bin/privcomm.js');
 const CHROMIUM = process.env.PRIVCOMM_CHROMIUM ?? '/usr/bin/chromium';
 /** A step in the page that takes longer than this fails the test (the relay is local). */

@@ -41,6 +41,10 @@ let site: Server;
 let siteUrl: string;
 let context: BrowserContext;
 const pageErrors: string[] = [];
+/** Seconds spent, printed as a diagnostic (never asserted). */
+const setupStarted = performance.now();
+let setupSeconds = 0;
+const seconds = (from: number): string => ((performance.now() - from) / 1000).toFixed(1);
 
 interface Bridge {
   readonly url: string;
@@ -172,6 +176,7 @@ before(async () => {
       '--disable-sync',
     ],
   });
+  setupSeconds = Number(seconds(setupStarted));
 });
 
 after(async () => {
@@ -187,7 +192,8 @@ after(async () => {
   rmSync(temp, { recursive: true, force: true });
 });
 
-test('two browser pages register, add each other, write both ways and compare safety numbers', async () => {
+test('two browser pages register, add each other, write both ways and compare safety numbers', async (t) => {
+  const started = performance.now();
   const [aliceBridge, bobBridge] = await Promise.all([startBridge('alice'), startBridge('bob')]);
   const alice = await openApp(aliceBridge);
   const bob = await openApp(bobBridge);
@@ -225,4 +231,7 @@ test('two browser pages register, add each other, write both ways and compare sa
   await screenshot(alice, 'linked-devices');
 
   assert.deepEqual(pageErrors, []);
+  t.diagnostic(
+    `relays and browser ${setupSeconds} s; bridges, pages and the flow ${seconds(started)} s`,
+  );
 });

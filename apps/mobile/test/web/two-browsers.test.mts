@@ -235,3 +235,21 @@ test('two browser pages register, add each other, write both ways and compare sa
     `relays and browser ${setupSeconds} s; bridges, pages and the flow ${seconds(started)} s`,
   );
 });
+
+test('a page without the bridge, or with a secret from another run, says what to do', async () => {
+  const bridge = await startBridge('refused');
+  const none = await context.newPage();
+  await none.goto(`${siteUrl}/`);
+  await none.getByText('privcomm cannot start').waitFor();
+  await none
+    .getByText(/The web build needs a bridge: start "privcomm daemon --web-bridge"/)
+    .waitFor();
+  const wrong = await openApp({ url: bridge.url, secret: '0'.repeat(64) });
+  await wrong
+    .getByText(
+      /cannot open the bridge at ws:\/\/127\.0\.0\.1:\d+\/: it is not running, or refused this page/,
+    )
+    .waitFor();
+  await Promise.all([none.close(), wrong.close()]);
+  assert.deepEqual(pageErrors, []);
+});

@@ -62,6 +62,19 @@ interface Pending {
 const NOT_CONNECTED =
   'start "privcomm daemon --web-bridge" and open the address it prints (with its #bridge=…&secret=…)';
 
+/** A base64 answer of the bridge as bytes; anything else is the bridge's failure. */
+const bytesFrom = (answer: unknown, method: string): Uint8Array => {
+  try {
+    if (typeof answer === 'string') return fromBase64(answer);
+  } catch {
+    // Reported below, as any other answer that is not base64.
+  }
+  throw new BridgeError(
+    `the bridge answered ${method} with something else than base64`,
+    'BRIDGE_FAILED',
+  );
+};
+
 /** One connection to the bridge: calls its methods, and fails them all if it closes. */
 export class BridgeConnection {
   private readonly pending = new Map<number, Pending>();
@@ -108,9 +121,9 @@ export class BridgeConnection {
       error?: { message: string; data?: Record<string, unknown> };
     };
     try {
-      answer = JSON.parse(text);
+      answer = JSON.parse(text) ?? {};
     } catch {
-      return;
+      return; // The daemon writes JSON only; anything else answers no call.
     }
     const pending = typeof answer.id === 'number' ? this.pending.get(answer.id) : undefined;
     if (!pending) return;
@@ -161,9 +174,9 @@ export class BridgeConnection {
   /** The daemon's relay login key: it signs there, the page never holds it. */
   signer(): AuthSigner {
     return {
-      publicKey: async () => fromBase64(String(await this.call('signer.publicKey'))),
+      publicKey: async () => bytesFrom(await this.call('signer.publicKey'), 'signer.publicKey'),
       sign: async (message) =>
-        fromBase64(String(await this.call('signer.sign', { message: toBase64(message) }))),
+        bytesFrom(await this.call('signer.sign', { message: toBase64(message) }), 'signer.sign'),
     };
   }
 
@@ -172,13 +185,19 @@ export class BridgeConnection {
     url: string,
     init: { method: string; headers: Record<string, string>; body?: string },
   ): Promise<{ status: number; text(): Promise<string> }> {
-    const answer = (await this.call('relay.fetch', {
+    const answer = await this.call('relay.fetch', {
       url,
       method: init.method,
       headers: init.headers,
       ...(init.body === undefined ? {} : { body: init.body }),
-    })) as { status: number; text: string };
-    return { status: answer.status, text: async () => answer.text };
+    });
+    const { status, text } = (answer ?? {}) as { status?: unknown; text?: unknown };
+    if (typeof status !== 'number' || typeof text !== 'string')
+      throw new BridgeError(
+        'the bridge answered relay.fetch with no status and text',
+        'BRIDGE_FAILED',
+      );
+    return { status, text: async () => text };
   }
 }
 

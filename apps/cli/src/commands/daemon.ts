@@ -2,17 +2,14 @@ import type { Command } from 'commander';
 import { RPC_ERRORS, RpcError, Dispatcher, notification } from '../daemon/json-rpc.ts';
 import { daemonMethods } from '../daemon/methods.ts';
 import { serveLines, serveSocket, type Peer } from '../daemon/transports.ts';
-import { webBridgeMethods } from '../daemon/web-bridge-methods.ts';
-import {
-  DEFAULT_BRIDGE_ADDRESS,
-  parseBridgeAddress,
-  serveWebBridge,
-} from '../daemon/web-bridge.ts';
 import { UsageError } from '../errors.ts';
 import { eventOutput } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { examples } from './common.ts';
 import { stayConnected } from './listen.ts';
+
+/** The web bridge's default address: loopback, on a port the system chooses (printed at start). */
+const DEFAULT_BRIDGE_ADDRESS = '127.0.0.1:0';
 
 /**
  * daemon: one long-running client for bots, driven by JSON-RPC 2.0 over stdin/stdout or a Unix
@@ -151,6 +148,9 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
  * profile may have no account yet: the page registers or links it, as `register` would.
  */
 const runWebBridge = async (ctx: RunContext, command: Command, address: string): Promise<void> => {
+  // Loaded here, not at start: only this mode needs them (start-up time: see bin/privcomm.js).
+  const { parseBridgeAddress, serveWebBridge } = await import('../daemon/web-bridge.ts');
+  const { webBridgeMethods } = await import('../daemon/web-bridge-methods.ts');
   parseBridgeAddress(address); // Refused before the profile is opened or created.
   const profile = await ctx.open(command, true);
   const dispatcher = new Dispatcher(

@@ -25,9 +25,6 @@ import { MAX_REQUEST_BYTES, type Dispatcher } from './json-rpc.ts';
 export const BRIDGE_PROTOCOL = 'privcomm-bridge.v1';
 const SECRET_PREFIX = 'secret.';
 
-/** The default: loopback, on a port the system chooses (printed at start). */
-export const DEFAULT_BRIDGE_ADDRESS = '127.0.0.1:0';
-
 const isLoopbackIp = (host: string): boolean =>
   (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
 

@@ -155,6 +155,7 @@ const outboxEntry: Codec<OutboxEntry> = {
       online: bool.decode(r.online, `${what}.online`),
       urgent: bool.decode(r.urgent, `${what}.urgent`),
       createdAt: num.decode(r.createdAt, `${what}.createdAt`),
+      ...field(r, 'notBefore', num, what),
     };
   },
 };

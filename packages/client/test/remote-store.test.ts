@@ -63,6 +63,7 @@ describe('a ClientStore over a JSON channel', () => {
       online: false,
       urgent: true,
       createdAt: 3,
+      notBefore: 4,
     };
     await store.addOutbox(entry);
     expect(await store.outbox()).toEqual([entry]);

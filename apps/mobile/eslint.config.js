@@ -4,7 +4,16 @@ const eslint = require('@eslint/js');
 const tseslint = require('typescript-eslint');
 
 module.exports = tseslint.config(
-  { ignores: ['node_modules/**', 'dist-android/**', 'android/**', '.expo/**', 'modules/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist-android/**',
+      'dist-web/**',
+      'android/**',
+      '.expo/**',
+      'modules/**',
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

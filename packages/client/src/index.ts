@@ -3,6 +3,7 @@ export * from './errors.ts';
 export * from './content.ts';
 export * from './store.ts';
 export * from './sql-store.ts';
+export * from './remote-store.ts';
 export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';

@@ -1,4 +1,10 @@
-import type { CallOptions, ClientStore, SignalEngine, Transport } from '@privcomm/client';
+import type {
+  AuthSigner,
+  CallOptions,
+  ClientStore,
+  SignalEngine,
+  Transport,
+} from '@privcomm/client';
 import type { ComponentType } from 'react';
 import type { SecretStore } from './secrets.ts';
 
@@ -20,7 +26,7 @@ export interface AudioRoute {
 
 /**
  * Everything the app takes from the device, injected: the Android build passes the real
- * modules (device.ts), tests pass the Node engine, SQLite through better-sqlite3, an in-memory
+ * modules (device.ts), the web build a bridge to `privcomm daemon` (device.web.ts), tests pass the Node engine, SQLite through better-sqlite3, an in-memory
  * secret store and Node's network. Screens and stores only see this interface.
  */
 export interface DevicePlatform {
@@ -29,6 +35,11 @@ export interface DevicePlatform {
   /** The client core's store (messages, contacts, outbox, profile). */
   openStore(): Promise<ClientStore>;
   readonly secrets: SecretStore;
+  /**
+   * The relay login key, where it is not a seed in `secrets`: the web build's is in the bridge
+   * (device.web.ts). Absent, the key is read from `secrets` or created there.
+   */
+  openSigner?(): Promise<AuthSigner>;
   transport(relayUrl: string): Transport;
   /** A CSPRNG. */
   randomBytes(length: number): Uint8Array;

@@ -4,7 +4,8 @@
  * the server's own tests do), one database, and two real relays on it: open registration (with a
  * throwaway coturn for calls), and
  * invite-only with codes made by the operator's own `admin invite create`. Prints one JSON line
- * with their addresses, then runs until SIGTERM.
+ * with their addresses, then runs until SIGTERM. With PRIVCOMM_TEST_RELAYS=open (the browser
+ * test), only the open relay, without TURN: no calls, no invitations, fewer processes to start.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +47,25 @@ const main = async (): Promise<void> => {
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
+
+  const dropDatabase = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await client.end();
+    await stopEmbedded();
+  };
+
+  if (process.env.PRIVCOMM_TEST_RELAYS === 'open') {
+    const open = await startRelay(databaseUrl);
+    const stopOpen = async (): Promise<void> => {
+      await open.close();
+      await dropDatabase();
+    };
+    process.on('SIGTERM', () => void stopOpen().then(() => process.exit(0)));
+    process.stdout.write(`${JSON.stringify({ relayUrl: open.url, databaseUrl })}\n`);
+    return;
+  }
 
   // Calls need TURN: a throwaway coturn on loopback (the relay hands out its credentials).
   const coturn = await startCoturn();
@@ -94,11 +114,7 @@ const main = async (): Promise<void> => {
     await restarts;
     await restartable?.close();
     await coturn.stop();
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await client.end();
-    await stopEmbedded();
+    await dropDatabase();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());

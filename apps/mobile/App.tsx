@@ -1,6 +1,7 @@
 import { SafeAreaView } from 'react-native';
 import { AppRoot } from './src/AppRoot.tsx';
-import { devicePlatform } from './src/platform/device.ts';
+// No extension: Metro then picks device.web.ts for the web build (an explicit .ts skips that).
+import { devicePlatform } from './src/platform/device';
 
 export default function App() {
   return (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Android app's CI step (called by .ci/run after the root install): its own install, typecheck,
 # lint (with the AsyncStorage ban checked), jest-expo tests against real relays, the Hermes bundle,
-# and a prebuild whose AndroidManifest permissions are checked. Needs no Android SDK.
+# the web build driven in Chromium through two `privcomm daemon --web-bridge`, and a prebuild whose
+# AndroidManifest permissions are checked. Needs no Android SDK; needs /usr/bin/chromium.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,9 +33,14 @@ trap 'rm -rf "$out"' EXIT
 CI=1 npx expo export --platform android --output-dir "$out/export"
 ls "$out"/export/_expo/static/js/android/*.hbc
 
+step "web build (expo export --platform web), two pages in Chromium over two web bridges"
+CI=1 npx expo export --platform web --output-dir "$out/web"
+PRIVCOMM_WEB_EXPORT="$out/web" PRIVCOMM_SCREENSHOTS="$out/screenshots" \
+  node --import tsx --test test/web/two-browsers.test.mts
+
 step "prebuild into a temporary copy, and the manifest's permissions"
 mkdir "$out/app"
-tar --exclude=./node_modules --exclude=./dist-android --exclude=./android -cf - . | tar -xf - -C "$out/app"
+tar --exclude=./node_modules --exclude=./dist-android --exclude=./dist-web --exclude=./android -cf - . | tar -xf - -C "$out/app"
 ln -s "$PWD/node_modules" "$out/app/node_modules"
 (cd "$out/app" && CI=1 npx expo prebuild --platform android --no-install \
   --template expo-template-bare-minimum@56.0.37)

@@ -4,7 +4,16 @@ const eslint = require('@eslint/js');
 const tseslint = require('typescript-eslint');
 
 module.exports = tseslint.config(
-  { ignores: ['node_modules/**', 'dist-android/**', 'android/**', '.expo/**', 'modules/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist-android/**',
+      'dist-web/**',
+      'android/**',
+      '.expo/**',
+      'modules/**',
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -40,7 +49,14 @@ module.exports = tseslint.config(
                 'Nothing goes to AsyncStorage (unencrypted): secrets go to expo-secure-store, data to the SQLite store.',
             },
             {
-              group: ['react-native-webrtc', 'expo-sqlite', 'expo-secure-store', 'expo-crypto'],
+              group: [
+                'react-native-webrtc',
+                'expo-sqlite',
+                'expo-secure-store',
+                'expo-crypto',
+                'expo-camera',
+                'react-native-incall-manager',
+              ],
               message:
                 'Native modules are reached only through src/platform/device.ts and injected (DevicePlatform), so the app is testable.',
             },

@@ -90,6 +90,9 @@ export interface OpenedProfile {
   readonly dir: string;
   readonly client: PrivcommClient;
   readonly store: SqlStore;
+  /** The client's engine and login key, for `daemon --web-bridge`, which serves them to a browser. */
+  readonly engine: SignalEngine;
+  readonly signer: FileSigner;
   /** The relay this invocation talks to. */
   readonly server: string;
   /** The profile as stored (undefined before register/link). */
@@ -229,6 +232,7 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
   // Disappeared messages leave at once, with their copies still waiting to go out.
   await client.purgeExpired();
   const openedStore = store;
+  const openedSigner = signer;
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -240,6 +244,8 @@ export const openProfile = async (options: OpenProfileOptions): Promise<OpenedPr
     dir,
     client,
     store: openedStore,
+    engine,
+    signer: openedSigner,
     server,
     profile,
     close,

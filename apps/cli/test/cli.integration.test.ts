@@ -89,6 +89,37 @@ describe('a registered profile', () => {
   });
 });
 
+describe('contact links', () => {
+  it("print this account's link, add a contact from it, and refuse another relay's", async () => {
+    const shown = await runCli(['--profile', bob, '--json', 'contacts', 'link']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const link: string = shown.json[0].link;
+    expect(link).toBe(
+      `privcomm://contact/${bobId}?relay=${encodeURIComponent(relay.url.replace(/\/$/, ''))}`,
+    );
+    const added = await runCli([
+      '--profile',
+      alice,
+      '--json',
+      'contacts',
+      'add',
+      '--link',
+      link,
+      'bobby',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.json).toEqual([{ name: 'bobby', accountId: bobId, expireSeconds: 0 }]);
+    const other = link.replace(/relay=[^#]*/, 'relay=https%3A%2F%2Felsewhere.example');
+    const refused = await runCli(['--profile', alice, 'contacts', 'add', '--link', other, 'b']);
+    expect(refused.code).toBe(1);
+    expect(expectOneErrorLine(refused)).toMatch(
+      /on the relay https:\/\/elsewhere\.example.*same relay/,
+    );
+    // Back to the name the other tests use.
+    expect((await runCli(['--profile', alice, 'contacts', 'add', 'bob', bobId])).code).toBe(0);
+  });
+});
+
 describe('bad input', () => {
   it('an unknown contact name', async () => {
     for (const args of [

@@ -10,7 +10,8 @@ import { LinkedDevices } from './screens/LinkedDevices.tsx';
 import { ConversationList } from './screens/ConversationList.tsx';
 import { Onboarding } from './screens/Onboarding.tsx';
 import { SafetyNumber } from './screens/SafetyNumber.tsx';
-import { AccountProvider } from './state/context.tsx';
+import { Settings } from './screens/Settings.tsx';
+import { AccountProvider, DeviceProvider } from './state/context.tsx';
 import { Notice, Screen } from './ui/components.tsx';
 import { NavigationProvider, useNavigation } from './ui/navigation.tsx';
 import { useTheme } from './ui/theme.ts';
@@ -19,9 +20,10 @@ type Phase =
   | { readonly kind: 'opening' }
   | { readonly kind: 'failed'; readonly message: string }
   | { readonly kind: 'onboarding'; readonly parts: DeviceParts }
-  | { readonly kind: 'ready'; readonly client: PrivcommClient };
+  | { readonly kind: 'ready'; readonly client: PrivcommClient }
+  | { readonly kind: 'deleted'; readonly what: 'device' | 'account' };
 
-const Routes = () => {
+const Routes = ({ onDeleted }: { onDeleted: (what: 'device' | 'account') => void }) => {
   const { route } = useNavigation();
   switch (route.name) {
     case 'conversations':
@@ -34,6 +36,8 @@ const Routes = () => {
       return <LinkedDevices />;
     case 'safety-number':
       return <SafetyNumber accountId={route.accountId} />;
+    case 'settings':
+      return <Settings onDeleted={onDeleted} />;
   }
 };
 
@@ -72,18 +76,27 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
         <Screen title="privcomm cannot start">
           <Notice text={phase.message} />
         </Screen>
+      ) : phase.kind === 'deleted' ? (
+        <Screen title={phase.what === 'account' ? 'Account deleted' : 'Device removed'}>
+          <Notice
+            kind="info"
+            text={`The relay no longer knows this ${phase.what}. The messages on this phone stay until you clear privcomm's data in Android's settings (or uninstall it); then you can start again.`}
+          />
+        </Screen>
       ) : phase.kind === 'onboarding' ? (
         <Onboarding
           parts={phase.parts}
           onRegistered={(client) => setPhase({ kind: 'ready', client })}
         />
       ) : (
-        <AccountProvider client={phase.client}>
-          <NavigationProvider>
-            <Routes />
-            <CallScreen />
-          </NavigationProvider>
-        </AccountProvider>
+        <DeviceProvider platform={platform}>
+          <AccountProvider client={phase.client}>
+            <NavigationProvider>
+              <Routes onDeleted={(what) => setPhase({ kind: 'deleted', what })} />
+              <CallScreen />
+            </NavigationProvider>
+          </AccountProvider>
+        </DeviceProvider>
       )}
     </View>
   );

@@ -1,72 +1,23 @@
 import { createServer, type Server } from 'node:http';
-import { fireEvent, render, waitFor, within } from '@testing-library/react-native';
-import { View } from 'react-native';
+import { fireEvent, waitFor } from '@testing-library/react-native';
 import pg from 'pg';
-import { AppRoot } from '../src/AppRoot.tsx';
 import { identityWarningText } from '../src/screens/IdentityWarning.tsx';
+import {
+  addContact,
+  fillOnboarding,
+  launch,
+  onboard,
+  safetyDigits,
+  send,
+  WAIT,
+  type Phone,
+} from './support/phones.tsx';
 import {
   inviteCodes,
   inviteRelayUrl,
   relayDatabaseUrl,
   relayUrl,
-  testPlatform,
 } from './support/test-platform.ts';
-
-/** Real relay, real libsignal: answers take a moment on a loaded machine. */
-const WAIT = { timeout: 30_000 };
-
-type Phone = ReturnType<typeof within>;
-
-/**
- * Several app instances side by side in one render (each with its own platform: engine, store,
- * secrets), each seen through queries scoped to its own subtree.
- */
-const launch = (...names: string[]): { phones: Phone[]; unmount: () => void } => {
-  const result = render(
-    <View>
-      {names.map((name) => (
-        <View key={name} testID={`phone-${name}`}>
-          <AppRoot platform={testPlatform()} />
-        </View>
-      ))}
-    </View>,
-  );
-  return {
-    phones: names.map((name) => within(result.getByTestId(`phone-${name}`))),
-    unmount: () => result.unmount(),
-  };
-};
-
-const fillOnboarding = async (app: Phone, url: string, name: string): Promise<void> => {
-  fireEvent.changeText(await app.findByLabelText('Relay address', {}, WAIT), url);
-  fireEvent.changeText(app.getByLabelText('Your name'), name);
-  fireEvent.press(app.getByRole('button', { name: 'Create account' }));
-};
-
-/** Registers through the onboarding screen; returns the account id the app shows. */
-const onboard = async (app: Phone, name: string): Promise<string> => {
-  await fillOnboarding(app, relayUrl(), name);
-  const own = await app.findByLabelText(/^Your account id /, {}, WAIT);
-  return String(own.props.accessibilityLabel).replace('Your account id ', '');
-};
-
-const addContact = async (app: Phone, name: string, accountId: string): Promise<void> => {
-  fireEvent.press(app.getByRole('button', { name: 'Add contact' }));
-  fireEvent.changeText(app.getByLabelText("Contact's name"), name);
-  fireEvent.changeText(app.getByLabelText("Contact's account id"), accountId);
-  fireEvent.press(app.getByRole('button', { name: 'Add' }));
-  await app.findByRole('header', { name }, WAIT); // the chat with them opens
-};
-
-const send = async (app: Phone, text: string): Promise<void> => {
-  fireEvent.changeText(app.getByLabelText('Message'), text);
-  fireEvent.press(app.getByRole('button', { name: 'Send' }));
-};
-
-const safetyDigits = async (app: Phone): Promise<string> => {
-  const digits = await app.findByTestId('safety-digits', {}, WAIT);
-  return String(digits.props.accessibilityLabel);
-};
 
 describe('onboarding', () => {
   let notARelay: Server;

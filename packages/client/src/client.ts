@@ -8,6 +8,7 @@ import {
 import { toBase64 } from './bytes.ts';
 import { CallManager, type CallOptions } from './calls/call-manager.ts';
 import { RelayConnection } from './connection.ts';
+import { formatContactLink, parseContactLink, relayKey } from './contact-link.ts';
 import {
   decodeContent,
   encodeContent,
@@ -33,6 +34,13 @@ import {
   SyncCopies,
   type SyncCopyDelay,
 } from './sync-copies.ts';
+import {
+  loadBlocked,
+  loadSettings,
+  saveBlocked,
+  saveSettings,
+  type ClientSettings,
+} from './settings.ts';
 import {
   saveTimer,
   type ClientStore,
@@ -68,19 +76,40 @@ export interface ClientDeps {
 
 export interface ConversationSummary {
   readonly accountId: AccountId;
+  /** The contact's name; absent for a message request. */
   readonly name?: string;
+  /** The latest message, with its delivery state (`status`). */
   readonly lastMessage?: StoredMessage;
+  /** Received messages not read yet. */
+  readonly unread: number;
+  /**
+   * A message request: someone who is not a contact wrote. Accept with `addContact`, or
+   * `block` them, or `deleteConversation`.
+   */
+  readonly request: boolean;
 }
 
 /** What an interface renders: everything the core knows, as plain data. */
 export interface ClientSnapshot {
   readonly profile: Profile | undefined;
   readonly contacts: Contact[];
-  /** One entry per contact, with its latest message (and its delivery state), newest first. */
+  /**
+   * One entry per contact and per message request (blocked accounts left out), with its latest message (and
+   * its delivery state) and unread count, newest first.
+   */
   readonly conversations: ConversationSummary[];
   /** The connection kept by `start` (offline when not started). */
   readonly connection: ConnectionStatus;
+  readonly settings: ClientSettings;
+  /** Accounts this device blocked. */
+  readonly blocked: AccountId[];
 }
+
+/**
+ * What a safety number's QR code holds: the 60 digits, which both phones compute alike, so that
+ * scanning the other phone's code compares them (`verifyScanned`).
+ */
+export const safetyNumberCode = (digits: string): string => `privcomm-safety-number:${digits}`;
 
 const uuidFrom = (bytes: Uint8Array): string => {
   const b = Uint8Array.from(bytes.subarray(0, 16));
@@ -109,6 +138,8 @@ export class PrivcommClient {
   private reconnector: Reconnector | undefined;
   /** The last state the reconnector reported ('stopped' stays until the next `start`). */
   private connectionStatus: ConnectionStatus = { state: 'offline' };
+  private settingsValue: ClientSettings;
+  private readonly blocked: Set<AccountId>;
   /** Set by `start`: owed receipts go out as soon as the received envelopes are handled. */
   private sendReceiptsWhenIdle = false;
   /** Voice calls: place, answer, decline, hang up; state and summaries as events. */
@@ -119,11 +150,15 @@ export class PrivcommClient {
   private constructor(
     private readonly deps: ClientDeps,
     profile: Profile | undefined,
+    settings: ClientSettings,
+    blocked: Set<AccountId>,
   ) {
     this.now = deps.now ?? Date.now;
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.logger = deps.logger ?? noopLogger;
     this.profileValue = profile;
+    this.settingsValue = settings;
+    this.blocked = blocked;
     this.api = new RelayApi(
       deps.transport,
       deps.signer,
@@ -132,7 +167,17 @@ export class PrivcommClient {
     );
     this.discovery = new PhoneDiscovery({ api: this.api, randomBytes: deps.randomBytes });
     this.sender = new Sender(
-      { api: this.api, engine: deps.engine, sleep: this.sleep, logger: this.logger },
+      {
+        api: this.api,
+        engine: deps.engine,
+        sleep: this.sleep,
+        logger: this.logger,
+        onDeviceSetChange: (accountId, change) => {
+          if (accountId !== this.profileValue?.accountId) return;
+          for (const deviceId of change.missing) this.emit({ type: 'device-joined', deviceId });
+          for (const deviceId of change.extra) this.emit({ type: 'device-removed', deviceId });
+        },
+      },
       () => this.self(),
     );
     this.syncCopies = new SyncCopies({
@@ -154,7 +199,7 @@ export class PrivcommClient {
         randomBytes: deps.randomBytes,
         now: this.now,
       },
-      deps.calls,
+      { ...deps.calls, alwaysRelay: deps.calls?.alwaysRelay === true || settings.relayOnlyCalls },
     );
     this.receiver = new Receiver({
       engine: deps.engine,
@@ -162,6 +207,8 @@ export class PrivcommClient {
       identityKey: (accountId) => this.api.identityKey(accountId),
       calls: this.calls,
       self: () => this.self(),
+      isBlocked: (accountId) => this.blocked.has(accountId),
+      typingIndicators: () => this.settingsValue.typingIndicators,
       now: this.now,
       emit: (event) => this.emit(event),
       logger: this.logger,
@@ -170,7 +217,13 @@ export class PrivcommClient {
   }
 
   static async open(deps: ClientDeps): Promise<PrivcommClient> {
-    return new PrivcommClient(deps, await deps.store.profile());
+    const logger = deps.logger ?? noopLogger;
+    return new PrivcommClient(
+      deps,
+      await deps.store.profile(),
+      await loadSettings(deps.store, logger),
+      await loadBlocked(deps.store, logger),
+    );
   }
 
   get profile(): Profile | undefined {
@@ -202,14 +255,27 @@ export class PrivcommClient {
 
   async snapshot(): Promise<ClientSnapshot> {
     await this.purgeExpired();
-    const contacts = await this.deps.store.contacts();
+    const { store } = this.deps;
+    const contacts = await store.contacts();
+    const names = new Map<string, string>(contacts.map((c) => [c.accountId, c.name]));
+    const self = this.profileValue?.accountId;
+    const ids = new Set<AccountId>(
+      contacts.map((c) => c.accountId).filter((id) => !this.blocked.has(id)),
+    );
+    // Someone who is not a contact but wrote: a message request (the store keeps what arrived).
+    for (const id of await store.conversationIds())
+      if (isAccountId(id) && id !== self && !this.blocked.has(id)) ids.add(id);
     const conversations = await Promise.all(
-      contacts.map(async (contact) => {
-        const lastMessage = (await this.deps.store.messages(contact.accountId)).at(-1);
+      [...ids].map(async (accountId): Promise<ConversationSummary> => {
+        const messages = await store.messages(accountId);
+        const lastMessage = messages.at(-1);
+        const name = names.get(accountId);
         return {
-          accountId: contact.accountId,
-          name: contact.name,
+          accountId,
+          ...(name === undefined ? {} : { name }),
           ...(lastMessage === undefined ? {} : { lastMessage }),
+          unread: messages.filter((m) => m.direction === 'in' && m.status !== 'read').length,
+          request: name === undefined,
         };
       }),
     );
@@ -221,7 +287,25 @@ export class PrivcommClient {
       contacts,
       conversations,
       connection: this.connectionStatus,
+      settings: this.settingsValue,
+      blocked: [...this.blocked],
     };
+  }
+
+  // ---- settings ------------------------------------------------------------------------------
+
+  get settings(): ClientSettings {
+    return this.settingsValue;
+  }
+
+  /** Changes and stores settings (settings.ts says what each does); emits 'settings'. */
+  async updateSettings(change: Partial<ClientSettings>): Promise<ClientSettings> {
+    const settings = { ...this.settingsValue, ...change };
+    await saveSettings(this.deps.store, settings);
+    this.settingsValue = settings;
+    this.calls.setAlwaysRelay(this.deps.calls?.alwaysRelay === true || settings.relayOnlyCalls);
+    this.emit({ type: 'settings', settings });
+    return settings;
   }
 
   private newId(): string {
@@ -308,6 +392,7 @@ export class PrivcommClient {
   async removeDevice(deviceId: DeviceId): Promise<void> {
     await this.api.removeDevice(deviceId);
     await this.deps.engine.deleteSession({ accountId: this.self().accountId, deviceId });
+    this.emit({ type: 'device-removed', deviceId });
   }
 
   /** Deletes the account on the relay (primary only); local history stays until removed. */
@@ -330,13 +415,70 @@ export class PrivcommClient {
 
   // ---- contacts, identities --------------------------------------------------------------
 
+  /** Adds (or renames) a contact; also accepts a message request, and unblocks. */
   async addContact(name: string, accountId: string): Promise<Contact> {
     if (!isAccountId(accountId))
       throw new ClientError('UNKNOWN_ACCOUNT', `"${accountId}" is not an account id`);
     const existing = await this.deps.store.contact(accountId);
     const contact = { accountId, name, expireSeconds: existing?.expireSeconds ?? 0 };
     await this.deps.store.saveContact(contact);
+    if (this.blocked.delete(accountId)) await saveBlocked(this.deps.store, this.blocked);
     return contact;
+  }
+
+  /** This account's contact link (contact-link.ts), with its name, to share as text or QR. */
+  contactLink(): string {
+    const profile = this.profileValue;
+    if (!profile)
+      throw new ClientError('NOT_REGISTERED', 'no account yet: run register or link first');
+    return formatContactLink({
+      relayUrl: profile.relayUrl,
+      accountId: profile.accountId,
+      ...(profile.name === undefined ? {} : { name: profile.name }),
+    });
+  }
+
+  /**
+   * Adds the contact a link names, under `name` or else the name in the link. Refuses a link
+   * of another relay (OTHER_RELAY) and this account's own link (INVALID_CONTACT_LINK).
+   */
+  async addContactFromLink(link: string, name?: string): Promise<Contact> {
+    const parsed = parseContactLink(link);
+    const self = this.self();
+    if (parsed.accountId === self.accountId)
+      throw new ClientError('INVALID_CONTACT_LINK', 'that is your own contact link');
+    const own = relayKey(this.deps.transport.relayUrl);
+    if (parsed.relayUrl !== own)
+      throw new ClientError(
+        'OTHER_RELAY',
+        `that contact is on the relay ${parsed.relayUrl}, and you are on ${own}: relays do not pass messages to each other, so you both need accounts on the same relay`,
+      );
+    const chosen = name?.trim() || parsed.name;
+    if (!chosen)
+      throw new ClientError(
+        'INVALID_CONTACT_LINK',
+        'that link carries no name: give the contact a name',
+      );
+    return this.addContact(chosen, parsed.accountId);
+  }
+
+  /**
+   * Blocks an account: what it sends from now on is dropped unread (messages, calls, typing),
+   * and its conversation is removed. `addContact` (or `unblock`) lifts it.
+   */
+  async block(accountId: AccountId): Promise<void> {
+    this.blocked.add(accountId);
+    await saveBlocked(this.deps.store, this.blocked);
+    await this.deps.store.deleteConversation(accountId);
+  }
+
+  async unblock(accountId: AccountId): Promise<void> {
+    if (this.blocked.delete(accountId)) await saveBlocked(this.deps.store, this.blocked);
+  }
+
+  /** Removes a conversation's messages on this device (a message request disappears with it). */
+  deleteConversation(accountId: AccountId): Promise<void> {
+    return this.deps.store.deleteConversation(accountId);
   }
 
   contacts(): Promise<Contact[]> {
@@ -393,6 +535,21 @@ export class PrivcommClient {
     if (!(await this.deps.engine.identityState(accountId)))
       await this.sender.establish(accountId, '*');
     return this.deps.engine.safetyNumber(accountId);
+  }
+
+  /**
+   * Compares what was scanned from the contact's phone (their safety number's QR code,
+   * `safetyNumberCode`) with this side's, and marks the contact verified if they are equal;
+   * throws SAFETY_NUMBER_MISMATCH (nothing marked) if not.
+   */
+  async verifyScanned(accountId: AccountId, scanned: string): Promise<void> {
+    const number = await this.safetyNumber(accountId);
+    if (scanned.trim() !== safetyNumberCode(number.digits))
+      throw new ClientError(
+        'SAFETY_NUMBER_MISMATCH',
+        'the scanned code is not the safety number of this conversation: someone may be between you, or it is another conversation’s code',
+      );
+    await this.deps.engine.setVerified(accountId, true);
   }
 
   async verify(accountId: AccountId): Promise<void> {
@@ -459,6 +616,15 @@ export class PrivcommClient {
       ...(expiresAt === undefined ? {} : { expiresAt }),
     };
     await this.deps.store.addMessage(message);
+    await this.deliver(to, content, now);
+    return { ...message, status: 'sent' };
+  }
+
+  /**
+   * Through the outbox to the relay: kept there (status "sending") after a failure that may pass
+   * (unreachable, rate-limited, full queue), marked "failed" after one that will not.
+   */
+  private async deliver(to: AccountId, content: Content, now: number): Promise<void> {
     await this.deps.store.addOutbox({
       id: content.id,
       recipient: to,
@@ -470,8 +636,6 @@ export class PrivcommClient {
     try {
       await this.sendContent(to, content);
     } catch (error) {
-      // Unreachable, rate-limited or a full recipient queue: the message stays in the outbox
-      // (status "sending") for flushOutbox to retry later.
       if (error instanceof ClientError && isRetryable(error)) throw error;
       await this.deps.store.removeOutbox(content.id);
       await this.deps.store.updateMessage(to, content.id, { status: 'failed' });
@@ -479,7 +643,38 @@ export class PrivcommClient {
     }
     await this.deps.store.removeOutbox(content.id);
     await this.deps.store.updateMessage(to, content.id, { status: 'sent' });
-    return { ...message, status: 'sent' };
+  }
+
+  /**
+   * Sends a message that is not sent yet again, under its own id (so the recipient never shows
+   * it twice): a "failed" one (refused, or a safety number that changed and was then accepted)
+   * goes through the outbox again; a "sending" one is in the outbox already, and the outbox is
+   * flushed. Throws NOT_RETRYABLE for a message that was sent, or not by this device.
+   */
+  async retryMessage(conversation: AccountId, messageId: string): Promise<StoredMessage> {
+    const message = await this.deps.store.message(conversation, messageId);
+    if (
+      !message ||
+      message.direction !== 'out' ||
+      message.deleted ||
+      (message.status !== 'failed' && message.status !== 'sending')
+    )
+      throw new ClientError('NOT_RETRYABLE', 'that message is not waiting to be sent');
+    if (message.status === 'sending') {
+      await this.flushOutbox();
+    } else {
+      await this.deps.store.updateMessage(conversation, messageId, { status: 'sending' });
+      const expireSeconds = (await this.deps.store.contact(conversation))?.expireSeconds ?? 0;
+      const content: Content = {
+        kind: 'text',
+        id: message.id,
+        sentAt: message.sentAt,
+        text: message.text,
+        ...(expireSeconds > 0 ? { expireSeconds } : {}),
+      };
+      await this.deliver(conversation, content, this.now());
+    }
+    return (await this.deps.store.message(conversation, messageId)) ?? message;
   }
 
   /**
@@ -544,8 +739,9 @@ export class PrivcommClient {
       .catch((error: unknown) => this.logger.log('warn', 'call copy failed', reasonOf(error)));
   }
 
-  /** Typing indicators are online-only: the relay never stores them. */
+  /** Typing indicators are online-only: the relay never stores them. None with the setting off. */
   async sendTyping(to: AccountId, typing: boolean): Promise<void> {
+    if (!this.settingsValue.typingIndicators) return;
     await this.sender.send(
       to,
       encodeContent({ kind: 'typing', id: this.newId(), sentAt: this.now(), typing }),
@@ -553,20 +749,25 @@ export class PrivcommClient {
     );
   }
 
-  /** Marks a conversation's received messages read and tells the sender. */
+  /**
+   * Marks a conversation's received messages read and tells the sender (not with read receipts
+   * turned off in the settings, nor to someone who is not a contact).
+   */
   async markRead(conversation: AccountId): Promise<number> {
     const unread = (await this.deps.store.messages(conversation)).filter(
       (m) => m.direction === 'in' && m.status !== 'read',
     );
     if (unread.length === 0) return 0;
     // Receipt first: if it cannot be sent, the messages stay unread and it is sent next time.
-    await this.sendContent(conversation, {
-      kind: 'receipt',
-      id: this.newId(),
-      sentAt: this.now(),
-      receipt: 'read',
-      messageIds: unread.map((m) => m.id),
-    });
+    // None to a message request: a stranger does not learn that it was read.
+    if (this.settingsValue.readReceipts && (await this.deps.store.contact(conversation)))
+      await this.sendContent(conversation, {
+        kind: 'receipt',
+        id: this.newId(),
+        sentAt: this.now(),
+        receipt: 'read',
+        messageIds: unread.map((m) => m.id),
+      });
     for (const message of unread) {
       await this.deps.store.updateMessage(conversation, message.id, { status: 'read' });
     }
@@ -710,6 +911,11 @@ export class PrivcommClient {
       if (this.reconnector === reconnector) this.reconnector = undefined;
     });
     return running;
+  }
+
+  /** While `start` waits before its next attempt: tries now (an interface's "retry now"). */
+  reconnectNow(): void {
+    this.reconnector?.retryNow();
   }
 
   /** Ends `start`: handles what was received, sends owed receipts, disconnects. */

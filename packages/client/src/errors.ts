@@ -26,7 +26,15 @@ export type ClientErrorCode =
   /** Not an ISO 3166 two-letter country code. */
   | 'INVALID_COUNTRY'
   /** A CSV or vCard address book that cannot be read (the message says where). */
-  | 'INVALID_ADDRESS_BOOK';
+  | 'INVALID_ADDRESS_BOOK'
+  /** A contact link that does not follow the format (contact-link.ts); the message says why. */
+  | 'INVALID_CONTACT_LINK'
+  /** A contact link of another relay: relays do not exchange messages with each other. */
+  | 'OTHER_RELAY'
+  /** A message that cannot be retried (unknown, not sent by this device, or already sent). */
+  | 'NOT_RETRYABLE'
+  /** A scanned safety-number code differs from this side's (verifyScanned). */
+  | 'SAFETY_NUMBER_MISMATCH';
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';

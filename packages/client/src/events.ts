@@ -1,6 +1,8 @@
 import type { CallSummary } from './calls/call-manager.ts';
 import type { CallState } from './calls/call-state.ts';
+import type { DeviceId } from '@privcomm/wire';
 import type { ClientError } from './errors.ts';
+import type { ClientSettings } from './settings.ts';
 import type { Contact, StoredMessage } from './store.ts';
 
 /**
@@ -37,6 +39,14 @@ export type ClientEvent =
   | { type: 'disconnected'; code: number; reason: string }
   /** The connection kept by `start` changed state (also in `snapshot().connection`). */
   | { type: 'connection'; status: ConnectionStatus }
+  /** A device joined this account (it asked for the contacts, or the relay listed it). */
+  | { type: 'device-joined'; deviceId: DeviceId }
+  /** A device left this account (removed here, or the relay no longer lists it). */
+  | { type: 'device-removed'; deviceId: DeviceId }
+  /** The settings changed (`updateSettings`). */
+  | { type: 'settings'; settings: ClientSettings }
+  /** The current call's microphone was muted or unmuted (calls/). */
+  | { type: 'call-muted'; muted: boolean }
   /** The current call changed state (calls/). */
   | { type: 'call'; state: CallState }
   /** A call ended (also one answered busy or missed here). */

@@ -3,10 +3,13 @@ export * from './errors.ts';
 export * from './content.ts';
 export * from './store.ts';
 export * from './sql-store.ts';
+export * from './remote-store.ts';
 export * from './transport.ts';
 export * from './relay-api.ts';
 export * from './client.ts';
 export { DEFAULT_SYNC_COPY_DELAY, type SyncCopyDelay } from './sync-copies.ts';
+export * from './contact-link.ts';
+export * from './settings.ts';
 export * from './logger.ts';
 export * from './incoming.ts';
 export {

@@ -39,6 +39,10 @@ export interface ReceiverDeps {
     receiveSync(peer: AccountId, callId: string, signal: CallSignal): void;
   };
   self(): Address;
+  /** Whether this device blocked the account: what it sends is dropped unread. */
+  isBlocked(accountId: AccountId): boolean;
+  /** Whether typing indicators are on (settings.ts): off, none is shown. */
+  typingIndicators(): boolean;
   now(): number;
   emit(event: ClientEvent): void;
   readonly logger: ClientLogger;
@@ -126,6 +130,14 @@ export class Receiver {
       await engine.forgetDecrypted(envelope.id);
       return 200;
     }
+    if (
+      decrypted.sender.accountId !== this.deps.self().accountId &&
+      this.deps.isBlocked(decrypted.sender.accountId)
+    ) {
+      // Decrypted (the session must advance) and acknowledged, but nothing of it is kept.
+      await this.processed(envelope.id);
+      return 200;
+    }
     const identity = await engine.identityState(decrypted.sender.accountId);
     if (identity?.changed)
       this.deps.emit({ type: 'identity-changed', accountId: decrypted.sender.accountId });
@@ -210,7 +222,7 @@ export class Receiver {
         return;
       }
       case 'typing':
-        if (online)
+        if (online && this.deps.typingIndicators())
           emit({
             type: 'typing',
             from: sender.accountId,
@@ -227,6 +239,9 @@ export class Receiver {
         return;
       }
       case 'timer':
+        // Someone who is not a contact cannot make themselves one by setting a timer; their
+        // messages carry their own timer anyway.
+        if (!(await store.contact(sender.accountId))) return;
         await saveTimer(store, sender.accountId, content.expireSeconds);
         emit({
           type: 'timer',
@@ -246,6 +261,8 @@ export class Receiver {
       case 'contacts-request':
         if (!fromSelf) return;
         this.contactsOwedValue = true;
+        // Only a device that just joined the account asks for the contacts.
+        emit({ type: 'device-joined', deviceId: sender.deviceId });
         emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
         return;
     }

@@ -152,6 +152,11 @@ export class Reconnector {
     throw error;
   }
 
+  /** Ends the wait before the next attempt now (someone asked to retry at once). */
+  retryNow(): void {
+    this.wake?.();
+  }
+
   /** Ends `run`: handles what was received, closes the socket, stops retrying. */
   async stop(): Promise<void> {
     this.stopping = true;

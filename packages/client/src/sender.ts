@@ -2,7 +2,7 @@ import type { AccountId, DeviceId } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
 import type { Address, RemoteBundle, SignalEngine } from './engine.ts';
 import { ClientError } from './errors.ts';
-import { parseDeviceSetChange, parseRetryAfter } from './incoming.ts';
+import { parseDeviceSetChange, parseRetryAfter, type DeviceSetChange } from './incoming.ts';
 import type { ClientLogger } from './logger.ts';
 import type { BundleDevice, Bundles, RelayApi } from './relay-api.ts';
 import { relayErrorCode } from './transport.ts';
@@ -24,6 +24,8 @@ export interface SenderDeps {
   readonly engine: SignalEngine;
   readonly sleep: (ms: number) => Promise<void>;
   readonly logger: ClientLogger;
+  /** The relay said an account's device set changed (409/410), after the sessions were fixed. */
+  readonly onDeviceSetChange?: (accountId: AccountId, change: DeviceSetChange) => void;
 }
 
 export const toRemoteBundle = (response: Bundles, device: BundleDevice): RemoteBundle => ({
@@ -150,6 +152,7 @@ export class Sender {
           for (const deviceId of [...missing, ...stale]) {
             await this.establish(accountId, deviceId);
           }
+          this.deps.onDeviceSetChange?.(accountId, change.value);
           continue;
         }
         case 429: {

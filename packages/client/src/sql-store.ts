@@ -112,6 +112,11 @@ export const SQL_STORE_MIGRATIONS: readonly string[] = [
    );`,
   // 2: copies to this account's other devices wait in the outbox until a random time.
   `ALTER TABLE outbox ADD COLUMN not_before INTEGER;`,
+  // 3: the core's own small records by key (ClientStore.value: settings, blocked accounts).
+  `CREATE TABLE client_values (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 /** The format this code writes. */
@@ -450,6 +455,41 @@ export class SqlStore implements ClientStore {
   removeOutbox(id: string): Promise<void> {
     return this.write(async () => {
       await this.db.run('DELETE FROM outbox WHERE id = ?', [id]);
+    });
+  }
+
+  conversationIds(): Promise<string[]> {
+    return this.read(async () =>
+      (
+        await this.db.all<{ conversation: string }>('SELECT DISTINCT conversation FROM messages')
+      ).map((row) => row.conversation),
+    );
+  }
+
+  deleteConversation(conversation: string): Promise<void> {
+    return this.write(async () => {
+      await this.db.run('DELETE FROM messages WHERE conversation = ?', [conversation]);
+    });
+  }
+
+  value(key: string): Promise<string | undefined> {
+    return this.read(
+      async () =>
+        (
+          await this.db.get<{ value: string }>('SELECT value FROM client_values WHERE key = ?', [
+            key,
+          ])
+        )?.value,
+    );
+  }
+
+  saveValue(key: string, value: string): Promise<void> {
+    return this.write(async () => {
+      await this.db.run(
+        `INSERT INTO client_values (key, value) VALUES (?, ?)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+        [key, value],
+      );
     });
   }
 

@@ -90,6 +90,18 @@ export interface ClientStore {
   outbox(): Promise<OutboxEntry[]>;
   addOutbox(entry: OutboxEntry): Promise<void>;
   removeOutbox(id: string): Promise<void>;
+
+  /** Every conversation that has at least one message (contacts or not). */
+  conversationIds(): Promise<string[]>;
+  /** Removes every message of a conversation (the contact, if any, stays). */
+  deleteConversation(conversation: string): Promise<void>;
+
+  /**
+   * The core's own small records (settings.ts: the settings and the blocked accounts), as text
+   * under a key; undefined when never saved.
+   */
+  value(key: string): Promise<string | undefined>;
+  saveValue(key: string, value: string): Promise<void>;
 }
 
 const key = (conversation: string, direction: string, id: string): string =>
@@ -127,6 +139,7 @@ export class MemoryStore implements ClientStore {
   private readonly messageMap = new Map<string, StoredMessage>();
   private readonly outboxMap = new Map<string, OutboxEntry>();
   private readonly processedMap = new Map<string, number>();
+  private readonly valueMap = new Map<string, string>();
 
   async profile(): Promise<Profile | undefined> {
     return this.profileValue;
@@ -194,5 +207,18 @@ export class MemoryStore implements ClientStore {
   }
   async removeOutbox(id: string): Promise<void> {
     this.outboxMap.delete(id);
+  }
+  async conversationIds(): Promise<string[]> {
+    return [...new Set([...this.messageMap.values()].map((message) => message.conversation))];
+  }
+  async deleteConversation(conversation: string): Promise<void> {
+    for (const [k, message] of this.messageMap)
+      if (message.conversation === conversation) this.messageMap.delete(k);
+  }
+  async value(key: string): Promise<string | undefined> {
+    return this.valueMap.get(key);
+  }
+  async saveValue(key: string, value: string): Promise<void> {
+    this.valueMap.set(key, value);
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  CallError,
   CallManager,
   ClientError,
   candidateType,
@@ -242,6 +243,7 @@ describe('SDP and stats helpers', () => {
 
 class FakeTrack implements MediaTrackLike {
   readonly kind = 'audio';
+  enabled = true;
   stopped = false;
   stop(): void {
     this.stopped = true;
@@ -640,6 +642,49 @@ describe('call manager signaling', () => {
       reason: 'failed',
       detail: 'their device could not take part (TURN_NOT_CONFIGURED)',
     });
+  });
+
+  it('mute disables the microphone track while the call goes on, and a new call starts unmuted', async () => {
+    const { make } = world();
+    const alice = make('alice');
+    const bob = make('bob');
+    const muted: boolean[] = [];
+    alice.manager.subscribe((event) => {
+      if (event.type === 'call-muted') muted.push(event.muted);
+    });
+    expect(() => alice.manager.setMuted(true)).toThrow(CallError);
+    const media = new FakeMedia();
+    await alice.manager.start(ID.bob, { media });
+    await settle(() => bob.manager.state.status === 'ringing');
+    await bob.manager.accept();
+    await settle(() => alice.manager.state.status === 'connecting');
+    alice.manager.setMuted(true);
+    expect(media.track.enabled).toBe(false);
+    expect(alice.manager.muted).toBe(true);
+    alice.manager.setMuted(false);
+    expect(media.track.enabled).toBe(true);
+    alice.manager.setMuted(true);
+    await alice.manager.hangup();
+    const next = new FakeMedia();
+    await settle(() => bob.manager.state.status !== 'connecting');
+    await alice.manager.start(ID.bob, { media: next });
+    expect(alice.manager.muted).toBe(false);
+    expect(next.track.enabled).toBe(true);
+    expect(muted).toEqual([true, false, true, false]);
+  });
+
+  it('a microphone the platform may not use ends the call "failed" with MICROPHONE_DENIED', async () => {
+    const { make } = world({
+      calls: {
+        media: () => {
+          throw new CallError('MICROPHONE_DENIED', 'the microphone permission was refused');
+        },
+      },
+    });
+    const alice = make('alice');
+    await alice.manager.start(ID.bob);
+    await settle(() => alice.summaries.length === 1);
+    expect(alice.summaries[0]).toMatchObject({ reason: 'failed', code: 'MICROPHONE_DENIED' });
   });
 
   it('a connection that fails ends the call "failed" on both sides', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_TEXT_BYTES } from '@privcomm/wire';
-import { PrivcommClient } from '../src/client.ts';
+import { PrivcommClient, safetyNumberCode, type ClientDeps } from '../src/client.ts';
 import { textBytes } from '../src/content.ts';
 import { MemoryStore } from '../src/store.ts';
 import { FakeEngine } from './support/fakes.ts';
@@ -19,25 +19,28 @@ const offlineClient = async () => {
     keysRotatedAt: 0,
   });
   const requests: string[] = [];
-  const client = await PrivcommClient.open({
-    transport: {
-      relayUrl: 'http://relay.test',
-      fetch: async (url) => {
-        requests.push(url);
-        throw new Error('connection refused');
-      },
-      openSocket: () => {
-        throw new Error('no socket');
-      },
-    },
-    engine: new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) }),
-    store,
-    signer: { publicKey: async () => new Uint8Array(32), sign: async () => new Uint8Array(64) },
-    randomBytes: (n) => new Uint8Array(n).fill(7),
-    sleep: async () => undefined,
-  });
-  return { client, store, requests };
+  const deps = offlineDeps(store, requests);
+  // `deps` opens another client on the same store (what a restart of the app does).
+  return { client: await PrivcommClient.open(deps), store, requests, deps };
 };
+
+const offlineDeps = (store: MemoryStore, requests: string[]): ClientDeps => ({
+  transport: {
+    relayUrl: 'http://relay.test',
+    fetch: async (url) => {
+      requests.push(url);
+      throw new Error('connection refused');
+    },
+    openSocket: () => {
+      throw new Error('no socket');
+    },
+  },
+  engine: new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) }),
+  store,
+  signer: { publicKey: async () => new Uint8Array(32), sign: async () => new Uint8Array(64) },
+  randomBytes: (n) => crypto.getRandomValues(new Uint8Array(n)),
+  sleep: async () => undefined,
+});
 
 describe('text size limit', () => {
   it('counts UTF-8 bytes of the JSON string', () => {
@@ -65,5 +68,155 @@ describe('text size limit', () => {
     expect(requests.length).toBeGreaterThan(0);
     expect((await store.messages(BOB)).map((m) => m.status)).toEqual(['sending']);
     expect(await store.outbox()).toHaveLength(1);
+  });
+});
+
+const STRANGER = accountIdOf('5e1f0000-0000-4000-8000-00000000000e');
+
+const received = (conversation: string, id: string, text: string, at: number) => ({
+  id,
+  conversation,
+  direction: 'in' as const,
+  text,
+  sentAt: at,
+  receivedAt: at,
+  status: 'delivered' as const,
+});
+
+describe('settings, kept in the store and honoured by the core', () => {
+  it('read receipts off: reading marks the messages read and sends nothing; typing off sends nothing', async () => {
+    const { client, store, requests, deps } = await offlineClient();
+    await store.addMessage(received(STRANGER, 'r1', 'who?', 1));
+    // A message request is read without a receipt: nothing goes to the relay.
+    expect(await client.markRead(STRANGER)).toBe(1);
+    expect(requests).toEqual([]);
+    await client.addContact('Bob', BOB);
+    await store.addMessage(received(BOB, 'm1', 'hi', 1));
+    // On (the default): the read receipt must go first, and the relay cannot be reached.
+    await expect(client.markRead(BOB)).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
+    expect((await store.messages(BOB))[0]?.status).toBe('delivered');
+    const sentBefore = requests.length;
+
+    const events: string[] = [];
+    client.subscribe((event) => events.push(event.type));
+    await client.updateSettings({ readReceipts: false, typingIndicators: false });
+    expect(events).toEqual(['settings']);
+    expect(await client.markRead(BOB)).toBe(1);
+    expect((await store.messages(BOB))[0]?.status).toBe('read');
+    await client.sendTyping(BOB, true);
+    expect(requests.length).toBe(sentBefore);
+
+    // Stored: a client opened again on the same store has them.
+    const again = await PrivcommClient.open(deps);
+    expect(again.settings).toEqual({
+      readReceipts: false,
+      typingIndicators: false,
+      relayOnlyCalls: false,
+    });
+    expect((await again.snapshot()).settings.readReceipts).toBe(false);
+  });
+});
+
+describe('conversations in the snapshot', () => {
+  it('carry the unread count and the latest message; a stranger who wrote is a message request until accepted, blocked or deleted', async () => {
+    const { client, store, deps } = await offlineClient();
+    await client.addContact('Bob', BOB);
+    await store.addMessage(received(BOB, 'b1', 'one', 1));
+    await store.addMessage(received(BOB, 'b2', 'two', 2));
+    await store.addMessage(received(STRANGER, 's1', 'hello?', 3));
+    const { conversations } = await client.snapshot();
+    expect(conversations).toEqual([
+      expect.objectContaining({ accountId: STRANGER, request: true, unread: 1 }),
+      expect.objectContaining({ accountId: BOB, name: 'Bob', request: false, unread: 2 }),
+    ]);
+    expect(conversations[0]?.name).toBeUndefined();
+    expect(conversations[1]?.lastMessage?.text).toBe('two');
+
+    await client.addContact('Stranger', STRANGER);
+    expect((await client.snapshot()).conversations[0]).toMatchObject({ request: false });
+
+    await client.block(STRANGER);
+    const after = await client.snapshot();
+    expect(after.conversations.map((c) => c.accountId)).toEqual([BOB]);
+    expect(after.blocked).toEqual([STRANGER]);
+    expect(await store.messages(STRANGER)).toEqual([]);
+    const again = await PrivcommClient.open(deps);
+    expect((await again.snapshot()).blocked).toEqual([STRANGER]);
+
+    await client.deleteConversation(BOB);
+    expect((await client.snapshot()).conversations).toEqual([
+      expect.objectContaining({ accountId: BOB, unread: 0 }),
+    ]);
+  });
+});
+
+describe('retrying a message', () => {
+  it('sends a failed message again under its own id, through the outbox; refuses one that was sent', async () => {
+    const { client, store } = await offlineClient();
+    await store.addMessage({
+      id: 'f1',
+      conversation: BOB,
+      direction: 'out',
+      text: 'again',
+      sentAt: 5,
+      receivedAt: 5,
+      status: 'failed',
+    });
+    await expect(client.retryMessage(BOB, 'f1')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    expect(await store.message(BOB, 'f1')).toMatchObject({ status: 'sending', text: 'again' });
+    expect((await store.outbox()).map((e) => e.id)).toEqual(['f1']);
+    await expect(client.retryMessage(BOB, 'nope')).rejects.toMatchObject({
+      code: 'NOT_RETRYABLE',
+    });
+    await store.updateMessage(BOB, 'f1', { status: 'sent' });
+    await expect(client.retryMessage(BOB, 'f1')).rejects.toMatchObject({
+      code: 'NOT_RETRYABLE',
+    });
+  });
+});
+
+describe('contact links of a client', () => {
+  it('give this account’s link, add a contact from another’s, refuse its own and another relay’s', async () => {
+    const { client } = await offlineClient();
+    const own = client.contactLink();
+    expect(own).toBe(`privcomm://contact/${ALICE}?relay=http%3A%2F%2Frelay.test`);
+    await expect(client.addContactFromLink(own, 'me')).rejects.toMatchObject({
+      code: 'INVALID_CONTACT_LINK',
+    });
+    const bobs = `privcomm://contact/${BOB}?relay=http%3A%2F%2Frelay.test%2F#Bob`;
+    expect(await client.addContactFromLink(bobs)).toMatchObject({ accountId: BOB, name: 'Bob' });
+    expect(await client.addContactFromLink(bobs, 'Bobby')).toMatchObject({ name: 'Bobby' });
+    await expect(
+      client.addContactFromLink(`privcomm://contact/${BOB}?relay=https%3A%2F%2Fother.test`),
+    ).rejects.toMatchObject({ code: 'OTHER_RELAY', message: /same relay/ });
+    await expect(
+      client.addContactFromLink(`privcomm://contact/${BOB}?relay=http%3A%2F%2Frelay.test`),
+    ).rejects.toMatchObject({ code: 'INVALID_CONTACT_LINK', message: /give the contact a name/ });
+  });
+});
+
+describe('safety number by QR code', () => {
+  it("marks the contact verified when the scanned code is this side's, and refuses another", async () => {
+    const verified = new Map<string, boolean>();
+    const digits = '12345'.repeat(12);
+    const engine = Object.assign(new FakeEngine({ accountId: ALICE, deviceId: deviceIdOf(1) }), {
+      identityState: async (accountId: string) => ({
+        identityKey: new Uint8Array(33),
+        verified: verified.get(accountId) ?? false,
+        changed: false,
+      }),
+      safetyNumber: async () => ({ digits, scannable: new Uint8Array(0) }),
+      setVerified: async (accountId: string, on: boolean) => void verified.set(accountId, on),
+    });
+    const { deps } = await offlineClient();
+    const client = await PrivcommClient.open({ ...deps, engine });
+    await expect(client.verifyScanned(BOB, safetyNumberCode('1'.repeat(60)))).rejects.toMatchObject(
+      { code: 'SAFETY_NUMBER_MISMATCH' },
+    );
+    expect(verified.get(BOB)).toBeUndefined();
+    await client.verifyScanned(BOB, ` ${safetyNumberCode(digits)}\n`);
+    expect(verified.get(BOB)).toBe(true);
   });
 });

@@ -32,6 +32,7 @@ const textFrom = (sender: typeof alice, text: string, id = `m-${text}`): Envelop
 
 const setup = (
   identityKey: (accountId: string) => Promise<Uint8Array> = async () => new Uint8Array(33),
+  options: { blocked?: string[]; typingIndicators?: boolean } = {},
 ) => {
   const engine = new FakeEngine(self);
   const store = new MemoryStore();
@@ -43,6 +44,8 @@ const setup = (
     identityKey,
     calls: { receive: () => undefined, receiveSync: () => undefined },
     self: () => self,
+    isBlocked: (accountId) => options.blocked?.includes(accountId) ?? false,
+    typingIndicators: () => options.typingIndicators ?? true,
     now: () => 1_000,
     emit: (event) => events.push(event),
     logger,
@@ -153,5 +156,53 @@ describe('receiver', () => {
     const forged: Content = { ...sync, content: { ...text, id: 'forged' } };
     await receiver.receive(envelope(FakeEngine.ciphertext(alice, encodeContent(forged))));
     expect(await store.message(ALICE, 'forged')).toBeUndefined();
+  });
+
+  it('drops what a blocked account sends, unread but acknowledged, and keeps others', async () => {
+    const { receiver, store, events } = setup(undefined, { blocked: [ALICE] });
+    const item = textFrom(alice, 'let me in');
+    expect(await receiver.receive(item)).toBe(200);
+    expect(await store.isProcessed(item.id)).toBe(true);
+    expect(await store.messages(ALICE)).toEqual([]);
+    expect(events).toEqual([]);
+    expect(receiver.takeOwedReceipts()).toEqual([]);
+  });
+
+  it('shows no typing with typing indicators off, and keeps a stranger from becoming a contact by a timer', async () => {
+    const typing = (on: boolean): Envelope => ({
+      ...envelope(
+        FakeEngine.ciphertext(
+          alice,
+          encodeContent({ kind: 'typing', id: 't', sentAt: 1, typing: on } as Content),
+        ),
+      ),
+      online: true,
+    });
+    const on = setup();
+    await on.receiver.receive(typing(true));
+    expect(on.events.map((e) => e.type)).toEqual(['typing']);
+    const off = setup(undefined, { typingIndicators: false });
+    await off.receiver.receive(typing(true));
+    expect(off.events).toEqual([]);
+
+    const timer: Content = { kind: 'timer', id: 'x', sentAt: 1, expireSeconds: 60 };
+    await off.receiver.receive(envelope(FakeEngine.ciphertext(alice, encodeContent(timer))));
+    expect(await off.store.contacts()).toEqual([]);
+    await off.store.saveContact({ accountId: ALICE, name: 'Alice', expireSeconds: 0 });
+    await off.receiver.receive(envelope(FakeEngine.ciphertext(alice, encodeContent(timer))));
+    expect(await off.store.contacts()).toEqual([
+      { accountId: ALICE, name: 'Alice', expireSeconds: 60 },
+    ]);
+  });
+
+  it('reports a device that joined this account when it asks for the contacts', async () => {
+    const { receiver, events } = setup();
+    const newDevice = { accountId: BOB, deviceId: deviceIdOf(3) };
+    const request: Content = { kind: 'contacts-request', id: 'r', sentAt: 1 };
+    await receiver.receive(envelope(FakeEngine.ciphertext(newDevice, encodeContent(request))));
+    expect(events).toEqual([
+      { type: 'device-joined', deviceId: 3 },
+      { type: 'contacts-requested', fromDevice: 3 },
+    ]);
   });
 });

@@ -128,6 +128,19 @@ describe('reconnector', () => {
     expect(t.states().at(-1)).toBe('stopped');
   });
 
+  it('retryNow ends the wait before the next attempt at once', async () => {
+    const t = setup([unreachable()]);
+    const running = t.reconnector.run();
+    await settle();
+    expect(t.states()).toEqual(['connecting', 'offline']);
+    t.reconnector.retryNow();
+    await settle();
+    // The next attempt ran (and, with no attempt scripted, failed) without the sleep ending.
+    expect(t.states()).toEqual(['connecting', 'offline', 'connecting', 'offline']);
+    await t.reconnector.stop();
+    await running;
+  });
+
   it('stop during a wait ends the loop at once', async () => {
     const t = setup([unreachable()]);
     const running = t.reconnector.run();

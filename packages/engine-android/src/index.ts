@@ -9,3 +9,4 @@ export {
   type RemoteEngineOptions,
 } from './remote-engine.ts';
 export { CACHE, locateToolchain, prepareToolchain, type Toolchain } from './toolchain.ts';
+export { EngineRequests } from './engine-requests.ts';

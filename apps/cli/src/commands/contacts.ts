@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { normalizePhoneNumber } from '@privcomm/client';
+import { ClientError, normalizePhoneNumber, parseContactLink } from '@privcomm/client';
 import { CliError, UsageError } from '../errors.ts';
 import type { RunContext } from '../run-context.ts';
 import { isAccountId } from '@privcomm/wire';
@@ -17,6 +17,8 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
       examples(
         'privcomm contacts add bob 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11',
         'privcomm contacts add carol --phone +15551230002',
+        'privcomm contacts add bob --link "privcomm://contact/2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11?relay=https%3A%2F%2Frelay.example.org#Bob"',
+        'privcomm contacts link',
         'privcomm contacts list',
         'privcomm contacts sync',
         'privcomm contacts sync ~/contacts.vcf',
@@ -26,7 +28,7 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
   contacts
     .command('add')
     .description(
-      'add a contact by account id (no network) or by phone number (--phone), or rename one',
+      'add a contact by account id or contact link (--link; no network) or by phone number (--phone), or rename one',
     )
     .argument('<name>', 'the name you will use for them in commands')
     .argument('[accountId]', 'their account id (they see it with "privcomm whoami")')
@@ -34,6 +36,7 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
       '--phone <number>',
       'find them by phone number instead (they must have published it with "privcomm phone set")',
     )
+    .option('--link <link>', 'their contact link (they see it with "privcomm contacts link")')
     .option(...COUNTRY_OPTION)
     .addHelpText(
       'after',
@@ -47,20 +50,29 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
       async (
         name: string,
         accountId: string | undefined,
-        options: { phone?: string; country?: string },
+        options: { phone?: string; link?: string; country?: string },
         command: Command,
       ) => {
         const trimmed = name.trim();
         if (trimmed === '') throw new UsageError('the contact name is empty');
         if (isAccountId(trimmed.toLowerCase()))
           throw new UsageError('a contact name cannot be an account id; pick a name');
-        if ((accountId === undefined) === (options.phone === undefined))
-          throw new UsageError('give either their account id or --phone NUMBER');
+        const ways = [accountId, options.phone, options.link].filter((w) => w !== undefined);
+        if (ways.length !== 1)
+          throw new UsageError('give either their account id, --phone NUMBER or --link LINK');
+        // The core's parser: the one definition of the format, with its own clear refusals.
+        let link;
+        try {
+          link = options.link === undefined ? undefined : parseContactLink(options.link);
+        } catch (error) {
+          if (error instanceof ClientError) throw new UsageError(error.message);
+          throw error;
+        }
         const number =
           options.phone === undefined
             ? undefined
             : normalizePhoneNumber(options.phone, countryFor(ctx, options));
-        const given = accountId?.trim().toLowerCase();
+        const given = link?.accountId ?? accountId?.trim().toLowerCase();
         if (given !== undefined && !isAccountId(given))
           throw new UsageError(
             `"${accountId}" is not an account id (like 2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11)`,
@@ -84,7 +96,10 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
             `a contact named "${trimmed}" already exists (${clash.accountId}); pick another name`,
             'CONTACT_EXISTS',
           );
-        const contact = await client.addContact(trimmed, id);
+        const contact =
+          options.link === undefined
+            ? await client.addContact(trimmed, id)
+            : await client.addContactFromLink(options.link, trimmed);
         ctx.out.result(
           {
             name: contact.name,
@@ -95,6 +110,16 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
         );
       },
     );
+
+  contacts
+    .command('link')
+    .description('print your contact link, to give to people who want to add you (no network)')
+    .addHelpText('after', examples('privcomm contacts link', 'privcomm contacts link --json'))
+    .action(async (_options: unknown, command: Command) => {
+      const { client } = await ctx.openAccount(command);
+      const link = client.contactLink();
+      ctx.out.result({ link }, link);
+    });
 
   contacts
     .command('list')
@@ -131,6 +156,7 @@ export const addContactCommands = (program: Command, ctx: RunContext): void => {
       '[file]',
       'a CSV (a name column and phone columns) or vCard (.vcf) address book to look up',
     )
+    .option('--link <link>', 'their contact link (they see it with "privcomm contacts link")')
     .option(...COUNTRY_OPTION)
     .addHelpText(
       'after',

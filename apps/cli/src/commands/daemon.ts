@@ -2,10 +2,14 @@ import type { Command } from 'commander';
 import { RPC_ERRORS, RpcError, Dispatcher, notification } from '../daemon/json-rpc.ts';
 import { daemonMethods } from '../daemon/methods.ts';
 import { serveLines, serveSocket, type Peer } from '../daemon/transports.ts';
+import { UsageError } from '../errors.ts';
 import { eventOutput } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { examples } from './common.ts';
 import { stayConnected } from './listen.ts';
+
+/** The web bridge's default address: loopback, on a port the system chooses (printed at start). */
+const DEFAULT_BRIDGE_ADDRESS = '127.0.0.1:0';
 
 /**
  * daemon: one long-running client for bots, driven by JSON-RPC 2.0 over stdin/stdout or a Unix
@@ -20,6 +24,10 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
       'stay connected and serve JSON-RPC 2.0, one JSON text per line: requests for the messaging commands, notifications for every event (messages, receipts, typing, calls…); on stdin/stdout, or on a Unix socket (--socket). SIGINT or SIGTERM stops it; so does the end of stdin',
     )
     .option('--socket <path>', 'serve on this Unix socket (mode 0600) instead of stdin/stdout')
+    .option(
+      '--web-bridge [host:port]',
+      `development only: serve this profile's engine, store and login key to the app's web build, on a loopback WebSocket with a secret printed once (default ${DEFAULT_BRIDGE_ADDRESS})`,
+    )
     .addHelpText(
       'after',
       '\nMethods: send, sendTyping, markRead, history, listContacts, addContact, deleteMessage,' +
@@ -27,10 +35,21 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         '\nobject as the method, the object as params. See apps/cli/README.md.' +
         examples(
           'privcomm daemon --socket /tmp/privcomm.sock',
+          'privcomm --profile ~/.privcomm-web daemon --web-bridge 127.0.0.1:8790',
           `echo '{"jsonrpc":"2.0","id":1,"method":"send","params":{"recipient":"bob","message":"hi"}}' | privcomm daemon`,
         ),
     )
-    .action(async (options: { socket?: string }, command: Command) => {
+    .action(async (options: { socket?: string; webBridge?: string | true }, command: Command) => {
+      if (options.webBridge !== undefined) {
+        if (options.socket !== undefined)
+          throw new UsageError('--web-bridge and --socket are two different daemons: give one');
+        await runWebBridge(
+          ctx,
+          command,
+          options.webBridge === true ? DEFAULT_BRIDGE_ADDRESS : options.webBridge,
+        );
+        return;
+      }
       ctx.relay.stayingConnected = true;
       const { client, self, store, server, dir } = await ctx.openAccount(command);
       const peers = new Set<Peer>();
@@ -121,4 +140,42 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
         await closeTransport();
       }
     });
+};
+
+/**
+ * `daemon --web-bridge`: no client core here (the page runs it); this process only lends the
+ * profile's engine, store and login key to one page at a time, until SIGINT or SIGTERM. The
+ * profile may have no account yet: the page registers or links it, as `register` would.
+ */
+const runWebBridge = async (ctx: RunContext, command: Command, address: string): Promise<void> => {
+  // Loaded here, not at start: only this mode needs them (start-up time: see bin/privcomm.js).
+  const { parseBridgeAddress, serveWebBridge } = await import('../daemon/web-bridge.ts');
+  const { webBridgeMethods } = await import('../daemon/web-bridge-methods.ts');
+  parseBridgeAddress(address); // Refused before the profile is opened or created.
+  const profile = await ctx.open(command, true);
+  const dispatcher = new Dispatcher(
+    webBridgeMethods({ engine: profile.engine, store: profile.store, signer: profile.signer }),
+    (error) => {
+      const described = ctx.describe(error);
+      return new RpcError(RPC_ERRORS.APPLICATION, described.message, { code: described.code });
+    },
+  );
+  const bridge = await serveWebBridge(address, dispatcher);
+  const page = `#bridge=${encodeURIComponent(bridge.url)}&secret=${bridge.secret}`;
+  ctx.out.result(
+    { type: 'web-bridge', url: bridge.url, secret: bridge.secret, profile: profile.dir },
+    [
+      `web bridge for the profile ${profile.dir} on ${bridge.url}`,
+      `open the app's web build with this after its address (the secret is shown only now):`,
+      page,
+    ],
+  );
+  ctx.out.status('a development tool, not a way to serve the app; SIGINT or SIGTERM stops');
+  await new Promise<void>((resolve) => {
+    const stopSignal = ctx.io.onSignal(() => {
+      stopSignal();
+      resolve();
+    });
+  });
+  await bridge.close();
 };

@@ -1,4 +1,9 @@
-import { PrivcommClient, type ClientStore, type SignalEngine } from '@privcomm/client';
+import {
+  PrivcommClient,
+  type AuthSigner,
+  type ClientStore,
+  type SignalEngine,
+} from '@privcomm/client';
 import type { DevicePlatform } from './platform.ts';
 import { SecureStoreSigner } from './secure-signer.ts';
 
@@ -7,14 +12,15 @@ export interface DeviceParts {
   readonly platform: DevicePlatform;
   readonly engine: SignalEngine;
   readonly store: ClientStore;
-  readonly signer: SecureStoreSigner;
+  readonly signer: AuthSigner;
 }
 
 export const openDeviceParts = async (platform: DevicePlatform): Promise<DeviceParts> => {
   const [engine, store, signer] = await Promise.all([
     platform.openEngine(),
     platform.openStore(),
-    SecureStoreSigner.loadOrCreate(platform.secrets, (n) => platform.randomBytes(n)),
+    platform.openSigner?.() ??
+      SecureStoreSigner.loadOrCreate(platform.secrets, (n) => platform.randomBytes(n)),
   ]);
   return { platform, engine, store, signer };
 };

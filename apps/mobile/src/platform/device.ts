@@ -2,18 +2,34 @@
  * The Android device's platform: the only module that imports native modules. Never imported
  * by tests (react-native-webrtc throws at import under Jest).
  */
+import { Camera, CameraView } from 'expo-camera';
 import { getRandomBytes } from 'expo-crypto';
 import * as SecureStore from 'expo-secure-store';
 import { openDatabaseAsync } from 'expo-sqlite';
+import { createElement } from 'react';
+import { PermissionsAndroid, StyleSheet } from 'react-native';
+import InCallManager from 'react-native-incall-manager';
 import { mediaDevices, RTCPeerConnection } from 'react-native-webrtc';
-import type { CallMedia, MediaTrackLike, PeerConnectionConstructor } from '@privcomm/client';
+import {
+  CallError,
+  type CallMedia,
+  type MediaTrackLike,
+  type PeerConnectionConstructor,
+} from '@privcomm/client';
 import { openAndroidEngine } from '../../modules/privcomm-engine';
-import type { DevicePlatform } from './platform.ts';
+import type { DevicePlatform, QrScanner } from './platform.ts';
 import { openAppStore, type ExpoSqliteDatabase } from './expo-sqlite-driver.ts';
 import { createTransport } from './transport.ts';
 
-/** The microphone as the call's audio; react-native-webrtc plays the remote track itself. */
+/**
+ * The microphone as the call's audio; react-native-webrtc plays the remote track itself. The
+ * permission is asked first: refused, the core ends the call with MICROPHONE_DENIED and the call
+ * screen says where to allow it.
+ */
 const microphone = async (): Promise<CallMedia> => {
+  const granted = await PermissionsAndroid.request(PermissionsAndroid.PERMISSIONS.RECORD_AUDIO);
+  if (granted !== PermissionsAndroid.RESULTS.GRANTED)
+    throw new CallError('MICROPHONE_DENIED', 'the microphone permission was refused');
   const stream = await mediaDevices.getUserMedia({ audio: true, video: false });
   const track = stream.getAudioTracks()[0];
   if (!track) throw new Error('no microphone track');
@@ -22,6 +38,18 @@ const microphone = async (): Promise<CallMedia> => {
     onRemoteTrack: () => undefined,
     stop: () => stream.getTracks().forEach((t) => t.stop()),
   };
+};
+
+/** expo-camera's barcode scanner, reading QR codes only. */
+const cameraScanner: QrScanner = {
+  requestPermission: async () => (await Camera.requestCameraPermissionsAsync()).granted,
+  View: ({ onScanned }) =>
+    createElement(CameraView, {
+      style: StyleSheet.absoluteFill,
+      facing: 'back',
+      barcodeScannerSettings: { barcodeTypes: ['qr'] },
+      onBarcodeScanned: (result: { data: string }) => onScanned(result.data),
+    }),
 };
 
 export const devicePlatform: DevicePlatform = {
@@ -41,4 +69,8 @@ export const devicePlatform: DevicePlatform = {
     webrtc: { RTCPeerConnection: RTCPeerConnection as unknown as PeerConnectionConstructor },
     media: microphone,
   },
+  // Only the speakerphone switch of react-native-incall-manager: its start() would take a
+  // proximity wake lock, and WAKE_LOCK is a blocked permission (app.json).
+  audioRoute: { setSpeaker: (on) => InCallManager.setForceSpeakerphoneOn(on) },
+  scanner: cameraScanner,
 };

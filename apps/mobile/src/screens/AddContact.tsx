@@ -1,25 +1,38 @@
-import { useState } from 'react';
-import { Text } from 'react-native';
-import { useAccount, useAccountStore } from '../state/context.tsx';
+import type { Contact } from '@privcomm/client';
+import { useRef, useState } from 'react';
+import { ScrollView, Text, View } from 'react-native';
+import { useAccount, useAccountStore, useDevice } from '../state/context.tsx';
 import { Button, Field, Notice, Screen } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
 import { useNavigation } from '../ui/navigation.tsx';
+import { QrCode } from '../ui/QrCode.tsx';
 import { useTheme } from '../ui/theme.ts';
 
-/** Adds a contact by account id (the core checks it); shows this account's id to share. */
+export const CAMERA_REFUSED =
+  "privcomm may not use the camera, so it cannot scan. Allow it in Android's Settings › Apps › privcomm › Permissions, or paste the contact link instead.";
+
+/**
+ * Adds a contact by account id, by contact link (typed or pasted) or by scanning the QR code of
+ * one; shows this account's own link and QR code to be added. The core parses and checks links.
+ */
 export const AddContact = () => {
   const theme = useTheme();
   const navigation = useNavigation();
   const account = useAccountStore();
+  const { scanner } = useDevice();
   const profile = useAccount((s) => s.profile);
   const [name, setName] = useState('');
   const [accountId, setAccountId] = useState('');
+  const [link, setLink] = useState('');
   const [error, setError] = useState<string | undefined>();
+  const [scanning, setScanning] = useState(false);
+  // A camera reports the same code many times a second: only the first one is used.
+  const scanned = useRef(false);
 
-  const add = async (): Promise<void> => {
+  const added = async (work: () => Promise<Contact>): Promise<void> => {
     setError(undefined);
     try {
-      const contact = await account.client.addContact(name.trim(), accountId.trim());
+      const contact = await work();
       await account.refresh();
       navigation.back();
       navigation.push({ name: 'chat', accountId: contact.accountId });
@@ -28,31 +41,113 @@ export const AddContact = () => {
     }
   };
 
+  const addFromLink = (text: string): Promise<void> =>
+    added(() => account.client.addContactFromLink(text, name.trim() || undefined));
+
+  const startScan = async (): Promise<void> => {
+    if (!scanner) return;
+    setError(undefined);
+    if (!(await scanner.requestPermission())) {
+      setError(CAMERA_REFUSED);
+      return;
+    }
+    scanned.current = false;
+    setScanning(true);
+  };
+
+  const onScanned = (data: string): void => {
+    if (scanned.current) return;
+    scanned.current = true;
+    setScanning(false);
+    setLink(data);
+    void addFromLink(data);
+  };
+
+  if (scanning && scanner) {
+    const Camera = scanner.View;
+    return (
+      <Screen
+        title="Scan a contact's QR code"
+        actions={<Button label="Cancel" kind="plain" onPress={() => setScanning(false)} />}
+      >
+        <Text style={{ color: theme.text }}>
+          Point the camera at the QR code on your contact's Add contact screen.
+        </Text>
+        <View style={{ flex: 1 }}>
+          <Camera onScanned={onScanned} />
+        </View>
+      </Screen>
+    );
+  }
+
+  let ownLink: string | undefined;
+  try {
+    ownLink = profile ? account.client.contactLink() : undefined;
+  } catch {
+    ownLink = undefined;
+  }
+
   return (
     <Screen
       title="Add a contact"
       actions={<Button label="Back" kind="plain" onPress={navigation.back} />}
     >
-      <Field label="Contact's name" value={name} onChangeText={setName} />
-      <Field
-        label="Contact's account id"
-        value={accountId}
-        onChangeText={setAccountId}
-        autoCapitalize="none"
-        autoCorrect={false}
-        placeholder="xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-      />
-      {error ? <Notice text={error} /> : null}
-      <Button
-        label="Add"
-        onPress={() => void add()}
-        disabled={name.trim() === '' || accountId.trim() === ''}
-      />
-      {profile ? (
-        <Text selectable style={{ color: theme.muted }}>
-          Your account id, for your contacts: {profile.accountId}
-        </Text>
-      ) : null}
+      <ScrollView contentContainerStyle={{ gap: 12 }} keyboardShouldPersistTaps="handled">
+        <Field label="Contact's name" value={name} onChangeText={setName} />
+        <Field
+          label="Contact link"
+          value={link}
+          onChangeText={setLink}
+          autoCapitalize="none"
+          autoCorrect={false}
+          placeholder="privcomm://contact/…"
+        />
+        <Button
+          label="Add from link"
+          onPress={() => void addFromLink(link)}
+          disabled={link.trim() === ''}
+        />
+        {scanner ? (
+          <Button
+            label="Scan a QR code"
+            kind="plain"
+            hint="Opens the camera to scan your contact's QR code"
+            onPress={() => void startScan()}
+          />
+        ) : null}
+        <Field
+          label="Contact's account id"
+          value={accountId}
+          onChangeText={setAccountId}
+          autoCapitalize="none"
+          autoCorrect={false}
+          placeholder="xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+        />
+        {error ? <Notice text={error} /> : null}
+        <Button
+          label="Add"
+          onPress={() => void added(() => account.client.addContact(name.trim(), accountId.trim()))}
+          disabled={name.trim() === '' || accountId.trim() === ''}
+        />
+        {ownLink && profile ? (
+          <View style={{ gap: 8 }}>
+            <Text style={{ color: theme.text, fontWeight: '600' }}>
+              To be added: show this QR code, or share your link
+            </Text>
+            <QrCode value={ownLink} label="QR code of your contact link" />
+            <Text
+              selectable
+              style={{ color: theme.muted }}
+              accessibilityLabel={`Your contact link ${ownLink}`}
+            >
+              {ownLink}
+            </Text>
+            <Text selectable style={{ color: theme.muted }}>
+              Your account id, for your contacts: {profile.accountId}
+            </Text>
+          </View>
+        ) : null}
+      </ScrollView>
     </Screen>
   );
 };

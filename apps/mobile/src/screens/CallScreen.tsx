@@ -1,7 +1,7 @@
 import type { CallState, CallSummary, EndReason } from '@privcomm/client';
 import { useEffect, useState } from 'react';
 import { StyleSheet, Text, View } from 'react-native';
-import { useAccount, useAccountStore, useCall } from '../state/context.tsx';
+import { useAccount, useAccountStore, useCall, useDevice } from '../state/context.tsx';
 import { Button, Notice } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
 import { useTheme } from '../ui/theme.ts';
@@ -15,8 +15,13 @@ const ENDED: Record<EndReason, string> = {
   'answered-elsewhere': 'Answered on another of your devices',
 };
 
+export const MICROPHONE_REFUSED =
+  "privcomm may not use the microphone, so the call could not start. Allow it in Android's Settings › Apps › privcomm › Permissions, then call again.";
+
 export const endedText = (summary: CallSummary): string =>
-  `${ENDED[summary.reason]}${summary.connected ? (summary.relay ? ' · media went through the relay' : ' · direct connection') : ''}`;
+  summary.code === 'MICROPHONE_DENIED'
+    ? MICROPHONE_REFUSED
+    : `${ENDED[summary.reason]}${summary.connected ? (summary.relay ? ' · media went through the relay' : ' · direct connection') : ''}`;
 
 const minutesSeconds = (ms: number): string => {
   const total = Math.max(0, Math.floor(ms / 1000));
@@ -51,6 +56,9 @@ export const CallScreen = () => {
   const call = useCall((s) => s.call);
   const lastEnded = useCall((s) => s.lastEnded);
   const contacts = useAccount((s) => s.contacts);
+  const muted = useCall((s) => s.muted);
+  const { audioRoute } = useDevice();
+  const [speaker, setSpeaker] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const [dismissed, setDismissed] = useState<string | undefined>();
   const elapsed = useElapsed(call?.status === 'connected' ? call.connectedAt : undefined);
@@ -60,6 +68,23 @@ export const CallScreen = () => {
   const act = (work: () => Promise<void>) => () => {
     setError(undefined);
     work().catch((caught: unknown) => setError(explain(caught)));
+  };
+
+  // Every call starts on the earpiece: the speaker is switched off when a call ends.
+  const inCall = call !== undefined && call.status !== 'idle' && call.status !== 'ended';
+  useEffect(() => {
+    if (inCall || !speaker) return;
+    setSpeaker(false);
+    void Promise.resolve(audioRoute?.setSpeaker(false)).catch(() => undefined);
+  }, [inCall, speaker, audioRoute]);
+
+  const toggleSpeaker = (): void => {
+    if (!audioRoute) return;
+    const on = !speaker;
+    setError(undefined);
+    Promise.resolve(audioRoute.setSpeaker(on))
+      .then(() => setSpeaker(on))
+      .catch((caught: unknown) => setError(explain(caught)));
   };
 
   if (!call || call.status === 'idle' || call.status === 'ended') {
@@ -95,7 +120,25 @@ export const CallScreen = () => {
             <Button label="Decline" kind="plain" onPress={act(() => client.calls.decline())} />
           </>
         ) : (
-          <Button label="Hang up" onPress={act(() => client.calls.hangup())} />
+          <>
+            <Button
+              label={muted ? 'Unmute' : 'Mute'}
+              kind={muted ? 'primary' : 'plain'}
+              hint={muted ? 'Your microphone is off' : 'Turns your microphone off'}
+              onPress={act(async () => client.calls.setMuted(!muted))}
+            />
+            {audioRoute ? (
+              <Button
+                label={speaker ? 'Speaker off' : 'Speaker on'}
+                kind={speaker ? 'primary' : 'plain'}
+                hint={
+                  speaker ? 'Plays the call on the earpiece' : 'Plays the call on the loudspeaker'
+                }
+                onPress={toggleSpeaker}
+              />
+            ) : null}
+            <Button label="Hang up" onPress={act(() => client.calls.hangup())} />
+          </>
         )}
       </View>
     </View>
@@ -115,6 +158,6 @@ const styles = StyleSheet.create({
     alignItems: 'center',
   },
   title: { fontSize: 24, fontWeight: '700', textAlign: 'center' },
-  actions: { flexDirection: 'row', gap: 16 },
+  actions: { flexDirection: 'row', flexWrap: 'wrap', justifyContent: 'center', gap: 16 },
   banner: { padding: 12, gap: 8 },
 });

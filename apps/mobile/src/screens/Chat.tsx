@@ -40,6 +40,9 @@ export const Chat = ({ accountId }: { accountId: AccountId }) => {
   const expireSeconds = useAccount(
     (s) => s.contacts.find((c) => c.accountId === accountId)?.expireSeconds ?? 0,
   );
+  const request = useAccount(
+    (s) => s.conversations.find((c) => c.accountId === accountId)?.request === true,
+  );
   const [draft, setDraft] = useState('');
   const [error, setError] = useState<string | undefined>();
   const [choosingTimer, setChoosingTimer] = useState(false);
@@ -138,6 +141,7 @@ export const Chat = ({ accountId }: { accountId: AccountId }) => {
       }
     >
       {identity?.changed ? <IdentityWarning name={name} /> : null}
+      {request ? <MessageRequest accountId={accountId} run={run} onGone={navigation.back} /> : null}
       <Button
         label={`Disappearing messages: ${timerLabel(expireSeconds)}`}
         kind="plain"
@@ -186,14 +190,66 @@ export const Chat = ({ accountId }: { accountId: AccountId }) => {
     </Screen>
   );
 
-  /**
-   * A message the relay never took (still "sending" after a network failure) goes out with the
-   * outbox; one the core gave up on ("failed") is sent again as a new message.
-   */
+  /** The core sends it again under its own id (through the outbox, whatever its state). */
   async function retry(message: StoredMessage): Promise<void> {
-    if (message.status === 'failed') await run(() => client.sendText(accountId, message.text));
-    else await run(() => client.flushOutbox());
+    await run(() => client.retryMessage(accountId, message.id));
   }
+};
+
+/**
+ * Someone who is not a contact wrote: accept (they become a contact under the name given),
+ * block (nothing of theirs is kept from now on), or delete what they sent. The core decides
+ * what each means; no read receipt goes to them until accepted.
+ */
+const MessageRequest = ({
+  accountId,
+  run,
+  onGone,
+}: {
+  accountId: AccountId;
+  run: (work: () => Promise<unknown>) => Promise<boolean>;
+  onGone: () => void;
+}) => {
+  const { client } = useAccountStore();
+  const [name, setName] = useState('');
+  return (
+    <View style={{ gap: 8 }}>
+      <Notice
+        kind="warning"
+        text="This account is not in your contacts. Accept to reply with a name you choose; block to drop everything it sends; or delete this conversation."
+      />
+      <Field label="Name for this contact" value={name} onChangeText={setName} />
+      <View style={styles.choices}>
+        <Button
+          label="Accept"
+          disabled={name.trim() === ''}
+          onPress={() => void run(() => client.addContact(name.trim(), accountId))}
+        />
+        <Button
+          label="Block"
+          kind="plain"
+          hint="Drops everything this account sends from now on"
+          onPress={() =>
+            void run(async () => {
+              await client.block(accountId);
+              onGone();
+            })
+          }
+        />
+        <Button
+          label="Delete"
+          kind="plain"
+          hint="Deletes this conversation on this phone"
+          onPress={() =>
+            void run(async () => {
+              await client.deleteConversation(accountId);
+              onGone();
+            })
+          }
+        />
+      </View>
+    </View>
+  );
 };
 
 const Bubble = ({

@@ -1,6 +1,8 @@
+import type { ConnectionStatus } from '@privcomm/client';
 import { FlatList, Pressable, StyleSheet, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Notice, Screen } from '../ui/components.tsx';
+import { explain } from '../ui/errors.ts';
 import { useNavigation } from '../ui/navigation.tsx';
 import { STATUS } from '../ui/status.ts';
 import { useTheme } from '../ui/theme.ts';
@@ -12,7 +14,6 @@ export const ConversationList = () => {
   const conversations = useAccount((s) => s.conversations);
   const profile = useAccount((s) => s.profile);
   const connection = useAccount((s) => s.connection);
-  const connectionError = useAccount((s) => s.connectionError);
   return (
     <Screen
       title="Chats"
@@ -29,18 +30,15 @@ export const ConversationList = () => {
             kind="plain"
             onPress={() => navigation.push({ name: 'add-contact' })}
           />
+          <Button
+            label="Settings"
+            kind="plain"
+            onPress={() => navigation.push({ name: 'settings' })}
+          />
         </>
       }
     >
-      {connection === 'offline' ? (
-        <View style={{ gap: 8 }}>
-          <Notice
-            kind="warning"
-            text={`Not connected to the relay${connectionError ? `: ${connectionError.message}` : ''}. Messages wait on the relay until you reconnect.`}
-          />
-          <Button label="Reconnect" kind="plain" onPress={() => void account.connect()} />
-        </View>
-      ) : null}
+      <ConnectionLine status={connection} retryNow={() => account.client.reconnectNow()} />
       {profile ? (
         <Text
           selectable
@@ -63,7 +61,7 @@ export const ConversationList = () => {
           const preview = last ? (last.deleted ? 'Message deleted' : last.text) : 'No messages yet';
           const state = last?.direction === 'out' ? STATUS[last.status] : undefined;
           const label = [
-            item.name,
+            item.request ? `Message request from ${item.name}` : item.name,
             item.unread > 0 ? `${item.unread} unread` : undefined,
             last ? `${last.direction === 'out' ? 'You' : item.name}: ${preview}` : preview,
             state ? state.words : undefined,
@@ -80,6 +78,9 @@ export const ConversationList = () => {
             >
               <View style={{ flex: 1 }}>
                 <Text style={{ color: theme.text, fontWeight: '600' }}>{item.name}</Text>
+                {item.request ? (
+                  <Text style={{ color: theme.accent }}>Message request: not in your contacts</Text>
+                ) : null}
                 <Text numberOfLines={1} style={{ color: theme.muted }}>
                   {last?.direction === 'out' ? 'You: ' : ''}
                   {preview}
@@ -97,6 +98,61 @@ export const ConversationList = () => {
       />
     </Screen>
   );
+};
+
+/**
+ * The core's connection as one line: it reconnects by itself (with backoff); "Retry now" only
+ * shortens the wait. A device the relay refused for good says why and what to do.
+ */
+const ConnectionLine = ({
+  status,
+  retryNow,
+}: {
+  status: ConnectionStatus;
+  retryNow: () => void;
+}) => {
+  const theme = useTheme();
+  switch (status.state) {
+    case 'online':
+      return (
+        <Text accessibilityLiveRegion="polite" style={{ color: theme.muted }}>
+          Connected to the relay
+        </Text>
+      );
+    case 'connecting':
+      return (
+        <Text accessibilityLiveRegion="polite" style={{ color: theme.muted }}>
+          Connecting to the relay…
+        </Text>
+      );
+    case 'offline': {
+      const seconds =
+        status.retryInMs === undefined
+          ? undefined
+          : Math.max(1, Math.round(status.retryInMs / 1000));
+      return (
+        <View style={{ gap: 8 }}>
+          <Notice
+            kind="warning"
+            text={`Not connected to the relay${status.error ? `: ${status.error.message}` : ''}. ${
+              seconds === undefined ? 'Trying again' : `Trying again in ${seconds} s`
+            }; messages wait on the relay and in this phone's outbox meanwhile.`}
+          />
+          <Button label="Retry now" kind="plain" onPress={retryNow} />
+        </View>
+      );
+    }
+    case 'stopped':
+      return (
+        <Notice
+          text={
+            status.error
+              ? explain(status.error)
+              : 'The relay no longer accepts this device. Restart the app to try again.'
+          }
+        />
+      );
+  }
 };
 
 const styles = StyleSheet.create({

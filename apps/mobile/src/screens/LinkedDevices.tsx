@@ -1,5 +1,5 @@
 import type { DeviceList } from '@privcomm/client';
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Field, Notice, Screen } from '../ui/components.tsx';
@@ -22,16 +22,23 @@ export const LinkedDevices = () => {
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
 
+  // Loads may overlap (an event, an action): only the latest one started may set the list, so a
+  // slow answer read before a removal cannot bring the removed device back.
+  const latest = useRef(0);
   const load = useCallback(async () => {
+    const mine = ++latest.current;
     try {
-      setDevices((await client.devices()).devices);
+      const { devices: list } = await client.devices();
+      if (mine === latest.current) setDevices(list);
     } catch (caught) {
-      setError(explain(caught));
+      if (mine === latest.current) setError(explain(caught));
     }
   }, [client]);
+  // The core reports devices that joined or left: the list follows without a refresh.
+  const deviceChanges = useAccount((s) => s.deviceChanges);
   useEffect(() => {
     void load();
-  }, [load]);
+  }, [load, deviceChanges]);
 
   const act = async (work: () => Promise<void>): Promise<boolean> => {
     setBusy(true);

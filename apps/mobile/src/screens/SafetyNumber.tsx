@@ -1,11 +1,13 @@
-import type { AccountId, SafetyNumber as Digits } from '@privcomm/client';
-import { useEffect, useState } from 'react';
-import { StyleSheet, Text, View } from 'react-native';
-import { useAccount, useAccountStore } from '../state/context.tsx';
+import { safetyNumberCode, type AccountId, type SafetyNumber as Digits } from '@privcomm/client';
+import { useEffect, useRef, useState } from 'react';
+import { ScrollView, StyleSheet, Text, View } from 'react-native';
+import { useAccount, useAccountStore, useDevice } from '../state/context.tsx';
 import { Button, Notice, Screen } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
 import { useNavigation } from '../ui/navigation.tsx';
+import { QrCode } from '../ui/QrCode.tsx';
 import { useTheme } from '../ui/theme.ts';
+import { CAMERA_REFUSED } from './AddContact.tsx';
 import { IdentityWarning } from './IdentityWarning.tsx';
 
 /** The 60 digits as 12 groups of 5, the way both phones show them. */
@@ -23,6 +25,9 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
   const identity = useAccount((s) => s.identities[accountId]);
   const [number, setNumber] = useState<Digits | undefined>();
   const [error, setError] = useState<string | undefined>();
+  const { scanner } = useDevice();
+  const [scanning, setScanning] = useState(false);
+  const scanned = useRef(false);
 
   useEffect(() => {
     let live = true;
@@ -48,46 +53,103 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
     }
   };
 
+  const startScan = async (): Promise<void> => {
+    if (!scanner) return;
+    setError(undefined);
+    if (!(await scanner.requestPermission())) {
+      setError(CAMERA_REFUSED);
+      return;
+    }
+    scanned.current = false;
+    setScanning(true);
+  };
+
+  // The core compares the scanned code with this side's and marks the contact verified.
+  const onScanned = (data: string): void => {
+    if (scanned.current) return;
+    scanned.current = true;
+    setScanning(false);
+    void act(() => client.verifyScanned(accountId, data));
+  };
+
+  if (scanning && scanner) {
+    const Camera = scanner.View;
+    return (
+      <Screen
+        title={`Scan ${name}'s code`}
+        actions={<Button label="Cancel" kind="plain" onPress={() => setScanning(false)} />}
+      >
+        <Text style={{ color: theme.text }}>
+          Point the camera at the QR code on {name}'s safety-number screen.
+        </Text>
+        <View style={{ flex: 1 }}>
+          <Camera onScanned={onScanned} />
+        </View>
+      </Screen>
+    );
+  }
+
   const groups = number ? groupDigits(number.digits) : [];
   return (
     <Screen
       title={`Safety number with ${name}`}
       actions={<Button label="Back" kind="plain" onPress={navigation.back} />}
     >
-      {identity?.changed ? <IdentityWarning name={name} /> : null}
-      <Text style={{ color: theme.text }}>
-        Compare these numbers with the ones on {name}'s phone. If they are equal, nobody is between
-        you.
-      </Text>
-      {number ? (
-        <View
-          accessible
-          accessibilityLabel={`Safety number: ${groups.join(' ')}`}
-          testID="safety-digits"
-          style={styles.grid}
-        >
-          {groups.map((group, i) => (
-            <Text key={i} style={[styles.group, { color: theme.text }]}>
-              {group}
+      <ScrollView contentContainerStyle={{ gap: 12 }}>
+        {identity?.changed ? <IdentityWarning name={name} /> : null}
+        <Text style={{ color: theme.text }}>
+          Compare these numbers with the ones on {name}'s phone. If they are equal, nobody is
+          between you.
+        </Text>
+        {number ? (
+          <View
+            accessible
+            accessibilityLabel={`Safety number: ${groups.join(' ')}`}
+            testID="safety-digits"
+            style={styles.grid}
+          >
+            {groups.map((group, i) => (
+              <Text key={i} style={[styles.group, { color: theme.text }]}>
+                {group}
+              </Text>
+            ))}
+          </View>
+        ) : null}
+        {error ? <Notice text={error} /> : null}
+        {identity?.changed ? (
+          <Button
+            label="I have compared the new number: accept it"
+            onPress={() => void act(() => client.acceptIdentity(accountId))}
+          />
+        ) : identity?.verified ? (
+          <Notice kind="info" text={`You verified ${name}'s safety number.`} />
+        ) : (
+          <Button
+            label="Mark as verified"
+            onPress={() => void act(() => client.verify(accountId))}
+            disabled={!number}
+          />
+        )}
+        {number ? (
+          <>
+            <Text style={{ color: theme.text }}>
+              Or scan: each phone shows this code; scanning the other's compares the numbers.
             </Text>
-          ))}
-        </View>
-      ) : null}
-      {error ? <Notice text={error} /> : null}
-      {identity?.changed ? (
-        <Button
-          label="I have compared the new number: accept it"
-          onPress={() => void act(() => client.acceptIdentity(accountId))}
-        />
-      ) : identity?.verified ? (
-        <Notice kind="info" text={`You verified ${name}'s safety number.`} />
-      ) : (
-        <Button
-          label="Mark as verified"
-          onPress={() => void act(() => client.verify(accountId))}
-          disabled={!number}
-        />
-      )}
+            <QrCode
+              value={safetyNumberCode(number.digits)}
+              label={`QR code of your safety number with ${name}`}
+            />
+            {scanner && !identity?.changed ? (
+              <Button
+                label={`Scan ${name}'s code`}
+                kind="plain"
+                hint="Opens the camera to compare safety numbers"
+                onPress={() => void startScan()}
+              />
+            ) : null}
+          </>
+        ) : null}
+      </ScrollView>
     </Screen>
   );
 };

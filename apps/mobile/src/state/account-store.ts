@@ -1,7 +1,8 @@
 import {
-  ClientError,
   type AccountId,
   type ClientEvent,
+  type ClientSettings,
+  type ConnectionStatus,
   type Contact,
   type IdentityState,
   type PrivcommClient,
@@ -12,13 +13,14 @@ import { createStore, type StoreApi } from 'zustand/vanilla';
 
 export interface ConversationView {
   readonly accountId: AccountId;
+  /** The contact's name, or the account id for a message request. */
   readonly name: string;
   readonly lastMessage?: StoredMessage;
   /** Received messages the core has not marked read. */
   readonly unread: number;
+  /** Someone who is not a contact wrote (the core's message request). */
+  readonly request: boolean;
 }
-
-export type ConnectionState = 'offline' | 'connecting' | 'online';
 
 /**
  * What the screens of one account render: the client core's snapshot and histories as plain
@@ -35,9 +37,11 @@ export interface AccountState {
   readonly identities: Record<string, IdentityState | undefined>;
   /** Contacts typing right now (online-only indicator). */
   readonly typing: Record<string, boolean>;
-  readonly connection: ConnectionState;
-  /** Why the last connection attempt failed, as the core said it. */
-  readonly connectionError: { code: string; message: string } | undefined;
+  /** The connection the core keeps (its reconnector: state, next attempt, last error). */
+  readonly connection: ConnectionStatus;
+  readonly settings: ClientSettings;
+  /** Devices that joined or left this account since the app started (the core's events). */
+  readonly deviceChanges: number;
 }
 
 export interface AccountStore {
@@ -48,21 +52,16 @@ export interface AccountStore {
   /** Keeps `accountId`'s history in the store from now on. */
   watchConversation(accountId: string): Promise<void>;
   unwatchConversation(accountId: string): void;
-  /** Connects the message socket (after registering, or at start). */
-  connect(): Promise<void>;
+  /**
+   * Keeps the message socket connected through the core's `start` (reconnecting by itself,
+   * with backoff, after every loss) until `dispose`.
+   */
+  start(): void;
   dispose(): Promise<void>;
 }
 
 /** Disappearing messages are purged (by the core's snapshot) at least this often. */
 const PURGE_INTERVAL_MS = 15_000;
-
-/** Delivery receipts are sent once the burst of envelopes that caused them is acknowledged. */
-const RECEIPT_DELAY_MS = 300;
-
-const describe = (error: unknown): { code: string; message: string } =>
-  error instanceof ClientError
-    ? { code: error.code, message: error.message }
-    : { code: 'UNKNOWN', message: String((error as Error)?.message ?? error) };
 
 /** One store per client (per account on this device), created by AccountProvider. */
 export const createAccountStore = (client: PrivcommClient): AccountStore => {
@@ -73,12 +72,13 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     histories: {},
     identities: {},
     typing: {},
-    connection: 'offline',
-    connectionError: undefined,
+    connection: { state: 'offline' },
+    settings: client.settings,
+    deviceChanges: 0,
   }));
   const watched = new Set<string>();
   let disposed = false;
-  let receiptTimer: ReturnType<typeof setTimeout> | undefined;
+  let running: Promise<void> | undefined;
   // Refreshes run one after another, so an older read never overwrites a newer one.
   let refreshing: Promise<void> = Promise.resolve();
 
@@ -88,16 +88,19 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     const histories: Record<string, StoredMessage[]> = {};
     const identities: Record<string, IdentityState | undefined> = {};
     for (const summary of snapshot.conversations) {
-      const history = await client.history(summary.accountId);
-      if (watched.has(summary.accountId)) histories[summary.accountId] = history;
+      if (watched.has(summary.accountId))
+        histories[summary.accountId] = await client.history(summary.accountId);
       identities[summary.accountId] = await client.identity(summary.accountId);
       conversations.push({
         accountId: summary.accountId,
         name: summary.name ?? summary.accountId,
         ...(summary.lastMessage ? { lastMessage: summary.lastMessage } : {}),
-        unread: history.filter((m) => m.direction === 'in' && m.status !== 'read').length,
+        unread: summary.unread,
+        request: summary.request,
       });
     }
+    // A conversation opened but not in the list (a request just blocked or deleted): empty.
+    for (const accountId of watched) histories[accountId] ??= await client.history(accountId);
     if (disposed) return;
     store.setState({
       profile: snapshot.profile,
@@ -105,6 +108,8 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
       conversations,
       histories,
       identities,
+      connection: snapshot.connection,
+      settings: snapshot.settings,
     });
   };
 
@@ -113,32 +118,35 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     return refreshing;
   };
 
-  const scheduleReceipts = (): void => {
-    clearTimeout(receiptTimer);
-    receiptTimer = setTimeout(() => {
-      if (!disposed) void client.sendOwedReceipts().catch(() => undefined);
-    }, RECEIPT_DELAY_MS);
-  };
-
+  // Delivery receipts, the outbox and reconnection are the core's (`start`): nothing to
+  // schedule here.
   const onEvent = (event: ClientEvent): void => {
     switch (event.type) {
       case 'typing':
         store.setState((s) => ({ typing: { ...s.typing, [event.from]: event.typing } }));
         return;
-      case 'disconnected':
-        store.setState({ connection: 'offline' });
+      case 'connection':
+        store.setState({ connection: event.status });
+        if (event.status.state === 'online') void refresh();
         return;
+      case 'disconnected':
       case 'queue-empty':
-        scheduleReceipts();
+        return;
+      case 'settings':
+        store.setState({ settings: event.settings });
+        return;
+      case 'device-joined':
+      case 'device-removed':
+        store.setState((s) => ({ deviceChanges: s.deviceChanges + 1 }));
         return;
       case 'message':
         if (event.message.direction === 'in')
           store.setState((s) => ({ typing: { ...s.typing, [event.message.conversation]: false } }));
-        scheduleReceipts();
         void refresh();
         return;
       case 'call':
       case 'call-ended':
+      case 'call-muted':
         return; // the call store follows these
       default:
         void refresh();
@@ -158,21 +166,19 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     unwatchConversation(accountId) {
       watched.delete(accountId);
     },
-    async connect() {
-      store.setState({ connection: 'connecting', connectionError: undefined });
-      try {
-        await client.connect();
-        if (!disposed) store.setState({ connection: 'online' });
-      } catch (error) {
-        if (!disposed) store.setState({ connection: 'offline', connectionError: describe(error) });
-      }
-      await refresh();
+    start() {
+      if (running) return;
+      // Resolves at `stop`; rejects only when the relay refused this device for good, which
+      // the 'connection' event (state 'stopped', with the error) already shows.
+      running = client.start().catch(() => undefined);
+      void refresh();
     },
     async dispose() {
       disposed = true;
-      clearTimeout(receiptTimer);
       clearInterval(purgeTimer);
       unsubscribe();
+      await client.stop();
+      await running;
       await refreshing.catch(() => undefined);
     },
   };

@@ -6,15 +6,22 @@ export interface CallStoreState {
   readonly call: CallState | undefined;
   /** The last call that ended, for the "call ended" line. */
   readonly lastEnded: CallSummary | undefined;
+  /** The core's mute state of the current call's microphone. */
+  readonly muted: boolean;
 }
 
 /** One store per client for its call: a copy of the core's call events. */
 export const createCallStore = (
   client: PrivcommClient,
 ): { store: StoreApi<CallStoreState>; dispose: () => void } => {
-  const store = createStore<CallStoreState>(() => ({ call: undefined, lastEnded: undefined }));
+  const store = createStore<CallStoreState>(() => ({
+    call: undefined,
+    lastEnded: undefined,
+    muted: false,
+  }));
   const dispose = client.subscribe((event) => {
     if (event.type === 'call') store.setState({ call: event.state });
+    else if (event.type === 'call-muted') store.setState({ muted: event.muted });
     else if (event.type === 'call-ended')
       store.setState({ call: undefined, lastEnded: event.summary });
   });

@@ -1,4 +1,5 @@
 import type { PrivcommClient } from '@privcomm/client';
+import type { DevicePlatform } from '../platform/platform.ts';
 import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { useStore } from 'zustand';
 import type { StoreApi } from 'zustand/vanilla';
@@ -29,7 +30,7 @@ export const AccountProvider = ({
     calls: createCallStore(client).store,
   }));
   useEffect(() => {
-    void value.account.connect();
+    value.account.start();
     return () => {
       // The app is closing: stop listening, close the socket and the engine.
       void value.account.dispose().then(() => client.close());
@@ -50,6 +51,23 @@ export const useAccountStore = (): AccountStore => useAccountContext().account;
 /** A slice of the account's state; re-renders when it changes. */
 export const useAccount = <T,>(selector: (state: AccountState) => T): T =>
   useStore(useAccountContext().account.store, selector);
+
+const DeviceContext = createContext<DevicePlatform | undefined>(undefined);
+
+/** The device's platform, for what screens take from it directly (scanner, audio route). */
+export const DeviceProvider = ({
+  platform,
+  children,
+}: {
+  platform: DevicePlatform;
+  children: ReactNode;
+}) => <DeviceContext.Provider value={platform}>{children}</DeviceContext.Provider>;
+
+export const useDevice = (): DevicePlatform => {
+  const value = useContext(DeviceContext);
+  if (!value) throw new Error('useDevice outside DeviceProvider');
+  return value;
+};
 
 export const useCall = <T,>(selector: (state: CallStoreState) => T): T =>
   useStore(useAccountContext().calls, selector);

@@ -1,5 +1,13 @@
 import type { ReactNode } from 'react';
-import { Pressable, StyleSheet, Text, TextInput, View, type TextInputProps } from 'react-native';
+import {
+  Pressable,
+  StyleSheet,
+  Switch,
+  Text,
+  TextInput,
+  View,
+  type TextInputProps,
+} from 'react-native';
 import { useTheme } from './theme.ts';
 
 export const Screen = ({
@@ -76,6 +84,38 @@ export const Field = ({ label, ...props }: { label: string } & TextInputProps) =
   );
 };
 
+/** A setting that is on or off, with what it does in words (the label is what is read out). */
+export const Toggle = ({
+  label,
+  description,
+  value,
+  onChange,
+}: {
+  label: string;
+  description: string;
+  value: boolean;
+  onChange: (value: boolean) => void;
+}) => {
+  const theme = useTheme();
+  return (
+    <View style={styles.toggle}>
+      <View style={{ flex: 1, gap: 2 }}>
+        <Text style={{ color: theme.text, fontWeight: '600' }}>{label}</Text>
+        <Text style={{ color: theme.muted }}>{description}</Text>
+      </View>
+      <Switch
+        accessibilityRole="switch"
+        accessibilityLabel={label}
+        accessibilityHint={description}
+        accessibilityState={{ checked: value }}
+        value={value}
+        onValueChange={onChange}
+        trackColor={{ true: theme.accent, false: theme.muted }}
+      />
+    </View>
+  );
+};
+
 export const Notice = ({
   text,
   kind = 'error',
@@ -101,7 +141,15 @@ const styles = StyleSheet.create({
   screen: { flex: 1, padding: 16, gap: 12 },
   header: { flexDirection: 'row', alignItems: 'center', justifyContent: 'space-between', gap: 8 },
   title: { fontSize: 22, fontWeight: '700', flexShrink: 1 },
-  actions: { flexDirection: 'row', gap: 8 },
+  // Buttons wrap to a second line rather than clip when the system's text scale is large.
+  actions: {
+    flexDirection: 'row',
+    flexWrap: 'wrap',
+    justifyContent: 'flex-end',
+    gap: 8,
+    flexShrink: 1,
+  },
+  toggle: { flexDirection: 'row', alignItems: 'center', gap: 12, paddingVertical: 8 },
   button: { paddingVertical: 10, paddingHorizontal: 14, borderRadius: 8, alignItems: 'center' },
   disabled: { opacity: 0.5 },
   field: { gap: 4 },

@@ -30,6 +30,14 @@ export const explain = (error: unknown, relayUrl?: string): string => {
       return 'That is not an account id. An account id looks like 8-4-4-4-12 letters and digits; ask your contact to share theirs.';
     case 'UNTRUSTED_IDENTITY':
       return "This contact's safety number changed. Nothing was sent. Open the safety number to check it.";
+    case 'INVALID_CONTACT_LINK':
+      return `${error.message.charAt(0).toUpperCase()}${error.message.slice(1)}. Ask your contact to share their link or QR code again.`;
+    case 'OTHER_RELAY':
+      return `This contact uses another relay: ${error.message.replace(/^that contact is on the relay /, '')}.`;
+    case 'SAFETY_NUMBER_MISMATCH':
+      return "The scanned code does not match this safety number. Make sure you scanned this contact's code for this conversation; if it was, do not trust this conversation until you have compared the numbers in person.";
+    case 'CONNECTED_ELSEWHERE':
+      return 'Another app connected as this device, so the relay closed this connection. Restart the app to connect again.';
     case 'SEND_FAILED':
       return `The message could not be sent: ${error.message}`;
     default:

@@ -15,6 +15,7 @@ export type Route =
   | { readonly name: 'chat'; readonly accountId: AccountId }
   | { readonly name: 'add-contact' }
   | { readonly name: 'devices' }
+  | { readonly name: 'settings' }
   | { readonly name: 'safety-number'; readonly accountId: AccountId };
 
 interface Navigation {

@@ -20,8 +20,14 @@ module.exports = async () => {
   });
   const relays = JSON.parse(line);
   process.env.PRIVCOMM_TEST_RELAY_URL = relays.relayUrl;
-  process.env.PRIVCOMM_TEST_INVITE_RELAY_URL = relays.inviteRelayUrl;
-  process.env.PRIVCOMM_TEST_INVITE_CODES = relays.inviteCodes.join(',');
+  // Absent with PRIVCOMM_TEST_RELAYS=open (the browser test starts the open relay only).
+  if (relays.inviteRelayUrl) {
+    process.env.PRIVCOMM_TEST_INVITE_RELAY_URL = relays.inviteRelayUrl;
+    process.env.PRIVCOMM_TEST_INVITE_CODES = relays.inviteCodes.join(',');
+  }
   process.env.PRIVCOMM_TEST_RELAY_DATABASE_URL = relays.databaseUrl;
+  process.env.PRIVCOMM_TEST_RESTARTABLE_RELAY_URL = relays.restartableUrl;
+  // The reconnection test signals this process to stop and start that relay.
+  process.env.PRIVCOMM_TEST_RELAYS_PID = String(child.pid);
   globalThis.__privcommRelays = child;
 };

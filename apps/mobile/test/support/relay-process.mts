@@ -4,7 +4,8 @@
  * the server's own tests do), one database, and two real relays on it: open registration (with a
  * throwaway coturn for calls), and
  * invite-only with codes made by the operator's own `admin invite create`. Prints one JSON line
- * with their addresses, then runs until SIGTERM.
+ * with their addresses, then runs until SIGTERM. With PRIVCOMM_TEST_RELAYS=open (the browser
+ * test), only the open relay, without TURN: no calls, no invitations, fewer processes to start.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
-import { JWT_SECRET, startCoturn, startRelay } from '@privcomm/server/testing';
+import {
+  JWT_SECRET,
+  portToRestartOn,
+  startCoturn,
+  startRelay,
+  type TestRelay,
+} from '@privcomm/server/testing';
 // Not part of the server's public exports: the same helper its own global setup uses.
 import { startEmbeddedPostgres } from '../../../../packages/server/src/db/embedded.ts';
 
@@ -41,6 +48,25 @@ const main = async (): Promise<void> => {
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
 
+  const dropDatabase = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await client.end();
+    await stopEmbedded();
+  };
+
+  if (process.env.PRIVCOMM_TEST_RELAYS === 'open') {
+    const open = await startRelay(databaseUrl);
+    const stopOpen = async (): Promise<void> => {
+      await open.close();
+      await dropDatabase();
+    };
+    process.on('SIGTERM', () => void stopOpen().then(() => process.exit(0)));
+    process.stdout.write(`${JSON.stringify({ relayUrl: open.url, databaseUrl })}\n`);
+    return;
+  }
+
   // Calls need TURN: a throwaway coturn on loopback (the relay hands out its credentials).
   const coturn = await startCoturn();
   const open = await startRelay(databaseUrl, {
@@ -48,6 +74,28 @@ const main = async (): Promise<void> => {
     TURN_SECRET: coturn.secret,
   });
   const inviteOnly = await startRelay(databaseUrl, { REGISTRATION: 'invite' });
+  // A relay the reconnection test stops (SIGUSR1) and starts again on the same port (SIGUSR2),
+  // as an operator's restart does; one signal is handled after the other.
+  const restartPort = String(await portToRestartOn());
+  let restartable: TestRelay | undefined = await startRelay(databaseUrl, { PORT: restartPort });
+  const restartableUrl = restartable.url;
+  let restarts: Promise<void> = Promise.resolve();
+  const restart = (work: () => Promise<void>) => {
+    restarts = restarts.then(work).catch((error: unknown) => {
+      process.stderr.write(`restartable relay: ${String((error as Error).stack ?? error)}\n`);
+    });
+  };
+  process.on('SIGUSR1', () =>
+    restart(async () => {
+      await restartable?.close();
+      restartable = undefined;
+    }),
+  );
+  process.on('SIGUSR2', () =>
+    restart(async () => {
+      restartable ??= await startRelay(databaseUrl, { PORT: restartPort });
+    }),
+  );
   const inviteCodes = execFileSync(
     process.execPath,
     ['--import', 'tsx', path.join('src', 'cli', 'admin.ts'), 'invite', 'create', '--count', '5'],
@@ -63,17 +111,15 @@ const main = async (): Promise<void> => {
   const stop = async (): Promise<void> => {
     await open.close();
     await inviteOnly.close();
+    await restarts;
+    await restartable?.close();
     await coturn.stop();
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await client.end();
-    await stopEmbedded();
+    await dropDatabase();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
   process.stdout.write(
-    `${JSON.stringify({ relayUrl: open.url, inviteRelayUrl: inviteOnly.url, inviteCodes, databaseUrl })}\n`,
+    `${JSON.stringify({ relayUrl: open.url, inviteRelayUrl: inviteOnly.url, restartableUrl, inviteCodes, databaseUrl })}\n`,
   );
 };
 

@@ -3,7 +3,9 @@ import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
 import { NodeCallMedia, nodeWebRtc, openNodeEngine, toneSource } from '@privcomm/engine-node';
-import type { DevicePlatform } from '../../src/platform/platform.ts';
+import { useEffect } from 'react';
+import type { CallMedia } from '@privcomm/client';
+import type { AudioRoute, DevicePlatform, QrScanner } from '../../src/platform/platform.ts';
 import type { SecretStore } from '../../src/platform/secrets.ts';
 import type { SqlValue } from '@privcomm/client';
 import { openAppStore, type ExpoSqliteDatabase } from '../../src/platform/expo-sqlite-driver.ts';
@@ -81,7 +83,16 @@ export const nodeHttpFetch = ((url: string, init: RequestInit = {}) =>
  * One phone, as the tests see it: the real Node SignalEngine (libsignal) in memory, the app's
  * SQLite store on better-sqlite3, the app's transport over Node's fetch and `ws`.
  */
-export const testPlatform = (): DevicePlatform & { secrets: ReturnType<typeof memorySecrets> } => ({
+export interface TestPlatformOptions {
+  /** The call's audio (a 440 Hz tone by default); may throw as a refused microphone does. */
+  readonly media?: () => CallMedia;
+  readonly scanner?: QrScanner;
+  readonly audioRoute?: AudioRoute;
+}
+
+export const testPlatform = (
+  options: TestPlatformOptions = {},
+): DevicePlatform & { secrets: ReturnType<typeof memorySecrets> } => ({
   openEngine: () => openNodeEngine(':memory:'),
   openStore: () => openAppStore(betterSqlite()),
   secrets: memorySecrets(),
@@ -92,8 +103,48 @@ export const testPlatform = (): DevicePlatform & { secrets: ReturnType<typeof me
     }),
   randomBytes: (length) => new Uint8Array(randomBytes(length)),
   // Real WebRTC (libwebrtc through @roamhq/wrtc); a 440 Hz tone stands in for the microphone.
-  calls: { webrtc: nodeWebRtc(), media: () => new NodeCallMedia(toneSource(440)) },
+  calls: {
+    webrtc: nodeWebRtc(),
+    media: options.media ?? (() => new NodeCallMedia(toneSource(440))),
+  },
+  ...(options.scanner ? { scanner: options.scanner } : {}),
+  ...(options.audioRoute ? { audioRoute: options.audioRoute } : {}),
 });
+
+/**
+ * A QR scanner the test drives: `scan(text)` is what the camera would read while the app shows
+ * the scanner; `granted: false` is a refused camera permission.
+ */
+export const drivenScanner = (granted = true) => {
+  let onScanned: ((data: string) => void) | undefined;
+  const View = ({ onScanned: handler }: { onScanned: (data: string) => void }) => {
+    useEffect(() => {
+      onScanned = handler;
+      return () => {
+        onScanned = undefined;
+      };
+    }, [handler]);
+    return null;
+  };
+  const scanner: QrScanner = { requestPermission: async () => granted, View };
+  return {
+    scanner,
+    scan(data: string): void {
+      if (!onScanned) throw new Error('the app is not showing the scanner');
+      onScanned(data);
+    },
+  };
+};
+
+export const restartableRelayUrl = (): string => required('PRIVCOMM_TEST_RESTARTABLE_RELAY_URL');
+
+/** Stops the restartable relay (as its operator's restart does), or starts it again. */
+export const restartableRelay = (action: 'stop' | 'start'): void => {
+  process.kill(
+    Number(required('PRIVCOMM_TEST_RELAYS_PID')),
+    action === 'stop' ? 'SIGUSR1' : 'SIGUSR2',
+  );
+};
 
 export const relayUrl = (): string => required('PRIVCOMM_TEST_RELAY_URL');
 export const inviteRelayUrl = (): string => required('PRIVCOMM_TEST_INVITE_RELAY_URL');

@@ -103,6 +103,11 @@ export interface CallSummary {
   readonly relayOnly: boolean;
   /** Candidate types of the selected pair, when it connected. */
   readonly path?: CandidatePath;
+  /**
+   * Why it failed here, as a stable code: MICROPHONE_DENIED (the platform may not capture
+   * audio: the person refused the permission), MEDIA_FAILED, or the relay's code.
+   */
+  readonly code?: string;
   /** From connected to ended; 0 when it never connected. */
   readonly durationMs: number;
   readonly startedAt: number;
@@ -111,13 +116,19 @@ export interface CallSummary {
 
 export type CallManagerEvent =
   | { readonly type: 'call'; readonly state: CallState }
+  | { readonly type: 'call-muted'; readonly muted: boolean }
   | { readonly type: 'call-ended'; readonly summary: CallSummary };
 
 export type CallErrorCode =
   /** Already in a call (place), or no call in a state that allows the action. */
   | 'CALL_STATE'
   /** Calling oneself. */
-  | 'INVALID_PEER';
+  | 'INVALID_PEER'
+  /**
+   * Thrown by a platform's CallMediaFactory when the microphone permission is refused; the
+   * call then fails with this code in its summary, so the interface can say what to do.
+   */
+  | 'MICROPHONE_DENIED';
 
 export class CallError extends Error {
   override readonly name = 'CallError';
@@ -196,6 +207,8 @@ interface Session {
   lostTimer?: unknown;
   capturing: boolean;
   released: boolean;
+  /** Why setup failed here (the summary's code). */
+  failureCode?: string;
   /** Signals of this call, sent one after the other. */
   sends: Promise<void>;
 }
@@ -217,6 +230,8 @@ export class CallManager {
   /** Signals not yet handed to the relay (close waits for them). */
   private readonly inflight = new Set<Promise<unknown>>();
   private lastEmitted: CallState | undefined;
+  /** The current call's microphone is muted (reset for every new call). */
+  private mutedValue = false;
   private readonly ringTimeoutMs: number;
   private alwaysRelay: boolean;
 
@@ -247,6 +262,25 @@ export class CallManager {
     this.alwaysRelay = on;
   }
 
+  /** Whether the current call's microphone is muted. */
+  get muted(): boolean {
+    return this.mutedValue;
+  }
+
+  /**
+   * Mutes or unmutes the current call's microphone: the track stays in the call (no
+   * renegotiation) but sends silence while disabled. Emits 'call-muted'.
+   */
+  setMuted(muted: boolean): void {
+    const state = this.machine.state;
+    if (state.status === 'idle' || state.status === 'ended')
+      throw new CallError('CALL_STATE', 'no call to mute');
+    this.mutedValue = muted;
+    const track = this.sessions.get(state.call.callId)?.media?.track;
+    if (track) track.enabled = !muted;
+    this.emit({ type: 'call-muted', muted });
+  }
+
   subscribe(listener: (event: CallManagerEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -273,6 +307,7 @@ export class CallManager {
       throw new CallError('INVALID_PEER', 'you cannot call your own account');
     const callId = hex(this.deps.randomBytes(16));
     const session = this.newSession(callId, peer, options.relayOnly === true);
+    this.resetMuted();
     if (options.media) session.media = options.media;
     if (options.observer) session.observer = options.observer;
     this.sessions.set(callId, session);
@@ -293,6 +328,7 @@ export class CallManager {
     if (!session) throw new CallError('CALL_STATE', 'no call is ringing');
     if (options.media) session.media = options.media;
     if (options.observer) session.observer = options.observer;
+    this.resetMuted();
     await this.act({ type: 'accept' }, 'no call is ringing');
   }
 
@@ -564,9 +600,16 @@ export class CallManager {
     return sent;
   }
 
+  private resetMuted(): void {
+    if (!this.mutedValue) return;
+    this.mutedValue = false;
+    this.emit({ type: 'call-muted', muted: false });
+  }
+
   private async fail(session: Session, error: unknown): Promise<void> {
     if (!this.current(session.callId)) return;
     const code = failureCode(error);
+    if (code !== undefined) session.failureCode = code;
     await this.apply(
       this.machine.dispatch({
         type: 'failed',
@@ -597,7 +640,15 @@ export class CallManager {
     if (session.released) return undefined;
     if (!session.media) {
       if (!this.options.media) throw new SetupError('no audio source for the call');
-      const media = await this.options.media();
+      let media: CallMedia;
+      try {
+        media = await this.options.media();
+      } catch (error) {
+        throw new SetupError(
+          message(error),
+          error instanceof CallError ? error.code : 'MEDIA_FAILED',
+        );
+      }
       if (session.released) {
         media.stop();
         return undefined;
@@ -605,6 +656,7 @@ export class CallManager {
       session.media = media;
     }
     const media = session.media;
+    if (this.mutedValue) media.track.enabled = false;
     const pc = new webrtc.RTCPeerConnection({
       iceServers,
       iceTransportPolicy: session.relayOnly ? 'relay' : 'all',
@@ -833,6 +885,7 @@ export class CallManager {
       direction: state.call.direction,
       reason: state.reason,
       ...(state.detail === undefined ? {} : { detail: state.detail }),
+      ...(session?.failureCode === undefined ? {} : { code: session.failureCode }),
       connected: state.connectedAt !== undefined,
       relay: path !== undefined && (path.local === 'relay' || path.remote === 'relay'),
       relayOnly: session?.relayOnly ?? false,

@@ -32,6 +32,8 @@ export interface IceCandidateInit {
 /** A media track: the microphone (or a tone, a file) or the peer's audio. */
 export interface MediaTrackLike {
   readonly kind: string;
+  /** A disabled audio track sends silence (mute); absent in stacks that cannot. */
+  enabled?: boolean;
   stop(): void;
 }
 

@@ -243,6 +243,28 @@ export const storeContract = (
         expect((await store.outbox())[0]).toEqual(outboxEntry('copy', 30, 5));
       }));
 
+    it('lists the conversations that have messages, and deletes one', () =>
+      withStore(async (store) => {
+        await store.addMessage(msg({ id: 'x', conversation: A }));
+        await store.addMessage(msg({ id: 'y', conversation: A }));
+        await store.addMessage(msg({ id: 'z', conversation: B }));
+        expect((await store.conversationIds()).sort()).toEqual([A, B].sort());
+        await store.deleteConversation(A);
+        expect(await store.conversationIds()).toEqual([B]);
+        expect(await store.messages(A)).toEqual([]);
+        expect((await store.messages(B)).map((m) => m.id)).toEqual(['z']);
+      }));
+
+    it('keeps small values by key, replacing on save', () =>
+      withStore(async (store) => {
+        expect(await store.value('k')).toBeUndefined();
+        await store.saveValue('k', '{"a":1}');
+        await store.saveValue('k', '{"a":2}');
+        await store.saveValue('other', 'x');
+        expect(await store.value('k')).toBe('{"a":2}');
+        expect(await store.value('other')).toBe('x');
+      }));
+
     it('applies operations in call order, even when nobody waits between them', () =>
       withStore(async (store) => {
         const ids = Array.from({ length: 20 }, (_, i) => `p${i}`);
@@ -328,6 +350,8 @@ export const sqlStoreContract = (
           const waiting = outboxEntry('w', 8, 2, { notBefore: 99 });
           await store.addOutbox(waiting);
           expect((await store.outbox())[1]).toEqual(waiting);
+          await store.saveValue('k', 'v');
+          expect(await store.value('k')).toBe('v');
           expect(await db.get('PRAGMA user_version')).toEqual({ user_version: SQL_STORE_VERSION });
         });
       }

@@ -41,23 +41,6 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-const socketFactory = (url: string): SocketLike => {
-  const ws = new WebSocket(url);
-  const socket: SocketLike = {
-    send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
-    onopen: null,
-    onmessage: null,
-    onclose: null,
-    onerror: null,
-  };
-  ws.onopen = (event) => socket.onopen?.(event);
-  ws.onerror = (event) => socket.onerror?.(event);
-  ws.onclose = (event) => socket.onclose?.({ code: event.code, reason: event.reason });
-  ws.onmessage = (event) => socket.onmessage?.({ data: event.data });
-  return socket;
-};
-
 interface FaultClient {
   name: string;
   client: PrivcommClient;
@@ -72,7 +55,7 @@ const newClient = async (name: string, relay: number): Promise<FaultClient> => {
   const transport: Transport = {
     relayUrl: cluster.url(relay),
     fetch: (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(15_000) }),
-    openSocket: socketFactory,
+    openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
   };
   const store = new MemoryStore();
   const client = await PrivcommClient.open({

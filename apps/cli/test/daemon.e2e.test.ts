@@ -172,6 +172,10 @@ describe('privcomm daemon', () => {
       (m) => m.method === 'message' && m.params.text === 'hi, bot' && m.params.contact === 'bob',
       'reply at alice',
     );
+    // Read receipts go to contacts only (a stranger's message is a request): Bob accepts Alice.
+    expect(
+      (await bobRpc.call('addContact', { name: 'alice', accountId: aliceId })).result,
+    ).toMatchObject({ name: 'alice', accountId: aliceId });
     expect((await bobRpc.call('markRead', { recipient: aliceId })).result).toEqual({
       conversation: aliceId,
       read: 1,

@@ -83,7 +83,7 @@ describe('the README walkthrough on `npm start` with its development coturn', ()
       const [atBob] = answer.json;
       expect(atAlice).toMatchObject({ type: 'call-ended', connected: true, relay: true });
       expect(atBob).toMatchObject({ type: 'call-ended', connected: true, relay: true });
-      expect(atBob.path).toEqual({ local: 'relay', remote: 'relay' });
+      expect(atBob.path).toEqual({ local: 'relay', remote: 'relay', transport: 'udp' });
       expect(Math.abs(atBob.dominantHz - 440)).toBeLessThanOrEqual(10);
     } finally {
       await answer.stop('SIGKILL');

@@ -111,6 +111,8 @@ describe('client core with libsignal through a real relay', () => {
     await receive(alice, () => alice.events.some((e) => e.type === 'receipt'));
     expect((await alice.client.history(bobId))[0]?.status).toBe('delivered');
 
+    // Read receipts go to contacts only (a stranger's message is a request): Bob accepts Alice.
+    await bob.client.addContact('alice', aliceId);
     expect(await bob.client.markRead(aliceId)).toBe(1);
     await bob.client.sendText(aliceId, 'hi alice');
     await receive(alice, () => alice.events.filter((e) => e.type === 'message').length >= 1);

@@ -60,6 +60,35 @@ export interface EncryptedMessage extends Ciphertext {
 export interface Decrypted {
   readonly sender: Address;
   readonly plaintext: Uint8Array;
+  /**
+   * Set when the message was encrypted with the sender's group sender key (groupEncrypt): the
+   * distribution id it was sent under. Absent for a pairwise message.
+   */
+  readonly distributionId?: DistributionId;
+}
+
+/**
+ * A sender key's id (libsignal's distribution id): a random UUID string in lower case. Each member
+ * device has its own sender key per group, and a new one (new id) after every membership removal.
+ */
+export type DistributionId = string;
+
+/** One recipient device of a multi-recipient message, with its session's registration id. */
+export interface MultiRecipientDevice {
+  readonly address: Address;
+  /** The relay checks it against the device's current one (410 for that account when it changed). */
+  readonly registrationId: number;
+}
+
+/**
+ * One upload for many devices: libsignal's multi-recipient sealed sender (v2) message. The relay
+ * splits it into one envelope per device and learns nothing that links them beyond arrival time.
+ */
+export interface MultiRecipientMessage {
+  /** Ciphertext.type of each device's share once the relay has split it: SEALED_SENDER_V2. */
+  readonly type: number;
+  readonly content: Uint8Array;
+  readonly recipients: readonly MultiRecipientDevice[];
 }
 
 /**
@@ -139,6 +168,31 @@ export interface SignalEngine {
   decrypt(envelopeId: string, ciphertext: Ciphertext, options?: DecryptOptions): Promise<Decrypted>;
   forgetDecrypted(envelopeId: string): Promise<void>;
 
+  /**
+   * Groups (sender keys). This device's sender key distribution message for `distributionId`,
+   * creating the sender key on first use and returning the same key's message afterwards. The
+   * caller sends it to each member device pairwise (encrypt), never through the relay in clear.
+   */
+  senderKeyDistribution(distributionId: DistributionId): Promise<Uint8Array>;
+  /**
+   * Stores a member device's sender key from the distribution message it sent pairwise.
+   * INVALID_MESSAGE when the bytes are not one.
+   */
+  processSenderKeyDistribution(sender: Address, message: Uint8Array): Promise<void>;
+  /**
+   * Encrypts `plaintext` once with this device's sender key for `distributionId` (created on
+   * first use, as senderKeyDistribution does) and seals it for every recipient device in one
+   * multi-recipient message. Needs a session with every recipient: NO_SESSION otherwise, naming
+   * the devices without one. Each recipient decrypts its share with `decrypt`, which then sets
+   * `distributionId`; a recipient without the sender's key gets NO_SENDER_KEY (with `sender`), so
+   * it can ask for the key and keep the envelope until it arrives.
+   */
+  groupEncrypt(
+    distributionId: DistributionId,
+    recipients: readonly Address[],
+    plaintext: Uint8Array,
+  ): Promise<MultiRecipientMessage>;
+
   identityState(accountId: AccountId): Promise<IdentityState | undefined>;
   /** Marks the current identity key of an account as verified (or not). */
   setVerified(accountId: AccountId, verified: boolean): Promise<void>;
@@ -172,7 +226,8 @@ export class EngineError extends Error {
       | 'DUPLICATE_MESSAGE'
       | 'NO_IDENTITY'
       | 'IDENTITY_EXISTS'
-      | 'INVALID_PROVISIONING',
+      | 'INVALID_PROVISIONING'
+      | 'NO_SENDER_KEY',
     message: string,
   ) {
     super(message);
@@ -185,5 +240,23 @@ export class UntrustedIdentityError extends EngineError {
   constructor(readonly accountId: string) {
     super('UNTRUSTED_IDENTITY', `the identity key of ${accountId} changed since it was verified`);
     this.name = 'UntrustedIdentityError';
+  }
+}
+
+/**
+ * A group message whose sender key this device does not have (its distribution message is late,
+ * or was lost). The envelope is kept, not dropped: the caller asks `sender` for its key and
+ * decrypts again once it has it.
+ */
+export class NoSenderKeyError extends EngineError {
+  constructor(
+    readonly sender: Address,
+    readonly distributionId: DistributionId,
+  ) {
+    super(
+      'NO_SENDER_KEY',
+      `no sender key from ${sender.accountId}.${sender.deviceId} for ${distributionId}`,
+    );
+    this.name = 'NoSenderKeyError';
   }
 }

@@ -39,6 +39,17 @@ class EngineRequests(
       val op = parsed["op"] as? String ?: throw IllegalArgumentException("op is missing")
       val result = if (op == "open") open(args) else operation(op, engine(parsed["engine"] as? Long), parsed, args)
       Json.write(mapOf("id" to id, "result" to if (result == Unit) null else result))
+    } catch (error: NoSenderKeyException) {
+      // The caller asks this sender device for its key: it needs the device and distribution id.
+      val failure = mapOf(
+        "kind" to "engine",
+        "code" to error.code.name,
+        "message" to error.message,
+        "accountId" to error.sender.accountId,
+        "deviceId" to error.sender.deviceId,
+        "distributionId" to error.distributionId,
+      )
+      Json.write(mapOf("id" to id, "error" to failure))
     } catch (error: EngineException) {
       val failure = mapOf("kind" to "engine", "code" to error.code.name, "message" to error.message, "accountId" to error.accountId)
       Json.write(mapOf("id" to id, "error" to failure))
@@ -107,8 +118,9 @@ class EngineRequests(
         )
         when (outcome) {
           is DecryptOutcome.Decrypted -> mapOf(
-            "sender" to mapOf("accountId" to outcome.sender.accountId, "deviceId" to outcome.sender.deviceId),
+            "sender" to address(outcome.sender),
             "plaintext" to bytes(outcome.plaintext),
+            "distributionId" to outcome.distributionId,
           )
           is DecryptOutcome.NeedsConfirmation -> mapOf(
             "confirm" to mapOf("accountId" to outcome.accountId, "identityKey" to bytes(outcome.identityKey)),
@@ -116,6 +128,19 @@ class EngineRequests(
         }
       }
       "forgetDecrypted" -> engine.forgetDecrypted(args.string("envelopeId"))
+      "senderKeyDistribution" -> bytes(engine.senderKeyDistribution(args.string("distributionId")))
+      "processSenderKeyDistribution" ->
+        engine.processSenderKeyDistribution(args.address("sender"), args.bytes("message"))
+      "groupEncrypt" ->
+        engine.groupEncrypt(args.string("distributionId"), args.addresses("recipients"), args.bytes("plaintext")).let {
+          mapOf(
+            "type" to it.type,
+            "content" to bytes(it.content),
+            "recipients" to it.recipients.map { device ->
+              mapOf("address" to address(device.address), "registrationId" to device.registrationId)
+            },
+          )
+        }
       "identityState" -> engine.identityState(args.string("accountId"))?.let {
         mapOf(
           "identityKey" to bytes(it.identityKey),
@@ -134,6 +159,8 @@ class EngineRequests(
       "openProvisioning" -> bytes(engine.openProvisioning(args.bytes("ciphertext")))
       else -> throw IllegalArgumentException("unknown operation $op")
     }
+
+  private fun address(address: Address) = mapOf("accountId" to address.accountId, "deviceId" to address.deviceId)
 
   private fun identity(identity: LocalIdentity) =
     mapOf("identityKey" to bytes(identity.identityKey), "registrationId" to identity.registrationId)
@@ -175,7 +202,14 @@ private class Args(private val values: Map<*, *>) {
 
   private fun nested(name: String) = optional(name) ?: throw IllegalArgumentException("$name is missing")
 
-  fun address(name: String) = nested(name).let { Address(it.string("accountId"), it.int("deviceId")) }
+  fun address(name: String) = addressOf(nested(name))
+
+  fun addresses(name: String): List<Address> {
+    val list = values[name] as? List<*> ?: throw IllegalArgumentException("$name is not a list")
+    return list.map { addressOf(Args(it as? Map<*, *> ?: throw IllegalArgumentException("each of $name is an address"))) }
+  }
+
+  private fun addressOf(args: Args) = Address(args.string("accountId"), args.int("deviceId"))
 
   private fun preKey(args: Args) = PublicPreKey(args.int("keyId"), args.bytes("publicKey"))
 

@@ -10,6 +10,7 @@ enum class EngineErrorCode {
   NO_IDENTITY,
   IDENTITY_EXISTS,
   INVALID_PROVISIONING,
+  NO_SENDER_KEY,
 }
 
 /** An engine failure with its stable code; `accountId` is set for UNTRUSTED_IDENTITY. */
@@ -27,3 +28,13 @@ fun untrustedIdentity(accountId: String) =
   )
 
 fun invalidMessage(reason: String) = EngineException(EngineErrorCode.INVALID_MESSAGE, reason)
+
+/**
+ * A group message whose sender key this device lacks (NO_SENDER_KEY): the caller keeps the
+ * envelope, asks `sender` for its key pairwise, and decrypts again once it has arrived.
+ */
+class NoSenderKeyException(val sender: Address, val distributionId: String) :
+  EngineException(
+    EngineErrorCode.NO_SENDER_KEY,
+    "no sender key from ${sender.accountId}.${sender.deviceId} for $distributionId",
+  )

@@ -24,7 +24,7 @@ import java.util.UUID
  * - the stored key: trusted, unless the account is verified and a changed key is pending;
  * - another key, account not verified: trusted; saveIdentity replaces the key and sets
  *   `changed`, and drops the sessions with the account's other devices (they were made with
- *   the old identity, which every device of an account shares);
+ *   the old identity, which every device of an account shares) and the account's sender keys;
  * - another key, account verified: not trusted, so libsignal refuses the operation; the key is
  *   recorded as pending (after the operation's rollback) until acceptIdentity.
  * Our own account is trusted only with our own identity key (linked devices share it).
@@ -104,6 +104,8 @@ abstract class OperationStoreBase(
     for (deviceId in store.sessionDeviceIds(accountId)) {
       if (deviceId != address.deviceId) store.deleteSession(accountId, deviceId)
     }
+    // Sender keys came over sessions with the old identity: the new one sends its own.
+    store.deleteSenderKeys(accountId)
     return IdentityKeyStore.IdentityChange.REPLACED_EXISTING
   }
 
@@ -184,10 +186,11 @@ abstract class OperationStoreBase(
   protected fun recordKyberPreKeyUse(kyberPreKeyId: Int, signedPreKeyId: Int, baseKey: ByteArray) =
     guard { store.markKyberPreKeyUsed(kyberPreKeyId, signedPreKeyId, baseKey) }
 
-  // --- SenderKeyStore: the SignalEngine interface has no sender keys (no groups yet) ---
+  // --- SenderKeyStore (groups): by sender device and distribution id, sealed like a session ---
 
-  override fun storeSenderKey(sender: SignalProtocolAddress, distributionId: UUID, record: SenderKeyRecord): Unit =
-    throw UnsupportedOperationException("sender keys are not part of the SignalEngine interface")
+  override fun storeSenderKey(sender: SignalProtocolAddress, distributionId: UUID, record: SenderKeyRecord) =
+    store.saveSenderKey(Address(sender.name, sender.deviceId), distributionId.toString(), record)
 
-  override fun loadSenderKey(sender: SignalProtocolAddress, distributionId: UUID): SenderKeyRecord? = null
+  override fun loadSenderKey(sender: SignalProtocolAddress, distributionId: UUID): SenderKeyRecord? =
+    store.loadSenderKey(Address(sender.name, sender.deviceId), distributionId.toString())
 }

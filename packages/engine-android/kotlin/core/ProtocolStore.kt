@@ -1,6 +1,7 @@
 package org.privcomm.engine
 
 import org.signal.libsignal.protocol.IdentityKeyPair
+import org.signal.libsignal.protocol.groups.state.SenderKeyRecord
 import org.signal.libsignal.protocol.state.KyberPreKeyRecord
 import org.signal.libsignal.protocol.state.PreKeyRecord
 import org.signal.libsignal.protocol.state.SessionRecord
@@ -229,6 +230,37 @@ class ProtocolStore(private val db: SqlDatabase, private val sealer: SecretSeale
     db.query("SELECT device_id FROM sessions WHERE account_id = ? ORDER BY device_id", accountId)
       .map { (it["device_id"] as Number).toInt() }
 
+  // --- sender keys (groups): ours, with its private signing key, and each member device's ---
+
+  private fun senderKeyContext(sender: Address, distributionId: String) =
+    "sender_keys:${sender.accountId}.${sender.deviceId}/$distributionId"
+
+  fun loadSenderKey(sender: Address, distributionId: String): SenderKeyRecord? {
+    val row = db.query(
+      "SELECT record FROM sender_keys WHERE sender_account = ? AND sender_device = ? AND distribution_id = ?",
+      sender.accountId,
+      sender.deviceId.toLong(),
+      distributionId,
+    ).firstOrNull() ?: return null
+    return SenderKeyRecord(open(row["record"] as ByteArray, senderKeyContext(sender, distributionId)))
+  }
+
+  fun saveSenderKey(sender: Address, distributionId: String, record: SenderKeyRecord) {
+    db.update(
+      """INSERT OR REPLACE INTO sender_keys (sender_account, sender_device, distribution_id, record)
+         VALUES (?, ?, ?, ?)""",
+      sender.accountId,
+      sender.deviceId.toLong(),
+      distributionId,
+      seal(record.serialize(), senderKeyContext(sender, distributionId)),
+    )
+  }
+
+  /** Every sender key an account's devices gave us: they go with the identity they came under. */
+  fun deleteSenderKeys(accountId: String) {
+    db.update("DELETE FROM sender_keys WHERE sender_account = ?", accountId)
+  }
+
   // --- remote identities (public keys: not sealed) ---
 
   fun identity(accountId: String): IdentityRow? {
@@ -260,22 +292,25 @@ class ProtocolStore(private val db: SqlDatabase, private val sealer: SecretSeale
 
   fun decrypted(envelopeId: String): DecryptOutcome.Decrypted? {
     val row = db.query(
-      "SELECT sender_account, sender_device, plaintext FROM decrypted WHERE envelope_id = ?",
+      "SELECT sender_account, sender_device, plaintext, distribution_id FROM decrypted WHERE envelope_id = ?",
       envelopeId,
     ).firstOrNull() ?: return null
     return DecryptOutcome.Decrypted(
       Address(row["sender_account"] as String, (row["sender_device"] as Number).toInt()),
       open(row["plaintext"] as ByteArray, "decrypted:$envelopeId"),
+      row["distribution_id"] as String?,
     )
   }
 
-  fun saveDecrypted(envelopeId: String, sender: Address, plaintext: ByteArray) {
+  fun saveDecrypted(envelopeId: String, decrypted: DecryptOutcome.Decrypted) {
     db.update(
-      "INSERT INTO decrypted (envelope_id, sender_account, sender_device, plaintext) VALUES (?, ?, ?, ?)",
+      """INSERT INTO decrypted (envelope_id, sender_account, sender_device, plaintext, distribution_id)
+         VALUES (?, ?, ?, ?, ?)""",
       envelopeId,
-      sender.accountId,
-      sender.deviceId.toLong(),
-      seal(plaintext, "decrypted:$envelopeId"),
+      decrypted.sender.accountId,
+      decrypted.sender.deviceId.toLong(),
+      seal(decrypted.plaintext, "decrypted:$envelopeId"),
+      decrypted.distributionId,
     )
   }
 

@@ -6,21 +6,28 @@ import org.signal.libsignal.metadata.protocol.UnidentifiedSenderMessageContent
 import org.signal.libsignal.protocol.DuplicateMessageException
 import org.signal.libsignal.protocol.IdentityKey
 import org.signal.libsignal.protocol.IdentityKeyPair
+import org.signal.libsignal.protocol.NoSessionException
 import org.signal.libsignal.protocol.SignalProtocolAddress
 import org.signal.libsignal.protocol.UntrustedIdentityException
 import org.signal.libsignal.protocol.ecc.ECKeyPair
 import org.signal.libsignal.protocol.ecc.ECPrivateKey
 import org.signal.libsignal.protocol.ecc.ECPublicKey
 import org.signal.libsignal.protocol.fingerprint.NumericFingerprintGenerator
+import org.signal.libsignal.protocol.groups.GroupCipher
+import org.signal.libsignal.protocol.groups.GroupSessionBuilder
 import org.signal.libsignal.protocol.kem.KEMKeyPair
 import org.signal.libsignal.protocol.kem.KEMKeyType
 import org.signal.libsignal.protocol.kem.KEMPublicKey
 import org.signal.libsignal.protocol.message.CiphertextMessage
 import org.signal.libsignal.protocol.message.PreKeySignalMessage
+import org.signal.libsignal.protocol.message.SenderKeyDistributionMessage
+import org.signal.libsignal.protocol.message.SenderKeyMessage
 import org.signal.libsignal.protocol.message.SignalMessage
+import org.signal.libsignal.protocol.state.IdentityKeyStore
 import org.signal.libsignal.protocol.state.KyberPreKeyRecord
 import org.signal.libsignal.protocol.state.PreKeyBundle
 import org.signal.libsignal.protocol.state.PreKeyRecord
+import org.signal.libsignal.protocol.state.SessionRecord
 import org.signal.libsignal.protocol.state.SignedPreKeyRecord
 import java.nio.ByteBuffer
 import java.security.SecureRandom
@@ -45,6 +52,15 @@ import java.util.UUID
  * stored for the account, decrypt asks the caller to confirm it (the client core checks it
  * against the relay's published identity) before anything is written. The long comment at the
  * top of node-engine.ts gives the reasoning in full.
+ *
+ * Groups use libsignal's sender keys: a group message is one SenderKeyMessage, put in the same
+ * kind of self-certified content and sealed once for all its recipients (sealed sender v2, one
+ * multi-recipient upload that the relay splits; each share arrives as SEALED_SENDER_V2). v2
+ * authenticates the certificate's key as the sender's identity key as v1 does. A sender key is
+ * bound to its sender's address by the pairwise session its distribution message came over
+ * (processSenderKeyDistribution, called with the sender that session authenticated), so decrypt
+ * takes a group message only when the certificate's key is the identity stored for the sender's
+ * account, the one those sessions were made with (decryptGroupMessage).
  */
 class SignalEngineCore private constructor(
   private val db: SqlDatabase,
@@ -57,8 +73,14 @@ class SignalEngineCore private constructor(
   private var closed = false
 
   companion object {
-    /** Ciphertext.type of every message this engine produces: sealed sender v1. */
+    /** Ciphertext.type of every pairwise message this engine produces: sealed sender v1. */
     const val SEALED_SENDER_V1 = 1
+
+    /**
+     * Ciphertext.type of a device's share of a multi-recipient message (groupEncrypt) once the
+     * relay has split it: sealed sender v2.
+     */
+    const val SEALED_SENDER_V2 = 2
 
     /** Far beyond any device's lifetime: certificates are self-issued and never rotated. */
     const val CERTIFICATE_EXPIRY_MS = 253_402_300_799_000L // 9999-12-31
@@ -78,17 +100,24 @@ class SignalEngineCore private constructor(
 
     fun isAccountId(value: String) = ACCOUNT_ID.matches(value)
 
+    /** Distribution ids are random UUIDs, spelled as account ids are. */
+    private fun checkDistributionId(value: String): UUID {
+      require(ACCOUNT_ID.matches(value)) { "distribution id $value is not a lowercase UUID" }
+      return UUID.fromString(value)
+    }
+
     private fun isDeviceId(value: Int) = value in 1..MAX_DEVICE_ID
 
     /** Opens the engine over `db` (creating the schema in a new database). One engine per database. */
     fun open(db: SqlDatabase, sealer: SecretSealer, now: () -> Long = System::currentTimeMillis): SignalEngineCore {
       db.transaction {
         val version = (db.query("PRAGMA user_version").first().values.first() as Number).toInt()
-        if (version == 0) {
-          for (statement in StoreSchema.STATEMENTS) db.update(statement)
+        if (version > StoreSchema.VERSION) {
+          throw IllegalStateException("unsupported engine store version $version (newer than this engine)")
+        }
+        if (version < StoreSchema.VERSION) {
+          for (step in StoreSchema.STEPS.drop(version)) step.forEach { db.update(it) }
           db.update("PRAGMA user_version = ${StoreSchema.VERSION}")
-        } else if (version != StoreSchema.VERSION) {
-          throw IllegalStateException("unsupported engine store version $version")
         }
       }
       return SignalEngineCore(db, sealer, now)
@@ -347,7 +376,7 @@ class SignalEngineCore private constructor(
     store.decrypted(envelopeId)?.let { return@run it }
     store.requireIdentityKeyPair()
     val local = localAddress()
-    if (type != SEALED_SENDER_V1) throw invalidMessage("unknown ciphertext type $type")
+    if (type != SEALED_SENDER_V1 && type != SEALED_SENDER_V2) throw invalidMessage("unknown ciphertext type $type")
     val sealed =
       try {
         Libsignal.decryptToUsmc(content, stores)
@@ -363,6 +392,11 @@ class SignalEngineCore private constructor(
       throw invalidMessage("a message from this very device")
     }
     val certificateKey = certificate.key.serialize()
+    if (sealed.type == CiphertextMessage.SENDERKEY_TYPE) {
+      val decrypted = decryptGroupMessage(stores, sender, certificateKey, sealed.content)
+      store.saveDecrypted(envelopeId, decrypted)
+      return@run decrypted
+    }
     val known = store.identity(sender.accountId)
     val isKnown = known != null &&
       (known.identityKey.contentEquals(certificateKey) || known.pendingKey?.contentEquals(certificateKey) == true)
@@ -396,8 +430,163 @@ class SignalEngineCore private constructor(
     if (decryptedWith == null || !decryptedWith.serialize().contentEquals(certificateKey)) {
       throw invalidMessage("the sender certificate does not match the session identity")
     }
-    store.saveDecrypted(envelopeId, sender, plaintext)
-    DecryptOutcome.Decrypted(sender, plaintext)
+    DecryptOutcome.Decrypted(sender, plaintext).also { store.saveDecrypted(envelopeId, it) }
+  }
+
+  /**
+   * A group message (a SenderKeyMessage inside the sealed content). Its sender key came over a
+   * pairwise session with the sender, made with the identity stored for the account; the sealed
+   * layer authenticated the certificate's key as the key of whoever sealed this message. The two
+   * must be the same key, or anyone could name a member in a self-issued certificate and have a
+   * captured group message accepted as sent to them by that member. A verified account whose
+   * key changed is refused until the change is accepted, as pairwise. A certificate key that is
+   * not the stored one (the sender reinstalled, say) has no sender key here: NO_SENDER_KEY, and
+   * the caller's pairwise request for the key is where a new identity is confirmed, or refused.
+   * Nothing is written unless the message decrypts.
+   */
+  private fun decryptGroupMessage(
+    stores: OperationStore,
+    sender: Address,
+    certificateKey: ByteArray,
+    content: ByteArray,
+  ): DecryptOutcome.Decrypted {
+    val message =
+      try {
+        SenderKeyMessage(content)
+      } catch (error: Exception) {
+        throw invalidMessage("the group message is malformed")
+      }
+    val distributionId = message.distributionId.toString()
+    if (sender.accountId == localAddress().name) {
+      // One of our own other devices: they share our identity key.
+      if (!store.requireIdentityKeyPair().publicKey.serialize().contentEquals(certificateKey)) {
+        throw invalidMessage("the sender certificate names this account with another key")
+      }
+    } else {
+      val known = store.identity(sender.accountId)
+      if (known != null && known.verified && known.pendingKey != null &&
+        (known.identityKey.contentEquals(certificateKey) || known.pendingKey.contentEquals(certificateKey))
+      ) {
+        throw untrustedIdentity(sender.accountId)
+      }
+      if (known == null || !known.identityKey.contentEquals(certificateKey)) {
+        throw NoSenderKeyException(sender, distributionId)
+      }
+    }
+    val plaintext =
+      try {
+        GroupCipher(stores, SignalProtocolAddress(sender.accountId, sender.deviceId)).decrypt(content)
+      } catch (error: NoSessionException) {
+        // libsignal's "no sender key state" for this sender and distribution id.
+        throw NoSenderKeyException(sender, distributionId)
+      } catch (error: Exception) {
+        throw engineError(error, sender.accountId, invalidMessage("the group message cannot be decrypted"), stores)
+      }
+    return DecryptOutcome.Decrypted(sender, plaintext, distributionId)
+  }
+
+  /**
+   * This device's sender key distribution message for `distributionId`, creating the sender key
+   * (its chain key and signing key pair, stored sealed) on first use. Later calls give the same
+   * key at its current iteration: a member given it then reads what is sent from then on.
+   */
+  fun senderKeyDistribution(distributionId: String): ByteArray {
+    val id = checkDistributionId(distributionId)
+    return run { stores ->
+      store.requireIdentityKeyPair()
+      val local = localAddress()
+      try {
+        GroupSessionBuilder(stores).create(local, id).serialize()
+      } catch (error: Exception) {
+        throw engineError(error, "", invalidMessage("the sender key cannot be created"), stores)
+      }
+    }
+  }
+
+  /**
+   * Stores `sender`'s sender key from its distribution message. The caller took the message out
+   * of a pairwise message that `sender` sent (decrypt authenticated it): that binds the key to
+   * the sender's address.
+   */
+  fun processSenderKeyDistribution(sender: Address, message: ByteArray) {
+    checkAddress(sender)
+    run { stores ->
+      store.requireIdentityKeyPair()
+      val local = localAddress()
+      if (sender.accountId == local.name && sender.deviceId == local.deviceId) {
+        // Our own sender key holds its private signing key; a distribution message would not.
+        throw invalidMessage("a sender key distribution message from this very device")
+      }
+      val distribution =
+        try {
+          SenderKeyDistributionMessage(message)
+        } catch (error: Exception) {
+          throw invalidMessage("the bytes are not a sender key distribution message")
+        }
+      try {
+        GroupSessionBuilder(stores).process(SignalProtocolAddress(sender.accountId, sender.deviceId), distribution)
+      } catch (error: Exception) {
+        throw engineError(error, sender.accountId, invalidMessage("the sender key distribution message is invalid"), stores)
+      }
+    }
+  }
+
+  /**
+   * Encrypts `plaintext` once with this device's sender key for `distributionId` (created on
+   * first use) and seals it, in the same self-certified content as a pairwise message, for
+   * every recipient device in one multi-recipient message (sealed sender v2). Needs a session
+   * with each recipient (NO_SESSION names those without one), and refuses, as encrypt does, an
+   * account whose verified key changed (UNTRUSTED_IDENTITY).
+   */
+  fun groupEncrypt(distributionId: String, recipients: List<Address>, plaintext: ByteArray): MultiRecipientMessage {
+    val id = checkDistributionId(distributionId)
+    require(recipients.isNotEmpty()) { "a group message needs at least one recipient" }
+    recipients.forEach(::checkAddress)
+    require(recipients.toSet().size == recipients.size) { "a recipient device is listed twice" }
+    return run { stores ->
+      val identity = store.requireIdentityKeyPair()
+      val local = localAddress()
+      require(recipients.none { it.accountId == local.name && it.deviceId == local.deviceId }) {
+        "this device cannot be a recipient of its own group message"
+      }
+      val sessions = recipients.map { store.loadSession(it.accountId, it.deviceId)?.takeIf(SessionRecord::hasSenderChain) }
+      val missing = recipients.filterIndexed { i, _ -> sessions[i] == null }
+      if (missing.isNotEmpty()) {
+        throw EngineException(
+          EngineErrorCode.NO_SESSION,
+          "no session with ${missing.joinToString(", ") { "${it.accountId}.${it.deviceId}" }}",
+        )
+      }
+      val addresses = recipients.map { SignalProtocolAddress(it.accountId, it.deviceId) }
+      // libsignal's multi-recipient encryption does not ask the identity store about trust.
+      addresses.forEachIndexed { i, address ->
+        val trusted = stores.isTrustedIdentity(address, sessions[i]!!.remoteIdentityKey, IdentityKeyStore.Direction.SENDING)
+        if (!trusted) throw untrustedIdentity(address.name)
+      }
+      try {
+        if (stores.loadSenderKey(local, id) == null) GroupSessionBuilder(stores).create(local, id)
+        val message = GroupCipher(stores, local).encrypt(id, plaintext)
+        val content = UnidentifiedSenderMessageContent(
+          message,
+          senderCertificate(identity, local),
+          UnidentifiedSenderMessageContent.CONTENT_HINT_DEFAULT,
+          Optional.empty(),
+        )
+        val sealed = Libsignal.sealForMany(stores, local, addresses, sessions.map { it!! }, content)
+        MultiRecipientMessage(
+          SEALED_SENDER_V2,
+          sealed,
+          recipients.mapIndexed { i, address -> MultiRecipientDevice(address, sessions[i]!!.remoteRegistrationId) },
+        )
+      } catch (error: Exception) {
+        throw engineError(
+          error,
+          "",
+          EngineException(EngineErrorCode.NO_SESSION, "cannot encrypt for the group's devices"),
+          stores,
+        )
+      }
+    }
   }
 
   fun forgetDecrypted(envelopeId: String) = run { store.forgetDecrypted(envelopeId) }
@@ -428,10 +617,14 @@ class SignalEngineCore private constructor(
     }
   }
 
-  /** A new current key: sessions made with the old one lead to devices that no longer exist. */
+  /**
+   * A new current key: sessions made with the old one lead to devices that no longer exist, and
+   * the sender keys that came over them go too.
+   */
   private fun replaceIdentity(accountId: String, key: ByteArray, changed: Boolean) {
     store.putIdentity(accountId, IdentityRow(key, verified = false, changed = changed, pendingKey = null))
     for (deviceId in store.sessionDeviceIds(accountId)) store.deleteSession(accountId, deviceId)
+    store.deleteSenderKeys(accountId)
   }
 
   private fun requireIdentity(accountId: String): IdentityRow =

@@ -21,6 +21,12 @@ class RemoteBundle(
 
 class EncryptedMessage(val type: Int, val content: ByteArray, val registrationId: Int)
 
+/** One recipient device of a multi-recipient message, with its session's registration id. */
+class MultiRecipientDevice(val address: Address, val registrationId: Int)
+
+/** One sealed sender v2 upload for many devices (see SignalEngineCore.groupEncrypt). */
+class MultiRecipientMessage(val type: Int, val content: ByteArray, val recipients: List<MultiRecipientDevice>)
+
 class IdentityState(
   val identityKey: ByteArray,
   val verified: Boolean,
@@ -34,7 +40,9 @@ class SafetyNumber(val digits: String, val scannable: ByteArray)
 class IdentityConfirmation(val accountId: String, val identityKey: ByteArray, val confirmed: Boolean)
 
 sealed class DecryptOutcome {
-  class Decrypted(val sender: Address, val plaintext: ByteArray) : DecryptOutcome()
+  /** `distributionId` is set for a group message (decrypted with the sender's sender key). */
+  class Decrypted(val sender: Address, val plaintext: ByteArray, val distributionId: String? = null) :
+    DecryptOutcome()
 
   /**
    * The sender's key is not the one stored for its account (first contact or a change): nothing

@@ -12,6 +12,7 @@ import org.signal.libsignal.protocol.message.PreKeySignalMessage
 import org.signal.libsignal.protocol.message.SignalMessage
 import org.signal.libsignal.protocol.state.KyberPreKeyRecord
 import org.signal.libsignal.protocol.state.PreKeyBundle
+import org.signal.libsignal.protocol.state.SessionRecord
 import org.signal.libsignal.protocol.state.SignalProtocolStore
 import java.lang.reflect.InvocationTargetException
 import java.util.UUID
@@ -76,6 +77,20 @@ object Libsignal {
     remote: SignalProtocolAddress,
     content: UnidentifiedSenderMessageContent,
   ): ByteArray = SealedSessionCipher(store, UUID.fromString(local.name), null, local.deviceId).encrypt(remote, content)
+
+  /**
+   * Seals one content for many devices (sealed sender v2), with their sessions as loaded by the
+   * caller. The same call in 0.80 and 0.103; here beside `seal`, where the sealing calls are.
+   */
+  fun sealForMany(
+    store: OperationStore,
+    local: SignalProtocolAddress,
+    recipients: List<SignalProtocolAddress>,
+    sessions: List<SessionRecord>,
+    content: UnidentifiedSenderMessageContent,
+  ): ByteArray =
+    SealedSessionCipher(store, UUID.fromString(local.name), null, local.deviceId)
+      .multiRecipientEncrypt(recipients, sessions, content)
 
   fun decryptPreKey(
     store: OperationStore,

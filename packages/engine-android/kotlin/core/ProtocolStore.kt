@@ -237,7 +237,7 @@ class ProtocolStore(private val db: SqlDatabase, private val sealer: SecretSeale
 
   fun loadSenderKey(sender: Address, distributionId: String): SenderKeyRecord? {
     val row = db.query(
-      "SELECT record FROM sender_keys WHERE sender_account = ? AND sender_device = ? AND distribution_id = ?",
+      "SELECT record FROM sender_keys WHERE account_id = ? AND device_id = ? AND distribution_id = ?",
       sender.accountId,
       sender.deviceId.toLong(),
       distributionId,
@@ -247,8 +247,7 @@ class ProtocolStore(private val db: SqlDatabase, private val sealer: SecretSeale
 
   fun saveSenderKey(sender: Address, distributionId: String, record: SenderKeyRecord) {
     db.update(
-      """INSERT OR REPLACE INTO sender_keys (sender_account, sender_device, distribution_id, record)
-         VALUES (?, ?, ?, ?)""",
+      "INSERT OR REPLACE INTO sender_keys (account_id, device_id, distribution_id, record) VALUES (?, ?, ?, ?)",
       sender.accountId,
       sender.deviceId.toLong(),
       distributionId,
@@ -258,7 +257,24 @@ class ProtocolStore(private val db: SqlDatabase, private val sealer: SecretSeale
 
   /** Every sender key an account's devices gave us: they go with the identity they came under. */
   fun deleteSenderKeys(accountId: String) {
-    db.update("DELETE FROM sender_keys WHERE sender_account = ?", accountId)
+    db.update("DELETE FROM sender_keys WHERE account_id = ?", accountId)
+  }
+
+  /** This device's first distribution message for one of its own distribution ids (it holds the chain's start key). */
+  fun ownDistribution(distributionId: String): ByteArray? {
+    val row = db.query(
+      "SELECT message FROM sender_key_distributions WHERE distribution_id = ?",
+      distributionId,
+    ).firstOrNull() ?: return null
+    return open(row["message"] as ByteArray, "sender_key_distributions:$distributionId")
+  }
+
+  fun saveOwnDistribution(distributionId: String, message: ByteArray) {
+    db.update(
+      "INSERT INTO sender_key_distributions (distribution_id, message) VALUES (?, ?)",
+      distributionId,
+      seal(message, "sender_key_distributions:$distributionId"),
+    )
   }
 
   // --- remote identities (public keys: not sealed) ---

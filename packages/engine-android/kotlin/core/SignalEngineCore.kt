@@ -15,6 +15,7 @@ import org.signal.libsignal.protocol.ecc.ECPublicKey
 import org.signal.libsignal.protocol.fingerprint.NumericFingerprintGenerator
 import org.signal.libsignal.protocol.groups.GroupCipher
 import org.signal.libsignal.protocol.groups.GroupSessionBuilder
+import org.signal.libsignal.protocol.groups.InvalidSenderKeySessionException
 import org.signal.libsignal.protocol.kem.KEMKeyPair
 import org.signal.libsignal.protocol.kem.KEMKeyType
 import org.signal.libsignal.protocol.kem.KEMPublicKey
@@ -58,9 +59,8 @@ import java.util.UUID
  * multi-recipient upload that the relay splits; each share arrives as SEALED_SENDER_V2). v2
  * authenticates the certificate's key as the sender's identity key as v1 does. A sender key is
  * bound to its sender's address by the pairwise session its distribution message came over
- * (processSenderKeyDistribution, called with the sender that session authenticated), so decrypt
- * takes a group message only when the certificate's key is the identity stored for the sender's
- * account, the one those sessions were made with (decryptGroupMessage).
+ * (processSenderKeyDistribution, called with the sender that session authenticated); see
+ * decryptGroupMessage for what decrypt checks.
  */
 class SignalEngineCore private constructor(
   private val db: SqlDatabase,
@@ -88,6 +88,9 @@ class SignalEngineCore private constructor(
     private const val FINGERPRINT_VERSION = 2
     private const val MAX_DEVICE_ID = 127
     private const val MAX_BATCH = 1000
+
+    /** The most devices one groupEncrypt seals for (1,000 members with several devices each). */
+    const val MAX_GROUP_RECIPIENTS = 5000
 
     /**
      * How long a replaced signed or last-resort prekey stays: a session start made from it can
@@ -434,15 +437,14 @@ class SignalEngineCore private constructor(
   }
 
   /**
-   * A group message (a SenderKeyMessage inside the sealed content). Its sender key came over a
-   * pairwise session with the sender, made with the identity stored for the account; the sealed
-   * layer authenticated the certificate's key as the key of whoever sealed this message. The two
-   * must be the same key, or anyone could name a member in a self-issued certificate and have a
-   * captured group message accepted as sent to them by that member. A verified account whose
-   * key changed is refused until the change is accepted, as pairwise. A certificate key that is
-   * not the stored one (the sender reinstalled, say) has no sender key here: NO_SENDER_KEY, and
-   * the caller's pairwise request for the key is where a new identity is confirmed, or refused.
-   * Nothing is written unless the message decrypts.
+   * A group message (a SenderKeyMessage inside the sealed content). What authenticates its
+   * sender: the sender key was stored under the address of the pairwise (authenticated) message
+   * that carried its distribution message, so only the device holding that key's signing key,
+   * handed out by that address, can produce a message GroupCipher accepts for it. On top, the
+   * seal names the sender's identity key (authenticated as for v1) and it must be the account's
+   * current identity, as the pairwise path requires: sender keys are dropped when an account's
+   * identity changes, so a stored one came with the current identity. Stores no identity, so it
+   * asks for no confirmation. Nothing is written unless the message decrypts.
    */
   private fun decryptGroupMessage(
     stores: OperationStore,
@@ -450,34 +452,30 @@ class SignalEngineCore private constructor(
     certificateKey: ByteArray,
     content: ByteArray,
   ): DecryptOutcome.Decrypted {
-    val message =
+    val distributionId =
       try {
-        SenderKeyMessage(content)
+        SenderKeyMessage(content).distributionId.toString()
       } catch (error: Exception) {
         throw invalidMessage("the group message is malformed")
       }
-    val distributionId = message.distributionId.toString()
-    if (sender.accountId == localAddress().name) {
-      // One of our own other devices: they share our identity key.
-      if (!store.requireIdentityKeyPair().publicKey.serialize().contentEquals(certificateKey)) {
-        throw invalidMessage("the sender certificate names this account with another key")
+    if (store.loadSenderKey(sender, distributionId) == null) throw NoSenderKeyException(sender, distributionId)
+    val identity =
+      if (sender.accountId == localAddress().name) {
+        // One of our own other devices: they share our identity key.
+        store.requireIdentityKeyPair().publicKey.serialize()
+      } else {
+        store.identity(sender.accountId)?.identityKey
       }
-    } else {
-      val known = store.identity(sender.accountId)
-      if (known != null && known.verified && known.pendingKey != null &&
-        (known.identityKey.contentEquals(certificateKey) || known.pendingKey.contentEquals(certificateKey))
-      ) {
-        throw untrustedIdentity(sender.accountId)
-      }
-      if (known == null || !known.identityKey.contentEquals(certificateKey)) {
-        throw NoSenderKeyException(sender, distributionId)
-      }
+    if (identity == null || !identity.contentEquals(certificateKey)) {
+      throw invalidMessage("the sender certificate does not match the sender identity")
     }
     val plaintext =
       try {
         GroupCipher(stores, SignalProtocolAddress(sender.accountId, sender.deviceId)).decrypt(content)
       } catch (error: NoSessionException) {
-        // libsignal's "no sender key state" for this sender and distribution id.
+        // A key for this distribution id, but not the chain the message was sent on.
+        throw NoSenderKeyException(sender, distributionId)
+      } catch (error: InvalidSenderKeySessionException) {
         throw NoSenderKeyException(sender, distributionId)
       } catch (error: Exception) {
         throw engineError(error, sender.accountId, invalidMessage("the group message cannot be decrypted"), stores)
@@ -486,21 +484,36 @@ class SignalEngineCore private constructor(
   }
 
   /**
-   * This device's sender key distribution message for `distributionId`, creating the sender key
-   * (its chain key and signing key pair, stored sealed) on first use. Later calls give the same
-   * key at its current iteration: a member given it then reads what is sent from then on.
+   * This device's sender key distribution message for `distributionId`, the key made on first
+   * use. Always the first message (the chain at its start), not libsignal's current one: a member
+   * who gets the key late (it asked after NO_SENDER_KEY) can then still open the messages sent
+   * before, which it kept. The price: until the distribution id is replaced, the store holds the
+   * chain's start (sealed, as every private record), so whoever seizes the store and its key and
+   * recorded this device's group ciphertexts under that id can open them: no forward secrecy
+   * within one distribution id. Callers bound that by starting a new distribution id on every
+   * removal. The same rule as the Node engine.
    */
   fun senderKeyDistribution(distributionId: String): ByteArray {
     val id = checkDistributionId(distributionId)
     return run { stores ->
       store.requireIdentityKeyPair()
-      val local = localAddress()
+      ownDistribution(stores, localAddress(), id)
+    }
+  }
+
+  /** Our first distribution message for `id`, making the sender key if there is none yet. */
+  private fun ownDistribution(stores: OperationStore, local: SignalProtocolAddress, id: UUID): ByteArray {
+    store.ownDistribution(id.toString())?.let { return it }
+    // Our own key is made only here (processSenderKeyDistribution refuses this device's
+    // address), so a key without its first message cannot exist.
+    val message =
       try {
         GroupSessionBuilder(stores).create(local, id).serialize()
       } catch (error: Exception) {
         throw engineError(error, "", invalidMessage("the sender key cannot be created"), stores)
       }
-    }
+    store.saveOwnDistribution(id.toString(), message)
+    return message
   }
 
   /**
@@ -540,7 +553,7 @@ class SignalEngineCore private constructor(
    */
   fun groupEncrypt(distributionId: String, recipients: List<Address>, plaintext: ByteArray): MultiRecipientMessage {
     val id = checkDistributionId(distributionId)
-    require(recipients.isNotEmpty()) { "a group message needs at least one recipient" }
+    require(recipients.size in 1..MAX_GROUP_RECIPIENTS) { "a group message goes to 1 to $MAX_GROUP_RECIPIENTS devices" }
     recipients.forEach(::checkAddress)
     require(recipients.toSet().size == recipients.size) { "a recipient device is listed twice" }
     return run { stores ->
@@ -564,7 +577,8 @@ class SignalEngineCore private constructor(
         if (!trusted) throw untrustedIdentity(address.name)
       }
       try {
-        if (stores.loadSenderKey(local, id) == null) GroupSessionBuilder(stores).create(local, id)
+        // Makes this device's sender key on first use, as senderKeyDistribution does.
+        ownDistribution(stores, local, id)
         val message = GroupCipher(stores, local).encrypt(id, plaintext)
         val content = UnidentifiedSenderMessageContent(
           message,

@@ -41,12 +41,16 @@ object StoreSchema {
       """CREATE TABLE decrypted (envelope_id TEXT PRIMARY KEY, sender_account TEXT NOT NULL,
          sender_device INTEGER NOT NULL, plaintext BLOB NOT NULL) WITHOUT ROWID""",
     ),
-    // 1 -> 2: groups. Sender keys (ours and each member device's, per distribution id), and the
-    // distribution id of a decrypted group message, so that decrypting it again says so too.
+    // 1 -> 2: groups. Sender keys (this device's own under its own address, and the ones other
+    // devices sent it pairwise), this device's first distribution message of each of its own
+    // distribution ids (see SignalEngineCore.senderKeyDistribution), and the distribution id of
+    // a decrypted group message, so that decrypting it again says so too.
     listOf(
-      """CREATE TABLE sender_keys (sender_account TEXT NOT NULL, sender_device INTEGER NOT NULL,
+      """CREATE TABLE sender_keys (account_id TEXT NOT NULL, device_id INTEGER NOT NULL,
          distribution_id TEXT NOT NULL, record BLOB NOT NULL,
-         PRIMARY KEY (sender_account, sender_device, distribution_id)) WITHOUT ROWID""",
+         PRIMARY KEY (account_id, device_id, distribution_id)) WITHOUT ROWID""",
+      """CREATE TABLE sender_key_distributions (distribution_id TEXT PRIMARY KEY,
+         message BLOB NOT NULL) WITHOUT ROWID""",
       "ALTER TABLE decrypted ADD COLUMN distribution_id TEXT",
     ),
   )

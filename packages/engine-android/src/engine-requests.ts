@@ -134,7 +134,8 @@ const failureOf = (error: unknown): EngineRequestError => {
     });
   if (error instanceof EngineError)
     return new EngineRequestError({ kind: 'engine', code: error.code, message: error.message });
-  if (error instanceof TypeError)
+  // An engine refuses a bad argument with a TypeError or a RangeError (out-of-range counts).
+  if (error instanceof TypeError || error instanceof RangeError)
     return new EngineRequestError({ kind: 'argument', message: error.message });
   return new EngineRequestError({ kind: 'internal', message: String(error) });
 };

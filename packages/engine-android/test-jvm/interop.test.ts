@@ -5,13 +5,14 @@ import {
   MemoryStore,
   PrivcommClient,
   type Address,
+  type Ciphertext,
   type ClientEvent,
   type SignalEngine,
   type SocketLike,
   type Transport,
 } from '@privcomm/client';
 import { deviceIdOf, randomAccountId } from '@privcomm/client/testing';
-import { openNodeEngine } from '@privcomm/engine-node';
+import { openNodeEngine, splitMultiRecipientMessage } from '@privcomm/engine-node';
 import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
 import { memorySigner } from '../../engine-node/test/support/memory-signer.ts';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
@@ -20,8 +21,9 @@ import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
  * Interoperability: the Kotlin engine (libsignal-client 0.80.2 for the JVM) and the Node
  * engine (@signalapp/libsignal-client 0.103) talk to each other, and each to its own kind:
  * PQXDH session starts (PreKey messages with Kyber prekeys), the Double Ratchet both ways,
- * sealed sender, safety numbers, provisioning. First engine to engine, then as the client core
- * uses them, through a real relay, first contact included.
+ * sealed sender, safety numbers, provisioning, group messages (sender keys under sealed sender
+ * v2). First engine to engine, then as the client core uses them, through a real relay, first
+ * contact included.
  */
 let bridge: KotlinBridge;
 let relay: TestRelay;
@@ -126,6 +128,158 @@ describe('interoperability, engine to engine', () => {
       );
     });
   }
+});
+
+describe('interoperability, group messages (sender keys, sealed sender v2)', () => {
+  interface Device {
+    kind: Kind;
+    engine: SignalEngine;
+    address: Address;
+  }
+  const opened: SignalEngine[] = [];
+  afterAll(async () => {
+    await Promise.all(opened.map((engine) => engine.close()));
+  });
+
+  const device = async (kind: Kind): Promise<Device> => {
+    const engine = await openEngine(kind);
+    opened.push(engine);
+    await engine.createIdentity();
+    const address = { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
+    await engine.setLocalAddress(address);
+    return { kind, engine, address };
+  };
+
+  /** `from` starts a session with `to` from a bundle, as after a relay lookup. */
+  const connect = async (from: Device, to: Device): Promise<void> => {
+    const identity = await to.engine.localIdentity();
+    await from.engine.processBundle(to.address, {
+      identityKey: identity!.identityKey,
+      deviceId: to.address.deviceId,
+      registrationId: identity!.registrationId,
+      signedPreKey: await to.engine.generateSignedPreKey(),
+      preKey: (await to.engine.generatePreKeys(1))[0]!,
+      kyberPreKey: (await to.engine.generateKyberPreKeys(1))[0]!,
+    });
+  };
+
+  /** `from` hands its sender key for `distributionId` to `to`, inside a pairwise message. */
+  const giveSenderKey = async (from: Device, to: Device, distributionId: string) => {
+    const message = await from.engine.senderKeyDistribution(distributionId);
+    const received = await to.engine.decrypt(
+      randomUUID(),
+      await from.engine.encrypt(to.address, message),
+    );
+    expect(received.sender).toEqual(from.address);
+    await to.engine.processSenderKeyDistribution(received.sender, received.plaintext);
+  };
+
+  /** Sends `message` to `recipients` in one multi-recipient upload; each device's share. */
+  const groupSend = async (
+    from: Device,
+    distributionId: string,
+    recipients: readonly Device[],
+    message: string,
+  ): Promise<Map<Device, Ciphertext>> => {
+    const sealed = await from.engine.groupEncrypt(
+      distributionId,
+      recipients.map((r) => r.address),
+      text(message),
+    );
+    // The relay's split (libsignal's SealedSenderMultiRecipientMessage in Node), whoever sealed.
+    const shares = splitMultiRecipientMessage(sealed);
+    expect(shares).toHaveLength(recipients.length);
+    return new Map(
+      recipients.map((r) => {
+        const share = shares.find((s) => s.address.accountId === r.address.accountId);
+        expect(share?.registrationId).toBe(
+          sealed.recipients.find((d) => d.address.accountId === r.address.accountId)
+            ?.registrationId,
+        );
+        return [r, share!.ciphertext];
+      }),
+    );
+  };
+
+  const opens = async (
+    to: Device,
+    share: Ciphertext,
+    from: Device,
+    distributionId: string,
+    message: string,
+  ): Promise<void> => {
+    const decrypted = await to.engine.decrypt(randomUUID(), share);
+    expect(read(decrypted.plaintext)).toBe(message);
+    expect(decrypted.sender).toEqual(from.address);
+    expect(decrypted.distributionId).toBe(distributionId);
+  };
+
+  for (const sender of ['kotlin', 'node'] as const) {
+    it(`a ${sender} sender's group messages open on kotlin and node members; a late key opens what was kept, and a rotation leaves a removed member out`, async () => {
+      const a = await device(sender);
+      const members = [await device('kotlin'), await device('node'), await device('kotlin')];
+      const [k, n, late] = members as [Device, Device, Device];
+      const d1 = randomUUID();
+      for (const member of members) await connect(a, member);
+      await giveSenderKey(a, k, d1);
+      await giveSenderKey(a, n, d1);
+      // `late` knows a (a pairwise message arrived) but has no sender key yet.
+      await late.engine.decrypt(randomUUID(), await a.engine.encrypt(late.address, text('hi')));
+
+      const first = await groupSend(a, d1, members, 'to the group');
+      await opens(k, first.get(k)!, a, d1, 'to the group');
+      await opens(n, first.get(n)!, a, d1, 'to the group');
+      const kept = randomUUID();
+      await expect(late.engine.decrypt(kept, first.get(late)!)).rejects.toMatchObject({
+        code: 'NO_SENDER_KEY',
+        sender: a.address,
+        distributionId: d1,
+      });
+      for (let i = 0; i < 3; i += 1) {
+        const more = await groupSend(a, d1, [k, n], `more ${i}`);
+        await opens(n, more.get(n)!, a, d1, `more ${i}`);
+        await opens(k, more.get(k)!, a, d1, `more ${i}`);
+      }
+      // The key arrives after later messages: the kept envelope opens all the same.
+      await giveSenderKey(a, late, d1);
+      const decrypted = await late.engine.decrypt(kept, first.get(late)!);
+      expect(read(decrypted.plaintext)).toBe('to the group');
+      expect(decrypted.distributionId).toBe(d1);
+
+      // `n` is removed: a new distribution id, given to the others only.
+      const d2 = randomUUID();
+      await giveSenderKey(a, k, d2);
+      await giveSenderKey(a, late, d2);
+      const after = await groupSend(a, d2, [k, late, n], 'after the removal');
+      await opens(k, after.get(k)!, a, d2, 'after the removal');
+      await opens(late, after.get(late)!, a, d2, 'after the removal');
+      await expect(n.engine.decrypt(randomUUID(), after.get(n)!)).rejects.toMatchObject({
+        code: 'NO_SENDER_KEY',
+        distributionId: d2,
+      });
+    });
+  }
+
+  it('a kotlin and a node member each send to the other and to a third, under their own keys', async () => {
+    const k = await device('kotlin');
+    const n = await device('node');
+    const third = await device('kotlin');
+    const members = [k, n, third];
+    const ids = new Map(members.map((m) => [m, randomUUID()]));
+    for (const from of [k, n]) {
+      for (const to of members) {
+        if (to === from) continue;
+        if (!(await from.engine.hasSession(to.address))) await connect(from, to);
+        await giveSenderKey(from, to, ids.get(from)!);
+      }
+    }
+    for (const from of [k, n]) {
+      const others = members.filter((m) => m !== from);
+      const shares = await groupSend(from, ids.get(from)!, others, `from ${from.kind}`);
+      for (const to of others)
+        await opens(to, shares.get(to)!, from, ids.get(from)!, `from ${from.kind}`);
+    }
+  });
 });
 
 describe('interoperability through a real relay, with the client core', () => {

@@ -4,13 +4,14 @@ import { statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Address, RemoteBundle, SignalEngine } from '@privcomm/client';
 import { deviceIdOf, randomAccountId } from '@privcomm/client/testing';
+import { splitMultiRecipientMessage } from '@privcomm/engine-node';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
 
 /**
  * What the Kotlin engine does beyond the contract, as the Node engine does it
- * (engine-node/test/node-engine.integration.test.ts): its store file, the retirement of replaced
- * prekeys, one transaction per operation.
+ * (engine-node/test/node-engine.integration.test.ts): its store file and its upgrade from the
+ * version before groups, the retirement of replaced prekeys, one transaction per operation.
  */
 let bridge: KotlinBridge;
 beforeAll(async () => {
@@ -26,6 +27,8 @@ interface ReadConnection {
     all(...params: unknown[]): unknown[];
     run(...params: unknown[]): unknown;
   };
+  exec(sql: string): void;
+  pragma(sql: string, options?: { simple?: boolean }): unknown;
   close(): void;
 }
 const Database = createRequire(import.meta.url)('better-sqlite3') as new (
@@ -112,6 +115,121 @@ describe('kotlin engine: store file', () => {
     } finally {
       await b.engine.close();
     }
+  });
+});
+
+/** `from` gives `to` its sender key for `distributionId`, inside a pairwise message. */
+const giveSenderKey = async (from: Device, to: Device, distributionId: string): Promise<void> => {
+  const message = await from.engine.senderKeyDistribution(distributionId);
+  const received = await to.engine.decrypt(
+    randomUUID(),
+    await from.engine.encrypt(to.address, message),
+  );
+  await to.engine.processSenderKeyDistribution(received.sender, received.plaintext);
+};
+
+/** `from`'s group message for the one recipient `to`: its share, as the relay hands it out. */
+const groupShare = async (from: Device, to: Device, distributionId: string, message: string) => {
+  const sealed = await from.engine.groupEncrypt(distributionId, [to.address], text(message));
+  const [share] = splitMultiRecipientMessage(sealed);
+  return share!.ciphertext;
+};
+
+describe('kotlin engine: groups in the store file', () => {
+  it('keeps sender keys across reopen, and a group message without its key leaves the file unchanged', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, ':memory:'));
+    const b = await device(await openKotlinEngine(bridge, file));
+    const distributionId = randomUUID();
+    try {
+      await a.engine.processBundle(b.address, await bundleOf(b));
+      await deliver(a, b, 'hello');
+      const early = await groupShare(a, b, distributionId, 'before the key');
+      const before = dump(file);
+      await expect(b.engine.decrypt(randomUUID(), early)).rejects.toMatchObject({
+        code: 'NO_SENDER_KEY',
+      });
+      expect(dump(file)).toEqual(before);
+
+      await giveSenderKey(a, b, distributionId);
+      // b's own key, made and kept sealed, and a's key, given to it.
+      const ownKey = await b.engine.senderKeyDistribution(randomUUID());
+      expect(dump(file).sender_keys).toHaveLength(2);
+      await b.engine.close();
+      const reopened: Device = { ...b, engine: await openKotlinEngine(bridge, file) };
+      try {
+        const opened = await reopened.engine.decrypt(randomUUID(), early);
+        expect(read(opened.plaintext)).toBe('before the key');
+        expect(opened.distributionId).toBe(distributionId);
+        const later = await groupShare(a, reopened, distributionId, 'after reopen');
+        expect(read((await reopened.engine.decrypt(randomUUID(), later)).plaintext)).toBe(
+          'after reopen',
+        );
+        const [ownId] = (dump(file).sender_key_distributions as { distribution_id: string }[]).map(
+          (row) => row.distribution_id,
+        );
+        expect(await reopened.engine.senderKeyDistribution(ownId!)).toEqual(ownKey);
+      } finally {
+        await reopened.engine.close();
+      }
+    } finally {
+      await a.engine.close();
+    }
+  });
+});
+
+describe('kotlin engine: a store from before groups (version 1)', () => {
+  it('is upgraded in place when opened: its sessions keep working, and groups work', async () => {
+    const file = newStoreFile();
+    const a = await device(await openKotlinEngine(bridge, ':memory:'));
+    const b = await device(await openKotlinEngine(bridge, file));
+    await a.engine.processBundle(b.address, await bundleOf(b));
+    const envelopeId = randomUUID();
+    const first = await a.engine.encrypt(b.address, text('before the upgrade'));
+    await b.engine.decrypt(envelopeId, first);
+    await b.engine.close();
+
+    // Take the file back to version 1: the schema the Kotlin engine had before groups.
+    const db = new Database(file);
+    db.exec(`DROP TABLE sender_keys; DROP TABLE sender_key_distributions;
+      ALTER TABLE decrypted DROP COLUMN distribution_id; PRAGMA user_version = 1;`);
+    db.close();
+    expect(Object.keys(dump(file))).not.toContain('sender_keys');
+
+    const upgraded: Device = { ...b, engine: await openKotlinEngine(bridge, file) };
+    try {
+      const check = new Database(file, { readonly: true });
+      expect(check.pragma('user_version', { simple: true })).toBe(2);
+      check.close();
+      expect(await upgraded.engine.hasSession(a.address)).toBe(true);
+      // What it decrypted before is still kept, as a pairwise message.
+      const again = await upgraded.engine.decrypt(envelopeId, first);
+      expect(read(again.plaintext)).toBe('before the upgrade');
+      expect(again.distributionId).toBeUndefined();
+      await deliver(a, upgraded, 'after the upgrade');
+      await deliver(upgraded, a, 'and back');
+      const distributionId = randomUUID();
+      await giveSenderKey(a, upgraded, distributionId);
+      const share = await groupShare(a, upgraded, distributionId, 'a group message');
+      const opened = await upgraded.engine.decrypt(randomUUID(), share);
+      expect(read(opened.plaintext)).toBe('a group message');
+      expect(opened.distributionId).toBe(distributionId);
+    } finally {
+      await Promise.all([a.engine.close(), upgraded.engine.close()]);
+    }
+  });
+
+  it('refuses a store from a newer engine', async () => {
+    const file = newStoreFile();
+    const engine = await openKotlinEngine(bridge, file);
+    await engine.createIdentity();
+    await engine.close();
+    const db = new Database(file);
+    db.exec('PRAGMA user_version = 3');
+    db.close();
+    await expect(openKotlinEngine(bridge, file)).rejects.toThrow(
+      'unsupported engine store version 3',
+    );
   });
 });
 

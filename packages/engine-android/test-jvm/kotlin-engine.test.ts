@@ -4,7 +4,31 @@ import { statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Address, RemoteBundle, SignalEngine } from '@privcomm/client';
 import { deviceIdOf, randomAccountId } from '@privcomm/client/testing';
-import { splitMultiRecipientMessage } from '@privcomm/engine-node';
+import { SEALED_SENDER_V1, splitMultiRecipientMessage } from '@privcomm/engine-node';
+import {
+  ContentHint,
+  IdentityChange,
+  IdentityKeyPair,
+  IdentityKeyStore,
+  KEMPublicKey,
+  PreKeyBundle,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  SenderCertificate,
+  SenderKeyDistributionMessage,
+  SenderKeyRecord,
+  SenderKeyStore,
+  ServerCertificate,
+  SessionRecord,
+  SessionStore,
+  UnidentifiedSenderMessageContent,
+  groupEncrypt,
+  processPreKeyBundle,
+  sealedSenderEncrypt,
+  signalEncrypt,
+  type CiphertextMessage,
+} from '@signalapp/libsignal-client';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
 
@@ -204,6 +228,171 @@ describe('kotlin engine: a group message on a chain it was not given', () => {
       });
     } finally {
       await Promise.all([a.engine.close(), b.engine.close(), restored.close()]);
+    }
+  });
+});
+
+/**
+ * A device made of libsignal's own calls (Node, 0.103), in memory: it seals whatever inner
+ * message it is given under a certificate naming any address, as an attacker's client could.
+ */
+class RawSealer {
+  private readonly sessions = new Map<string, SessionRecord>();
+  private readonly identities = new Map<string, PublicKey>();
+  readonly pair = IdentityKeyPair.generate();
+  readonly sessionStore: SessionStore;
+  readonly identityStore: IdentityKeyStore;
+
+  constructor(readonly address: ProtocolAddress) {
+    const { sessions, identities, pair } = this;
+    this.sessionStore = new (class extends SessionStore {
+      async saveSession(name: ProtocolAddress, record: SessionRecord) {
+        sessions.set(name.toString(), record);
+      }
+      async getSession(name: ProtocolAddress) {
+        return sessions.get(name.toString()) ?? null;
+      }
+      async getExistingSessions(): Promise<SessionRecord[]> {
+        return [];
+      }
+    })();
+    this.identityStore = new (class extends IdentityKeyStore {
+      async getIdentityKey() {
+        return pair.privateKey;
+      }
+      async getLocalRegistrationId() {
+        return 77;
+      }
+      async saveIdentity(name: ProtocolAddress, key: PublicKey) {
+        identities.set(name.name(), key);
+        return IdentityChange.NewOrUnchanged;
+      }
+      async isTrustedIdentity() {
+        return true;
+      }
+      async getIdentity(name: ProtocolAddress) {
+        return identities.get(name.name()) ?? null;
+      }
+    })();
+  }
+
+  /** Starts a session with `to` from its bundle. */
+  async connect(to: Device): Promise<ProtocolAddress> {
+    const bundle = await bundleOf(to);
+    const remote = ProtocolAddress.new(to.address.accountId, to.address.deviceId);
+    const key = (bytes: Uint8Array) => PublicKey.deserialize(new Uint8Array(bytes));
+    await processPreKeyBundle(
+      PreKeyBundle.new(
+        bundle.registrationId,
+        bundle.deviceId,
+        bundle.preKey!.keyId,
+        key(bundle.preKey!.publicKey),
+        bundle.signedPreKey.keyId,
+        key(bundle.signedPreKey.publicKey),
+        new Uint8Array(bundle.signedPreKey.signature),
+        key(bundle.identityKey),
+        bundle.kyberPreKey.keyId,
+        KEMPublicKey.deserialize(new Uint8Array(bundle.kyberPreKey.publicKey)),
+        new Uint8Array(bundle.kyberPreKey.signature),
+      ),
+      remote,
+      this.address,
+      this.sessionStore,
+      this.identityStore,
+    );
+    return remote;
+  }
+
+  /** `inner`, sealed (v1) for `to` under a self-issued certificate naming `named` with our key. */
+  async seal(inner: CiphertextMessage, named: ProtocolAddress, to: ProtocolAddress) {
+    const trustRoot = PrivateKey.generate();
+    const server = PrivateKey.generate();
+    const certificate = SenderCertificate.new(
+      named.name(),
+      null,
+      named.deviceId(),
+      this.pair.publicKey,
+      Date.now() + 86_400_000,
+      ServerCertificate.new(1, server.getPublicKey(), trustRoot),
+      server,
+    );
+    const content = UnidentifiedSenderMessageContent.new(
+      inner,
+      certificate,
+      ContentHint.Default,
+      null,
+    );
+    return {
+      type: SEALED_SENDER_V1,
+      content: await sealedSenderEncrypt(content, to, this.identityStore),
+    };
+  }
+}
+
+/** libsignal's SenderKeyStore in memory, for a raw sender. */
+class RawSenderKeys extends SenderKeyStore {
+  private readonly records = new Map<string, SenderKeyRecord>();
+  async saveSenderKey(sender: ProtocolAddress, id: string, record: SenderKeyRecord) {
+    this.records.set(`${sender.toString()}/${id}`, record);
+  }
+  async getSenderKey(sender: ProtocolAddress, id: string) {
+    return this.records.get(`${sender.toString()}/${id}`) ?? null;
+  }
+}
+
+describe('kotlin engine: who sealed a group message', () => {
+  it('refuses a genuine group message sealed by another key than its sender identity, leaving the file unchanged', async () => {
+    const file = newStoreFile();
+    const b = await device(await openKotlinEngine(bridge, file));
+    try {
+      const senderAddress = { accountId: randomAccountId(), deviceId: deviceIdOf(1) };
+      const sender = new RawSealer(ProtocolAddress.new(senderAddress.accountId, 1));
+      const toB = await sender.connect(b);
+      // b learns the sender's identity from a pairwise message, then gets its sender key.
+      const hello = await signalEncrypt(
+        text('hi'),
+        toB,
+        sender.address,
+        sender.sessionStore,
+        sender.identityStore,
+      );
+      const pairwise = await b.engine.decrypt(
+        randomUUID(),
+        await sender.seal(hello, sender.address, toB),
+      );
+      expect(pairwise.sender).toEqual(senderAddress);
+      const keys = new RawSenderKeys();
+      const distributionId = randomUUID();
+      const distribution = await SenderKeyDistributionMessage.create(
+        sender.address,
+        distributionId,
+        keys,
+      );
+      await b.engine.processSenderKeyDistribution(senderAddress, distribution.serialize());
+      const groupMessage = (message: string) =>
+        groupEncrypt(sender.address, distributionId, keys, text(message));
+
+      // Sealed by the sender itself: accepted (the construction is right).
+      const genuine = await b.engine.decrypt(
+        randomUUID(),
+        await sender.seal(await groupMessage('ours'), sender.address, toB),
+      );
+      expect(read(genuine.plaintext)).toBe('ours');
+      expect(genuine.sender).toEqual(senderAddress);
+      expect(genuine.distributionId).toBe(distributionId);
+
+      // The sender's genuine group message (its sender key signs it), re-sealed by someone with
+      // another identity key who names the sender: the group cipher alone would accept it.
+      const other = new RawSealer(sender.address);
+      const otherToB = await other.connect(b);
+      const forged = await other.seal(await groupMessage('re-sealed'), sender.address, otherToB);
+      const before = dump(file);
+      await expect(b.engine.decrypt(randomUUID(), forged)).rejects.toMatchObject({
+        code: 'INVALID_MESSAGE',
+      });
+      expect(dump(file)).toEqual(before);
+    } finally {
+      await b.engine.close();
     }
   });
 });

@@ -547,7 +547,7 @@ describe('kotlin engine: one transaction per operation', () => {
     }
   });
 
-  it('keeps only the pending identity when a verified account is refused', async () => {
+  it('keeps only the pending identity when a verified account is refused, and sends it nothing', async () => {
     const file = newStoreFile();
     const a = await device(await openKotlinEngine(bridge, file));
     const b = await device(await openKotlinEngine(bridge, ':memory:'));
@@ -569,6 +569,13 @@ describe('kotlin engine: one transaction per operation', () => {
           pending_key: Buffer.from(b2.identityKey),
         },
       ]);
+      // Until the change is accepted, nothing goes to the account, group messages neither.
+      await expect(a.engine.encrypt(b.address, text('no'))).rejects.toMatchObject({
+        code: 'UNTRUSTED_IDENTITY',
+      });
+      await expect(
+        a.engine.groupEncrypt(randomUUID(), [b.address], text('no')),
+      ).rejects.toMatchObject({ code: 'UNTRUSTED_IDENTITY', accountId: b.address.accountId });
     } finally {
       await Promise.all([a.engine.close(), b.engine.close(), b2.engine.close()]);
     }

@@ -89,8 +89,12 @@ class SignalEngineCore private constructor(
     private const val MAX_DEVICE_ID = 127
     private const val MAX_BATCH = 1000
 
-    /** The most devices one groupEncrypt seals for (1,000 members with several devices each). */
-    const val MAX_GROUP_RECIPIENTS = 5000
+    /**
+     * The most devices one groupEncrypt seals for: as many as one relay upload may name (1,000
+     * accounts of up to 6 devices: MAX_MULTI_RECIPIENT_ACCOUNTS and MAX_DEVICES_PER_ACCOUNT in
+     * packages/wire), as the Node engine.
+     */
+    const val MAX_GROUP_RECIPIENTS = 6000
 
     /**
      * How long a replaced signed or last-resort prekey stays: a session start made from it can

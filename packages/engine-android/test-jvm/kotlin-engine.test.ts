@@ -17,10 +17,8 @@ import {
   PublicKey,
   SenderCertificate,
   SenderKeyDistributionMessage,
-  SenderKeyRecord,
   SenderKeyStore,
   ServerCertificate,
-  SessionRecord,
   SessionStore,
   UnidentifiedSenderMessageContent,
   groupEncrypt,
@@ -28,6 +26,8 @@ import {
   sealedSenderEncrypt,
   signalEncrypt,
   type CiphertextMessage,
+  type SenderKeyRecord,
+  type SessionRecord,
 } from '@signalapp/libsignal-client';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
@@ -350,7 +350,7 @@ describe('kotlin engine: who sealed a group message', () => {
       const toB = await sender.connect(b);
       // b learns the sender's identity from a pairwise message, then gets its sender key.
       const hello = await signalEncrypt(
-        text('hi'),
+        new Uint8Array(text('hi')),
         toB,
         sender.address,
         sender.sessionStore,
@@ -370,7 +370,7 @@ describe('kotlin engine: who sealed a group message', () => {
       );
       await b.engine.processSenderKeyDistribution(senderAddress, distribution.serialize());
       const groupMessage = (message: string) =>
-        groupEncrypt(sender.address, distributionId, keys, text(message));
+        groupEncrypt(sender.address, distributionId, keys, new Uint8Array(text(message)));
 
       // Sealed by the sender itself: accepted (the construction is right).
       const genuine = await b.engine.decrypt(

@@ -1,0 +1,2 @@
+export * from './group-state.ts';
+export * from './group-log.ts';

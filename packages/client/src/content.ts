@@ -8,6 +8,16 @@
 import { isAccountId, type AccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
+import {
+  GROUP_ACTIONS,
+  GroupError,
+  MAX_GROUP_MEMBERS,
+  checkState,
+  isGroupId,
+  isStateHash,
+  type GroupChange,
+  type GroupId,
+} from './groups/group-state.ts';
 
 export const CONTENT_VERSION = 1;
 const BLOCK = 160;
@@ -31,7 +41,37 @@ export type Content =
   /** To one's own other devices: contact names, added or renamed there (none removed). */
   | { kind: 'contacts'; id: string; sentAt: number; contacts: SyncedContact[] }
   /** From a newly linked device to the account's others: "send me the contacts". */
-  | { kind: 'contacts-request'; id: string; sentAt: number };
+  | { kind: 'contacts-request'; id: string; sentAt: number }
+  /**
+   * Groups (groups/). A change of a group's state, sent pairwise to every member of the states
+   * before and after it (and to the author's own other devices).
+   */
+  | { kind: 'group-change'; id: string; sentAt: number; change: GroupChange }
+  /**
+   * A message in a group: sent with the sender key to the other members (one upload), and
+   * pairwise to the sender's own other devices as their copy. `content` is what a one-to-one
+   * conversation would carry.
+   */
+  | { kind: 'group'; id: string; sentAt: number; groupId: GroupId; content: GroupInner }
+  /** A member device's sender key for a group (libsignal's distribution message), pairwise. */
+  | {
+      kind: 'sender-key';
+      id: string;
+      sentAt: number;
+      groupId: GroupId;
+      distributionId: string;
+      /** The SenderKeyDistributionMessage, base64. */
+      message: string;
+    }
+  /** "I cannot decrypt what you sent under this distribution id: send me your sender key." */
+  | { kind: 'sender-key-request'; id: string; sentAt: number; distributionId: string };
+
+/** What a group message may carry. */
+export type GroupInner = Extract<
+  Content,
+  { kind: 'text' | 'receipt' | 'typing' | 'delete' | 'timer' }
+>;
+const GROUP_INNER_KINDS: readonly string[] = ['text', 'receipt', 'typing', 'delete', 'timer'];
 
 export interface SyncedContact {
   readonly accountId: AccountId;
@@ -137,9 +177,94 @@ const validate = (value: unknown, depth = 0): Content => {
       return { kind: 'contacts', ...base, contacts: validateContacts(c.contacts) };
     case 'contacts-request':
       return { kind: 'contacts-request', ...base };
+    case 'group-change':
+      return { kind: 'group-change', ...base, change: validateGroupChange(c.change) };
+    case 'group': {
+      if (!isGroupId(c.groupId) || depth > 0) throw new ContentError('bad group message');
+      const inner = validate(c.content, depth + 1);
+      if (!isGroupInner(inner)) throw new ContentError('bad group message');
+      return { kind: 'group', ...base, groupId: c.groupId, content: inner };
+    }
+    case 'sender-key':
+      if (
+        !isGroupId(c.groupId) ||
+        !isDistributionId(c.distributionId) ||
+        !isString(c.message) ||
+        c.message.length > MAX_SENDER_KEY_MESSAGE ||
+        !BASE64.test(c.message)
+      ) {
+        throw new ContentError('bad sender key');
+      }
+      return {
+        kind: 'sender-key',
+        ...base,
+        groupId: c.groupId,
+        distributionId: c.distributionId,
+        message: c.message,
+      };
+    case 'sender-key-request':
+      if (!isDistributionId(c.distributionId)) throw new ContentError('bad sender key request');
+      return { kind: 'sender-key-request', ...base, distributionId: c.distributionId };
     default:
       throw new ContentError('unknown kind');
   }
+};
+
+const isGroupInner = (content: Content): content is GroupInner =>
+  GROUP_INNER_KINDS.includes(content.kind);
+
+/** libsignal's distribution ids are UUIDs; ours are written in lower case. */
+const DISTRIBUTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const isDistributionId = (value: unknown): value is string =>
+  isString(value) && DISTRIBUTION_ID.test(value);
+/** A SenderKeyDistributionMessage is about 100 bytes; base64 of far less than this. */
+const MAX_SENDER_KEY_MESSAGE = 1024;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * A group change's shape: every field of the right type, the members a sorted list of at most
+ * MAX_GROUP_MEMBERS account ids. Whether the change is allowed is the group log's question.
+ */
+const validateGroupChange = (value: unknown): GroupChange => {
+  if (typeof value !== 'object' || value === null) throw new ContentError('bad group change');
+  const c = value as Record<string, unknown>;
+  const action = GROUP_ACTIONS.find((a) => a === c.action);
+  const state = (typeof c.state === 'object' && c.state !== null ? c.state : {}) as Record<
+    string,
+    unknown
+  >;
+  if (
+    action === undefined ||
+    !isAccountId(c.author) ||
+    !(c.base === '' || isStateHash(c.base)) ||
+    !isGroupId(state.groupId) ||
+    !isString(state.title) ||
+    !isNumber(state.version) ||
+    !Array.isArray(state.members) ||
+    state.members.length > MAX_GROUP_MEMBERS
+  ) {
+    throw new ContentError('bad group change');
+  }
+  const members = state.members.map((item: unknown) => {
+    const m = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+    if (!isAccountId(m.accountId) || typeof m.admin !== 'boolean' || !isNumber(m.since)) {
+      throw new ContentError('bad group member');
+    }
+    return { accountId: m.accountId, admin: m.admin, since: m.since };
+  });
+  const change: GroupChange = {
+    action,
+    author: c.author,
+    base: c.base,
+    state: { groupId: state.groupId, title: state.title, version: state.version, members },
+  };
+  try {
+    checkState(change.state);
+  } catch (error) {
+    if (error instanceof GroupError) throw new ContentError('bad group state');
+    throw error;
+  }
+  return change;
 };
 
 const validateContacts = (value: unknown): SyncedContact[] => {

@@ -230,7 +230,13 @@ describe('group contents', () => {
         kind: 'group-change',
         change: { ...change, state: { ...state, members: [{ accountId: alice, admin: 'yes' }] } },
       },
-      { kind: 'group', groupId, content: { kind: 'call', id: 'x', sentAt: 1 } },
+      // Well-formed contents that have no place in a group.
+      {
+        kind: 'group',
+        groupId,
+        content: { kind: 'call', id: 'x', sentAt: 1, callId: 'abcdefgh', signal: { type: 'busy' } },
+      },
+      { kind: 'group', groupId, content: { kind: 'contacts-request', id: 'x', sentAt: 1 } },
       { kind: 'group', groupId, content: { kind: 'sync', id: 'x', sentAt: 1 } },
       {
         kind: 'group',

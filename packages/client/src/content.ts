@@ -8,16 +8,8 @@
 import { isAccountId, type AccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
-import {
-  GROUP_ACTIONS,
-  GroupError,
-  MAX_GROUP_MEMBERS,
-  checkState,
-  isGroupId,
-  isStateHash,
-  type GroupChange,
-  type GroupId,
-} from './groups/group-state.ts';
+import { parseGroupChange } from './groups/group-codec.ts';
+import { GroupError, isGroupId, type GroupChange, type GroupId } from './groups/group-state.ts';
 
 export const CONTENT_VERSION = 1;
 const BLOCK = 160;
@@ -221,50 +213,13 @@ export const isDistributionId = (value: unknown): value is string =>
 const MAX_SENDER_KEY_MESSAGE = 1024;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/**
- * A group change's shape: every field of the right type, the members a sorted list of at most
- * MAX_GROUP_MEMBERS account ids. Whether the change is allowed is the group log's question.
- */
 const validateGroupChange = (value: unknown): GroupChange => {
-  if (typeof value !== 'object' || value === null) throw new ContentError('bad group change');
-  const c = value as Record<string, unknown>;
-  const action = GROUP_ACTIONS.find((a) => a === c.action);
-  const state = (typeof c.state === 'object' && c.state !== null ? c.state : {}) as Record<
-    string,
-    unknown
-  >;
-  if (
-    action === undefined ||
-    !isAccountId(c.author) ||
-    !(c.base === '' || isStateHash(c.base)) ||
-    !isGroupId(state.groupId) ||
-    !isString(state.title) ||
-    !isNumber(state.version) ||
-    !Array.isArray(state.members) ||
-    state.members.length > MAX_GROUP_MEMBERS
-  ) {
-    throw new ContentError('bad group change');
-  }
-  const members = state.members.map((item: unknown) => {
-    const m = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
-    if (!isAccountId(m.accountId) || typeof m.admin !== 'boolean' || !isNumber(m.since)) {
-      throw new ContentError('bad group member');
-    }
-    return { accountId: m.accountId, admin: m.admin, since: m.since };
-  });
-  const change: GroupChange = {
-    action,
-    author: c.author,
-    base: c.base,
-    state: { groupId: state.groupId, title: state.title, version: state.version, members },
-  };
   try {
-    checkState(change.state);
+    return parseGroupChange(value);
   } catch (error) {
-    if (error instanceof GroupError) throw new ContentError('bad group state');
+    if (error instanceof GroupError) throw new ContentError('bad group change');
     throw error;
   }
-  return change;
 };
 
 const validateContacts = (value: unknown): SyncedContact[] => {

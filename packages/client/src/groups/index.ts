@@ -1,2 +1,3 @@
 export * from './group-state.ts';
 export * from './group-log.ts';
+export * from './group-codec.ts';

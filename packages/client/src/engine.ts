@@ -9,7 +9,7 @@
  * `@privcomm/client/testing` (engineContract).
  */
 
-import type { AccountId, DeviceId } from '@privcomm/wire';
+import { UUID_PATTERN, type AccountId, type DeviceId } from '@privcomm/wire';
 
 /**
  * A device: its account id (the libsignal address name) and device id. Branded: only values that
@@ -72,6 +72,12 @@ export interface Decrypted {
  * device has its own sender key per group, and a new one (new id) after every membership removal.
  */
 export type DistributionId = string;
+
+const UUID = new RegExp(UUID_PATTERN);
+
+/** Whether `value` is a distribution id as engines accept them (a lowercase canonical UUID). */
+export const isDistributionId = (value: unknown): value is DistributionId =>
+  typeof value === 'string' && UUID.test(value);
 
 /** One recipient device of a multi-recipient message, with its session's registration id. */
 export interface MultiRecipientDevice {

@@ -1,5 +1,6 @@
 import {
   EngineError,
+  NoSenderKeyError,
   fromBase64,
   isAccountId,
   isDeviceId,
@@ -68,9 +69,19 @@ const deviceId = (args: Args, name = 'deviceId'): DeviceId => {
   if (!isDeviceId(value)) throw argument(`${name} must be a device id`);
   return value;
 };
-const address = (args: Args): Address => {
-  const value = object(args, 'address');
-  return { accountId: accountId(value), deviceId: deviceId(value) };
+const addressOf = (value: Args): Address => ({
+  accountId: accountId(value),
+  deviceId: deviceId(value),
+});
+const address = (args: Args, name = 'address'): Address => addressOf(object(args, name));
+const addresses = (args: Args, name: string): Address[] => {
+  const value = args[name];
+  if (!Array.isArray(value)) throw argument(`${name} must be a list of addresses`);
+  return value.map((item: unknown) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item))
+      throw argument(`each of ${name} must be an address`);
+    return addressOf(item as Args);
+  });
 };
 const preKeyArg = (value: Args): PublicPreKey => ({
   keyId: integer(value, 'keyId'),
@@ -112,9 +123,19 @@ const failureOf = (error: unknown): EngineRequestError => {
       message: error.message,
       accountId: error.accountId,
     });
+  if (error instanceof NoSenderKeyError)
+    return new EngineRequestError({
+      kind: 'engine',
+      code: error.code,
+      message: error.message,
+      accountId: error.sender.accountId,
+      deviceId: error.sender.deviceId,
+      distributionId: error.distributionId,
+    });
   if (error instanceof EngineError)
     return new EngineRequestError({ kind: 'engine', code: error.code, message: error.message });
-  if (error instanceof TypeError)
+  // An engine refuses a bad argument with a TypeError or a RangeError (out-of-range counts).
+  if (error instanceof TypeError || error instanceof RangeError)
     return new EngineRequestError({ kind: 'argument', message: error.message });
   return new EngineRequestError({ kind: 'internal', message: String(error) });
 };
@@ -207,6 +228,22 @@ export class EngineRequests {
         return this.decrypt(engine, args);
       case 'forgetDecrypted':
         return engine.forgetDecrypted(text(args, 'envelopeId'));
+      case 'senderKeyDistribution':
+        return toBase64(await engine.senderKeyDistribution(text(args, 'distributionId')));
+      case 'processSenderKeyDistribution':
+        return engine.processSenderKeyDistribution(address(args, 'sender'), bytes(args, 'message'));
+      case 'groupEncrypt': {
+        const message = await engine.groupEncrypt(
+          text(args, 'distributionId'),
+          addresses(args, 'recipients'),
+          bytes(args, 'plaintext'),
+        );
+        return {
+          type: message.type,
+          content: toBase64(message.content),
+          recipients: message.recipients,
+        };
+      }
       case 'identityState': {
         const state = await engine.identityState(accountId(args));
         return state === undefined
@@ -272,7 +309,11 @@ export class EngineRequests {
         ciphertext,
         boolean(args, 'confirming') ? { confirmIdentity } : {},
       );
-      return { sender: result.sender, plaintext: toBase64(result.plaintext) };
+      return {
+        sender: result.sender,
+        plaintext: toBase64(result.plaintext),
+        distributionId: result.distributionId ?? null,
+      };
     } catch (error) {
       if (error instanceof AskCaller)
         return {

@@ -1,5 +1,6 @@
 import {
   EngineError,
+  NoSenderKeyError,
   fromBase64,
   isAccountId,
   isDeviceId,
@@ -11,9 +12,11 @@ import {
   type Decrypted,
   type DeviceId,
   type DecryptOptions,
+  type DistributionId,
   type EncryptedMessage,
   type IdentityState,
   type LocalIdentity,
+  type MultiRecipientMessage,
   type PublicPreKey,
   type PublicSignedPreKey,
   type RemoteBundle,
@@ -34,7 +37,11 @@ export interface EngineFailure {
   readonly kind: 'engine' | 'argument' | 'internal';
   readonly code?: string;
   readonly message: string;
+  /** UNTRUSTED_IDENTITY and NO_SENDER_KEY: the account concerned (the sender, for the latter). */
   readonly accountId?: string;
+  /** NO_SENDER_KEY: the sender's device and the distribution id it sent under. */
+  readonly deviceId?: number;
+  readonly distributionId?: string;
 }
 
 export class EngineRequestError extends Error {
@@ -63,12 +70,22 @@ export const parseAnswer = (
 
 type Code = EngineError['code'];
 
+const notAnAccount = (): EngineError =>
+  new EngineError('INVALID_MESSAGE', 'the engine named no valid account');
+
 /** The core's failures as the interface's errors: the same classes and codes as every engine. */
 const translate = (error: unknown): unknown => {
   if (!(error instanceof EngineRequestError)) return error;
-  const { kind, code, message, accountId } = error.failure;
+  const { kind, code, message, accountId, deviceId, distributionId } = error.failure;
   if (kind === 'engine' && code === 'UNTRUSTED_IDENTITY' && accountId !== undefined) {
     return new UntrustedIdentityError(accountId);
+  }
+  if (kind === 'engine' && code === 'NO_SENDER_KEY') {
+    // The caller asks this sender for its key: a failure without a valid one is of no use.
+    if (!isAccountId(accountId) || !isDeviceId(deviceId) || typeof distributionId !== 'string') {
+      return notAnAccount();
+    }
+    return new NoSenderKeyError({ accountId, deviceId }, distributionId);
   }
   if (kind === 'engine') return new EngineError(code as Code, message);
   if (kind === 'argument') return new TypeError(message);
@@ -106,11 +123,13 @@ const identity = (wire: { identityKey: string; registrationId: number }): LocalI
 
 /** As the Kotlin core answers: its ids are checked with wire's guards before the core gets them. */
 type DecryptAnswer =
-  | { sender: { accountId: unknown; deviceId: unknown }; plaintext: string }
+  | {
+      sender: { accountId: unknown; deviceId: unknown };
+      plaintext: string;
+      /** Set for a group (sender key) message; null or absent for a pairwise one. */
+      distributionId?: string | null;
+    }
   | { confirm: { accountId: unknown; identityKey: string } };
-
-const notAnAccount = (): EngineError =>
-  new EngineError('INVALID_MESSAGE', 'the engine named no valid account');
 
 class RemoteSignalEngine implements SignalEngine {
   constructor(
@@ -224,7 +243,12 @@ class RemoteSignalEngine implements SignalEngine {
       if ('sender' in result) {
         const { accountId, deviceId } = result.sender;
         if (!isAccountId(accountId) || !isDeviceId(deviceId)) throw notAnAccount();
-        return { sender: { accountId, deviceId }, plaintext: fromBase64(result.plaintext) };
+        const { distributionId } = result;
+        return {
+          sender: { accountId, deviceId },
+          plaintext: fromBase64(result.plaintext),
+          ...(typeof distributionId === 'string' ? { distributionId } : {}),
+        };
       }
       if (options.confirmIdentity === undefined || attempt >= 3) {
         throw new EngineError('UNCONFIRMED_IDENTITY', 'the sender key could not be confirmed');
@@ -239,6 +263,43 @@ class RemoteSignalEngine implements SignalEngine {
 
   async forgetDecrypted(envelopeId: string): Promise<void> {
     await this.call('forgetDecrypted', { envelopeId });
+  }
+
+  /*
+   * Groups. The requests, as the Kotlin core answers them (bytes as base64):
+   * - senderKeyDistribution {distributionId} -> the distribution message (base64 string)
+   * - processSenderKeyDistribution {sender: {accountId, deviceId}, message} -> null
+   * - groupEncrypt {distributionId, recipients: [{accountId, deviceId}], plaintext}
+   *     -> {type, content, recipients: [{address: {accountId, deviceId}, registrationId}]}
+   * - decrypt answers {sender, plaintext, distributionId} (distributionId null when pairwise)
+   * - a NO_SENDER_KEY failure carries accountId, deviceId (the sender) and distributionId.
+   */
+  async senderKeyDistribution(distributionId: DistributionId): Promise<Uint8Array> {
+    return fromBase64(await this.call('senderKeyDistribution', { distributionId }));
+  }
+
+  async processSenderKeyDistribution(sender: Address, message: Uint8Array): Promise<void> {
+    await this.call('processSenderKeyDistribution', { sender, message: toBase64(message) });
+  }
+
+  async groupEncrypt(
+    distributionId: DistributionId,
+    recipients: readonly Address[],
+    plaintext: Uint8Array,
+  ): Promise<MultiRecipientMessage> {
+    const wire = await this.call<{
+      type: number;
+      content: string;
+      recipients: { address: { accountId: unknown; deviceId: unknown }; registrationId: number }[];
+    }>('groupEncrypt', { distributionId, recipients, plaintext: toBase64(plaintext) });
+    return {
+      type: wire.type,
+      content: fromBase64(wire.content),
+      recipients: wire.recipients.map(({ address: { accountId, deviceId }, registrationId }) => {
+        if (!isAccountId(accountId) || !isDeviceId(deviceId)) throw notAnAccount();
+        return { address: { accountId, deviceId }, registrationId };
+      }),
+    };
   }
 
   async identityState(accountId: AccountId): Promise<IdentityState | undefined> {

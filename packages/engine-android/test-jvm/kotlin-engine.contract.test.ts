@@ -1,5 +1,6 @@
 import { afterAll, beforeAll } from 'vitest';
 import { engineContract } from '@privcomm/client/testing';
+import { splitMultiRecipientMessage } from '@privcomm/engine-node';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
 
@@ -22,5 +23,7 @@ const running = (): KotlinBridge => {
   return bridge;
 };
 
-engineContract('kotlin, in memory', () => openKotlinEngine(running(), ':memory:'));
-engineContract('kotlin, SQLite file', () => openKotlinEngine(running(), newStoreFile()));
+// The relay's split (libsignal's SealedSenderMultiRecipientMessage), for the group operations.
+const options = { splitMultiRecipient: splitMultiRecipientMessage };
+engineContract('kotlin, in memory', () => openKotlinEngine(running(), ':memory:'), options);
+engineContract('kotlin, SQLite file', () => openKotlinEngine(running(), newStoreFile()), options);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { engineContract } from '@privcomm/client/testing';
-import { openNodeEngine } from '@privcomm/engine-node';
+import { openNodeEngine, splitMultiRecipientMessage } from '@privcomm/engine-node';
 import {
   EngineRequestError,
   EngineRequests,
@@ -27,8 +27,10 @@ const overJson =
   };
 
 const requests = new EngineRequests(() => openNodeEngine(':memory:'));
-engineContract('node, through the engine requests', () =>
-  openRemoteEngine(overJson(requests), ':memory:'),
+engineContract(
+  'node, through the engine requests',
+  () => openRemoteEngine(overJson(requests), ':memory:'),
+  { splitMultiRecipient: splitMultiRecipientMessage },
 );
 
 describe('engine requests: what another process may send', () => {

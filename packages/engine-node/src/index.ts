@@ -1,4 +1,11 @@
-export { openNodeEngine, SEALED_SENDER_V1, type NodeEngineOptions } from './node-engine.ts';
+export {
+  MAX_GROUP_RECIPIENTS,
+  openNodeEngine,
+  SEALED_SENDER_V1,
+  SEALED_SENDER_V2,
+  type NodeEngineOptions,
+} from './node-engine.ts';
+export { splitMultiRecipientMessage, type DeviceShare } from './multi-recipient.ts';
 export { PROVISIONING_VERSION } from './provisioning.ts';
 export {
   analyseAudio,

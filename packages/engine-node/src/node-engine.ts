@@ -5,6 +5,7 @@ import {
   ErrorCode,
   Fingerprint,
   IdentityKeyPair,
+  type SessionRecord,
   KEMKeyPair,
   KEMPublicKey,
   KyberPreKeyRecord,
@@ -16,22 +17,32 @@ import {
   ProtocolAddress,
   PublicKey,
   SenderCertificate,
+  SenderKeyDistributionMessage,
+  SenderKeyMessage,
   ServerCertificate,
   SignalMessage,
   SignedPreKeyRecord,
   UnidentifiedSenderMessageContent,
+  groupDecrypt,
+  groupEncrypt,
   processPreKeyBundle,
+  processSenderKeyDistributionMessage,
   sealedSenderDecryptToUsmc,
   sealedSenderEncrypt,
+  sealedSenderMultiRecipientEncrypt,
   signalDecrypt,
   signalDecryptPreKey,
   signalEncrypt,
 } from '@signalapp/libsignal-client';
 import {
   EngineError,
+  isDistributionId,
+  NoSenderKeyError,
   UntrustedIdentityError,
   type Address,
   type Ciphertext,
+  type DistributionId,
+  type MultiRecipientMessage,
   type EncryptedMessage,
   type Decrypted,
   type DecryptOptions,
@@ -93,6 +104,11 @@ import {
 
 /** Ciphertext.type of every message this engine produces: sealed sender v1. */
 export const SEALED_SENDER_V1 = 1;
+/**
+ * Ciphertext.type of one device's share of a multi-recipient message (groupEncrypt), as the
+ * relay hands it out after splitting the upload: sealed sender v2.
+ */
+export const SEALED_SENDER_V2 = 2;
 
 /** Far beyond any device's lifetime: certificates are self-issued and never rotated for expiry. */
 const CERTIFICATE_EXPIRY_MS = 253_402_300_799_000; // 9999-12-31
@@ -135,6 +151,18 @@ const checkAddress = (address: Address): void => {
 };
 
 const invalidMessage = (reason: string): EngineError => new EngineError('INVALID_MESSAGE', reason);
+
+const checkDistributionId = (distributionId: string): void => {
+  if (!isDistributionId(distributionId)) {
+    throw new TypeError(`distribution id ${String(distributionId)} is not a lowercase UUID`);
+  }
+};
+
+const sameDevice = (a: Address, b: ProtocolAddress): boolean =>
+  a.accountId === b.name() && a.deviceId === b.deviceId();
+
+/** The most devices one groupEncrypt seals for (1,000 members with several devices each). */
+export const MAX_GROUP_RECIPIENTS = 5000;
 
 /**
  * Translates libsignal's errors into the engine's codes. An EngineError thrown by one of our
@@ -435,6 +463,154 @@ class NodeSignalEngine implements SignalEngine {
     });
   }
 
+  /*
+   * Groups: sender keys (libsignal's SenderKeyDistributionMessage, groupEncrypt, groupDecrypt)
+   * under sealed sender v2. What authenticates a group message's sender: its sender key was
+   * stored under the address of the pairwise (authenticated) message that carried the
+   * distribution message, so only a device holding that key's signing key, handed out by that
+   * address, can produce a message groupDecrypt accepts for it. On top, the v2 seal names the
+   * sender's identity key (authenticated as in v1, see the top) and decrypt requires it to be the
+   * account's current identity, as the pairwise path does.
+   */
+
+  senderKeyDistribution(distributionId: DistributionId): Promise<Uint8Array> {
+    checkDistributionId(distributionId);
+    return this.run(async ({ libsignal }) => {
+      this.store.requireIdentityKeyPair();
+      return copy(await this.ownDistribution(this.localAddress(), distributionId, libsignal));
+    });
+  }
+
+  /**
+   * The distribution message of our key for `distributionId`, the key made on first use. Always
+   * the first one (the chain at its start), not libsignal's current one: a member who gets the
+   * key late (it asked after NO_SENDER_KEY) can then still open the messages sent before, which
+   * it keeps. The price: until the distribution id is replaced, this store holds the chain's
+   * start, so whoever seizes it and recorded this device's group ciphertexts under that id can
+   * open them (no forward secrecy within one distribution id; SECURITY.md). Callers bound that by
+   * starting a new distribution id on every removal, and from time to time.
+   */
+  private async ownDistribution(
+    local: ProtocolAddress,
+    distributionId: DistributionId,
+    libsignal: LibsignalStores,
+  ): Promise<Uint8Array> {
+    const stored = this.store.ownDistribution(distributionId);
+    if (stored !== undefined) return stored;
+    // Our own key is made only here (processSenderKeyDistribution refuses this device's
+    // address), so a key without its first message cannot exist.
+    const message = (
+      await SenderKeyDistributionMessage.create(local, distributionId, libsignal.senderKey)
+    ).serialize();
+    this.store.saveOwnDistribution(distributionId, message);
+    return message;
+  }
+
+  processSenderKeyDistribution(sender: Address, message: Uint8Array): Promise<void> {
+    checkAddress(sender);
+    return this.run(async ({ libsignal }) => {
+      this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      // Our own key is ours to make: a distribution message must never replace it.
+      if (sameDevice(sender, local)) throw invalidMessage('a sender key from this very device');
+      let parsed: SenderKeyDistributionMessage;
+      try {
+        parsed = SenderKeyDistributionMessage.deserialize(own(message));
+      } catch {
+        throw invalidMessage('not a sender key distribution message');
+      }
+      try {
+        await processSenderKeyDistributionMessage(
+          ProtocolAddress.new(sender.accountId, sender.deviceId),
+          parsed,
+          libsignal.senderKey,
+        );
+      } catch (error) {
+        throw engineError(
+          error,
+          sender.accountId,
+          invalidMessage('the sender key distribution message is invalid'),
+          libsignal.failures,
+        );
+      }
+    });
+  }
+
+  groupEncrypt(
+    distributionId: DistributionId,
+    recipients: readonly Address[],
+    plaintext: Uint8Array,
+  ): Promise<MultiRecipientMessage> {
+    checkDistributionId(distributionId);
+    recipients.forEach(checkAddress);
+    if (recipients.length === 0 || recipients.length > MAX_GROUP_RECIPIENTS) {
+      throw new RangeError(`a group message goes to 1 to ${MAX_GROUP_RECIPIENTS} devices`);
+    }
+    const distinct = new Set(recipients.map((r) => `${r.accountId}.${r.deviceId}`));
+    if (distinct.size !== recipients.length) throw new TypeError('a recipient is listed twice');
+    return this.run(async ({ libsignal }) => {
+      const identity = this.store.requireIdentityKeyPair();
+      const local = this.localAddress();
+      if (recipients.some((recipient) => sameDevice(recipient, local))) {
+        throw new TypeError('this device cannot be among the recipients of its own message');
+      }
+      const sessions = recipients.map((address) => ({
+        address,
+        session: this.store.loadSession(address.accountId, address.deviceId),
+      }));
+      const missing = sessions.filter(({ session }) => !session?.hasCurrentState());
+      if (missing.length > 0) {
+        const named = missing.map(({ address: a }) => `${a.accountId}.${a.deviceId}`);
+        throw new EngineError('NO_SESSION', `no session with ${named.join(', ')}`);
+      }
+      // As encrypt (libsignal's isTrustedIdentity when sending): a verified account whose key
+      // changed gets nothing until the user accepts the change.
+      for (const accountId of new Set(recipients.map((r) => r.accountId))) {
+        const row = this.store.identity(accountId);
+        if (row !== undefined && row.verified !== 0 && row.pending_key !== null) {
+          throw new UntrustedIdentityError(accountId);
+        }
+      }
+      try {
+        // Creates this device's sender key on first use, as senderKeyDistribution does.
+        await this.ownDistribution(local, distributionId, libsignal);
+        const message = await groupEncrypt(
+          local,
+          distributionId,
+          libsignal.senderKey,
+          own(plaintext),
+        );
+        const content = UnidentifiedSenderMessageContent.new(
+          message,
+          this.senderCertificate(identity, local),
+          ContentHint.Default,
+          null,
+        );
+        const sealed = await sealedSenderMultiRecipientEncrypt({
+          content,
+          recipients: recipients.map((r) => ProtocolAddress.new(r.accountId, r.deviceId)),
+          identityStore: libsignal.identity,
+          sessionStore: libsignal.session,
+        });
+        return {
+          type: SEALED_SENDER_V2,
+          content: copy(sealed),
+          recipients: sessions.map(({ address, session }) => ({
+            address,
+            registrationId: (session as SessionRecord).remoteRegistrationId(),
+          })),
+        };
+      } catch (error) {
+        throw engineError(
+          error,
+          '',
+          new EngineError('NO_SESSION', 'cannot encrypt for every recipient'),
+          libsignal.failures,
+        );
+      }
+    });
+  }
+
   /**
    * The confirmation of a new sender key (an HTTP lookup in the client core) runs between two
    * transactions, never inside one: the store stays free for other operations meanwhile. The
@@ -470,15 +646,22 @@ class NodeSignalEngine implements SignalEngine {
       const done = this.store.decrypted(envelopeId);
       if (done !== undefined) {
         const { sender_account: accountId, sender_device: deviceId } = done;
+        const distributionId = done.distribution_id;
         // Stored from a checked certificate below; checked again as it comes back from SQLite.
         if (!isAccountId(accountId) || !isDeviceId(deviceId)) {
           throw invalidMessage('the stored result names no valid device');
         }
-        return { sender: { accountId, deviceId }, plaintext: copy(done.plaintext) };
+        return {
+          sender: { accountId, deviceId },
+          plaintext: copy(done.plaintext),
+          ...(distributionId === null ? {} : { distributionId }),
+        };
       }
       this.store.requireIdentityKeyPair();
       const local = this.localAddress();
-      if (ciphertext.type !== SEALED_SENDER_V1) {
+      // v1 from encrypt, v2 a share of a multi-recipient message (groupEncrypt): libsignal opens
+      // both the same way.
+      if (ciphertext.type !== SEALED_SENDER_V1 && ciphertext.type !== SEALED_SENDER_V2) {
         throw invalidMessage(`unknown ciphertext type ${ciphertext.type}`);
       }
       const { libsignal } = stores;
@@ -505,6 +688,11 @@ class NodeSignalEngine implements SignalEngine {
       }
       const certificateKey = certificate.key().serialize();
       const known = this.store.identity(sender.accountId);
+      if (content.msgType() === CiphertextMessageType.SenderKey) {
+        // Stores no identity, so it needs no confirmation: a sender whose key is unknown has no
+        // sender key here either.
+        return this.groupDecryptOnce(envelopeId, stores, content, sender, known?.identity_key);
+      }
       const isKnown =
         known !== undefined &&
         (Buffer.from(known.identity_key).equals(certificateKey) ||
@@ -569,6 +757,58 @@ class NodeSignalEngine implements SignalEngine {
     });
   }
 
+  /** decryptOnce for a sender-key (group) message, inside the same transaction. */
+  private async groupDecryptOnce(
+    envelopeId: string,
+    { libsignal }: OperationStores,
+    content: UnidentifiedSenderMessageContent,
+    sender: Address,
+    currentIdentity: Uint8Array | undefined,
+  ): Promise<Decrypted> {
+    let distributionId: string;
+    try {
+      distributionId = SenderKeyMessage.deserialize(content.contents()).distributionId();
+    } catch {
+      throw invalidMessage('the group message is malformed');
+    }
+    if (this.store.loadSenderKey(sender.accountId, sender.deviceId, distributionId) === null) {
+      throw new NoSenderKeyError(sender, distributionId);
+    }
+    // Sender keys are dropped when an account's identity changes, so a stored one came with the
+    // current identity: the seal must name that same key (see the comment at the top).
+    const certificateKey = content.senderCertificate().key().serialize();
+    if (currentIdentity === undefined || !Buffer.from(currentIdentity).equals(certificateKey)) {
+      throw invalidMessage('the sender certificate does not match the sender identity');
+    }
+    let plaintext: Uint8Array;
+    try {
+      plaintext = await groupDecrypt(
+        ProtocolAddress.new(sender.accountId, sender.deviceId),
+        libsignal.senderKey,
+        content.contents(),
+      );
+    } catch (error) {
+      if (error instanceof LibSignalErrorBase && error.code === ErrorCode.InvalidSenderKeySession) {
+        // A key for this distribution id, but not the chain the message was sent on.
+        throw new NoSenderKeyError(sender, distributionId);
+      }
+      throw engineError(
+        error,
+        sender.accountId,
+        invalidMessage('the group message cannot be decrypted'),
+        libsignal.failures,
+      );
+    }
+    this.store.saveDecrypted(
+      envelopeId,
+      sender.accountId,
+      sender.deviceId,
+      plaintext,
+      distributionId,
+    );
+    return { sender, plaintext: copy(plaintext), distributionId };
+  }
+
   forgetDecrypted(envelopeId: string): Promise<void> {
     return this.run(() => this.store.forgetDecrypted(envelopeId));
   }
@@ -625,6 +865,7 @@ class NodeSignalEngine implements SignalEngine {
     for (const deviceId of this.store.sessionDeviceIds(accountId)) {
       this.store.deleteSession(accountId, deviceId);
     }
+    this.store.deleteSenderKeys(accountId);
   }
 
   private requireIdentity(accountId: string) {

@@ -30,7 +30,7 @@ type DatabaseConstructor = new (
 const require = createRequire(import.meta.url);
 const Database = require('better-sqlite3') as DatabaseConstructor;
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -69,6 +69,29 @@ const SCHEMA = `
   ) WITHOUT ROWID;
 `;
 
+/** Version 2: group sender keys, and the distribution id a decrypted group message came under. */
+const GROUPS = `
+  -- Sender keys (libsignal SenderKeyRecord): this device's own, under its own address, and the
+  -- ones other devices sent it pairwise.
+  CREATE TABLE sender_keys (
+    account_id TEXT NOT NULL,
+    device_id INTEGER NOT NULL,
+    distribution_id TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (account_id, device_id, distribution_id)
+  ) WITHOUT ROWID;
+  -- This device's first distribution message of each of its own distribution ids (see
+  -- NodeSignalEngine.senderKeyDistribution: a late recipient can still open earlier messages).
+  CREATE TABLE sender_key_distributions (
+    distribution_id TEXT PRIMARY KEY,
+    message BLOB NOT NULL
+  ) WITHOUT ROWID;
+  ALTER TABLE decrypted ADD COLUMN distribution_id TEXT;
+`;
+
+/** What brings a store from each older version to the next one. */
+const MIGRATIONS: Record<number, string> = { 1: GROUPS };
+
 /**
  * Opens (creating if needed) the store. A file is created with mode 0600 before SQLite opens it;
  * the rollback journal (journal_mode=DELETE, no WAL or shm files) inherits that mode.
@@ -86,9 +109,15 @@ export const openDatabase = (file: string): SqliteDatabase => {
     db.pragma('secure_delete = ON');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version === 0) {
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
-    } else if (version !== SCHEMA_VERSION) {
+      db.exec(
+        `BEGIN IMMEDIATE; ${SCHEMA} ${GROUPS} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`,
+      );
+    } else if (version > SCHEMA_VERSION || version < 1) {
       throw new Error(`unsupported engine store version ${version}`);
+    }
+    for (let from = version === 0 ? SCHEMA_VERSION : version; from < SCHEMA_VERSION; from += 1) {
+      // One transaction per step: a store is always at one whole version.
+      db.exec(`BEGIN IMMEDIATE; ${MIGRATIONS[from]} PRAGMA user_version = ${from + 1}; COMMIT;`);
     }
   } catch (error) {
     db.close();

@@ -10,6 +10,8 @@ import {
   PreKeyStore,
   type ProtocolAddress,
   PublicKey,
+  SenderKeyRecord,
+  SenderKeyStore,
   SessionRecord,
   SessionStore,
   SignedPreKeyRecord,
@@ -29,6 +31,14 @@ export interface IdentityRow {
   verified: number;
   changed: number;
   pending_key: Uint8Array | null;
+}
+
+export interface DecryptedRow {
+  sender_account: string;
+  sender_device: number;
+  plaintext: Uint8Array;
+  /** Set for a group message: the sender key's distribution id. */
+  distribution_id: string | null;
 }
 
 export type MetaKey =
@@ -304,25 +314,78 @@ export class Store {
       .run(accountId, row.identity_key, row.verified, row.changed, row.pending_key);
   }
 
-  // --- decrypted envelopes ---
+  // --- sender keys (groups) ---
 
-  decrypted(
-    envelopeId: string,
-  ): { sender_account: string; sender_device: number; plaintext: Uint8Array } | undefined {
-    return this.db
+  loadSenderKey(
+    accountId: string,
+    deviceId: number,
+    distributionId: string,
+  ): SenderKeyRecord | null {
+    const row = this.db
       .prepare(
-        'SELECT sender_account, sender_device, plaintext FROM decrypted WHERE envelope_id = ?',
+        'SELECT record FROM sender_keys WHERE account_id = ? AND device_id = ? AND distribution_id = ?',
       )
-      .get(envelopeId) as
-      { sender_account: string; sender_device: number; plaintext: Uint8Array } | undefined;
+      .get(accountId, deviceId, distributionId) as { record: Uint8Array } | undefined;
+    return row === undefined ? null : SenderKeyRecord.deserialize(own(row.record));
   }
 
-  saveDecrypted(envelopeId: string, accountId: string, deviceId: number, plaintext: Uint8Array) {
+  saveSenderKey(
+    accountId: string,
+    deviceId: number,
+    distributionId: string,
+    record: SenderKeyRecord,
+  ): void {
     this.db
       .prepare(
-        'INSERT INTO decrypted (envelope_id, sender_account, sender_device, plaintext) VALUES (?, ?, ?, ?)',
+        `INSERT OR REPLACE INTO sender_keys (account_id, device_id, distribution_id, record)
+         VALUES (?, ?, ?, ?)`,
       )
-      .run(envelopeId, accountId, deviceId, plaintext);
+      .run(accountId, deviceId, distributionId, record.serialize());
+  }
+
+  /** This device's first distribution message for one of its own distribution ids. */
+  ownDistribution(distributionId: string): Uint8Array | undefined {
+    const row = this.db
+      .prepare('SELECT message FROM sender_key_distributions WHERE distribution_id = ?')
+      .get(distributionId) as { message: Uint8Array } | undefined;
+    return row?.message;
+  }
+
+  saveOwnDistribution(distributionId: string, message: Uint8Array): void {
+    this.db
+      .prepare('INSERT INTO sender_key_distributions (distribution_id, message) VALUES (?, ?)')
+      .run(distributionId, message);
+  }
+
+  /** Forgets the sender keys of an account's devices (its identity changed: they came with the old one). */
+  deleteSenderKeys(accountId: string): void {
+    this.db.prepare('DELETE FROM sender_keys WHERE account_id = ?').run(accountId);
+  }
+
+  // --- decrypted envelopes ---
+
+  decrypted(envelopeId: string): DecryptedRow | undefined {
+    return this.db
+      .prepare(
+        `SELECT sender_account, sender_device, plaintext, distribution_id
+         FROM decrypted WHERE envelope_id = ?`,
+      )
+      .get(envelopeId) as DecryptedRow | undefined;
+  }
+
+  saveDecrypted(
+    envelopeId: string,
+    accountId: string,
+    deviceId: number,
+    plaintext: Uint8Array,
+    distributionId: string | null = null,
+  ) {
+    this.db
+      .prepare(
+        `INSERT INTO decrypted (envelope_id, sender_account, sender_device, plaintext, distribution_id)
+         VALUES (?, ?, ?, ?, ?)`,
+      )
+      .run(envelopeId, accountId, deviceId, plaintext, distributionId);
   }
 
   forgetDecrypted(envelopeId: string): void {
@@ -413,6 +476,7 @@ class EngineIdentityKeyStore extends IdentityKeyStore {
       changed: 1,
       pending_key: null,
     });
+    this.store.deleteSenderKeys(accountId);
     for (const deviceId of this.store.sessionDeviceIds(accountId)) {
       if (deviceId !== address.deviceId()) this.store.deleteSession(accountId, deviceId);
     }
@@ -449,6 +513,28 @@ class EngineSessionStore extends SessionStore {
         return record;
       }),
     );
+  }
+}
+
+/** Sender keys by (address, distribution id); see Store.loadSenderKey. */
+class EngineSenderKeyStore extends SenderKeyStore {
+  constructor(private readonly store: Store) {
+    super();
+  }
+
+  override async saveSenderKey(
+    sender: ProtocolAddress,
+    distributionId: string,
+    record: SenderKeyRecord,
+  ): Promise<void> {
+    this.store.saveSenderKey(sender.name(), sender.deviceId(), distributionId, record);
+  }
+
+  override async getSenderKey(
+    sender: ProtocolAddress,
+    distributionId: string,
+  ): Promise<SenderKeyRecord | null> {
+    return this.store.loadSenderKey(sender.name(), sender.deviceId(), distributionId);
   }
 }
 
@@ -515,7 +601,7 @@ class EngineKyberPreKeyStore extends KyberPreKeyStore {
   }
 }
 
-/** The five libsignal stores of one operation. */
+/** The six libsignal stores of one operation. */
 export interface LibsignalStores {
   readonly identity: IdentityKeyStore;
   /** The identity keys libsignal saved during the operation, by address (toString()). */
@@ -526,6 +612,7 @@ export interface LibsignalStores {
   readonly preKey: PreKeyStore;
   readonly signedPreKey: SignedPreKeyStore;
   readonly kyberPreKey: KyberPreKeyStore;
+  readonly senderKey: SenderKeyStore;
 }
 
 export const libsignalStores = (
@@ -542,5 +629,6 @@ export const libsignalStores = (
     preKey: new EnginePreKeyStore(store, failures),
     signedPreKey: new EngineSignedPreKeyStore(store, failures),
     kyberPreKey: new EngineKyberPreKeyStore(store, failures),
+    senderKey: new EngineSenderKeyStore(store),
   };
 };

@@ -17,9 +17,13 @@ import {
   ProtocolAddress,
   PublicKey,
   SenderCertificate,
+  SenderKeyDistributionMessage,
+  type SenderKeyRecord,
+  SenderKeyStore,
   ServerCertificate,
   SessionStore,
   UnidentifiedSenderMessageContent,
+  groupEncrypt,
   processPreKeyBundle,
   sealedSenderDecryptToUsmc,
   sealedSenderEncrypt,
@@ -28,14 +32,20 @@ import {
 import { afterAll, describe, expect, it } from 'vitest';
 import { EngineError, type Address, type RemoteBundle, type SignalEngine } from '@privcomm/client';
 import { accountIdOf, deviceIdOf, engineContract, randomAccountId } from '@privcomm/client/testing';
-import { openNodeEngine, SEALED_SENDER_V1 } from '../src/index.ts';
+import {
+  openNodeEngine,
+  SEALED_SENDER_V1,
+  SEALED_SENDER_V2,
+  splitMultiRecipientMessage,
+} from '../src/index.ts';
 
 const directory = mkdtempSync(join(tmpdir(), 'privcomm-engine-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
 const newFile = (): string => join(directory, `${randomUUID()}.sqlite`);
 
-engineContract('node, in memory', () => openNodeEngine(':memory:'));
-engineContract('node, SQLite file', () => openNodeEngine(newFile()));
+const contractOptions = { splitMultiRecipient: splitMultiRecipientMessage };
+engineContract('node, in memory', () => openNodeEngine(':memory:'), contractOptions);
+engineContract('node, SQLite file', () => openNodeEngine(newFile()), contractOptions);
 
 // better-sqlite3 ships no types; the tests read the store file directly through it.
 interface ReadConnection {
@@ -575,6 +585,194 @@ describe('node engine: libsignal formats', () => {
       const message = await seal(b, impostor, impostor);
       const before = dump(file);
       await expect(b.engine.decrypt(randomUUID(), message)).rejects.toMatchObject({
+        code: 'INVALID_MESSAGE',
+      });
+      expect(dump(file)).toEqual(before);
+    } finally {
+      await b.engine.close();
+    }
+  });
+});
+
+describe('node engine: groups', () => {
+  const newDistributionId = (): string => randomUUID();
+
+  /** `from` hands its key to `to`, as the caller does after a pairwise message. */
+  const giveKey = async (from: Device, to: Device, distributionId: string) => {
+    const message = await from.engine.senderKeyDistribution(distributionId);
+    const received = await to.engine.decrypt(
+      randomUUID(),
+      await from.engine.encrypt(to.address, message),
+    );
+    await to.engine.processSenderKeyDistribution(received.sender, received.plaintext);
+  };
+
+  const groupSend = async (from: Device, to: Device[], distributionId: string, message: string) => {
+    const sealed = await from.engine.groupEncrypt(
+      distributionId,
+      to.map((d) => d.address),
+      text(message),
+    );
+    expect(sealed.type).toBe(SEALED_SENDER_V2);
+    const shares = splitMultiRecipientMessage(sealed);
+    for (const recipient of to) {
+      const share = shares.find(
+        (s) =>
+          s.address.accountId === recipient.address.accountId &&
+          s.address.deviceId === recipient.address.deviceId,
+      );
+      expect(share?.registrationId).toBe(recipient.registrationId);
+      const opened = await recipient.engine.decrypt(randomUUID(), share!.ciphertext);
+      expect(read(opened.plaintext)).toBe(message);
+      expect(opened.distributionId).toBe(distributionId);
+    }
+  };
+
+  it('keeps sender keys, its own first distribution message and group results across close and reopen', async () => {
+    const aFile = newFile();
+    const bFile = newFile();
+    const a = await device(await openNodeEngine(aFile));
+    let b = await device(await openNodeEngine(bFile));
+    const d = newDistributionId();
+    await a.engine.processBundle(b.address, await bundleOf(b));
+    await giveKey(a, b, d);
+    const distribution = await a.engine.senderKeyDistribution(d);
+    await groupSend(a, [b], d, 'before');
+    const envelopeId = randomUUID();
+    const kept = splitMultiRecipientMessage(
+      await a.engine.groupEncrypt(d, [b.address], text('kept')),
+    )[0]!.ciphertext;
+    await b.engine.decrypt(envelopeId, kept);
+    await a.engine.close();
+    await b.engine.close();
+
+    const reopenedA: Device = { ...a, engine: await openNodeEngine(aFile) };
+    b = { ...b, engine: await openNodeEngine(bFile) };
+    try {
+      expect(await reopenedA.engine.senderKeyDistribution(d)).toEqual(distribution);
+      // The chain went on from where it was: a store that lost it would repeat an iteration,
+      // which b refuses as a duplicate.
+      await groupSend(reopenedA, [b], d, 'after');
+      const again = await b.engine.decrypt(envelopeId, kept);
+      expect(read(again.plaintext)).toBe('kept');
+      expect(again.distributionId).toBe(d);
+      const rows = dump(aFile);
+      expect(rows.sender_keys).toHaveLength(1);
+      expect(rows.sender_key_distributions).toHaveLength(1);
+    } finally {
+      await reopenedA.engine.close();
+      await b.engine.close();
+    }
+  });
+
+  it('brings a version 1 store (before groups) to version 2, keeping its sessions', async () => {
+    const file = newFile();
+    const a = await device(await openNodeEngine(file));
+    const b = await device(await openNodeEngine(':memory:'));
+    try {
+      await a.engine.processBundle(b.address, await bundleOf(b));
+      await deliver(a, b, 'before the upgrade');
+      await a.engine.close();
+      // What a store made before groups looks like.
+      const db = new Database(file);
+      db.exec(
+        `DROP TABLE sender_keys; DROP TABLE sender_key_distributions;
+         ALTER TABLE decrypted DROP COLUMN distribution_id; PRAGMA user_version = 1;`,
+      );
+      db.close();
+
+      const upgraded: Device = { ...a, engine: await openNodeEngine(file) };
+      try {
+        await deliver(upgraded, b, 'after the upgrade');
+        const d = newDistributionId();
+        await giveKey(upgraded, b, d);
+        await groupSend(upgraded, [b], d, 'first group message');
+      } finally {
+        await upgraded.engine.close();
+      }
+      const check = new Database(file, { readonly: true });
+      try {
+        expect(check.pragma('user_version', { simple: true })).toBe(2);
+      } finally {
+        check.close();
+      }
+    } finally {
+      await b.engine.close();
+    }
+  });
+
+  /** libsignal's SenderKeyStore in memory, for a raw sender. */
+  class RawSenderKeys extends SenderKeyStore {
+    readonly records = new Map<string, SenderKeyRecord>();
+    async saveSenderKey(sender: ProtocolAddress, id: string, record: SenderKeyRecord) {
+      this.records.set(`${sender.toString()}/${id}`, record);
+    }
+    async getSenderKey(sender: ProtocolAddress, id: string) {
+      return this.records.get(`${sender.toString()}/${id}`) ?? null;
+    }
+  }
+
+  it('refuses a genuine group message sealed by another key than its sender identity', async () => {
+    const file = newFile();
+    const b = await device(await openNodeEngine(file));
+    try {
+      const identity = IdentityKeyPair.generate();
+      const sender = new RawClient(identity, ProtocolAddress.new(randomUUID(), 1));
+      const remote = await sender.connect(b);
+      sender.identities.set(remote.name(), PublicKey.deserialize(new Uint8Array(b.identityKey)));
+      const senderAddress = {
+        accountId: accountIdOf(sender.address.name()),
+        deviceId: deviceIdOf(1),
+      };
+      // b learns the sender's identity from a pairwise message, then gets its sender key.
+      const hello = await signalEncrypt(
+        text('hi'),
+        remote,
+        sender.address,
+        sender.session,
+        sender.identity,
+      );
+      const sealHello = UnidentifiedSenderMessageContent.new(
+        hello,
+        certificate(sender.address.name(), 1, identity.publicKey),
+        ContentHint.Default,
+        null,
+      );
+      await b.engine.decrypt(randomUUID(), {
+        type: SEALED_SENDER_V1,
+        content: await sealedSenderEncrypt(sealHello, remote, sender.identity),
+      });
+      const keys = new RawSenderKeys();
+      const d = newDistributionId();
+      const distribution = await SenderKeyDistributionMessage.create(sender.address, d, keys);
+      await b.engine.processSenderKeyDistribution(senderAddress, distribution.serialize());
+
+      /** A group message from the sender, sealed by `sealer` under a certificate naming the sender. */
+      const groupMessage = async (message: string, sealer: RawClient) => {
+        sealer.identities.set(remote.name(), PublicKey.deserialize(new Uint8Array(b.identityKey)));
+        const content = UnidentifiedSenderMessageContent.new(
+          await groupEncrypt(sender.address, d, keys, text(message)),
+          certificate(sender.address.name(), 1, sealer.pair.publicKey),
+          ContentHint.Default,
+          null,
+        );
+        return {
+          type: SEALED_SENDER_V1,
+          content: await sealedSenderEncrypt(content, remote, sealer.identity),
+        };
+      };
+      // Sealed by the sender itself: accepted (the construction is right).
+      const genuine = await b.engine.decrypt(randomUUID(), await groupMessage('ours', sender));
+      expect(read(genuine.plaintext)).toBe('ours');
+      expect(genuine.sender).toEqual(senderAddress);
+      expect(genuine.distributionId).toBe(d);
+
+      // The sender's genuine group message (its sender key signs it), re-sealed by someone else
+      // who names the sender: libsignal's groupDecrypt alone would accept it.
+      const other = new RawClient(IdentityKeyPair.generate(), sender.address);
+      const forged = await groupMessage('re-sealed', other);
+      const before = dump(file);
+      await expect(b.engine.decrypt(randomUUID(), forged)).rejects.toMatchObject({
         code: 'INVALID_MESSAGE',
       });
       expect(dump(file)).toEqual(before);

@@ -2,10 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { equalBytes, utf8Decode, utf8Encode } from '../bytes.ts';
 import {
   EngineError,
+  NoSenderKeyError,
   UntrustedIdentityError,
   type Address,
   type Ciphertext,
+  type DistributionId,
   type LocalIdentity,
+  type MultiRecipientMessage,
   type PublicSignedPreKey,
   type RemoteBundle,
   type SignalEngine,
@@ -14,17 +17,38 @@ import { deviceIdOf, randomAccountId } from './ids.ts';
 
 /**
  * The behaviour every SignalEngine must have, whatever its platform: run it against each
- * implementation (`engineContract('node', () => openNodeEngine(':memory:'))`). `open` must give a
- * new, empty engine each time. The suite uses only the SignalEngine interface, so it also runs
- * where libsignal is native code behind a bridge.
+ * implementation (`engineContract('node', () => openNodeEngine(':memory:'), { splitMultiRecipient })`).
+ * `open` must give a new, empty engine each time. The suite uses only the SignalEngine interface,
+ * so it also runs where libsignal is native code behind a bridge.
  */
+
+/** One device's share of a multi-recipient message, as the relay hands it out. */
+export interface MultiRecipientShare {
+  readonly address: Address;
+  readonly registrationId: number;
+  readonly ciphertext: Ciphertext;
+}
+
+export interface EngineContractOptions {
+  /**
+   * Splits a multi-recipient message (groupEncrypt) into each device's share, as the relay does.
+   * This package does not depend on libsignal: pass `splitMultiRecipientMessage` from
+   * @privcomm/engine-node (libsignal's SealedSenderMultiRecipientMessage), whatever the engine.
+   */
+  readonly splitMultiRecipient: (message: MultiRecipientMessage) => MultiRecipientShare[];
+}
 
 type Code = EngineError['code'];
 
-/** Resolves to the EngineError the operation fails with; fails the test if it succeeds. */
-const failure = async (operation: Promise<unknown>): Promise<EngineError> => {
+/**
+ * Resolves to the EngineError the operation fails with; fails the test if it succeeds. Takes a
+ * function too: an engine may refuse an argument before it returns a promise.
+ */
+const failure = async (
+  operation: Promise<unknown> | (() => Promise<unknown>),
+): Promise<EngineError> => {
   try {
-    await operation;
+    await (typeof operation === 'function' ? operation() : operation);
   } catch (error) {
     expect(error).toBeInstanceOf(EngineError);
     return error as EngineError;
@@ -32,7 +56,10 @@ const failure = async (operation: Promise<unknown>): Promise<EngineError> => {
   return expect.fail('the operation was expected to fail');
 };
 
-const expectCode = async (operation: Promise<unknown>, code: Code): Promise<EngineError> => {
+const expectCode = async (
+  operation: Promise<unknown> | (() => Promise<unknown>),
+  code: Code,
+): Promise<EngineError> => {
   const error = await failure(operation);
   expect(error.code).toBe(code);
   return error;
@@ -59,7 +86,37 @@ const contains = (haystack: Uint8Array, needle: Uint8Array): boolean => {
 
 const text = (value: string): Uint8Array => utf8Encode(value);
 
-export const engineContract = (name: string, open: () => Promise<SignalEngine>): void => {
+/** An argument the engine refuses before it runs anything: a TypeError or RangeError. */
+const expectArgumentError = async (operation: () => Promise<unknown>): Promise<void> => {
+  try {
+    await operation();
+  } catch (error) {
+    expect(error).not.toBeInstanceOf(EngineError);
+    expect(error).toBeInstanceOf(Error);
+    expect(['TypeError', 'RangeError']).toContain((error as Error).name);
+    return;
+  }
+  expect.fail('the operation was expected to refuse its argument');
+};
+
+const expectNoSenderKey = async (
+  operation: Promise<unknown>,
+  sender: Address,
+  distributionId: DistributionId,
+): Promise<void> => {
+  const error = await expectCode(operation, 'NO_SENDER_KEY');
+  expect(error).toBeInstanceOf(NoSenderKeyError);
+  expect((error as NoSenderKeyError).sender).toEqual(sender);
+  expect((error as NoSenderKeyError).distributionId).toBe(distributionId);
+};
+
+const newDistributionId = (): DistributionId => globalThis.crypto.randomUUID();
+
+export const engineContract = (
+  name: string,
+  open: () => Promise<SignalEngine>,
+  { splitMultiRecipient }: EngineContractOptions,
+): void => {
   describe(`SignalEngine contract: ${name}`, () => {
     const opened: SignalEngine[] = [];
     let envelopeCounter = 0;
@@ -463,6 +520,332 @@ export const engineContract = (name: string, open: () => Promise<SignalEngine>):
         await expectCode(a.engine.encrypt(b1.address, text('gone')), 'NO_SESSION');
         await deliver(a, b2, 'still here');
         await a.engine.deleteSession(b1.address); // deleting twice is fine
+      });
+    });
+
+    describe('groups (sender keys, multi-recipient sealed sender)', () => {
+      /** `from` hands its sender key for `distributionId` to `to`, pairwise, as the caller does. */
+      const giveSenderKey = async (
+        from: Device,
+        to: Device,
+        distributionId: DistributionId,
+      ): Promise<void> => {
+        const message = await from.engine.senderKeyDistribution(distributionId);
+        const ciphertext = await from.engine.encrypt(to.address, message);
+        const received = await to.engine.decrypt(nextEnvelopeId(), ciphertext);
+        expect(received.sender).toEqual(from.address);
+        expect(received.distributionId).toBeUndefined();
+        await to.engine.processSenderKeyDistribution(received.sender, received.plaintext);
+      };
+
+      /** Each recipient's share of `message`, by "account.device". */
+      const sharesOf = (message: MultiRecipientMessage): Map<string, Ciphertext> => {
+        const shares = splitMultiRecipient(message);
+        const byDevice = new Map<string, Ciphertext>();
+        for (const share of shares) {
+          expect(share.ciphertext.type).toBe(message.type);
+          byDevice.set(`${share.address.accountId}.${share.address.deviceId}`, share.ciphertext);
+        }
+        expect(byDevice.size).toBe(shares.length);
+        return byDevice;
+      };
+      const shareFor = (shares: Map<string, Ciphertext>, device: Device): Ciphertext => {
+        const share = shares.get(`${device.address.accountId}.${device.address.deviceId}`);
+        if (share === undefined) return expect.fail(`no share for ${device.address.accountId}`);
+        return share;
+      };
+
+      /** A sender `a` with sessions to every member, who all hold its key for `distributionId`. */
+      const group = async (members: number, distributionId: DistributionId) => {
+        const a = await newDevice();
+        const others: Device[] = [];
+        for (let i = 0; i < members; i += 1) {
+          const member = await newDevice();
+          await connect(a, member);
+          await giveSenderKey(a, member, distributionId);
+          others.push(member);
+        }
+        return { a, others };
+      };
+
+      it('hands out one sender key per distribution id, and refuses malformed ones', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        const d1 = newDistributionId();
+        const first = await a.engine.senderKeyDistribution(d1);
+        expect(first.length).toBeGreaterThan(32);
+        // The same key's message again: a second call does not make a new key. It stays the
+        // same after messages were sent, so that a late recipient can open the earlier ones.
+        expect(await a.engine.senderKeyDistribution(d1)).toEqual(first);
+        await connect(a, b);
+        await a.engine.groupEncrypt(d1, [b.address], text('moves the chain on'));
+        expect(await a.engine.senderKeyDistribution(d1)).toEqual(first);
+        const second = await a.engine.senderKeyDistribution(newDistributionId());
+        expect(equalBytes(second, first)).toBe(false);
+
+        await expectCode(
+          b.engine.processSenderKeyDistribution(a.address, text('not a key')),
+          'INVALID_MESSAGE',
+        );
+        await expectCode(
+          b.engine.processSenderKeyDistribution(a.address, first.subarray(0, 20)),
+          'INVALID_MESSAGE',
+        );
+        await expectCode(
+          b.engine.processSenderKeyDistribution(a.address, new Uint8Array(0)),
+          'INVALID_MESSAGE',
+        );
+        // A device's own key is its own to make: a distribution message naming it is refused.
+        await expectCode(
+          a.engine.processSenderKeyDistribution(a.address, second),
+          'INVALID_MESSAGE',
+        );
+        for (const id of ['not-a-uuid', d1.toUpperCase(), '']) {
+          await expectArgumentError(() => a.engine.senderKeyDistribution(id));
+        }
+        // Processing the same distribution message twice is harmless.
+        await b.engine.processSenderKeyDistribution(a.address, first);
+        await b.engine.processSenderKeyDistribution(a.address, first);
+      });
+
+      it('seals one message for several devices; each opens its share, named and under the distribution id', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(2, d);
+        const [b, c1] = others as [Device, Device];
+        // A second device of c's account gets its share too (the same bytes as c1's).
+        const c2 = await linkDevice(c1, 2);
+        await connect(a, c2);
+        await giveSenderKey(a, c2, d);
+        const recipients = [b, c1, c2];
+
+        const marker = 'group hello 5e1d';
+        const message = await a.engine.groupEncrypt(
+          d,
+          recipients.map((r) => r.address),
+          text(marker),
+        );
+        expect(Number.isInteger(message.type)).toBe(true);
+        const pairwise = await a.engine.encrypt(b.address, text('pairwise'));
+        expect(message.type).not.toBe(pairwise.type);
+        expect(message.recipients).toEqual(
+          recipients.map((r) => ({
+            address: r.address,
+            registrationId: r.identity.registrationId,
+          })),
+        );
+        // Sealed: neither the plaintext nor the sender's account id or key is visible.
+        expect(contains(message.content, text(marker))).toBe(false);
+        expect(contains(message.content, text(a.address.accountId))).toBe(false);
+        expect(contains(message.content, a.identity.identityKey)).toBe(false);
+
+        const shares = sharesOf(message);
+        expect(shares.size).toBe(3);
+        for (const recipient of recipients) {
+          const share = shareFor(shares, recipient);
+          expect(contains(share.content, text(marker))).toBe(false);
+          const decrypted = await recipient.engine.decrypt(nextEnvelopeId(), share);
+          expect(utf8Decode(decrypted.plaintext)).toBe(marker);
+          expect(decrypted.sender).toEqual(a.address);
+          expect(decrypted.distributionId).toBe(d);
+        }
+        // A share is sealed to its recipient's account: a device of another account cannot open it.
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), shareFor(shares, c1)),
+          'INVALID_MESSAGE',
+        );
+
+        // The key's chain moves on; later messages (even to fewer devices) still open.
+        for (let i = 0; i < 3; i += 1) {
+          const next = await a.engine.groupEncrypt(d, [b.address, c2.address], text(`more ${i}`));
+          const nextShares = sharesOf(next);
+          expect(nextShares.size).toBe(2);
+          for (const recipient of [c2, b]) {
+            const decrypted = await recipient.engine.decrypt(
+              nextEnvelopeId(),
+              shareFor(nextShares, recipient),
+            );
+            expect(utf8Decode(decrypted.plaintext)).toBe(`more ${i}`);
+            expect(decrypted.distributionId).toBe(d);
+          }
+        }
+        // Pairwise messages are unaffected.
+        await deliver(b, a, 'pairwise still works');
+        await deliver(a, c1, 'both ways');
+      });
+
+      it('names the sender of a group message whose key it lacks, and opens it once the key arrives', async () => {
+        const d = newDistributionId();
+        const a = await newDevice();
+        const b = await newDevice();
+        const stranger = await newDevice();
+        await connect(a, b);
+        await connect(a, stranger);
+        // b knows a (a pairwise message arrived) but has not received a's sender key.
+        await deliver(a, b, 'hi');
+
+        const message = await a.engine.groupEncrypt(
+          d,
+          [b.address, stranger.address],
+          text('early'),
+        );
+        const shares = sharesOf(message);
+        const envelopeId = nextEnvelopeId();
+        await expectNoSenderKey(b.engine.decrypt(envelopeId, shareFor(shares, b)), a.address, d);
+        // A device that never heard of the sender is not asked to confirm its key for this:
+        // nothing about the sender is stored, and its key is missing all the same.
+        await expectNoSenderKey(
+          stranger.engine.decrypt(nextEnvelopeId(), shareFor(shares, stranger), {
+            confirmIdentity: async () => {
+              throw new Error('must not be asked: a group message stores no identity');
+            },
+          }),
+          a.address,
+          d,
+        );
+        expect(await stranger.engine.identityState(a.address.accountId)).toBeUndefined();
+
+        // The refusal left nothing behind: the same envelope opens once the key has arrived.
+        await giveSenderKey(a, b, d);
+        const decrypted = await b.engine.decrypt(envelopeId, shareFor(shares, b));
+        expect(utf8Decode(decrypted.plaintext)).toBe('early');
+        expect(decrypted.sender).toEqual(a.address);
+        expect(decrypted.distributionId).toBe(d);
+        // The key a device hands out late still opens what was sent before (the kept envelope
+        // above), and what comes after.
+        const later = await a.engine.groupEncrypt(d, [b.address], text('later'));
+        expect(
+          utf8Decode(
+            (await b.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(later), b))).plaintext,
+          ),
+        ).toBe('later');
+      });
+
+      it('makes a new key for a new distribution id, which the old key does not open', async () => {
+        const d1 = newDistributionId();
+        const { a, others } = await group(2, d1);
+        const [b, removed] = others as [Device, Device];
+        const before = await a.engine.groupEncrypt(d1, [b.address, removed.address], text('old'));
+        for (const member of [b, removed]) {
+          const opened = await member.engine.decrypt(
+            nextEnvelopeId(),
+            shareFor(sharesOf(before), member),
+          );
+          expect(utf8Decode(opened.plaintext)).toBe('old');
+        }
+
+        // A rotation (after a removal): the new key goes to b only.
+        const d2 = newDistributionId();
+        await giveSenderKey(a, b, d2);
+        // Even were the removed device's share still produced, it cannot open it.
+        const after = await a.engine.groupEncrypt(
+          d2,
+          [b.address, removed.address],
+          text('after the removal'),
+        );
+        const shares = sharesOf(after);
+        const opened = await b.engine.decrypt(nextEnvelopeId(), shareFor(shares, b));
+        expect(utf8Decode(opened.plaintext)).toBe('after the removal');
+        expect(opened.distributionId).toBe(d2);
+        await expectNoSenderKey(
+          removed.engine.decrypt(nextEnvelopeId(), shareFor(shares, removed)),
+          a.address,
+          d2,
+        );
+        // The old key still works for what was sent under it, and b still reads d1 too.
+        const old = await a.engine.groupEncrypt(d1, [b.address], text('d1 again'));
+        expect(
+          (await b.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(old), b))).distributionId,
+        ).toBe(d1);
+      });
+
+      it('refuses a recipient without a session, naming it, and needs at least one recipient', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(1, d);
+        const [b] = others as [Device];
+        const unknown = await newDevice();
+        const error = await expectCode(
+          a.engine.groupEncrypt(d, [b.address, unknown.address], text('x')),
+          'NO_SESSION',
+        );
+        expect(error.message).toContain(unknown.address.accountId);
+        expect(error.message).not.toContain(b.address.accountId);
+        await expectArgumentError(() => a.engine.groupEncrypt(d, [], text('nobody')));
+        await expectArgumentError(() =>
+          a.engine.groupEncrypt(d, [b.address, b.address], text('twice')),
+        );
+        await expectArgumentError(() => a.engine.groupEncrypt(d, [a.address], text('myself')));
+        await expectArgumentError(() => a.engine.groupEncrypt('nope', [b.address], text('x')));
+        // Nothing was half-done: the next message to b opens.
+        const message = await a.engine.groupEncrypt(d, [b.address], text('fine'));
+        const opened = await b.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(message), b));
+        expect(utf8Decode(opened.plaintext)).toBe('fine');
+      });
+
+      it('refuses tampered and malformed shares, and still opens the intact one', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(1, d);
+        const [b] = others as [Device];
+        const share = shareFor(
+          sharesOf(await a.engine.groupEncrypt(d, [b.address], text('ok'))),
+          b,
+        );
+        const { content } = share;
+        // Every byte but the first (the version) is authenticated.
+        for (const index of [1, 2, 40, Math.floor(content.length / 2), content.length - 1]) {
+          await expectCode(
+            b.engine.decrypt(nextEnvelopeId(), { ...share, content: flipBit(content, index) }),
+            'INVALID_MESSAGE',
+          );
+        }
+        for (const bad of [content.subarray(0, 60), new Uint8Array(0)]) {
+          await expectCode(
+            b.engine.decrypt(nextEnvelopeId(), { ...share, content: bad }),
+            'INVALID_MESSAGE',
+          );
+        }
+        await expectCode(
+          b.engine.decrypt(nextEnvelopeId(), { ...share, type: share.type + 100 }),
+          'INVALID_MESSAGE',
+        );
+        const opened = await b.engine.decrypt(nextEnvelopeId(), share);
+        expect(utf8Decode(opened.plaintext)).toBe('ok');
+      });
+
+      it('decrypts each envelope once: the same id gives the same result, a replay is a duplicate', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(1, d);
+        const [b] = others as [Device];
+        const share = shareFor(
+          sharesOf(await a.engine.groupEncrypt(d, [b.address], text('once'))),
+          b,
+        );
+        const envelopeId = nextEnvelopeId();
+        const first = await b.engine.decrypt(envelopeId, share);
+        const again = await b.engine.decrypt(envelopeId, share);
+        expect(again).toEqual(first);
+        expect(again.distributionId).toBe(d);
+        await expectCode(b.engine.decrypt(nextEnvelopeId(), share), 'DUPLICATE_MESSAGE');
+        await b.engine.forgetDecrypted(envelopeId);
+        await expectCode(b.engine.decrypt(envelopeId, share), 'DUPLICATE_MESSAGE');
+      });
+
+      it('drops the sender keys of an account whose identity changed', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(1, d);
+        const [b] = others as [Device];
+        await deliver(b, a, 'b knows a');
+        // b holds a's key; a reinstalls (same address, new identity) and writes to b again.
+        const fresh = await newDevice(a.address);
+        await connect(fresh, b);
+        await deliver(fresh, b, 'new phone');
+        expect((await b.engine.identityState(a.address.accountId))?.changed).toBe(true);
+        // A group message under the old key (from the old installation) no longer opens.
+        const stale = await a.engine.groupEncrypt(d, [b.address], text('stale'));
+        await expectNoSenderKey(
+          b.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(stale), b)),
+          a.address,
+          d,
+        );
       });
     });
 

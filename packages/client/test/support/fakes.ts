@@ -109,6 +109,9 @@ export class FakeEngine implements SignalEngine {
   createProvisioningKey = unused('createProvisioningKey');
   sealProvisioning = unused('sealProvisioning');
   openProvisioning = unused('openProvisioning');
+  senderKeyDistribution = unused('senderKeyDistribution');
+  processSenderKeyDistribution = unused('processSenderKeyDistribution');
+  groupEncrypt = unused('groupEncrypt');
 }
 
 /** A socket whose relay side the test plays: `sent` holds what the client sent, parsed. */

@@ -8,6 +8,7 @@
 import { isAccountId, type AccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
+import { isDistributionId } from './engine.ts';
 import { parseGroupChange } from './groups/group-codec.ts';
 import { GroupError, isGroupId, type GroupChange, type GroupId } from './groups/group-state.ts';
 
@@ -205,10 +206,6 @@ const validate = (value: unknown, depth = 0): Content => {
 const isGroupInner = (content: Content): content is GroupInner =>
   GROUP_INNER_KINDS.includes(content.kind);
 
-/** libsignal's distribution ids are UUIDs; ours are written in lower case. */
-const DISTRIBUTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-export const isDistributionId = (value: unknown): value is string =>
-  isString(value) && DISTRIBUTION_ID.test(value);
 /** A SenderKeyDistributionMessage is about 100 bytes; base64 of far less than this. */
 const MAX_SENDER_KEY_MESSAGE = 1024;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;

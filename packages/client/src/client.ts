@@ -19,6 +19,8 @@ import {
 } from './content.ts';
 import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
+import { GroupManager, type GroupSummary } from './groups/group-manager.ts';
+import type { GroupIntent } from './groups/group-state.ts';
 import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
 import { addDevice, startLink } from './linking.ts';
@@ -103,6 +105,8 @@ export interface ClientSnapshot {
   readonly settings: ClientSettings;
   /** Accounts this device blocked. */
   readonly blocked: AccountId[];
+  /** Groups this device knows (also those it left: their history stays), by title. */
+  readonly groups: GroupSummary[];
 }
 
 /**
@@ -129,6 +133,7 @@ export class PrivcommClient {
   private readonly sender: Sender;
   private readonly receiver: Receiver;
   private readonly syncCopies: SyncCopies;
+  private readonly groupManager: GroupManager;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly logger: ClientLogger;
@@ -201,11 +206,23 @@ export class PrivcommClient {
       },
       { ...deps.calls, alwaysRelay: deps.calls?.alwaysRelay === true || settings.relayOnlyCalls },
     );
+    this.groupManager = new GroupManager({
+      store: deps.store,
+      send: (to, plaintext) => this.sender.send(to, plaintext),
+      queueCopy: (content) => this.syncCopies.queueOwn(content),
+      self: () => this.self(),
+      newId: () => this.newId(),
+      now: this.now,
+      randomBytes: deps.randomBytes,
+      emit: (event) => this.emit(event),
+      logger: this.logger,
+    });
     this.receiver = new Receiver({
       engine: deps.engine,
       store: deps.store,
       identityKey: (accountId) => this.api.identityKey(accountId),
       calls: this.calls,
+      groups: this.groupManager,
       self: () => this.self(),
       isBlocked: (accountId) => this.blocked.has(accountId),
       typingIndicators: () => this.settingsValue.typingIndicators,
@@ -289,7 +306,66 @@ export class PrivcommClient {
       connection: this.connectionStatus,
       settings: this.settingsValue,
       blocked: [...this.blocked],
+      groups: this.profileValue ? await this.groupManager.list() : [],
     };
+  }
+
+  // ---- groups ------------------------------------------------------------------------------
+
+  /**
+   * Creates a group with this account as its admin; `members` are contact names or account ids.
+   * Every member learns of it in an end-to-end encrypted message; the relay sees none of it.
+   */
+  async createGroup(title: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.groupManager.create(title, accounts);
+  }
+
+  /** Groups this device knows, by title. */
+  groups(): Promise<GroupSummary[]> {
+    return this.groupManager.list();
+  }
+
+  /** A group by its title or id (`resolveGroup`). */
+  async groupInfo(titleOrId: string): Promise<GroupSummary> {
+    return this.groupManager.info(await this.groupManager.resolve(titleOrId));
+  }
+
+  /** A group's id from its title or id; UNKNOWN_GROUP when none or several match. */
+  resolveGroup(titleOrId: string): Promise<string> {
+    return this.groupManager.resolve(titleOrId);
+  }
+
+  /** Adds members (contact names or account ids); admins only (GroupError NOT_ALLOWED). */
+  async addToGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'add', accounts });
+  }
+
+  /** Removes members; admins only. */
+  async removeFromGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'remove', accounts });
+  }
+
+  /** Makes members admins; admins only. */
+  async promoteInGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'promote', accounts });
+  }
+
+  /** Leaves a group (anyone may); its history stays on this device. */
+  leaveGroup(group: string): Promise<GroupSummary> {
+    return this.changeGroup(group, { action: 'leave' });
+  }
+
+  /** Renames a group (any member may). */
+  setGroupTitle(group: string, title: string): Promise<GroupSummary> {
+    return this.changeGroup(group, { action: 'title', title });
+  }
+
+  private async changeGroup(group: string, intent: GroupIntent): Promise<GroupSummary> {
+    return this.groupManager.change(await this.groupManager.resolve(group), intent);
   }
 
   // ---- settings ------------------------------------------------------------------------------
@@ -575,6 +651,8 @@ export class PrivcommClient {
   ): Promise<void> {
     await this.sender.send(to, encodeContent(content), options);
     if (content.kind === 'typing' || content.kind === 'receipt') return;
+    // A group's contents have their own copies to this account's devices (groups/).
+    if (content.kind === 'group-change' || content.kind === 'group') return;
     if (to === this.self().accountId) return;
     await this.syncCopies.queue(to, content);
   }

@@ -16,6 +16,7 @@ import {
 } from './engine.ts';
 import { ClientError } from './errors.ts';
 import type { ClientEvent } from './events.ts';
+import type { GroupManager } from './groups/group-manager.ts';
 import { reasonOf, type ClientLogger } from './logger.ts';
 import {
   laterStatus,
@@ -38,6 +39,7 @@ export interface ReceiverDeps {
     receive(sender: Address, callId: string, signal: CallSignal, sentAt: number): void;
     receiveSync(peer: AccountId, callId: string, signal: CallSignal): void;
   };
+  readonly groups: Pick<GroupManager, 'receive'>;
   self(): Address;
   /** Whether this device blocked the account: what it sends is dropped unread. */
   isBlocked(accountId: AccountId): boolean;
@@ -264,6 +266,15 @@ export class Receiver {
         // Only a device that just joined the account asks for the contacts.
         emit({ type: 'device-joined', deviceId: sender.deviceId });
         emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
+        return;
+      case 'group-change':
+        await this.deps.groups.receive(sender, content.change);
+        return;
+      case 'group':
+      case 'sender-key':
+      case 'sender-key-request':
+        // Group messages and sender keys: not handled by this version yet (see groups/).
+        this.deps.logger.log('info', 'group content ignored', content.kind);
         return;
     }
   }

@@ -43,6 +43,7 @@ const setup = (
     store,
     identityKey,
     calls: { receive: () => undefined, receiveSync: () => undefined },
+    groups: { receive: async () => 'duplicate' as const },
     self: () => self,
     isBlocked: (accountId) => options.blocked?.includes(accountId) ?? false,
     typingIndicators: () => options.typingIndicators ?? true,

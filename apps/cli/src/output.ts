@@ -288,6 +288,11 @@ export const eventOutput = (
         json: callSummaryJson(event.summary, names),
         text: callSummaryText(event.summary, names),
       };
+    case 'group':
+      return {
+        json: { type: 'group-changed', groupId: event.groupId },
+        text: `group ${event.groupId} changed (privcomm group info ${event.groupId})`,
+      };
     default:
       return undefined;
   }

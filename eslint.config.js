@@ -24,6 +24,16 @@ const relayForeign = {
   message: 'The relay never imports client, engine or app code.',
 };
 
+/**
+ * The relay ships as one JavaScript bundle without node_modules (Dockerfile): no native addon.
+ * Its tests may use libsignal to make real ciphertexts.
+ */
+const relayNative = {
+  group: ['@signalapp/*'],
+  message:
+    'The relay bundle carries no native addon: libsignal is for its tests only (see services/multi-recipient.ts).',
+};
+
 /** A rule for one inner layer of the relay: the foreign code, and the layers outside it. */
 const relayLayer = (layer, outer) => ({
   files: [`packages/server/src/${layer}/**/*.ts`],
@@ -33,6 +43,7 @@ const relayLayer = (layer, outer) => ({
       {
         patterns: [
           relayForeign,
+          relayNative,
           {
             group: outer.map((name) => `**/${name}/**`),
             message: `The relay's direction is routes/ws → services → repositories → db: ${layer} imports none of ${outer.join(', ')}. Move what is shared down a layer.`,
@@ -184,6 +195,10 @@ export default tseslint.config(
   {
     files: ['packages/server/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [relayForeign] }] },
+  },
+  {
+    files: ['packages/server/src/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [relayForeign, relayNative] }] },
   },
   // Later entries win for their files, so each layer repeats relayForeign.
   relayLayer('services', ['routes', 'ws']),

@@ -1,4 +1,4 @@
-import type { TSchema } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import {
   authChallengeMessage,
@@ -10,7 +10,9 @@ import {
   isDeviceId,
   KeyCountsSchema,
   LinkTokenResponseSchema,
+  MismatchedAccountSchema,
   PreKeyBundleResponseSchema,
+  SendMessagesResponseSchema,
   TokenResponseSchema,
   TurnCredentialsSchema,
   type AccountId,
@@ -24,13 +26,14 @@ import {
   type LinkTokenResponse,
   type PreKeyBundleResponse,
   type SendMessagesRequest,
+  type SendMultiRecipientRequest,
   type SignedPreKey,
   type TokenResponse,
   type TurnCredentials,
   type UploadKeysRequest,
 } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
-import type { Address, PublicPreKey, PublicSignedPreKey } from './engine.ts';
+import type { Address, MultiRecipientMessage, PublicPreKey, PublicSignedPreKey } from './engine.ts';
 import { ClientError } from './errors.ts';
 import { httpRequest, relayErrorCode, type HttpResponse, type Transport } from './transport.ts';
 
@@ -70,6 +73,91 @@ export type BundleDevice = Bundles['devices'][number];
 /** This account's devices (GET /v1/devices), with their device ids branded. */
 export type DeviceList = Omit<DeviceListResponse, 'devices'> & {
   readonly devices: WithDeviceId<DeviceListResponse['devices'][number]>[];
+};
+
+/** One recipient account of a multi upload whose device set differs from the relay's. */
+export interface MultiRecipientMismatch {
+  readonly accountId: AccountId;
+  /** Devices to start sessions with (then include them). */
+  readonly missingDevices: DeviceId[];
+  /** Devices the account no longer has: drop their sessions (and leave them out). */
+  readonly extraDevices: DeviceId[];
+  /** Devices re-registered: drop the session, start a new one. */
+  readonly staleDevices: DeviceId[];
+}
+
+/**
+ * The relay's answer to a multi-recipient upload (sendMultiRecipient), typed. Nothing was stored
+ * unless `kind` is 'stored': the caller fixes what the answer names and uploads again.
+ */
+export type MultiRecipientSendResult =
+  | { readonly kind: 'stored'; readonly stored: number }
+  /** 409 MISMATCHED_DEVICES or 410 STALE_DEVICES: every account whose device set differs. */
+  | {
+      readonly kind: 'mismatched';
+      readonly status: 409 | 410;
+      readonly accounts: MultiRecipientMismatch[];
+    }
+  /** 404: these recipient accounts do not exist (deleted): leave them out. */
+  | { readonly kind: 'unknownAccounts'; readonly accountIds: AccountId[] }
+  /** 429 QUEUE_FULL: these accounts have a device whose queue is full; or retry later. */
+  | {
+      readonly kind: 'queueFull';
+      readonly accountIds: AccountId[];
+      readonly retryAfterSeconds: number;
+    }
+  /** 429 RATE_LIMITED: this sender's rate or byte budget; retry after the delay. */
+  | { readonly kind: 'rateLimited'; readonly retryAfterSeconds: number };
+
+const MismatchedAnswerSchema = Type.Object({ accounts: Type.Array(MismatchedAccountSchema) });
+const AccountListSchema = Type.Array(Type.String({ maxLength: 36 }));
+const UnknownAnswerSchema = Type.Object({ unknownAccounts: AccountListSchema });
+const RetryAnswerSchema = Type.Object({
+  retryAfterSeconds: Type.Integer({ minimum: 0, maximum: 86_400 }),
+  fullAccounts: Type.Optional(AccountListSchema),
+});
+
+/** Account ids from the relay, branded; one that is not an id means the answer is not a relay's. */
+const accountIds = (values: readonly string[]): AccountId[] | undefined => {
+  const ids = values.filter(isAccountId);
+  return ids.length === values.length ? ids : undefined;
+};
+
+/**
+ * Reads the answer to PUT /v1/messages/multi (exported for tests). undefined when the body does
+ * not have the documented shape for its status; other statuses are not read here.
+ */
+export const parseMultiRecipientAnswer = (
+  response: HttpResponse<unknown>,
+): MultiRecipientSendResult | undefined => {
+  const { status, body } = response;
+  const code = relayErrorCode(body);
+  if (status === 200) {
+    return Value.Check(SendMessagesResponseSchema, body)
+      ? { kind: 'stored', stored: body.stored }
+      : undefined;
+  }
+  if ((status === 409 || status === 410) && Value.Check(MismatchedAnswerSchema, body)) {
+    // The schema checked every id; the guards (which keep them all) brand them.
+    const accounts = body.accounts.map((account) => ({
+      accountId: account.accountId as AccountId,
+      missingDevices: account.missingDevices.filter(isDeviceId),
+      extraDevices: account.extraDevices.filter(isDeviceId),
+      staleDevices: account.staleDevices.filter(isDeviceId),
+    }));
+    return { kind: 'mismatched', status, accounts };
+  }
+  if (status === 404 && Value.Check(UnknownAnswerSchema, body)) {
+    const ids = accountIds(body.unknownAccounts);
+    return ids && { kind: 'unknownAccounts', accountIds: ids };
+  }
+  if (status === 429 && Value.Check(RetryAnswerSchema, body)) {
+    const { retryAfterSeconds } = body;
+    if (code !== 'QUEUE_FULL') return { kind: 'rateLimited', retryAfterSeconds };
+    const ids = accountIds(body.fullAccounts ?? []);
+    return ids && { kind: 'queueFull', accountIds: ids, retryAfterSeconds };
+  }
+  return undefined;
 };
 
 /** Refresh a token this long before it expires. */
@@ -217,6 +305,31 @@ export class RelayApi {
 
   sendMessages(accountId: AccountId, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
     return this.call('PUT', `/v1/messages/${accountId}`, request);
+  }
+
+  /**
+   * Uploads one multi-recipient sealed message (the engine's groupEncrypt) for all its recipient
+   * devices at once: PUT /v1/messages/multi. Resolves with the relay's answer, typed: stored, or
+   * what to fix for which accounts (409/410 device sets, 404 unknown accounts, 429 full queues or
+   * rate limits); nothing is stored then. Other refusals (400, 413, or such an answer without
+   * its lists) throw RELAY_REFUSED with the relay's code, a malformed 200 NOT_A_RELAY.
+   */
+  async sendMultiRecipient(
+    message: MultiRecipientMessage,
+    options: { readonly online?: boolean; readonly urgent?: boolean } = {},
+  ): Promise<MultiRecipientSendResult> {
+    const request: SendMultiRecipientRequest = {
+      type: message.type,
+      content: toBase64(message.content),
+      ...(options.online ? { online: true } : {}),
+      ...(options.urgent ? { urgent: true } : {}),
+    };
+    const response = await this.call('PUT', '/v1/messages/multi', request);
+    // Anything else (400, 413, a relay without this route) is a refusal with the relay's code;
+    // a 200 of the wrong shape is NOT_A_RELAY.
+    return (
+      parseMultiRecipientAnswer(response) ?? this.expect(response, 200, SendMessagesResponseSchema)
+    );
   }
 
   async devices(): Promise<DeviceList> {

@@ -112,6 +112,21 @@ export const ErrorBodySchema = Type.Object(
     missingDevices: Type.Optional(Type.Array(Type.Integer())),
     extraDevices: Type.Optional(Type.Array(Type.Integer())),
     staleDevices: Type.Optional(Type.Array(Type.Integer())),
+    /** A multi-recipient upload's 409 or 410: every recipient account whose device set differs. */
+    accounts: Type.Optional(
+      Type.Array(
+        Type.Object({
+          accountId: Type.String(),
+          missingDevices: Type.Array(Type.Integer()),
+          extraDevices: Type.Array(Type.Integer()),
+          staleDevices: Type.Array(Type.Integer()),
+        }),
+      ),
+    ),
+    /** A multi-recipient upload's 404: the recipient accounts that do not exist. */
+    unknownAccounts: Type.Optional(Type.Array(Type.String())),
+    /** A multi-recipient upload's QUEUE_FULL: the recipient accounts with a full device queue. */
+    fullAccounts: Type.Optional(Type.Array(Type.String())),
     retryAfterSeconds: Type.Optional(Type.Integer()),
   },
   { $id: 'ErrorBody' },

@@ -101,3 +101,49 @@ export const EnvelopeSchema = Type.Object({
   ),
 });
 export type Envelope = Static<typeof EnvelopeSchema>;
+
+/**
+ * PUT /v1/messages/multi: one multi-recipient sealed message (libsignal's sealed sender v2
+ * "SentMessage") for up to this many recipient accounts: a group of 1,000 members is the sender
+ * and 999 others.
+ */
+export const MAX_MULTI_RECIPIENT_ACCOUNTS = 1000;
+/**
+ * Decoded size of one multi-recipient message. Each recipient account adds 66 bytes plus 3 per
+ * device (service id, devices and registration ids, its key share and tag); 1,000 accounts with
+ * 6 devices each take about 84 KiB, and the shared part is capped by MAX_CONTENT_BYTES since every
+ * device stores a copy of it.
+ */
+export const MAX_MULTI_RECIPIENT_BYTES = 256 * 1024;
+
+export const SendMultiRecipientRequestSchema = Type.Object(
+  {
+    type: Type.Integer({
+      minimum: 0,
+      maximum: 255,
+      description: "Opaque to the relay: each device's envelope carries it (2, sealed sender v2).",
+    }),
+    content: Type.String({
+      pattern: BASE64_PATTERN,
+      minLength: 4,
+      description: `base64 of a libsignal multi-recipient sealed message, at most ${MAX_MULTI_RECIPIENT_BYTES} bytes decoded.`,
+    }),
+    online: Type.Optional(
+      Type.Boolean({ description: 'Deliver only to connected devices; never stored.' }),
+    ),
+    urgent: Type.Optional(
+      Type.Boolean({ description: 'Hint that the recipients should be woken (calls).' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type SendMultiRecipientRequest = Static<typeof SendMultiRecipientRequestSchema>;
+
+/** One recipient account whose device set differs from the upload's (409 or 410). */
+export const MismatchedAccountSchema = Type.Object({
+  accountId: AccountIdSchema,
+  missingDevices: Type.Array(DeviceIdSchema),
+  extraDevices: Type.Array(DeviceIdSchema),
+  staleDevices: Type.Array(DeviceIdSchema),
+});
+export type MismatchedAccount = Static<typeof MismatchedAccountSchema>;

@@ -2,8 +2,11 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import {
+  MAX_MULTI_RECIPIENT_ACCOUNTS,
+  MAX_MULTI_RECIPIENT_BYTES,
   SendMessagesRequestSchema,
   SendMessagesResponseSchema,
+  SendMultiRecipientRequestSchema,
   type AccountId,
 } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
@@ -11,6 +14,28 @@ import { AccountIdParam, bearer, errorResponses } from './schemas.ts';
 
 export const registerMessageRoutes = (app: FastifyInstance, ctx: RelayContext): void => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  // Registered before the :accountId route; a static segment wins over a parameter anyway.
+  api.put(
+    '/v1/messages/multi',
+    {
+      schema: {
+        tags: ['messages'],
+        operationId: 'sendMultiRecipientMessage',
+        summary: 'Send one multi-recipient sealed message (a group message) to many accounts',
+        description: `content is libsignal's multi-recipient sealed sender (v2) message, naming each recipient device with its registration id; the relay stores each device's share as an ordinary envelope of the given type, in one transaction, and nothing that links them. At most ${MAX_MULTI_RECIPIENT_ACCOUNTS} recipient accounts and ${MAX_MULTI_RECIPIENT_BYTES} bytes decoded; each share is held to the per-device limit (96 KiB stored, 4 KiB online). Every account is checked as PUT /v1/messages/{accountId} checks one: 404 {unknownAccounts} if any does not exist; otherwise 410 if any device is stale, else 409, both with {accounts: [{accountId, missingDevices, extraDevices, staleDevices}]} listing every account to fix; 429 QUEUE_FULL {fullAccounts}. Nothing is stored unless all of it is. The sender's own account is refused (400): copies to your own devices go pairwise.`,
+        security: bearer,
+        body: SendMultiRecipientRequestSchema,
+        response: {
+          200: SendMessagesResponseSchema,
+          ...errorResponses(400, 401, 404, 409, 410, 413, 429),
+        },
+      },
+    },
+    async (request) => {
+      const sender = await ctx.authenticateRequest(request);
+      return ctx.sender.sendMulti(sender, request.body);
+    },
+  );
   api.put(
     '/v1/messages/:accountId',
     {

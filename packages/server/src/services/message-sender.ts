@@ -2,9 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import {
   MAX_CONTENT_BYTES,
+  MAX_MULTI_RECIPIENT_ACCOUNTS,
+  MAX_MULTI_RECIPIENT_BYTES,
   MAX_ONLINE_CONTENT_BYTES,
   type AccountId,
+  type MismatchedAccount,
   type SendMessagesRequest,
+  type SendMultiRecipientRequest,
 } from '@privcomm/wire';
 import { FOREIGN_KEY_VIOLATION, sqlState } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
@@ -17,11 +21,48 @@ import {
   type QueueCaps,
 } from '../repositories/envelopes.ts';
 import { notifyQuery } from './events.ts';
+import { parseMultiRecipientMessage, type MultiRecipientAccount } from './multi-recipient.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 import type { AuthenticatedDevice } from './tokens.ts';
 
 const sorted = (values: Iterable<number>): number[] => [...values].sort((a, b) => a - b);
+
+/** How a request's devices differ from an account's: re-registered, missing and extra ones. */
+interface DeviceSetDifference {
+  readonly staleDevices: number[];
+  readonly missingDevices: number[];
+  readonly extraDevices: number[];
+}
+
+/**
+ * Compares the requested devices (id → registration id) with the account's. Messages to one's
+ * own account go to the other devices (sync), never back to the sender: pass `exclude`.
+ */
+const deviceSetDifference = (
+  devices: ReadonlyMap<number, DeviceQueue>,
+  requested: ReadonlyMap<number, number>,
+  exclude?: number,
+): DeviceSetDifference => {
+  const registrations = new Map(
+    [...devices].map(([deviceId, device]) => [deviceId, device.registrationId]),
+  );
+  if (exclude !== undefined) registrations.delete(exclude);
+  const stale = [...requested].filter(
+    ([deviceId, registrationId]) =>
+      registrations.has(deviceId) && registrations.get(deviceId) !== registrationId,
+  );
+  return {
+    staleDevices: sorted(stale.map(([deviceId]) => deviceId)),
+    missingDevices: sorted([...registrations.keys()].filter((id) => !requested.has(id))),
+    extraDevices: sorted([...requested.keys()].filter((id) => !registrations.has(id))),
+  };
+};
+
+const differs = (difference: DeviceSetDifference): boolean =>
+  difference.staleDevices.length > 0 ||
+  difference.missingDevices.length > 0 ||
+  difference.extraDevices.length > 0;
 
 /**
  * The one place that decides what happens to a send request: check the device set, then either
@@ -33,7 +74,7 @@ export class MessageSender {
   constructor(
     private readonly pool: pg.Pool,
     /** The recipient's devices with what each has queued: one query for both checks. */
-    private readonly queues: Pick<EnvelopesRepository, 'devicesWithQueues'>,
+    private readonly queues: Pick<EnvelopesRepository, 'devicesWithQueues' | 'devicesOfAccounts'>,
     private readonly caps: QueueCaps,
     private readonly writer: GroupCommit<NewEnvelope>,
     private readonly limiter: RateLimiter,
@@ -103,28 +144,143 @@ export class MessageSender {
     request: SendMessagesRequest,
     devices: ReadonlyMap<number, DeviceQueue>,
   ): void {
-    const registrations = new Map(
-      [...devices].map(([deviceId, device]) => [deviceId, device.registrationId]),
+    if (devices.size === 0) throw new RelayError('ACCOUNT_NOT_FOUND');
+    const difference = deviceSetDifference(
+      devices,
+      new Map(request.messages.map((m) => [m.deviceId, m.registrationId])),
+      recipient === sender.accountId ? sender.deviceId : undefined,
     );
-    if (registrations.size === 0) throw new RelayError('ACCOUNT_NOT_FOUND');
-    // Messages to one's own account go to the other devices (sync), never back to the sender.
-    if (recipient === sender.accountId) registrations.delete(sender.deviceId);
-    const requested = new Map(request.messages.map((m) => [m.deviceId, m.registrationId]));
-    const stale = [...requested].filter(
-      ([deviceId, registrationId]) =>
-        registrations.has(deviceId) && registrations.get(deviceId) !== registrationId,
-    );
-    if (stale.length > 0) {
-      throw new RelayError('STALE_DEVICES', undefined, {
-        staleDevices: sorted(stale.map(([deviceId]) => deviceId)),
+    if (difference.staleDevices.length > 0) {
+      throw new RelayError('STALE_DEVICES', undefined, { staleDevices: difference.staleDevices });
+    }
+    if (differs(difference)) {
+      throw new RelayError('MISMATCHED_DEVICES', undefined, {
+        missingDevices: difference.missingDevices,
+        extraDevices: difference.extraDevices,
       });
     }
-    const missing = [...registrations.keys()].filter((deviceId) => !requested.has(deviceId));
-    const extra = [...requested.keys()].filter((deviceId) => !registrations.has(deviceId));
-    if (missing.length > 0 || extra.length > 0) {
-      throw new RelayError('MISMATCHED_DEVICES', undefined, {
-        missingDevices: sorted(missing),
-        extraDevices: sorted(extra),
+  }
+
+  /**
+   * One multi-recipient sealed message (a group message) for many accounts: parsed, checked
+   * account by account exactly as a single send is (404 naming the unknown accounts; otherwise
+   * 410 if any device is stale, else 409, listing every account whose device set differs), then
+   * every device's share stored as an ordinary envelope in one transaction: all or nothing.
+   * Nothing links the envelopes of one upload beyond their arrival (no upload or group id).
+   */
+  async sendMulti(
+    sender: AuthenticatedDevice,
+    request: SendMultiRecipientRequest,
+  ): Promise<{ stored: number }> {
+    const data = Buffer.from(request.content, 'base64');
+    if (data.length > MAX_MULTI_RECIPIENT_BYTES) {
+      throw new RelayError(
+        'CONTENT_TOO_LARGE',
+        `${data.length} bytes; a multi-recipient message takes at most ${MAX_MULTI_RECIPIENT_BYTES}`,
+      );
+    }
+    const recipients = parseMultiRecipientMessage(data, MAX_MULTI_RECIPIENT_ACCOUNTS);
+    if (recipients.some((recipient) => recipient.accountId === sender.accountId)) {
+      // Copies to one's own devices go pairwise, later (SECURITY.md, finding 5): in the same
+      // upload they would be tied to the message by time.
+      throw new RelayError(
+        'VALIDATION_FAILED',
+        "the sender's own account cannot be a recipient; send copies to your devices with PUT /v1/messages/{accountId}",
+      );
+    }
+    const online = request.online === true;
+    const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
+    // Every share holds the shared part: they are all about the same size.
+    const largest = Math.max(...recipients.map((recipient) => recipient.share.length));
+    if (largest > limit) {
+      throw new RelayError('CONTENT_TOO_LARGE', `each device's share is ${largest} bytes`);
+    }
+    for (const recipient of recipients) {
+      this.limiter.take(`${sender.accountId}.${sender.deviceId}>${recipient.accountId}`);
+    }
+    for (let attempt = 0; ; attempt += 1) {
+      const { accounts, senderExists } = await this.queues.devicesOfAccounts(
+        recipients.map((recipient) => recipient.accountId),
+        sender,
+      );
+      if (!senderExists) throw new RelayError('UNAUTHENTICATED');
+      this.checkDeviceSets(recipients, accounts);
+      const rows = recipients.flatMap((recipient) =>
+        recipient.devices.map((device) => ({
+          accountId: recipient.accountId,
+          deviceId: device.deviceId,
+          type: request.type,
+          content: recipient.share,
+          urgent: request.urgent === true,
+        })),
+      );
+      if (online) return this.relayOnlineRows(rows);
+      this.checkRoomOfAccounts(rows, accounts);
+      if (attempt === 0) {
+        this.byteBudget.take(
+          sender.accountId,
+          rows.reduce((sum, row) => sum + row.content.length, 0),
+        );
+      }
+      try {
+        await this.writer.submit(rows);
+        this.metrics.envelopesStored.inc(rows.length);
+        return { stored: rows.length };
+      } catch (error) {
+        // A device was removed between the check and the insert: check again (now 409).
+        if (sqlState(error) !== FOREIGN_KEY_VIOLATION || attempt > 0) throw error;
+      }
+    }
+  }
+
+  /** The single send's checks, for every recipient account of a multi upload at once. */
+  private checkDeviceSets(
+    recipients: readonly MultiRecipientAccount[],
+    accounts: ReadonlyMap<string, ReadonlyMap<number, DeviceQueue>>,
+  ): void {
+    const unknown = recipients.filter((recipient) => !accounts.has(recipient.accountId));
+    if (unknown.length > 0) {
+      throw new RelayError('ACCOUNT_NOT_FOUND', `${unknown.length} of the recipient accounts`, {
+        unknownAccounts: unknown.map((recipient) => recipient.accountId),
+      });
+    }
+    const mismatched: MismatchedAccount[] = [];
+    for (const recipient of recipients) {
+      const difference = deviceSetDifference(
+        accounts.get(recipient.accountId) as ReadonlyMap<number, DeviceQueue>,
+        new Map(recipient.devices.map((device) => [device.deviceId, device.registrationId])),
+      );
+      if (differs(difference)) {
+        mismatched.push({ accountId: recipient.accountId as AccountId, ...difference });
+      }
+    }
+    if (mismatched.length === 0) return;
+    const stale = mismatched.some((account) => account.staleDevices.length > 0);
+    throw new RelayError(stale ? 'STALE_DEVICES' : 'MISMATCHED_DEVICES', undefined, {
+      accounts: mismatched,
+    });
+  }
+
+  /** checkRoom across accounts, naming every recipient account with a full device queue. */
+  private checkRoomOfAccounts(
+    rows: readonly NewEnvelope[],
+    accounts: ReadonlyMap<string, ReadonlyMap<number, DeviceQueue>>,
+  ): void {
+    const full = new Set<string>();
+    for (const row of rows) {
+      const queue = accounts.get(row.accountId)?.get(row.deviceId);
+      if (!queue) continue;
+      if (
+        queue.envelopes + 1 > this.caps.maxEnvelopes ||
+        queue.bytes + row.content.length > this.caps.maxBytes
+      ) {
+        full.add(row.accountId);
+      }
+    }
+    if (full.size > 0) {
+      throw new RelayError('QUEUE_FULL', undefined, {
+        ...queueFull().extra,
+        fullAccounts: [...full],
       });
     }
   }
@@ -141,6 +297,29 @@ export class MessageSender {
         throw queueFull();
       }
     }
+  }
+
+  /** Online rows of any accounts: handed to whichever instance holds the sockets, not stored. */
+  private async relayOnlineRows(rows: readonly NewEnvelope[]): Promise<{ stored: number }> {
+    await Promise.all(
+      rows.map((row) =>
+        this.pool.query(
+          notifyQuery({
+            t: 'online',
+            a: row.accountId,
+            d: row.deviceId,
+            e: {
+              id: randomUUID(),
+              type: row.type,
+              content: row.content.toString('base64'),
+              urgent: row.urgent,
+              online: true,
+            },
+          }),
+        ),
+      ),
+    );
+    return { stored: 0 };
   }
 
   private async relayOnline(

@@ -20,6 +20,7 @@ import {
 import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
 import { GroupManager, type GroupSummary } from './groups/group-manager.ts';
+import { GroupMessages } from './groups/group-messages.ts';
 import type { GroupIntent } from './groups/group-state.ts';
 import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
@@ -134,6 +135,7 @@ export class PrivcommClient {
   private readonly receiver: Receiver;
   private readonly syncCopies: SyncCopies;
   private readonly groupManager: GroupManager;
+  private readonly groupMessages: GroupMessages;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly logger: ClientLogger;
@@ -206,6 +208,18 @@ export class PrivcommClient {
       },
       { ...deps.calls, alwaysRelay: deps.calls?.alwaysRelay === true || settings.relayOnlyCalls },
     );
+    this.groupMessages = new GroupMessages({
+      store: deps.store,
+      engine: deps.engine,
+      api: this.api,
+      send: (to, plaintext) => this.sender.send(to, plaintext),
+      establish: (accountId, deviceId) => this.sender.establish(accountId, deviceId),
+      queueCopy: (content) => this.syncCopies.queueOwn(content),
+      self: () => this.self(),
+      newId: () => this.newId(),
+      now: this.now,
+      logger: this.logger,
+    });
     this.groupManager = new GroupManager({
       store: deps.store,
       send: (to, plaintext) => this.sender.send(to, plaintext),
@@ -215,14 +229,22 @@ export class PrivcommClient {
       now: this.now,
       randomBytes: deps.randomBytes,
       emit: (event) => this.emit(event),
+      membersGone: (groupId) => this.groupMessages.rotateAfterRemoval(groupId),
       logger: this.logger,
     });
+    const groups = this.groupManager;
+    const messages = this.groupMessages;
     this.receiver = new Receiver({
       engine: deps.engine,
       store: deps.store,
       identityKey: (accountId) => this.api.identityKey(accountId),
       calls: this.calls,
-      groups: this.groupManager,
+      groups: {
+        receive: (sender, change) => groups.receive(sender, change),
+        isMember: (groupId, accountId) => groups.isMember(groupId, accountId),
+        answerKeyRequest: (requester, id) => messages.answerKeyRequest(requester, id),
+        requestKey: (sender, id) => messages.requestKey(sender, id),
+      },
       self: () => this.self(),
       isBlocked: (accountId) => this.blocked.has(accountId),
       typingIndicators: () => this.settingsValue.typingIndicators,
@@ -362,6 +384,54 @@ export class PrivcommClient {
   /** Renames a group (any member may). */
   setGroupTitle(group: string, title: string): Promise<GroupSummary> {
     return this.changeGroup(group, { action: 'title', title });
+  }
+
+  /**
+   * Sends a text to a group: once, encrypted with this device's sender key, in one upload for
+   * every member device (groups/group-messages.ts). Stored first ("sending"); "sent" once the
+   * relay has it, "failed" if it refused (send it again then).
+   */
+  async sendGroupText(group: string, text: string): Promise<StoredMessage> {
+    if (textBytes(text) > MAX_TEXT_BYTES)
+      throw new ClientError(
+        'TEXT_TOO_LONG',
+        `the text is too long: a text may be at most ${MAX_TEXT_BYTES} bytes (UTF-8; a line break counts 2), this one has ${textBytes(text)}`,
+      );
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.memberState(groupId);
+    const now = this.now();
+    const expireSeconds = (await this.deps.store.group(groupId))?.expireSeconds ?? 0;
+    const inner = {
+      kind: 'text' as const,
+      id: this.newId(),
+      sentAt: now,
+      text,
+      ...(expireSeconds > 0 ? { expireSeconds } : {}),
+    };
+    const message: StoredMessage = {
+      id: inner.id,
+      conversation: groupId,
+      direction: 'out',
+      text,
+      sentAt: now,
+      receivedAt: now,
+      status: 'sending',
+      ...(expireSeconds > 0 ? { expiresAt: now + expireSeconds * 1000 } : {}),
+    };
+    await this.deps.store.addMessage(message);
+    try {
+      await this.groupMessages.send(groupId, inner);
+    } catch (error) {
+      await this.deps.store.updateMessage(groupId, inner.id, { status: 'failed' });
+      throw error;
+    }
+    await this.deps.store.updateMessage(groupId, inner.id, { status: 'sent' });
+    return { ...message, status: 'sent' };
+  }
+
+  /** A group's messages, oldest first (a group by title or id). */
+  async groupHistory(group: string): Promise<StoredMessage[]> {
+    return this.history(await this.groupManager.resolve(group));
   }
 
   private async changeGroup(group: string, intent: GroupIntent): Promise<GroupSummary> {

@@ -74,6 +74,14 @@ const receive = async (test: TestClient, until: () => boolean = () => true): Pro
   await test.client.disconnect();
 };
 
+/** How many multi-recipient uploads the relay answered so far. */
+const multiUploads = async (): Promise<number> => {
+  const metric = await relay.relay.context.metrics.httpRequests.get();
+  return metric.values
+    .filter((v) => v.labels.route === '/v1/messages/multi')
+    .reduce((sum, v) => sum + v.value, 0);
+};
+
 const membersOf = async (test: TestClient, title: string) =>
   (await test.client.groupInfo(title)).members.map((m) => [m.accountId, m.admin]);
 
@@ -182,5 +190,69 @@ describe('groups in the client core through a real relay', () => {
     } finally {
       await db.end();
     }
+  }, 120_000);
+
+  it('talks with sender keys in one upload; after a removal the removed member cannot decrypt', async () => {
+    const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(register));
+    await alice!.client.createGroup('Team', [bob!.id, carol!.id]);
+    await Promise.all(
+      [bob!, carol!].map((m) => receive(m, () => m.events.some((e) => e.type === 'group'))),
+    );
+
+    const uploadsBefore = await multiUploads();
+    const sent = await alice!.client.sendGroupText('Team', 'hello team');
+    expect(sent.status).toBe('sent');
+    expect(await multiUploads()).toBe(uploadsBefore + 1);
+    for (const member of [bob!, carol!]) {
+      await receive(member, () => member.events.some((e) => e.type === 'message'));
+      const [received] = await member.client.groupHistory('Team');
+      expect(received).toMatchObject({
+        text: 'hello team',
+        direction: 'in',
+        sender: alice!.id,
+        conversation: sent.conversation,
+      });
+    }
+    await bob!.client.sendGroupText('Team', 'hi from bob');
+    await receive(alice!, () => alice!.events.some((e) => e.type === 'message'));
+    expect((await alice!.client.groupHistory('Team')).map((m) => [m.direction, m.text])).toEqual([
+      ['out', 'hello team'],
+      ['in', 'hi from bob'],
+    ]);
+
+    await alice!.client.removeFromGroup('Team', [carol!.id]);
+    await receive(bob!, () => bob!.events.filter((e) => e.type === 'group').length >= 2);
+    await alice!.client.sendGroupText('Team', 'after carol left');
+    await receive(bob!, () =>
+      bob!.events.some((e) => e.type === 'message' && e.message.text === 'after carol left'),
+    );
+
+    // Carol is not among the recipients of the new upload. Even given a ciphertext under Alice's
+    // new key (sealed to her, as a member would be), her client cannot read it: she asks Alice
+    // for the key, and Alice refuses a non-member.
+    const engine = alice!.client['deps'].engine;
+    const key = await alice!.client['deps'].store.ownSenderKey(sent.conversation);
+    const carolDevice = { accountId: carol!.id, deviceId: 1 as never };
+    await alice!.client['sender'].establish(carol!.id, '*');
+    const leaked = await engine.groupEncrypt(
+      key!.distributionId,
+      [carolDevice],
+      encodeContent({
+        kind: 'group',
+        id: 'secret',
+        sentAt: 1,
+        groupId: sent.conversation,
+        content: { kind: 'text', id: 'secret', sentAt: 1, text: 'not for carol' },
+      }),
+    );
+    expect((await alice!.client['api'].sendMultiRecipient(leaked)).kind).toBe('stored');
+    await receive(carol!);
+    const carolTexts = (await carol!.client.groupHistory('Team')).map((m) => m.text);
+    expect(carolTexts).toEqual(['hello team', 'hi from bob']);
+    // Kept, waiting for a key that never comes: Alice refuses her request.
+    expect(await carol!.client['deps'].store.heldEnvelopes()).toHaveLength(1);
+    await receive(alice!);
+    await receive(carol!);
+    expect((await carol!.client.groupHistory('Team')).map((m) => m.text)).toEqual(carolTexts);
   }, 120_000);
 });

@@ -59,8 +59,15 @@ export interface GroupManagerDeps {
   now(): number;
   randomBytes(length: number): Uint8Array;
   emit(event: ClientEvent): void;
+  /** A member left or was removed: this device's next message needs a new sender key. */
+  membersGone(groupId: GroupId): Promise<void>;
   readonly logger: ClientLogger;
 }
+
+const gone = (before: GroupState | undefined, after: GroupState | undefined): boolean =>
+  before !== undefined &&
+  after !== undefined &&
+  before.members.some((m) => !memberOf(after, m.accountId));
 
 const hex = (bytes: Uint8Array): string =>
   Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
@@ -158,9 +165,17 @@ export class GroupManager {
     const { log, outcome } = receiveChange(group.log, change, self);
     if (!log || outcome.status !== 'applied') throw new Error('an own change was not applied');
     await this.deps.store.saveGroup({ ...group, log });
+    if (gone(state, change.state)) await this.deps.membersGone(groupId);
     await this.distribute(change, state);
     this.deps.emit({ type: 'group', groupId });
     return this.info(groupId);
+  }
+
+  /** Whether an account is a member of a group in this device's current state of it. */
+  async isMember(groupId: string, accountId: string): Promise<boolean> {
+    const group = await this.deps.store.group(groupId);
+    const state = group && currentState(group.log);
+    return state !== undefined && memberOf(state, accountId) !== undefined;
   }
 
   /**
@@ -180,6 +195,7 @@ export class GroupManager {
       return 'refused';
     }
     if (!result.log || result.outcome.status === 'duplicate') return result.outcome.status;
+    const before = group && currentState(group.log);
     let log: GroupLog = result.log;
     // Our own change that lost a tie is made again on top of the winner, and sent.
     const again = reapplyLost(log, self);
@@ -189,6 +205,10 @@ export class GroupManager {
       log,
       expireSeconds: group?.expireSeconds ?? 0,
     });
+    const after = currentState(log);
+    if (gone(before, after) && after && memberOf(after, self)) {
+      await this.deps.membersGone(change.state.groupId);
+    }
     for (const made of again.changes) {
       const base = log.changes[made.base]?.state;
       await this.distribute(made, base);

@@ -106,6 +106,38 @@ describe('groups between five people through the CLI', () => {
     expect(listed).toMatchObject({ groupId, title: 'Family', member: true, admin: false });
   });
 
+  it('talks: one upload reaches every member device; history --group shows who said what', async () => {
+    const [sent] = await json(profiles.alice, 'send', '--group', 'Family', 'hello family');
+    expect(sent).toMatchObject({ type: 'sent', group: groupId, title: 'Family', status: 'sent' });
+    for (const profile of [profiles.bob, profiles.bob2, profiles.carol, profiles.dave]) {
+      const got = (await receive(profile)).filter((o) => o.type === 'message');
+      expect(got, profile).toEqual([
+        expect.objectContaining({ group: groupId, from: ids.alice, text: 'hello family' }),
+      ]);
+    }
+    await json(profiles.bob, 'send', '--group', groupId, 'hi from bob');
+    // Bob's other device gets the copy when the sending device next connects.
+    await receive(profiles.bob);
+    await receive(profiles.bob2);
+    await receive(profiles.alice);
+    for (const [profile, direction] of [
+      [profiles.alice, 'in'],
+      [profiles.bob2, 'out'],
+    ] as const) {
+      const history = await json(profile, 'history', '--group', 'Family');
+      expect(
+        history.map((m) => [m.from, m.text]),
+        profile,
+      ).toEqual([
+        [ids.alice, 'hello family'],
+        [ids.bob, 'hi from bob'],
+      ]);
+      expect(history[1].direction).toBe(direction);
+    }
+    const text = await cli(profiles.alice, 'history', '--group', 'Family');
+    expect(text.stdout).toMatch(/bob → group Family \[delivered\]: hi from bob/);
+  });
+
   it('refuses a change by a member who is not an admin, saying whom to ask', async () => {
     const result = await cli(profiles.bob, 'group', 'add', 'Family', ids.erin);
     expect(result.code).toBe(1);
@@ -151,6 +183,16 @@ describe('groups between five people through the CLI', () => {
     expect(result.stderr).toMatch(/no longer a member/);
   });
 
+  it('after the removal, new messages do not reach the removed member', async () => {
+    await json(profiles.alice, 'send', '--group', groupId, 'without dave');
+    const daveGot = (await receive(profiles.dave)).filter((o) => o.type === 'message');
+    expect(daveGot).toEqual([]);
+    const carolGot = (await receive(profiles.carol)).filter((o) => o.type === 'message');
+    expect(carolGot.map((m) => m.text)).toEqual(['without dave']);
+    const daveHistory = await json(profiles.dave, 'history', '--group', groupId);
+    expect(daveHistory.map((m) => m.text)).not.toContain('without dave');
+  });
+
   it('a member leaves; the others see it', async () => {
     await json(profiles.carol, 'group', 'leave', groupId);
     await receive(profiles.alice);
@@ -163,6 +205,9 @@ describe('groups between five people through the CLI', () => {
     expect(dump).not.toContain(groupId);
     expect(dump).not.toContain('The Family');
     expect(dump).not.toMatch(/Family/);
+    for (const plaintext of ['hello family', 'hi from bob', 'without dave']) {
+      expect(dump).not.toContain(plaintext);
+    }
   });
 
   it('explains itself in --help', async () => {

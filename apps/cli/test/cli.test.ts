@@ -126,7 +126,7 @@ describe('help', () => {
   it('works through the installed binary', async () => {
     const result = await runCli(['send', '--help']);
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('Usage: privcomm send [options] <contact> [text]');
+    expect(result.stdout).toContain('Usage: privcomm send [options] [contact] [text]');
   });
 });
 

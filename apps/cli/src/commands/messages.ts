@@ -75,7 +75,7 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
           return;
         }
         if (first === undefined)
-          throw new UsageError('missing contact: privcomm send CONTACT TEXT');
+          throw new UsageError(`missing required argument 'contact' (see "privcomm send --help")`);
         const contact = first;
         let text = second;
         if (text === undefined || text === '-') {
@@ -230,7 +230,9 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
           return;
         }
         if (contactArg === undefined)
-          throw new UsageError('missing contact: privcomm history CONTACT (or --group GROUP)');
+          throw new UsageError(
+            `missing required argument 'contact' (see "privcomm history --help")`,
+          );
         const contact = contactArg;
         const conversation = await client.resolve(contact);
         const list = await client.history(conversation);

@@ -81,6 +81,15 @@ const COMMANDS = [
   'devices remove',
   'link',
   'delete-account',
+  'group',
+  'group create',
+  'group add',
+  'group remove',
+  'group promote',
+  'group rename',
+  'group leave',
+  'group list',
+  'group info',
 ];
 
 describe('help', () => {

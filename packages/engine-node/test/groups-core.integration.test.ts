@@ -223,9 +223,29 @@ describe('groups in the client core through a real relay', () => {
     await alice!.client.removeFromGroup('Team', [carol!.id]);
     await receive(bob!, () => bob!.events.filter((e) => e.type === 'group').length >= 2);
     await alice!.client.sendGroupText('Team', 'after carol left');
+    // Bob's copy of Alice's new key is lost (its pairwise envelope deleted on the relay): the
+    // group message is kept, not dropped; Bob asks Alice for the key and then reads it.
+    const { Client } = await import('pg');
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const deleted = await db.query('DELETE FROM envelopes WHERE account_id = $1 AND type <> 2', [
+        bob!.id,
+      ]);
+      expect(deleted.rowCount).toBe(1);
+    } finally {
+      await db.end();
+    }
+    await receive(bob!);
+    expect(
+      bob!.events.some((e) => e.type === 'message' && e.message.text === 'after carol left'),
+    ).toBe(false);
+    expect(await bob!.client['deps'].store.heldEnvelopes()).toHaveLength(1);
+    await receive(alice!);
     await receive(bob!, () =>
       bob!.events.some((e) => e.type === 'message' && e.message.text === 'after carol left'),
     );
+    expect(await bob!.client['deps'].store.heldEnvelopes()).toEqual([]);
 
     // Carol is not among the recipients of the new upload. Even given a ciphertext under Alice's
     // new key (sealed to her, as a member would be), her client cannot read it: she asks Alice

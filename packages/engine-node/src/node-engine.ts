@@ -54,7 +54,14 @@ import {
   type SafetyNumber,
   type SignalEngine,
 } from '@privcomm/client';
-import { isAccountId, isDeviceId, type AccountId, type DeviceId } from '@privcomm/wire';
+import {
+  isAccountId,
+  isDeviceId,
+  MAX_DEVICES_PER_ACCOUNT,
+  MAX_MULTI_RECIPIENT_ACCOUNTS,
+  type AccountId,
+  type DeviceId,
+} from '@privcomm/wire';
 import { openProvisioningMessage, sealProvisioningMessage } from './provisioning.ts';
 import { openDatabase, TransactionQueue, type AfterRollback } from './sqlite.ts';
 import {
@@ -161,8 +168,11 @@ const checkDistributionId = (distributionId: string): void => {
 const sameDevice = (a: Address, b: ProtocolAddress): boolean =>
   a.accountId === b.name() && a.deviceId === b.deviceId();
 
-/** The most devices one groupEncrypt seals for (1,000 members with several devices each). */
-export const MAX_GROUP_RECIPIENTS = 5000;
+/**
+ * The most devices one groupEncrypt seals for: as many as one relay upload may name (1,000
+ * accounts, a group of 1,000 with the sender's own other devices left out, of up to 6 devices).
+ */
+export const MAX_GROUP_RECIPIENTS = MAX_MULTI_RECIPIENT_ACCOUNTS * MAX_DEVICES_PER_ACCOUNT;
 
 /**
  * Translates libsignal's errors into the engine's codes. An EngineError thrown by one of our

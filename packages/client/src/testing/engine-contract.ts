@@ -781,6 +781,32 @@ export const engineContract = (
         expect(utf8Decode(opened.plaintext)).toBe('fine');
       });
 
+      it('refuses a verified recipient whose key changed, as encrypt does, until it is accepted', async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(2, d);
+        const [b, c] = others as [Device, Device];
+        await a.engine.setVerified(b.address.accountId, true);
+        // b reinstalls; a sees the new key when it tries a session with it.
+        const b2 = await newDevice(b.address);
+        await expectUntrusted(
+          a.engine.processBundle(b.address, await bundleOf(b2)),
+          b.address.accountId,
+        );
+        await expectUntrusted(
+          a.engine.groupEncrypt(d, [c.address, b.address], text('not to the new key')),
+          b.address.accountId,
+        );
+        // The others still get messages without b.
+        const toC = await a.engine.groupEncrypt(d, [c.address], text('still fine'));
+        const opened = await c.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(toC), c));
+        expect(utf8Decode(opened.plaintext)).toBe('still fine');
+        // Accepted: a new session with the new key, and b's new device is a recipient again.
+        await a.engine.acceptIdentity(b.address.accountId);
+        await connect(a, b2);
+        const both = await a.engine.groupEncrypt(d, [c.address, b2.address], text('welcome back'));
+        expect(sharesOf(both).size).toBe(2);
+      });
+
       it('refuses tampered and malformed shares, and still opens the intact one', async () => {
         const d = newDistributionId();
         const { a, others } = await group(1, d);

@@ -429,6 +429,46 @@ export class PrivcommClient {
     return { ...message, status: 'sent' };
   }
 
+  /** Deletes a message this device's account sent to a group, for every member. */
+  async deleteInGroup(group: string, messageId: string): Promise<void> {
+    const groupId = await this.groupManager.resolve(group);
+    const message = await this.deps.store.message(groupId, messageId);
+    if (!message || message.direction !== 'out') {
+      throw new ClientError('NOT_RETRYABLE', `no message ${messageId} sent by you in that group`);
+    }
+    await this.groupMessages.send(groupId, {
+      kind: 'delete',
+      id: this.newId(),
+      sentAt: this.now(),
+      target: messageId,
+    });
+    await this.deps.store.updateMessage(groupId, messageId, { deleted: true, text: '' });
+  }
+
+  /** Typing in a group: online only, never stored; none with the setting off. */
+  async sendGroupTyping(group: string, typing: boolean): Promise<void> {
+    if (!this.settingsValue.typingIndicators) return;
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.send(
+      groupId,
+      { kind: 'typing', id: this.newId(), sentAt: this.now(), typing },
+      { online: true },
+    );
+  }
+
+  /** Sets a group's disappearing-message timer for every member (0 turns it off). */
+  async setGroupDisappearing(group: string, expireSeconds: number): Promise<void> {
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.send(groupId, {
+      kind: 'timer',
+      id: this.newId(),
+      sentAt: this.now(),
+      expireSeconds,
+    });
+    const stored = await this.deps.store.group(groupId);
+    if (stored) await this.deps.store.saveGroup({ ...stored, expireSeconds });
+  }
+
   /** A group's messages, oldest first (a group by title or id). */
   async groupHistory(group: string): Promise<StoredMessage[]> {
     return this.history(await this.groupManager.resolve(group));

@@ -410,8 +410,16 @@ export class Receiver {
             typing: inner.typing,
           });
         return;
+      case 'timer': {
+        // Any member sets the group's timer, for everyone (as either side of a conversation).
+        const group = await store.group(groupId);
+        if (!group) return;
+        await store.saveGroup({ ...group, expireSeconds: inner.expireSeconds });
+        emit({ type: 'timer', conversation: groupId, expireSeconds: inner.expireSeconds });
+        return;
+      }
       default:
-        // Receipts and timers in groups: not handled by this version yet.
+        // Receipts in groups: not handled by this version yet.
         return;
     }
   }

@@ -220,6 +220,16 @@ describe('groups in the client core through a real relay', () => {
       ['in', 'hi from bob'],
     ]);
 
+    // Delete for everyone (the author only) and the disappearing timer, in the group.
+    await alice!.client.deleteInGroup('Team', sent.id);
+    await alice!.client.setGroupDisappearing('Team', 3600);
+    await receive(bob!, () => bob!.events.some((e) => e.type === 'timer'));
+    const [deletedAtBob] = await bob!.client.groupHistory('Team');
+    expect(deletedAtBob).toMatchObject({ id: sent.id, deleted: true, text: '' });
+    expect((await bob!.client.groupInfo('Team')).expireSeconds).toBe(3600);
+    // Bob cannot delete Alice's message for everyone: his client has no such message of his.
+    await expect(bob!.client.deleteInGroup('Team', sent.id)).rejects.toThrow(/sent by you/);
+
     await alice!.client.removeFromGroup('Team', [carol!.id]);
     await receive(bob!, () => bob!.events.filter((e) => e.type === 'group').length >= 2);
     await alice!.client.sendGroupText('Team', 'after carol left');
@@ -246,6 +256,23 @@ describe('groups in the client core through a real relay', () => {
       bob!.events.some((e) => e.type === 'message' && e.message.text === 'after carol left'),
     );
     expect(await bob!.client['deps'].store.heldEnvelopes()).toEqual([]);
+    // A member's forged "delete for everyone" of another's message changes nothing there.
+    const late = (await alice!.client.groupHistory('Team')).find(
+      (m) => m.text === 'after carol left',
+    );
+    await bob!.client['groupMessages'].send(sent.conversation, {
+      kind: 'delete',
+      id: 'forged-delete',
+      sentAt: 2,
+      target: late!.id,
+    });
+    await receive(alice!);
+    expect(await alice!.client['deps'].store.message(sent.conversation, late!.id)).toMatchObject({
+      text: 'after carol left',
+    });
+    expect(
+      (await alice!.client['deps'].store.message(sent.conversation, late!.id))?.deleted,
+    ).toBeUndefined();
 
     // Carol is not among the recipients of the new upload. Even given a ciphertext under Alice's
     // new key (sealed to her, as a member would be), her client cannot read it: she asks Alice
@@ -268,7 +295,8 @@ describe('groups in the client core through a real relay', () => {
     expect((await alice!.client['api'].sendMultiRecipient(leaked)).kind).toBe('stored');
     await receive(carol!);
     const carolTexts = (await carol!.client.groupHistory('Team')).map((m) => m.text);
-    expect(carolTexts).toEqual(['hello team', 'hi from bob']);
+    // Alice's first message was deleted for everyone before Carol read it.
+    expect(carolTexts).toEqual(['', 'hi from bob']);
     // Kept, waiting for a key that never comes: Alice refuses her request.
     expect(await carol!.client['deps'].store.heldEnvelopes()).toHaveLength(1);
     await receive(alice!);

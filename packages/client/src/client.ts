@@ -388,8 +388,9 @@ export class PrivcommClient {
 
   /**
    * Sends a text to a group: once, encrypted with this device's sender key, in one upload for
-   * every member device (groups/group-messages.ts). Stored first ("sending"); "sent" once the
-   * relay has it, "failed" if it refused (send it again then).
+   * every member device (groups/group-messages.ts). Stored first ("sending") and kept in the
+   * outbox, as a one-to-one text is, until the relay has it ("sent"); "failed" if it refused for
+   * good.
    */
   async sendGroupText(group: string, text: string): Promise<StoredMessage> {
     if (textBytes(text) > MAX_TEXT_BYTES)
@@ -419,12 +420,25 @@ export class PrivcommClient {
       ...(expireSeconds > 0 ? { expiresAt: now + expireSeconds * 1000 } : {}),
     };
     await this.deps.store.addMessage(message);
+    const content: Content = { kind: 'group', id: inner.id, sentAt: now, groupId, content: inner };
+    await this.deps.store.addOutbox({
+      id: inner.id,
+      recipient: this.self().accountId,
+      group: groupId,
+      content: encodeContent(content),
+      online: false,
+      urgent: false,
+      createdAt: now,
+    });
     try {
       await this.groupMessages.send(groupId, inner);
     } catch (error) {
+      if (error instanceof ClientError && isRetryable(error)) throw error;
+      await this.deps.store.removeOutbox(inner.id);
       await this.deps.store.updateMessage(groupId, inner.id, { status: 'failed' });
       throw error;
     }
+    await this.deps.store.removeOutbox(inner.id);
     await this.deps.store.updateMessage(groupId, inner.id, { status: 'sent' });
     return { ...message, status: 'sent' };
   }
@@ -876,8 +890,15 @@ export class PrivcommClient {
     for (const entry of await this.deps.store.outbox()) {
       // Copies go out at their own time (sync-copies.ts), never right next to a send.
       if (this.syncCopies.isCopy(entry)) continue;
+      const conversation = entry.group ?? entry.recipient;
       try {
-        await this.sendContent(entry.recipient, decodeContent(entry.content));
+        const content = decodeContent(entry.content);
+        if (entry.group !== undefined) {
+          if (content.kind !== 'group') throw new ClientError('SEND_FAILED', 'not a group message');
+          await this.groupMessages.send(entry.group, content.content);
+        } else {
+          await this.sendContent(entry.recipient, content);
+        }
       } catch (error) {
         if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE') throw error;
         if (error instanceof ClientError && isRetryable(error)) {
@@ -887,11 +908,11 @@ export class PrivcommClient {
         }
         this.logger.log('warn', 'queued message failed', reasonOf(error));
         await this.deps.store.removeOutbox(entry.id);
-        await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'failed' });
+        await this.deps.store.updateMessage(conversation, entry.id, { status: 'failed' });
         continue;
       }
       await this.deps.store.removeOutbox(entry.id);
-      await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'sent' });
+      await this.deps.store.updateMessage(conversation, entry.id, { status: 'sent' });
       sent += 1;
     }
     return sent;

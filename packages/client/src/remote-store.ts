@@ -213,6 +213,7 @@ const outboxEntry: Codec<OutboxEntry> = {
       urgent: bool.decode(r.urgent, `${what}.urgent`),
       createdAt: num.decode(r.createdAt, `${what}.createdAt`),
       ...field(r, 'notBefore', num, what),
+      ...field(r, 'group', groupId, what),
     };
   },
 };

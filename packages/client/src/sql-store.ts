@@ -150,6 +150,7 @@ export const SQL_STORE_MIGRATIONS: readonly string[] = [
      device TEXT NOT NULL,
      PRIMARY KEY (distribution_id, device)
    ) WITHOUT ROWID;
+   ALTER TABLE outbox ADD COLUMN group_id TEXT;
    CREATE TABLE held_envelopes (
      envelope_id TEXT PRIMARY KEY,
      sender TEXT NOT NULL,
@@ -236,6 +237,7 @@ interface OutboxRow {
   urgent: number;
   created_at: number;
   not_before: number | null;
+  group_id: string | null;
 }
 
 const toContact = (row: ContactRow): Contact => ({
@@ -293,6 +295,7 @@ const toOutboxEntry = (row: OutboxRow): OutboxEntry => ({
   urgent: row.urgent === 1,
   createdAt: row.created_at,
   ...(row.not_before === null ? {} : { notBefore: row.not_before }),
+  ...(row.group_id === null ? {} : { group: row.group_id }),
 });
 
 type MessageChange = Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>;
@@ -527,11 +530,13 @@ export class SqlStore implements ClientStore {
   addOutbox(entry: OutboxEntry): Promise<void> {
     return this.write(async () => {
       await this.db.run(
-        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at, not_before)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at, not_before,
+           group_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET recipient = excluded.recipient,
            content = excluded.content, online = excluded.online, urgent = excluded.urgent,
-           created_at = excluded.created_at, not_before = excluded.not_before`,
+           created_at = excluded.created_at, not_before = excluded.not_before,
+           group_id = excluded.group_id`,
         [
           entry.id,
           entry.recipient,
@@ -540,6 +545,7 @@ export class SqlStore implements ClientStore {
           entry.urgent ? 1 : 0,
           entry.createdAt,
           entry.notBefore ?? null,
+          entry.group ?? null,
         ],
       );
     });

@@ -63,6 +63,11 @@ export interface OutboxEntry {
   readonly createdAt: number;
   /** Not sent before this time (ms since epoch); absent: as soon as possible. */
   readonly notBefore?: number;
+  /**
+   * A group message (its content is a 'group' content): sent to the group's members with the
+   * sender key, not to `recipient` (which is then this account, and the entry is no copy).
+   */
+  readonly group?: string;
 }
 
 /** A group as this device knows it (groups/): its log, and settings of its own. */

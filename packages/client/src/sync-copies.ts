@@ -86,7 +86,7 @@ export class SyncCopies {
 
   /** Whether an outbox entry is a copy (addressed to this account) rather than a message. */
   isCopy(entry: OutboxEntry): boolean {
-    return entry.recipient === this.deps.self();
+    return entry.recipient === this.deps.self() && entry.group === undefined;
   }
 
   /** A fresh random wait from now, independent of every other. */

@@ -35,9 +35,18 @@ afterAll(async () => {
   await drop?.();
 });
 
+/** Set to make the next multi-recipient upload fail as if the network were down. */
+let failNextUpload = false;
+
 const transport = (): Transport => ({
   relayUrl: relay.url,
-  fetch: (url, init) => fetch(url, init),
+  fetch: (url, init) => {
+    if (failNextUpload && String(url).includes('/v1/messages/multi')) {
+      failNextUpload = false;
+      return Promise.reject(new TypeError('fetch failed'));
+    }
+    return fetch(url, init);
+  },
   openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
 });
 
@@ -213,7 +222,18 @@ describe('groups in the client core through a real relay', () => {
         conversation: sent.conversation,
       });
     }
-    await bob!.client.sendGroupText('Team', 'hi from bob');
+    // Unreachable relay: the message stays in the outbox ("sending") and goes out with the next
+    // flush, once.
+    failNextUpload = true;
+    await expect(bob!.client.sendGroupText('Team', 'hi from bob')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    expect((await bob!.client.groupHistory('Team')).at(-1)).toMatchObject({
+      text: 'hi from bob',
+      status: 'sending',
+    });
+    expect(await bob!.client.flushOutbox()).toBe(1);
+    expect((await bob!.client.groupHistory('Team')).at(-1)?.status).toBe('sent');
     await receive(alice!, () => alice!.events.some((e) => e.type === 'message'));
     expect((await alice!.client.groupHistory('Team')).map((m) => [m.direction, m.text])).toEqual([
       ['out', 'hello team'],

@@ -268,6 +268,10 @@ export const storeContract = (
       withStore(async (store) => {
         const later = outboxEntry('copy', 30, 5, { notBefore: 1_700_000_090_000 });
         await store.addOutbox(later);
+        const groupMessage = outboxEntry('group', 35, 7, { recipient: A, group: GROUP_1 });
+        await store.addOutbox(groupMessage);
+        expect((await store.outbox()).find((e) => e.id === 'group')).toEqual(groupMessage);
+        await store.removeOutbox('group');
         await store.addOutbox(outboxEntry('now', 40, 6));
         expect(await store.outbox()).toEqual([later, outboxEntry('now', 40, 6)]);
         expect(Object.keys((await store.outbox())[1]!)).not.toContain('notBefore');

@@ -23,7 +23,16 @@ const sendToGroup = async (
   }
   if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
   const { client } = await ctx.openAccount(command);
-  const message = await client.sendGroupText(group, text);
+  let message: StoredMessage;
+  try {
+    message = await client.sendGroupText(group, text);
+  } catch (error) {
+    if (!isUnreachable(error)) throw error;
+    throw new CliError(
+      `${(error as Error).message}. The message is kept in this profile and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+      'RELAY_UNREACHABLE',
+    );
+  }
   const info = await client.groupInfo(message.conversation);
   ctx.out.result(
     {

@@ -2,6 +2,7 @@ import {
   CallError,
   ClientError,
   EngineError,
+  GroupError,
   StoreFormatError,
   UntrustedIdentityError,
   type CallSummary,
@@ -116,6 +117,19 @@ const describeClientError = (error: ClientError, server: string, loginRefused: b
   }
 };
 
+const describeGroupError = (error: GroupError): string => {
+  switch (error.code) {
+    case 'NOT_ALLOWED':
+      return `${error.message}: ask an admin of the group (see "privcomm group info GROUP")`;
+    case 'GROUP_TOO_LARGE':
+      return error.message;
+    case 'NO_CHANGE':
+      return `nothing to do: ${error.message}`;
+    default:
+      return error.message;
+  }
+};
+
 const describeEngineError = (error: EngineError): string => {
   if (error instanceof UntrustedIdentityError) {
     return `the safety number with ${error.accountId} changed since you verified it: someone may be intercepting. Compare it again ("privcomm safety-number ${error.accountId}"), then run "privcomm accept-identity ${error.accountId}" to trust the new key`;
@@ -213,6 +227,8 @@ export const describeError = (error: unknown, server: string, loginRefused = fal
     };
   if (error instanceof EngineError)
     return { message: describeEngineError(error), code: error.code, exitCode: EXIT.FAILED };
+  if (error instanceof GroupError)
+    return { message: describeGroupError(error), code: error.code, exitCode: EXIT.FAILED };
   if (error instanceof CallError)
     return { message: describeCallError(error), code: error.code, exitCode: EXIT.FAILED };
   // By name: engine-node (and libsignal with it) is loaded only by commands that open a profile.

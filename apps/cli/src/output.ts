@@ -1,4 +1,11 @@
-import type { CallState, CallSummary, ClientEvent, Contact, StoredMessage } from '@privcomm/client';
+import {
+  isGroupId,
+  type CallState,
+  type CallSummary,
+  type ClientEvent,
+  type Contact,
+  type StoredMessage,
+} from '@privcomm/client';
 
 /**
  * Where results go: stdout (plain text or one JSON object per line), and stderr for the rest.
@@ -69,11 +76,21 @@ export const formatTime = (ms: number): string =>
 /** Names for account ids: contacts by name, this account as "you". */
 export class Names {
   private readonly byId: Map<string, string>;
+  private readonly groupTitles: Map<string, string>;
   constructor(
     readonly self: string,
     contacts: readonly Contact[],
+    groups: readonly { groupId: string; title: string }[] = [],
   ) {
     this.byId = new Map(contacts.map((c) => [c.accountId, c.name]));
+    this.groupTitles = new Map(groups.map((g) => [g.groupId, g.title]));
+  }
+  /** Whether a conversation is a group's (its id is a group id, not an account id). */
+  isGroup(conversation: string): boolean {
+    return isGroupId(conversation);
+  }
+  groupLabel(groupId: string): string {
+    return `group ${this.groupTitles.get(groupId) ?? groupId}`;
   }
   contact(accountId: string): string | undefined {
     return this.byId.get(accountId);
@@ -86,6 +103,26 @@ export class Names {
 /** A stored message as JSON: the same object for receive, listen and history. */
 export const messageJson = (message: StoredMessage, names: Names): JsonObject => {
   const incoming = message.direction === 'in';
+  if (names.isGroup(message.conversation)) {
+    const from = incoming ? (message.sender ?? '') : names.self;
+    const contact = names.contact(from);
+    return {
+      type: 'message',
+      id: message.id,
+      conversation: message.conversation,
+      group: message.conversation,
+      direction: message.direction,
+      from,
+      ...(incoming && contact !== undefined ? { contact } : {}),
+      ...(message.senderDeviceId === undefined ? {} : { fromDevice: message.senderDeviceId }),
+      text: message.text,
+      sentAt: message.sentAt,
+      receivedAt: message.receivedAt,
+      status: message.status,
+      ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt }),
+      ...(message.deleted ? { deleted: true } : {}),
+    };
+  }
   const contact = names.contact(message.conversation);
   return {
     type: 'message',
@@ -110,8 +147,16 @@ export const messageText = (
   names: Names,
   options: { status?: boolean } = {},
 ): string => {
-  const from = message.direction === 'in' ? names.label(message.conversation) : 'you';
-  const to = message.direction === 'in' ? 'you' : names.label(message.conversation);
+  const group = names.isGroup(message.conversation);
+  const from =
+    message.direction === 'out'
+      ? 'you'
+      : names.label(group ? (message.sender ?? '?') : message.conversation);
+  const to = group
+    ? names.groupLabel(message.conversation)
+    : message.direction === 'in'
+      ? 'you'
+      : names.label(message.conversation);
   const text = message.deleted ? '(deleted)' : message.text;
   const status = options.status ? ` [${message.status}]` : '';
   const timer =
@@ -287,6 +332,11 @@ export const eventOutput = (
       return {
         json: callSummaryJson(event.summary, names),
         text: callSummaryText(event.summary, names),
+      };
+    case 'group':
+      return {
+        json: { type: 'group-changed', groupId: event.groupId },
+        text: `group ${event.groupId} changed (privcomm group info ${event.groupId})`,
       };
     default:
       return undefined;

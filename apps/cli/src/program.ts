@@ -5,6 +5,7 @@ import { examples } from './commands/common.ts';
 import { addContactCommands } from './commands/contacts.ts';
 import { addDaemonCommand } from './commands/daemon.ts';
 import { addDeviceCommands } from './commands/devices.ts';
+import { addGroupCommands } from './commands/groups.ts';
 import { addIdentityCommands } from './commands/identities.ts';
 import { addListenCommand } from './commands/listen.ts';
 import { addMessageCommands } from './commands/messages.ts';
@@ -81,6 +82,7 @@ const buildProgram = (ctx: RunContext, argv: readonly string[]): Command => {
   addContactCommands(program, ctx);
   addPhoneCommands(program, ctx);
   addMessageCommands(program, ctx);
+  addGroupCommands(program, ctx);
   addListenCommand(program, ctx);
   addDaemonCommand(program, ctx);
   addCallCommands(program, ctx);

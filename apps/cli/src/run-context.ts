@@ -125,7 +125,7 @@ export class RunContext {
   }
 
   async names(client: PrivcommClient, self: string): Promise<Names> {
-    return new Names(self, await client.contacts());
+    return new Names(self, await client.contacts(), await client.groups());
   }
 
   /** Warns (once per command) when a contact's identity key changed and was not looked at. */

@@ -81,6 +81,15 @@ const COMMANDS = [
   'devices remove',
   'link',
   'delete-account',
+  'group',
+  'group create',
+  'group add',
+  'group remove',
+  'group promote',
+  'group rename',
+  'group leave',
+  'group list',
+  'group info',
 ];
 
 describe('help', () => {
@@ -126,7 +135,7 @@ describe('help', () => {
   it('works through the installed binary', async () => {
     const result = await runCli(['send', '--help']);
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('Usage: privcomm send [options] <contact> [text]');
+    expect(result.stdout).toContain('Usage: privcomm send [options] [contact] [text]');
   });
 });
 

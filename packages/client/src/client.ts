@@ -19,6 +19,9 @@ import {
 } from './content.ts';
 import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
+import { GroupManager, type GroupSummary } from './groups/group-manager.ts';
+import { GroupMessages } from './groups/group-messages.ts';
+import type { GroupIntent } from './groups/group-state.ts';
 import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
 import { addDevice, startLink } from './linking.ts';
@@ -103,6 +106,8 @@ export interface ClientSnapshot {
   readonly settings: ClientSettings;
   /** Accounts this device blocked. */
   readonly blocked: AccountId[];
+  /** Groups this device knows (also those it left: their history stays), by title. */
+  readonly groups: GroupSummary[];
 }
 
 /**
@@ -129,6 +134,8 @@ export class PrivcommClient {
   private readonly sender: Sender;
   private readonly receiver: Receiver;
   private readonly syncCopies: SyncCopies;
+  private readonly groupManager: GroupManager;
+  private readonly groupMessages: GroupMessages;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly logger: ClientLogger;
@@ -201,11 +208,43 @@ export class PrivcommClient {
       },
       { ...deps.calls, alwaysRelay: deps.calls?.alwaysRelay === true || settings.relayOnlyCalls },
     );
+    this.groupMessages = new GroupMessages({
+      store: deps.store,
+      engine: deps.engine,
+      api: this.api,
+      send: (to, plaintext) => this.sender.send(to, plaintext),
+      establish: (accountId, deviceId) => this.sender.establish(accountId, deviceId),
+      queueCopy: (content) => this.syncCopies.queueOwn(content),
+      self: () => this.self(),
+      newId: () => this.newId(),
+      now: this.now,
+      logger: this.logger,
+    });
+    this.groupManager = new GroupManager({
+      store: deps.store,
+      send: (to, plaintext) => this.sender.send(to, plaintext),
+      queueCopy: (content) => this.syncCopies.queueOwn(content),
+      self: () => this.self(),
+      newId: () => this.newId(),
+      now: this.now,
+      randomBytes: deps.randomBytes,
+      emit: (event) => this.emit(event),
+      membersGone: (groupId) => this.groupMessages.rotateAfterRemoval(groupId),
+      logger: this.logger,
+    });
+    const groups = this.groupManager;
+    const messages = this.groupMessages;
     this.receiver = new Receiver({
       engine: deps.engine,
       store: deps.store,
       identityKey: (accountId) => this.api.identityKey(accountId),
       calls: this.calls,
+      groups: {
+        receive: (sender, change) => groups.receive(sender, change),
+        isMember: (groupId, accountId) => groups.isMember(groupId, accountId),
+        answerKeyRequest: (requester, id) => messages.answerKeyRequest(requester, id),
+        requestKey: (sender, id) => messages.requestKey(sender, id),
+      },
       self: () => this.self(),
       isBlocked: (accountId) => this.blocked.has(accountId),
       typingIndicators: () => this.settingsValue.typingIndicators,
@@ -289,7 +328,168 @@ export class PrivcommClient {
       connection: this.connectionStatus,
       settings: this.settingsValue,
       blocked: [...this.blocked],
+      groups: this.profileValue ? await this.groupManager.list() : [],
     };
+  }
+
+  // ---- groups ------------------------------------------------------------------------------
+
+  /**
+   * Creates a group with this account as its admin; `members` are contact names or account ids.
+   * Every member learns of it in an end-to-end encrypted message; the relay sees none of it.
+   */
+  async createGroup(title: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.groupManager.create(title, accounts);
+  }
+
+  /** Groups this device knows, by title. */
+  groups(): Promise<GroupSummary[]> {
+    return this.groupManager.list();
+  }
+
+  /** A group by its title or id (`resolveGroup`). */
+  async groupInfo(titleOrId: string): Promise<GroupSummary> {
+    return this.groupManager.info(await this.groupManager.resolve(titleOrId));
+  }
+
+  /** A group's id from its title or id; UNKNOWN_GROUP when none or several match. */
+  resolveGroup(titleOrId: string): Promise<string> {
+    return this.groupManager.resolve(titleOrId);
+  }
+
+  /** Adds members (contact names or account ids); admins only (GroupError NOT_ALLOWED). */
+  async addToGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'add', accounts });
+  }
+
+  /** Removes members; admins only. */
+  async removeFromGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'remove', accounts });
+  }
+
+  /** Makes members admins; admins only. */
+  async promoteInGroup(group: string, members: readonly string[]): Promise<GroupSummary> {
+    const accounts = await Promise.all(members.map((m) => this.resolve(m)));
+    return this.changeGroup(group, { action: 'promote', accounts });
+  }
+
+  /** Leaves a group (anyone may); its history stays on this device. */
+  leaveGroup(group: string): Promise<GroupSummary> {
+    return this.changeGroup(group, { action: 'leave' });
+  }
+
+  /** Renames a group (any member may). */
+  setGroupTitle(group: string, title: string): Promise<GroupSummary> {
+    return this.changeGroup(group, { action: 'title', title });
+  }
+
+  /**
+   * Sends a text to a group: once, encrypted with this device's sender key, in one upload for
+   * every member device (groups/group-messages.ts). Stored first ("sending") and kept in the
+   * outbox, as a one-to-one text is, until the relay has it ("sent"); "failed" if it refused for
+   * good.
+   */
+  async sendGroupText(group: string, text: string): Promise<StoredMessage> {
+    if (textBytes(text) > MAX_TEXT_BYTES)
+      throw new ClientError(
+        'TEXT_TOO_LONG',
+        `the text is too long: a text may be at most ${MAX_TEXT_BYTES} bytes (UTF-8; a line break counts 2), this one has ${textBytes(text)}`,
+      );
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.memberState(groupId);
+    const now = this.now();
+    const expireSeconds = (await this.deps.store.group(groupId))?.expireSeconds ?? 0;
+    const inner = {
+      kind: 'text' as const,
+      id: this.newId(),
+      sentAt: now,
+      text,
+      ...(expireSeconds > 0 ? { expireSeconds } : {}),
+    };
+    const message: StoredMessage = {
+      id: inner.id,
+      conversation: groupId,
+      direction: 'out',
+      text,
+      sentAt: now,
+      receivedAt: now,
+      status: 'sending',
+      ...(expireSeconds > 0 ? { expiresAt: now + expireSeconds * 1000 } : {}),
+    };
+    await this.deps.store.addMessage(message);
+    const content: Content = { kind: 'group', id: inner.id, sentAt: now, groupId, content: inner };
+    await this.deps.store.addOutbox({
+      id: inner.id,
+      recipient: this.self().accountId,
+      group: groupId,
+      content: encodeContent(content),
+      online: false,
+      urgent: false,
+      createdAt: now,
+    });
+    try {
+      await this.groupMessages.send(groupId, inner);
+    } catch (error) {
+      if (error instanceof ClientError && isRetryable(error)) throw error;
+      await this.deps.store.removeOutbox(inner.id);
+      await this.deps.store.updateMessage(groupId, inner.id, { status: 'failed' });
+      throw error;
+    }
+    await this.deps.store.removeOutbox(inner.id);
+    await this.deps.store.updateMessage(groupId, inner.id, { status: 'sent' });
+    return { ...message, status: 'sent' };
+  }
+
+  /** Deletes a message this device's account sent to a group, for every member. */
+  async deleteInGroup(group: string, messageId: string): Promise<void> {
+    const groupId = await this.groupManager.resolve(group);
+    const message = await this.deps.store.message(groupId, messageId);
+    if (!message || message.direction !== 'out') {
+      throw new ClientError('NOT_RETRYABLE', `no message ${messageId} sent by you in that group`);
+    }
+    await this.groupMessages.send(groupId, {
+      kind: 'delete',
+      id: this.newId(),
+      sentAt: this.now(),
+      target: messageId,
+    });
+    await this.deps.store.updateMessage(groupId, messageId, { deleted: true, text: '' });
+  }
+
+  /** Typing in a group: online only, never stored; none with the setting off. */
+  async sendGroupTyping(group: string, typing: boolean): Promise<void> {
+    if (!this.settingsValue.typingIndicators) return;
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.send(
+      groupId,
+      { kind: 'typing', id: this.newId(), sentAt: this.now(), typing },
+      { online: true },
+    );
+  }
+
+  /** Sets a group's disappearing-message timer for every member (0 turns it off). */
+  async setGroupDisappearing(group: string, expireSeconds: number): Promise<void> {
+    const groupId = await this.groupManager.resolve(group);
+    await this.groupMessages.send(groupId, {
+      kind: 'timer',
+      id: this.newId(),
+      sentAt: this.now(),
+      expireSeconds,
+    });
+    const stored = await this.deps.store.group(groupId);
+    if (stored) await this.deps.store.saveGroup({ ...stored, expireSeconds });
+  }
+
+  /** A group's messages, oldest first (a group by title or id). */
+  async groupHistory(group: string): Promise<StoredMessage[]> {
+    return this.history(await this.groupManager.resolve(group));
+  }
+
+  private async changeGroup(group: string, intent: GroupIntent): Promise<GroupSummary> {
+    return this.groupManager.change(await this.groupManager.resolve(group), intent);
   }
 
   // ---- settings ------------------------------------------------------------------------------
@@ -575,6 +775,8 @@ export class PrivcommClient {
   ): Promise<void> {
     await this.sender.send(to, encodeContent(content), options);
     if (content.kind === 'typing' || content.kind === 'receipt') return;
+    // A group's contents have their own copies to this account's devices (groups/).
+    if (content.kind === 'group-change' || content.kind === 'group') return;
     if (to === this.self().accountId) return;
     await this.syncCopies.queue(to, content);
   }
@@ -688,8 +890,15 @@ export class PrivcommClient {
     for (const entry of await this.deps.store.outbox()) {
       // Copies go out at their own time (sync-copies.ts), never right next to a send.
       if (this.syncCopies.isCopy(entry)) continue;
+      const conversation = entry.group ?? entry.recipient;
       try {
-        await this.sendContent(entry.recipient, decodeContent(entry.content));
+        const content = decodeContent(entry.content);
+        if (entry.group !== undefined) {
+          if (content.kind !== 'group') throw new ClientError('SEND_FAILED', 'not a group message');
+          await this.groupMessages.send(entry.group, content.content);
+        } else {
+          await this.sendContent(entry.recipient, content);
+        }
       } catch (error) {
         if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE') throw error;
         if (error instanceof ClientError && isRetryable(error)) {
@@ -699,11 +908,11 @@ export class PrivcommClient {
         }
         this.logger.log('warn', 'queued message failed', reasonOf(error));
         await this.deps.store.removeOutbox(entry.id);
-        await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'failed' });
+        await this.deps.store.updateMessage(conversation, entry.id, { status: 'failed' });
         continue;
       }
       await this.deps.store.removeOutbox(entry.id);
-      await this.deps.store.updateMessage(entry.recipient, entry.id, { status: 'sent' });
+      await this.deps.store.updateMessage(conversation, entry.id, { status: 'sent' });
       sent += 1;
     }
     return sent;

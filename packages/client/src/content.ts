@@ -8,6 +8,9 @@
 import { isAccountId, type AccountId } from '@privcomm/wire';
 import { utf8Decode, utf8Encode } from './bytes.ts';
 import { END_REASONS, type EndReason } from './calls/call-state.ts';
+import { isDistributionId } from './engine.ts';
+import { parseGroupChange } from './groups/group-codec.ts';
+import { GroupError, isGroupId, type GroupChange, type GroupId } from './groups/group-state.ts';
 
 export const CONTENT_VERSION = 1;
 const BLOCK = 160;
@@ -31,7 +34,37 @@ export type Content =
   /** To one's own other devices: contact names, added or renamed there (none removed). */
   | { kind: 'contacts'; id: string; sentAt: number; contacts: SyncedContact[] }
   /** From a newly linked device to the account's others: "send me the contacts". */
-  | { kind: 'contacts-request'; id: string; sentAt: number };
+  | { kind: 'contacts-request'; id: string; sentAt: number }
+  /**
+   * Groups (groups/). A change of a group's state, sent pairwise to every member of the states
+   * before and after it (and to the author's own other devices).
+   */
+  | { kind: 'group-change'; id: string; sentAt: number; change: GroupChange }
+  /**
+   * A message in a group: sent with the sender key to the other members (one upload), and
+   * pairwise to the sender's own other devices as their copy. `content` is what a one-to-one
+   * conversation would carry.
+   */
+  | { kind: 'group'; id: string; sentAt: number; groupId: GroupId; content: GroupInner }
+  /** A member device's sender key for a group (libsignal's distribution message), pairwise. */
+  | {
+      kind: 'sender-key';
+      id: string;
+      sentAt: number;
+      groupId: GroupId;
+      distributionId: string;
+      /** The SenderKeyDistributionMessage, base64. */
+      message: string;
+    }
+  /** "I cannot decrypt what you sent under this distribution id: send me your sender key." */
+  | { kind: 'sender-key-request'; id: string; sentAt: number; distributionId: string };
+
+/** What a group message may carry. */
+export type GroupInner = Extract<
+  Content,
+  { kind: 'text' | 'receipt' | 'typing' | 'delete' | 'timer' }
+>;
+const GROUP_INNER_KINDS: readonly string[] = ['text', 'receipt', 'typing', 'delete', 'timer'];
 
 export interface SyncedContact {
   readonly accountId: AccountId;
@@ -137,8 +170,52 @@ const validate = (value: unknown, depth = 0): Content => {
       return { kind: 'contacts', ...base, contacts: validateContacts(c.contacts) };
     case 'contacts-request':
       return { kind: 'contacts-request', ...base };
+    case 'group-change':
+      return { kind: 'group-change', ...base, change: validateGroupChange(c.change) };
+    case 'group': {
+      if (!isGroupId(c.groupId) || depth > 0) throw new ContentError('bad group message');
+      const inner = validate(c.content, depth + 1);
+      if (!isGroupInner(inner)) throw new ContentError('bad group message');
+      return { kind: 'group', ...base, groupId: c.groupId, content: inner };
+    }
+    case 'sender-key':
+      if (
+        !isGroupId(c.groupId) ||
+        !isDistributionId(c.distributionId) ||
+        !isString(c.message) ||
+        c.message.length > MAX_SENDER_KEY_MESSAGE ||
+        !BASE64.test(c.message)
+      ) {
+        throw new ContentError('bad sender key');
+      }
+      return {
+        kind: 'sender-key',
+        ...base,
+        groupId: c.groupId,
+        distributionId: c.distributionId,
+        message: c.message,
+      };
+    case 'sender-key-request':
+      if (!isDistributionId(c.distributionId)) throw new ContentError('bad sender key request');
+      return { kind: 'sender-key-request', ...base, distributionId: c.distributionId };
     default:
       throw new ContentError('unknown kind');
+  }
+};
+
+const isGroupInner = (content: Content): content is GroupInner =>
+  GROUP_INNER_KINDS.includes(content.kind);
+
+/** A SenderKeyDistributionMessage is about 100 bytes; base64 of far less than this. */
+const MAX_SENDER_KEY_MESSAGE = 1024;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+const validateGroupChange = (value: unknown): GroupChange => {
+  try {
+    return parseGroupChange(value);
+  } catch (error) {
+    if (error instanceof GroupError) throw new ContentError('bad group change');
+    throw error;
   }
 };
 

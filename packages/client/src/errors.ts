@@ -34,7 +34,9 @@ export type ClientErrorCode =
   /** A message that cannot be retried (unknown, not sent by this device, or already sent). */
   | 'NOT_RETRYABLE'
   /** A scanned safety-number code differs from this side's (verifyScanned). */
-  | 'SAFETY_NUMBER_MISMATCH';
+  | 'SAFETY_NUMBER_MISMATCH'
+  /** No group by that title or id on this device, or one this account is no longer in. */
+  | 'UNKNOWN_GROUP';
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';

@@ -50,4 +50,6 @@ export type ClientEvent =
   /** The current call changed state (calls/). */
   | { type: 'call'; state: CallState }
   /** A call ended (also one answered busy or missed here). */
-  | { type: 'call-ended'; summary: CallSummary };
+  | { type: 'call-ended'; summary: CallSummary }
+  /** A group was created, or its state changed (members, admins, title): see `groups()`. */
+  | { type: 'group'; groupId: string };

@@ -22,6 +22,7 @@ export {
 export { toBase64, fromBase64, toBase64Url, fromBase64Url } from './bytes.ts';
 export * from './calls/index.ts';
 export * from './discovery/index.ts';
+export * from './groups/index.ts';
 // The branded ids of the core's API (Address, Profile, ...), and the guards that make them:
 // re-exported so that an engine or an app needs no direct dependency on the wire package.
 export {

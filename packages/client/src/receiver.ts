@@ -9,6 +9,7 @@ import {
 } from './content.ts';
 import {
   EngineError,
+  NoSenderKeyError,
   UntrustedIdentityError,
   type Address,
   type Decrypted,
@@ -16,6 +17,8 @@ import {
 } from './engine.ts';
 import { ClientError } from './errors.ts';
 import type { ClientEvent } from './events.ts';
+import type { GroupManager } from './groups/group-manager.ts';
+import type { GroupMessages } from './groups/group-messages.ts';
 import { reasonOf, type ClientLogger } from './logger.ts';
 import {
   laterStatus,
@@ -38,6 +41,8 @@ export interface ReceiverDeps {
     receive(sender: Address, callId: string, signal: CallSignal, sentAt: number): void;
     receiveSync(peer: AccountId, callId: string, signal: CallSignal): void;
   };
+  readonly groups: Pick<GroupManager, 'receive' | 'isMember'> &
+    Pick<GroupMessages, 'answerKeyRequest' | 'requestKey'>;
   self(): Address;
   /** Whether this device blocked the account: what it sends is dropped unread. */
   isBlocked(accountId: AccountId): boolean;
@@ -106,6 +111,12 @@ export class Receiver {
         { confirmIdentity: (accountId, key) => this.confirmIdentity(accountId, key) },
       );
     } catch (error) {
+      if (error instanceof NoSenderKeyError) {
+        // A member's message under a key this device does not have (yet): kept here, not
+        // dropped, and the sender is asked for its key; it is decrypted when the key arrives.
+        await this.holdForKey(envelope.id, error, envelope.type, ciphertext);
+        return 200;
+      }
       if (error instanceof UntrustedIdentityError) {
         // A verified contact's key changed. The message is not lost: it stays queued on the
         // relay (any non-2xx answer keeps it) and decrypts once the change is accepted.
@@ -141,9 +152,61 @@ export class Receiver {
     const identity = await engine.identityState(decrypted.sender.accountId);
     if (identity?.changed)
       this.deps.emit({ type: 'identity-changed', accountId: decrypted.sender.accountId });
+    if (decrypted.distributionId !== undefined && content.kind !== 'group') {
+      // A sender key carries group messages only: anything else under one is refused.
+      this.deps.logger.log('warn', 'content dropped', 'not a group message under a sender key');
+      await this.processed(envelope.id);
+      return 200;
+    }
     await this.apply(decrypted.sender, content, envelope.online);
     await this.processed(envelope.id);
     return 200;
+  }
+
+  private async holdForKey(
+    envelopeId: string,
+    error: NoSenderKeyError,
+    type: number,
+    content: Uint8Array,
+  ): Promise<void> {
+    await this.deps.store.holdEnvelope({
+      envelopeId,
+      sender: error.sender.accountId,
+      senderDeviceId: error.sender.deviceId,
+      distributionId: error.distributionId,
+      type,
+      content,
+      receivedAt: this.deps.now(),
+    });
+    this.deps.logger.log('info', 'group message kept', 'no sender key');
+    await this.deps.groups
+      .requestKey(error.sender, error.distributionId)
+      .catch((cause: unknown) =>
+        this.deps.logger.log('warn', 'sender key request failed', reasonOf(cause)),
+      );
+  }
+
+  /** Decrypts the envelopes kept for a sender key that just arrived. */
+  private async releaseHeld(sender: Address, distributionId: string): Promise<void> {
+    const held = (await this.deps.store.heldEnvelopes()).filter(
+      (h) =>
+        h.sender === sender.accountId &&
+        h.senderDeviceId === sender.deviceId &&
+        h.distributionId === distributionId,
+    );
+    for (const item of held) {
+      try {
+        const decrypted = await this.deps.engine.decrypt(item.envelopeId, {
+          type: item.type,
+          content: item.content,
+        });
+        await this.apply(decrypted.sender, decodeContent(decrypted.plaintext), false);
+        await this.processed(item.envelopeId);
+      } catch (error) {
+        this.deps.logger.log('warn', 'kept group message dropped', reasonOf(error));
+      }
+      await this.deps.store.releaseEnvelope(item.envelopeId);
+    }
   }
 
   private refuse(reason: string): EnvelopeAnswer {
@@ -264,6 +327,99 @@ export class Receiver {
         // Only a device that just joined the account asks for the contacts.
         emit({ type: 'device-joined', deviceId: sender.deviceId });
         emit({ type: 'contacts-requested', fromDevice: sender.deviceId });
+        return;
+      case 'group-change':
+        await this.deps.groups.receive(sender, content.change);
+        return;
+      case 'group':
+        await this.applyGroup(sender, content.groupId, content.content, fromSelf);
+        return;
+      case 'sender-key':
+        if (fromSelf || !(await this.deps.groups.isMember(content.groupId, sender.accountId))) {
+          this.deps.logger.log('warn', 'sender key refused', 'not a member');
+          return;
+        }
+        try {
+          await this.deps.engine.processSenderKeyDistribution(sender, fromBase64(content.message));
+        } catch (error) {
+          this.deps.logger.log('warn', 'sender key refused', reasonOf(error));
+          return;
+        }
+        await this.releaseHeld(sender, content.distributionId);
+        return;
+      case 'sender-key-request':
+        if (fromSelf) return;
+        await this.deps.groups
+          .answerKeyRequest(sender, content.distributionId)
+          .catch((error: unknown) =>
+            this.deps.logger.log('warn', 'sender key not sent', reasonOf(error)),
+          );
+        return;
+    }
+  }
+
+  /**
+   * A group message: from a member of this device's current state of the group (a removed member
+   * who keeps sending is not heard), or this account's copy of what another of its devices sent.
+   */
+  private async applyGroup(
+    sender: Address,
+    groupId: string,
+    inner: Content,
+    fromSelf: boolean,
+  ): Promise<void> {
+    const { store, emit } = this.deps;
+    if (!(await this.deps.groups.isMember(groupId, sender.accountId))) {
+      this.deps.logger.log('warn', 'group message dropped', 'sender is not a member');
+      return;
+    }
+    const now = this.deps.now();
+    switch (inner.kind) {
+      case 'text': {
+        const expiresAt = inner.expireSeconds ? now + inner.expireSeconds * 1000 : undefined;
+        const message: StoredMessage = {
+          id: inner.id,
+          conversation: groupId,
+          direction: fromSelf ? 'out' : 'in',
+          ...(fromSelf ? {} : { sender: sender.accountId, senderDeviceId: sender.deviceId }),
+          text: inner.text,
+          sentAt: inner.sentAt,
+          receivedAt: now,
+          status: fromSelf ? 'sent' : 'delivered',
+          ...(expiresAt === undefined ? {} : { expiresAt }),
+        };
+        if (await store.addMessage(message)) emit({ type: 'message', message });
+        return;
+      }
+      case 'delete': {
+        const message = await store.message(groupId, inner.target);
+        // Only its author deletes a message for everyone.
+        const author = message?.direction === 'out' ? this.deps.self().accountId : message?.sender;
+        if (message && author === sender.accountId) {
+          await store.updateMessage(groupId, inner.target, { deleted: true, text: '' });
+          emit({ type: 'deleted', conversation: groupId, messageId: inner.target });
+        }
+        return;
+      }
+      case 'typing':
+        if (!fromSelf && this.deps.typingIndicators())
+          emit({
+            type: 'typing',
+            from: sender.accountId,
+            deviceId: sender.deviceId,
+            typing: inner.typing,
+          });
+        return;
+      case 'timer': {
+        // Any member sets the group's timer, for everyone (as either side of a conversation).
+        const group = await store.group(groupId);
+        if (!group) return;
+        await store.saveGroup({ ...group, expireSeconds: inner.expireSeconds });
+        emit({ type: 'timer', conversation: groupId, expireSeconds: inner.expireSeconds });
+        return;
+      }
+      default:
+        // Receipts in groups: not handled by this version yet.
         return;
     }
   }

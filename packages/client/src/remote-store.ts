@@ -1,11 +1,16 @@
 import { isAccountId, isDeviceId } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
+import { parseGroupLog } from './groups/group-codec.ts';
+import { isGroupId } from './groups/group-state.ts';
 import type {
   ClientStore,
   Contact,
+  HeldEnvelope,
   MessageStatus,
   OutboxEntry,
+  OwnSenderKey,
   Profile,
+  StoredGroup,
   StoredMessage,
 } from './store.ts';
 
@@ -108,6 +113,7 @@ const message: Codec<StoredMessage> = {
       conversation: str.decode(r.conversation, `${what}.conversation`),
       direction: direction.decode(r.direction, `${what}.direction`),
       ...field(r, 'senderDeviceId', num, what),
+      ...field(r, 'sender', accountId, what),
       text: str.decode(r.text, `${what}.text`),
       sentAt: num.decode(r.sentAt, `${what}.sentAt`),
       receivedAt: num.decode(r.receivedAt, `${what}.receivedAt`),
@@ -137,17 +143,68 @@ const messageChange: Codec<MessageChange> = {
   },
 };
 
+const bytes = (json: unknown, what: string): Uint8Array => {
+  try {
+    return fromBase64(str.decode(json, what));
+  } catch (error) {
+    if (error instanceof StoreRecordError) throw error;
+    return fail(what, 'base64');
+  }
+};
+
+const groupId = plain(isGroupId, 'a group id');
+
+const group: Codec<StoredGroup> = {
+  encode: (value) => value,
+  decode: (json, what) => {
+    const r = record(json, what);
+    let log;
+    try {
+      log = parseGroupLog(r.log);
+    } catch {
+      return fail(`${what}.log`, 'a group log');
+    }
+    return {
+      groupId: groupId.decode(r.groupId, `${what}.groupId`),
+      log,
+      expireSeconds: num.decode(r.expireSeconds, `${what}.expireSeconds`),
+    };
+  },
+};
+
+const ownSenderKey: Codec<OwnSenderKey> = {
+  encode: (value) => value,
+  decode: (json, what) => {
+    const r = record(json, what);
+    return {
+      groupId: groupId.decode(r.groupId, `${what}.groupId`),
+      distributionId: str.decode(r.distributionId, `${what}.distributionId`),
+      createdAt: num.decode(r.createdAt, `${what}.createdAt`),
+    };
+  },
+};
+
+const heldEnvelope: Codec<HeldEnvelope> = {
+  encode: (value) => ({ ...value, content: toBase64(value.content) }),
+  decode: (json, what) => {
+    const r = record(json, what);
+    return {
+      envelopeId: str.decode(r.envelopeId, `${what}.envelopeId`),
+      sender: accountId.decode(r.sender, `${what}.sender`),
+      senderDeviceId: deviceId.decode(r.senderDeviceId, `${what}.senderDeviceId`),
+      distributionId: str.decode(r.distributionId, `${what}.distributionId`),
+      type: num.decode(r.type, `${what}.type`),
+      content: bytes(r.content, `${what}.content`),
+      receivedAt: num.decode(r.receivedAt, `${what}.receivedAt`),
+    };
+  },
+};
+
 const outboxEntry: Codec<OutboxEntry> = {
   encode: (value) => ({ ...value, content: toBase64(value.content) }),
   decode: (json, what) => {
     const r = record(json, what);
-    let content: Uint8Array;
-    try {
-      content = fromBase64(str.decode(r.content, `${what}.content`));
-    } catch (error) {
-      if (error instanceof StoreRecordError) throw error;
-      return fail(`${what}.content`, 'base64');
-    }
+    const content = bytes(r.content, `${what}.content`);
     return {
       id: str.decode(r.id, `${what}.id`),
       recipient: accountId.decode(r.recipient, `${what}.recipient`),
@@ -156,6 +213,7 @@ const outboxEntry: Codec<OutboxEntry> = {
       urgent: bool.decode(r.urgent, `${what}.urgent`),
       createdAt: num.decode(r.createdAt, `${what}.createdAt`),
       ...field(r, 'notBefore', num, what),
+      ...field(r, 'group', groupId, what),
     };
   },
 };
@@ -187,6 +245,18 @@ const METHODS = {
   deleteConversation: { args: [str], result: none },
   value: { args: [str], result: optional(str) },
   saveValue: { args: [str, str], result: none },
+  groups: { args: [], result: array(group) },
+  group: { args: [str], result: optional(group) },
+  saveGroup: { args: [group], result: none },
+  ownSenderKey: { args: [str], result: optional(ownSenderKey) },
+  ownSenderKeyByDistribution: { args: [str], result: optional(ownSenderKey) },
+  saveOwnSenderKey: { args: [ownSenderKey], result: none },
+  senderKeyRecipients: { args: [str], result: array(str) },
+  addSenderKeyRecipients: { args: [str, array(str)], result: none },
+  removeSenderKeyRecipients: { args: [str, array(str)], result: none },
+  holdEnvelope: { args: [heldEnvelope], result: none },
+  heldEnvelopes: { args: [], result: array(heldEnvelope) },
+  releaseEnvelope: { args: [str], result: none },
 } as const satisfies Record<keyof ClientStore, MethodCodecs>;
 
 type StoreMethod = keyof typeof METHODS;

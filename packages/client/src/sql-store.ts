@@ -5,13 +5,19 @@
  */
 
 import { isAccountId, isDeviceId, type AccountId, type DeviceId } from '@privcomm/wire';
-import type {
-  ClientStore,
-  Contact,
-  MessageStatus,
-  OutboxEntry,
-  Profile,
-  StoredMessage,
+import { parseGroupLog } from './groups/group-codec.ts';
+import { currentState } from './groups/group-log.ts';
+import {
+  MAX_HELD_ENVELOPES,
+  type ClientStore,
+  type Contact,
+  type HeldEnvelope,
+  type MessageStatus,
+  type OutboxEntry,
+  type OwnSenderKey,
+  type Profile,
+  type StoredGroup,
+  type StoredMessage,
 } from './store.ts';
 
 /** A value SQLite binds (no booleans: the store writes 0 and 1). */
@@ -117,6 +123,43 @@ export const SQL_STORE_MIGRATIONS: readonly string[] = [
      key TEXT PRIMARY KEY,
      value TEXT NOT NULL
    ) WITHOUT ROWID;`,
+  // 4: groups. The log (every change this device keeps, groups/group-log.ts) as JSON; title,
+  // version and members of the current state beside it for lookups. A group message's sender.
+  `ALTER TABLE messages ADD COLUMN sender TEXT;
+   CREATE TABLE groups (
+     group_id TEXT PRIMARY KEY,
+     title TEXT,
+     version INTEGER NOT NULL,
+     log TEXT NOT NULL,
+     expire_seconds INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE group_members (
+     group_id TEXT NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+     account_id TEXT NOT NULL,
+     admin INTEGER NOT NULL,
+     since INTEGER NOT NULL,
+     PRIMARY KEY (group_id, account_id)
+   ) WITHOUT ROWID;
+   CREATE TABLE own_sender_keys (
+     group_id TEXT PRIMARY KEY,
+     distribution_id TEXT NOT NULL UNIQUE,
+     created_at INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE sender_key_recipients (
+     distribution_id TEXT NOT NULL,
+     device TEXT NOT NULL,
+     PRIMARY KEY (distribution_id, device)
+   ) WITHOUT ROWID;
+   ALTER TABLE outbox ADD COLUMN group_id TEXT;
+   CREATE TABLE held_envelopes (
+     envelope_id TEXT PRIMARY KEY,
+     sender TEXT NOT NULL,
+     sender_device_id INTEGER NOT NULL,
+     distribution_id TEXT NOT NULL,
+     type INTEGER NOT NULL,
+     content BLOB NOT NULL,
+     received_at INTEGER NOT NULL
+   );`,
 ];
 
 /** The format this code writes. */
@@ -161,6 +204,29 @@ interface MessageRow {
   status: MessageStatus;
   expires_at: number | null;
   deleted: number | null;
+  sender: string | null;
+}
+
+interface GroupRow {
+  group_id: string;
+  log: string;
+  expire_seconds: number;
+}
+
+interface OwnSenderKeyRow {
+  group_id: string;
+  distribution_id: string;
+  created_at: number;
+}
+
+interface HeldEnvelopeRow {
+  envelope_id: string;
+  sender: string;
+  sender_device_id: number;
+  distribution_id: string;
+  type: number;
+  content: Uint8Array;
+  received_at: number;
 }
 
 interface OutboxRow {
@@ -171,6 +237,7 @@ interface OutboxRow {
   urgent: number;
   created_at: number;
   not_before: number | null;
+  group_id: string | null;
 }
 
 const toContact = (row: ContactRow): Contact => ({
@@ -184,12 +251,39 @@ const toMessage = (row: MessageRow): StoredMessage => ({
   conversation: row.conversation,
   direction: row.direction,
   ...(row.sender_device_id === null ? {} : { senderDeviceId: row.sender_device_id }),
+  ...(row.sender === null ? {} : { sender: storedAccountId(row.sender) }),
   text: row.text,
   sentAt: row.sent_at,
   receivedAt: row.received_at,
   status: row.status,
   ...(row.expires_at === null ? {} : { expiresAt: row.expires_at }),
   ...(row.deleted === null ? {} : { deleted: row.deleted === 1 }),
+});
+
+const toGroup = (row: GroupRow): StoredGroup => {
+  let log;
+  try {
+    log = parseGroupLog(JSON.parse(row.log));
+  } catch {
+    throw new StoreFormatError('the client store holds a damaged group');
+  }
+  return { groupId: row.group_id, log, expireSeconds: row.expire_seconds };
+};
+
+const toOwnSenderKey = (row: OwnSenderKeyRow): OwnSenderKey => ({
+  groupId: row.group_id,
+  distributionId: row.distribution_id,
+  createdAt: row.created_at,
+});
+
+const toHeldEnvelope = (row: HeldEnvelopeRow): HeldEnvelope => ({
+  envelopeId: row.envelope_id,
+  sender: storedAccountId(row.sender),
+  senderDeviceId: storedDeviceId(row.sender_device_id),
+  distributionId: row.distribution_id,
+  type: row.type,
+  content: Uint8Array.from(row.content),
+  receivedAt: row.received_at,
 });
 
 const toOutboxEntry = (row: OutboxRow): OutboxEntry => ({
@@ -201,6 +295,7 @@ const toOutboxEntry = (row: OutboxRow): OutboxEntry => ({
   urgent: row.urgent === 1,
   createdAt: row.created_at,
   ...(row.not_before === null ? {} : { notBefore: row.not_before }),
+  ...(row.group_id === null ? {} : { group: row.group_id }),
 });
 
 type MessageChange = Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>;
@@ -335,8 +430,8 @@ export class SqlStore implements ClientStore {
     return this.write(async () => {
       const result = await this.db.run(
         `INSERT INTO messages (conversation, direction, id, sender_device_id, text, sent_at,
-           received_at, status, expires_at, deleted)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           received_at, status, expires_at, deleted, sender)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (conversation, direction, id) DO NOTHING`,
         [
           message.conversation,
@@ -349,6 +444,7 @@ export class SqlStore implements ClientStore {
           message.status,
           message.expiresAt ?? null,
           message.deleted === undefined ? null : message.deleted ? 1 : 0,
+          message.sender ?? null,
         ],
       );
       return result.changes === 1;
@@ -434,11 +530,13 @@ export class SqlStore implements ClientStore {
   addOutbox(entry: OutboxEntry): Promise<void> {
     return this.write(async () => {
       await this.db.run(
-        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at, not_before)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO outbox (id, recipient, content, online, urgent, created_at, not_before,
+           group_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET recipient = excluded.recipient,
            content = excluded.content, online = excluded.online, urgent = excluded.urgent,
-           created_at = excluded.created_at, not_before = excluded.not_before`,
+           created_at = excluded.created_at, not_before = excluded.not_before,
+           group_id = excluded.group_id`,
         [
           entry.id,
           entry.recipient,
@@ -447,6 +545,7 @@ export class SqlStore implements ClientStore {
           entry.urgent ? 1 : 0,
           entry.createdAt,
           entry.notBefore ?? null,
+          entry.group ?? null,
         ],
       );
     });
@@ -490,6 +589,155 @@ export class SqlStore implements ClientStore {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
         [key, value],
       );
+    });
+  }
+
+  groups(): Promise<StoredGroup[]> {
+    return this.read(async () =>
+      (await this.db.all<GroupRow>('SELECT * FROM groups ORDER BY group_id')).map(toGroup),
+    );
+  }
+
+  group(groupId: string): Promise<StoredGroup | undefined> {
+    return this.read(async () => {
+      const row = await this.db.get<GroupRow>('SELECT * FROM groups WHERE group_id = ?', [groupId]);
+      return row && toGroup(row);
+    });
+  }
+
+  saveGroup(group: StoredGroup): Promise<void> {
+    return this.write(async () => {
+      const state = currentState(group.log);
+      await this.db.run(
+        `INSERT INTO groups (group_id, title, version, log, expire_seconds) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (group_id) DO UPDATE SET title = excluded.title, version = excluded.version,
+           log = excluded.log, expire_seconds = excluded.expire_seconds`,
+        [
+          group.groupId,
+          state?.title ?? null,
+          state?.version ?? 0,
+          JSON.stringify(group.log),
+          group.expireSeconds,
+        ],
+      );
+      await this.db.run('DELETE FROM group_members WHERE group_id = ?', [group.groupId]);
+      for (const m of state?.members ?? []) {
+        await this.db.run(
+          'INSERT INTO group_members (group_id, account_id, admin, since) VALUES (?, ?, ?, ?)',
+          [group.groupId, m.accountId, m.admin ? 1 : 0, m.since],
+        );
+      }
+    });
+  }
+
+  ownSenderKey(groupId: string): Promise<OwnSenderKey | undefined> {
+    return this.read(async () => {
+      const row = await this.db.get<OwnSenderKeyRow>(
+        'SELECT * FROM own_sender_keys WHERE group_id = ?',
+        [groupId],
+      );
+      return row && toOwnSenderKey(row);
+    });
+  }
+
+  ownSenderKeyByDistribution(distributionId: string): Promise<OwnSenderKey | undefined> {
+    return this.read(async () => {
+      const row = await this.db.get<OwnSenderKeyRow>(
+        'SELECT * FROM own_sender_keys WHERE distribution_id = ?',
+        [distributionId],
+      );
+      return row && toOwnSenderKey(row);
+    });
+  }
+
+  saveOwnSenderKey(key: OwnSenderKey): Promise<void> {
+    return this.write(async () => {
+      await this.db.run(
+        `DELETE FROM sender_key_recipients WHERE distribution_id IN
+           (SELECT distribution_id FROM own_sender_keys WHERE group_id = ? AND distribution_id <> ?)`,
+        [key.groupId, key.distributionId],
+      );
+      await this.db.run(
+        `INSERT INTO own_sender_keys (group_id, distribution_id, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (group_id) DO UPDATE SET distribution_id = excluded.distribution_id,
+           created_at = excluded.created_at`,
+        [key.groupId, key.distributionId, key.createdAt],
+      );
+    });
+  }
+
+  senderKeyRecipients(distributionId: string): Promise<string[]> {
+    return this.read(async () =>
+      (
+        await this.db.all<{ device: string }>(
+          'SELECT device FROM sender_key_recipients WHERE distribution_id = ? ORDER BY device',
+          [distributionId],
+        )
+      ).map((row) => row.device),
+    );
+  }
+
+  addSenderKeyRecipients(distributionId: string, devices: readonly string[]): Promise<void> {
+    return this.write(async () => {
+      for (const device of devices) {
+        await this.db.run(
+          `INSERT INTO sender_key_recipients (distribution_id, device) VALUES (?, ?)
+           ON CONFLICT DO NOTHING`,
+          [distributionId, device],
+        );
+      }
+    });
+  }
+
+  removeSenderKeyRecipients(distributionId: string, devices: readonly string[]): Promise<void> {
+    return this.write(async () => {
+      for (const device of devices) {
+        await this.db.run(
+          'DELETE FROM sender_key_recipients WHERE distribution_id = ? AND device = ?',
+          [distributionId, device],
+        );
+      }
+    });
+  }
+
+  holdEnvelope(envelope: HeldEnvelope): Promise<void> {
+    return this.write(async () => {
+      await this.db.run(
+        `INSERT INTO held_envelopes (envelope_id, sender, sender_device_id, distribution_id,
+           type, content, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (envelope_id) DO NOTHING`,
+        [
+          envelope.envelopeId,
+          envelope.sender,
+          envelope.senderDeviceId,
+          envelope.distributionId,
+          envelope.type,
+          envelope.content,
+          envelope.receivedAt,
+        ],
+      );
+      await this.db.run(
+        `DELETE FROM held_envelopes WHERE rowid NOT IN
+           (SELECT rowid FROM held_envelopes ORDER BY received_at DESC, rowid DESC LIMIT ?)`,
+        [MAX_HELD_ENVELOPES],
+      );
+    });
+  }
+
+  heldEnvelopes(): Promise<HeldEnvelope[]> {
+    return this.read(async () =>
+      (
+        await this.db.all<HeldEnvelopeRow>(
+          'SELECT * FROM held_envelopes ORDER BY received_at, rowid',
+        )
+      ).map(toHeldEnvelope),
+    );
+  }
+
+  releaseEnvelope(envelopeId: string): Promise<void> {
+    return this.write(async () => {
+      await this.db.run('DELETE FROM held_envelopes WHERE envelope_id = ?', [envelopeId]);
     });
   }
 

@@ -8,6 +8,8 @@
  */
 
 import type { AccountId, DeviceId } from '@privcomm/wire';
+import type { GroupLog } from './groups/group-log.ts';
+import type { GroupId } from './groups/group-state.ts';
 
 export interface Profile {
   readonly relayUrl: string;
@@ -30,11 +32,13 @@ export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
 export interface StoredMessage {
   /** The sender's message id (from the content), unique per conversation and sender. */
   readonly id: string;
-  /** The other account of the conversation. */
+  /** The other account of the conversation, or the group id for a group's message. */
   readonly conversation: string;
   readonly direction: 'in' | 'out';
   /** For incoming messages: the sending account (the conversation) and device. */
   readonly senderDeviceId?: number;
+  /** In a group (incoming): the member who sent it (the conversation is the group). */
+  readonly sender?: AccountId;
   readonly text: string;
   readonly sentAt: number;
   readonly receivedAt: number;
@@ -59,9 +63,69 @@ export interface OutboxEntry {
   readonly createdAt: number;
   /** Not sent before this time (ms since epoch); absent: as soon as possible. */
   readonly notBefore?: number;
+  /**
+   * A group message (its content is a 'group' content): sent to the group's members with the
+   * sender key, not to `recipient` (which is then this account, and the entry is no copy).
+   */
+  readonly group?: string;
 }
 
-export interface ClientStore {
+/** A group as this device knows it (groups/): its log, and settings of its own. */
+export interface StoredGroup {
+  readonly groupId: GroupId;
+  readonly log: GroupLog;
+  /** Seconds after which messages in this group disappear; 0 = never. */
+  readonly expireSeconds: number;
+}
+
+/** This device's sender key in a group: its distribution id, new after every removal. */
+export interface OwnSenderKey {
+  readonly groupId: GroupId;
+  readonly distributionId: string;
+  readonly createdAt: number;
+}
+
+/**
+ * A group message this device could not decrypt yet because it lacks its sender's key
+ * (NO_SENDER_KEY): kept, and decrypted again when the key arrives.
+ */
+export interface HeldEnvelope {
+  readonly envelopeId: string;
+  readonly sender: AccountId;
+  readonly senderDeviceId: DeviceId;
+  readonly distributionId: string;
+  readonly type: number;
+  readonly content: Uint8Array;
+  readonly receivedAt: number;
+}
+
+/** Held envelopes per store; the oldest go beyond it (a member flooding with unknown keys). */
+export const MAX_HELD_ENVELOPES = 1000;
+
+/** The groups part of the store (groups/); ClientStore includes it. */
+export interface GroupStore {
+  groups(): Promise<StoredGroup[]>;
+  group(groupId: string): Promise<StoredGroup | undefined>;
+  saveGroup(group: StoredGroup): Promise<void>;
+
+  ownSenderKey(groupId: string): Promise<OwnSenderKey | undefined>;
+  ownSenderKeyByDistribution(distributionId: string): Promise<OwnSenderKey | undefined>;
+  /** Replaces the group's key: the devices that had the previous one are forgotten with it. */
+  saveOwnSenderKey(key: OwnSenderKey): Promise<void>;
+  /** The devices ("accountId.deviceId") that received this device's key `distributionId`. */
+  senderKeyRecipients(distributionId: string): Promise<string[]>;
+  addSenderKeyRecipients(distributionId: string, devices: readonly string[]): Promise<void>;
+  /** Forgets that these devices have the key (they asked again: their copy was lost). */
+  removeSenderKeyRecipients(distributionId: string, devices: readonly string[]): Promise<void>;
+
+  /** Keeps an envelope (the oldest beyond MAX_HELD_ENVELOPES are dropped). */
+  holdEnvelope(envelope: HeldEnvelope): Promise<void>;
+  /** Oldest first. */
+  heldEnvelopes(): Promise<HeldEnvelope[]>;
+  releaseEnvelope(envelopeId: string): Promise<void>;
+}
+
+export interface ClientStore extends GroupStore {
   profile(): Promise<Profile | undefined>;
   saveProfile(profile: Profile): Promise<void>;
 
@@ -140,6 +204,10 @@ export class MemoryStore implements ClientStore {
   private readonly outboxMap = new Map<string, OutboxEntry>();
   private readonly processedMap = new Map<string, number>();
   private readonly valueMap = new Map<string, string>();
+  private readonly groupMap = new Map<string, StoredGroup>();
+  private readonly ownKeyMap = new Map<string, OwnSenderKey>();
+  private readonly keyRecipientMap = new Map<string, Set<string>>();
+  private readonly heldMap = new Map<string, HeldEnvelope>();
 
   async profile(): Promise<Profile | undefined> {
     return this.profileValue;
@@ -220,5 +288,54 @@ export class MemoryStore implements ClientStore {
   }
   async saveValue(key: string, value: string): Promise<void> {
     this.valueMap.set(key, value);
+  }
+  async groups(): Promise<StoredGroup[]> {
+    return [...this.groupMap.values()].sort((a, b) => (a.groupId < b.groupId ? -1 : 1));
+  }
+  async group(groupId: string): Promise<StoredGroup | undefined> {
+    return this.groupMap.get(groupId);
+  }
+  async saveGroup(group: StoredGroup): Promise<void> {
+    this.groupMap.set(group.groupId, group);
+  }
+  async ownSenderKey(groupId: string): Promise<OwnSenderKey | undefined> {
+    return this.ownKeyMap.get(groupId);
+  }
+  async ownSenderKeyByDistribution(distributionId: string): Promise<OwnSenderKey | undefined> {
+    return [...this.ownKeyMap.values()].find((k) => k.distributionId === distributionId);
+  }
+  async saveOwnSenderKey(key: OwnSenderKey): Promise<void> {
+    const previous = this.ownKeyMap.get(key.groupId);
+    if (previous && previous.distributionId !== key.distributionId) {
+      this.keyRecipientMap.delete(previous.distributionId);
+    }
+    this.ownKeyMap.set(key.groupId, key);
+  }
+  async senderKeyRecipients(distributionId: string): Promise<string[]> {
+    return [...(this.keyRecipientMap.get(distributionId) ?? [])].sort();
+  }
+  async addSenderKeyRecipients(distributionId: string, devices: readonly string[]): Promise<void> {
+    const set = this.keyRecipientMap.get(distributionId) ?? new Set<string>();
+    for (const device of devices) set.add(device);
+    this.keyRecipientMap.set(distributionId, set);
+  }
+  async removeSenderKeyRecipients(
+    distributionId: string,
+    devices: readonly string[],
+  ): Promise<void> {
+    for (const device of devices) this.keyRecipientMap.get(distributionId)?.delete(device);
+  }
+  async holdEnvelope(envelope: HeldEnvelope): Promise<void> {
+    this.heldMap.set(envelope.envelopeId, envelope);
+    const held = await this.heldEnvelopes();
+    for (const old of held.slice(0, Math.max(0, held.length - MAX_HELD_ENVELOPES))) {
+      this.heldMap.delete(old.envelopeId);
+    }
+  }
+  async heldEnvelopes(): Promise<HeldEnvelope[]> {
+    return [...this.heldMap.values()].sort((a, b) => a.receivedAt - b.receivedAt);
+  }
+  async releaseEnvelope(envelopeId: string): Promise<void> {
+    this.heldMap.delete(envelopeId);
   }
 }

@@ -86,13 +86,30 @@ export class SyncCopies {
 
   /** Whether an outbox entry is a copy (addressed to this account) rather than a message. */
   isCopy(entry: OutboxEntry): boolean {
-    return entry.recipient === this.deps.self();
+    return entry.recipient === this.deps.self() && entry.group === undefined;
   }
 
   /** A fresh random wait from now, independent of every other. */
   private randomTime(atLeast = 0): number {
     const { delay, now, randomBytes } = this.deps;
     return now() + Math.max(atLeast, randomBetween(randomBytes, delay.minMs, delay.maxMs));
+  }
+
+  /**
+   * Stores a content that is its own copy (a group's change or message, which names its group)
+   * for a random time from now, as `queue` does.
+   */
+  async queueOwn(content: Content): Promise<void> {
+    await this.deps.store.addOutbox({
+      id: this.deps.newId(),
+      recipient: this.deps.self(),
+      content: encodeContent(content),
+      online: false,
+      urgent: false,
+      createdAt: this.deps.now(),
+      notBefore: this.randomTime(),
+    });
+    if (this.armed) await this.schedule();
   }
 
   /** Stores the copy of `content`, sent to `to`, for a random time from now; re-arms the timer. */

@@ -17,6 +17,8 @@ import {
 } from '../src/content.ts';
 import { laterStatus } from '../src/store.ts';
 import { accountIdOf } from '../src/testing/ids.ts';
+import { createGroup, makeChange, MAX_GROUP_MEMBERS } from '../src/groups/index.ts';
+import { ENCRYPTION_OVERHEAD_BYTES, MAX_CONTENT_BYTES } from '@privcomm/wire';
 
 describe('bytes', () => {
   it('utf8 agrees with Node for any string and round-trips', () => {
@@ -147,6 +149,139 @@ describe('content format', () => {
       fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
         try {
           decodeContent(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(ContentError);
+        }
+      }),
+    );
+  });
+});
+
+describe('group contents', () => {
+  const alice = accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11');
+  const bob = accountIdOf('3c5a1e2d-4b7f-4d66-8d1f-7b1e3a2a0b22');
+  const groupId = '00112233445566778899aabbccddeeff';
+  const distributionId = '5d1f2e3a-6b7c-4d8e-9f0a-1b2c3d4e5f60';
+  const created = createGroup(groupId, alice, 'Team', [bob]);
+  const renamed = makeChange(created.state, bob, { action: 'title', title: 'Team 2' });
+  const samples: Content[] = [
+    { kind: 'group-change', id: 'a', sentAt: 1, change: created },
+    { kind: 'group-change', id: 'b', sentAt: 2, change: renamed },
+    {
+      kind: 'group',
+      id: 'c',
+      sentAt: 3,
+      groupId,
+      content: { kind: 'text', id: 'c', sentAt: 3, text: 'hi all', expireSeconds: 60 },
+    },
+    {
+      kind: 'group',
+      id: 'd',
+      sentAt: 4,
+      groupId,
+      content: { kind: 'receipt', id: 'd', sentAt: 4, receipt: 'read', messageIds: ['c'] },
+    },
+    { kind: 'sender-key', id: 'e', sentAt: 5, groupId, distributionId, message: 'AAEC/w==' },
+    { kind: 'sender-key-request', id: 'f', sentAt: 6, distributionId },
+  ];
+
+  it.each(samples)('round-trips %o', (content) => {
+    expect(decodeContent(encodeContent(content))).toEqual(content);
+  });
+
+  it('a change of a group with the most members still fits in one envelope', () => {
+    const members = Array.from({ length: MAX_GROUP_MEMBERS - 1 }, () =>
+      accountIdOf(globalThis.crypto.randomUUID()),
+    );
+    const big = createGroup(groupId, alice, 'x'.repeat(128), members);
+    const encoded = encodeContent({
+      kind: 'group-change',
+      id: 'x'.repeat(64),
+      sentAt: 1,
+      change: big,
+    });
+    expect(encoded.length).toBeLessThanOrEqual(MAX_CONTENT_BYTES - ENCRYPTION_OVERHEAD_BYTES);
+    expect(decodeContent(encoded)).toMatchObject({ change: big });
+  });
+
+  const raw = (json: Record<string, unknown>) => {
+    const bytes = utf8Encode(JSON.stringify({ v: 1, id: 'a', sentAt: 1, ...json }));
+    const padded = new Uint8Array(bytes.length + 1);
+    padded.set(bytes);
+    padded[bytes.length] = 0x80;
+    return padded;
+  };
+
+  it('refuses malformed group contents', () => {
+    const change = created as unknown as Record<string, unknown>;
+    const state = created.state as unknown as Record<string, unknown>;
+    const bad: Record<string, unknown>[] = [
+      { kind: 'group-change', change: { ...change, action: 'demote' } },
+      { kind: 'group-change', change: { ...change, author: 'alice' } },
+      { kind: 'group-change', change: { ...change, base: 'abc' } },
+      { kind: 'group-change', change: { ...change, state: { ...state, groupId: 'G' } } },
+      { kind: 'group-change', change: { ...change, state: { ...state, title: '' } } },
+      // Members out of order (a state has one canonical form, which its hash covers).
+      {
+        kind: 'group-change',
+        change: { ...change, state: { ...state, members: [...created.state.members].reverse() } },
+      },
+      {
+        kind: 'group-change',
+        change: { ...change, state: { ...state, members: [{ accountId: alice, admin: 'yes' }] } },
+      },
+      // Well-formed contents that have no place in a group.
+      {
+        kind: 'group',
+        groupId,
+        content: { kind: 'call', id: 'x', sentAt: 1, callId: 'abcdefgh', signal: { type: 'busy' } },
+      },
+      { kind: 'group', groupId, content: { kind: 'contacts-request', id: 'x', sentAt: 1 } },
+      { kind: 'group', groupId, content: { kind: 'sync', id: 'x', sentAt: 1 } },
+      {
+        kind: 'group',
+        groupId,
+        content: { kind: 'group', id: 'x', sentAt: 1, groupId, content: {} },
+      },
+      { kind: 'group', groupId: 'x', content: { kind: 'text', id: 'x', sentAt: 1, text: '' } },
+      { kind: 'sender-key', groupId, distributionId: 'nope', message: 'AA==' },
+      { kind: 'sender-key', groupId, distributionId, message: '$$' },
+      { kind: 'sender-key', groupId, distributionId, message: 'A'.repeat(2000) },
+      { kind: 'sender-key-request', distributionId: distributionId.toUpperCase() },
+    ];
+    for (const json of bad) {
+      expect(() => decodeContent(raw(json)), JSON.stringify(json).slice(0, 120)).toThrow(
+        ContentError,
+      );
+    }
+  });
+
+  it('any mutation of a group change decodes to a well-formed state or a ContentError', () => {
+    const field = fc.constantFrom(
+      'action',
+      'author',
+      'base',
+      'groupId',
+      'title',
+      'version',
+      'members',
+    );
+    const anything = fc.oneof(
+      fc.string(),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.anything(), { maxLength: 3 }),
+    );
+    fc.assert(
+      fc.property(field, anything, (name, value) => {
+        const state: Record<string, unknown> = { ...created.state };
+        const change: Record<string, unknown> = { ...created, state };
+        if (name in state) state[name] = value;
+        else change[name] = value;
+        try {
+          const decoded = decodeContent(raw({ kind: 'group-change', change }));
+          expect(decoded.kind).toBe('group-change');
         } catch (error) {
           expect(error).toBeInstanceOf(ContentError);
         }

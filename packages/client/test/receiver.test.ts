@@ -43,6 +43,12 @@ const setup = (
     store,
     identityKey,
     calls: { receive: () => undefined, receiveSync: () => undefined },
+    groups: {
+      receive: async () => 'duplicate' as const,
+      isMember: async () => false,
+      answerKeyRequest: async () => undefined,
+      requestKey: async () => undefined,
+    },
     self: () => self,
     isBlocked: (accountId) => options.blocked?.includes(accountId) ?? false,
     typingIndicators: () => options.typingIndicators ?? true,

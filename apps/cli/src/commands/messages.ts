@@ -9,67 +9,131 @@ const isUnreachable = (error: unknown): boolean =>
 
 const MAX_TIMER_SECONDS = 365 * 24 * 60 * 60;
 
+/** `send --group`: a text to a group, with the same stdin and output rules as a contact's. */
+const sendToGroup = async (
+  ctx: RunContext,
+  command: Command,
+  group: string,
+  textArg: string | undefined,
+): Promise<void> => {
+  let text = textArg;
+  if (text === undefined || text === '-') {
+    if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
+    text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
+  }
+  if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
+  const { client } = await ctx.openAccount(command);
+  let message: StoredMessage;
+  try {
+    message = await client.sendGroupText(group, text);
+  } catch (error) {
+    if (!isUnreachable(error)) throw error;
+    throw new CliError(
+      `${(error as Error).message}. The message is kept in this profile and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+      'RELAY_UNREACHABLE',
+    );
+  }
+  const info = await client.groupInfo(message.conversation);
+  ctx.out.result(
+    {
+      type: 'sent',
+      id: message.id,
+      group: message.conversation,
+      title: info.title,
+      sentAt: message.sentAt,
+      status: message.status,
+    },
+    `Sent to group ${info.title} (${info.members.length - 1} other member${info.members.length === 2 ? '' : 's'}, id ${message.id}).`,
+  );
+};
+
 /** send, receive, history, typing, delete and disappear: one conversation at a time. */
 export const addMessageCommands = (program: Command, ctx: RunContext): void => {
   program
     .command('send')
     .summary('send a text message')
-    .description('send a text message (from standard input when TEXT is omitted or "-")')
-    .argument('<contact>', 'a contact name or an account id')
+    .description(
+      'send a text message to a contact, or with --group to a group (from standard input when TEXT is omitted or "-").\n' +
+        'A group message is encrypted once with your sender key and uploaded once for every member device.',
+    )
+    .argument('[contact]', 'a contact name or an account id (not with --group)')
     .argument('[text]', 'the message; omit it or give "-" to read standard input')
+    .option('--group <group>', 'send to a group (its title or id) instead of a contact')
     .addHelpText(
       'after',
-      examples('privcomm send bob "see you at 8"', 'echo "build finished" | privcomm send bob'),
+      examples(
+        'privcomm send bob "see you at 8"',
+        'echo "build finished" | privcomm send bob',
+        'privcomm send --group Family "dinner at 8"',
+      ),
     )
-    .action(async (contact: string, textArg: string | undefined, _o: unknown, command: Command) => {
-      ctx.globals(command);
-      let text = textArg;
-      if (text === undefined || text === '-') {
-        if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
-        text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
-      }
-      if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
-      const { client, self } = await ctx.openAccount(command);
-      const to = await client.resolve(contact);
-      if (to === self.accountId)
-        throw new CliError('you cannot send a message to yourself', 'SELF');
-      const names = new Names(self.accountId, await client.contacts());
-      try {
-        await client.flushOutbox();
-      } catch (error) {
-        // Unreachable: the send below meets the same, and its one error line says it all.
-        if (!isUnreachable(error))
-          ctx.out.warn(
-            `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
+    .action(
+      async (
+        first: string | undefined,
+        second: string | undefined,
+        options: { group?: string },
+        command: Command,
+      ) => {
+        ctx.globals(command);
+        if (options.group !== undefined) {
+          if (second !== undefined)
+            throw new UsageError(
+              'with --group, give only the text (the group replaces the contact)',
+            );
+          await sendToGroup(ctx, command, options.group, first);
+          return;
+        }
+        if (first === undefined)
+          throw new UsageError(`missing required argument 'contact' (see "privcomm send --help")`);
+        const contact = first;
+        let text = second;
+        if (text === undefined || text === '-') {
+          if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
+          text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
+        }
+        if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
+        const { client, self } = await ctx.openAccount(command);
+        const to = await client.resolve(contact);
+        if (to === self.accountId)
+          throw new CliError('you cannot send a message to yourself', 'SELF');
+        const names = new Names(self.accountId, await client.contacts());
+        try {
+          await client.flushOutbox();
+        } catch (error) {
+          // Unreachable: the send below meets the same, and its one error line says it all.
+          if (!isUnreachable(error))
+            ctx.out.warn(
+              `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
+            );
+        }
+        let message: StoredMessage;
+        try {
+          message = await client.sendText(to, text);
+        } catch (error) {
+          if (!isUnreachable(error)) throw error;
+          // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
+          const kept = (await client.history(to)).findLast(
+            (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
           );
-      }
-      let message: StoredMessage;
-      try {
-        message = await client.sendText(to, text);
-      } catch (error) {
-        if (!isUnreachable(error)) throw error;
-        // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
-        const kept = (await client.history(to)).findLast(
-          (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
+          throw new CliError(
+            `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+            'RELAY_UNREACHABLE',
+          );
+        }
+        ctx.out.result(
+          {
+            type: 'sent',
+            id: message.id,
+            to,
+            ...(names.contact(to) === undefined ? {} : { contact: names.contact(to) }),
+            sentAt: message.sentAt,
+            status: message.status,
+          },
+          `Sent to ${names.label(to)} (id ${message.id}).`,
         );
-        throw new CliError(
-          `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
-          'RELAY_UNREACHABLE',
-        );
-      }
-      ctx.out.result(
-        {
-          type: 'sent',
-          id: message.id,
-          to,
-          ...(names.contact(to) === undefined ? {} : { contact: names.contact(to) }),
-          sentAt: message.sentAt,
-          status: message.status,
-        },
-        `Sent to ${names.label(to)} (id ${message.id}).`,
-      );
-      await ctx.warnIdentity(client, to, names.label(to));
-    });
+        await ctx.warnIdentity(client, to, names.label(to));
+      },
+    );
 
   program
     .command('receive')
@@ -141,31 +205,63 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
     .command('history')
     .summary('print a conversation (and mark it read)')
     .description(
-      'print the conversation with a contact, oldest first, with the status of each message; marks received messages read and tells the sender (unless --no-read)',
+      'print the conversation with a contact (or with --group a group), oldest first, with the status of each message; marks received messages read and tells the sender (unless --no-read)',
     )
-    .argument('<contact>', 'a contact name or an account id')
+    .argument('[contact]', 'a contact name or an account id (not with --group)')
+    .option('--group <group>', "print a group's messages (its title or id)")
     .option('--no-read', 'do not mark messages read nor send read receipts')
-    .addHelpText('after', examples('privcomm history bob', 'privcomm history bob --no-read --json'))
-    .action(async (contact: string, options: { read: boolean }, command: Command) => {
-      const { client, self } = await ctx.openAccount(command);
-      const conversation = await client.resolve(contact);
-      const list = await client.history(conversation);
-      const labels = await ctx.names(client, self.accountId);
-      if (list.length === 0 && !ctx.out.json)
-        ctx.out.status(`No messages with ${labels.label(conversation)}.`);
-      for (const message of list)
-        ctx.out.result(
-          messageJson(message, labels),
-          messageText(message, labels, { status: true }),
-        );
-      if (options.read) {
-        try {
-          await client.markRead(conversation);
-        } catch (error) {
-          ctx.out.warn(`could not send read receipts: ${ctx.describe(error).message}`);
+    .addHelpText(
+      'after',
+      examples(
+        'privcomm history bob',
+        'privcomm history bob --no-read --json',
+        'privcomm history --group Family',
+      ),
+    )
+    .action(
+      async (
+        contactArg: string | undefined,
+        options: { read: boolean; group?: string },
+        command: Command,
+      ) => {
+        const { client, self } = await ctx.openAccount(command);
+        if (options.group !== undefined) {
+          if (contactArg !== undefined)
+            throw new UsageError('give either a contact or --group, not both');
+          const list = await client.groupHistory(options.group);
+          const labels = await ctx.names(client, self.accountId);
+          if (list.length === 0 && !ctx.out.json) ctx.out.status('No messages in that group.');
+          for (const message of list)
+            ctx.out.result(
+              messageJson(message, labels),
+              messageText(message, labels, { status: true }),
+            );
+          return;
         }
-      }
-    });
+        if (contactArg === undefined)
+          throw new UsageError(
+            `missing required argument 'contact' (see "privcomm history --help")`,
+          );
+        const contact = contactArg;
+        const conversation = await client.resolve(contact);
+        const list = await client.history(conversation);
+        const labels = await ctx.names(client, self.accountId);
+        if (list.length === 0 && !ctx.out.json)
+          ctx.out.status(`No messages with ${labels.label(conversation)}.`);
+        for (const message of list)
+          ctx.out.result(
+            messageJson(message, labels),
+            messageText(message, labels, { status: true }),
+          );
+        if (options.read) {
+          try {
+            await client.markRead(conversation);
+          } catch (error) {
+            ctx.out.warn(`could not send read receipts: ${ctx.describe(error).message}`);
+          }
+        }
+      },
+    );
 
   program
     .command('typing')

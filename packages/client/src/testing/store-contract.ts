@@ -6,7 +6,16 @@ import {
   StoreFormatError,
   type SqlDriver,
 } from '../sql-store.ts';
-import type { ClientStore, OutboxEntry, StoredMessage } from '../store.ts';
+import {
+  MAX_HELD_ENVELOPES,
+  type ClientStore,
+  type HeldEnvelope,
+  type OutboxEntry,
+  type StoredGroup,
+  type StoredMessage,
+} from '../store.ts';
+import { createGroup, makeChange } from '../groups/group-state.ts';
+import { receiveChange, type GroupLog } from '../groups/group-log.ts';
 import { accountIdOf, deviceIdOf } from './ids.ts';
 
 /**
@@ -56,6 +65,28 @@ const msg = (over: Partial<StoredMessage> & Pick<StoredMessage, 'id'>): StoredMe
   receivedAt: 2000,
   status: 'delivered',
   ...over,
+});
+
+const GROUP_1 = '11111111111111111111111111111111';
+const GROUP_2 = '22222222222222222222222222222222';
+const DIST_1 = '11111111-aaaa-4aaa-8aaa-111111111111';
+const DIST_2 = '22222222-aaaa-4aaa-8aaa-222222222222';
+
+/** A group log as a device of A holds it: created by A with B, then renamed (two changes). */
+const groupLog = (groupId: string, title = 'Renamed'): GroupLog => {
+  const created = createGroup(groupId, A, 'Team', [B]);
+  const first = receiveChange(undefined, created, A).log!;
+  return receiveChange(first, makeChange(created.state, B, { action: 'title', title }), A).log!;
+};
+
+const held = (envelopeId: string, receivedAt: number): HeldEnvelope => ({
+  envelopeId,
+  sender: B,
+  senderDeviceId: deviceIdOf(2),
+  distributionId: DIST_1,
+  type: 2,
+  content: new Uint8Array([receivedAt % 256, 0, 255]),
+  receivedAt,
 });
 
 const outboxEntry = (
@@ -142,6 +173,7 @@ export const storeContract = (
           expiresAt: 99_000,
           deleted: false,
           text: 'émoji 🎉 and "quotes"',
+          sender: B,
         });
         const bare = msg({ id: 'bare', direction: 'out', status: 'sending' });
         await store.addMessage(full);
@@ -236,6 +268,10 @@ export const storeContract = (
       withStore(async (store) => {
         const later = outboxEntry('copy', 30, 5, { notBefore: 1_700_000_090_000 });
         await store.addOutbox(later);
+        const groupMessage = outboxEntry('group', 35, 7, { recipient: A, group: GROUP_1 });
+        await store.addOutbox(groupMessage);
+        expect((await store.outbox()).find((e) => e.id === 'group')).toEqual(groupMessage);
+        await store.removeOutbox('group');
         await store.addOutbox(outboxEntry('now', 40, 6));
         expect(await store.outbox()).toEqual([later, outboxEntry('now', 40, 6)]);
         expect(Object.keys((await store.outbox())[1]!)).not.toContain('notBefore');
@@ -263,6 +299,67 @@ export const storeContract = (
         await store.saveValue('other', 'x');
         expect(await store.value('k')).toBe('{"a":2}');
         expect(await store.value('other')).toBe('x');
+      }));
+
+    it('keeps groups by id with their whole log, replacing on save', () =>
+      withStore(async (store) => {
+        expect(await store.groups()).toEqual([]);
+        const second: StoredGroup = { groupId: GROUP_2, log: groupLog(GROUP_2), expireSeconds: 0 };
+        const first: StoredGroup = { groupId: GROUP_1, log: groupLog(GROUP_1), expireSeconds: 60 };
+        await store.saveGroup(second);
+        await store.saveGroup(first);
+        expect(await store.groups()).toEqual([first, second]);
+        const renamed = { ...first, log: groupLog(GROUP_1, 'Again'), expireSeconds: 0 };
+        await store.saveGroup(renamed);
+        expect(await store.group(GROUP_1)).toEqual(renamed);
+        expect(await store.group('33333333333333333333333333333333')).toBeUndefined();
+        // A log that only waits for its history (no current state yet) is kept too.
+        const waiting = receiveChange(
+          undefined,
+          makeChange(createGroup(GROUP_1, A, 'Team', [B]).state, B, { action: 'leave' }),
+          B,
+        ).log!;
+        await store.saveGroup({ groupId: GROUP_1, log: waiting, expireSeconds: 0 });
+        expect((await store.group(GROUP_1))?.log).toEqual(waiting);
+      }));
+
+    it('keeps one sender key per group; a new one forgets who had the old one', () =>
+      withStore(async (store) => {
+        expect(await store.ownSenderKey(GROUP_1)).toBeUndefined();
+        const key = { groupId: GROUP_1, distributionId: DIST_1, createdAt: 5 };
+        await store.saveOwnSenderKey(key);
+        expect(await store.ownSenderKey(GROUP_1)).toEqual(key);
+        expect(await store.ownSenderKeyByDistribution(DIST_1)).toEqual(key);
+        await store.addSenderKeyRecipients(DIST_1, [`${B}.2`, `${B}.1`]);
+        await store.addSenderKeyRecipients(DIST_1, [`${B}.1`]);
+        expect(await store.senderKeyRecipients(DIST_1)).toEqual([`${B}.1`, `${B}.2`]);
+        await store.removeSenderKeyRecipients(DIST_1, [`${B}.2`]);
+        expect(await store.senderKeyRecipients(DIST_1)).toEqual([`${B}.1`]);
+        // Saving the same key again keeps its recipients; a new key (a rotation) does not.
+        await store.saveOwnSenderKey(key);
+        expect(await store.senderKeyRecipients(DIST_1)).toEqual([`${B}.1`]);
+        const rotated = { groupId: GROUP_1, distributionId: DIST_2, createdAt: 9 };
+        await store.saveOwnSenderKey(rotated);
+        expect(await store.ownSenderKey(GROUP_1)).toEqual(rotated);
+        expect(await store.ownSenderKeyByDistribution(DIST_1)).toBeUndefined();
+        expect(await store.senderKeyRecipients(DIST_1)).toEqual([]);
+        expect(await store.senderKeyRecipients(DIST_2)).toEqual([]);
+      }));
+
+    it('holds envelopes oldest first, releases them, and keeps only the newest beyond the cap', () =>
+      withStore(async (store) => {
+        await store.holdEnvelope(held('e2', 20));
+        await store.holdEnvelope(held('e1', 10));
+        await store.holdEnvelope(held('e1', 10));
+        expect(await store.heldEnvelopes()).toEqual([held('e1', 10), held('e2', 20)]);
+        await store.releaseEnvelope('e1');
+        expect(await store.heldEnvelopes()).toEqual([held('e2', 20)]);
+        for (let i = 0; i < MAX_HELD_ENVELOPES; i += 1) {
+          await store.holdEnvelope(held(`n${i}`, 100 + i));
+        }
+        const kept = await store.heldEnvelopes();
+        expect(kept).toHaveLength(MAX_HELD_ENVELOPES);
+        expect(kept[0]?.envelopeId).toBe('n0');
       }));
 
     it('applies operations in call order, even when nobody waits between them', () =>
@@ -352,6 +449,12 @@ export const sqlStoreContract = (
           expect((await store.outbox())[1]).toEqual(waiting);
           await store.saveValue('k', 'v');
           expect(await store.value('k')).toBe('v');
+          const group = { groupId: GROUP_1, log: groupLog(GROUP_1), expireSeconds: 0 };
+          await store.saveGroup(group);
+          expect(await store.groups()).toEqual([group]);
+          const old = msg({ id: 'from-a-contact', sender: B });
+          await store.addMessage(old);
+          expect(await store.message(A, old.id)).toEqual(old);
           expect(await db.get('PRAGMA user_version')).toEqual({ user_version: SQL_STORE_VERSION });
         });
       }
@@ -377,6 +480,16 @@ export const sqlStoreContract = (
         await db.run('UPDATE profile SET account_id = ?, device_id = ?', [A, 0]);
         await expect(store.profile()).rejects.toThrow(/invalid device id/);
         expect(await db.get('SELECT account_id FROM contacts')).toEqual({ account_id: 'bob' });
+      }));
+
+    it('refuses a damaged group log with StoreFormatError', () =>
+      withDriver(async (db) => {
+        const store = await SqlStore.open(db);
+        await store.saveGroup({ groupId: GROUP_1, log: groupLog(GROUP_1), expireSeconds: 0 });
+        await db.run('UPDATE groups SET log = ?', ['{"groupId":"x"}']);
+        await expect(store.groups()).rejects.toBeInstanceOf(StoreFormatError);
+        await db.run('UPDATE groups SET log = ?', ['not json']);
+        await expect(store.group(GROUP_1)).rejects.toThrow(/damaged group/);
       }));
   });
 };

@@ -1,0 +1,4 @@
+export * from './group-state.ts';
+export * from './group-log.ts';
+export * from './group-codec.ts';
+export { type GroupSummary } from './group-manager.ts';

@@ -80,6 +80,23 @@ export class OwnedPostgres {
     return this.current.adminUrl;
   }
 
+  /**
+   * Whether the postmaster is alive. PostgreSQL can stop by itself: after a PANIC its crash
+   * recovery ends with a checkpoint, and if that cannot be written (a full disk) the postmaster
+   * exits and waits for a supervisor.
+   */
+  running(): boolean {
+    try {
+      const pid = Number(
+        readFileSync(path.join(this.dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0],
+      );
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** `pg_ctl stop -m immediate`: SIGQUIT to the postmaster, no checkpoint, crash recovery next. */
   async stopImmediately(): Promise<void> {
     const pid = Number(

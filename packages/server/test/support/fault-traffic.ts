@@ -4,6 +4,12 @@ import { TestSocket, type TestDevice } from './client.ts';
 import type { FaultCluster } from './fault-cluster.ts';
 import { sleep, type FaultRandom, type Figures } from './fault-schedule.ts';
 
+/** A message's marker: its whole content, or what precedes the first `|` (padding follows). */
+export const markerOf = (content: Buffer): string => {
+  const end = content.indexOf(0x7c);
+  return content.toString('utf8', 0, end === -1 ? content.length : end);
+};
+
 /**
  * Traffic for the fault suite, with a history a checker can judge (Jepsen-style): every send
  * attempted, every one the relay accepted (answered 200), every envelope delivered. Messages are
@@ -42,7 +48,7 @@ export class DeliveryLedger {
       return;
     }
     this.envelopeIds.add(envelope.id);
-    const marker = Buffer.from(envelope.content, 'base64').toString('utf8');
+    const marker = markerOf(Buffer.from(envelope.content, 'base64'));
     const ids = this.delivered.get(marker) ?? new Set<string>();
     if (ids.size === 0) {
       const sender = marker.split(':')[2] ?? '?';
@@ -170,6 +176,7 @@ export class FaultReceiver {
   private stopped = false;
   private socket: TestSocket | undefined;
   private loop: Promise<void> | undefined;
+  private offlineUntil = 0;
   connections = 0;
 
   constructor(
@@ -208,8 +215,17 @@ export class FaultReceiver {
         // The relay died or refused meanwhile: try again, elsewhere.
       }
       this.socket = undefined;
-      if (!this.stopped) await sleep(100);
+      if (!this.stopped) await sleep(Math.max(100, this.offlineUntil - Date.now()));
     }
+  }
+
+  /**
+   * The device goes offline for `ms` (its app closed, its network gone): what is sent to it
+   * meanwhile queues up, and arrives as a backlog when it reconnects.
+   */
+  async goOffline(ms: number): Promise<void> {
+    this.offlineUntil = Date.now() + ms;
+    await this.socket?.close();
   }
 
   async stop(): Promise<void> {
@@ -238,6 +254,18 @@ export class FaultReceiver {
     await socket.close();
   }
 }
+
+/** The markers of every envelope still queued, read straight from PostgreSQL. */
+export const queuedMarkers = async (databaseUrl: string): Promise<string[]> => {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const result = await client.query<{ content: Buffer }>('SELECT content FROM envelopes');
+    return result.rows.map((row) => markerOf(row.content));
+  } finally {
+    await client.end();
+  }
+};
 
 /** How many envelopes are still queued, read straight from PostgreSQL (not through a relay). */
 export const queuedEnvelopes = async (databaseUrl: string): Promise<number> => {

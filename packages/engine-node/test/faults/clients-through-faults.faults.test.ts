@@ -95,6 +95,7 @@ describe('clients through relay kills and database restarts', () => {
       // outbox, and the application waits for it to go before the next, so order is defined.
       let kills = 0;
       let databaseRestarts = 0;
+      let offlinePeriods = 0;
       let sending = true;
       const traffic = Promise.all(
         clients.map(async (me) => {
@@ -120,7 +121,19 @@ describe('clients through relay kills and database restarts', () => {
       while (sending) {
         await sleep(random.int(2_000, 5_000));
         if (!sending) break;
-        if (random.next() < 0.7) {
+        const draw = random.next();
+        if (offlinePeriods === 0 || draw < 0.25) {
+          // A recipient offline for a while (its app closed): the others' messages to it queue
+          // up, and its queue is then delivered as a backlog, whose order the check below judges.
+          // First in every schedule, so that every run has one.
+          const absent = random.pick(clients);
+          await absent.client.stop();
+          await absent.running;
+          await sleep(random.int(2_000, 4_000));
+          absent.running = absent.client.start();
+          absent.running.catch(() => undefined);
+          offlinePeriods += 1;
+        } else if (draw < 0.75) {
           const victim = random.int(0, cluster.size - 1);
           await cluster.kill(victim);
           kills += 1;
@@ -171,9 +184,11 @@ describe('clients through relay kills and database restarts', () => {
         pairsOutOfOrder: outOfOrder,
         kills,
         databaseRestarts,
+        offlinePeriods,
         seed: random.seed,
       });
       expect(kills + databaseRestarts).toBeGreaterThanOrEqual(MIN_FAULTS);
+      expect(offlinePeriods).toBeGreaterThan(0);
       expect({ lost: total - delivered, duplicates, outOfOrder }).toEqual({
         lost: 0,
         duplicates: 0,

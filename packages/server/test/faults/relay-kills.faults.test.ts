@@ -69,12 +69,17 @@ describe('relays killed with SIGKILL during sends', () => {
         }),
       ).finally(() => (done = true));
 
-      // The schedule: every 1-4 s a random relay dies and is started again on its port.
+      // The schedule: every 1-4 s a random relay dies and is started again on its port, and a
+      // random receiver goes offline for 1-2 s, so that backlogs build up and are delivered in
+      // batches (the order check has something to judge).
       let kills = 0;
+      let offlinePeriods = 0;
       const started = Date.now();
       while (!done) {
         await sleep(random.int(1_000, 4_000));
         if (done) break;
+        void random.pick(receivers).goOffline(random.int(1_000, 2_000));
+        offlinePeriods += 1;
         const victim = random.int(0, cluster.size - 1);
         if (!cluster.isUp(victim)) continue;
         await cluster.kill(victim);
@@ -93,12 +98,14 @@ describe('relays killed with SIGKILL during sends', () => {
       printFigures('relay kills', {
         ...ledger.figures(),
         kills,
+        offlinePeriods,
         sendSeconds,
         sendsPerSecond: ledger.accepted.size / sendSeconds,
         outOfOrder: ledger.outOfOrder(),
         seed: random.seed,
       });
       expect(kills).toBeGreaterThan(0);
+      expect(offlinePeriods).toBeGreaterThan(0);
       expect(ledger.accepted.size).toBe(PER_SENDER * SENDERS);
       expect(ledger.lost()).toEqual([]);
       expect(ledger.phantoms()).toEqual([]);

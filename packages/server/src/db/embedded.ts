@@ -474,8 +474,13 @@ const stopChild = async (child: ChildProcess): Promise<void> => {
 export const startEmbeddedPostgres = async (
   dataDirOption: string,
   log: Logger,
+  /**
+   * Another installation's `initdb` and `postgres` (tests: the fault suite runs the system's
+   * PostgreSQL, whose `pg_dump` can then dump it); the npm package's by default.
+   */
+  binariesOption?: PostgresBinaries,
 ): Promise<EmbeddedDatabase> => {
-  const binaries = await findPostgresBinaries();
+  const binaries = binariesOption ?? (await findPostgresBinaries());
   const dataDir = path.resolve(dataDirOption);
   const databaseDir = path.join(dataDir, 'postgres');
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });

@@ -1,9 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.ts';
+import type { PostgresBinaries } from '../../src/db/postgres-binaries.ts';
+import { report } from './fault-schedule.ts';
 import { portToRestartOn, spawnRelay, type RelayProcess } from './relay.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
@@ -26,7 +29,59 @@ const exitOf = (pid: number): Promise<void> =>
     check();
   });
 
-/** An embedded PostgreSQL in its own data directory, with its log kept for the privacy audit. */
+/**
+ * The PostgreSQL a fault test runs: the system's (`PRIVCOMM_FAULT_POSTGRES=system`, the default when
+ * the machine has one), or the relay's embedded one from its npm package (`embedded`). The
+ * system's comes with a `pg_dump` of its own version, so the privacy audit dumps the database
+ * with it; Debian 12's `pg_dump` 15 refuses the embedded PostgreSQL 18.
+ */
+export interface FaultPostgresServer {
+  readonly name: string;
+  /** Undefined: the embedded PostgreSQL's. */
+  readonly binaries?: PostgresBinaries;
+  /** A pg_dump of the server's major version, if there is one. */
+  readonly pgDump?: string;
+}
+
+/** The system's PostgreSQL whose major version matches its `pg_dump` (Debian's layout first). */
+const systemPostgres = (): FaultPostgresServer | undefined => {
+  const version = spawnSync('pg_dump', ['--version'], { encoding: 'utf8' });
+  const major = /\(PostgreSQL\) (\d+)/.exec(version.stdout ?? '')?.[1];
+  if (version.status !== 0 || major === undefined) return undefined;
+  const config = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+  const candidates = [`/usr/lib/postgresql/${major}/bin`, config.stdout?.trim() ?? ''];
+  for (const dir of candidates.filter(Boolean)) {
+    const binary = (name: string): string => path.join(dir, name);
+    if (!['initdb', 'postgres', 'pg_dump'].every((name) => existsSync(binary(name)))) continue;
+    const server = spawnSync(binary('postgres'), ['--version'], { encoding: 'utf8' });
+    if (/\(PostgreSQL\) (\d+)/.exec(server.stdout ?? '')?.[1] !== major) continue;
+    return {
+      name: `system PostgreSQL ${major} (${dir})`,
+      binaries: { initdb: binary('initdb'), postgres: binary('postgres') },
+      pgDump: binary('pg_dump'),
+    };
+  }
+  return undefined;
+};
+
+let chosen: FaultPostgresServer | undefined;
+
+export const faultPostgresServer = (): FaultPostgresServer => {
+  if (chosen) return chosen;
+  const wanted = process.env.PRIVCOMM_FAULT_POSTGRES || 'system';
+  if (wanted !== 'system' && wanted !== 'embedded') {
+    throw new Error('PRIVCOMM_FAULT_POSTGRES must be system or embedded');
+  }
+  const system = wanted === 'system' ? systemPostgres() : undefined;
+  if (wanted === 'system' && !system && process.env.PRIVCOMM_FAULT_POSTGRES === 'system') {
+    throw new Error('PRIVCOMM_FAULT_POSTGRES=system, but no PostgreSQL with a matching pg_dump');
+  }
+  chosen = system ?? { name: 'embedded PostgreSQL (npm package), no matching pg_dump' };
+  report(`[faults] database: ${chosen.name}`);
+  return chosen;
+};
+
+/** A PostgreSQL in its own data directory, with its log kept for the privacy audit. */
 export class OwnedPostgres {
   /** Everything the server wrote (warnings and worse, as the relay's embedded mode logs them). */
   readonly logs: string[] = [];
@@ -34,12 +89,16 @@ export class OwnedPostgres {
   readonly ports: number[] = [];
   private database: EmbeddedDatabase | undefined;
 
-  private constructor(readonly dataDir: string) {}
+  private constructor(
+    readonly dataDir: string,
+    readonly server: FaultPostgresServer,
+  ) {}
 
   /** In `dataDir` (created if need be), or in a fresh temporary directory. */
   static async start(dataDir?: string): Promise<OwnedPostgres> {
     const owned = new OwnedPostgres(
       dataDir ?? mkdtempSync(path.join(tmpdir(), 'privcomm-fault-pg-')),
+      faultPostgresServer(),
     );
     await owned.start();
     return owned;
@@ -52,7 +111,11 @@ export class OwnedPostgres {
         done();
       },
     });
-    this.database = await startEmbeddedPostgres(this.dataDir, pino({ level: 'debug' }, sink));
+    this.database = await startEmbeddedPostgres(
+      this.dataDir,
+      pino({ level: 'debug' }, sink),
+      this.server.binaries,
+    );
     this.ports.push(this.port);
   }
 
@@ -78,6 +141,13 @@ export class OwnedPostgres {
 
   get adminUrl(): string {
     return this.current.adminUrl;
+  }
+
+  /** The superuser's URL for another database (the relay's is `privcomm`). */
+  adminUrlOf(database: string): string {
+    const url = new URL(this.current.adminUrl);
+    url.pathname = `/${database}`;
+    return url.toString();
   }
 
   /**

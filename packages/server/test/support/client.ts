@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, randomInt, sign, type KeyObject } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
 import {
   authChallengeMessage,
@@ -40,29 +41,82 @@ export interface HttpResult<T = any> {
   headers: Headers;
 }
 
+/** A request from a chosen loopback source address (127.0.0.x): node:http, as fetch cannot bind. */
+const requestFrom = (
+  from: string,
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+): Promise<{ status: number; text: string; headers: Headers }> =>
+  new Promise((resolve, reject) => {
+    const sent = httpRequest(
+      url,
+      {
+        method,
+        localAddress: from,
+        agent: false,
+        headers: {
+          ...headers,
+          ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
+        },
+      },
+      (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => {
+          const answerHeaders = new Headers();
+          for (const [name, value] of Object.entries(answer.headers)) {
+            if (typeof value === 'string') answerHeaders.set(name, value);
+          }
+          resolve({
+            status: answer.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            headers: answerHeaders,
+          });
+        });
+      },
+    );
+    sent.on('error', reject);
+    sent.end(body);
+  });
+
+/** An HTTP request to the relay; from the loopback address `from` if given (another client). */
 export const http = async <T = any>(
   baseUrl: string,
   method: string,
   path: string,
   body?: unknown,
   token?: string,
+  from?: string,
 ): Promise<HttpResult<T>> => {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: {
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-    },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await response.text();
+  const headers: Record<string, string> = {
+    ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+  };
+  const payload =
+    body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  let status: number;
+  let text: string;
+  let answerHeaders: Headers;
+  if (from === undefined) {
+    const response = await fetch(`${baseUrl}${path}`, { method, headers, body: payload });
+    ({ status, headers: answerHeaders } = response);
+    text = await response.text();
+  } else {
+    ({
+      status,
+      text,
+      headers: answerHeaders,
+    } = await requestFrom(from, `${baseUrl}${path}`, method, headers, payload));
+  }
   let parsed: unknown = text;
   try {
     parsed = text === '' ? undefined : JSON.parse(text);
   } catch {
     // not JSON: keep the text
   }
-  return { status: response.status, body: parsed as T, headers: response.headers };
+  return { status, body: parsed as T, headers: answerHeaders };
 };
 
 export class TestDevice {
@@ -73,7 +127,14 @@ export class TestDevice {
   deviceId = 0;
   token = '';
 
-  constructor(public baseUrl: string) {
+  /**
+   * @param from the loopback address (127.0.0.x) this device's HTTP requests come from, to be
+   * another client to the relay's per-address limits; the default route's otherwise.
+   */
+  constructor(
+    public baseUrl: string,
+    readonly from?: string,
+  ) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     this.authPrivate = privateKey;
     const jwk = publicKey.export({ format: 'jwk' });
@@ -97,9 +158,10 @@ export class TestDevice {
   static async register(
     baseUrl: string,
     extra: Partial<CreateAccountRequest> = {},
+    from?: string,
   ): Promise<TestDevice> {
-    const device = new TestDevice(baseUrl);
-    const created = await http(baseUrl, 'POST', '/v1/accounts', device.registrationBody(extra));
+    const device = new TestDevice(baseUrl, from);
+    const created = await device.post('/v1/accounts', device.registrationBody(extra));
     if (created.status !== 200)
       throw new Error(`register: ${created.status} ${JSON.stringify(created.body)}`);
     device.accountId = created.body.accountId;
@@ -131,7 +193,7 @@ export class TestDevice {
   }
 
   async challenge(): Promise<string> {
-    const result = await http(this.baseUrl, 'POST', '/v1/auth/challenge', {
+    const result = await this.post('/v1/auth/challenge', {
       accountId: this.accountId,
       deviceId: this.deviceId,
     });
@@ -141,7 +203,7 @@ export class TestDevice {
 
   async authenticate(): Promise<string> {
     const nonce = await this.challenge();
-    const result = await http(this.baseUrl, 'POST', '/v1/auth/token', {
+    const result = await this.post('/v1/auth/token', {
       accountId: this.accountId,
       deviceId: this.deviceId,
       nonce,
@@ -154,7 +216,12 @@ export class TestDevice {
   }
 
   request<T = any>(method: string, path: string, body?: unknown): Promise<HttpResult<T>> {
-    return http<T>(this.baseUrl, method, path, body, this.token);
+    return http<T>(this.baseUrl, method, path, body, this.token, this.from);
+  }
+
+  /** A POST without the token (registration, login), from this device's address. */
+  post(path: string, body: unknown): Promise<HttpResult> {
+    return http(this.baseUrl, 'POST', path, body, undefined, this.from);
   }
 
   /** Sends `text` (as opaque bytes) to every given device of `recipient`. */

@@ -234,6 +234,8 @@ export class DeviceSocket implements DeviceSession {
     const entry = this.inFlight.get(id);
     if (!entry) return; // online envelopes and late answers need no bookkeeping
     this.inFlight.delete(id);
+    // An answer to an envelope in flight: the window bounds these, not the frame rate.
+    this.channel.refundFrameToken();
     if (status >= 200 && status < 300) {
       this.deps.metrics.envelopesAcknowledged.inc();
       const { accountId, deviceId } = this.openState().device;

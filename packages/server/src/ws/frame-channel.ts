@@ -76,6 +76,15 @@ export class FrameChannel {
     return true;
   }
 
+  /**
+   * Gives back the token a frame took, for a frame the relay asked for: the acknowledgement of an
+   * envelope it sent. Those are bounded by the relay's own window, so they cannot flood, and a
+   * client draining a long queue as fast as it arrives must not be cut off for answering.
+   */
+  refundFrameToken(): void {
+    this.frameTokens = Math.min(FRAMES_PER_SECOND * 2, this.frameTokens + 1);
+  }
+
   private invalid(code: ErrorCode, details: string): void {
     this.invalidFrames += 1;
     this.metrics.invalidFrames.inc();

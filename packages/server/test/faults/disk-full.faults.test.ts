@@ -111,17 +111,23 @@ describe.skipIf(!ROOT)('the database disk full', () => {
       rmSync(filler);
       const sentWhileFull = n;
       const freedAt = Date.now();
-      const postgresExited = !relay.postgres.running();
-      if (postgresExited) {
-        // The supervisor's part: start it again (crash recovery, with room for its checkpoint).
+      let postgresExited = false;
+      // The supervisor's part, for as long as sends fail: a postmaster that has exited (its
+      // crash recovery's checkpoint found no room, possibly just after the space came back) is
+      // started again, and its crash recovery now has room for that checkpoint.
+      const supervise = async (): Promise<void> => {
+        if (relay.postgres.running()) return;
+        postgresExited = true;
         await relay.postgres.stop().catch(() => undefined);
         await relay.postgres.start();
         relay.proxy.setUpstream(relay.postgres.port);
-      }
+      };
+      await supervise();
       while ((await send()) !== 200) {
         if (Date.now() - freedAt > 60_000)
           throw new Error('no send succeeded after space returned');
         await sleep(200);
+        await supervise();
       }
       const recoverySeconds = (Date.now() - freedAt) / 1000;
       const refusedAfterSpace = n - sentWhileFull - 1;

@@ -443,7 +443,9 @@ const startRelay = async (
 ): Promise<{ child: ChildProcess; url: string }> => {
   const port = await freePort();
   const lifted = '1000000/1';
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join('src', 'main.ts')], {
+  // BENCH_RELAY_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": to profile the relay.
+  const flags = (process.env.BENCH_RELAY_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', path.join('src', 'main.ts')], {
     cwd: options['relay-root'],
     env: {
       PATH: process.env.PATH ?? '',

@@ -25,8 +25,9 @@ import { createDevicesRepository } from './repositories/devices.ts';
 import {
   committedEnvelopes,
   createEnvelopesRepository,
+  type DeviceSet,
+  type DeviceSetRequest,
   type NewEnvelope,
-  type QueuedEnvelopeKey,
 } from './repositories/envelopes.ts';
 import { createKeysRepository } from './repositories/keys.ts';
 import { registerAccountRoutes } from './routes/accounts.ts';
@@ -39,9 +40,11 @@ import { registerOperationRoutes } from './routes/operations.ts';
 import { registerProvisioningRoutes } from './routes/provisioning.ts';
 import { registerTurnRoutes } from './routes/turn.ts';
 import { registerWebSocketRoute } from './routes/websocket.ts';
+import { AcknowledgementDeletes } from './services/acknowledgements.ts';
 import { challengeKey } from './services/challenges.ts';
 import { EventListener } from './services/events.ts';
 import { GroupCommit } from './services/group-commit.ts';
+import { GroupRead } from './services/group-read.ts';
 import { runJanitor, startJanitor } from './services/janitor.ts';
 import { MessageSender } from './services/message-sender.ts';
 import { RateLimiter } from './services/rate-limiter.ts';
@@ -186,6 +189,12 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }, 60_000);
   pruneLimiters.unref();
 
+  // Concurrent sends share one device-set query (one per message was the send path's dearest
+  // round trip). A read, so batching it changes no guarantee: the insert re-checks what matters.
+  const deviceSets = new GroupRead<DeviceSetRequest, DeviceSet>(
+    (requests) => envelopes.devicesWithQueues(requests),
+    { retryAlone: (error) => !isDatabaseUnavailable(error) },
+  );
   const context: RelayContext = {
     config,
     log,
@@ -199,12 +208,11 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
-    acks: new GroupCommit<QueuedEnvelopeKey>((keys) => envelopes.delete(keys), {
-      retryAlone: (error) => !isDatabaseUnavailable(error),
-    }),
+    acks: new AcknowledgementDeletes((keys) => envelopes.delete(keys), log),
     tokens,
     sender: new MessageSender(
       database.pool,
+      (request) => deviceSets.get(request),
       envelopes,
       config.queue,
       // Committed envelopes go straight to this instance's sockets: no read back for a local
@@ -324,6 +332,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       const closeIdle = setInterval(() => app.server.closeIdleConnections(), 100);
       await app.close().finally(() => clearInterval(closeIdle));
       await listener.stop();
+      context.acks.stop();
       await database.close();
     },
   };

@@ -25,6 +25,18 @@ export interface DeviceQueue {
 export const queueFull = (): RelayError =>
   new RelayError('QUEUE_FULL', undefined, { retryAfterSeconds: QUEUE_FULL_RETRY_AFTER_SECONDS });
 
+/** One send's device-set lookup: the recipient account, and the sender that must still exist. */
+export interface DeviceSetRequest {
+  readonly recipient: string;
+  readonly sender: { readonly accountId: string; readonly deviceId: number };
+}
+
+/** The recipient's devices with what each has queued, and whether the sender still exists. */
+export interface DeviceSet {
+  devices: Map<number, DeviceQueue>;
+  senderExists: boolean;
+}
+
 /** One ciphertext for one device, as the send path hands it to storage. */
 export interface NewEnvelope {
   accountId: string;
@@ -213,13 +225,12 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
    * path's device-set check and its early look at the queue caps, in one query. The same query
    * says whether the sending device still exists, so that a send over an open socket (whose
    * token was checked once) is refused as soon as its device is removed, without a round trip
-   * of its own.
+   * of its own. Answers many sends at once (one query for a whole group of them: the send path
+   * reads through a GroupRead), in the order asked.
    */
-  async devicesWithQueues(
-    accountId: string,
-    sender: { readonly accountId: string; readonly deviceId: number },
-  ): Promise<{ devices: Map<number, DeviceQueue>; senderExists: boolean }> {
+  async devicesWithQueues(requests: readonly DeviceSetRequest[]): Promise<DeviceSet[]> {
     const result = await pool.query<{
+      n: string;
       sender_exists: boolean;
       device_id: number | null;
       registration_id: number;
@@ -227,24 +238,31 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       bytes: string;
     }>({
       name: 'devices-with-queues',
-      text: `SELECT s.sender_exists, d.device_id, d.registration_id,
+      text: `SELECT r.n, EXISTS (SELECT 1 FROM devices s WHERE s.account_id = r.sa AND s.device_id = r.sd)
+              AS sender_exists, d.device_id, d.registration_id,
               coalesce(q.envelopes, 0) AS envelopes, coalesce(q.bytes, 0) AS bytes
-       FROM (SELECT EXISTS (SELECT 1 FROM devices WHERE account_id = $2 AND device_id = $3)
-               AS sender_exists) AS s
+       FROM unnest($1::uuid[], $2::uuid[], $3::int[]) WITH ORDINALITY AS r(a, sa, sd, n)
        LEFT JOIN (devices d LEFT JOIN queue_usage q USING (account_id, device_id))
-         ON d.account_id = $1`,
-      values: [accountId, sender.accountId, sender.deviceId],
+         ON d.account_id = r.a`,
+      values: [
+        requests.map((request) => request.recipient),
+        requests.map((request) => request.sender.accountId),
+        requests.map((request) => request.sender.deviceId),
+      ],
     });
-    const devices = new Map<number, DeviceQueue>();
+    const sets: DeviceSet[] = requests.map(() => ({ devices: new Map(), senderExists: false }));
     for (const row of result.rows) {
+      const set = sets[Number(row.n) - 1];
+      if (!set) continue;
+      set.senderExists = row.sender_exists;
       if (row.device_id === null) continue; // an account without devices: the one sender row
-      devices.set(row.device_id, {
+      set.devices.set(row.device_id, {
         registrationId: row.registration_id,
         envelopes: row.envelopes,
         bytes: Number(row.bytes),
       });
     }
-    return { devices, senderExists: result.rows[0]?.sender_exists === true };
+    return sets;
   },
 
   /**

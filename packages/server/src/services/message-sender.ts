@@ -16,6 +16,8 @@ import type { Metrics } from '../metrics.ts';
 import {
   queueFull,
   type DeviceQueue,
+  type DeviceSet,
+  type DeviceSetRequest,
   type EnvelopesRepository,
   type NewEnvelope,
   type QueueCaps,
@@ -73,8 +75,13 @@ const differs = (difference: DeviceSetDifference): boolean =>
 export class MessageSender {
   constructor(
     private readonly pool: pg.Pool,
-    /** The recipient's devices with what each has queued: one query for both checks. */
-    private readonly queues: Pick<EnvelopesRepository, 'devicesWithQueues' | 'devicesOfAccounts'>,
+    /**
+     * The recipient's devices with what each has queued, and whether the sender still exists:
+     * one lookup for all three checks (in the relay, many sends share one query: a GroupRead).
+     */
+    private readonly deviceSet: (request: DeviceSetRequest) => Promise<DeviceSet>,
+    /** The same for the many accounts of a multi-recipient upload, in one query. */
+    private readonly queues: Pick<EnvelopesRepository, 'devicesOfAccounts'>,
     private readonly caps: QueueCaps,
     private readonly writer: GroupCommit<NewEnvelope>,
     private readonly limiter: RateLimiter,
@@ -106,7 +113,7 @@ export class MessageSender {
       throw new RelayError('VALIDATION_FAILED', 'a device appears twice in messages');
     }
     for (let attempt = 0; ; attempt += 1) {
-      const { devices, senderExists } = await this.queues.devicesWithQueues(recipient, sender);
+      const { devices, senderExists } = await this.deviceSet({ recipient, sender });
       // A removed device's socket is closed at once, but a send may already be on its way.
       if (!senderExists) throw new RelayError('UNAUTHENTICATED');
       this.checkDeviceSet(sender, recipient, request, devices);

@@ -17,12 +17,8 @@ import { isDatabaseUnavailable } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type {
-  EnvelopesRepository,
-  QueuedEnvelopeKey,
-  StoredEnvelope,
-} from '../repositories/envelopes.ts';
-import type { GroupCommit } from '../services/group-commit.ts';
+import type { EnvelopesRepository, StoredEnvelope } from '../repositories/envelopes.ts';
+import type { AcknowledgementDeletes } from '../services/acknowledgements.ts';
 import type { AuthenticatedDevice } from '../services/tokens.ts';
 import type { ConnectionRegistry, DeviceSession } from './connection-registry.ts';
 import { FrameChannel } from './frame-channel.ts';
@@ -36,21 +32,14 @@ const sendValidator = Compile(SocketSendRequestSchema);
 export const MAX_SENDS_IN_FLIGHT = 64;
 /** Online-only envelopes are dropped, never queued, when the socket is this far behind. */
 const ONLINE_DROP_BUFFERED_BYTES = 1024 * 1024;
-/**
- * An acknowledged envelope whose delete failed (the database was away) is deleted again this often,
- * this many times: the device has it, and a socket that stays open would otherwise keep it queued
- * until its next connection (where it is delivered again, and de-duplicated by the client).
- */
-const ACK_DELETE_RETRY_MS = 2_000;
-const ACK_DELETE_ATTEMPTS = 30;
-
 export interface DeviceSocketDeps {
   readonly config: RelayConfig['ws'];
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly registry: ConnectionRegistry;
   readonly envelopes: EnvelopesRepository;
-  readonly acks: GroupCommit<QueuedEnvelopeKey>;
+  /** Deletes acknowledged envelopes in groups, and again later if the database was away. */
+  readonly acks: Pick<AcknowledgementDeletes, 'delete'>;
   /** Verifies a token and that its device still exists; then orders and announces the socket. */
   readonly authenticate: (token: string) => Promise<AuthenticatedDevice>;
   readonly announce: (device: AuthenticatedDevice) => Promise<number>;
@@ -78,6 +67,13 @@ export class DeviceSocket implements DeviceSession {
   private readonly channel: FrameChannel;
   private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
   private cursor = 0;
+  /**
+   * The last queue position known to exist for the device (from a NOTIFY or an offer); Infinity
+   * while unknown (at start, after a listener outage). An acknowledgement reads the queue again
+   * only if this is past the cursor: reading after every acknowledgement was one query per
+   * delivered message, almost always for nothing when committed envelopes are handed over.
+   */
+  private knownLast = Number.POSITIVE_INFINITY;
   private draining = false;
   private wakeRequested = false;
   private queueEmptySent = false;
@@ -239,26 +235,23 @@ export class DeviceSocket implements DeviceSession {
     if (status >= 200 && status < 300) {
       this.deps.metrics.envelopesAcknowledged.inc();
       const { accountId, deviceId } = this.openState().device;
-      this.deleteAcknowledged({ accountId, deviceId, seq: entry.seq }, 1);
+      this.deps.acks.delete({ accountId, deviceId, seq: entry.seq });
     }
-    this.wake();
-  }
-
-  private deleteAcknowledged(key: QueuedEnvelopeKey, attempt: number): void {
-    this.deps.acks.submit([key]).catch((error: unknown) => {
-      if (attempt >= ACK_DELETE_ATTEMPTS || !isDatabaseUnavailable(error)) {
-        // It stays queued and comes again on the device's next connection: at least once.
-        this.deps.log.warn({ err: safeError(error) }, 'acknowledged envelope not deleted');
-        return;
-      }
-      setTimeout(() => this.deleteAcknowledged(key, attempt + 1), ACK_DELETE_RETRY_MS).unref();
-    });
+    // Room in the window: worth a read only if something may be queued beyond what was sent.
+    if (this.knownLast > this.cursor) this.requestDrain();
   }
 
   wake(upTo?: number): void {
     if (this.state.name !== 'open') return;
+    // Without a position nothing is known: read until a read comes back short.
+    this.knownLast = upTo === undefined ? Number.POSITIVE_INFINITY : Math.max(this.knownLast, upTo);
     // Everything up to `upTo` has been sent on this socket already (handed over by `offer`).
     if (upTo !== undefined && this.cursor >= upTo) return;
+    this.requestDrain();
+  }
+
+  private requestDrain(): void {
+    if (this.state.name !== 'open') return;
     if (this.draining) {
       this.wakeRequested = true;
       return;
@@ -274,15 +267,17 @@ export class DeviceSocket implements DeviceSession {
    */
   offer(envelopes: readonly StoredEnvelope[]): void {
     const first = envelopes[0];
-    if (this.state.name !== 'open' || first === undefined) return;
+    const last = envelopes[envelopes.length - 1];
+    if (this.state.name !== 'open' || first === undefined || last === undefined) return;
     if (
       this.draining ||
       first.seq !== this.cursor + 1 ||
       this.inFlight.size + envelopes.length > this.deps.config.window
     ) {
-      this.wake();
+      this.wake(last.seq);
       return;
     }
+    this.knownLast = Math.max(this.knownLast, last.seq);
     for (const envelope of envelopes) this.sendEnvelope(envelope);
   }
 
@@ -305,9 +300,13 @@ export class DeviceSocket implements DeviceSession {
     while (this.state.name === 'open' && this.inFlight.size < this.deps.config.window) {
       const wanted = this.deps.config.window - this.inFlight.size;
       const { accountId, deviceId } = this.state.device;
+      const knownBefore = this.knownLast;
       const batch = await this.deps.envelopes.fetchAfter(accountId, deviceId, this.cursor, wanted);
       for (const envelope of batch) this.sendEnvelope(envelope);
       if (batch.length < wanted) {
+        // The queue is read to its end (expired rows are skipped for good). What was learned
+        // during the read (a NOTIFY, an offer) asked for another read through wakeRequested.
+        if (this.knownLast <= knownBefore) this.knownLast = this.cursor;
         if (!this.queueEmptySent && this.state.name === 'open') {
           this.queueEmptySent = true;
           this.channel.request('queue.empty');

@@ -124,7 +124,8 @@ export const startEjabberd = async (options: {
     path.join(dir, 'ejabberd.yml'),
     config(options.port, new URL(options.databaseUrl), options.poolSize),
   );
-  writeFileSync(path.join(dir, 'ejabberdctl.cfg'), `ERLANG_NODE=${node}\n`);
+  // Ports (sockets) the Erlang VM may open: above the 20,000 idle sessions of scenario 4.
+  writeFileSync(path.join(dir, 'ejabberdctl.cfg'), `ERLANG_NODE=${node}\nERL_MAX_PORTS=65536\n`);
   writeFileSync(path.join(dir, 'inetrc'), '');
   // ejabberdctl runs the node as the ejabberd user, which must own its directories.
   execFileSync('chown', ['-R', 'ejabberd', dir]);
@@ -189,6 +190,11 @@ export const startEjabberd = async (options: {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     pid = findBeam(node);
+    // Its open-file limit too (the machine's default, 20,000, is below scenario 4's sessions);
+    // root may raise it on the running process, others keep the default.
+    if (process.getuid?.() === 0) {
+      spawnSync('prlimit', ['--pid', String(pid), '--nofile=65536:65536'], { stdio: 'ignore' });
+    }
     return { port: options.port, pid, stop };
   } catch (error) {
     stop();

@@ -8,7 +8,7 @@
  *   npm run bench [-- --quick] [-- --only online,fixed-rate,offline,idle,limits] [-- --no-ejabberd]
  *                 [-- --transport http|websocket] [-- --json results.json] [-- --relay-root DIR]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -63,17 +63,22 @@ const QUICK = options.quick === true;
 /**
  * Open files a server or load process may hold. 20,000 idle sessions need more than 20,000 (each
  * session is a socket, plus the database and the process's own files), and this machine's default
- * is exactly 20,000, soft and hard: the 19,000 of earlier runs. Raising the hard limit needs root
- * (CAP_SYS_RESOURCE); without it the processes keep the default and scenario 4 stops at 19,000.
+ * is exactly 20,000, soft and hard: hence 19,000 when the hard limit cannot be raised (it needs
+ * CAP_SYS_RESOURCE, which even root lacks in some containers: tried once here, at start).
  */
 const FILE_LIMIT = 65_536;
-const canRaiseFileLimit = process.getuid?.() === 0 && existsSync('/usr/bin/prlimit');
+const canRaiseFileLimit =
+  existsSync('/usr/bin/prlimit') &&
+  spawnSync('/usr/bin/prlimit', [`--nofile=${FILE_LIMIT}:${FILE_LIMIT}`, '--', 'true']).status ===
+    0;
 /** argv for a child process, run with FILE_LIMIT open files where that is allowed. */
 const withFileLimit = (command: string, args: string[]): [string, string[]] =>
   canRaiseFileLimit
     ? ['/usr/bin/prlimit', [`--nofile=${FILE_LIMIT}:${FILE_LIMIT}`, '--', command, ...args]]
     : [command, args];
-const ONLY = new Set((options.only ?? 'online,fixed-rate,offline,idle,limits').split(','));
+const ONLY = new Set(
+  (options.only ?? 'online,fixed-rate,offline,idle,client,soak,limits').split(','),
+);
 const TRANSPORT = options.transport as SendTransport;
 const POOL_SIZE = 10;
 
@@ -85,6 +90,11 @@ const PLAN = {
   offline: QUICK ? [50] : [50, 500],
   idle: QUICK ? [2000] : [5000, canRaiseFileLimit ? 20000 : 19000],
   limitSeconds: QUICK ? 5 : 15,
+  /** Scenario 5: texts the bot sends one after the other, then receives. */
+  clientMessages: QUICK ? 100 : 300,
+  /** Scenario 6: seconds of soak at half the online rate, and how often it is sampled. */
+  soakSeconds: QUICK ? 30 : 600,
+  soakSampleSeconds: QUICK ? 5 : 30,
 };
 
 const log = (line: string): void => {
@@ -455,6 +465,62 @@ const websocketCeiling = async (scenario: string): Promise<Measurement> => {
   }
 };
 
+/**
+ * Scenario 5, the client side: packages/engine-node/bench/client-side.ts in a process of its own
+ * against the relay (its CPU is the client's, read by itself per phase).
+ */
+const clientSide = async (relayUrl: string): Promise<Measurement[]> => {
+  const name = '5 client (Node engine)';
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join('bench', 'client-side.ts'),
+      JSON.stringify({ url: relayUrl, messages: PLAN.clientMessages }),
+    ],
+    { cwd: path.resolve(SERVER_ROOT, '../engine-node'), stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number>((resolve) =>
+    child.once('exit', (status) => resolve(status ?? 1)),
+  );
+  const line = output.split('\n').find((l) => l.startsWith('{"result"'));
+  if (code !== 0 || !line) throw new Error(`client-side.ts failed (exit ${code})`);
+  const r = (JSON.parse(line) as { result: Record<string, number> }).result as Record<
+    string,
+    number
+  >;
+  const load = loadAverage()[0];
+  const fmt = (value: number | undefined): string => (value ?? 0).toFixed(0);
+  return [
+    {
+      scenario: `${name}: encrypt + send`,
+      system: 'privcomm client',
+      rate: r.sendPerCpuSecond,
+      cpuPerMessageUs: r.sendCpuPerMessageUs,
+      load,
+      note: `rate per core (CPU s); ${fmt(r.sendPerSecond)}/s by the clock, one at a time, each awaiting acceptance`,
+    },
+    {
+      scenario: `${name}: receive + decrypt`,
+      system: 'privcomm client',
+      rate: r.receivePerCpuSecond,
+      cpuPerMessageUs: r.receiveCpuPerMessageUs,
+      load,
+      note: `rate per core (CPU s), with delivery receipts; ${fmt(r.receivePerSecond)}/s by the clock`,
+    },
+    {
+      scenario: `${name}: first contact`,
+      system: 'privcomm client',
+      latency: { p50: r.firstContactMs, count: 1 },
+      load,
+      note: `bundle fetch + PQXDH + encrypt + send, ms (a later send: ${(r.nextSendMs ?? 0).toFixed(1)} ms)`,
+    },
+  ];
+};
+
 const startRelay = async (
   databaseUrl: string,
   onSpawn: (child: ChildProcess) => void,
@@ -582,6 +648,20 @@ const main = async (): Promise<void> => {
       });
     }
     await scenarios(systems, rows);
+    if (ONLY.has('client')) {
+      log('5 client side (Node engine)');
+      try {
+        rows.push(...(await clientSide(relay.url)));
+      } catch (error) {
+        log(`client side failed: ${(error as Error).message}`);
+        rows.push({
+          scenario: '5 client (Node engine)',
+          system: 'privcomm client',
+          load: loadAverage()[0],
+          note: 'FAILED (see log)',
+        });
+      }
+    }
     if (ONLY.has('limits')) {
       const onlineName = `1 online ${PLAN.online.pairs}×${PLAN.online.inFlight} 1KiB`;
       log('durable-path limit (pgbench)');

@@ -20,7 +20,15 @@ export type Job =
   | { scenario: 'online'; pairs: number; inFlight: number; seconds: number; bytes: number }
   | { scenario: 'fixed-rate'; pairs: number; rate: number; seconds: number; bytes: number }
   | { scenario: 'offline'; pairs: number; messages: number; bytes: number }
-  | { scenario: 'idle'; sessions: number };
+  | { scenario: 'idle'; sessions: number }
+  | {
+      scenario: 'soak';
+      pairs: number;
+      rate: number;
+      seconds: number;
+      sampleSeconds: number;
+      bytes: number;
+    };
 
 export interface JobTarget {
   system: 'privcomm' | 'ejabberd';
@@ -112,6 +120,11 @@ class Ledger {
     return { pair, seq };
   }
 
+  /** The numbers of pair p's messages sent and not (yet) received. */
+  outstandingOf(pair: number): number[] {
+    return [...(this.sentAt[pair]?.keys() ?? [])];
+  }
+
   /** Messages sent and not (yet) received. */
   outstanding(): number {
     return this.sentAt.reduce((sum, map) => sum + map.size, 0);
@@ -137,6 +150,24 @@ export interface LoadResult {
   drainPerRecipient?: Percentiles;
   /** Offline: messages sent but never stored (the server dropped them). */
   notStored?: number;
+  /** Soak: one entry per sample period. */
+  samples?: SoakSample[];
+}
+
+/** One period of the soak. */
+export interface SoakSample {
+  /** Seconds since the soak started, at the end of the period. */
+  readonly at: number;
+  /** Messages received in the period (by recipients that were online when they were sent). */
+  readonly received: number;
+  readonly p50?: number;
+  readonly p99?: number;
+  /** Rows queued for the run's accounts, dead rows in the table, its size in MiB. */
+  readonly queueRows?: number;
+  readonly deadRows?: number;
+  readonly tableMiB?: number;
+  /** Whether the stand-in for autovacuum ran after this sample. */
+  readonly vacuumed?: boolean;
 }
 
 const connectPairs = async (
@@ -389,6 +420,132 @@ const offline = async (
   };
 };
 
+/**
+ * Dead rows after which the soak vacuums the queue (migration 0001 sets autovacuum's threshold
+ * for the envelopes table to 5,000): a stand-in for autovacuum on a cluster that has it off.
+ */
+const SOAK_VACUUM_DEAD_ROWS = 5_000;
+
+/**
+ * Scenario 6: a fixed rate for a long time while recipients go offline and come back: each
+ * period a tenth of the recipients log out and those out since the last period log in again
+ * (their queue drains). Sampled every period: latency of messages to online recipients, the
+ * queue table's rows, dead rows and size.
+ */
+const soak = async (
+  target: Target,
+  job: Extract<Job, { scenario: 'soak' }>,
+): Promise<LoadResult> => {
+  const ledger = new Ledger(job.pairs, job.bytes);
+  const offline = new Set<number>();
+  /** Recipients logging in again: until their socket is open, messages to them wait too. */
+  const returning = new Set<number>();
+  let period = new Samples();
+  let receivedInPeriod = 0;
+  const untimed = new Set<string>(); // `${pair}.${seq}` sent while the recipient was offline
+  const onArrival = ({ pair, seq }: { pair: number; seq: number }): void => {
+    receivedInPeriod += 1;
+    if (untimed.delete(`${pair}.${seq}`)) return;
+    const latency = ledger.latency.last();
+    if (latency !== undefined) period.push(latency);
+  };
+  const connections = await connectPairs(target, job.pairs, ledger, onArrival);
+  const handler = (payload: Buffer): void => {
+    const arrived = ledger.onReceived(payload);
+    if (arrived) onArrival(arrived);
+  };
+  ledger.measuring = true;
+  let pair = 0;
+  let sent = 0;
+  const sendOne = (): void => {
+    const { payload, seq } = ledger.payload(pair);
+    if (offline.has(pair) || returning.has(pair)) untimed.add(`${pair}.${seq}`);
+    (connections[pair * 2] as Connection).send(pair * 2 + 1, payload).catch(() => {
+      ledger.failures += 1;
+    });
+    pair = (pair + 1) % job.pairs;
+  };
+  const samples: SoakSample[] = [];
+  let vacuuming = false;
+  const sampleQueue = async (
+    sample: Pick<SoakSample, 'at' | 'received' | 'p50' | 'p99'>,
+  ): Promise<void> => {
+    const stats = await target.queueTable?.().catch(() => undefined);
+    const vacuum = stats !== undefined && stats.dead > SOAK_VACUUM_DEAD_ROWS && !vacuuming;
+    samples.push({
+      ...sample,
+      queueRows: stats?.rows,
+      deadRows: stats?.dead,
+      tableMiB: stats === undefined ? undefined : stats.bytes / 2 ** 20,
+      vacuumed: vacuum,
+    });
+    if (!vacuum) return;
+    vacuuming = true;
+    await target
+      .vacuumQueue?.()
+      .catch(() => undefined)
+      .finally(() => {
+        vacuuming = false;
+      });
+  };
+  const t0 = performance.now();
+  let nextSample = job.sampleSeconds * 1000;
+  let rotation = 0;
+  mark('start');
+  for (;;) {
+    const elapsed = performance.now() - t0;
+    if (elapsed >= job.seconds * 1000) break;
+    const due = Math.floor((elapsed / 1000) * job.rate) - sent;
+    for (let i = 0; i < due; i += 1, sent += 1) sendOne();
+    if (elapsed >= nextSample) {
+      nextSample += job.sampleSeconds * 1000;
+      const latency = period.percentiles();
+      const sample = { at: elapsed / 1000, received: receivedInPeriod, ...latency };
+      period = new Samples();
+      receivedInPeriod = 0;
+      // The table is read (and vacuumed) beside the sending, never in its way: a pause here
+      // would come back as a burst.
+      void sampleQueue(sample);
+      // Those out since the last period come back; the next tenth goes.
+      const back = [...offline];
+      offline.clear();
+      const size = Math.max(1, Math.floor(job.pairs / 10));
+      for (let i = 0; i < size; i += 1) offline.add((rotation + i) % job.pairs);
+      rotation = (rotation + size) % job.pairs;
+      for (const p of offline) {
+        // What is on its way to them now waits for their return: not the online path's latency.
+        for (const seq of ledger.outstandingOf(p)) untimed.add(`${p}.${seq}`);
+        void connections[p * 2 + 1]?.close();
+      }
+      for (const p of back) returning.add(p);
+      void Promise.all(
+        back.map(async (p) => {
+          connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);
+          returning.delete(p);
+        }),
+      ).catch(() => {
+        ledger.failures += 1;
+      });
+    }
+    await sleep(1);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  mark('end');
+  ledger.measuring = false;
+  for (const p of offline) connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);
+  await settle(ledger, 30_000);
+  await closeAll(connections);
+  return {
+    rate: ledger.received / seconds,
+    messages: sent,
+    seconds,
+    lost: ledger.outstanding(),
+    duplicates: ledger.duplicates,
+    failures: ledger.failures,
+    samples,
+  };
+};
+
 /** Scenario 4: many logged-in sessions doing nothing; the orchestrator reads the server's memory. */
 const idle = async (
   target: Target,
@@ -431,7 +588,9 @@ const main = async (): Promise<void> => {
           ? await fixedRate(target, job)
           : job.scenario === 'offline'
             ? await offline(target, job)
-            : await idle(target, job);
+            : job.scenario === 'soak'
+              ? await soak(target, job)
+              : await idle(target, job);
     process.stdout.write(`${JSON.stringify({ result })}\n`);
   } finally {
     await target.close();

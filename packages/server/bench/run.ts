@@ -36,7 +36,7 @@ import {
   type Measurement,
   type Percentiles,
 } from './lib/stats.ts';
-import type { Job, JobTarget, LoadResult } from './load.ts';
+import type { Job, JobTarget, LoadResult, SoakSample } from './load.ts';
 
 const SERVER_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const { values: options } = parseArgs({
@@ -48,6 +48,8 @@ const { values: options } = parseArgs({
     json: { type: 'string' },
     /** Fixed-rate scenario's rates, e.g. 1000,4000 (default 4000,8000; 4000 with --quick). */
     rates: { type: 'string' },
+    /** Scenario 6's length (default 120 s; 30 s with --quick; the issue's full form is 600). */
+    'soak-seconds': { type: 'string' },
     /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
     'without-queue-triggers': { type: 'boolean', default: false },
     /** Another checkout's packages/server, to measure a before/after in the same conditions. */
@@ -93,7 +95,7 @@ const PLAN = {
   /** Scenario 5: texts the bot sends one after the other, then receives. */
   clientMessages: QUICK ? 100 : 300,
   /** Scenario 6: seconds of soak at half the online rate, and how often it is sampled. */
-  soakSeconds: QUICK ? 30 : 600,
+  soakSeconds: Number(options['soak-seconds'] ?? (QUICK ? 30 : 120)),
   soakSampleSeconds: QUICK ? 5 : 30,
 };
 
@@ -221,6 +223,11 @@ const vacuum = async (system: System): Promise<void> => {
 
 const latencyOf = (value: unknown): Percentiles | undefined => value as Percentiles | undefined;
 
+/** The relay's online rate measured in this run: the soak offers half of it. */
+let relayOnlineRate: number | undefined;
+/** Scenario 6's samples, for the JSON document. */
+let soakSamples: SoakSample[] | undefined;
+
 const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> => {
   const online = PLAN.online;
   const onlineName = `1 online ${online.pairs}×${online.inFlight} 1KiB`;
@@ -230,6 +237,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       const run = await runJob(system, { scenario: 'online', ...online }, onlineName, rows);
       if (!run) continue;
       const { result, marks, load } = run;
+      if (system.name === 'privcomm') relayOnlineRate = result.rate;
       rows.push({
         scenario: onlineName,
         system: system.name,
@@ -310,6 +318,62 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         });
         await vacuum(system);
       }
+    }
+  }
+  const relay = systems.find((system) => system.name === 'privcomm');
+  if (ONLY.has('soak') && relay) {
+    // Half load: half of the online rate measured just now, or 1,000/s without it.
+    const rate = Math.max(100, Math.round((relayOnlineRate ?? 2000) / 2));
+    const name = `6 soak ${rate}/s ${PLAN.soakSeconds} s`;
+    log(`${name}: privcomm`);
+    const job: Job = {
+      scenario: 'soak',
+      pairs: online.pairs,
+      rate,
+      seconds: PLAN.soakSeconds,
+      sampleSeconds: PLAN.soakSampleSeconds,
+      bytes: 1024,
+    };
+    const run = await runJob(relay, job, name, rows);
+    if (run) {
+      const { result, marks, load } = run;
+      const samples = result.samples ?? [];
+      soakSamples = samples;
+      const first = samples[0];
+      const last = samples.at(-1);
+      const p99s = samples.map((sample) => sample.p99 ?? 0);
+      const maxRows = Math.max(0, ...samples.map((sample) => sample.queueRows ?? 0));
+      const maxDead = Math.max(0, ...samples.map((sample) => sample.deadRows ?? 0));
+      const f = (value: number | undefined, digits = 0): string => (value ?? 0).toFixed(digits);
+      rows.push({
+        scenario: name,
+        system: 'privcomm',
+        rate: result.rate,
+        ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+        latency: {
+          p50: first?.p99,
+          p99: last?.p99,
+          p999: Math.max(...p99s),
+          count: samples.length,
+        },
+        memoryMiB: (marks.get('end')?.rssKiB ?? 0) / 1024,
+        lost: result.lost,
+        duplicates: result.duplicates,
+        load,
+        note:
+          `p99 send→receive (online recipients) first / last / worst period ${f(first?.p99)} / ${f(last?.p99)} / ${f(Math.max(...p99s))} ms; queue rows ${f(first?.queueRows)} → ${f(last?.queueRows)} (max ${maxRows}); ` +
+          `dead rows max ${maxDead}; table ${f(first?.tableMiB, 1)} → ${f(last?.tableMiB, 1)} MiB; ` +
+          `${samples.filter((sample) => sample.vacuumed).length} vacuums`,
+      });
+      log(
+        `soak samples (s: received, p99 ms, queue rows, dead rows, MiB):\n${samples
+          .map(
+            (x) =>
+              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}`,
+          )
+          .join('\n')}`,
+      );
+      await vacuum(relay);
     }
   }
   if (ONLY.has('idle')) {
@@ -691,6 +755,7 @@ const main = async (): Promise<void> => {
       postgres: serverVersion,
     },
     rows,
+    soakSamples,
     ratios: list,
     durableShareOfLimit: shareOfLimit(online?.rate, limit?.rate),
   };

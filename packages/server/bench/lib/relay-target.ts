@@ -8,7 +8,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { MAX_SENDS_IN_FLIGHT } from '../../src/ws/device-socket.ts';
 import { TestDevice } from '../../test/support/client.ts';
-import type { Connection, Target } from './target.ts';
+import type { Connection, QueueTableStats, Target } from './target.ts';
 
 export type SendTransport = 'http' | 'websocket';
 
@@ -195,6 +195,23 @@ export class RelayTarget implements Target {
       [this.users.map((user) => user.accountId)],
     );
     return result.rows[0]?.n ?? 0;
+  }
+
+  async queueTable(): Promise<QueueTableStats> {
+    const result = await this.pool.query<{ dead: string; bytes: string }>(
+      `SELECT n_dead_tup AS dead, pg_total_relation_size('envelopes') AS bytes
+       FROM pg_stat_user_tables WHERE relname = 'envelopes'`,
+    );
+    const row = result.rows[0];
+    return {
+      rows: await this.storedCount(),
+      dead: Number(row?.dead ?? 0),
+      bytes: Number(row?.bytes ?? 0),
+    };
+  }
+
+  async vacuumQueue(): Promise<void> {
+    await this.pool.query('VACUUM envelopes, queue_usage');
   }
 
   async close(): Promise<void> {

@@ -43,6 +43,11 @@ export class Samples {
     this.length += 1;
   }
 
+  /** The value pushed last. */
+  last(): number | undefined {
+    return this.length === 0 ? undefined : this.values[this.length - 1];
+  }
+
   percentiles(): Percentiles {
     return percentiles(this.values.subarray(0, this.length));
   }

@@ -11,6 +11,15 @@ export interface Connection {
   close(): Promise<void>;
 }
 
+export interface QueueTableStats {
+  /** Rows queued for this run's accounts. */
+  readonly rows: number;
+  /** Dead rows in the whole table (pg_stat_user_tables). */
+  readonly dead: number;
+  /** The table with its indexes and TOAST, in bytes. */
+  readonly bytes: number;
+}
+
 export interface Target {
   readonly name: string;
   /** Whether `send` resolving means the message is durable (shown in the table). */
@@ -21,6 +30,10 @@ export interface Target {
   connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection>;
   /** Messages still stored on the server (0 after a drain whose acknowledgements all landed). */
   storedCount(): Promise<number>;
+  /** The queue table as PostgreSQL counts it (the soak watches it grow or plateau). */
+  queueTable?(): Promise<QueueTableStats>;
+  /** VACUUM of the queue tables: a stand-in for autovacuum where the cluster has it off. */
+  vacuumQueue?(): Promise<void>;
   close(): Promise<void>;
 }
 

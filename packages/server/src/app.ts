@@ -219,9 +219,18 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       // recipient (the other instances learn of them from the insert's NOTIFY).
       new GroupCommit<NewEnvelope>(
         async (rows) => {
-          const queued = await envelopes.insert(rows);
+          const expected = registry.expect(
+            new Set(rows.map((r) => `${r.accountId}.${r.deviceId}`)),
+          );
+          let queued;
           try {
-            registry.offer(committedEnvelopes(rows, queued));
+            queued = await envelopes.insert(rows);
+          } catch (error) {
+            registry.offer(new Map(), expected);
+            throw error;
+          }
+          try {
+            registry.offer(committedEnvelopes(rows, queued), expected);
           } catch (error) {
             // The rows are committed: a failed hand-over must not fail the write (which the group
             // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.

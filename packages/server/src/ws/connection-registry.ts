@@ -15,7 +15,9 @@ export interface DeviceSession {
   readonly connectionSeq: number;
   /** Reads the queue again; not needed if everything up to queue position `upTo` was sent. */
   wake(upTo?: number): void;
-  /** Envelopes this instance just committed for the device, in queue order. */
+  /** An insert with envelopes for the device is under way here: `offer` follows, once. */
+  expectOffer(): void;
+  /** Envelopes this instance just committed for the device, in queue order (none if it failed). */
   offer(envelopes: readonly StoredEnvelope[]): void;
   deliverOnline(event: Extract<RelayEvent, { t: 'online' }>['e']): void;
   close(code: number, reason: string): void;
@@ -103,8 +105,43 @@ export class ConnectionRegistry implements EventHandler {
    * then need not read them back (the NOTIFY that follows finds them sent). Sockets elsewhere
    * learn of them from that NOTIFY, as before.
    */
-  offer(committed: ReadonlyMap<string, readonly StoredEnvelope[]>): void {
-    for (const [address, envelopes] of committed) this.sessions.get(address)?.offer(envelopes);
+  offer(
+    committed: ReadonlyMap<string, readonly StoredEnvelope[]>,
+    expected: readonly DeviceSession[] = [],
+  ): void {
+    const told = new Set<DeviceSession>();
+    // One session's failure must not keep the others from their offer (each expects exactly one).
+    const offer = (session: DeviceSession, envelopes: readonly StoredEnvelope[]): void => {
+      told.add(session);
+      try {
+        session.offer(envelopes);
+      } catch (error) {
+        this.log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
+      }
+    };
+    for (const session of expected) {
+      offer(session, committed.get(`${session.accountId}.${session.deviceId}`) ?? []);
+    }
+    for (const [address, envelopes] of committed) {
+      const session = this.sessions.get(address);
+      if (session && !told.has(session)) offer(session, envelopes);
+    }
+  }
+
+  /**
+   * Before an insert: the local sessions of these device addresses expect its offer, so that the
+   * insert's NOTIFY, if it comes first, does not make them read what the offer brings. Each
+   * returned session must get exactly one `offer` call (empty if the insert failed).
+   */
+  expect(addresses: Iterable<string>): DeviceSession[] {
+    const sessions: DeviceSession[] = [];
+    for (const address of addresses) {
+      const session = this.sessions.get(address);
+      if (!session) continue;
+      session.expectOffer();
+      sessions.push(session);
+    }
+    return sessions;
   }
 
   onResync(): void {

@@ -591,6 +591,8 @@ const main = async (): Promise<void> => {
             : job.scenario === 'soak'
               ? await soak(target, job)
               : await idle(target, job);
+    const retries = (target as { loginRetries?: number }).loginRetries ?? 0;
+    if (retries > 0) process.stderr.write(`load generator: ${retries} logins tried again\n`);
     process.stdout.write(`${JSON.stringify({ result })}\n`);
   } finally {
     await target.close();

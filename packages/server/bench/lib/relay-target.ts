@@ -93,7 +93,28 @@ export class RelayTarget implements Target {
     return user;
   }
 
+  /**
+   * A full login. A socket the relay closed before it authenticated (its 5 s WS_AUTH_TIMEOUT_MS,
+   * on a machine shared at a load of 20) is tried again, as a client reconnects, up to 3 times.
+   */
   async connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.connectOnce(index, onMessage);
+      } catch (error) {
+        if (attempt >= 3 || (error as Error).message !== 'socket closed') throw error;
+        this.loginRetries += 1;
+      }
+    }
+  }
+
+  /** Logins tried again (reported by the load generator). */
+  loginRetries = 0;
+
+  private async connectOnce(
+    index: number,
+    onMessage: (payload: Buffer) => void,
+  ): Promise<Connection> {
     const me = this.user(index);
     await me.authenticate();
     const ws = new WebSocket(`ws://${this.base.host}/v1/websocket`, { perMessageDeflate: false });

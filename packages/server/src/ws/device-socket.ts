@@ -80,6 +80,9 @@ export class DeviceSocket implements DeviceSession {
    * sends the envelopes (or reads): without this, about one delivery in five cost a queue read.
    */
   private expectedOffers = 0;
+  /** The highest position a NOTIFY announced while an offer was expected (kept apart from
+   * knownLast, which a short read resets). */
+  private announcedMeanwhile = 0;
   private draining = false;
   private wakeRequested = false;
   private queueEmptySent = false;
@@ -254,7 +257,10 @@ export class DeviceSocket implements DeviceSession {
     // Everything up to `upTo` has been sent on this socket already (handed over by `offer`).
     if (upTo !== undefined && this.cursor >= upTo) return;
     // An insert of this instance is about to offer them: its offer reads if it cannot send.
-    if (upTo !== undefined && this.expectedOffers > 0) return;
+    if (upTo !== undefined && this.expectedOffers > 0) {
+      this.announcedMeanwhile = Math.max(this.announcedMeanwhile, upTo);
+      return;
+    }
     this.requestDrain();
   }
 
@@ -279,6 +285,10 @@ export class DeviceSocket implements DeviceSession {
    */
   offer(envelopes: readonly StoredEnvelope[]): void {
     this.expectedOffers = Math.max(0, this.expectedOffers - 1);
+    if (this.expectedOffers === 0) {
+      this.knownLast = Math.max(this.knownLast, this.announcedMeanwhile);
+      this.announcedMeanwhile = 0;
+    }
     const first = envelopes[0];
     const last = envelopes[envelopes.length - 1];
     if (this.state.name !== 'open') return;

@@ -1,0 +1,109 @@
+import { EventEmitter } from 'node:events';
+import pino from 'pino';
+import type { WebSocket } from 'ws';
+import { describe, expect, it } from 'vitest';
+import type { AccountId, DeviceId } from '@privcomm/wire';
+import { createMetrics } from '../src/metrics.ts';
+import type { StoredEnvelope } from '../src/repositories/envelopes.ts';
+import { ConnectionRegistry } from '../src/ws/connection-registry.ts';
+import { DeviceSocket, type DeviceSocketDeps } from '../src/ws/device-socket.ts';
+
+/**
+ * When the socket reads the queue (unit test of its logic with a fake socket and queue): the
+ * insert's hand-over and its NOTIFY must not each cost a read, and nothing announced may be
+ * forgotten. The real path is covered by messages and multi-instance integration tests.
+ */
+class FakeSocket extends EventEmitter {
+  readonly sent: { type: string; id: number; verb?: string; body?: { id?: string } }[] = [];
+  bufferedAmount = 0;
+  send(data: string): void {
+    this.sent.push(JSON.parse(data));
+  }
+  close(): void {
+    this.emit('close');
+  }
+  frame(value: object): void {
+    this.emit('message', Buffer.from(JSON.stringify(value)), false);
+  }
+}
+
+const accountId = '00000000-0000-4000-8000-000000000001' as AccountId;
+const deviceId = 1 as DeviceId;
+const envelope = (seq: number): StoredEnvelope => ({
+  seq,
+  id: `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`,
+  type: 1,
+  content: Buffer.from('x'),
+  urgent: false,
+  storedHour: new Date(0),
+});
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+const open = async (queue: StoredEnvelope[]) => {
+  const socket = new FakeSocket();
+  const reads: number[] = [];
+  const deps = {
+    config: { authTimeoutMs: 5_000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
+    log: pino({ level: 'silent' }),
+    metrics: createMetrics(),
+    registry: new ConnectionRegistry(pino({ level: 'silent' }), async () => new Set()),
+    envelopes: {
+      fetchAfter: async (_a: string, _d: number, after: number, limit: number) => {
+        reads.push(after);
+        return queue.filter((e) => e.seq > after).slice(0, limit);
+      },
+    },
+    acks: { delete: () => undefined },
+    authenticate: async () => ({ accountId, deviceId }),
+    announce: async () => 1,
+    send: async () => ({ stored: 0 }),
+  } as unknown as DeviceSocketDeps;
+  const session = new DeviceSocket(socket as unknown as WebSocket, deps);
+  socket.frame({ type: 'request', id: 1, verb: 'auth', body: { token: 't' } });
+  for (let i = 0; i < 5; i += 1) await flush();
+  const envelopeIds = () => socket.sent.filter((f) => f.verb === 'envelope').map((f) => f.body?.id);
+  const ack = async () => {
+    for (const f of socket.sent.filter((f) => f.verb === 'envelope')) {
+      socket.frame({ type: 'response', id: f.id, status: 200 });
+    }
+    for (let i = 0; i < 5; i += 1) await flush();
+  };
+  return { session, reads, envelopeIds, ack, queue };
+};
+
+describe('DeviceSocket queue reads', () => {
+  it('sends what its own insert hands over without a read, even when the NOTIFY comes first', async () => {
+    const { session, reads, envelopeIds, ack, queue } = await open([]);
+    expect(reads).toEqual([0]); // the first read at login, which finds the queue empty
+    session.expectOffer();
+    queue.push(envelope(1));
+    session.wake(1); // the insert's NOTIFY, before the insert's answer
+    await flush();
+    session.offer([envelope(1)]);
+    await flush();
+    expect(envelopeIds()).toEqual([envelope(1).id]);
+    await ack();
+    expect(reads).toEqual([0]); // neither the NOTIFY nor the acknowledgement read the queue
+  });
+
+  it('reads what another instance announced while its own offer was expected', async () => {
+    const { session, reads, envelopeIds, queue } = await open([]);
+    session.expectOffer();
+    queue.push(envelope(1), envelope(2));
+    session.wake(2); // another instance committed position 2 after this one's position 1
+    session.offer([envelope(1)]);
+    for (let i = 0; i < 5; i += 1) await flush();
+    expect(envelopeIds()).toEqual([envelope(1).id, envelope(2).id]);
+    expect(reads).toEqual([0, 1]);
+  });
+
+  it('reads on acknowledgement when the window could not take an offer', async () => {
+    const queue = Array.from({ length: 32 }, (_, i) => envelope(i + 1));
+    const { session, envelopeIds, ack } = await open(queue);
+    expect(envelopeIds()).toHaveLength(32); // the window is full
+    queue.push(envelope(33));
+    session.offer([envelope(33)]); // refused: no room; it must come after the acknowledgements
+    await ack();
+    expect(envelopeIds().at(-1)).toBe(envelope(33).id);
+  });
+});

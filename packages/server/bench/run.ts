@@ -320,6 +320,29 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       }
     }
   }
+  if (ONLY.has('idle')) {
+    for (const sessions of PLAN.idle) {
+      const name = `4 idle ${sessions} sessions`;
+      for (const system of systems) {
+        log(`${name}: ${system.name}`);
+        const run = await runJob(system, { scenario: 'idle', sessions }, name, rows);
+        if (!run) continue;
+        const { result, marks, load } = run;
+        const before = marks.get('login.start')?.rssKiB ?? 0;
+        const after = marks.get('idle')?.rssKiB ?? 0;
+        rows.push({
+          scenario: name,
+          system: system.name,
+          rate: result.rate,
+          ...cpuPer(marks.get('login.start'), marks.get('login.end'), sessions),
+          memoryMiB: ((after - before) / 1024) * (1000 / sessions),
+          load,
+          note: 'rate: full logins/s; CPU per login; MiB per 1,000 sessions',
+        });
+      }
+    }
+  }
+  // After the idle sessions: the soak's garbage would otherwise be in their memory figure.
   const relay = systems.find((system) => system.name === 'privcomm');
   if (ONLY.has('soak') && relay) {
     // Half load: half of the online rate measured just now, or 1,000/s without it.
@@ -374,28 +397,6 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           .join('\n')}`,
       );
       await vacuum(relay);
-    }
-  }
-  if (ONLY.has('idle')) {
-    for (const sessions of PLAN.idle) {
-      const name = `4 idle ${sessions} sessions`;
-      for (const system of systems) {
-        log(`${name}: ${system.name}`);
-        const run = await runJob(system, { scenario: 'idle', sessions }, name, rows);
-        if (!run) continue;
-        const { result, marks, load } = run;
-        const before = marks.get('login.start')?.rssKiB ?? 0;
-        const after = marks.get('idle')?.rssKiB ?? 0;
-        rows.push({
-          scenario: name,
-          system: system.name,
-          rate: result.rate,
-          ...cpuPer(marks.get('login.start'), marks.get('login.end'), sessions),
-          memoryMiB: ((after - before) / 1024) * (1000 / sessions),
-          load,
-          note: 'rate: full logins/s; CPU per login; MiB per 1,000 sessions',
-        });
-      }
     }
   }
 };

@@ -373,12 +373,6 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         system: 'privcomm',
         rate: result.rate,
         ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
-        latency: {
-          p50: first?.p99,
-          p99: last?.p99,
-          p999: Math.max(...p99s),
-          count: samples.length,
-        },
         memoryMiB: (marks.get('end')?.rssKiB ?? 0) / 1024,
         lost: result.lost,
         duplicates: result.duplicates,

@@ -1,7 +1,12 @@
 import type { PrivcommClient } from '@privcomm/client';
 import { useEffect, useState } from 'react';
 import { ActivityIndicator, StatusBar, useColorScheme, View } from 'react-native';
-import { openClient, openDeviceParts, type DeviceParts } from './platform/client-factory.ts';
+import {
+  openClient,
+  startDevice,
+  wipeDevice,
+  type DeviceParts,
+} from './platform/client-factory.ts';
 import type { DevicePlatform } from './platform/platform.ts';
 import { AddContact } from './screens/AddContact.tsx';
 import { CallScreen } from './screens/CallScreen.tsx';
@@ -16,14 +21,22 @@ import { Notice, Screen } from './ui/components.tsx';
 import { NavigationProvider, useNavigation } from './ui/navigation.tsx';
 import { useTheme } from './ui/theme.ts';
 
+/** What the relay no longer knows after Settings ended it. */
+type Ended = 'device' | 'account';
+
 type Phase =
   | { readonly kind: 'opening' }
   | { readonly kind: 'failed'; readonly message: string }
-  | { readonly kind: 'onboarding'; readonly parts: DeviceParts }
-  | { readonly kind: 'ready'; readonly client: PrivcommClient }
-  | { readonly kind: 'deleted'; readonly what: 'device' | 'account' };
+  | { readonly kind: 'onboarding'; readonly parts: DeviceParts; readonly ended?: Ended }
+  | { readonly kind: 'ready'; readonly parts: DeviceParts; readonly client: PrivcommClient }
+  | { readonly kind: 'wiping'; readonly ended: Ended };
 
-const Routes = ({ onDeleted }: { onDeleted: (what: 'device' | 'account') => void }) => {
+const ENDED: Record<Ended, string> = {
+  account: 'The account was deleted',
+  device: 'This device was removed from the account',
+};
+
+const Routes = ({ onDeleted }: { onDeleted: (what: Ended) => void }) => {
   const { route } = useNavigation();
   switch (route.name) {
     case 'conversations':
@@ -53,10 +66,9 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
   useEffect(() => {
     let live = true;
     (async () => {
-      const parts = await openDeviceParts(platform);
-      const profile = await parts.store.profile();
+      const { parts, profile } = await startDevice(platform);
       const next: Phase = profile
-        ? { kind: 'ready', client: await openClient(parts, profile.relayUrl) }
+        ? { kind: 'ready', parts, client: await openClient(parts, profile.relayUrl) }
         : { kind: 'onboarding', parts };
       if (live) setPhase(next);
     })().catch((error: unknown) => {
@@ -67,6 +79,19 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
     };
   }, [platform]);
 
+  /** The relay has forgotten the account or this device: erase the phone's copy, start anew. */
+  const wipe = (parts: DeviceParts, client: PrivcommClient, ended: Ended): void => {
+    setPhase({ kind: 'wiping', ended });
+    wipeDevice(parts, client).then(
+      (fresh) => setPhase({ kind: 'onboarding', parts: fresh, ended }),
+      (error: unknown) =>
+        setPhase({
+          kind: 'failed',
+          message: `${ENDED[ended]} on the relay, but erasing this phone's copy failed (${String((error as Error)?.message ?? error)}). Clear privcomm's data in Android's settings (Apps, privcomm, Storage), or uninstall it.`,
+        }),
+    );
+  };
+
   return (
     <View style={{ flex: 1, backgroundColor: theme.background }}>
       <StatusBar barStyle={dark ? 'light-content' : 'dark-content'} />
@@ -76,23 +101,26 @@ export const AppRoot = ({ platform }: { platform: DevicePlatform }) => {
         <Screen title="privcomm cannot start">
           <Notice text={phase.message} />
         </Screen>
-      ) : phase.kind === 'deleted' ? (
-        <Screen title={phase.what === 'account' ? 'Account deleted' : 'Device removed'}>
-          <Notice
-            kind="info"
-            text={`The relay no longer knows this ${phase.what}. The messages on this phone stay until you clear privcomm's data in Android's settings (or uninstall it); then you can start again.`}
-          />
-        </Screen>
+      ) : phase.kind === 'wiping' ? (
+        <ActivityIndicator
+          accessibilityLabel="Erasing this phone's messages and keys"
+          style={{ flex: 1 }}
+        />
       ) : phase.kind === 'onboarding' ? (
         <Onboarding
           parts={phase.parts}
-          onRegistered={(client) => setPhase({ kind: 'ready', client })}
+          {...(phase.ended
+            ? {
+                notice: `${ENDED[phase.ended]}, and this phone's messages, contacts and keys were erased. You can start again.`,
+              }
+            : {})}
+          onRegistered={(client) => setPhase({ kind: 'ready', parts: phase.parts, client })}
         />
       ) : (
         <DeviceProvider platform={platform}>
           <AccountProvider client={phase.client}>
             <NavigationProvider>
-              <Routes onDeleted={(what) => setPhase({ kind: 'deleted', what })} />
+              <Routes onDeleted={(ended) => wipe(phase.parts, phase.client, ended)} />
               <CallScreen />
             </NavigationProvider>
           </AccountProvider>

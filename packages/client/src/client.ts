@@ -1158,11 +1158,30 @@ export class PrivcommClient {
   }
 
   async close(): Promise<void> {
+    await this.shutDown();
+    await this.deps.engine.close();
+  }
+
+  /**
+   * Closes the client and erases what this device keeps: the engine's keys and sessions, then
+   * the store (profile, contacts, messages, outbox). For after `deleteAccount` or removing this
+   * device; it asks the relay nothing. The engine goes first: interrupted in between, the store
+   * still has a profile whose engine has no identity, which the app takes as a wipe to finish
+   * (a store without a profile beside an engine with an identity could not register again).
+   */
+  async wipe(): Promise<void> {
+    await this.shutDown();
+    await this.deps.engine.wipe();
+    await this.deps.store.wipe();
+    this.profileValue = undefined;
+  }
+
+  /** Stops everything that runs: copies, the reconnector, calls, the socket. */
+  private async shutDown(): Promise<void> {
     this.syncCopies.stop();
     await this.reconnector?.stop();
     await this.calls.close();
     this.connection?.close();
     this.connection = undefined;
-    await this.deps.engine.close();
   }
 }

@@ -219,6 +219,13 @@ export interface SignalEngine {
   openProvisioning(ciphertext: Uint8Array): Promise<Uint8Array>;
 
   close(): Promise<void>;
+  /**
+   * Erases everything this engine keeps (the identity key pair, prekeys, sessions, others'
+   * identities, kept plaintexts), then closes it: opening its store again gives a new, empty
+   * engine. For after the account or this device was deleted on the relay. The engine erases
+   * because only it knows where and how its secrets are kept.
+   */
+  wipe(): Promise<void>;
 }
 
 /** Base of every engine error; `code` is stable across engines. */

@@ -257,6 +257,7 @@ const METHODS = {
   holdEnvelope: { args: [heldEnvelope], result: none },
   heldEnvelopes: { args: [], result: array(heldEnvelope) },
   releaseEnvelope: { args: [str], result: none },
+  wipe: { args: [], result: none },
 } as const satisfies Record<keyof ClientStore, MethodCodecs>;
 
 type StoreMethod = keyof typeof METHODS;

@@ -741,6 +741,24 @@ export class SqlStore implements ClientStore {
     });
   }
 
+  wipe(): Promise<void> {
+    return this.serial(async () => {
+      // Every table this store made, whatever the migrations added: the rows go, the schema and
+      // its version stay, so the store is afterwards as a new one.
+      await this.db.transaction(async () => {
+        // Children and parents go in one transaction: the foreign keys are checked at its end.
+        await this.db.exec('PRAGMA defer_foreign_keys = ON');
+        const tables = await this.db.all<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        );
+        for (const { name } of tables) await this.db.run(`DELETE FROM "${name}"`);
+      });
+      // secure_delete has overwritten the rows; VACUUM (outside any transaction) rewrites the
+      // file without the freed pages, so neither its size nor its free list tells what was there.
+      await this.db.exec('VACUUM');
+    }, false);
+  }
+
   /** Closes the connection once the operations already asked for are done. */
   async close(): Promise<void> {
     await this.queue;

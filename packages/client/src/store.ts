@@ -166,6 +166,13 @@ export interface ClientStore extends GroupStore {
    */
   value(key: string): Promise<string | undefined>;
   saveValue(key: string, value: string): Promise<void>;
+
+  /**
+   * Forgets everything: profile, contacts, messages, outbox, processed ids, values (after the
+   * account or this device was deleted on the relay). The store stays open and is afterwards
+   * as a new one; on SQLite the rows are overwritten, not only unlinked.
+   */
+  wipe(): Promise<void>;
 }
 
 const key = (conversation: string, direction: string, id: string): string =>
@@ -337,5 +344,20 @@ export class MemoryStore implements ClientStore {
   }
   async releaseEnvelope(envelopeId: string): Promise<void> {
     this.heldMap.delete(envelopeId);
+  }
+  async wipe(): Promise<void> {
+    this.profileValue = undefined;
+    for (const map of [
+      this.contactMap,
+      this.messageMap,
+      this.outboxMap,
+      this.processedMap,
+      this.valueMap,
+      this.groupMap,
+      this.ownKeyMap,
+      this.keyRecipientMap,
+      this.heldMap,
+    ])
+      map.clear();
   }
 }

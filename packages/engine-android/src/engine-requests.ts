@@ -142,7 +142,7 @@ const failureOf = (error: unknown): EngineRequestError => {
 
 /**
  * Answers engine requests over the engines `open` gives (one handle per "open"). "close" closes
- * the engine and forgets its handle; an unknown handle or op is an argument error.
+ * the engine and forgets its handle ("wipe" erases it first); an unknown handle or op is an argument error.
  */
 export class EngineRequests {
   private readonly engines = new Map<number, SignalEngine>();
@@ -162,9 +162,9 @@ export class EngineRequests {
       }
       const engine = handle === undefined ? undefined : this.engines.get(handle);
       if (engine === undefined) throw argument('no open engine has this handle (closed?)');
-      if (op === 'close') {
+      if (op === 'close' || op === 'wipe') {
         this.engines.delete(handle as number);
-        await engine.close();
+        await (op === 'wipe' ? engine.wipe() : engine.close());
         return null;
       }
       return await this.operation(engine, op, args);

@@ -364,6 +364,10 @@ class RemoteSignalEngine implements SignalEngine {
     }
   }
 
+  async wipe(): Promise<void> {
+    await this.call('wipe');
+  }
+
   /** Tests that move time: the engine's clock, if it was opened with `now`. */
   async setClock(now: number): Promise<void> {
     await this.call('setClock', { now });

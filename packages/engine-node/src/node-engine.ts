@@ -946,6 +946,11 @@ class NodeSignalEngine implements SignalEngine {
   close(): Promise<void> {
     return this.queue.close();
   }
+
+  wipe(): Promise<void> {
+    this.certificate = undefined;
+    return this.queue.wipe();
+  }
 }
 
 /** The libsignal stores of one operation, and what they saw. */

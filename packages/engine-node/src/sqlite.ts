@@ -167,6 +167,33 @@ export class TransactionQueue {
     return result;
   }
 
+  /**
+   * After the operations already queued: deletes every row of every table in one transaction
+   * (secure_delete overwrites them), VACUUMs so that no freed page keeps a copy, and closes.
+   * The schema stays: opening the file again gives an empty store.
+   */
+  async wipe(): Promise<void> {
+    if (this.closed) throw new Error('the engine is closed');
+    this.closed = true;
+    await this.tail;
+    try {
+      const tables = this.db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .all() as { name: string }[];
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const { name } of tables) this.db.exec(`DELETE FROM "${name}"`);
+        this.db.exec('COMMIT');
+      } catch (error) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw error;
+      }
+      this.db.exec('VACUUM');
+    } finally {
+      this.db.close();
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

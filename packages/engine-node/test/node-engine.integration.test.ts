@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -282,6 +290,40 @@ describe('node engine: the SQLite file', () => {
       await c.engine.close();
     } finally {
       await reopened.engine.close();
+      await b.engine.close();
+    }
+  });
+});
+
+describe('node engine: wipe', () => {
+  it("erases the file's keys and sessions: reopened, it is a new engine and holds none of them", async () => {
+    const file = newFile();
+    const a = await device(await openNodeEngine(file));
+    const b = await device(await openNodeEngine(':memory:'));
+    await a.engine.processBundle(b.address, await bundleOf(b));
+    await deliver(a, b, 'before');
+    await a.engine.generatePreKeys(20);
+    const bytes = (): Buffer => readFileSync(file);
+    const contains = (needle: Uint8Array): boolean => bytes().includes(Buffer.from(needle));
+    // Test the test: before the wipe the file holds both identity keys.
+    expect(contains(a.identityKey.subarray(1))).toBe(true);
+    expect(contains(b.identityKey.subarray(1))).toBe(true);
+    const before = bytes().length;
+
+    await a.engine.wipe();
+    await expect(a.engine.localIdentity()).rejects.toThrow('closed');
+    expect(contains(a.identityKey.subarray(1))).toBe(false);
+    expect(contains(b.identityKey.subarray(1))).toBe(false);
+    expect(bytes().length).toBeLessThan(before);
+
+    const reopened = await openNodeEngine(file);
+    try {
+      expect(await reopened.localIdentity()).toBeUndefined();
+      expect(await reopened.hasSession(b.address)).toBe(false);
+      expect(await reopened.identityState(b.address.accountId)).toBeUndefined();
+      await reopened.createIdentity();
+    } finally {
+      await reopened.close();
       await b.engine.close();
     }
   });

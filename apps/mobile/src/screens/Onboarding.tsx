@@ -18,9 +18,12 @@ const normaliseRelayUrl = (typed: string): string => {
  */
 export const Onboarding = ({
   parts,
+  notice,
   onRegistered,
 }: {
   parts: DeviceParts;
+  /** Why the app is back here (an account deleted, this device removed). */
+  notice?: string;
   onRegistered: (client: PrivcommClient) => void;
 }) => {
   const theme = useTheme();
@@ -70,6 +73,7 @@ export const Onboarding = ({
   return (
     <Screen title="Welcome to privcomm">
       <ScrollView contentContainerStyle={{ gap: 12 }} keyboardShouldPersistTaps="handled">
+        {notice ? <Notice kind="info" text={notice} /> : null}
         <Text style={{ color: theme.text }}>
           Your messages go through a relay you trust. It only ever sees encrypted envelopes.
         </Text>

@@ -35,7 +35,7 @@ export const Settings = ({ onDeleted }: { onDeleted: (what: 'device' | 'account'
     try {
       if (primary) await client.deleteAccount();
       else await client.removeDevice(profile.deviceId);
-      await client.stop();
+      // The app then erases this phone's copy (AppRoot: wipeDevice) and goes back to onboarding.
       onDeleted(primary ? 'account' : 'device');
     } catch (caught) {
       setError(explain(caught));
@@ -78,8 +78,8 @@ export const Settings = ({ onDeleted }: { onDeleted: (what: 'device' | 'account'
                 kind="warning"
                 text={
                   primary
-                    ? 'Delete the account for good? Its linked devices stop working, messages waiting on the relay are lost, and your contacts can no longer reach you. This cannot be undone.'
-                    : 'Remove this phone from the account? It stops receiving messages; your other devices keep working. To use it again, link it again.'
+                    ? "Delete the account for good? Its linked devices stop working, messages waiting on the relay are lost, your contacts can no longer reach you, and this phone's messages, contacts and keys are erased. This cannot be undone."
+                    : 'Remove this phone from the account? It stops receiving messages and its messages, contacts and keys are erased; your other devices keep working. To use it again, link it again.'
                 }
               />
               <Button

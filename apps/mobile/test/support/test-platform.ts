@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
@@ -88,13 +89,23 @@ export interface TestPlatformOptions {
   readonly media?: () => CallMedia;
   readonly scanner?: QrScanner;
   readonly audioRoute?: AudioRoute;
+  /**
+   * A folder for the engine's and the store's files, so that the phone keeps them across a
+   * restart (the same platform rendered again); without one, both are in memory.
+   */
+  readonly dir?: string;
 }
+
+/** Where a phone with a folder keeps its engine and its store. */
+export const ENGINE_FILE = 'engine.sqlite';
+export const STORE_FILE = 'privcomm.db';
 
 export const testPlatform = (
   options: TestPlatformOptions = {},
 ): DevicePlatform & { secrets: ReturnType<typeof memorySecrets> } => ({
-  openEngine: () => openNodeEngine(':memory:'),
-  openStore: () => openAppStore(betterSqlite()),
+  openEngine: () => openNodeEngine(options.dir ? join(options.dir, ENGINE_FILE) : ':memory:'),
+  openStore: () =>
+    openAppStore(betterSqlite(options.dir ? join(options.dir, STORE_FILE) : ':memory:')),
   secrets: memorySecrets(),
   transport: (relayUrl) =>
     createTransport(relayUrl, {

@@ -211,6 +211,20 @@ export const engineContract = (
         expect(await engine.localIdentity()).toEqual(identity);
       });
 
+      it('wipes what it keeps and closes: a session peer then needs a new one', async () => {
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        await deliver(a, b, 'before the wipe');
+        await b.engine.wipe();
+        // Closed: nothing more is answered, and closing again (as callers do) is harmless.
+        await expect(b.engine.localIdentity()).rejects.toThrow();
+        await expect(b.engine.hasSession(a.address)).rejects.toThrow();
+        await b.engine.close();
+        // a's session with the wiped device stays a's own: a can still encrypt to it.
+        expect(await a.engine.hasSession(b.address)).toBe(true);
+      });
+
       it('gives every device its own identity key', async () => {
         const a = await newDevice();
         const b = await newDevice();

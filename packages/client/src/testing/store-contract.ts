@@ -362,6 +362,41 @@ export const storeContract = (
         expect(kept[0]?.envelopeId).toBe('n0');
       }));
 
+    it('wipes everything it keeps, and is afterwards as a new store', () =>
+      withStore(async (store) => {
+        const profile = {
+          relayUrl: 'http://r',
+          accountId: A,
+          deviceId: deviceIdOf(1),
+          keysRotatedAt: 5,
+        };
+        await store.saveProfile(profile);
+        await store.saveContact({ accountId: B, name: 'bob', expireSeconds: 30 });
+        await store.addMessage(msg({ id: 'm', conversation: B, expiresAt: 100 }));
+        await store.markProcessed('e1', 100, 0);
+        await store.addOutbox(outboxEntry('o', 10, 1));
+        await store.saveValue('k', 'v');
+        await store.saveGroup({ groupId: GROUP_2, log: groupLog(GROUP_2), expireSeconds: 0 });
+        await store.holdEnvelope(held('h', 100));
+        await store.wipe();
+        expect(await store.profile()).toBeUndefined();
+        expect(await store.groups()).toEqual([]);
+        expect(await store.heldEnvelopes()).toEqual([]);
+        expect(await store.contacts()).toEqual([]);
+        expect(await store.contact(B)).toBeUndefined();
+        expect(await store.conversationIds()).toEqual([]);
+        expect(await store.messages(B)).toEqual([]);
+        expect(await store.message(B, 'm')).toBeUndefined();
+        expect(await store.removeExpired(1_000)).toEqual([]);
+        expect(await store.isProcessed('e1')).toBe(false);
+        expect(await store.outbox()).toEqual([]);
+        expect(await store.value('k')).toBeUndefined();
+        // Usable as a new one: the same ids are new again.
+        expect(await store.addMessage(msg({ id: 'm', conversation: B }))).toBe(true);
+        await store.saveProfile({ ...profile, deviceId: deviceIdOf(2) });
+        expect((await store.profile())?.deviceId).toBe(2);
+      }));
+
     it('applies operations in call order, even when nobody waits between them', () =>
       withStore(async (store) => {
         const ids = Array.from({ length: 20 }, (_, i) => `p${i}`);
@@ -459,6 +494,26 @@ export const sqlStoreContract = (
         });
       }
     });
+
+    it('wipes to an empty database of its own format, with no free pages left', () =>
+      withDriver(async (db) => {
+        const store = await SqlStore.open(db);
+        for (let i = 0; i < 50; i += 1)
+          await store.addMessage(msg({ id: `m${i}`, text: 'secret '.repeat(200) }));
+        await store.saveValue('k', 'v');
+        await store.wipe();
+        const tables = await db.all<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        );
+        expect(tables.length >= 6).toBe(true);
+        for (const { name } of tables)
+          expect(await db.get(`SELECT count(*) AS n FROM "${name}"`)).toEqual({ n: 0 });
+        // VACUUM ran: the pages the rows filled are gone from the file, not on its free list.
+        expect(await db.get('PRAGMA freelist_count')).toEqual({ freelist_count: 0 });
+        expect(await db.get('PRAGMA user_version')).toEqual({ user_version: SQL_STORE_VERSION });
+        const again = await SqlStore.open(db);
+        expect(await again.conversationIds()).toEqual([]);
+      }));
 
     it('refuses ids damaged in the database with StoreFormatError, and changes nothing', () =>
       withDriver(async (db) => {

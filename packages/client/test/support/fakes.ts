@@ -98,6 +98,7 @@ export class FakeEngine implements SignalEngine {
   }
   async setLocalAddress(): Promise<void> {}
   async close(): Promise<void> {}
+  async wipe(): Promise<void> {}
   createIdentity = unused('createIdentity');
   generatePreKeys = unused('generatePreKeys');
   generateKyberPreKeys = unused('generateKyberPreKeys');

@@ -90,6 +90,13 @@ class EngineRequests(
         }
         engine.close()
       }
+      "wipe" -> {
+        synchronized(this) {
+          engines.values.remove(engine)
+          clocks.remove(request["engine"] as Long)
+        }
+        engine.wipe()
+      }
       "setClock" -> (clocks[request["engine"] as Long] ?: throw IllegalArgumentException("no fixed clock"))(args.long("now"))
       "createIdentity" -> engine.createIdentity().let { identity(it) }
       "localIdentity" -> engine.localIdentity()?.let { identity(it) }

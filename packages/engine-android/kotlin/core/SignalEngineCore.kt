@@ -691,6 +691,26 @@ class SignalEngineCore private constructor(
     payload
   }
 
+  /**
+   * Erases every row of every table in one transaction (secure_delete overwrites them), VACUUMs
+   * so that no freed page keeps a copy, and closes; the schema stays, so the database opens
+   * again as a new engine. The Node engine's wipe does the same (engine-node/src/sqlite.ts).
+   */
+  @Synchronized
+  fun wipe() {
+    if (closed) throw IllegalStateException("the engine is closed")
+    closed = true
+    certificate = null
+    try {
+      val tables = db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .map { it["name"] as String }
+      db.transaction { tables.forEach { db.update("DELETE FROM \"$it\"") } }
+      db.update("VACUUM")
+    } finally {
+      db.close()
+    }
+  }
+
   @Synchronized
   fun close() {
     if (closed) return

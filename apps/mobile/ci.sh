@@ -45,3 +45,9 @@ ln -s "$PWD/node_modules" "$out/app/node_modules"
 (cd "$out/app" && CI=1 npx expo prebuild --platform android --no-install \
   --template expo-template-bare-minimum@56.0.37)
 node scripts/check-manifest.js "$out/app/android/app/src/main/AndroidManifest.xml"
+# The message database is SQLCipher only if expo-sqlite is built with it (app.json's plugin
+# option); without it the app refuses to open the store (src/platform/encrypted-store.ts).
+if ! grep -qx 'expo.sqlite.useSQLCipher=true' "$out/app/android/gradle.properties"; then
+  echo "prebuild did not set expo.sqlite.useSQLCipher=true in android/gradle.properties" >&2
+  exit 1
+fi

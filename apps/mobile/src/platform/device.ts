@@ -18,7 +18,9 @@ import {
 } from '@privcomm/client';
 import { openAndroidEngine } from '../../modules/privcomm-engine';
 import type { DevicePlatform, QrScanner } from './platform.ts';
-import { openAppStore, type ExpoSqliteDatabase } from './expo-sqlite-driver.ts';
+import type { ExpoSqliteDatabase } from './expo-sqlite-driver.ts';
+import { openEncryptedAppStore } from './encrypted-store.ts';
+import type { SecretStore } from './secrets.ts';
 import { createTransport } from './transport.ts';
 
 /**
@@ -52,17 +54,24 @@ const cameraScanner: QrScanner = {
     }),
 };
 
+const secrets: SecretStore = {
+  getItemAsync: (key) => SecureStore.getItemAsync(key),
+  setItemAsync: (key, value) => SecureStore.setItemAsync(key, value),
+  deleteItemAsync: (key) => SecureStore.deleteItemAsync(key),
+};
+
 export const devicePlatform: DevicePlatform = {
   // The Android SignalEngine (modules/privcomm-engine): libsignal-android in Kotlin, private
   // records sealed under a non-exportable Keystore key; keys never enter JavaScript.
   openEngine: () => openAndroidEngine(),
+  // SQLCipher (expo-sqlite's useSQLCipher, app.json), keyed from the secure store.
   openStore: async () =>
-    openAppStore((await openDatabaseAsync('privcomm.db')) as unknown as ExpoSqliteDatabase),
-  secrets: {
-    getItemAsync: (key) => SecureStore.getItemAsync(key),
-    setItemAsync: (key, value) => SecureStore.setItemAsync(key, value),
-    deleteItemAsync: (key) => SecureStore.deleteItemAsync(key),
-  },
+    openEncryptedAppStore(
+      (await openDatabaseAsync('privcomm.db')) as unknown as ExpoSqliteDatabase,
+      secrets,
+      getRandomBytes,
+    ),
+  secrets,
   transport: (relayUrl) => createTransport(relayUrl),
   randomBytes: (length) => getRandomBytes(length),
   calls: {

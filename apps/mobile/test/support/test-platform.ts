@@ -25,10 +25,24 @@ export const betterSqlite = (file = ':memory:'): ExpoSqliteDatabase => {
     runAsync: async (source, ...params) => ({
       changes: db.prepare(source).run(...bind(params)).changes,
     }),
-    getAllAsync: async <T>(source: string, ...params: SqlValue[]) =>
-      db.prepare(source).all(...bind(params)) as T[],
-    getFirstAsync: async <T>(source: string, ...params: SqlValue[]) =>
-      (db.prepare(source).get(...bind(params)) as T | undefined) ?? null,
+    // expo-sqlite runs a statement that returns no rows (an unknown PRAGMA) and gives no rows;
+    // better-sqlite3 would throw: answer as expo-sqlite does.
+    getAllAsync: async <T>(source: string, ...params: SqlValue[]) => {
+      const statement = db.prepare(source);
+      if (!statement.reader) {
+        statement.run(...bind(params));
+        return [];
+      }
+      return statement.all(...bind(params)) as T[];
+    },
+    getFirstAsync: async <T>(source: string, ...params: SqlValue[]) => {
+      const statement = db.prepare(source);
+      if (!statement.reader) {
+        statement.run(...bind(params));
+        return null;
+      }
+      return (statement.get(...bind(params)) as T | undefined) ?? null;
+    },
     closeAsync: async () => {
       db.close();
     },

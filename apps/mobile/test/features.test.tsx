@@ -100,7 +100,7 @@ describe('adding contacts', () => {
     unmount();
   });
 
-  it('a message from someone not in the contacts is a request: accepted, or blocked', async () => {
+  it('a message from someone not in the contacts is a request: accepted, or blocked, then unblocked in Settings', async () => {
     const { phones, unmount } = launch('alice', 'bob', 'mallory');
     const [alice, bob, mallory] = phones as [Phone, Phone, Phone];
     const aliceId = await onboard(alice, 'Alice');
@@ -131,6 +131,22 @@ describe('adding contacts', () => {
     expect(alice.queryByText(/This account is not in your contacts/)).toBeNull();
     await send(alice, 'hello Bob');
     expect(await bob.findByLabelText('Alice: hello Bob', {}, WAIT)).toBeTruthy();
+
+    // Settings lists Mallory as blocked; unblocked, what Mallory sends arrives again.
+    fireEvent.press(alice.getByRole('button', { name: 'Back' }));
+    fireEvent.press(alice.getByRole('button', { name: 'Settings' }));
+    expect(await alice.findByLabelText(`Blocked: ${malloryId}`, {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: `Unblock ${malloryId}` }));
+    expect(await alice.findByText('You have not blocked anyone.', {}, WAIT)).toBeTruthy();
+    fireEvent.press(alice.getByRole('button', { name: 'Back' }));
+    await send(mallory, 'let me explain');
+    expect(
+      await alice.findByLabelText(
+        `Message request from ${malloryId}, 1 unread, ${malloryId}: let me explain`,
+        {},
+        WAIT,
+      ),
+    ).toBeTruthy();
     unmount();
   });
 });

@@ -5,6 +5,7 @@ import { ScrollView, Text, View } from 'react-native';
 import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Notice, Screen, Toggle } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
+import { BlockedAccounts } from './BlockedAccounts.tsx';
 import { useNavigation } from '../ui/navigation.tsx';
 import { useTheme } from '../ui/theme.ts';
 
@@ -68,6 +69,7 @@ export const Settings = ({ onDeleted }: { onDeleted: (what: 'device' | 'account'
           onChange={change('relayOnlyCalls')}
         />
         {error ? <Notice text={error} /> : null}
+        <BlockedAccounts />
         <View style={{ gap: 8, marginTop: 16 }}>
           <Text style={{ color: theme.text, fontWeight: '600' }}>
             {primary ? 'Delete the account' : 'Remove this device'}

@@ -40,6 +40,8 @@ export interface AccountState {
   /** The connection the core keeps (its reconnector: state, next attempt, last error). */
   readonly connection: ConnectionStatus;
   readonly settings: ClientSettings;
+  /** Accounts this device blocked (the core's list). */
+  readonly blocked: AccountId[];
   /** Devices that joined or left this account since the app started (the core's events). */
   readonly deviceChanges: number;
 }
@@ -74,6 +76,7 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
     typing: {},
     connection: { state: 'offline' },
     settings: client.settings,
+    blocked: [],
     deviceChanges: 0,
   }));
   const watched = new Set<string>();
@@ -110,6 +113,7 @@ export const createAccountStore = (client: PrivcommClient): AccountStore => {
       identities,
       connection: snapshot.connection,
       settings: snapshot.settings,
+      blocked: snapshot.blocked,
     });
   };
 

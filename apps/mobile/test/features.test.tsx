@@ -1,7 +1,7 @@
 import { act, fireEvent, waitFor } from '@testing-library/react-native';
 import { NodeCallMedia, toneSource } from '@privcomm/engine-node';
 import { CallError } from '@privcomm/client';
-import { CAMERA_REFUSED } from '../src/screens/AddContact.tsx';
+import { CAMERA_REFUSED_HERE } from '../src/screens/AddContact.tsx';
 import { MICROPHONE_REFUSED } from '../src/screens/CallScreen.tsx';
 import { addContact, launch, onboard, send, WAIT, type Phone } from './support/phones.tsx';
 import { drivenScanner, restartableRelay, restartableRelayUrl } from './support/test-platform.ts';
@@ -51,6 +51,59 @@ describe('settings', () => {
   });
 });
 
+describe('safety numbers by QR code', () => {
+  it("scanning the other phone's code verifies; another code, or a refused camera, says what to do", async () => {
+    const aliceScanner = drivenScanner();
+    const { phones, unmount } = launch(
+      { name: 'alice', options: { scanner: aliceScanner.scanner } },
+      { name: 'bob', options: { scanner: drivenScanner(false).scanner } },
+    );
+    const [alice, bob] = phones as [Phone, Phone];
+    const aliceId = await onboard(alice, 'Alice');
+    const bobId = await onboard(bob, 'Bob');
+    await addContact(alice, 'Bob', bobId);
+    await send(alice, 'hello');
+    await addContact(bob, 'Alice', aliceId);
+    expect(await bob.findByLabelText('Alice: hello', {}, WAIT)).toBeTruthy();
+
+    fireEvent.press(bob.getByRole('button', { name: 'Safety number' }));
+    const bobsCode = await bob.findByRole(
+      'image',
+      { name: 'QR code of your safety number with Alice' },
+      WAIT,
+    );
+    // Bob's camera is refused: his screen says where to allow it, and what to do instead.
+    fireEvent.press(bob.getByRole('button', { name: "Scan Alice's code" }));
+    expect(
+      await bob.findByText(
+        /^privcomm may not use the camera.*Or compare the 60 digits with Alice instead\.$/,
+        {},
+        WAIT,
+      ),
+    ).toBeTruthy();
+
+    fireEvent.press(alice.getByRole('button', { name: 'Safety number' }));
+    fireEvent.press(await alice.findByRole('button', { name: "Scan Bob's code" }, WAIT));
+    expect(await alice.findByRole('header', { name: "Scan Bob's code" }, WAIT)).toBeTruthy();
+    act(() => aliceScanner.scan('not the safety number'));
+    expect(
+      await alice.findByText(/^The scanned code does not match this safety number/, {}, WAIT),
+    ).toBeTruthy();
+    expect(alice.getByRole('button', { name: 'Mark as verified' })).toBeTruthy();
+
+    fireEvent.press(alice.getByRole('button', { name: "Scan Bob's code" }));
+    await alice.findByRole('header', { name: "Scan Bob's code" }, WAIT);
+    // The camera reads the code many times a second: only the first read counts.
+    act(() => {
+      aliceScanner.scan(String(bobsCode.props.accessibilityValue.text));
+      aliceScanner.scan('a later read of something else');
+    });
+    expect(await alice.findByText("You verified Bob's safety number.", {}, WAIT)).toBeTruthy();
+    expect(alice.queryByText(/^The scanned code does not match this safety number/)).toBeNull();
+    unmount();
+  });
+});
+
 describe('adding contacts', () => {
   it('by contact link and by scanning the QR code; a bad link and a refused camera say what to do', async () => {
     const carolScanner = drivenScanner();
@@ -72,7 +125,7 @@ describe('adding contacts', () => {
     expect(qr.props.accessibilityValue).toEqual({ text: link });
     // Bob's camera is refused: scanning says where to allow it.
     fireEvent.press(bob.getByRole('button', { name: 'Scan a QR code' }));
-    expect(await bob.findByText(CAMERA_REFUSED, {}, WAIT)).toBeTruthy();
+    expect(await bob.findByText(CAMERA_REFUSED_HERE, {}, WAIT)).toBeTruthy();
 
     fireEvent.press(alice.getByRole('button', { name: 'Add contact' }));
     fireEvent.changeText(alice.getByLabelText('Contact link'), 'https://example.org/bob');

@@ -1,15 +1,16 @@
 import type { Contact } from '@privcomm/client';
-import { useRef, useState } from 'react';
+import { useState } from 'react';
 import { ScrollView, Text, View } from 'react-native';
-import { useAccount, useAccountStore, useDevice } from '../state/context.tsx';
+import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Field, Notice, Screen } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
 import { useNavigation } from '../ui/navigation.tsx';
 import { QrCode } from '../ui/QrCode.tsx';
 import { useTheme } from '../ui/theme.ts';
+import { CAMERA_REFUSED, QrScanScreen, useQrScan } from '../ui/useQrScan.tsx';
 
-export const CAMERA_REFUSED =
-  "privcomm may not use the camera, so it cannot scan. Allow it in Android's Settings › Apps › privcomm › Permissions, or paste the contact link instead.";
+/** What a refused camera shows here. */
+export const CAMERA_REFUSED_HERE = `${CAMERA_REFUSED} Or paste the contact link instead.`;
 
 /**
  * Adds a contact by account id, by contact link (typed or pasted) or by scanning the QR code of
@@ -19,15 +20,11 @@ export const AddContact = () => {
   const theme = useTheme();
   const navigation = useNavigation();
   const account = useAccountStore();
-  const { scanner } = useDevice();
   const profile = useAccount((s) => s.profile);
   const [name, setName] = useState('');
   const [accountId, setAccountId] = useState('');
   const [link, setLink] = useState('');
   const [error, setError] = useState<string | undefined>();
-  const [scanning, setScanning] = useState(false);
-  // A camera reports the same code many times a second: only the first one is used.
-  const scanned = useRef(false);
 
   const added = async (work: () => Promise<Contact>): Promise<void> => {
     setError(undefined);
@@ -44,41 +41,19 @@ export const AddContact = () => {
   const addFromLink = (text: string): Promise<void> =>
     added(() => account.client.addContactFromLink(text, name.trim() || undefined));
 
-  const startScan = async (): Promise<void> => {
-    if (!scanner) return;
-    setError(undefined);
-    if (!(await scanner.requestPermission())) {
-      setError(CAMERA_REFUSED);
-      return;
-    }
-    scanned.current = false;
-    setScanning(true);
-  };
-
-  const onScanned = (data: string): void => {
-    if (scanned.current) return;
-    scanned.current = true;
-    setScanning(false);
+  const scan = useQrScan((data) => {
     setLink(data);
     void addFromLink(data);
-  };
+  });
 
-  if (scanning && scanner) {
-    const Camera = scanner.View;
+  if (scan.scanning)
     return (
-      <Screen
+      <QrScanScreen
+        scan={scan}
         title="Scan a contact's QR code"
-        actions={<Button label="Cancel" kind="plain" onPress={() => setScanning(false)} />}
-      >
-        <Text style={{ color: theme.text }}>
-          Point the camera at the QR code on your contact's Add contact screen.
-        </Text>
-        <View style={{ flex: 1 }}>
-          <Camera onScanned={onScanned} />
-        </View>
-      </Screen>
+        instructions="Point the camera at the QR code on your contact's Add contact screen."
+      />
     );
-  }
 
   let ownLink: string | undefined;
   try {
@@ -107,12 +82,15 @@ export const AddContact = () => {
           onPress={() => void addFromLink(link)}
           disabled={link.trim() === ''}
         />
-        {scanner ? (
+        {scan.available ? (
           <Button
             label="Scan a QR code"
             kind="plain"
             hint="Opens the camera to scan your contact's QR code"
-            onPress={() => void startScan()}
+            onPress={() => {
+              setError(undefined);
+              void scan.start();
+            }}
           />
         ) : null}
         <Field
@@ -124,6 +102,7 @@ export const AddContact = () => {
           placeholder="xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
         />
         {error ? <Notice text={error} /> : null}
+        {scan.refused ? <Notice text={CAMERA_REFUSED_HERE} /> : null}
         <Button
           label="Add"
           onPress={() => void added(() => account.client.addContact(name.trim(), accountId.trim()))}

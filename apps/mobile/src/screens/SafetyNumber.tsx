@@ -1,13 +1,13 @@
 import { safetyNumberCode, type AccountId, type SafetyNumber as Digits } from '@privcomm/client';
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useState } from 'react';
 import { ScrollView, StyleSheet, Text, View } from 'react-native';
-import { useAccount, useAccountStore, useDevice } from '../state/context.tsx';
+import { useAccount, useAccountStore } from '../state/context.tsx';
 import { Button, Notice, Screen } from '../ui/components.tsx';
 import { explain } from '../ui/errors.ts';
 import { useNavigation } from '../ui/navigation.tsx';
 import { QrCode } from '../ui/QrCode.tsx';
 import { useTheme } from '../ui/theme.ts';
-import { CAMERA_REFUSED } from './AddContact.tsx';
+import { CAMERA_REFUSED, QrScanScreen, useQrScan } from '../ui/useQrScan.tsx';
 import { IdentityWarning } from './IdentityWarning.tsx';
 
 /** The 60 digits as 12 groups of 5, the way both phones show them. */
@@ -25,9 +25,6 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
   const identity = useAccount((s) => s.identities[accountId]);
   const [number, setNumber] = useState<Digits | undefined>();
   const [error, setError] = useState<string | undefined>();
-  const { scanner } = useDevice();
-  const [scanning, setScanning] = useState(false);
-  const scanned = useRef(false);
 
   useEffect(() => {
     let live = true;
@@ -53,41 +50,17 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
     }
   };
 
-  const startScan = async (): Promise<void> => {
-    if (!scanner) return;
-    setError(undefined);
-    if (!(await scanner.requestPermission())) {
-      setError(CAMERA_REFUSED);
-      return;
-    }
-    scanned.current = false;
-    setScanning(true);
-  };
-
   // The core compares the scanned code with this side's and marks the contact verified.
-  const onScanned = (data: string): void => {
-    if (scanned.current) return;
-    scanned.current = true;
-    setScanning(false);
-    void act(() => client.verifyScanned(accountId, data));
-  };
+  const scan = useQrScan((data) => void act(() => client.verifyScanned(accountId, data)));
 
-  if (scanning && scanner) {
-    const Camera = scanner.View;
+  if (scan.scanning)
     return (
-      <Screen
+      <QrScanScreen
+        scan={scan}
         title={`Scan ${name}'s code`}
-        actions={<Button label="Cancel" kind="plain" onPress={() => setScanning(false)} />}
-      >
-        <Text style={{ color: theme.text }}>
-          Point the camera at the QR code on {name}'s safety-number screen.
-        </Text>
-        <View style={{ flex: 1 }}>
-          <Camera onScanned={onScanned} />
-        </View>
-      </Screen>
+        instructions={`Point the camera at the QR code on ${name}'s safety-number screen.`}
+      />
     );
-  }
 
   const groups = number ? groupDigits(number.digits) : [];
   return (
@@ -116,6 +89,9 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
           </View>
         ) : null}
         {error ? <Notice text={error} /> : null}
+        {scan.refused ? (
+          <Notice text={`${CAMERA_REFUSED} Or compare the 60 digits with ${name} instead.`} />
+        ) : null}
         {identity?.changed ? (
           <Button
             label="I have compared the new number: accept it"
@@ -139,12 +115,15 @@ export const SafetyNumber = ({ accountId }: { accountId: AccountId }) => {
               value={safetyNumberCode(number.digits)}
               label={`QR code of your safety number with ${name}`}
             />
-            {scanner && !identity?.changed ? (
+            {scan.available && !identity?.changed ? (
               <Button
                 label={`Scan ${name}'s code`}
                 kind="plain"
                 hint="Opens the camera to compare safety numbers"
-                onPress={() => void startScan()}
+                onPress={() => {
+                  setError(undefined);
+                  void scan.start();
+                }}
               />
             ) : null}
           </>

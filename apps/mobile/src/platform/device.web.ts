@@ -2,8 +2,9 @@
  * The web build's platform (Metro picks this file over device.ts for `--platform web`): the
  * engine, the store and the login key are those of `privcomm daemon --web-bridge`, reached over
  * its loopback WebSocket (web-bridge.ts); the browser holds no private key. A development and
- * test tool, never a way to ship the app.
+ * test tool, never a way to ship the app. Calls use the browser's own WebRTC (browser-calls.ts).
  */
+import { browserCalls } from './browser-calls.ts';
 import type { DevicePlatform } from './platform.ts';
 import type { SecretStore } from './secrets.ts';
 import {
@@ -31,6 +32,7 @@ const webPlatform = (): DevicePlatform => {
     connection ??= address ? BridgeConnection.connect(address) : Promise.reject(noBridgeAddress());
     return connection;
   };
+  const calls = browserCalls();
   return {
     openEngine: async () => (await bridge()).openEngine(),
     openStore: async () => (await bridge()).store(),
@@ -38,6 +40,8 @@ const webPlatform = (): DevicePlatform => {
     secrets: noSecrets,
     transport: (relayUrl) => relayTransport(relayUrl, bridge),
     randomBytes: (length) => globalThis.crypto.getRandomValues(new Uint8Array(length)),
+    // The browser's RTCPeerConnection and microphone; the TURN credentials come from the relay.
+    ...(calls ? { calls } : {}),
   };
 };
 

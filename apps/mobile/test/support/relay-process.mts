@@ -5,7 +5,7 @@
  * throwaway coturn for calls), and
  * invite-only with codes made by the operator's own `admin invite create`. Prints one JSON line
  * with their addresses, then runs until SIGTERM. With PRIVCOMM_TEST_RELAYS=open (the browser
- * test), only the open relay, without TURN: no calls, no invitations, fewer processes to start.
+ * test), only the open relay and its coturn: no invitations, fewer processes to start.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -56,10 +56,18 @@ const main = async (): Promise<void> => {
     await stopEmbedded();
   };
 
+  // Calls need TURN: a throwaway coturn on loopback (the relay hands out its credentials).
+  const coturn = await startCoturn();
+  const turn = {
+    TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=udp`,
+    TURN_SECRET: coturn.secret,
+  };
+
   if (process.env.PRIVCOMM_TEST_RELAYS === 'open') {
-    const open = await startRelay(databaseUrl);
+    const open = await startRelay(databaseUrl, turn);
     const stopOpen = async (): Promise<void> => {
       await open.close();
+      await coturn.stop();
       await dropDatabase();
     };
     process.on('SIGTERM', () => void stopOpen().then(() => process.exit(0)));
@@ -67,12 +75,7 @@ const main = async (): Promise<void> => {
     return;
   }
 
-  // Calls need TURN: a throwaway coturn on loopback (the relay hands out its credentials).
-  const coturn = await startCoturn();
-  const open = await startRelay(databaseUrl, {
-    TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=udp`,
-    TURN_SECRET: coturn.secret,
-  });
+  const open = await startRelay(databaseUrl, turn);
   const inviteOnly = await startRelay(databaseUrl, { REGISTRATION: 'invite' });
   // A relay the reconnection test stops (SIGUSR1) and starts again on the same port (SIGUSR2),
   // as an operator's restart does; one signal is handled after the other.

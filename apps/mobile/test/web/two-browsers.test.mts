@@ -30,8 +30,8 @@ const CHROMIUM = process.env.PRIVCOMM_CHROMIUM ?? '/usr/bin/chromium';
 /** A step in the page that takes longer than this fails the test (the relay is local). */
 const STEP_MS = 30_000;
 
-// The jest tests' relay process (an embedded PostgreSQL and a relay), with the open relay only:
-// this test places no call and needs no invitation.
+// The jest tests' relay process (an embedded PostgreSQL and a relay), with the open relay only
+// (and its coturn, for the call): this test needs no invitation.
 process.env.PRIVCOMM_TEST_RELAYS = 'open';
 const require = createRequire(import.meta.url);
 const startRelays: () => Promise<void> = require('../support/global-setup.js');
@@ -144,6 +144,30 @@ const send = async (page: Page, text: string) => {
   await button(page, 'Send').click();
 };
 
+/**
+ * The loudness (RMS, 0 to 1) of the peer's audio as this page plays it: the <audio> element of
+ * the web build's call media (browser-calls.ts), measured through Web Audio for a moment.
+ */
+const remoteLoudness = (page: Page): Promise<number> =>
+  page.evaluate(async () => {
+    const audio = document.getElementById('privcomm-remote-audio') as HTMLAudioElement | null;
+    const stream = audio?.srcObject;
+    if (!(stream instanceof MediaStream)) return -1;
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    context.createMediaStreamSource(stream).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    let loudest = 0;
+    for (let i = 0; i < 20; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      analyser.getFloatTimeDomainData(samples);
+      const rms = Math.sqrt(samples.reduce((sum, s) => sum + s * s, 0) / samples.length);
+      loudest = Math.max(loudest, rms);
+    }
+    await context.close();
+    return loudest;
+  });
+
 /** The 60 digits of the safety-number screen, opened from the chat. */
 const safetyNumber = async (page: Page, shoot: boolean): Promise<string> => {
   await button(page, 'Safety number').click();
@@ -176,6 +200,10 @@ before(async () => {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // Calls: the microphone allowed without a prompt, and a fake one (a beeping tone).
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
     ],
   });
   setupSeconds = Number(seconds(setupStarted));
@@ -194,7 +222,7 @@ after(async () => {
   rmSync(temp, { recursive: true, force: true });
 });
 
-test('two browser pages register, add each other, write both ways and compare safety numbers', async (t) => {
+test('two browser pages register, add each other, write both ways, call, and compare safety numbers', async (t) => {
   const started = performance.now();
   const [aliceBridge, bobBridge] = await Promise.all([startBridge('alice'), startBridge('bob')]);
   const alice = await openApp(aliceBridge);
@@ -217,6 +245,30 @@ test('two browser pages register, add each other, write both ways and compare sa
   await alice.getByLabel('Bob: Hi Alice! Safety numbers next?').waitFor();
   await bob.getByLabel('You: Hi Alice! Safety numbers next?, read').waitFor();
   await screenshot(alice, 'chat');
+
+  // A call through the browsers' own WebRTC, relay-only (nobody is verified yet) through the
+  // relay's coturn: outgoing, ringing, answered, connected with audio, hung up.
+  await button(alice, 'Call').click();
+  await alice.getByText('Calling Bob…', { exact: true }).waitFor();
+  await screenshot(alice, 'call-outgoing');
+  await bob.getByText('Alice is calling', { exact: true }).waitFor();
+  await screenshot(bob, 'call-incoming');
+  await button(bob, 'Answer').click();
+  await bob.getByText('In call with Alice', { exact: true }).waitFor();
+  await alice.getByText('In call with Bob', { exact: true }).waitFor();
+  await alice.getByLabel(/^Call duration 0:0[1-9]$/).waitFor();
+  await screenshot(alice, 'call');
+  // Chromium's fake microphone beeps: each page hears the other's beeps.
+  const heardByBob = await remoteLoudness(bob);
+  const heardByAlice = await remoteLoudness(alice);
+  t.diagnostic(`remote audio RMS: Bob hears ${heardByBob}, Alice hears ${heardByAlice}`);
+  assert.ok(heardByBob > 0.01, `Bob hears nothing from Alice (RMS ${heardByBob})`);
+  assert.ok(heardByAlice > 0.01, `Alice hears nothing from Bob (RMS ${heardByAlice})`);
+  await button(alice, 'Hang up').click();
+  await alice.getByText('Bob: Call ended · media went through the relay').waitFor();
+  await bob.getByText('Alice: Call ended · media went through the relay').waitFor();
+  await button(alice, 'Dismiss').click();
+  await button(bob, 'Dismiss').click();
 
   const aliceNumber = await safetyNumber(alice, true);
   const bobNumber = await safetyNumber(bob, false);

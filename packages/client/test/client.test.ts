@@ -220,3 +220,33 @@ describe('safety number by QR code', () => {
     expect(verified.get(BOB)).toBe(true);
   });
 });
+
+describe('wipe', () => {
+  it('erases the engine, then the store, and asks the relay nothing', async () => {
+    const { client, store, requests, deps } = await offlineClient();
+    await expect(client.sendText(BOB, 'kept in the outbox')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    expect(await store.outbox()).toHaveLength(1);
+    const order: string[] = [];
+    const engine = deps.engine as FakeEngine;
+    const engineWipe = engine.wipe.bind(engine);
+    engine.wipe = async () => {
+      order.push('engine');
+      await engineWipe();
+    };
+    const storeWipe = store.wipe.bind(store);
+    store.wipe = async () => {
+      order.push('store');
+      await storeWipe();
+    };
+    const asked = requests.length;
+    await client.wipe();
+    expect(order).toEqual(['engine', 'store']);
+    expect(requests.length).toBe(asked);
+    expect(await store.profile()).toBeUndefined();
+    expect(await store.outbox()).toEqual([]);
+    expect(await store.conversationIds()).toEqual([]);
+    expect(client.profile).toBeUndefined();
+  });
+});

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { fireEvent, waitFor } from '@testing-library/react-native';
+import { fireEvent, waitFor, within } from '@testing-library/react-native';
 import pg from 'pg';
 import { identityWarningText } from '../src/screens/IdentityWarning.tsx';
 import {
@@ -187,8 +187,21 @@ describe('two phones', () => {
     fireEvent.press(primary.getByRole('button', { name: 'Refresh the list' }));
     expect(await primary.findByLabelText(/^Device 2, added /, {}, WAIT)).toBeTruthy();
 
-    fireEvent.press(primary.getByRole('button', { name: 'Remove Device 2' }));
-    await waitFor(() => expect(primary.queryByLabelText(/^Device 2, added /)).toBeNull(), WAIT);
+    // The list can show the new device (its join event, or the refresh) before the primary's own
+    // link request has finished: until then every action of the screen, Remove included, is
+    // disabled, and a press would be ignored (a loaded machine once failed here that way).
+    const remove = primary.getByRole('button', { name: 'Remove Device 2' });
+    await waitFor(() => expect(remove).toBeEnabled(), WAIT);
+    fireEvent.press(remove);
+    await waitFor(() => {
+      // A failed removal shows why in an alert: say what it says.
+      const alert = primary.queryByRole('alert');
+      if (alert)
+        throw new Error(
+          `the removal failed: ${String(within(alert).getByText(/./).props.children)}`,
+        );
+      expect(primary.queryByLabelText(/^Device 2, added /)).toBeNull();
+    }, WAIT);
     expect(primary.getByLabelText(/^Primary device, this phone, added /)).toBeTruthy();
     unmount();
   });

@@ -16,6 +16,8 @@ module.exports = {
     // libsignal's addon finds itself through import.meta.dirname; load it with Node's own
     // require, outside Jest's module registry (it is never bundled into the app).
     '^@signalapp/libsignal-client$': '<rootDir>/test/support/libsignal.js',
+    '^@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage\\.js$':
+      '<rootDir>/test/support/libsignal-multi-recipient.js',
   },
   // The client core, wire and the Node engine are TypeScript sources outside node_modules and
   // are transformed as usual; React Native packages in node_modules need it too.

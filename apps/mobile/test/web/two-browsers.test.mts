@@ -157,9 +157,11 @@ const remoteLoudness = (page: Page): Promise<number> =>
     const analyser = context.createAnalyser();
     context.createMediaStreamSource(stream).connect(analyser);
     const samples = new Float32Array(analyser.fftSize);
+    // Chromium's fake microphone beeps now and then: windows of 2048 samples (about 43 ms) read
+    // every 40 ms for 3 s cover the whole time, so no beep falls between two reads.
     let loudest = 0;
-    for (let i = 0; i < 20; i += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    for (let i = 0; i < 75; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 40));
       analyser.getFloatTimeDomainData(samples);
       const rms = Math.sqrt(samples.reduce((sum, s) => sum + s * s, 0) / samples.length);
       loudest = Math.max(loudest, rms);

@@ -85,6 +85,7 @@ describe('safety numbers by QR code', () => {
     fireEvent.press(alice.getByRole('button', { name: 'Safety number' }));
     fireEvent.press(await alice.findByRole('button', { name: "Scan Bob's code" }, WAIT));
     expect(await alice.findByRole('header', { name: "Scan Bob's code" }, WAIT)).toBeTruthy();
+    await waitFor(() => expect(aliceScanner.showing).toBe(true), WAIT);
     act(() => aliceScanner.scan('not the safety number'));
     expect(
       await alice.findByText(/^The scanned code does not match this safety number/, {}, WAIT),
@@ -93,6 +94,7 @@ describe('safety numbers by QR code', () => {
 
     fireEvent.press(alice.getByRole('button', { name: "Scan Bob's code" }));
     await alice.findByRole('header', { name: "Scan Bob's code" }, WAIT);
+    await waitFor(() => expect(aliceScanner.showing).toBe(true), WAIT);
     // The camera reads the code many times a second: only the first read counts.
     act(() => {
       aliceScanner.scan(String(bobsCode.props.accessibilityValue.text));

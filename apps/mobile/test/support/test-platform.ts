@@ -154,6 +154,10 @@ export const drivenScanner = (granted = true) => {
   const scanner: QrScanner = { requestPermission: async () => granted, View };
   return {
     scanner,
+    /** The app shows the scanner (its camera view has mounted and listens). */
+    get showing(): boolean {
+      return onScanned !== undefined;
+    },
     scan(data: string): void {
       if (!onScanned) throw new Error('the app is not showing the scanner');
       onScanned(data);

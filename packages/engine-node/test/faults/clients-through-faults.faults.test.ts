@@ -9,6 +9,7 @@ import {
   PrivcommClient,
   type AccountId,
   type E164,
+  type OutboxEntry,
   type SocketLike,
   type Transport,
 } from '@privcomm/client';
@@ -33,6 +34,22 @@ const PER_PEER = byScale(8, 100);
 /** Clients keep sending until at least this many faults hit them (a quiet machine is quick). */
 const MIN_FAULTS = byScale(2, 6);
 
+/**
+ * A store that remembers what left its outbox, so that the test can put an accepted message back:
+ * what a client does when the relay's 200 is lost on the way (it sends again under the same
+ * message id, as a new envelope). Kills and restarts cause that only by chance, so each run also
+ * does it on purpose, and the recipients' de-duplication by message id is always exercised.
+ */
+class RememberingStore extends MemoryStore {
+  readonly removed = new Map<string, OutboxEntry>();
+
+  override async removeOutbox(id: string): Promise<void> {
+    const entry = (await this.outbox()).find((e) => e.id === id);
+    if (entry) this.removed.set(id, entry);
+    await super.removeOutbox(id);
+  }
+}
+
 let cluster: FaultCluster;
 const secrets = new Set<string>();
 let clients: FaultClient[] = [];
@@ -49,7 +66,7 @@ afterAll(async () => {
 interface FaultClient {
   name: string;
   client: PrivcommClient;
-  store: MemoryStore;
+  store: RememberingStore;
   id: AccountId;
   /** Texts as the application saw them arrive ('message' events), by sender. */
   arrivals: Map<string, string[]>;
@@ -62,7 +79,7 @@ const newClient = async (name: string, relay: number): Promise<FaultClient> => {
     fetch: (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(15_000) }),
     openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
   };
-  const store = new MemoryStore();
+  const store = new RememberingStore();
   const client = await PrivcommClient.open({
     transport,
     engine: await openNodeEngine(':memory:'),
@@ -108,6 +125,7 @@ describe('clients through relay kills and database restarts', () => {
       let kills = 0;
       let databaseRestarts = 0;
       let offlinePeriods = 0;
+      let answersLost = 0;
       let sending = true;
       const traffic = Promise.all(
         clients.map(async (me) => {
@@ -121,9 +139,23 @@ describe('clients through relay kills and database restarts', () => {
               });
               // Only the message to the peer: the copy to one's own devices waits a random
               // time in the outbox by design (SECURITY.md, sync copies) and has no order to keep.
-              while ((await me.store.outbox()).some((entry) => entry.recipient === peer.id)) {
-                await me.client.flushOutbox().catch(() => undefined);
-                await sleep(200);
+              const flushed = async (): Promise<void> => {
+                while ((await me.store.outbox()).some((entry) => entry.recipient === peer.id)) {
+                  await me.client.flushOutbox().catch(() => undefined);
+                  await sleep(200);
+                }
+              };
+              await flushed();
+              if (n === 0) {
+                // The first text to each peer is sent again once accepted: its answer was lost.
+                const id = (await me.client.history(peer.id)).find(
+                  (m) => m.direction === 'out' && m.text === text,
+                )?.id;
+                const entry = id === undefined ? undefined : me.store.removed.get(id);
+                if (!entry) throw new Error(`the accepted text ${text} left no outbox entry`);
+                await me.store.addOutbox(entry);
+                await flushed();
+                answersLost += 1;
               }
             }
           }
@@ -197,10 +229,12 @@ describe('clients through relay kills and database restarts', () => {
         kills,
         databaseRestarts,
         offlinePeriods,
+        answersLost,
         seed: random.seed,
       });
       expect(kills + databaseRestarts).toBeGreaterThanOrEqual(MIN_FAULTS);
       expect(offlinePeriods).toBeGreaterThan(0);
+      expect(answersLost).toBe(clients.length * (clients.length - 1));
       expect({ lost: total - delivered, duplicates, outOfOrder }).toEqual({
         lost: 0,
         duplicates: 0,

@@ -128,19 +128,34 @@ export class MessageSender {
       // A full recipient queue refuses before the sender's budget is spent. This look uses the
       // counts read with the device set; the writer checks again, exactly, inside its transaction.
       this.checkRoom(rows, devices);
-      if (attempt === 0) {
-        const bytes = rows.reduce((sum, row) => sum + row.content.length, 0);
-        this.byteBudget.take(sender.accountId, bytes);
-      }
-      try {
-        await this.writer.submit(rows);
-        this.metrics.envelopesStored.inc(rows.length);
-        return { stored: rows.length };
-      } catch (error) {
-        // A device was removed between the check and the insert: check again, which now
-        // answers 409 (or succeeds if the request happened to match the new set).
-        if (sqlState(error) !== FOREIGN_KEY_VIOLATION || attempt > 0) throw error;
-      }
+      const stored = await this.store(sender, rows, attempt);
+      if (stored) return stored;
+    }
+  }
+
+  /**
+   * Spends the sender's byte budget (once, on the first attempt) and commits the rows. Undefined
+   * when a device was removed between the check and the insert: the caller checks again, which
+   * now answers 409 (or succeeds if the request happened to match the new set).
+   */
+  private async store(
+    sender: AuthenticatedDevice,
+    rows: readonly NewEnvelope[],
+    attempt: number,
+  ): Promise<{ stored: number } | undefined> {
+    if (attempt === 0) {
+      this.byteBudget.take(
+        sender.accountId,
+        rows.reduce((sum, row) => sum + row.content.length, 0),
+      );
+    }
+    try {
+      await this.writer.submit(rows);
+      this.metrics.envelopesStored.inc(rows.length);
+      return { stored: rows.length };
+    } catch (error) {
+      if (sqlState(error) !== FOREIGN_KEY_VIOLATION || attempt > 0) throw error;
+      return undefined;
     }
   }
 
@@ -223,20 +238,8 @@ export class MessageSender {
       );
       if (online) return this.relayOnlineRows(rows);
       this.checkRoomOfAccounts(rows, accounts);
-      if (attempt === 0) {
-        this.byteBudget.take(
-          sender.accountId,
-          rows.reduce((sum, row) => sum + row.content.length, 0),
-        );
-      }
-      try {
-        await this.writer.submit(rows);
-        this.metrics.envelopesStored.inc(rows.length);
-        return { stored: rows.length };
-      } catch (error) {
-        // A device was removed between the check and the insert: check again (now 409).
-        if (sqlState(error) !== FOREIGN_KEY_VIOLATION || attempt > 0) throw error;
-      }
+      const stored = await this.store(sender, rows, attempt);
+      if (stored) return stored;
     }
   }
 

@@ -202,36 +202,6 @@ describe('kotlin engine: groups in the store file', () => {
   });
 });
 
-describe('kotlin engine: a group message on a chain it was not given', () => {
-  it('answers NO_SENDER_KEY, so that the message is kept and the key asked for', async () => {
-    // The sender's device made its key again under the same distribution id (a device restored
-    // with the same identity at the same address): the stored key is for another chain.
-    const a = await device(await openKotlinEngine(bridge, ':memory:'));
-    const b = await device(await openKotlinEngine(bridge, ':memory:'));
-    const restored = await openKotlinEngine(bridge, ':memory:');
-    await restored.openProvisioning(
-      await a.engine.sealProvisioning(await restored.createProvisioningKey(), text('restore')),
-    );
-    await restored.setLocalAddress(a.address);
-    const again: Device = { ...a, engine: restored };
-    const distributionId = randomUUID();
-    try {
-      await a.engine.processBundle(b.address, await bundleOf(b));
-      await again.engine.processBundle(b.address, await bundleOf(b));
-      await giveSenderKey(a, b, distributionId);
-      await deliver(again, b, 'back again');
-      const share = await groupShare(again, b, distributionId, 'on a new chain');
-      await expect(b.engine.decrypt(randomUUID(), share)).rejects.toMatchObject({
-        code: 'NO_SENDER_KEY',
-        sender: a.address,
-        distributionId,
-      });
-    } finally {
-      await Promise.all([a.engine.close(), b.engine.close(), restored.close()]);
-    }
-  });
-});
-
 /**
  * A device made of libsignal's own calls (Node, 0.103), in memory: it seals whatever inner
  * message it is given under a certificate naming any address, as an attacker's client could.

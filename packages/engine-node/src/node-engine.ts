@@ -202,6 +202,18 @@ const engineError = (
   return error;
 };
 
+/**
+ * libsignal's answer when it holds a sender key for the distribution id but not the chain a
+ * message was sent on. Node's binding reports it as a Generic error (code 0) whose message names
+ * the missing state (seen with 0.103: "missing sender key state for distribution ID …"), so the
+ * text is matched; InvalidSenderKeySession is kept for bindings that report it with its own code.
+ * The engine contract's "chain of the sender it was not given" case fails if this stops matching.
+ */
+const isMissingSenderKeyState = (error: unknown): boolean =>
+  error instanceof LibSignalErrorBase &&
+  (error.code === ErrorCode.InvalidSenderKeySession ||
+    (error.code === ErrorCode.Generic && /missing sender key state/i.test(error.message)));
+
 /** A decrypt attempt that needs the caller to confirm a sender's key first (see decrypt). */
 class ConfirmationNeeded extends Error {
   constructor(
@@ -798,8 +810,9 @@ class NodeSignalEngine implements SignalEngine {
         content.contents(),
       );
     } catch (error) {
-      if (error instanceof LibSignalErrorBase && error.code === ErrorCode.InvalidSenderKeySession) {
-        // A key for this distribution id, but not the chain the message was sent on.
+      if (isMissingSenderKeyState(error)) {
+        // A key for this distribution id, but not the chain the message was sent on: the sender
+        // made its key again (a restored device). Kept and asked for, as the Kotlin engine does.
         throw new NoSenderKeyError(sender, distributionId);
       }
       throw engineError(

@@ -734,6 +734,26 @@ export const engineContract = (
         ).toBe('later');
       });
 
+      it('answers NO_SENDER_KEY for a message on a chain of the sender it was not given', async () => {
+        // The sender's device made its key again under the same distribution id (the device was
+        // restored with the same identity at the same address): the key this device holds is for
+        // another chain. The message must be kept and the key asked for, not dropped.
+        const d = newDistributionId();
+        const a = await newDevice();
+        const b = await newDevice();
+        await connect(a, b);
+        await giveSenderKey(a, b, d);
+        const restored = await linkDevice(a, a.address.deviceId);
+        await connect(restored, b);
+        await deliver(restored, b, 'back again');
+        const message = await restored.engine.groupEncrypt(d, [b.address], text('a new chain'));
+        await expectNoSenderKey(
+          b.engine.decrypt(nextEnvelopeId(), shareFor(sharesOf(message), b)),
+          a.address,
+          d,
+        );
+      });
+
       it('makes a new key for a new distribution id, which the old key does not open', async () => {
         const d1 = newDistributionId();
         const { a, others } = await group(2, d1);

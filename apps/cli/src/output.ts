@@ -103,6 +103,16 @@ export class Names {
 /** A stored message as JSON: the same object for receive, listen and history. */
 export const messageJson = (message: StoredMessage, names: Names): JsonObject => {
   const incoming = message.direction === 'in';
+  // What a message says of itself, the same in a group and between two.
+  const details = {
+    ...(message.senderDeviceId === undefined ? {} : { fromDevice: message.senderDeviceId }),
+    text: message.text,
+    sentAt: message.sentAt,
+    receivedAt: message.receivedAt,
+    status: message.status,
+    ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt }),
+    ...(message.deleted ? { deleted: true } : {}),
+  };
   if (names.isGroup(message.conversation)) {
     const from = incoming ? (message.sender ?? '') : names.self;
     const contact = names.contact(from);
@@ -114,13 +124,7 @@ export const messageJson = (message: StoredMessage, names: Names): JsonObject =>
       direction: message.direction,
       from,
       ...(incoming && contact !== undefined ? { contact } : {}),
-      ...(message.senderDeviceId === undefined ? {} : { fromDevice: message.senderDeviceId }),
-      text: message.text,
-      sentAt: message.sentAt,
-      receivedAt: message.receivedAt,
-      status: message.status,
-      ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt }),
-      ...(message.deleted ? { deleted: true } : {}),
+      ...details,
     };
   }
   const contact = names.contact(message.conversation);
@@ -132,13 +136,7 @@ export const messageJson = (message: StoredMessage, names: Names): JsonObject =>
     direction: message.direction,
     from: incoming ? message.conversation : names.self,
     to: incoming ? names.self : message.conversation,
-    ...(message.senderDeviceId === undefined ? {} : { fromDevice: message.senderDeviceId }),
-    text: message.text,
-    sentAt: message.sentAt,
-    receivedAt: message.receivedAt,
-    status: message.status,
-    ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt }),
-    ...(message.deleted ? { deleted: true } : {}),
+    ...details,
   };
 };
 

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import SealedSenderMultiRecipientMessage from '@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js';
 import { describe, expect, it } from 'vitest';
 import { RelayError } from '../src/errors.ts';
@@ -17,7 +17,7 @@ const accounts = (shape: readonly number[][]): RecipientAccount[] =>
     accountId: randomUUID(),
     devices: deviceIds.map((deviceId) => ({
       deviceId,
-      registrationId: 1 + Math.floor(Math.random() * 16380),
+      registrationId: randomInt(1, 16381),
     })),
   }));
 

@@ -16,11 +16,20 @@ import {
   textBytes,
   type CallSignal,
   type Content,
+  type GroupInner,
 } from './content.ts';
-import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
+import {
+  UntrustedIdentityError,
+  type Address,
+  type IdentityState,
+  type SafetyNumber,
+  type SignalEngine,
+} from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
 import { GroupManager, type GroupSummary } from './groups/group-manager.ts';
 import { GroupMessages } from './groups/group-messages.ts';
+import { groupMessageStatus, receiptCounts, recipientsAfterSend } from './groups/group-receipts.ts';
+import { isGroupId } from './groups/group-state.ts';
 import type { GroupIntent } from './groups/group-state.ts';
 import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
@@ -242,6 +251,7 @@ export class PrivcommClient {
       groups: {
         receive: (sender, change) => groups.receive(sender, change),
         isMember: (groupId, accountId) => groups.isMember(groupId, accountId),
+        info: (groupId) => groups.info(groupId),
         answerKeyRequest: (requester, id) => messages.answerKeyRequest(requester, id),
         requestKey: (sender, id) => messages.requestKey(sender, id),
       },
@@ -401,14 +411,7 @@ export class PrivcommClient {
     const groupId = await this.groupManager.resolve(group);
     await this.groupMessages.memberState(groupId);
     const now = this.now();
-    const expireSeconds = (await this.deps.store.group(groupId))?.expireSeconds ?? 0;
-    const inner = {
-      kind: 'text' as const,
-      id: this.newId(),
-      sentAt: now,
-      text,
-      ...(expireSeconds > 0 ? { expireSeconds } : {}),
-    };
+    const inner = await this.groupText(groupId, this.newId(), now, text);
     const message: StoredMessage = {
       id: inner.id,
       conversation: groupId,
@@ -417,10 +420,36 @@ export class PrivcommClient {
       sentAt: now,
       receivedAt: now,
       status: 'sending',
-      ...(expireSeconds > 0 ? { expiresAt: now + expireSeconds * 1000 } : {}),
+      ...(inner.expireSeconds ? { expiresAt: now + inner.expireSeconds * 1000 } : {}),
     };
     await this.deps.store.addMessage(message);
-    const content: Content = { kind: 'group', id: inner.id, sentAt: now, groupId, content: inner };
+    await this.sendGroupThroughOutbox(groupId, inner);
+    return (await this.deps.store.message(groupId, inner.id)) ?? message;
+  }
+
+  /** A group text's content, with the group's timer. */
+  private async groupText(
+    groupId: string,
+    id: string,
+    sentAt: number,
+    text: string,
+  ): Promise<Extract<GroupInner, { kind: 'text' }>> {
+    const expireSeconds = (await this.deps.store.group(groupId))?.expireSeconds ?? 0;
+    return { kind: 'text', id, sentAt, text, ...(expireSeconds > 0 ? { expireSeconds } : {}) };
+  }
+
+  /**
+   * A group text through the outbox, as `deliver` does for a one-to-one text: kept there after
+   * a failure that may pass, marked failed after one that will not.
+   */
+  private async sendGroupThroughOutbox(groupId: string, inner: GroupInner): Promise<void> {
+    const content: Content = {
+      kind: 'group',
+      id: inner.id,
+      sentAt: inner.sentAt,
+      groupId,
+      content: inner,
+    };
     await this.deps.store.addOutbox({
       id: inner.id,
       recipient: this.self().accountId,
@@ -428,10 +457,10 @@ export class PrivcommClient {
       content: encodeContent(content),
       online: false,
       urgent: false,
-      createdAt: now,
+      createdAt: this.now(),
     });
     try {
-      await this.groupMessages.send(groupId, inner);
+      await this.sendAndRecord(groupId, inner);
     } catch (error) {
       if (error instanceof ClientError && isRetryable(error)) throw error;
       await this.deps.store.removeOutbox(inner.id);
@@ -439,8 +468,36 @@ export class PrivcommClient {
       throw error;
     }
     await this.deps.store.removeOutbox(inner.id);
-    await this.deps.store.updateMessage(groupId, inner.id, { status: 'sent' });
-    return { ...message, status: 'sent' };
+  }
+
+  /**
+   * Sends a group text (to the members in `only`: a retry) and records whom it reached and whom
+   * it left out in the message's recipients (groups/group-receipts.ts); its status follows them.
+   */
+  private async sendAndRecord(
+    groupId: string,
+    inner: GroupInner,
+    only?: readonly AccountId[],
+  ): Promise<void> {
+    const { reached, missed } = await this.groupMessages.send(groupId, inner, {
+      ...(only === undefined ? {} : { only }),
+    });
+    const message = await this.deps.store.message(groupId, inner.id);
+    const recipients = recipientsAfterSend(message?.recipients, reached, missed);
+    await this.deps.store.updateMessage(groupId, inner.id, {
+      recipients,
+      status: groupMessageStatus(recipients, 'sent'),
+    });
+  }
+
+  /**
+   * A group send other than a text (delete, timer): the members it left out (a verified safety
+   * number that changed) are an error, raised after the others got it.
+   */
+  private async sendToGroup(groupId: string, inner: GroupInner): Promise<void> {
+    const { missed } = await this.groupMessages.send(groupId, inner);
+    const first = missed[0];
+    if (first !== undefined) throw new UntrustedIdentityError(first);
   }
 
   /** Deletes a message this device's account sent to a group, for every member. */
@@ -450,7 +507,7 @@ export class PrivcommClient {
     if (!message || message.direction !== 'out') {
       throw new ClientError('NOT_RETRYABLE', `no message ${messageId} sent by you in that group`);
     }
-    await this.groupMessages.send(groupId, {
+    await this.sendToGroup(groupId, {
       kind: 'delete',
       id: this.newId(),
       sentAt: this.now(),
@@ -473,7 +530,7 @@ export class PrivcommClient {
   /** Sets a group's disappearing-message timer for every member (0 turns it off). */
   async setGroupDisappearing(group: string, expireSeconds: number): Promise<void> {
     const groupId = await this.groupManager.resolve(group);
-    await this.groupMessages.send(groupId, {
+    await this.sendToGroup(groupId, {
       kind: 'timer',
       id: this.newId(),
       sentAt: this.now(),
@@ -486,6 +543,44 @@ export class PrivcommClient {
   /** A group's messages, oldest first (a group by title or id). */
   async groupHistory(group: string): Promise<StoredMessage[]> {
     return this.history(await this.groupManager.resolve(group));
+  }
+
+  /**
+   * Marks a group's received messages read and tells each author pairwise, as `markRead` does
+   * (not with read receipts turned off). Group members need not be contacts: being in the group
+   * together is what lets them see that their message was read, as in Signal.
+   */
+  async markGroupRead(group: string): Promise<number> {
+    const groupId = await this.groupManager.resolve(group);
+    const unread = (await this.deps.store.messages(groupId)).filter(
+      (m) => m.direction === 'in' && m.status !== 'read' && m.sender !== undefined,
+    );
+    if (unread.length === 0) return 0;
+    if (this.settingsValue.readReceipts) {
+      const byAuthor = new Map<AccountId, string[]>();
+      for (const m of unread) {
+        const author = m.sender as AccountId;
+        byAuthor.set(author, [...(byAuthor.get(author) ?? []), m.id]);
+      }
+      for (const [author, messageIds] of byAuthor)
+        await this.sendContent(author, this.receipt('read', messageIds, groupId));
+    }
+    for (const message of unread) {
+      await this.deps.store.updateMessage(groupId, message.id, { status: 'read' });
+    }
+    return unread.length;
+  }
+
+  /** A receipt content; for messages in a group with `groupId` (groups/group-receipts.ts). */
+  private receipt(receipt: 'delivered' | 'read', messageIds: string[], groupId?: string): Content {
+    return {
+      kind: 'receipt',
+      id: this.newId(),
+      sentAt: this.now(),
+      receipt,
+      messageIds,
+      ...(groupId === undefined ? {} : { groupId }),
+    };
   }
 
   private async changeGroup(group: string, intent: GroupIntent): Promise<GroupSummary> {
@@ -851,9 +946,11 @@ export class PrivcommClient {
    * Sends a message that is not sent yet again, under its own id (so the recipient never shows
    * it twice): a "failed" one (refused, or a safety number that changed and was then accepted)
    * goes through the outbox again; a "sending" one is in the outbox already, and the outbox is
-   * flushed. Throws NOT_RETRYABLE for a message that was sent, or not by this device.
+   * flushed. In a group (`conversation` is the group id) a message that reached some members
+   * goes only to those it left out. Throws NOT_RETRYABLE for a message that was sent, or not by
+   * this device.
    */
-  async retryMessage(conversation: AccountId, messageId: string): Promise<StoredMessage> {
+  async retryMessage(conversation: string, messageId: string): Promise<StoredMessage> {
     const message = await this.deps.store.message(conversation, messageId);
     if (
       !message ||
@@ -864,7 +961,9 @@ export class PrivcommClient {
       throw new ClientError('NOT_RETRYABLE', 'that message is not waiting to be sent');
     if (message.status === 'sending') {
       await this.flushOutbox();
-    } else {
+    } else if (isGroupId(conversation)) {
+      await this.retryGroupText(conversation, message);
+    } else if (isAccountId(conversation)) {
       await this.deps.store.updateMessage(conversation, messageId, { status: 'sending' });
       const expireSeconds = (await this.deps.store.contact(conversation))?.expireSeconds ?? 0;
       const content: Content = {
@@ -877,6 +976,21 @@ export class PrivcommClient {
       await this.deliver(conversation, content, this.now());
     }
     return (await this.deps.store.message(conversation, messageId)) ?? message;
+  }
+
+  /**
+   * A failed group text again. Left out by a send that reached the others: to those members
+   * only, so nobody gets it twice; else (nobody got it) to every member, through the outbox.
+   */
+  private async retryGroupText(groupId: string, message: StoredMessage): Promise<void> {
+    const inner = await this.groupText(groupId, message.id, message.sentAt, message.text);
+    const { failed, members } = receiptCounts(message);
+    if (failed.length > 0 && failed.length < members) {
+      await this.sendAndRecord(groupId, inner, failed as AccountId[]);
+      return;
+    }
+    await this.deps.store.updateMessage(groupId, message.id, { status: 'sending' });
+    await this.sendGroupThroughOutbox(groupId, inner);
   }
 
   /**
@@ -895,7 +1009,8 @@ export class PrivcommClient {
         const content = decodeContent(entry.content);
         if (entry.group !== undefined) {
           if (content.kind !== 'group') throw new ClientError('SEND_FAILED', 'not a group message');
-          await this.groupMessages.send(entry.group, content.content);
+          // Its status follows whom it reached (the members' receipts, later).
+          await this.sendAndRecord(entry.group, content.content);
         } else {
           await this.sendContent(entry.recipient, content);
         }
@@ -912,7 +1027,8 @@ export class PrivcommClient {
         continue;
       }
       await this.deps.store.removeOutbox(entry.id);
-      await this.deps.store.updateMessage(conversation, entry.id, { status: 'sent' });
+      if (entry.group === undefined)
+        await this.deps.store.updateMessage(conversation, entry.id, { status: 'sent' });
       sent += 1;
     }
     return sent;
@@ -970,13 +1086,13 @@ export class PrivcommClient {
     // Receipt first: if it cannot be sent, the messages stay unread and it is sent next time.
     // None to a message request: a stranger does not learn that it was read.
     if (this.settingsValue.readReceipts && (await this.deps.store.contact(conversation)))
-      await this.sendContent(conversation, {
-        kind: 'receipt',
-        id: this.newId(),
-        sentAt: this.now(),
-        receipt: 'read',
-        messageIds: unread.map((m) => m.id),
-      });
+      await this.sendContent(
+        conversation,
+        this.receipt(
+          'read',
+          unread.map((m) => m.id),
+        ),
+      );
     for (const message of unread) {
       await this.deps.store.updateMessage(conversation, message.id, { status: 'read' });
     }
@@ -1142,18 +1258,14 @@ export class PrivcommClient {
         this.logger.log('warn', 'contacts sync failed', reasonOf(error)),
       );
     }
-    for (const [conversation, messageIds] of this.receiver.takeOwedReceipts()) {
-      await this.sendContent(conversation, {
-        kind: 'receipt',
-        id: this.newId(),
-        sentAt: this.now(),
-        receipt: 'delivered',
-        messageIds,
-      }).catch((error: unknown) => {
-        this.logger.log('warn', 'delivery receipt failed', reasonOf(error));
-        if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE')
-          this.receiver.owe(conversation, messageIds);
-      });
+    for (const { to, groupId, messageIds } of this.receiver.takeOwedReceipts()) {
+      await this.sendContent(to, this.receipt('delivered', messageIds, groupId)).catch(
+        (error: unknown) => {
+          this.logger.log('warn', 'delivery receipt failed', reasonOf(error));
+          if (error instanceof ClientError && error.code === 'RELAY_UNREACHABLE')
+            this.receiver.owe(to, messageIds, groupId);
+        },
+      );
     }
   }
 

@@ -23,6 +23,11 @@ export type Content =
       sentAt: number;
       receipt: 'delivered' | 'read';
       messageIds: string[];
+      /**
+       * For messages of a group (groups/group-receipts.ts): sent pairwise to their author, like
+       * any receipt; the group id, inside the encryption, says where the messages are.
+       */
+      groupId?: GroupId;
     }
   | { kind: 'typing'; id: string; sentAt: number; typing: boolean }
   | { kind: 'delete'; id: string; sentAt: number; target: string }
@@ -143,7 +148,11 @@ const validate = (value: unknown, depth = 0): Content => {
         ...(isNumber(c.expireSeconds) ? { expireSeconds: c.expireSeconds } : {}),
       };
     case 'receipt':
-      if ((c.receipt !== 'delivered' && c.receipt !== 'read') || !Array.isArray(c.messageIds)) {
+      if (
+        (c.receipt !== 'delivered' && c.receipt !== 'read') ||
+        !Array.isArray(c.messageIds) ||
+        (c.groupId !== undefined && !isGroupId(c.groupId))
+      ) {
         throw new ContentError('bad receipt');
       }
       return {
@@ -151,6 +160,7 @@ const validate = (value: unknown, depth = 0): Content => {
         ...base,
         receipt: c.receipt,
         messageIds: c.messageIds.filter(isMessageId).slice(0, 1000),
+        ...(c.groupId === undefined ? {} : { groupId: c.groupId }),
       };
     case 'typing':
       return { kind: 'typing', ...base, typing: c.typing === true };

@@ -25,7 +25,15 @@ export interface ConnectionStatus {
 
 export type ClientEvent =
   | { type: 'message'; message: StoredMessage }
-  | { type: 'receipt'; conversation: string; receipt: 'delivered' | 'read'; messageIds: string[] }
+  | {
+      type: 'receipt';
+      /** The account that sent the receipt, or the group of the messages (then see `from`). */
+      conversation: string;
+      /** In a group: the member whose receipt it is (only the message ids that it moved on). */
+      from?: string;
+      receipt: 'delivered' | 'read';
+      messageIds: string[];
+    }
   | { type: 'typing'; from: string; deviceId: number; typing: boolean }
   | { type: 'deleted'; conversation: string; messageId: string }
   | { type: 'timer'; conversation: string; expireSeconds: number }

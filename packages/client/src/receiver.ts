@@ -19,6 +19,11 @@ import { ClientError } from './errors.ts';
 import type { ClientEvent } from './events.ts';
 import type { GroupManager } from './groups/group-manager.ts';
 import type { GroupMessages } from './groups/group-messages.ts';
+import {
+  groupMessageStatus,
+  recipientsWithReceipt,
+  type Recipients,
+} from './groups/group-receipts.ts';
 import { reasonOf, type ClientLogger } from './logger.ts';
 import {
   laterStatus,
@@ -41,7 +46,7 @@ export interface ReceiverDeps {
     receive(sender: Address, callId: string, signal: CallSignal, sentAt: number): void;
     receiveSync(peer: AccountId, callId: string, signal: CallSignal): void;
   };
-  readonly groups: Pick<GroupManager, 'receive' | 'isMember'> &
+  readonly groups: Pick<GroupManager, 'receive' | 'isMember' | 'info'> &
     Pick<GroupMessages, 'answerKeyRequest' | 'requestKey'>;
   self(): Address;
   /** Whether this device blocked the account: what it sends is dropped unread. */
@@ -51,6 +56,13 @@ export interface ReceiverDeps {
   now(): number;
   emit(event: ClientEvent): void;
   readonly logger: ClientLogger;
+}
+
+/** Delivery receipts owed to one account: for its messages, or for its messages in a group. */
+export interface OwedReceipts {
+  readonly to: AccountId;
+  readonly groupId?: string;
+  readonly messageIds: string[];
 }
 
 /** The relay's answer to an envelope: 200 deletes it there, anything else keeps it queued. */
@@ -63,21 +75,33 @@ export type EnvelopeAnswer = 200 | 409 | 500;
  * is answered 200 too, after logging why: kept, it would block the queue forever.
  */
 export class Receiver {
-  /** Delivery receipts owed, sent after the envelopes that caused them are acknowledged. */
-  private readonly owed = new Map<AccountId, string[]>();
+  /**
+   * Delivery receipts owed, sent after the envelopes that caused them are acknowledged; by
+   * account, and by account and group.
+   */
+  private readonly owed = new Map<string, OwedReceipts>();
   /** A newly linked device of this account asked for the contacts. */
   private contactsOwedValue = false;
 
   constructor(private readonly deps: ReceiverDeps) {}
 
-  /** Records delivery receipts owed to a conversation (again, when sending them failed). */
-  owe(conversation: AccountId, messageIds: readonly string[]): void {
-    this.owed.set(conversation, [...(this.owed.get(conversation) ?? []), ...messageIds]);
+  /**
+   * Records delivery receipts owed to an account (again, when sending them failed), for its
+   * messages in a group when `groupId` is given.
+   */
+  owe(to: AccountId, messageIds: readonly string[], groupId?: string): void {
+    const key = groupId === undefined ? to : `${to}|${groupId}`;
+    const earlier = this.owed.get(key)?.messageIds ?? [];
+    this.owed.set(key, {
+      to,
+      ...(groupId === undefined ? {} : { groupId }),
+      messageIds: [...earlier, ...messageIds],
+    });
   }
 
-  /** The receipts owed so far, by conversation; taking them clears them. */
-  takeOwedReceipts(): [AccountId, string[]][] {
-    const owed = [...this.owed.entries()];
+  /** The receipts owed so far; taking them clears them. */
+  takeOwedReceipts(): OwedReceipts[] {
+    const owed = [...this.owed.values()];
     this.owed.clear();
     return owed;
   }
@@ -267,6 +291,10 @@ export class Receiver {
         return;
       }
       case 'receipt': {
+        if (content.groupId !== undefined) {
+          if (!fromSelf) await this.applyGroupReceipt(sender.accountId, content);
+          return;
+        }
         const status = content.receipt;
         for (const id of content.messageIds) {
           const message = await store.message(sender.accountId, id);
@@ -381,14 +409,20 @@ export class Receiver {
           id: inner.id,
           conversation: groupId,
           direction: fromSelf ? 'out' : 'in',
-          ...(fromSelf ? {} : { sender: sender.accountId, senderDeviceId: sender.deviceId }),
+          ...(fromSelf
+            ? { recipients: await this.otherMembers(groupId) }
+            : { sender: sender.accountId, senderDeviceId: sender.deviceId }),
           text: inner.text,
           sentAt: inner.sentAt,
           receivedAt: now,
           status: fromSelf ? 'sent' : 'delivered',
           ...(expiresAt === undefined ? {} : { expiresAt }),
         };
-        if (await store.addMessage(message)) emit({ type: 'message', message });
+        // De-duplicated by message id: a retry that reaches this device again is not shown twice.
+        if (await store.addMessage(message)) {
+          if (!fromSelf) this.owe(sender.accountId, [inner.id], groupId);
+          emit({ type: 'message', message });
+        }
         return;
       }
       case 'delete': {
@@ -419,9 +453,48 @@ export class Receiver {
         return;
       }
       default:
-        // Receipts in groups: not handled by this version yet.
+        // A receipt travels pairwise, never inside a group message (group-receipts.ts).
         return;
     }
+  }
+
+  /**
+   * Another device of this account sent a group text: its recipients here are the group's other
+   * members, as this device knows them, so that their receipts count here too.
+   */
+  private async otherMembers(groupId: string): Promise<Recipients> {
+    const self = this.deps.self().accountId;
+    const { members } = await this.deps.groups.info(groupId);
+    return Object.fromEntries(
+      members.filter((m) => m.accountId !== self).map((m) => [m.accountId, 'sent' as const]),
+    );
+  }
+
+  /** A member's receipt for this account's messages in a group: that member's state moves on. */
+  private async applyGroupReceipt(
+    member: AccountId,
+    receipt: Extract<Content, { kind: 'receipt' }>,
+  ): Promise<void> {
+    const { store } = this.deps;
+    const groupId = receipt.groupId as string;
+    const applied: string[] = [];
+    for (const id of receipt.messageIds) {
+      const message = await store.message(groupId, id);
+      if (message?.direction !== 'out') continue;
+      const recipients = recipientsWithReceipt(message.recipients, member, receipt.receipt);
+      if (!recipients) continue;
+      const status = groupMessageStatus(recipients, message.status);
+      await store.updateMessage(groupId, id, { recipients, status });
+      applied.push(id);
+    }
+    if (applied.length > 0)
+      this.deps.emit({
+        type: 'receipt',
+        conversation: groupId,
+        from: member,
+        receipt: receipt.receipt,
+        messageIds: applied,
+      });
   }
 
   /** What another device of this account sent, recorded here as if sent from this device. */

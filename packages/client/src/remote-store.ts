@@ -6,10 +6,12 @@ import type {
   ClientStore,
   Contact,
   HeldEnvelope,
+  MessageChange,
   MessageStatus,
   OutboxEntry,
   OwnSenderKey,
   Profile,
+  RecipientStatus,
   StoredGroup,
   StoredMessage,
 } from './store.ts';
@@ -102,6 +104,19 @@ const status = plain(
   (j): j is MessageStatus => STATUSES.includes(j as MessageStatus),
   STATUSES.join(', '),
 );
+const RECIPIENT_STATUSES: readonly RecipientStatus[] = ['failed', 'sent', 'delivered', 'read'];
+/** A group message's recipients: account ids to their states. */
+const recipients: Codec<Readonly<Record<string, RecipientStatus>>> = {
+  encode: (value) => value,
+  decode: (json, what) => {
+    const r = record(json, what);
+    for (const [member, state] of Object.entries(r)) {
+      if (!isAccountId(member) || !RECIPIENT_STATUSES.includes(state as RecipientStatus))
+        fail(`${what}.${member}`, `an account id with ${RECIPIENT_STATUSES.join(', ')}`);
+    }
+    return r as Record<string, RecipientStatus>;
+  },
+};
 const direction = plain((j): j is 'in' | 'out' => j === 'in' || j === 'out', '"in" or "out"');
 
 const message: Codec<StoredMessage> = {
@@ -120,18 +135,18 @@ const message: Codec<StoredMessage> = {
       status: status.decode(r.status, `${what}.status`),
       ...field(r, 'expiresAt', num, what),
       ...field(r, 'deleted', bool, what),
+      ...field(r, 'recipients', recipients, what),
     };
   },
 };
 
-type MessageChange = Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>;
 /** A change may clear `expiresAt` or `deleted`: those keys cross as null. */
 const messageChange: Codec<MessageChange> = {
   encode: (value) =>
     Object.fromEntries(Object.entries(value).map(([key, v]) => [key, v === undefined ? null : v])),
   decode: (json, what) => {
     const r = record(json, what);
-    const known = ['status', 'text', 'deleted', 'expiresAt'];
+    const known = ['status', 'text', 'deleted', 'expiresAt', 'recipients'];
     const unknown = Object.keys(r).filter((key) => !known.includes(key));
     if (unknown.length > 0) fail(what, `free of ${unknown.join(', ')}`);
     const change: { -readonly [K in keyof MessageChange]: MessageChange[K] } = {};
@@ -139,6 +154,8 @@ const messageChange: Codec<MessageChange> = {
     if ('text' in r) change.text = str.decode(r.text, `${what}.text`);
     if ('deleted' in r) change.deleted = optional(bool).decode(r.deleted, `${what}.deleted`);
     if ('expiresAt' in r) change.expiresAt = optional(num).decode(r.expiresAt, `${what}.expiresAt`);
+    if ('recipients' in r)
+      change.recipients = optional(recipients).decode(r.recipients, `${what}.recipients`);
     return change;
   },
 };

@@ -12,10 +12,12 @@ import {
   type ClientStore,
   type Contact,
   type HeldEnvelope,
+  type MessageChange,
   type MessageStatus,
   type OutboxEntry,
   type OwnSenderKey,
   type Profile,
+  type RecipientStatus,
   type StoredGroup,
   type StoredMessage,
 } from './store.ts';
@@ -160,6 +162,8 @@ export const SQL_STORE_MIGRATIONS: readonly string[] = [
      content BLOB NOT NULL,
      received_at INTEGER NOT NULL
    );`,
+  // 5: a group message's recipients with their receipts (groups/group-receipts.ts), as JSON.
+  `ALTER TABLE messages ADD COLUMN recipients TEXT;`,
 ];
 
 /** The format this code writes. */
@@ -205,6 +209,7 @@ interface MessageRow {
   expires_at: number | null;
   deleted: number | null;
   sender: string | null;
+  recipients: string | null;
 }
 
 interface GroupRow {
@@ -258,7 +263,27 @@ const toMessage = (row: MessageRow): StoredMessage => ({
   status: row.status,
   ...(row.expires_at === null ? {} : { expiresAt: row.expires_at }),
   ...(row.deleted === null ? {} : { deleted: row.deleted === 1 }),
+  ...(row.recipients === null ? {} : { recipients: storedRecipients(row.recipients) }),
 });
+
+const RECIPIENT_STATUSES: readonly string[] = ['failed', 'sent', 'delivered', 'read'];
+
+const storedRecipients = (json: string): Record<string, RecipientStatus> => {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    value = undefined;
+  }
+  const valid =
+    typeof value === 'object' &&
+    value !== null &&
+    Object.entries(value).every(
+      ([member, status]) => isAccountId(member) && RECIPIENT_STATUSES.includes(status as string),
+    );
+  if (!valid) throw new StoreFormatError('the client store holds damaged message recipients');
+  return value as Record<string, RecipientStatus>;
+};
 
 const toGroup = (row: GroupRow): StoredGroup => {
   let log;
@@ -298,14 +323,13 @@ const toOutboxEntry = (row: OutboxRow): OutboxEntry => ({
   ...(row.group_id === null ? {} : { group: row.group_id }),
 });
 
-type MessageChange = Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>;
-
 /** The columns a message update may set, and how each value is written. */
 const UPDATABLE: Record<keyof MessageChange, (value: unknown) => [string, SqlValue]> = {
   status: (value) => ['status', value as string],
   text: (value) => ['text', value as string],
   deleted: (value) => ['deleted', value === undefined ? null : value ? 1 : 0],
   expiresAt: (value) => ['expires_at', (value as number | undefined) ?? null],
+  recipients: (value) => ['recipients', value === undefined ? null : JSON.stringify(value)],
 };
 
 /**
@@ -430,8 +454,8 @@ export class SqlStore implements ClientStore {
     return this.write(async () => {
       const result = await this.db.run(
         `INSERT INTO messages (conversation, direction, id, sender_device_id, text, sent_at,
-           received_at, status, expires_at, deleted, sender)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           received_at, status, expires_at, deleted, sender, recipients)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (conversation, direction, id) DO NOTHING`,
         [
           message.conversation,
@@ -445,6 +469,7 @@ export class SqlStore implements ClientStore {
           message.expiresAt ?? null,
           message.deleted === undefined ? null : message.deleted ? 1 : 0,
           message.sender ?? null,
+          message.recipients === undefined ? null : JSON.stringify(message.recipients),
         ],
       );
       return result.changes === 1;

@@ -29,6 +29,12 @@ export interface Contact {
 
 export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
 
+/**
+ * Where a group message stands with one member (groups/group-receipts.ts): `failed` when the send
+ * left that member out (a verified safety number that changed), else sent, delivered, read.
+ */
+export type RecipientStatus = Exclude<MessageStatus, 'sending'>;
+
 export interface StoredMessage {
   /** The sender's message id (from the content), unique per conversation and sender. */
   readonly id: string;
@@ -47,6 +53,11 @@ export interface StoredMessage {
   readonly expiresAt?: number;
   /** Deleted for everyone: the text is gone, the fact remains. */
   readonly deleted?: boolean;
+  /**
+   * In a group (outgoing): each member account it went to, with its state from the members'
+   * receipts (one per member, whichever of its devices sent it). `status` follows the slowest.
+   */
+  readonly recipients?: Readonly<Record<string, RecipientStatus>>;
 }
 
 /**
@@ -69,6 +80,11 @@ export interface OutboxEntry {
    */
   readonly group?: string;
 }
+
+/** What `updateMessage` may change. */
+export type MessageChange = Partial<
+  Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt' | 'recipients'>
+>;
 
 /** A group as this device knows it (groups/): its log, and settings of its own. */
 export interface StoredGroup {
@@ -136,11 +152,7 @@ export interface ClientStore extends GroupStore {
   /** Adds a message unless one with the same (conversation, direction, id) exists; says which. */
   addMessage(message: StoredMessage): Promise<boolean>;
   message(conversation: string, id: string): Promise<StoredMessage | undefined>;
-  updateMessage(
-    conversation: string,
-    id: string,
-    change: Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>,
-  ): Promise<void>;
+  updateMessage(conversation: string, id: string, change: MessageChange): Promise<void>;
   /** Oldest first. */
   messages(conversation: string): Promise<StoredMessage[]>;
   /** Removes messages whose expiresAt has passed; returns them. */
@@ -243,11 +255,7 @@ export class MemoryStore implements ClientStore {
       this.messageMap.get(key(conversation, 'in', id))
     );
   }
-  async updateMessage(
-    conversation: string,
-    id: string,
-    change: Partial<Pick<StoredMessage, 'status' | 'text' | 'deleted' | 'expiresAt'>>,
-  ): Promise<void> {
+  async updateMessage(conversation: string, id: string, change: MessageChange): Promise<void> {
     for (const direction of ['out', 'in']) {
       const k = key(conversation, direction, id);
       const current = this.messageMap.get(k);

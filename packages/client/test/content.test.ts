@@ -183,10 +183,21 @@ describe('group contents', () => {
     },
     { kind: 'sender-key', id: 'e', sentAt: 5, groupId, distributionId, message: 'AAEC/w==' },
     { kind: 'sender-key-request', id: 'f', sentAt: 6, distributionId },
+    // A receipt for group messages, sent pairwise to their author.
+    { kind: 'receipt', id: 'g', sentAt: 7, receipt: 'delivered', messageIds: ['c'], groupId },
   ];
 
   it.each(samples)('round-trips %o', (content) => {
     expect(decodeContent(encodeContent(content))).toEqual(content);
+  });
+
+  it('refuses a receipt whose group id is not one', () => {
+    for (const bad of ['', 'Family', groupId.toUpperCase(), 42, null]) {
+      const receipt = { kind: 'receipt', id: 'g', sentAt: 7, receipt: 'read', messageIds: ['c'] };
+      expect(() => decodeContent(encodeContent({ ...receipt, groupId: bad } as never))).toThrow(
+        /bad receipt/,
+      );
+    }
   });
 
   it('a change of a group with the most members still fits in one envelope', () => {

@@ -46,6 +46,9 @@ const setup = (
     groups: {
       receive: async () => 'duplicate' as const,
       isMember: async () => false,
+      info: async () => {
+        throw new Error('no groups here');
+      },
       answerKeyRequest: async () => undefined,
       requestKey: async () => undefined,
     },
@@ -75,7 +78,7 @@ describe('receiver', () => {
     expect(await store.isProcessed(item.id)).toBe(true);
     expect(engine.forgotten).toEqual([item.id]);
     expect(events.map((e) => e.type)).toEqual(['message']);
-    expect(receiver.takeOwedReceipts()).toEqual([[ALICE, ['m-hello']]]);
+    expect(receiver.takeOwedReceipts()).toEqual([{ to: ALICE, messageIds: ['m-hello'] }]);
     expect(receiver.takeOwedReceipts()).toEqual([]);
   });
 

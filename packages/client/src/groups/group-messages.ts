@@ -14,10 +14,10 @@
 import type { AccountId, DeviceId } from '@privcomm/wire';
 import { toBase64 } from '../bytes.ts';
 import { encodeContent, type Content, type GroupInner } from '../content.ts';
-import type { Address, SignalEngine } from '../engine.ts';
+import { UntrustedIdentityError, type Address, type SignalEngine } from '../engine.ts';
 import { ClientError } from '../errors.ts';
 import type { ClientLogger } from '../logger.ts';
-import type { RelayApi } from '../relay-api.ts';
+import type { MultiRecipientSendResult, RelayApi } from '../relay-api.ts';
 import type { ClientStore, OwnSenderKey } from '../store.ts';
 import { currentState } from './group-log.ts';
 import { memberOf, type GroupId, type GroupState } from './group-state.ts';
@@ -40,6 +40,12 @@ export interface GroupMessagesDeps {
   readonly logger: ClientLogger;
 }
 
+/** Whom a group send reached, and whom it left out (retryMessage sends to them). */
+export interface GroupSendResult {
+  readonly reached: readonly AccountId[];
+  readonly missed: readonly AccountId[];
+}
+
 const deviceKey = (address: Address): string => `${address.accountId}.${address.deviceId}`;
 
 export class GroupMessages {
@@ -57,14 +63,18 @@ export class GroupMessages {
   }
 
   /**
-   * Sends `inner` to every other member's devices with this device's sender key, then queues
-   * the copy for this account's other devices. Resolves once the relay stored it.
+   * Sends `inner` to every other member's devices (or to the members in `only`: a retry) with
+   * this device's sender key, then queues the copy for this account's other devices (not for a
+   * retry: they got it with the first send). Resolves once the relay stored it, with the members
+   * it reached and those it left out: a verified member whose safety number changed gets nothing
+   * until the change is accepted (as in a one-to-one conversation), and does not hold back the
+   * others.
    */
   async send(
     groupId: GroupId,
     inner: GroupInner,
-    options: { online?: boolean } = {},
-  ): Promise<void> {
+    options: { online?: boolean; only?: readonly AccountId[] } = {},
+  ): Promise<GroupSendResult> {
     const state = await this.memberState(groupId);
     const content: Content = {
       kind: 'group',
@@ -75,13 +85,30 @@ export class GroupMessages {
     };
     const plaintext = encodeContent(content);
     const self = this.deps.self();
-    let accounts = state.members.map((m) => m.accountId).filter((a) => a !== self.accountId);
+    const { only } = options;
+    let accounts = state.members
+      .map((m) => m.accountId)
+      .filter((a) => a !== self.accountId && (only === undefined || only.includes(a)));
+    const missed: AccountId[] = [];
+    const leaveOut = (error: unknown): void => {
+      const account =
+        error instanceof UntrustedIdentityError && accounts.find((a) => a === error.accountId);
+      if (!account) throw error;
+      missed.push(account);
+      accounts = accounts.filter((a) => a !== account);
+    };
     const key = await this.ownKey(groupId);
     for (let retries = 0; accounts.length > 0;) {
-      const devices = await this.devicesOf(accounts);
-      await this.shareKey(key, groupId, devices);
-      const message = await this.deps.engine.groupEncrypt(key.distributionId, devices, plaintext);
-      const answer = await this.deps.api.sendMultiRecipient(message, options);
+      let answer: MultiRecipientSendResult;
+      try {
+        const devices = await this.devicesOf(accounts);
+        await this.shareKey(key, groupId, devices);
+        const message = await this.deps.engine.groupEncrypt(key.distributionId, devices, plaintext);
+        answer = await this.deps.api.sendMultiRecipient(message, options);
+      } catch (error) {
+        leaveOut(error);
+        continue;
+      }
       if (answer.kind === 'stored') break;
       if (answer.kind === 'unknownAccounts') {
         // Deleted accounts: left out (their membership ends with the next admin's change).
@@ -101,24 +128,36 @@ export class GroupMessages {
       if (++retries > MAX_DEVICE_SET_RETRIES) {
         throw new ClientError('SEND_FAILED', 'the members’ devices kept changing; try again');
       }
-      for (const account of answer.accounts) {
-        const { accountId } = account;
-        for (const deviceId of [...account.extraDevices, ...account.staleDevices]) {
-          await this.deps.engine.deleteSession({ accountId, deviceId });
-        }
-        // A re-registered or new device has no copy of the key yet.
-        await this.deps.store.removeSenderKeyRecipients(
-          key.distributionId,
-          [...account.staleDevices, ...account.missingDevices].map((deviceId) =>
-            deviceKey({ accountId, deviceId }),
-          ),
-        );
-        for (const deviceId of [...account.missingDevices, ...account.staleDevices]) {
-          await this.deps.establish(accountId, deviceId);
-        }
+      await this.repairDevices(key, answer.accounts).catch(leaveOut);
+    }
+    const copy = only === undefined && accounts.length > 0;
+    if (copy && inner.kind !== 'typing' && inner.kind !== 'receipt') {
+      await this.deps.queueCopy(content);
+    }
+    return { reached: accounts, missed };
+  }
+
+  /** After a 409/410: sessions of extra and stale devices dropped, new ones started. */
+  private async repairDevices(
+    key: OwnSenderKey,
+    accounts: Extract<MultiRecipientSendResult, { kind: 'mismatched' }>['accounts'],
+  ): Promise<void> {
+    for (const account of accounts) {
+      const { accountId } = account;
+      for (const deviceId of [...account.extraDevices, ...account.staleDevices]) {
+        await this.deps.engine.deleteSession({ accountId, deviceId });
+      }
+      // A re-registered or new device has no copy of the key yet.
+      await this.deps.store.removeSenderKeyRecipients(
+        key.distributionId,
+        [...account.staleDevices, ...account.missingDevices].map((deviceId) =>
+          deviceKey({ accountId, deviceId }),
+        ),
+      );
+      for (const deviceId of [...account.missingDevices, ...account.staleDevices]) {
+        await this.deps.establish(accountId, deviceId);
       }
     }
-    if (inner.kind !== 'typing' && inner.kind !== 'receipt') await this.deps.queueCopy(content);
   }
 
   /** This device's sender key for the group, made on first use. */

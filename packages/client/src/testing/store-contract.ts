@@ -174,6 +174,7 @@ export const storeContract = (
           deleted: false,
           text: 'émoji 🎉 and "quotes"',
           sender: B,
+          recipients: { [A]: 'read', [B]: 'failed' },
         });
         const bare = msg({ id: 'bare', direction: 'out', status: 'sending' });
         await store.addMessage(full);
@@ -201,6 +202,10 @@ export const storeContract = (
           msg({ id: 'x', direction: 'out', status: 'read', deleted: true, text: '' }),
         );
         expect(await store.message(A, 'y')).toEqual(msg({ id: 'y' }));
+        await store.updateMessage(A, 'y', { recipients: { [B]: 'delivered' } });
+        expect(await store.message(A, 'y')).toEqual(
+          msg({ id: 'y', recipients: { [B]: 'delivered' } }),
+        );
         await store.updateMessage(A, 'missing', { status: 'read' });
         expect(await store.messages(A)).toHaveLength(3);
       }));
@@ -535,6 +540,18 @@ export const sqlStoreContract = (
         await db.run('UPDATE profile SET account_id = ?, device_id = ?', [A, 0]);
         await expect(store.profile()).rejects.toThrow(/invalid device id/);
         expect(await db.get('SELECT account_id FROM contacts')).toEqual({ account_id: 'bob' });
+      }));
+
+    it('refuses damaged message recipients with StoreFormatError', () =>
+      withDriver(async (db) => {
+        const store = await SqlStore.open(db);
+        await store.addMessage(msg({ id: 'g', direction: 'out', recipients: { [B]: 'sent' } }));
+        for (const damaged of ['not json', '{"bob":"sent"}', `{"${B}":"seen"}`, 'null']) {
+          await db.run('UPDATE messages SET recipients = ?', [damaged]);
+          await expect(store.message(A, 'g'), damaged).rejects.toThrow(
+            /damaged message recipients/,
+          );
+        }
       }));
 
     it('refuses a damaged group log with StoreFormatError', () =>

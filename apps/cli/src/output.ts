@@ -1,6 +1,8 @@
 import {
   isGroupId,
+  receiptCounts,
   type CallState,
+  type GroupSummary,
   type CallSummary,
   type ClientEvent,
   type Contact,
@@ -100,6 +102,60 @@ export class Names {
   }
 }
 
+/**
+ * A group message this account sent: each member it went to with its state (`recipients`), and
+ * how many have it and read it (`receipts`). One entry per member, not per device.
+ */
+const recipientsJson = (message: StoredMessage, names: Names): JsonObject => {
+  if (message.recipients === undefined) return {};
+  const counts = receiptCounts(message);
+  return {
+    recipients: Object.entries(message.recipients).map(([accountId, status]) => ({
+      accountId,
+      ...(names.contact(accountId) === undefined ? {} : { contact: names.contact(accountId) }),
+      status,
+    })),
+    receipts: { members: counts.members, delivered: counts.delivered, read: counts.read },
+  };
+};
+
+/** "delivered to 3 of 4, read by 2 of 4", with "failed for erin; " before it if so. */
+const recipientsText = (message: StoredMessage, names: Names): string | undefined => {
+  const counts = receiptCounts(message);
+  if (counts.members === 0) return undefined;
+  const failed = counts.failed.length
+    ? `failed for ${counts.failed.map((m) => names.label(m)).join(', ')}; `
+    : '';
+  const read = counts.read > 0 ? `, read by ${counts.read} of ${counts.members}` : '';
+  return `${failed}delivered to ${counts.delivered} of ${counts.members}${read}`;
+};
+
+/** A group as JSON: the same object for create, add, remove, leave, list and info. */
+export const groupJson = (group: GroupSummary, names: Names): JsonObject => ({
+  type: 'group',
+  groupId: group.groupId,
+  title: group.title,
+  version: group.version,
+  member: group.member,
+  admin: group.admin,
+  members: group.members.map((m) => ({
+    accountId: m.accountId,
+    ...(names.contact(m.accountId) === undefined ? {} : { contact: names.contact(m.accountId) }),
+    admin: m.admin,
+  })),
+});
+
+/** What `send --group` (and the daemon's send with a group) answers. */
+export const groupSentJson = (message: StoredMessage, title: string): JsonObject => ({
+  type: 'sent',
+  id: message.id,
+  group: message.conversation,
+  title,
+  sentAt: message.sentAt,
+  status: message.status,
+  ...(message.recipients === undefined ? {} : { recipients: message.recipients }),
+});
+
 /** A stored message as JSON: the same object for receive, listen and history. */
 export const messageJson = (message: StoredMessage, names: Names): JsonObject => {
   const incoming = message.direction === 'in';
@@ -125,6 +181,7 @@ export const messageJson = (message: StoredMessage, names: Names): JsonObject =>
       from,
       ...(incoming && contact !== undefined ? { contact } : {}),
       ...details,
+      ...recipientsJson(message, names),
     };
   }
   const contact = names.contact(message.conversation);
@@ -156,7 +213,9 @@ export const messageText = (
       ? 'you'
       : names.label(message.conversation);
   const text = message.deleted ? '(deleted)' : message.text;
-  const status = options.status ? ` [${message.status}]` : '';
+  const status = options.status
+    ? ` [${(group && recipientsText(message, names)) || message.status}]`
+    : '';
   const timer =
     message.expiresAt === undefined ? '' : ` (disappears ${formatTime(message.expiresAt)})`;
   return `${formatTime(message.sentAt)}  ${from} → ${to}${status}: ${text}${timer}  (id ${message.id})`;
@@ -256,17 +315,22 @@ export const eventOutput = (
   switch (event.type) {
     case 'message':
       return { json: messageJson(event.message, names), text: messageText(event.message, names) };
-    case 'receipt':
+    case 'receipt': {
+      // In a group, the member whose receipt it is; the conversation is the group.
+      const from = event.from ?? event.conversation;
+      const group = names.isGroup(event.conversation);
       return {
         json: {
           type: 'receipt',
           receipt: event.receipt,
           conversation: event.conversation,
-          from: event.conversation,
+          ...(group ? { group: event.conversation } : {}),
+          from,
           messageIds: event.messageIds,
         },
-        text: `${names.label(event.conversation)} ${event.receipt === 'read' ? 'read' : 'received'} ${event.messageIds.length === 1 ? `message ${event.messageIds[0]}` : `${event.messageIds.length} messages`}`,
+        text: `${names.label(from)} ${event.receipt === 'read' ? 'read' : 'received'} ${event.messageIds.length === 1 ? `message ${event.messageIds[0]}` : `${event.messageIds.length} messages`}${group ? ` in ${names.groupLabel(event.conversation)}` : ''}`,
       };
+    }
     case 'typing':
       return {
         json: {

@@ -13,6 +13,7 @@ import {
   portToRestartOn,
 } from '@privcomm/server/testing';
 import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './support/cli.ts';
+import { passOffKeys } from './support/identity-swap.ts';
 
 /**
  * The issue's "Done means", end to end: real relay processes (one, restarted once, on one
@@ -431,45 +432,9 @@ describe('two people, several devices, one relay', () => {
 
     // The attacker: a real account whose identity and device keys the relay's database then
     // hands out as bob's (bob's account reduced to that one device), as a compromised relay, or
-    // someone with write access to its database, could. (An account's identity key cannot
-    // change through the API: accounts are random ids, and linked devices share the identity.)
+    // someone with write access to its database, could.
     const [mallory] = await json(profiles.mallory, '--server', relayUrl, 'register');
-    const { rows } = await db.query(
-      'SELECT registration_id FROM devices WHERE account_id = ANY($1) ORDER BY account_id = $2',
-      [[bobId, mallory.accountId], bobId],
-    );
-    expect(rows[0].registration_id).not.toBe(rows[1].registration_id);
-    await db.query('BEGIN');
-    await db.query(
-      `UPDATE accounts SET identity_key = (SELECT identity_key FROM accounts WHERE id = $2)
-       WHERE id = $1`,
-      [bobId, mallory.accountId],
-    );
-    await db.query(
-      `UPDATE devices d SET registration_id = m.registration_id,
-         signed_prekey_id = m.signed_prekey_id, signed_prekey = m.signed_prekey,
-         signed_prekey_signature = m.signed_prekey_signature,
-         kem_last_resort_key_id = m.kem_last_resort_key_id,
-         kem_last_resort_key = m.kem_last_resort_key,
-         kem_last_resort_signature = m.kem_last_resort_signature
-       FROM devices m
-       WHERE m.account_id = $2 AND m.device_id = 1 AND d.account_id = $1 AND d.device_id = 1`,
-      [bobId, mallory.accountId],
-    );
-    await db.query('DELETE FROM devices WHERE account_id = $1 AND device_id <> 1', [bobId]);
-    for (const table of ['one_time_prekeys', 'one_time_kem_prekeys'])
-      await db.query(`DELETE FROM ${table} WHERE account_id = $1 AND device_id = 1`, [bobId]);
-    await db.query(
-      `INSERT INTO one_time_prekeys (account_id, device_id, key_id, public_key)
-       SELECT $1, 1, key_id, public_key FROM one_time_prekeys WHERE account_id = $2`,
-      [bobId, mallory.accountId],
-    );
-    await db.query(
-      `INSERT INTO one_time_kem_prekeys (account_id, device_id, key_id, public_key, signature)
-       SELECT $1, 1, key_id, public_key, signature FROM one_time_kem_prekeys WHERE account_id = $2`,
-      [bobId, mallory.accountId],
-    );
-    await db.query('COMMIT');
+    await passOffKeys(db, bobId, mallory.accountId);
 
     // alice verified bob: the send stops, with what to do.
     const blockedText = text('blocked by the changed key');

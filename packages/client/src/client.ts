@@ -119,6 +119,8 @@ export interface ClientSnapshot {
   readonly groups: GroupSummary[];
 }
 
+export type SafetyState = 'verified' | 'not-verified' | 'changed';
+
 /**
  * What a safety number's QR code holds: the 60 digits, which both phones compute alike, so that
  * scanning the other phone's code compares them (`verifyScanned`).
@@ -824,6 +826,17 @@ export class PrivcommClient {
 
   identity(accountId: AccountId): Promise<IdentityState | undefined> {
     return this.deps.engine.identityState(accountId);
+  }
+
+  /**
+   * Where the safety number with an account stands, for a list (a group's members): "changed"
+   * (a new key seen and not yet accepted, whether verified before or not), "verified", or
+   * "not-verified" (also an account never talked to). `safetyNumber` shows the number itself.
+   */
+  async safetyState(accountId: AccountId): Promise<SafetyState> {
+    const identity = await this.deps.engine.identityState(accountId);
+    if (identity?.changed) return 'changed';
+    return identity?.verified ? 'verified' : 'not-verified';
   }
 
   async safetyNumber(accountId: AccountId): Promise<SafetyNumber> {

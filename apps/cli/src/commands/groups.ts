@@ -1,24 +1,9 @@
 import type { Command } from 'commander';
 import type { GroupSummary, PrivcommClient } from '@privcomm/client';
-import type { JsonObject } from '../output.ts';
-import { Names } from '../output.ts';
+import { groupInfoJson, groupInfoText } from '../group-info.ts';
+import { groupJson, Names } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { examples } from './common.ts';
-
-/** A group as JSON: the same object for create, add, remove, leave, list and info. */
-const groupJson = (group: GroupSummary, names: Names): JsonObject => ({
-  type: 'group',
-  groupId: group.groupId,
-  title: group.title,
-  version: group.version,
-  member: group.member,
-  admin: group.admin,
-  members: group.members.map((m) => ({
-    accountId: m.accountId,
-    ...(names.contact(m.accountId) === undefined ? {} : { contact: names.contact(m.accountId) }),
-    admin: m.admin,
-  })),
-});
 
 const groupLine = (group: GroupSummary): string =>
   `${group.title}  (${group.members.length} member${group.members.length === 1 ? '' : 's'}${group.member ? (group.admin ? ', you are an admin' : '') : ', you are no longer a member'})  id ${group.groupId}`;
@@ -141,18 +126,16 @@ export const addGroupCommands = (program: Command, ctx: RunContext): void => {
 
   group
     .command('info')
-    .description('show a group: its title, version, members and admins')
+    .description(
+      "show a group: its title, version, members and admins, and each member's safety number state (verified, not verified, changed)",
+    )
     .argument('<group>', 'title or id')
     .addHelpText('after', examples('privcomm group info Family --json'))
     .action(async (groupArg: string, _o: unknown, command: Command) => {
       const { client, self } = await ctx.openAccount(command);
       const info = await client.groupInfo(groupArg);
       const labels = await names(client, self.accountId);
-      const lines = [
-        `${info.title}  (version ${info.version})  id ${info.groupId}`,
-        ...info.members.map((m) => `  ${labels.label(m.accountId)}${m.admin ? '  admin' : ''}`),
-      ];
-      if (!info.member) lines.push('You are no longer a member.');
-      ctx.out.result(groupJson(info, labels), lines.join('\n'));
+      const json = await groupInfoJson(client, info, labels);
+      ctx.out.result(json, groupInfoText(info, json, labels));
     });
 };

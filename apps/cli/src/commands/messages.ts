@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { ClientError, type StoredMessage } from '@privcomm/client';
+import { ClientError, receiptCounts, type StoredMessage } from '@privcomm/client';
 import { CliError, UsageError } from '../errors.ts';
-import { messageJson, messageText, Names } from '../output.ts';
+import { groupSentJson, messageJson, messageText, Names } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { closedByRelay, examples, parseSeconds, readAll } from './common.ts';
 const isUnreachable = (error: unknown): boolean =>
@@ -22,7 +22,7 @@ const sendToGroup = async (
     text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
   }
   if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
-  const { client } = await ctx.openAccount(command);
+  const { client, self } = await ctx.openAccount(command);
   let message: StoredMessage;
   try {
     message = await client.sendGroupText(group, text);
@@ -34,17 +34,41 @@ const sendToGroup = async (
     );
   }
   const info = await client.groupInfo(message.conversation);
+  const { members } = receiptCounts(message);
   ctx.out.result(
-    {
-      type: 'sent',
-      id: message.id,
-      group: message.conversation,
-      title: info.title,
-      sentAt: message.sentAt,
-      status: message.status,
-    },
-    `Sent to group ${info.title} (${info.members.length - 1} other member${info.members.length === 2 ? '' : 's'}, id ${message.id}).`,
+    groupSentJson(message, info.title),
+    `Sent to group ${info.title} (${members} other member${members === 1 ? '' : 's'}, id ${message.id}).`,
   );
+  const failure = groupSendFailure(message, await ctx.names(client, self.accountId), info.title);
+  if (failure) throw failure;
+};
+
+/**
+ * A group text that left members out (a verified safety number that changed): the error that
+ * says who, and how to send it to them once the change is accepted (the others have it).
+ */
+const groupSendFailure = (
+  message: StoredMessage,
+  names: Names,
+  title: string,
+): CliError | undefined => {
+  const { failed, members } = receiptCounts(message);
+  if (failed.length === 0) return undefined;
+  const who = failed.map((m) => names.label(m)).join(', ');
+  const first = failed[0] as string;
+  return new CliError(
+    `not sent to ${who} (${failed.length} of ${members} members): the safety number with ${who} changed since you verified it. Compare it ("privcomm safety-number ${names.label(first)}"), accept it ("privcomm accept-identity ${names.label(first)}"), then send it to them with "privcomm retry --group ${title} ${message.id}"`,
+    'UNTRUSTED_IDENTITY',
+  );
+};
+
+/** After `history`: received messages marked read, read receipts sent (a failure only warns). */
+const markRead = async (ctx: RunContext, mark: () => Promise<number>): Promise<void> => {
+  try {
+    await mark();
+  } catch (error) {
+    ctx.out.warn(`could not send read receipts: ${ctx.describe(error).message}`);
+  }
 };
 
 /** send, receive, history, typing, delete and disappear: one conversation at a time. */
@@ -236,6 +260,7 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
               messageJson(message, labels),
               messageText(message, labels, { status: true }),
             );
+          if (options.read) await markRead(ctx, () => client.markGroupRead(options.group!));
           return;
         }
         if (contactArg === undefined)
@@ -253,12 +278,54 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
             messageJson(message, labels),
             messageText(message, labels, { status: true }),
           );
-        if (options.read) {
-          try {
-            await client.markRead(conversation);
-          } catch (error) {
-            ctx.out.warn(`could not send read receipts: ${ctx.describe(error).message}`);
-          }
+        if (options.read) await markRead(ctx, () => client.markRead(conversation));
+      },
+    );
+
+  program
+    .command('retry')
+    .summary('send a message that failed again')
+    .description(
+      'send a message that was not sent again, under its own id (nobody sees it twice): one that failed, or one still waiting in this profile. In a group (--group), a message that reached some members goes only to those it missed (a safety number that changed: accept it first)',
+    )
+    .argument('[contact]', 'a contact name or an account id (not with --group)')
+    .argument('[messageId]', 'the id of a message you sent (see "privcomm history")')
+    .option('--group <group>', 'a message in a group (its title or id)')
+    .addHelpText(
+      'after',
+      examples(
+        'privcomm retry bob 9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d',
+        'privcomm retry --group Family 9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d',
+      ),
+    )
+    .action(
+      async (
+        first: string | undefined,
+        second: string | undefined,
+        options: { group?: string },
+        command: Command,
+      ) => {
+        const inGroup = options.group !== undefined;
+        const messageId = inGroup ? first : second;
+        if (messageId === undefined || (inGroup && second !== undefined))
+          throw new UsageError(
+            inGroup
+              ? 'with --group, give only the message id'
+              : 'give the contact and the message id (see "privcomm retry --help")',
+          );
+        const { client, self } = await ctx.openAccount(command);
+        const conversation = inGroup
+          ? await client.resolveGroup(options.group!)
+          : await client.resolve(first!);
+        const message = await client.retryMessage(conversation, messageId);
+        const labels = await ctx.names(client, self.accountId);
+        ctx.out.result(
+          { ...messageJson(message, labels), type: 'retried' },
+          `Sent again: ${messageText(message, labels, { status: true })}`,
+        );
+        if (inGroup) {
+          const failure = groupSendFailure(message, labels, options.group!);
+          if (failure) throw failure;
         }
       },
     );

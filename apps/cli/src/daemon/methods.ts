@@ -1,6 +1,7 @@
 import { ClientError, type PrivcommClient, type Profile } from '@privcomm/client';
 import { isAccountId } from '@privcomm/wire';
-import { messageJson, Names } from '../output.ts';
+import { groupInfoJson } from '../group-info.ts';
+import { groupJson, groupSentJson, messageJson, Names } from '../output.ts';
 import { param, RPC_ERRORS, RpcError, type Method, type Params } from './json-rpc.ts';
 
 /**
@@ -25,11 +26,22 @@ const appError = (message: string, code: string): RpcError =>
 
 export const daemonMethods = (deps: MethodDeps): Record<string, Method> => {
   const { client, self } = deps;
-  const names = async () => new Names(self.accountId, await client.contacts());
+  const names = async () =>
+    new Names(self.accountId, await client.contacts(), await client.groups());
   /** A contact name or an account id, as in the commands (`recipient`, `contact`). */
   const recipient = async (params: Params, name = 'recipient') => {
     const to = await client.resolve(param.string(params, name));
     return to;
+  };
+  /** `group` (a title or id) in place of `recipient`, as `--group` in the commands. */
+  const group = async (params: Params): Promise<string | undefined> => {
+    if (params.group === undefined) return undefined;
+    if (params.recipient !== undefined)
+      throw new RpcError(
+        RPC_ERRORS.INVALID_PARAMS,
+        'give params.recipient or params.group, not both',
+      );
+    return client.resolveGroup(param.string(params, 'group'));
   };
 
   return {
@@ -45,10 +57,17 @@ export const daemonMethods = (deps: MethodDeps): Record<string, Method> => {
     },
 
     send: async (params) => {
-      param.only(params, 'recipient', 'message');
+      param.only(params, 'recipient', 'group', 'message');
       const text = param.string(params, 'message');
       if (text.trim() === '')
         throw new RpcError(RPC_ERRORS.INVALID_PARAMS, 'params.message is empty');
+      const groupId = await group(params);
+      if (groupId !== undefined) {
+        // Members left out (a verified safety number that changed) show as "failed" in
+        // recipients; `retry` sends to them once the change is accepted.
+        const message = await client.sendGroupText(groupId, text);
+        return groupSentJson(message, (await client.groupInfo(groupId)).title);
+      }
       const to = await recipient(params);
       if (to === self.accountId) throw appError('you cannot send a message to yourself', 'SELF');
       await client.flushOutbox().catch(() => undefined);
@@ -86,16 +105,39 @@ export const daemonMethods = (deps: MethodDeps): Record<string, Method> => {
     },
 
     markRead: async (params) => {
-      param.only(params, 'recipient');
+      param.only(params, 'recipient', 'group');
+      const groupId = await group(params);
+      if (groupId !== undefined)
+        return { conversation: groupId, read: await client.markGroupRead(groupId) };
       const conversation = await recipient(params);
       return { conversation, read: await client.markRead(conversation) };
     },
 
     history: async (params) => {
-      param.only(params, 'recipient');
-      const conversation = await recipient(params);
+      param.only(params, 'recipient', 'group');
+      const conversation = (await group(params)) ?? (await recipient(params));
       const labels = await names();
       return (await client.history(conversation)).map((m) => messageJson(m, labels));
+    },
+
+    retry: async (params) => {
+      param.only(params, 'recipient', 'group', 'messageId');
+      const messageId = param.string(params, 'messageId');
+      const conversation = (await group(params)) ?? (await recipient(params));
+      const message = await client.retryMessage(conversation, messageId);
+      return { ...messageJson(message, await names()), type: 'retried' };
+    },
+
+    listGroups: async (params) => {
+      param.only(params);
+      const labels = await names();
+      return (await client.groups()).map((g) => groupJson(g, labels));
+    },
+
+    groupInfo: async (params) => {
+      param.only(params, 'group');
+      const info = await client.groupInfo(param.string(params, 'group'));
+      return groupInfoJson(client, info, await names());
     },
 
     listContacts: async (params) => {

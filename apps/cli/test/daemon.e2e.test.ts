@@ -242,6 +242,101 @@ describe('privcomm daemon', () => {
   }, 120_000);
 });
 
+describe('privcomm daemon in a group', () => {
+  it('lists groups, shows one, sends to it; group messages and receipts arrive as notifications', async () => {
+    const carol = tempDir('carol');
+    const [carolId] = await registerProfiles(relay.url, carol);
+    const created = await runCli([
+      '--profile',
+      alice,
+      '--json',
+      'group',
+      'create',
+      'Crew',
+      'bob',
+      carolId,
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const groupId = created.json[0].groupId;
+
+    const aliceDaemon = startDaemon(alice);
+    const bobDaemon = startDaemon(bob);
+    daemons.push(aliceDaemon.child, bobDaemon.child);
+    const connect = (daemon: ReturnType<typeof startDaemon>) => {
+      const rpc = new RpcPeer((text) => daemon.child.stdin!.write(text));
+      daemon.child.stdout!.on('data', (chunk: Buffer) => rpc.feed(chunk));
+      return rpc;
+    };
+    const aliceRpc = connect(aliceDaemon);
+    const bobRpc = connect(bobDaemon);
+    // Bob's daemon learns of the group from the queued change.
+    await bobRpc.until(
+      (m) => m.method === 'group-changed' && m.params.groupId === groupId,
+      'group at bob',
+    );
+    await aliceRpc.until((m) => m.method === 'queue-empty', 'alice up to date');
+
+    const listed = (await aliceRpc.call('listGroups')).result;
+    expect(listed).toEqual([
+      expect.objectContaining({ type: 'group', groupId, title: 'Crew', member: true, admin: true }),
+    ]);
+    const info = (await aliceRpc.call('groupInfo', { group: 'Crew' })).result;
+    expect(info.members).toEqual(
+      expect.arrayContaining([
+        { accountId: aliceId, admin: true },
+        { accountId: bobId, contact: 'bob', admin: false, safety: 'not-verified' },
+        { accountId: carolId, admin: false, safety: 'not-verified' },
+      ]),
+    );
+
+    const sent = (await aliceRpc.call('send', { group: 'Crew', message: 'hello crew' })).result;
+    expect(sent).toMatchObject({
+      type: 'sent',
+      group: groupId,
+      title: 'Crew',
+      status: 'sent',
+      recipients: { [bobId]: 'sent', [carolId]: 'sent' },
+    });
+    const incoming = await bobRpc.until(
+      (m) => m.method === 'message' && m.params.text === 'hello crew',
+      'group message at bob',
+    );
+    expect(incoming.params).toMatchObject({ id: sent.id, group: groupId, from: aliceId });
+    // Bob's daemon acknowledged it: his receipt reaches Alice's, naming the group and Bob.
+    await aliceRpc.until(
+      (m) =>
+        m.method === 'receipt' &&
+        m.params.receipt === 'delivered' &&
+        m.params.group === groupId &&
+        m.params.from === bobId,
+      'delivery receipt from bob',
+    );
+    expect((await bobRpc.call('markRead', { group: groupId })).result).toEqual({
+      conversation: groupId,
+      read: 1,
+    });
+    await aliceRpc.until(
+      (m) => m.method === 'receipt' && m.params.receipt === 'read' && m.params.from === bobId,
+      'read receipt from bob',
+    );
+    const [mine] = (await aliceRpc.call('history', { group: 'Crew' })).result;
+    expect(mine).toMatchObject({ id: sent.id, receipts: { members: 2, delivered: 1, read: 1 } });
+
+    expect(
+      (await aliceRpc.call('send', { recipient: 'bob', group: 'Crew', message: 'x' })).error,
+    ).toMatchObject({ code: -32602, message: 'give params.recipient or params.group, not both' });
+    expect((await aliceRpc.call('groupInfo', { group: 'Nope' })).error).toMatchObject({
+      code: -32000,
+      data: { code: 'UNKNOWN_GROUP' },
+    });
+
+    aliceDaemon.child.stdin!.end();
+    bobDaemon.child.stdin!.end();
+    expect(await aliceDaemon.exited).toBe(0);
+    expect(await bobDaemon.exited).toBe(0);
+  }, 120_000);
+});
+
 describe('privcomm daemon across a relay restart', () => {
   it('keeps a message sent while the relay is down, reconnects by itself and sends it', async () => {
     const database = await createTestDatabase();

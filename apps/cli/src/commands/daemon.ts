@@ -30,9 +30,10 @@ export const addDaemonCommand = (program: Command, ctx: RunContext): void => {
     )
     .addHelpText(
       'after',
-      '\nMethods: send, sendTyping, markRead, history, listContacts, addContact, deleteMessage,' +
-        '\nsetDisappearing, listDevices, whoami. Notifications: the "type" of each listen --json' +
-        '\nobject as the method, the object as params. See apps/cli/README.md.' +
+      '\nMethods: send, sendTyping, markRead, history, retry, listContacts, addContact,' +
+        '\ndeleteMessage, setDisappearing, listGroups, groupInfo, listDevices, whoami (send, history,' +
+        '\nmarkRead and retry take "group" in place of "recipient"). Notifications: the "type" of' +
+        '\neach listen --json object as the method, the object as params. See apps/cli/README.md.' +
         examples(
           'privcomm daemon --socket /tmp/privcomm.sock',
           'privcomm --profile ~/.privcomm-web daemon --web-bridge 127.0.0.1:8790',

@@ -209,6 +209,13 @@ describe('receipts, safety numbers and retries in a group', () => {
     expect(retried).toMatchObject({ type: 'retried', id: missed, status: 'sent' });
     expect(retried.recipients).toContainEqual({ accountId: ids.erin, status: 'sent' });
 
+    // Nothing went to those who had it (not even a copy that they would de-duplicate).
+    const queued = await db.query(
+      'SELECT account_id, count(*)::int AS n FROM envelopes GROUP BY account_id',
+    );
+    expect(Object.fromEntries(queued.rows.map((r) => [r.account_id, r.n]))).toEqual({
+      [ids.erin]: expect.any(Number),
+    });
     for (const profile of [profiles.bob, profiles.bob2, profiles.carol]) {
       expect(await messagesIn(profile), profile).toEqual([]);
     }

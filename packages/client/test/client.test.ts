@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MAX_TEXT_BYTES } from '@privcomm/wire';
 import { PrivcommClient, safetyNumberCode, type ClientDeps } from '../src/client.ts';
 import { textBytes } from '../src/content.ts';
+import { receiveChange } from '../src/groups/group-log.ts';
+import { createGroup } from '../src/groups/group-state.ts';
 import { MemoryStore } from '../src/store.ts';
 import { FakeEngine } from './support/fakes.ts';
 import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
@@ -174,6 +176,63 @@ describe('retrying a message', () => {
     await expect(client.retryMessage(BOB, 'f1')).rejects.toMatchObject({
       code: 'NOT_RETRYABLE',
     });
+  });
+});
+
+describe('groups: read receipts and retries', () => {
+  const GROUP = '00112233445566778899aabbccddeeff';
+  const withGroup = async () => {
+    const offline = await offlineClient();
+    const { log } = receiveChange(
+      undefined,
+      createGroup(GROUP, ALICE, 'Team', [BOB, STRANGER]),
+      ALICE,
+    );
+    await offline.store.saveGroup({ groupId: GROUP, log: log!, expireSeconds: 0 });
+    return offline;
+  };
+
+  it('reading a group sends read receipts to the authors first; with them off, it sends none', async () => {
+    const { client, store, requests } = await withGroup();
+    await store.addMessage({ ...received(GROUP, 'g1', 'hi all', 1), sender: BOB });
+    await expect(client.markGroupRead('Team')).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
+    expect((await store.messages(GROUP))[0]?.status).toBe('delivered');
+    await client.updateSettings({ readReceipts: false });
+    const sentBefore = requests.length;
+    expect(await client.markGroupRead('Team')).toBe(1);
+    expect((await store.messages(GROUP))[0]?.status).toBe('read');
+    expect(requests.length).toBe(sentBefore);
+  });
+
+  it('a retry of a text that reached some members is no new send to all; one that reached nobody goes through the outbox', async () => {
+    const { client, store } = await withGroup();
+    const text = (id: string, recipients?: Record<string, 'failed' | 'sent'>) => ({
+      id,
+      conversation: GROUP,
+      direction: 'out' as const,
+      text: 'again',
+      sentAt: 5,
+      receivedAt: 5,
+      status: 'failed' as const,
+      ...(recipients === undefined ? {} : { recipients }),
+    });
+    await store.addMessage(text('partly', { [BOB]: 'sent', [STRANGER]: 'failed' }));
+    await expect(client.retryMessage(GROUP, 'partly')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    // Still failed for that member, and not queued for everyone.
+    expect(await store.message(GROUP, 'partly')).toMatchObject({
+      status: 'failed',
+      recipients: { [BOB]: 'sent', [STRANGER]: 'failed' },
+    });
+    expect(await store.outbox()).toEqual([]);
+
+    await store.addMessage(text('nobody'));
+    await expect(client.retryMessage(GROUP, 'nobody')).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+    expect(await store.message(GROUP, 'nobody')).toMatchObject({ status: 'sending' });
+    expect((await store.outbox()).map((e) => [e.id, e.group])).toEqual([['nobody', GROUP]]);
   });
 });
 

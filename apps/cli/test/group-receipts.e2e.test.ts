@@ -172,7 +172,10 @@ describe('receipts, safety numbers and retries in a group', () => {
     const text = await cli(profiles.alice, 'group', 'info', 'Team');
     expect(text.stdout).toContain(`  ${ids.erin}  verified\n`);
     expect(text.stdout).toContain('  bob  not verified\n');
-    expect(text.stdout).toContain('Compare a safety number with: privcomm safety-number bob\n');
+    // The first member not verified, in the group's order (by account id).
+    expect(text.stdout).toMatch(
+      /Compare a safety number with: privcomm safety-number (bob|carol)\n/,
+    );
   });
 
   let missed: string;
@@ -211,11 +214,10 @@ describe('receipts, safety numbers and retries in a group', () => {
 
     // Nothing went to those who had it (not even a copy that they would de-duplicate).
     const queued = await db.query(
-      'SELECT account_id, count(*)::int AS n FROM envelopes GROUP BY account_id',
+      'SELECT count(*)::int AS n FROM envelopes WHERE account_id = ANY($1)',
+      [[ids.bob, ids.carol]],
     );
-    expect(Object.fromEntries(queued.rows.map((r) => [r.account_id, r.n]))).toEqual({
-      [ids.erin]: expect.any(Number),
-    });
+    expect(queued.rows[0].n).toBe(0);
     for (const profile of [profiles.bob, profiles.bob2, profiles.carol]) {
       expect(await messagesIn(profile), profile).toEqual([]);
     }

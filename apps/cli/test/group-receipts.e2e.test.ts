@@ -6,7 +6,8 @@ import {
   spawnRelay,
   type RelayProcess,
 } from '@privcomm/server/testing';
-import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './support/cli.ts';
+import { removeTempDirs } from './support/cli.ts';
+import { cli, json, linkDevice, profilesFor, receive, registerPeople } from './support/people.ts';
 import { passOffKeys } from './support/identity-swap.ts';
 
 /**
@@ -18,31 +19,11 @@ import { passOffKeys } from './support/identity-swap.ts';
 let database: { url: string; drop: () => Promise<void> };
 let relay: RelayProcess;
 let db: pg.Client;
-const running: RunningCli[] = [];
 
 const people = ['alice', 'bob', 'carol', 'erin', 'mallory'] as const;
-type Person = (typeof people)[number];
-const profiles: Record<Person | 'bob2', string> = {
-  alice: tempDir('alice'),
-  bob: tempDir('bob'),
-  bob2: tempDir('bob2'),
-  carol: tempDir('carol'),
-  erin: tempDir('erin'),
-  mallory: tempDir('mallory'),
-};
-const ids = {} as Record<Person, string>;
+const profiles = profilesFor(people);
+let ids: Record<(typeof people)[number], string>;
 
-const env = { PRIVCOMM_SYNC_DELAY: '0' };
-const cli = (profile: string, ...args: string[]): Promise<CliResult> =>
-  runCli(['--profile', profile, ...args], { env });
-
-const json = async (profile: string, ...args: string[]): Promise<any[]> => {
-  const result = await cli(profile, '--json', ...args);
-  expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
-  return result.json;
-};
-
-const receive = (profile: string) => json(profile, 'receive', '--timeout', '1');
 const messagesIn = async (profile: string) =>
   (await receive(profile)).filter((o) => o.type === 'message');
 
@@ -66,29 +47,14 @@ beforeAll(async () => {
   relay = await spawnRelay(database.url);
   db = new pg.Client({ connectionString: database.url });
   await db.connect();
-  const registered = await Promise.all(
-    people.map((name) => json(profiles[name], '--server', relay.url, 'register', '--name', name)),
-  );
-  people.forEach((name, i) => (ids[name] = registered[i]![0].accountId));
+  ids = await registerPeople(relay.url, people, profiles);
   // Erin is no contact of Alice's: she is in the group by her account id.
   for (const name of ['bob', 'carol'] as const)
     await json(profiles.alice, 'contacts', 'add', name, ids[name]);
-  const linking = RunningCli.start([
-    '--profile',
-    profiles.bob2,
-    '--server',
-    relay.url,
-    '--json',
-    'link',
-  ]);
-  running.push(linking);
-  const { linkCode } = await linking.untilJson((l) => l.type === 'link-code', 'link code');
-  await json(profiles.bob, 'devices', 'add', linkCode);
-  expect(await linking.wait()).toBe(0);
+  await linkDevice(relay.url, profiles.bob, profiles.bob2);
 }, 120_000);
 
 afterAll(async () => {
-  for (const process of running) await process.stop('SIGKILL');
   await db?.end();
   await relay?.stop();
   await database?.drop();

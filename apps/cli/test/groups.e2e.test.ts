@@ -5,7 +5,8 @@ import {
   spawnRelay,
   type RelayProcess,
 } from '@privcomm/server/testing';
-import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './support/cli.ts';
+import { removeTempDirs, runCli } from './support/cli.ts';
+import { cli, json, linkDevice, profilesFor, receive, registerPeople } from './support/people.ts';
 
 /**
  * Groups through the `privcomm` binary and a real relay process: five people (Bob with two
@@ -15,31 +16,10 @@ import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './s
 
 let database: { url: string; drop: () => Promise<void> };
 let relay: RelayProcess;
-const running: RunningCli[] = [];
 
 const people = ['alice', 'bob', 'carol', 'dave', 'erin'] as const;
-type Person = (typeof people)[number];
-const profiles: Record<Person | 'bob2', string> = {
-  alice: tempDir('alice'),
-  bob: tempDir('bob'),
-  bob2: tempDir('bob2'),
-  carol: tempDir('carol'),
-  dave: tempDir('dave'),
-  erin: tempDir('erin'),
-};
-const ids = {} as Record<Person, string>;
-
-const env = { PRIVCOMM_SYNC_DELAY: '0' };
-const cli = (profile: string, ...args: string[]): Promise<CliResult> =>
-  runCli(['--profile', profile, ...args], { env });
-
-const json = async (profile: string, ...args: string[]): Promise<any[]> => {
-  const result = await cli(profile, '--json', ...args);
-  expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
-  return result.json;
-};
-
-const receive = (profile: string) => json(profile, 'receive', '--timeout', '1');
+const profiles = profilesFor(people);
+let ids: Record<(typeof people)[number], string>;
 
 /** The group as a device sees it (group info --json). */
 const info = async (profile: string, group = 'Family') =>
@@ -51,31 +31,15 @@ const memberIds = (group: { members: { accountId: string; admin: boolean }[] }) 
 beforeAll(async () => {
   database = await createTestDatabase();
   relay = await spawnRelay(database.url);
-  const registered = await Promise.all(
-    people.map((name) => json(profiles[name], '--server', relay.url, 'register', '--name', name)),
-  );
-  people.forEach((name, i) => (ids[name] = registered[i]![0].accountId));
+  ids = await registerPeople(relay.url, people, profiles);
   // Alice knows everyone by name; the others use account ids.
   for (const name of people.filter((p) => p !== 'alice')) {
     await json(profiles.alice, 'contacts', 'add', name, ids[name]);
   }
-  // Bob's second device.
-  const linking = RunningCli.start([
-    '--profile',
-    profiles.bob2,
-    '--server',
-    relay.url,
-    '--json',
-    'link',
-  ]);
-  running.push(linking);
-  const { linkCode } = await linking.untilJson((l) => l.type === 'link-code', 'link code');
-  await json(profiles.bob, 'devices', 'add', linkCode);
-  expect(await linking.wait()).toBe(0);
+  await linkDevice(relay.url, profiles.bob, profiles.bob2);
 }, 120_000);
 
 afterAll(async () => {
-  for (const process of running) await process.stop('SIGKILL');
   await relay?.stop();
   await database?.drop();
   removeTempDirs();
@@ -124,7 +88,8 @@ describe('groups between five people through the CLI', () => {
       [profiles.alice, 'in'],
       [profiles.bob2, 'out'],
     ] as const) {
-      const history = await json(profile, 'history', '--group', 'Family');
+      // --no-read: the text form below shows Bob's message as still unread ("delivered").
+      const history = await json(profile, 'history', '--group', 'Family', '--no-read');
       expect(
         history.map((m) => [m.from, m.text]),
         profile,

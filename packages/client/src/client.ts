@@ -12,6 +12,7 @@ import { formatContactLink, parseContactLink, relayKey } from './contact-link.ts
 import {
   decodeContent,
   encodeContent,
+  groupContent,
   MAX_SYNCED_CONTACTS,
   textBytes,
   type CallSignal,
@@ -445,13 +446,7 @@ export class PrivcommClient {
    * a failure that may pass, marked failed after one that will not.
    */
   private async sendGroupThroughOutbox(groupId: string, inner: GroupInner): Promise<void> {
-    const content: Content = {
-      kind: 'group',
-      id: inner.id,
-      sentAt: inner.sentAt,
-      groupId,
-      content: inner,
-    };
+    const content = groupContent(groupId, inner);
     await this.deps.store.addOutbox({
       id: inner.id,
       recipient: this.self().accountId,

@@ -213,6 +213,15 @@ const validate = (value: unknown, depth = 0): Content => {
   }
 };
 
+/** A group message carrying `inner` (its id and time are the inner content's). */
+export const groupContent = (groupId: GroupId, inner: GroupInner): Content => ({
+  kind: 'group',
+  id: inner.id,
+  sentAt: inner.sentAt,
+  groupId,
+  content: inner,
+});
+
 const isGroupInner = (content: Content): content is GroupInner =>
   GROUP_INNER_KINDS.includes(content.kind);
 

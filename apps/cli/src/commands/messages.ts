@@ -62,6 +62,14 @@ const groupSendFailure = (
   );
 };
 
+/** What `send` and `retry` get: two optional arguments (the first a contact), or --group. */
+type ContactOrGroupArgs = [
+  first: string | undefined,
+  second: string | undefined,
+  options: { group?: string },
+  command: Command,
+];
+
 /** After `history`: received messages marked read, read receipts sent (a failure only warns). */
 const markRead = async (ctx: RunContext, mark: () => Promise<number>): Promise<void> => {
   try {
@@ -91,73 +99,64 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
         'privcomm send --group Family "dinner at 8"',
       ),
     )
-    .action(
-      async (
-        first: string | undefined,
-        second: string | undefined,
-        options: { group?: string },
-        command: Command,
-      ) => {
-        ctx.globals(command);
-        if (options.group !== undefined) {
-          if (second !== undefined)
-            throw new UsageError(
-              'with --group, give only the text (the group replaces the contact)',
-            );
-          await sendToGroup(ctx, command, options.group, first);
-          return;
-        }
-        if (first === undefined)
-          throw new UsageError(`missing required argument 'contact' (see "privcomm send --help")`);
-        const contact = first;
-        let text = second;
-        if (text === undefined || text === '-') {
-          if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
-          text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
-        }
-        if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
-        const { client, self } = await ctx.openAccount(command);
-        const to = await client.resolve(contact);
-        if (to === self.accountId)
-          throw new CliError('you cannot send a message to yourself', 'SELF');
-        const names = new Names(self.accountId, await client.contacts());
-        try {
-          await client.flushOutbox();
-        } catch (error) {
-          // Unreachable: the send below meets the same, and its one error line says it all.
-          if (!isUnreachable(error))
-            ctx.out.warn(
-              `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
-            );
-        }
-        let message: StoredMessage;
-        try {
-          message = await client.sendText(to, text);
-        } catch (error) {
-          if (!isUnreachable(error)) throw error;
-          // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
-          const kept = (await client.history(to)).findLast(
-            (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
+    .action(async (...[first, second, options, command]: ContactOrGroupArgs) => {
+      ctx.globals(command);
+      if (options.group !== undefined) {
+        if (second !== undefined)
+          throw new UsageError('with --group, give only the text (the group replaces the contact)');
+        await sendToGroup(ctx, command, options.group, first);
+        return;
+      }
+      if (first === undefined)
+        throw new UsageError(`missing required argument 'contact' (see "privcomm send --help")`);
+      const contact = first;
+      let text = second;
+      if (text === undefined || text === '-') {
+        if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
+        text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
+      }
+      if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
+      const { client, self } = await ctx.openAccount(command);
+      const to = await client.resolve(contact);
+      if (to === self.accountId)
+        throw new CliError('you cannot send a message to yourself', 'SELF');
+      const names = new Names(self.accountId, await client.contacts());
+      try {
+        await client.flushOutbox();
+      } catch (error) {
+        // Unreachable: the send below meets the same, and its one error line says it all.
+        if (!isUnreachable(error))
+          ctx.out.warn(
+            `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
           );
-          throw new CliError(
-            `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
-            'RELAY_UNREACHABLE',
-          );
-        }
-        ctx.out.result(
-          {
-            type: 'sent',
-            id: message.id,
-            to,
-            ...(names.contact(to) === undefined ? {} : { contact: names.contact(to) }),
-            sentAt: message.sentAt,
-            status: message.status,
-          },
-          `Sent to ${names.label(to)} (id ${message.id}).`,
+      }
+      let message: StoredMessage;
+      try {
+        message = await client.sendText(to, text);
+      } catch (error) {
+        if (!isUnreachable(error)) throw error;
+        // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
+        const kept = (await client.history(to)).findLast(
+          (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
         );
-        await ctx.warnIdentity(client, to, names.label(to));
-      },
-    );
+        throw new CliError(
+          `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+          'RELAY_UNREACHABLE',
+        );
+      }
+      ctx.out.result(
+        {
+          type: 'sent',
+          id: message.id,
+          to,
+          ...(names.contact(to) === undefined ? {} : { contact: names.contact(to) }),
+          sentAt: message.sentAt,
+          status: message.status,
+        },
+        `Sent to ${names.label(to)} (id ${message.id}).`,
+      );
+      await ctx.warnIdentity(client, to, names.label(to));
+    });
 
   program
     .command('receive')
@@ -298,37 +297,30 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
         'privcomm retry --group Family 9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d',
       ),
     )
-    .action(
-      async (
-        first: string | undefined,
-        second: string | undefined,
-        options: { group?: string },
-        command: Command,
-      ) => {
-        const inGroup = options.group !== undefined;
-        const messageId = inGroup ? first : second;
-        if (messageId === undefined || (inGroup && second !== undefined))
-          throw new UsageError(
-            inGroup
-              ? 'with --group, give only the message id'
-              : 'give the contact and the message id (see "privcomm retry --help")',
-          );
-        const { client, self } = await ctx.openAccount(command);
-        const conversation = inGroup
-          ? await client.resolveGroup(options.group!)
-          : await client.resolve(first!);
-        const message = await client.retryMessage(conversation, messageId);
-        const labels = await ctx.names(client, self.accountId);
-        ctx.out.result(
-          { ...messageJson(message, labels), type: 'retried' },
-          `Sent again: ${messageText(message, labels, { status: true })}`,
+    .action(async (...[first, second, options, command]: ContactOrGroupArgs) => {
+      const inGroup = options.group !== undefined;
+      const messageId = inGroup ? first : second;
+      if (messageId === undefined || (inGroup && second !== undefined))
+        throw new UsageError(
+          inGroup
+            ? 'with --group, give only the message id'
+            : 'give the contact and the message id (see "privcomm retry --help")',
         );
-        if (inGroup) {
-          const failure = groupSendFailure(message, labels, options.group!);
-          if (failure) throw failure;
-        }
-      },
-    );
+      const { client, self } = await ctx.openAccount(command);
+      const conversation = inGroup
+        ? await client.resolveGroup(options.group!)
+        : await client.resolve(first!);
+      const message = await client.retryMessage(conversation, messageId);
+      const labels = await ctx.names(client, self.accountId);
+      ctx.out.result(
+        { ...messageJson(message, labels), type: 'retried' },
+        `Sent again: ${messageText(message, labels, { status: true })}`,
+      );
+      if (inGroup) {
+        const failure = groupSendFailure(message, labels, options.group!);
+        if (failure) throw failure;
+      }
+    });
 
   program
     .command('typing')

@@ -13,7 +13,7 @@
 
 import type { AccountId, DeviceId } from '@privcomm/wire';
 import { toBase64 } from '../bytes.ts';
-import { encodeContent, type Content, type GroupInner } from '../content.ts';
+import { encodeContent, groupContent, type Content, type GroupInner } from '../content.ts';
 import { UntrustedIdentityError, type Address, type SignalEngine } from '../engine.ts';
 import { ClientError } from '../errors.ts';
 import type { ClientLogger } from '../logger.ts';
@@ -76,13 +76,7 @@ export class GroupMessages {
     options: { online?: boolean; only?: readonly AccountId[] } = {},
   ): Promise<GroupSendResult> {
     const state = await this.memberState(groupId);
-    const content: Content = {
-      kind: 'group',
-      id: inner.id,
-      sentAt: inner.sentAt,
-      groupId,
-      content: inner,
-    };
+    const content = groupContent(groupId, inner);
     const plaintext = encodeContent(content);
     const self = this.deps.self();
     const { only } = options;

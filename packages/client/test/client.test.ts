@@ -204,6 +204,19 @@ describe('groups: read receipts and retries', () => {
     expect(requests.length).toBe(sentBefore);
   });
 
+  it('the snapshot’s groups carry the latest message with its receipts per member', async () => {
+    const { client, store } = await withGroup();
+    const recipients = { [BOB]: 'read', [STRANGER]: 'delivered' } as const;
+    await store.addMessage({
+      ...received(GROUP, 'g2', 'mine', 2),
+      direction: 'out',
+      status: 'delivered',
+      recipients,
+    });
+    const [group] = (await client.snapshot()).groups;
+    expect(group?.lastMessage).toMatchObject({ id: 'g2', status: 'delivered', recipients });
+  });
+
   it('a retry of a text that reached some members is no new send to all; one that reached nobody goes through the outbox', async () => {
     const { client, store } = await withGroup();
     const text = (id: string, recipients?: Record<string, 'failed' | 'sent'>) => ({

@@ -82,6 +82,19 @@ describe('receiver', () => {
     expect(receiver.takeOwedReceipts()).toEqual([]);
   });
 
+  it('owes receipts for an account’s group messages apart from its one-to-one messages', () => {
+    const { receiver } = setup();
+    const group = '00112233445566778899aabbccddeeff';
+    receiver.owe(ALICE, ['a']);
+    receiver.owe(ALICE, ['g1'], group);
+    receiver.owe(ALICE, ['b']);
+    receiver.owe(ALICE, ['g2'], group);
+    expect(receiver.takeOwedReceipts()).toEqual([
+      { to: ALICE, messageIds: ['a', 'b'] },
+      { to: ALICE, groupId: group, messageIds: ['g1', 'g2'] },
+    ]);
+  });
+
   it('drops malformed and undecryptable envelopes with a logged reason, and goes on with the rest', async () => {
     const { receiver, store, logger, events, engine } = setup();
     const queue: Envelope[] = [

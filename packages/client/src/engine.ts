@@ -88,10 +88,14 @@ export interface MultiRecipientDevice {
 
 /**
  * One upload for many devices: libsignal's multi-recipient sealed sender (v2) message. The relay
- * splits it into one envelope per device and learns nothing that links them beyond arrival time.
+ * splits it into one envelope per device, seals each device's share to its account's identity
+ * key, and learns nothing that links them beyond arrival time.
  */
 export interface MultiRecipientMessage {
-  /** Ciphertext.type of each device's share once the relay has split it: SEALED_SENDER_V2. */
+  /**
+   * SEALED_SENDER_V2 (wire), the type of the upload. Each device receives its share sealed at
+   * rest by the relay, as Ciphertext.type SEALED_SENDER_V2_AT_REST, which `decrypt` opens.
+   */
   readonly type: number;
   readonly content: Uint8Array;
   readonly recipients: readonly MultiRecipientDevice[];

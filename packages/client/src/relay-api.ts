@@ -12,6 +12,7 @@ import {
   LinkTokenResponseSchema,
   MismatchedAccountSchema,
   PreKeyBundleResponseSchema,
+  SEALED_SENDER_V2,
   SendMessagesResponseSchema,
   TokenResponseSchema,
   TurnCredentialsSchema,
@@ -318,8 +319,13 @@ export class RelayApi {
     message: MultiRecipientMessage,
     options: { readonly online?: boolean; readonly urgent?: boolean } = {},
   ): Promise<MultiRecipientSendResult> {
+    if (message.type !== SEALED_SENDER_V2) {
+      throw new TypeError(
+        `a multi-recipient message of type ${message.type}: the relay takes sealed sender v2 (${SEALED_SENDER_V2})`,
+      );
+    }
     const request: SendMultiRecipientRequest = {
-      type: message.type,
+      type: SEALED_SENDER_V2,
       content: toBase64(message.content),
       ...(options.online ? { online: true } : {}),
       ...(options.urgent ? { urgent: true } : {}),

@@ -1,15 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_MULTI_RECIPIENT_BYTES } from '@privcomm/wire';
+import { MAX_MULTI_RECIPIENT_BYTES, SEALED_SENDER_V2_AT_REST } from '@privcomm/wire';
 import { createTestDatabase, dumpDatabase } from './support/database.ts';
 import { TestDevice, TestSocket } from './support/client.ts';
-import { GroupSender, type RecipientAccount } from './support/group-sender.ts';
+import { GroupSender, registerMember, type RecipientAccount } from './support/group-sender.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
+import { parseMultiRecipientMessage } from '../src/services/multi-recipient.ts';
 
 /**
  * PUT /v1/messages/multi with real multi-recipient sealed messages (libsignal, as the engines'
  * groupEncrypt makes them): one upload, one ordinary envelope per device, the single send's
- * device-set rules per recipient account, all or nothing, and nothing stored that ties the
- * envelopes of one upload together but their arrival and the bytes libsignal makes them share.
+ * device-set rules per recipient account, all or nothing, each share sealed at rest to its
+ * account's identity key, and nothing stored that ties the envelopes of one upload together but
+ * their arrival.
  */
 
 let relay: TestRelay;
@@ -54,6 +56,12 @@ const senderFor = async (from: TestDevice, accounts: RecipientAccount[]): Promis
   return sender;
 };
 
+/** An envelope as the tests open it: its type and its content's bytes. */
+const bytesOf = (envelope: { type: number; content: string }) => ({
+  type: envelope.type,
+  content: Buffer.from(envelope.content, 'base64'),
+});
+
 /** Waits for the socket's envelopes and returns them. */
 const received = async (socket: TestSocket, count: number) => {
   await socket.until(() => socket.envelopes().length >= count, 10_000, `${count} envelopes`);
@@ -70,9 +78,9 @@ const messageRequests = async (): Promise<number> => {
 
 describe('PUT /v1/messages/multi', () => {
   it("stores each device's share as an ordinary envelope, which that device opens", async () => {
-    const alice = await TestDevice.register(relay.url);
-    const bob = await TestDevice.register(relay.url);
-    const carol = await TestDevice.register(relay.url);
+    const alice = await registerMember(relay.url);
+    const bob = await registerMember(relay.url);
+    const carol = await registerMember(relay.url);
     const carolLaptop = await TestDevice.link(carol);
     const recipients = [accountOf(bob), accountOf(carol, carolLaptop)];
     const sender = await senderFor(alice, recipients);
@@ -85,20 +93,23 @@ describe('PUT /v1/messages/multi', () => {
     for (const device of [bob, carol, carolLaptop]) {
       const socket = await TestSocket.connect(relay.wsUrl, device);
       const [envelope] = await received(socket, 1);
-      expect(envelope).toMatchObject({ type: 2, urgent: false, online: false });
-      const share = Buffer.from(envelope!.content, 'base64');
-      expect(await sender.open(device.accountId, share)).toBe('hello group');
+      expect(envelope).toMatchObject({
+        type: SEALED_SENDER_V2_AT_REST,
+        urgent: false,
+        online: false,
+      });
+      expect(await sender.open(device.accountId, bytesOf(envelope!))).toBe('hello group');
       await socket.close();
     }
   });
 
   it('checks every account as a single send does, answers for all of them, and stores nothing', async () => {
-    const alice = await TestDevice.register(relay.url);
-    const bob = await TestDevice.register(relay.url);
+    const alice = await registerMember(relay.url);
+    const bob = await registerMember(relay.url);
     const bobLaptop = await TestDevice.link(bob);
-    const carol = await TestDevice.register(relay.url);
-    const dave = await TestDevice.register(relay.url);
-    const gone = await TestDevice.register(relay.url);
+    const carol = await registerMember(relay.url);
+    const dave = await registerMember(relay.url);
+    const gone = await registerMember(relay.url);
     const goneAccount = accountOf(gone);
     expect((await gone.request('DELETE', '/v1/accounts/me')).status).toBe(204);
 
@@ -184,9 +195,9 @@ describe('PUT /v1/messages/multi', () => {
   });
 
   it("refuses the sender's own account, what is not such a message, and oversized ones", async () => {
-    const alice = await TestDevice.register(relay.url);
+    const alice = await registerMember(relay.url);
     const aliceLaptop = await TestDevice.link(alice);
-    const bob = await TestDevice.register(relay.url);
+    const bob = await registerMember(relay.url);
     const sender = await senderFor(alice, [accountOf(bob), accountOf(aliceLaptop)]);
 
     const own = await upload(
@@ -222,9 +233,9 @@ describe('PUT /v1/messages/multi', () => {
   });
 
   it('hands an online upload to connected devices only and stores nothing', async () => {
-    const alice = await TestDevice.register(relay.url);
-    const bob = await TestDevice.register(relay.url);
-    const carol = await TestDevice.register(relay.url);
+    const alice = await registerMember(relay.url);
+    const bob = await registerMember(relay.url);
+    const carol = await registerMember(relay.url);
     const recipients = [accountOf(bob), accountOf(carol)];
     const sender = await senderFor(alice, recipients);
     const socket = await TestSocket.connect(relay.wsUrl, bob);
@@ -233,19 +244,16 @@ describe('PUT /v1/messages/multi', () => {
     });
     expect(sent.body).toEqual({ stored: 0 });
     const [envelope] = await received(socket, 1);
-    expect(envelope).toMatchObject({ type: 2, online: true });
-    expect(await sender.open(bob.accountId, Buffer.from(envelope!.content, 'base64'))).toBe(
-      'typing',
-    );
+    // Sealed at rest too, though never stored: one kind of share for the engines to open.
+    expect(envelope).toMatchObject({ type: SEALED_SENDER_V2_AT_REST, online: true });
+    expect(await sender.open(bob.accountId, bytesOf(envelope!))).toBe('typing');
     expect(await countQueued(carol)).toBe(0);
     await socket.close();
   });
 
   it('takes an upload to 100 accounts as one request, and 100 envelopes arrive', async () => {
-    const alice = await TestDevice.register(relay.url);
-    const members = await Promise.all(
-      Array.from({ length: 100 }, () => TestDevice.register(relay.url)),
-    );
+    const alice = await registerMember(relay.url);
+    const members = await Promise.all(Array.from({ length: 100 }, () => registerMember(relay.url)));
     const recipients = members.map((member) => accountOf(member));
     const sender = await senderFor(alice, recipients);
     const message = await sender.encrypt(recipients, 'to a hundred');
@@ -263,8 +271,9 @@ describe('PUT /v1/messages/multi', () => {
       for (const [i, socket] of sockets.entries()) {
         const envelopes = await received(socket, 1);
         expect(envelopes).toHaveLength(1);
-        const share = Buffer.from(envelopes[0]!.content, 'base64');
-        expect(await sender.open(members[i]!.accountId, share)).toBe('to a hundred');
+        expect(await sender.open(members[i]!.accountId, bytesOf(envelopes[0]!))).toBe(
+          'to a hundred',
+        );
       }
     } finally {
       await Promise.all(sockets.map((socket) => socket.close()));
@@ -285,9 +294,9 @@ describe('limits of the multi upload', () => {
   });
 
   it('spends the per-recipient send rate and refuses beyond it', async () => {
-    const alice = await TestDevice.register(limited.url);
-    const bob = await TestDevice.register(limited.url);
-    const carol = await TestDevice.register(limited.url);
+    const alice = await registerMember(limited.url);
+    const bob = await registerMember(limited.url);
+    const carol = await registerMember(limited.url);
     const recipients = [accountOf(bob), accountOf(carol)];
     const sender = await senderFor(alice, recipients);
     for (let i = 0; i < 2; i += 1) {
@@ -300,12 +309,12 @@ describe('limits of the multi upload', () => {
   });
 
   it('names the accounts whose queue is full, and stores nothing for the others', async () => {
-    const alice = await TestDevice.register(limited.url);
-    const bob = await TestDevice.register(limited.url);
-    const carol = await TestDevice.register(limited.url);
+    const alice = await registerMember(limited.url);
+    const bob = await registerMember(limited.url);
+    const carol = await registerMember(limited.url);
     // Bob's queue fills up with three messages from others.
     for (let i = 0; i < 3; i += 1) {
-      const other = await TestDevice.register(limited.url);
+      const other = await registerMember(limited.url);
       expect((await other.send(bob.accountId, [bob.address()], `fill ${i}`)).status).toBe(200);
     }
     const recipients = [accountOf(bob), accountOf(carol)];
@@ -321,13 +330,47 @@ describe('limits of the multi upload', () => {
   });
 });
 
+describe('an account whose identity key no share can be sealed to', () => {
+  it('is refused as a recipient (400), and nothing is stored for the others', async () => {
+    const alice = await registerMember(relay.url);
+    const bob = await registerMember(relay.url);
+    // A point of small order: X25519 with it gives all zeros. No libsignal identity is one (a
+    // genuine key has a private key, that signs prekeys), so no genuine sender reaches it.
+    const odd = await TestDevice.register(relay.url, {
+      identityKey: Buffer.concat([Buffer.of(5), Buffer.alloc(32)]).toString('base64'),
+    });
+    const recipients = [accountOf(bob), accountOf(odd)];
+    const sender = await senderFor(alice, recipients);
+    const refused = await upload(alice, await sender.encrypt(recipients, 'x'));
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.code).toBe('VALIDATION_FAILED');
+    expect(refused.body.error.details).toContain(odd.accountId);
+    expect(await countQueued(bob)).toBe(0);
+    const fine = await upload(alice, await sender.encrypt([accountOf(bob)], 'y'));
+    expect(fine.body).toEqual({ stored: 1 });
+  });
+});
+
 interface EnvelopeRow {
   seq: number;
   id: string;
+  type: number;
   account_id: string;
   content: string;
   stored_hour: string;
 }
+
+/** Whether `a` and `b` have a run of `length` bytes in common. */
+const commonRun = (a: Buffer, b: Buffer, length: number): boolean => {
+  const runs = new Set<string>();
+  for (let i = 0; i + length <= a.length; i += 1) {
+    runs.add(a.subarray(i, i + length).toString('hex'));
+  }
+  for (let i = 0; i + length <= b.length; i += 1) {
+    if (runs.has(b.subarray(i, i + length).toString('hex'))) return true;
+  }
+  return false;
+};
 
 const envelopeRows = (dump: string): EnvelopeRow[] => {
   const lines = dump.split('\n');
@@ -344,8 +387,8 @@ describe('a dump after a multi upload', () => {
     const fresh = await createTestDatabase();
     const own = await startRelay(fresh.url);
     try {
-      const alice = await TestDevice.register(own.url);
-      const members = await Promise.all([1, 2, 3].map(() => TestDevice.register(own.url)));
+      const alice = await registerMember(own.url);
+      const members = await Promise.all([1, 2, 3].map(() => registerMember(own.url)));
       const memberLaptop = await TestDevice.link(members[0]!);
       const recipients = [
         accountOf(members[0]!, memberLaptop),
@@ -354,7 +397,8 @@ describe('a dump after a multi upload', () => {
       ];
       const sender = await senderFor(alice, recipients);
       const title = 'Family group 9c41';
-      const sent = await upload(alice, await sender.encrypt(recipients, `${title}: dinner at 8`));
+      const message = await sender.encrypt(recipients, `${title}: dinner at 8`);
+      const sent = await upload(alice, message);
       expect(sent.body).toEqual({ stored: 4 });
 
       const dump = await dumpDatabase(fresh.url);
@@ -392,12 +436,24 @@ describe('a dump after a multi upload', () => {
         expect(new Date(row.stored_hour).getTime() % 3_600_000).toBe(0);
         expect(row.stored_hour).toBe(rows[0]!.stored_hour);
       }
-      // What does tie them together, as SECURITY.md says: libsignal's v2 shares of one upload
-      // end in the same shared part (ephemeral key and ciphertext), so while they are queued a
-      // dump can group them by their bytes. Pinned here so that the documentation stays true.
+      // Nor their bytes. libsignal's v2 shares of one upload all end in the same shared part
+      // (its ephemeral key and ciphertext); the relay seals each share at rest to its account's
+      // identity key under a fresh ephemeral key, so no two envelopes have as much as a key's
+      // length (32 bytes) in common, and none holds any of the shared part.
       const contents = rows.map((row) => Buffer.from(row.content.replace(/^\\x/, ''), 'hex'));
-      const tail = (bytes: Buffer) => bytes.subarray(1 + 48);
-      for (const content of contents) expect(tail(content)).toEqual(tail(contents[0]!));
+      const sharedPart = parseMultiRecipientMessage(message, 1000)[0]!.share.subarray(1 + 48);
+      for (const [i, content] of contents.entries()) {
+        expect(rows[i]!.type).toBe(SEALED_SENDER_V2_AT_REST);
+        expect(commonRun(content, sharedPart, 32)).toBe(false);
+        for (const other of contents.slice(i + 1))
+          expect(commonRun(content, other, 32)).toBe(false);
+      }
+      expect(dump).not.toContain(sharedPart.subarray(0, 32).toString('hex'));
+      // And each recipient device opens its own, with its account's identity key.
+      for (const [i, row] of rows.entries()) {
+        const opened = await sender.open(row.account_id, { type: row.type, content: contents[i]! });
+        expect(opened).toBe(`${title}: dinner at 8`);
+      }
     } finally {
       await own.close();
       await fresh.drop();

@@ -53,7 +53,9 @@ describe('the multi-recipient message reader', () => {
         );
         expect(account.share).toEqual(Buffer.from(reference.messageForRecipient(expected)));
         // And the recipient opens it.
-        expect(await sender.open(account.accountId, account.share)).toBe('hello group');
+        expect(await sender.open(account.accountId, { type: 2, content: account.share })).toBe(
+          'hello group',
+        );
       }
       // The registration ids are the ones the sessions were made with.
       for (const account of recipients) {

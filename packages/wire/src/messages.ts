@@ -116,12 +116,28 @@ export const MAX_MULTI_RECIPIENT_ACCOUNTS = 1000;
  */
 export const MAX_MULTI_RECIPIENT_BYTES = 256 * 1024;
 
+/** The `type` of a multi-recipient upload: libsignal's sealed sender v2. */
+export const SEALED_SENDER_V2 = 2;
+
+/**
+ * The envelope type of every share the relay cuts from a multi-recipient upload: the device's
+ * sealed sender v2 share, sealed again by the relay to the recipient account's identity key, so
+ * that the stored shares of one upload share no bytes (libsignal's shares all end in the same
+ * ephemeral key and ciphertext). Layout, docs/protocol.md: AT_REST_SHARE_VERSION, the 32-byte
+ * X25519 ephemeral public key E, then AES-256-GCM of the share (ciphertext and 16-byte tag),
+ * under the 32-byte key and 12-byte nonce that HKDF-SHA256 derives from X25519(e, identity key)
+ * with salt E || the identity key as published (33 bytes) and info AT_REST_SHARE_INFO.
+ */
+export const SEALED_SENDER_V2_AT_REST = 3;
+export const AT_REST_SHARE_VERSION = 0x01;
+export const AT_REST_SHARE_INFO = 'privcomm at-rest share v1';
+/** What the seal adds to a share: the version byte, E and the tag. */
+export const AT_REST_SHARE_OVERHEAD_BYTES = 1 + 32 + 16;
+
 export const SendMultiRecipientRequestSchema = Type.Object(
   {
-    type: Type.Integer({
-      minimum: 0,
-      maximum: 255,
-      description: "Opaque to the relay: each device's envelope carries it (2, sealed sender v2).",
+    type: Type.Literal(SEALED_SENDER_V2, {
+      description: `Sealed sender v2 (${SEALED_SENDER_V2}), the only kind the relay cuts; each device receives its share sealed at rest, as type ${SEALED_SENDER_V2_AT_REST}.`,
     }),
     content: Type.String({
       pattern: BASE64_PATTERN,

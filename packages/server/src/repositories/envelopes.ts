@@ -267,31 +267,39 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
 
   /**
    * devicesWithQueues for many accounts at once (a multi-recipient upload): each account's
-   * devices with what they have queued, in one query. An account that does not exist (or has no
-   * device left) is absent from the map.
+   * devices with what they have queued, and its identity key (each share is sealed to it before
+   * it is stored), in one query. An account that does not exist (or has no device left) is absent
+   * from both maps.
    */
   async devicesOfAccounts(
     accountIds: readonly string[],
     sender: { readonly accountId: string; readonly deviceId: number },
-  ): Promise<{ accounts: Map<string, Map<number, DeviceQueue>>; senderExists: boolean }> {
+  ): Promise<{
+    accounts: Map<string, Map<number, DeviceQueue>>;
+    identityKeys: Map<string, Buffer>;
+    senderExists: boolean;
+  }> {
     const result = await pool.query<{
       sender_exists: boolean;
       account_id: string | null;
       device_id: number | null;
       registration_id: number;
+      identity_key: Buffer;
       envelopes: number;
       bytes: string;
     }>({
       name: 'devices-of-accounts',
-      text: `SELECT s.sender_exists, d.account_id, d.device_id, d.registration_id,
+      text: `SELECT s.sender_exists, d.account_id, d.device_id, d.registration_id, a.identity_key,
               coalesce(q.envelopes, 0) AS envelopes, coalesce(q.bytes, 0) AS bytes
        FROM (SELECT EXISTS (SELECT 1 FROM devices WHERE account_id = $2 AND device_id = $3)
                AS sender_exists) AS s
-       LEFT JOIN (devices d LEFT JOIN queue_usage q USING (account_id, device_id))
+       LEFT JOIN (devices d JOIN accounts a ON a.id = d.account_id
+                  LEFT JOIN queue_usage q USING (account_id, device_id))
          ON d.account_id = ANY($1::uuid[])`,
       values: [accountIds, sender.accountId, sender.deviceId],
     });
     const accounts = new Map<string, Map<number, DeviceQueue>>();
+    const identityKeys = new Map<string, Buffer>();
     for (const row of result.rows) {
       if (row.account_id === null || row.device_id === null) continue; // no device matched
       const devices = accounts.get(row.account_id) ?? new Map<number, DeviceQueue>();
@@ -301,8 +309,9 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         bytes: Number(row.bytes),
       });
       accounts.set(row.account_id, devices);
+      identityKeys.set(row.account_id, row.identity_key);
     }
-    return { accounts, senderExists: result.rows[0]?.sender_exists === true };
+    return { accounts, identityKeys, senderExists: result.rows[0]?.sender_exists === true };
   },
 
   /** The next envelopes of a device's queue after `afterSeq`, in arrival order. */

@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type pg from 'pg';
 import {
+  AT_REST_SHARE_OVERHEAD_BYTES,
   MAX_CONTENT_BYTES,
   MAX_MULTI_RECIPIENT_ACCOUNTS,
   MAX_MULTI_RECIPIENT_BYTES,
   MAX_ONLINE_CONTENT_BYTES,
+  SEALED_SENDER_V2_AT_REST,
   type AccountId,
   type MismatchedAccount,
   type SendMessagesRequest,
@@ -22,6 +25,7 @@ import {
   type NewEnvelope,
   type QueueCaps,
 } from '../repositories/envelopes.ts';
+import { atRestSealer } from './at-rest-share.ts';
 import { notifyQuery } from './events.ts';
 import { parseMultiRecipientMessage, type MultiRecipientAccount } from './multi-recipient.ts';
 import type { GroupCommit } from './group-commit.ts';
@@ -29,6 +33,12 @@ import type { RateLimiter } from './rate-limiter.ts';
 import type { AuthenticatedDevice } from './tokens.ts';
 
 const sorted = (values: Iterable<number>): number[] => [...values].sort((a, b) => a - b);
+
+/**
+ * Shares sealed between two turns of the event loop: sealing one takes a few hundred
+ * microseconds, and an upload to 6,000 devices must not hold up the relay's other requests.
+ */
+const SEALS_PER_TURN = 100;
 
 /** How a request's devices differ from an account's: re-registered, missing and extra ones. */
 interface DeviceSetDifference {
@@ -128,27 +138,24 @@ export class MessageSender {
       // A full recipient queue refuses before the sender's budget is spent. This look uses the
       // counts read with the device set; the writer checks again, exactly, inside its transaction.
       this.checkRoom(rows, devices);
-      const stored = await this.store(sender, rows, attempt);
+      const cost = rows.reduce((sum, row) => sum + row.content.length, 0);
+      const stored = await this.store(sender, rows, attempt, cost);
       if (stored) return stored;
     }
   }
 
   /**
-   * Spends the sender's byte budget (once, on the first attempt) and commits the rows. Undefined
-   * when a device was removed between the check and the insert: the caller checks again, which
-   * now answers 409 (or succeeds if the request happened to match the new set).
+   * Spends `cost` of the sender's byte budget (once, on the first attempt) and commits the rows.
+   * Undefined when a device was removed between the check and the insert: the caller checks
+   * again, which now answers 409 (or succeeds if the request happened to match the new set).
    */
   private async store(
     sender: AuthenticatedDevice,
     rows: readonly NewEnvelope[],
     attempt: number,
+    cost: number,
   ): Promise<{ stored: number } | undefined> {
-    if (attempt === 0) {
-      this.byteBudget.take(
-        sender.accountId,
-        rows.reduce((sum, row) => sum + row.content.length, 0),
-      );
-    }
+    if (attempt === 0) this.byteBudget.take(sender.accountId, cost);
     try {
       await this.writer.submit(rows);
       this.metrics.envelopesStored.inc(rows.length);
@@ -187,8 +194,9 @@ export class MessageSender {
    * One multi-recipient sealed message (a group message) for many accounts: parsed, checked
    * account by account exactly as a single send is (404 naming the unknown accounts; otherwise
    * 410 if any device is stale, else 409, listing every account whose device set differs), then
-   * every device's share stored as an ordinary envelope in one transaction: all or nothing.
-   * Nothing links the envelopes of one upload beyond their arrival (no upload or group id).
+   * every device's share sealed to its account's identity key (at-rest-share.ts) and stored as
+   * an ordinary envelope, in one transaction: all or nothing. Nothing links the envelopes of one
+   * upload beyond their arrival: no upload or group id, and no bytes in common.
    */
   async sendMulti(
     sender: AuthenticatedDevice,
@@ -212,35 +220,63 @@ export class MessageSender {
     }
     const online = request.online === true;
     const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
-    // Every share holds the shared part: they are all about the same size.
-    const largest = Math.max(...recipients.map((recipient) => recipient.share.length));
+    // Every share holds the shared part: they are all about the same size. What is stored (or
+    // handed on) is the share sealed at rest.
+    const largest =
+      Math.max(...recipients.map((recipient) => recipient.share.length)) +
+      AT_REST_SHARE_OVERHEAD_BYTES;
     if (largest > limit) {
-      throw new RelayError('CONTENT_TOO_LARGE', `each device's share is ${largest} bytes`);
+      throw new RelayError(
+        'CONTENT_TOO_LARGE',
+        `each device's share is ${largest} bytes, sealed at rest`,
+      );
     }
     for (const recipient of recipients) {
       this.limiter.take(`${sender.accountId}.${sender.deviceId}>${recipient.accountId}`);
     }
     for (let attempt = 0; ; attempt += 1) {
-      const { accounts, senderExists } = await this.queues.devicesOfAccounts(
+      const { accounts, identityKeys, senderExists } = await this.queues.devicesOfAccounts(
         recipients.map((recipient) => recipient.accountId),
         sender,
       );
       if (!senderExists) throw new RelayError('UNAUTHENTICATED');
       this.checkDeviceSets(recipients, accounts);
-      const rows = recipients.flatMap((recipient) =>
-        recipient.devices.map((device) => ({
-          accountId: recipient.accountId,
-          deviceId: device.deviceId,
-          type: request.type,
-          content: recipient.share,
-          urgent: request.urgent === true,
-        })),
-      );
+      const rows = await this.sealedRows(recipients, identityKeys, request.urgent === true);
       if (online) return this.relayOnlineRows(rows);
       this.checkRoomOfAccounts(rows, accounts);
-      const stored = await this.store(sender, rows, attempt);
+      const cost = rows.reduce((sum, row) => sum + row.content.length, 0);
+      const stored = await this.store(sender, rows, attempt, cost);
       if (stored) return stored;
     }
+  }
+
+  /**
+   * One row per recipient device, each holding its account's share sealed at rest under a fresh
+   * ephemeral key (at-rest-share.ts), SEALS_PER_TURN at a time between turns of the event loop.
+   */
+  private async sealedRows(
+    recipients: readonly MultiRecipientAccount[],
+    identityKeys: ReadonlyMap<string, Buffer>,
+    urgent: boolean,
+  ): Promise<NewEnvelope[]> {
+    const rows: NewEnvelope[] = [];
+    for (const recipient of recipients) {
+      const identityKey = identityKeys.get(recipient.accountId);
+      // checkDeviceSets has answered 404 for an account without one.
+      if (identityKey === undefined) throw new Error('no identity key for a recipient account');
+      const seal = atRestSealer(recipient.accountId, identityKey);
+      for (const device of recipient.devices) {
+        if (rows.length > 0 && rows.length % SEALS_PER_TURN === 0) await nextTurn();
+        rows.push({
+          accountId: recipient.accountId,
+          deviceId: device.deviceId,
+          type: SEALED_SENDER_V2_AT_REST,
+          content: seal(recipient.share),
+          urgent,
+        });
+      }
+    }
+    return rows;
   }
 
   /** The single send's checks, for every recipient account of a multi upload at once. */

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createDecipheriv, hkdfSync, randomUUID } from 'node:crypto';
 import type { PublicKey, SenderKeyRecord, SessionRecord } from '@signalapp/libsignal-client';
 import {
   ContentHint,
@@ -9,6 +9,7 @@ import {
   PreKeyBundle,
   PrivateKey,
   ProtocolAddress,
+  PublicKey as SignalPublicKey,
   SenderCertificate,
   SenderKeyDistributionMessage,
   SenderKeyStore,
@@ -22,13 +23,51 @@ import {
   sealedSenderDecryptToUsmc,
   sealedSenderMultiRecipientEncrypt,
 } from '@signalapp/libsignal-client';
+import { AT_REST_SHARE_INFO, SEALED_SENDER_V2, SEALED_SENDER_V2_AT_REST } from '@privcomm/wire';
+import { TestDevice } from './client.ts';
 
 /**
  * Real multi-recipient sealed messages for the relay's tests, made with libsignal as the engines
  * make them (a sender key message under a self-issued sender certificate, sealed once for every
  * device with sealedSenderMultiRecipientEncrypt), and the recipients' side to open a share. The
- * relay's registration ids are the TestDevices'; the recipients' Signal keys live here.
+ * relay's registration ids are the TestDevices'; the recipients' Signal keys live here. The relay
+ * seals each share at rest to its account's identity key: to open what it delivers, register the
+ * recipients with `registerMember`, whose identity key pairs the GroupSenders use.
  */
+
+/** The identity key pairs of the accounts `registerMember` registered, by account id. */
+const memberIdentities = new Map<string, IdentityKeyPair>();
+
+/** A new account on the relay whose identity key is a real one, kept here to open shares. */
+export const registerMember = async (baseUrl: string): Promise<TestDevice> => {
+  const identity = IdentityKeyPair.generate();
+  const device = await TestDevice.register(baseUrl, {
+    identityKey: Buffer.from(identity.publicKey.serialize()).toString('base64'),
+  });
+  memberIdentities.set(device.accountId, identity);
+  return device;
+};
+
+/**
+ * What a recipient device does first with an envelope of type SEALED_SENDER_V2_AT_REST, written
+ * here from the format in docs/protocol.md (the engines' code is engine-node/src/at-rest-share.ts
+ * and the Kotlin AtRestShare.kt, which the relay's tests do not depend on). Throws when the seal
+ * does not open with `identity`.
+ */
+const openAtRest = (sealed: Buffer, identity: IdentityKeyPair): Buffer => {
+  const ephemeral = sealed.subarray(1, 33);
+  const secret = identity.privateKey.agree(
+    SignalPublicKey.deserialize(new Uint8Array(Buffer.concat([Buffer.of(5), ephemeral]))),
+  );
+  const salt = Buffer.concat([ephemeral, identity.publicKey.serialize()]);
+  const okm = Buffer.from(hkdfSync('sha256', secret, salt, AT_REST_SHARE_INFO, 44));
+  const decipher = createDecipheriv('aes-256-gcm', okm.subarray(0, 32), okm.subarray(32));
+  decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+  return Buffer.concat([
+    decipher.update(sealed.subarray(33, sealed.length - 16)),
+    decipher.final(),
+  ]);
+};
 
 export interface RecipientDevice {
   readonly deviceId: number;
@@ -105,7 +144,10 @@ export class GroupSender {
 
   /** Sessions with every device of `account`, from bundles made here with its registration ids. */
   async addRecipient(account: RecipientAccount): Promise<void> {
-    const pair = this.recipientKeys.get(account.accountId) ?? IdentityKeyPair.generate();
+    const pair =
+      this.recipientKeys.get(account.accountId) ??
+      memberIdentities.get(account.accountId) ??
+      IdentityKeyPair.generate();
     this.recipientKeys.set(account.accountId, pair);
     for (const device of account.devices) {
       const signed = PrivateKey.generate().getPublicKey();
@@ -175,10 +217,17 @@ export class GroupSender {
     );
   }
 
-  /** What a device of `accountId` reads from its share: the plaintext, as text. */
-  async open(accountId: string, share: Buffer): Promise<string> {
+  /**
+   * What a device of `accountId` reads from its share (as the relay cut it, type 2, or as it
+   * delivers it, sealed at rest, type 3): the plaintext, as text.
+   */
+  async open(accountId: string, envelope: { type: number; content: Buffer }): Promise<string> {
     const pair = this.recipientKeys.get(accountId);
     if (pair === undefined) throw new Error(`${accountId} is no recipient`);
+    let share: Buffer;
+    if (envelope.type === SEALED_SENDER_V2_AT_REST) share = openAtRest(envelope.content, pair);
+    else if (envelope.type === SEALED_SENDER_V2) share = envelope.content;
+    else throw new Error(`type ${envelope.type} is no share`);
     const usmc = await sealedSenderDecryptToUsmc(
       new Uint8Array(share),
       identityStore(pair, new Map()),

@@ -13,3 +13,4 @@ export * from './fault-cluster.ts';
 export * from './fault-schedule.ts';
 export * from './fault-traffic.ts';
 export * from './privacy-audit.ts';
+export * from './at-rest.ts';

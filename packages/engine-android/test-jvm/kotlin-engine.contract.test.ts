@@ -1,6 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import { engineContract } from '@privcomm/client/testing';
 import { splitMultiRecipientMessage } from '@privcomm/engine-node';
+import { sealShareAtRest } from '@privcomm/server/testing';
 import { KotlinBridge, openKotlinEngine } from '../src/index.ts';
 import { newStoreFile } from './support.ts';
 
@@ -23,7 +24,8 @@ const running = (): KotlinBridge => {
   return bridge;
 };
 
-// The relay's split (libsignal's SealedSenderMultiRecipientMessage), for the group operations.
-const options = { splitMultiRecipient: splitMultiRecipientMessage };
+// The relay's split (libsignal's SealedSenderMultiRecipientMessage) and its at-rest seal, for
+// the group operations.
+const options = { splitMultiRecipient: splitMultiRecipientMessage, sealAtRest: sealShareAtRest };
 engineContract('kotlin, in memory', () => openKotlinEngine(running(), ':memory:'), options);
 engineContract('kotlin, SQLite file', () => openKotlinEngine(running(), newStoreFile()), options);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { engineContract } from '@privcomm/client/testing';
 import { openNodeEngine, splitMultiRecipientMessage } from '@privcomm/engine-node';
+import { sealShareAtRest } from '@privcomm/server/testing';
 import {
   EngineRequestError,
   EngineRequests,
@@ -30,7 +31,7 @@ const requests = new EngineRequests(() => openNodeEngine(':memory:'));
 engineContract(
   'node, through the engine requests',
   () => openRemoteEngine(overJson(requests), ':memory:'),
-  { splitMultiRecipient: splitMultiRecipientMessage },
+  { splitMultiRecipient: splitMultiRecipientMessage, sealAtRest: sealShareAtRest },
 );
 
 describe('engine requests: what another process may send', () => {

@@ -3,6 +3,7 @@ export {
   openNodeEngine,
   SEALED_SENDER_V1,
   SEALED_SENDER_V2,
+  SEALED_SENDER_V2_AT_REST,
   type NodeEngineOptions,
 } from './node-engine.ts';
 export { splitMultiRecipientMessage, type DeviceShare } from './multi-recipient.ts';

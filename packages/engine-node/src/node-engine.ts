@@ -59,9 +59,12 @@ import {
   isDeviceId,
   MAX_DEVICES_PER_ACCOUNT,
   MAX_MULTI_RECIPIENT_ACCOUNTS,
+  SEALED_SENDER_V2,
+  SEALED_SENDER_V2_AT_REST,
   type AccountId,
   type DeviceId,
 } from '@privcomm/wire';
+import { openShareAtRest } from './at-rest-share.ts';
 import { openProvisioningMessage, sealProvisioningMessage } from './provisioning.ts';
 import { openDatabase, TransactionQueue, type AfterRollback } from './sqlite.ts';
 import {
@@ -112,10 +115,11 @@ import {
 /** Ciphertext.type of every message this engine produces: sealed sender v1. */
 export const SEALED_SENDER_V1 = 1;
 /**
- * Ciphertext.type of one device's share of a multi-recipient message (groupEncrypt), as the
- * relay hands it out after splitting the upload: sealed sender v2.
+ * The type of a multi-recipient message (groupEncrypt), sealed sender v2, and of one device's
+ * share of it as the relay handed it out before it sealed shares at rest
+ * (SEALED_SENDER_V2_AT_REST: how the relay hands them out now; `decrypt` opens both).
  */
-export const SEALED_SENDER_V2 = 2;
+export { SEALED_SENDER_V2, SEALED_SENDER_V2_AT_REST };
 
 /** Far beyond any device's lifetime: certificates are self-issued and never rotated for expiry. */
 const CERTIFICATE_EXPIRY_MS = 253_402_300_799_000; // 9999-12-31
@@ -679,17 +683,22 @@ class NodeSignalEngine implements SignalEngine {
           ...(distributionId === null ? {} : { distributionId }),
         };
       }
-      this.store.requireIdentityKeyPair();
+      const identity = this.store.requireIdentityKeyPair();
       const local = this.localAddress();
       // v1 from encrypt, v2 a share of a multi-recipient message (groupEncrypt): libsignal opens
-      // both the same way.
-      if (ciphertext.type !== SEALED_SENDER_V1 && ciphertext.type !== SEALED_SENDER_V2) {
+      // both the same way. The relay seals v2 shares at rest to our identity key: opened first.
+      let sealed: Uint8Array;
+      if (ciphertext.type === SEALED_SENDER_V2_AT_REST) {
+        sealed = openShareAtRest(ciphertext.content, identity);
+      } else if (ciphertext.type === SEALED_SENDER_V1 || ciphertext.type === SEALED_SENDER_V2) {
+        sealed = ciphertext.content;
+      } else {
         throw invalidMessage(`unknown ciphertext type ${ciphertext.type}`);
       }
       const { libsignal } = stores;
       let content: UnidentifiedSenderMessageContent;
       try {
-        content = await sealedSenderDecryptToUsmc(own(ciphertext.content), libsignal.identity);
+        content = await sealedSenderDecryptToUsmc(own(sealed), libsignal.identity);
       } catch (error) {
         throw engineError(
           error,

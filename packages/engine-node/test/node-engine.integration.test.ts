@@ -40,6 +40,7 @@ import {
 import { afterAll, describe, expect, it } from 'vitest';
 import { EngineError, type Address, type RemoteBundle, type SignalEngine } from '@privcomm/client';
 import { accountIdOf, deviceIdOf, engineContract, randomAccountId } from '@privcomm/client/testing';
+import { sealShareAtRest } from '@privcomm/server/testing';
 import {
   openNodeEngine,
   SEALED_SENDER_V1,
@@ -51,7 +52,10 @@ const directory = mkdtempSync(join(tmpdir(), 'privcomm-engine-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
 const newFile = (): string => join(directory, `${randomUUID()}.sqlite`);
 
-const contractOptions = { splitMultiRecipient: splitMultiRecipientMessage };
+const contractOptions = {
+  splitMultiRecipient: splitMultiRecipientMessage,
+  sealAtRest: sealShareAtRest,
+};
 engineContract('node, in memory', () => openNodeEngine(':memory:'), contractOptions);
 engineContract('node, SQLite file', () => openNodeEngine(newFile()), contractOptions);
 

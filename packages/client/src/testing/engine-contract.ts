@@ -13,6 +13,7 @@ import {
   type RemoteBundle,
   type SignalEngine,
 } from '../engine.ts';
+import { SEALED_SENDER_V2_AT_REST } from '@privcomm/wire';
 import { deviceIdOf, randomAccountId } from './ids.ts';
 
 /**
@@ -36,6 +37,12 @@ export interface EngineContractOptions {
    * @privcomm/engine-node (libsignal's SealedSenderMultiRecipientMessage), whatever the engine.
    */
   readonly splitMultiRecipient: (message: MultiRecipientMessage) => MultiRecipientShare[];
+  /**
+   * Seals a share to an account's identity key (33 bytes, as published) as the relay does before
+   * it stores it (SEALED_SENDER_V2_AT_REST): pass `sealShareAtRest` from @privcomm/server/testing,
+   * the relay's own code.
+   */
+  readonly sealAtRest: (share: Uint8Array, identityKey: Uint8Array) => Uint8Array;
 }
 
 type Code = EngineError['code'];
@@ -115,7 +122,7 @@ const newDistributionId = (): DistributionId => globalThis.crypto.randomUUID();
 export const engineContract = (
   name: string,
   open: () => Promise<SignalEngine>,
-  { splitMultiRecipient }: EngineContractOptions,
+  { splitMultiRecipient, sealAtRest }: EngineContractOptions,
 ): void => {
   describe(`SignalEngine contract: ${name}`, () => {
     const opened: SignalEngine[] = [];
@@ -869,6 +876,54 @@ export const engineContract = (
         );
         const opened = await b.engine.decrypt(nextEnvelopeId(), share);
         expect(utf8Decode(opened.plaintext)).toBe('ok');
+      });
+
+      it("opens a share the relay sealed at rest to its account's identity, and no other", async () => {
+        const d = newDistributionId();
+        const { a, others } = await group(2, d);
+        const [b, c1] = others as [Device, Device];
+        // Both devices of an account hold its identity key pair: each opens its own share.
+        const c2 = await linkDevice(c1, 2);
+        await connect(a, c2);
+        await giveSenderKey(a, c2, d);
+        const shares = sharesOf(
+          await a.engine.groupEncrypt(d, [b.address, c1.address, c2.address], text('at rest')),
+        );
+        const atRest = (share: Ciphertext, identityKey: Uint8Array): Ciphertext => ({
+          type: SEALED_SENDER_V2_AT_REST,
+          content: sealAtRest(share.content, identityKey),
+        });
+        const sealedForB = atRest(shareFor(shares, b), b.identity.identityKey);
+        const { content } = sealedForB;
+        // The version, the ephemeral key, the ciphertext and the tag: every byte counts.
+        for (const index of [0, 1, 32, 40, Math.floor(content.length / 2), content.length - 1]) {
+          await expectCode(
+            b.engine.decrypt(nextEnvelopeId(), { ...sealedForB, content: flipBit(content, index) }),
+            'INVALID_MESSAGE',
+          );
+        }
+        for (const bad of [content.subarray(0, 49), content.subarray(0, 60), new Uint8Array(0)]) {
+          await expectCode(
+            b.engine.decrypt(nextEnvelopeId(), { ...sealedForB, content: bad }),
+            'INVALID_MESSAGE',
+          );
+        }
+        // B's own share, sealed to another account's identity: B cannot open the seal (nor can
+        // C open the share inside, which is B's).
+        const sealedForC = atRest(shareFor(shares, b), c1.identity.identityKey);
+        await expectCode(b.engine.decrypt(nextEnvelopeId(), sealedForC), 'INVALID_MESSAGE');
+        await expectCode(c1.engine.decrypt(nextEnvelopeId(), sealedForC), 'INVALID_MESSAGE');
+
+        for (const [device, sealed] of [
+          [b, sealedForB],
+          [c1, atRest(shareFor(shares, c1), c1.identity.identityKey)],
+          [c2, atRest(shareFor(shares, c2), c1.identity.identityKey)],
+        ] as const) {
+          const opened = await device.engine.decrypt(nextEnvelopeId(), sealed);
+          expect(utf8Decode(opened.plaintext)).toBe('at rest');
+          expect(opened.sender).toEqual(a.address);
+          expect(opened.distributionId).toBe(d);
+        }
       });
 
       it('decrypts each envelope once: the same id gives the same result, a replay is a duplicate', async () => {

@@ -56,7 +56,8 @@ import java.util.UUID
  *
  * Groups use libsignal's sender keys: a group message is one SenderKeyMessage, put in the same
  * kind of self-certified content and sealed once for all its recipients (sealed sender v2, one
- * multi-recipient upload that the relay splits; each share arrives as SEALED_SENDER_V2). v2
+ * multi-recipient upload that the relay splits; each share arrives as SEALED_SENDER_V2_AT_REST,
+ * sealed again by the relay to our identity key, and opened by AtRestShare first). v2
  * authenticates the certificate's key as the sender's identity key as v1 does. A sender key is
  * bound to its sender's address by the pairwise session its distribution message came over
  * (processSenderKeyDistribution, called with the sender that session authenticated); see
@@ -81,6 +82,12 @@ class SignalEngineCore private constructor(
      * relay has split it: sealed sender v2.
      */
     const val SEALED_SENDER_V2 = 2
+
+    /**
+     * Ciphertext.type of such a share as the relay stores it now: sealed again to the recipient
+     * account's identity key (AtRestShare), so that the stored shares of one upload share no bytes.
+     */
+    const val SEALED_SENDER_V2_AT_REST = 3
 
     /** Far beyond any device's lifetime: certificates are self-issued and never rotated. */
     const val CERTIFICATE_EXPIRY_MS = 253_402_300_799_000L // 9999-12-31
@@ -381,12 +388,18 @@ class SignalEngineCore private constructor(
     answer: IdentityConfirmation?,
   ): DecryptOutcome = run { stores ->
     store.decrypted(envelopeId)?.let { return@run it }
-    store.requireIdentityKeyPair()
+    val identity = store.requireIdentityKeyPair()
     val local = localAddress()
-    if (type != SEALED_SENDER_V1 && type != SEALED_SENDER_V2) throw invalidMessage("unknown ciphertext type $type")
+    // The relay seals v2 shares at rest to our identity key: opened first, then as v2.
+    val opened =
+      when (type) {
+        SEALED_SENDER_V1, SEALED_SENDER_V2 -> content
+        SEALED_SENDER_V2_AT_REST -> AtRestShare.open(content, identity)
+        else -> throw invalidMessage("unknown ciphertext type $type")
+      }
     val sealed =
       try {
-        Libsignal.decryptToUsmc(content, stores)
+        Libsignal.decryptToUsmc(opened, stores)
       } catch (error: Exception) {
         throw engineError(error, "", invalidMessage("the sealed message cannot be opened"), stores)
       }

@@ -189,7 +189,7 @@ export const VARIABLES = {
   },
   SEND_BYTES_PER_HOUR: {
     default: '33554432',
-    doc: 'Ciphertext bytes one account may store per hour, all its devices together (32 MiB); 429 RATE_LIMITED beyond.',
+    doc: 'Bytes one account may send per hour, all its devices together (32 MiB): what a single send stores, what a multi-recipient upload uploads; 429 RATE_LIMITED beyond.',
   },
   METRICS_TOKEN: {
     default: '',

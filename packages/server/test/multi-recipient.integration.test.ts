@@ -330,6 +330,46 @@ describe('limits of the multi upload', () => {
   });
 });
 
+describe("the sender's byte budget and a multi upload", () => {
+  // The least SEND_BYTES_PER_HOUR the relay takes: one largest send to six devices.
+  const budget = 6 * 96 * 1024;
+  let budgeted: TestRelay;
+  beforeAll(async () => {
+    budgeted = await startRelay(databaseUrl, { SEND_BYTES_PER_HOUR: String(budget) });
+  });
+  afterAll(async () => {
+    await budgeted?.close();
+  });
+
+  it('charges the bytes uploaded, not those stored for every device, and still refuses a flood', async () => {
+    const alice = await registerMember(budgeted.url);
+    const members = await Promise.all(
+      Array.from({ length: 8 }, () => registerMember(budgeted.url)),
+    );
+    const recipients = members.map((member) => accountOf(member));
+    const sender = await senderFor(alice, recipients);
+    const message = await sender.encrypt(recipients, 'g'.repeat(80 * 1024));
+    // Stored, one upload is more than the whole hour's budget; uploaded, about a seventh of it.
+    expect(message.length * members.length).toBeGreaterThan(budget);
+    const fitting = Math.floor(budget / message.length);
+    expect(fitting).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < fitting; i += 1) {
+      const sent = await upload(alice, message);
+      expect(sent.status).toBe(200);
+      expect(sent.body).toEqual({ stored: members.length });
+    }
+    const flood = await upload(alice, message);
+    expect(flood.status).toBe(429);
+    expect(flood.body.error.code).toBe('RATE_LIMITED');
+    expect(flood.body.retryAfterSeconds).toBeGreaterThan(0);
+    for (const member of members) {
+      expect(
+        await budgeted.relay.context.envelopes.countFor(member.accountId, member.deviceId),
+      ).toBe(fitting);
+    }
+  }, 60_000);
+});
+
 describe('an account whose identity key no share can be sealed to', () => {
   it('is refused as a recipient (400), and nothing is stored for the others', async () => {
     const alice = await registerMember(relay.url);

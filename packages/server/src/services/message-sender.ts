@@ -96,7 +96,10 @@ export class MessageSender {
     private readonly writer: GroupCommit<NewEnvelope>,
     private readonly limiter: RateLimiter,
     private readonly metrics: Metrics,
-    /** Bytes of stored ciphertext per sending account (SEND_BYTES_PER_HOUR). */
+    /**
+     * Bytes per sending account (SEND_BYTES_PER_HOUR): the stored ciphertext of a single send,
+     * the uploaded bytes of a multi-recipient one.
+     */
     private readonly byteBudget: RateLimiter,
   ) {}
 
@@ -196,7 +199,9 @@ export class MessageSender {
    * 410 if any device is stale, else 409, listing every account whose device set differs), then
    * every device's share sealed to its account's identity key (at-rest-share.ts) and stored as
    * an ordinary envelope, in one transaction: all or nothing. Nothing links the envelopes of one
-   * upload beyond their arrival: no upload or group id, and no bytes in common.
+   * upload beyond their arrival: no upload or group id, and no bytes in common. The sender's byte
+   * budget is charged what it uploaded, once: what it costs the recipients is bounded by their
+   * queue caps.
    */
   async sendMulti(
     sender: AuthenticatedDevice,
@@ -241,11 +246,15 @@ export class MessageSender {
       );
       if (!senderExists) throw new RelayError('UNAUTHENTICATED');
       this.checkDeviceSets(recipients, accounts);
+      if (!online) {
+        // Both refuse before the relay spends its time sealing; the budget is taken (on the
+        // first attempt) when the rows are stored.
+        this.checkRoomOfAccounts(recipients, accounts);
+        if (attempt === 0) this.byteBudget.check(sender.accountId, data.length);
+      }
       const rows = await this.sealedRows(recipients, identityKeys, request.urgent === true);
       if (online) return this.relayOnlineRows(rows);
-      this.checkRoomOfAccounts(rows, accounts);
-      const cost = rows.reduce((sum, row) => sum + row.content.length, 0);
-      const stored = await this.store(sender, rows, attempt, cost);
+      const stored = await this.store(sender, rows, attempt, data.length);
       if (stored) return stored;
     }
   }
@@ -309,18 +318,16 @@ export class MessageSender {
 
   /** checkRoom across accounts, naming every recipient account with a full device queue. */
   private checkRoomOfAccounts(
-    rows: readonly NewEnvelope[],
+    recipients: readonly MultiRecipientAccount[],
     accounts: ReadonlyMap<string, ReadonlyMap<number, DeviceQueue>>,
   ): void {
     const full = new Set<string>();
-    for (const row of rows) {
-      const queue = accounts.get(row.accountId)?.get(row.deviceId);
-      if (!queue) continue;
-      if (
-        queue.envelopes + 1 > this.caps.maxEnvelopes ||
-        queue.bytes + row.content.length > this.caps.maxBytes
-      ) {
-        full.add(row.accountId);
+    for (const recipient of recipients) {
+      // Each device stores the share sealed at rest.
+      const bytes = recipient.share.length + AT_REST_SHARE_OVERHEAD_BYTES;
+      for (const device of recipient.devices) {
+        const queue = accounts.get(recipient.accountId)?.get(device.deviceId);
+        if (queue && !this.hasRoom(queue, bytes)) full.add(recipient.accountId);
       }
     }
     if (full.size > 0) {
@@ -335,14 +342,15 @@ export class MessageSender {
   private checkRoom(rows: readonly NewEnvelope[], devices: ReadonlyMap<number, DeviceQueue>): void {
     for (const row of rows) {
       const queue = devices.get(row.deviceId);
-      if (!queue) continue;
-      if (
-        queue.envelopes + 1 > this.caps.maxEnvelopes ||
-        queue.bytes + row.content.length > this.caps.maxBytes
-      ) {
-        throw queueFull();
-      }
+      if (queue && !this.hasRoom(queue, row.content.length)) throw queueFull();
     }
+  }
+
+  /** Whether a queue, as last counted, takes one more envelope of `bytes`. */
+  private hasRoom(queue: DeviceQueue, bytes: number): boolean {
+    return (
+      queue.envelopes + 1 <= this.caps.maxEnvelopes && queue.bytes + bytes <= this.caps.maxBytes
+    );
   }
 
   /** Online rows of any accounts: handed to whichever instance holds the sockets, not stored. */

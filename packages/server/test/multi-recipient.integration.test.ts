@@ -4,6 +4,7 @@ import { createTestDatabase, dumpDatabase } from './support/database.ts';
 import { TestDevice, TestSocket } from './support/client.ts';
 import { GroupSender, registerMember, type RecipientAccount } from './support/group-sender.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
+import { runInCommon } from './support/at-rest.ts';
 import { parseMultiRecipientMessage } from '../src/services/multi-recipient.ts';
 
 /**
@@ -400,18 +401,6 @@ interface EnvelopeRow {
   stored_hour: string;
 }
 
-/** Whether `a` and `b` have a run of `length` bytes in common. */
-const commonRun = (a: Buffer, b: Buffer, length: number): boolean => {
-  const runs = new Set<string>();
-  for (let i = 0; i + length <= a.length; i += 1) {
-    runs.add(a.subarray(i, i + length).toString('hex'));
-  }
-  for (let i = 0; i + length <= b.length; i += 1) {
-    if (runs.has(b.subarray(i, i + length).toString('hex'))) return true;
-  }
-  return false;
-};
-
 const envelopeRows = (dump: string): EnvelopeRow[] => {
   const lines = dump.split('\n');
   const rows: EnvelopeRow[] = [];
@@ -484,9 +473,9 @@ describe('a dump after a multi upload', () => {
       const sharedPart = parseMultiRecipientMessage(message, 1000)[0]!.share.subarray(1 + 48);
       for (const [i, content] of contents.entries()) {
         expect(rows[i]!.type).toBe(SEALED_SENDER_V2_AT_REST);
-        expect(commonRun(content, sharedPart, 32)).toBe(false);
+        expect(runInCommon(content, sharedPart, 32)).toBe(false);
         for (const other of contents.slice(i + 1))
-          expect(commonRun(content, other, 32)).toBe(false);
+          expect(runInCommon(content, other, 32)).toBe(false);
       }
       expect(dump).not.toContain(sharedPart.subarray(0, 32).toString('hex'));
       // And each recipient device opens its own, with its account's identity key.

@@ -412,7 +412,7 @@ const envelopeRows = (dump: string): EnvelopeRow[] => {
 };
 
 describe('a dump after a multi upload', () => {
-  it('holds ordinary envelopes: no upload or group id, unrelated positions and ids, the hour only', async () => {
+  it('holds ordinary envelopes: no upload or group id, unrelated positions and ids, the hour only, no bytes in common', async () => {
     const fresh = await createTestDatabase();
     const own = await startRelay(fresh.url);
     try {

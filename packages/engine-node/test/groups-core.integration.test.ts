@@ -14,7 +14,7 @@ import {
 } from '@privcomm/client';
 import { createTestDatabase, startRelay, type TestRelay } from '@privcomm/server/testing';
 import { memorySigner } from './support/memory-signer.ts';
-import { openNodeEngine } from '../src/index.ts';
+import { openNodeEngine, SEALED_SENDER_V2_AT_REST } from '../src/index.ts';
 
 /**
  * Groups in the client core with the real engine (libsignal) against a real relay: changes travel
@@ -259,8 +259,10 @@ describe('groups in the client core through a real relay', () => {
     const db = new Client({ connectionString: databaseUrl });
     await db.connect();
     try {
-      const deleted = await db.query('DELETE FROM envelopes WHERE account_id = $1 AND type <> 2', [
+      // Every envelope but the group message's share (type 3, sealed at rest by the relay).
+      const deleted = await db.query('DELETE FROM envelopes WHERE account_id = $1 AND type <> $2', [
         bob!.id,
+        SEALED_SENDER_V2_AT_REST,
       ]);
       expect(deleted.rowCount).toBe(1);
     } finally {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseMultiRecipientAnswer } from '../src/relay-api.ts';
+import { parseMultiRecipientAnswer, RelayApi } from '../src/relay-api.ts';
 import { accountIdOf } from '../src/testing/ids.ts';
 
 const BOB = accountIdOf('7c1d6e0a-9f3b-4a2e-8d5c-1b0e2f3a4c5d');
@@ -72,5 +72,30 @@ describe('parseMultiRecipientAnswer', () => {
       { status: 400, body: error('VALIDATION_FAILED') },
     ];
     for (const response of bad) expect(parseMultiRecipientAnswer(response)).toBeUndefined();
+  });
+});
+
+describe('RelayApi.sendMultiRecipient', () => {
+  it('uploads only sealed sender v2 (type 2), the one kind the relay cuts, and asks nothing else', async () => {
+    const requests: string[] = [];
+    const api = new RelayApi(
+      {
+        relayUrl: 'http://relay.test',
+        fetch: async (url) => {
+          requests.push(String(url));
+          return new Response('{}', { status: 500 });
+        },
+        openSocket: () => {
+          throw new Error('no socket here');
+        },
+      },
+      { publicKey: async () => new Uint8Array(32), sign: async () => new Uint8Array(64) },
+      () => 0,
+    );
+    const message = { content: new Uint8Array(40), recipients: [] };
+    for (const type of [1, 3, 0]) {
+      await expect(api.sendMultiRecipient({ ...message, type })).rejects.toThrow(TypeError);
+    }
+    expect(requests).toEqual([]);
   });
 });

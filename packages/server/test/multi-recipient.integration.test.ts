@@ -208,6 +208,16 @@ describe('PUT /v1/messages/multi', () => {
     expect(own.status).toBe(400);
     expect(own.body.error.details).toContain("sender's own account");
 
+    // Only sealed sender v2 (type 2) is cut; devices receive its shares as type 3.
+    for (const type of [1, 3]) {
+      const wrongType = await alice.request('PUT', '/v1/messages/multi', {
+        type,
+        content: (await sender.encrypt([accountOf(bob)], 'x')).toString('base64'),
+      });
+      expect(wrongType.status).toBe(400);
+      expect(wrongType.body.error.code).toBe('VALIDATION_FAILED');
+    }
+
     const garbage = await upload(alice, Buffer.from('not a multi-recipient message at all'));
     expect(garbage.status).toBe(400);
     expect(garbage.body.error.code).toBe('VALIDATION_FAILED');

@@ -589,6 +589,16 @@ export const engineContract = (
         return { a, others };
       };
 
+      /** group(2) with a second device of the second member's account (c2), given the key too. */
+      const groupWithLinkedDevice = async (distributionId: DistributionId) => {
+        const { a, others } = await group(2, distributionId);
+        const [b, c1] = others as [Device, Device];
+        const c2 = await linkDevice(c1, 2);
+        await connect(a, c2);
+        await giveSenderKey(a, c2, distributionId);
+        return { a, b, c1, c2 };
+      };
+
       it('hands out one sender key per distribution id, and refuses malformed ones', async () => {
         const a = await newDevice();
         const b = await newDevice();
@@ -631,12 +641,8 @@ export const engineContract = (
 
       it('seals one message for several devices; each opens its share, named and under the distribution id', async () => {
         const d = newDistributionId();
-        const { a, others } = await group(2, d);
-        const [b, c1] = others as [Device, Device];
         // A second device of c's account gets its share too (the same bytes as c1's).
-        const c2 = await linkDevice(c1, 2);
-        await connect(a, c2);
-        await giveSenderKey(a, c2, d);
+        const { a, b, c1, c2 } = await groupWithLinkedDevice(d);
         const recipients = [b, c1, c2];
 
         const marker = 'group hello 5e1d';
@@ -880,12 +886,8 @@ export const engineContract = (
 
       it("opens a share the relay sealed at rest to its account's identity, and no other", async () => {
         const d = newDistributionId();
-        const { a, others } = await group(2, d);
-        const [b, c1] = others as [Device, Device];
         // Both devices of an account hold its identity key pair: each opens its own share.
-        const c2 = await linkDevice(c1, 2);
-        await connect(a, c2);
-        await giveSenderKey(a, c2, d);
+        const { a, b, c1, c2 } = await groupWithLinkedDevice(d);
         const shares = sharesOf(
           await a.engine.groupEncrypt(d, [b.address, c1.address, c2.address], text('at rest')),
         );

@@ -246,6 +246,38 @@ describe('a device’s group log', () => {
     const other = deliver([winner, changes[0]!, created, loser, promoted], carol);
     expect(state(other.log)).toEqual(state(after));
   });
+
+  it('a member whose add lost to a concurrent change catches up from the add made again', () => {
+    const promoted = makeChange(created.state, alice, { action: 'promote', accounts: [bob] });
+    const addsDave = makeChange(promoted.state, alice, { action: 'add', accounts: [dave] });
+    // Bob's concurrent rename wins or loses by hash; make Alice's add the loser.
+    const titles = Array.from({ length: 32 }, (_, n) =>
+      makeChange(promoted.state, bob, { action: 'title', title: `Title ${n}` }),
+    );
+    const winner = titles.find((t) => stateHash(t.state) < stateHash(addsDave.state));
+    if (!winner) throw new Error('no rename hashes below the add: pick other titles');
+    const alices = deliver([created, promoted, addsDave, winner], alice);
+    const { changes } = reapplyLost(alices.log!, alice);
+    const again = changes[0]!;
+    expect(again.action).toBe('add');
+    // Dave got Alice's first add, never Bob's rename (Bob did not know Dave), then the add again.
+    const daves = deliver([addsDave, again], dave);
+    expect(daves.outcomes).toEqual(['applied', 'applied']);
+    expect(state(daves.log)).toEqual(state(alices.log && reapplyLost(alices.log, alice).log));
+    // Only from an admin Dave knows: the same add relabelled as Carol's (a founder, not an admin)
+    // claims a state in which she is one, and waits for a base that never comes.
+    const carols = makeChange(
+      {
+        ...winner.state,
+        members: winner.state.members.map((m) =>
+          m.accountId === carol ? { ...m, admin: true } : m,
+        ),
+      },
+      carol,
+      { action: 'add', accounts: [dave] },
+    );
+    expect(deliver([addsDave, carols], dave).outcomes).toEqual(['applied', 'pending']);
+  });
 });
 
 /**

@@ -88,13 +88,24 @@ const bestHead = (changes: Readonly<Record<string, GroupChange>>): string => {
 /**
  * Whether a change whose base this device lacks may start its history (see "Joining"): the add
  * that made it a member (its `since` is this version), by an admin. Any other change waits.
+ *
+ * A member may be added again too, by an admin it already knows: when its own add lost to a
+ * concurrent change, the adder makes the add again on top of the winner (reapplyLost), and the
+ * winner was sent only to the members its author knew, so this device never gets that base.
+ * Waiting would leave it behind for good; an admin it knows could change its membership anyway.
  */
-const joins = (change: GroupChange, self: AccountId, current: GroupState | undefined): boolean =>
-  change.action === 'add' &&
-  memberOf(change.state, self)?.since === change.state.version &&
-  isAdmin(change.state, change.author) &&
-  (current === undefined ||
-    (memberOf(current, self) === undefined && change.state.version > current.version));
+const joins = (change: GroupChange, self: AccountId, current: GroupState | undefined): boolean => {
+  if (
+    change.action !== 'add' ||
+    memberOf(change.state, self)?.since !== change.state.version ||
+    !isAdmin(change.state, change.author)
+  ) {
+    return false;
+  }
+  if (current === undefined) return true;
+  if (change.state.version <= current.version) return false;
+  return memberOf(current, self) === undefined || isAdmin(current, change.author);
+};
 
 /**
  * Receives a change: from its author pairwise (the caller checked that the pairwise sender is

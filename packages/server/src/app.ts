@@ -43,6 +43,7 @@ import { registerWebSocketRoute } from './routes/websocket.ts';
 import { AcknowledgementDeletes } from './services/acknowledgements.ts';
 import { challengeKey } from './services/challenges.ts';
 import { EventListener } from './services/events.ts';
+import { DeliverFirst } from './services/deliver-first.ts';
 import { GroupCommit } from './services/group-commit.ts';
 import { GroupRead } from './services/group-read.ts';
 import { runJanitor, startJanitor } from './services/janitor.ts';
@@ -195,6 +196,36 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     (requests) => envelopes.devicesWithQueues(requests),
     { retryAlone: (error) => !isDatabaseUnavailable(error) },
   );
+  // Committed envelopes go straight to this instance's sockets: no read back for a local
+  // recipient (the other instances learn of them from the insert's NOTIFY).
+  const writer = new GroupCommit<NewEnvelope>(
+    async (rows) => {
+      const expected = registry.expect(new Set(rows.map((r) => `${r.accountId}.${r.deviceId}`)));
+      let queued;
+      try {
+        queued = await envelopes.insert(rows);
+      } catch (error) {
+        registry.offer(new Map(), expected);
+        throw error;
+      }
+      try {
+        registry.offer(committedEnvelopes(rows, queued), expected);
+      } catch (error) {
+        // The rows are committed: a failed hand-over must not fail the write (which the group
+        // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.
+        log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
+      }
+    },
+    {
+      retryAlone: (error) => !isDatabaseUnavailable(error),
+    },
+  );
+  const deliverFirst = new DeliverFirst(
+    (accountId, deviceId) => registry.local(accountId, deviceId),
+    config.ws.directWindowMs,
+    (rows) => writer.submit(rows),
+    metrics,
+  );
   const context: RelayContext = {
     config,
     log,
@@ -215,32 +246,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       (request) => deviceSets.get(request),
       envelopes,
       config.queue,
-      // Committed envelopes go straight to this instance's sockets: no read back for a local
-      // recipient (the other instances learn of them from the insert's NOTIFY).
-      new GroupCommit<NewEnvelope>(
-        async (rows) => {
-          const expected = registry.expect(
-            new Set(rows.map((r) => `${r.accountId}.${r.deviceId}`)),
-          );
-          let queued;
-          try {
-            queued = await envelopes.insert(rows);
-          } catch (error) {
-            registry.offer(new Map(), expected);
-            throw error;
-          }
-          try {
-            registry.offer(committedEnvelopes(rows, queued), expected);
-          } catch (error) {
-            // The rows are committed: a failed hand-over must not fail the write (which the group
-            // commit would retry, storing them twice). The NOTIFY wakes the sockets anyway.
-            log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
-          }
-        },
-        {
-          retryAlone: (error) => !isDatabaseUnavailable(error),
-        },
-      ),
+      deliverFirst,
       limiters.messages,
       metrics,
       limiters.sendBytes,

@@ -110,6 +110,8 @@ export interface RelayConfig {
     readonly idleTimeoutMs: number;
     readonly ackTimeoutMs: number;
     readonly window: number;
+    /** Deliver first: how long to wait for acknowledgements before writing (0: always write). */
+    readonly directWindowMs: number;
     /** Sockets per client address that have not authenticated (and provisioning sockets). */
     readonly unauthenticatedPerAddress: number;
   };
@@ -261,6 +263,10 @@ export const VARIABLES = {
     doc: 'An envelope unacknowledged this long marks a slow consumer; its socket is closed.',
   },
   WS_WINDOW: { default: '32', doc: 'Envelopes in flight per socket, unacknowledged (1-1000).' },
+  WS_DIRECT_WINDOW_MS: {
+    default: '40',
+    doc: 'A message for a device connected to this instance and caught up is delivered before it is written; acknowledged within this time, it is never written (0-1000; 0: always write first).',
+  },
   WS_UNAUTHENTICATED_PER_ADDRESS: {
     default: '50',
     doc: 'Open sockets per client address that have not authenticated, provisioning sockets included (1-100000).',
@@ -740,6 +746,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       idleTimeoutMs: integer(env, 'WS_IDLE_TIMEOUT_MS', 1_000, 3_600_000),
       ackTimeoutMs: integer(env, 'WS_ACK_TIMEOUT_MS', 100, 3_600_000),
       window: integer(env, 'WS_WINDOW', 1, 1000),
+      directWindowMs: integer(env, 'WS_DIRECT_WINDOW_MS', 0, 1000),
       unauthenticatedPerAddress: integer(env, 'WS_UNAUTHENTICATED_PER_ADDRESS', 1, 100_000),
     },
     janitorIntervalMs: integer(env, 'JANITOR_INTERVAL_MS', 100, 86_400_000),

@@ -32,11 +32,19 @@ export const createMetrics = () => {
     envelopesStored: counter('envelopes_stored_total', 'Envelopes made durable.'),
     envelopesDelivered: counter(
       'envelopes_delivered_total',
-      'Stored envelopes pushed to a socket.',
+      'Envelopes pushed to a socket: stored ones, and ones delivered first.',
     ),
     envelopesAcknowledged: counter('envelopes_acknowledged_total', 'Envelopes acknowledged.'),
     envelopesExpired: counter('envelopes_expired_total', 'Envelopes removed after their TTL.'),
     onlineDelivered: counter('online_delivered_total', 'Online-only envelopes pushed.'),
+    directAcknowledged: counter(
+      'envelopes_direct_acknowledged_total',
+      'Envelopes delivered first and acknowledged in the window: accepted with no write.',
+    ),
+    directStored: counter(
+      'envelopes_direct_stored_total',
+      'Envelopes delivered first but not acknowledged in the window: written, then accepted.',
+    ),
     invalidFrames: counter('ws_invalid_frames_total', 'Frames rejected as invalid.'),
     slowConsumers: counter('ws_slow_consumers_total', 'Sockets closed as slow consumers.'),
   };

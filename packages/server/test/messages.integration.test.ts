@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES } from '@privcomm/wire';
 import { createTestDatabase } from './support/database.ts';
@@ -354,6 +355,7 @@ describe('delivery', () => {
     // hand it to the socket itself): only the resync after reconnecting can deliver it.
     await relay.relay.context.envelopes.insert([
       {
+        id: randomUUID(),
         accountId: bob.accountId,
         deviceId: bob.deviceId,
         type: 1,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONTENT_BYTES } from '@privcomm/wire';
@@ -154,7 +154,7 @@ describe('per-device queue caps', () => {
     // Straight to the repositories, past the early check, all at once from both instances.
     const outcomes = await Promise.allSettled(
       Array.from({ length: fits * 2 }, (_, i) =>
-        (i % 2 === 0 ? east : west).relay.context.envelopes.insert([row]),
+        (i % 2 === 0 ? east : west).relay.context.envelopes.insert([{ ...row, id: randomUUID() }]),
       ),
     );
     const stored = outcomes.filter((outcome) => outcome.status === 'fulfilled').length;

@@ -39,6 +39,12 @@ export interface DeviceSet {
 
 /** One ciphertext for one device, as the send path hands it to storage. */
 export interface NewEnvelope {
+  /**
+   * Chosen by the relay before anything is written: an envelope delivered first (before its
+   * insert) and stored because its acknowledgement came late keeps the id the device already saw,
+   * so that the device drops the redelivered copy.
+   */
+  id: string;
   accountId: string;
   deviceId: number;
   type: number;
@@ -138,9 +144,9 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       }>({
         name: 'envelopes-insert',
         text: `WITH batch AS (
-         SELECT a, d, t, c, u, n
-         FROM unnest($1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[])
-           WITH ORDINALITY AS x(a, d, t, c, u, n)
+         SELECT i, a, d, t, c, u, n
+         FROM unnest($8::uuid[], $1::uuid[], $2::int[], $3::smallint[], $4::bytea[], $5::bool[])
+           WITH ORDINALITY AS x(i, a, d, t, c, u, n)
        ),
        counts AS (SELECT a, d, count(*) AS k FROM batch GROUP BY a, d),
        locked AS (
@@ -156,11 +162,11 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
          RETURNING devices.account_id, devices.device_id, devices.queue_seq - counts.k AS base
        ),
        inserted AS (
-         INSERT INTO envelopes (seq, account_id, device_id, type, content, urgent, expires_at)
+         INSERT INTO envelopes (seq, id, account_id, device_id, type, content, urgent, expires_at)
          -- A removed device has no counter: its row still goes in, and the foreign key refuses
          -- the whole statement (23503), which the send path retries as before.
          SELECT coalesce(advanced.base, 0) + row_number() OVER (PARTITION BY b.a, b.d ORDER BY b.n),
-                b.a, b.d, b.t, b.c, b.u, date_trunc('hour', now()) + make_interval(days => $6::int)
+                b.i, b.a, b.d, b.t, b.c, b.u, date_trunc('hour', now()) + make_interval(days => $6::int)
          FROM batch b LEFT JOIN advanced ON advanced.account_id = b.a AND advanced.device_id = b.d
          RETURNING account_id, device_id, seq, id, stored_hour
        )
@@ -178,6 +184,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
           rows.map((row) => row.urgent),
           ttlDays,
           EVENTS_CHANNEL,
+          rows.map((row) => row.id),
         ],
       });
       const over = await client.query({

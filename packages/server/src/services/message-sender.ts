@@ -26,9 +26,9 @@ import {
   type QueueCaps,
 } from '../repositories/envelopes.ts';
 import { atRestSealer } from './at-rest-share.ts';
+import type { DeliverFirst } from './deliver-first.ts';
 import { notifyQuery } from './events.ts';
 import { parseMultiRecipientMessage, type MultiRecipientAccount } from './multi-recipient.ts';
-import type { GroupCommit } from './group-commit.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 import type { AuthenticatedDevice } from './tokens.ts';
 
@@ -93,7 +93,8 @@ export class MessageSender {
     /** The same for the many accounts of a multi-recipient upload, in one query. */
     private readonly queues: Pick<EnvelopesRepository, 'devicesOfAccounts'>,
     private readonly caps: QueueCaps,
-    private readonly writer: GroupCommit<NewEnvelope>,
+    /** Delivers first where it can, and otherwise writes (in each device's order). */
+    private readonly delivery: Pick<DeliverFirst, 'deliver' | 'store'>,
     private readonly limiter: RateLimiter,
     private readonly metrics: Metrics,
     /**
@@ -132,6 +133,7 @@ export class MessageSender {
       this.checkDeviceSet(sender, recipient, request, devices);
       if (online) return this.relayOnline(recipient, request, contents);
       const rows = request.messages.map((message, index) => ({
+        id: randomUUID(),
         accountId: recipient,
         deviceId: message.deviceId,
         type: message.type,
@@ -148,9 +150,10 @@ export class MessageSender {
   }
 
   /**
-   * Spends `cost` of the sender's byte budget (once, on the first attempt) and commits the rows.
-   * Undefined when a device was removed between the check and the insert: the caller checks
-   * again, which now answers 409 (or succeeds if the request happened to match the new set).
+   * Spends `cost` of the sender's byte budget (once, on the first attempt) and makes the rows
+   * durable: acknowledged by their devices (delivered first), or committed. Undefined when a
+   * device was removed between the check and the insert: the caller checks again, which now
+   * answers 409 (or succeeds if the request happened to match the new set).
    */
   private async store(
     sender: AuthenticatedDevice,
@@ -160,7 +163,7 @@ export class MessageSender {
   ): Promise<{ stored: number } | undefined> {
     if (attempt === 0) this.byteBudget.take(sender.accountId, cost);
     try {
-      await this.writer.submit(rows);
+      await (this.delivery.deliver(rows) ?? this.delivery.store(rows));
       this.metrics.envelopesStored.inc(rows.length);
       return { stored: rows.length };
     } catch (error) {
@@ -277,6 +280,7 @@ export class MessageSender {
       for (const device of recipient.devices) {
         if (rows.length > 0 && rows.length % SEALS_PER_TURN === 0) await nextTurn();
         rows.push({
+          id: randomUUID(),
           accountId: recipient.accountId,
           deviceId: device.deviceId,
           type: SEALED_SENDER_V2_AT_REST,

@@ -1,14 +1,15 @@
 import type { Logger } from 'pino';
 import { CLOSE_CODES, deviceAddress, type AccountId, type DeviceId } from '@privcomm/wire';
 import type { StoredEnvelope } from '../repositories/envelopes.ts';
+import type { DirectTarget } from '../services/deliver-first.ts';
 import type { EventHandler, RelayEvent } from '../services/events.ts';
 import { safeError } from '../logger.ts';
 
 /** How long an announcement from another instance is remembered (see `announced`). */
 const ANNOUNCEMENT_MEMORY_MS = 60_000;
 
-/** What the registry needs of a live socket. */
-export interface DeviceSession {
+/** What the registry needs of a live socket (and deliver-first, services/deliver-first.ts). */
+export interface DeviceSession extends DirectTarget {
   readonly accountId: AccountId;
   readonly deviceId: DeviceId;
   /** Database-issued order of authentication: the larger one is the newer connection. */
@@ -68,6 +69,11 @@ export class ConnectionRegistry implements EventHandler {
     }
     this.sessions.set(address, session);
     previous?.close(CLOSE_CODES.CONNECTED_ELSEWHERE, 'connected elsewhere');
+  }
+
+  /** The device's socket on this instance, if it has one. */
+  local(accountId: string, deviceId: number): DeviceSession | undefined {
+    return this.sessions.get(`${accountId}.${deviceId}`);
   }
 
   remove(session: DeviceSession): void {

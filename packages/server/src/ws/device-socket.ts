@@ -17,11 +17,22 @@ import { isDatabaseUnavailable } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import type { EnvelopesRepository, StoredEnvelope } from '../repositories/envelopes.ts';
+import type {
+  EnvelopesRepository,
+  NewEnvelope,
+  StoredEnvelope,
+} from '../repositories/envelopes.ts';
 import type { AcknowledgementDeletes } from '../services/acknowledgements.ts';
 import type { AuthenticatedDevice } from '../services/tokens.ts';
 import type { ConnectionRegistry, DeviceSession } from './connection-registry.ts';
+import {
+  DirectDeliveries,
+  type CommittedDirect,
+  type DirectHandle,
+} from '../services/direct-deliveries.ts';
 import { FrameChannel } from './frame-channel.ts';
+
+const HOUR_MS = 3_600_000;
 
 const authValidator = Compile(AuthBodySchema);
 const sendValidator = Compile(SocketSendRequestSchema);
@@ -66,6 +77,8 @@ export class DeviceSocket implements DeviceSession {
   private state: State = { name: 'unauthenticated' };
   private readonly channel: FrameChannel;
   private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
+  /** Envelopes delivered first, before any write (services/deliver-first.ts). */
+  readonly direct = new DirectDeliveries();
   private cursor = 0;
   /**
    * The last queue position known to exist for the device (from a NOTIFY or an offer); Infinity
@@ -136,6 +149,7 @@ export class DeviceSocket implements DeviceSession {
     this.state = { name: 'closed' };
     clearTimeout(this.authTimer);
     this.inFlight.clear();
+    this.direct.closed();
     this.deps.metrics.wsConnections.dec();
   }
 
@@ -236,16 +250,15 @@ export class DeviceSocket implements DeviceSession {
   }
 
   private onResponse(id: number, status: number): void {
+    const acked = status >= 200 && status < 300;
     const entry = this.inFlight.get(id);
-    if (!entry) return; // online envelopes and late answers need no bookkeeping
-    this.inFlight.delete(id);
+    if (entry) this.inFlight.delete(id);
+    // Online envelopes and late answers need no bookkeeping.
+    else if (!this.direct.answer(id, acked)) return;
     // An answer to an envelope in flight: the window bounds these, not the frame rate.
     this.channel.refundFrameToken();
-    if (status >= 200 && status < 300) {
-      this.deps.metrics.envelopesAcknowledged.inc();
-      const { accountId, deviceId } = this.openState().device;
-      this.deps.acks.delete({ accountId, deviceId, seq: entry.seq });
-    }
+    if (acked) this.deps.metrics.envelopesAcknowledged.inc();
+    if (acked && entry) this.deleteAcknowledged(entry.seq);
     // Room in the window: worth a read only if something may be queued beyond what was sent.
     if (this.knownLast > this.cursor) this.requestDrain();
   }
@@ -326,9 +339,19 @@ export class DeviceSocket implements DeviceSession {
     }
   }
 
+  /** Envelopes on the socket awaiting an answer: stored ones, and ones delivered first. */
+  private get unanswered(): number {
+    return this.inFlight.size + this.direct.size;
+  }
+
+  private deleteAcknowledged(seq: number): void {
+    const { accountId, deviceId } = this.openState().device;
+    this.deps.acks.delete({ accountId, deviceId, seq });
+  }
+
   private async fillWindow(): Promise<void> {
-    while (this.state.name === 'open' && this.inFlight.size < this.deps.config.window) {
-      const wanted = this.deps.config.window - this.inFlight.size;
+    while (this.state.name === 'open' && this.unanswered < this.deps.config.window) {
+      const wanted = this.deps.config.window - this.unanswered;
       const { accountId, deviceId } = this.state.device;
       const knownBefore = this.knownLast;
       const batch = await this.deps.envelopes.fetchAfter(accountId, deviceId, this.cursor, wanted);
@@ -349,6 +372,11 @@ export class DeviceSocket implements DeviceSession {
   private sendEnvelope(stored: StoredEnvelope): void {
     if (this.state.name !== 'open') return;
     this.cursor = stored.seq;
+    const direct = this.direct.committed(stored.id);
+    if (direct) {
+      this.adoptCommitted(direct, stored.seq);
+      return;
+    }
     const envelope: Envelope = {
       id: stored.id,
       type: stored.type,
@@ -360,6 +388,48 @@ export class DeviceSocket implements DeviceSession {
     const id = this.channel.request('envelope', envelope);
     this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
     this.deps.metrics.envelopesDelivered.inc();
+  }
+
+  /**
+   * Deliver first (services/deliver-first.ts): caught up means nothing stored for the device is
+   * still to be sent here, no write for it is under way, and the window has room, so an envelope
+   * sent now overtakes nothing.
+   */
+  canTakeDirect(): boolean {
+    return (
+      this.state.name === 'open' &&
+      !this.draining &&
+      this.expectedOffers === 0 &&
+      this.direct.storesUnderWay === 0 &&
+      this.knownLast <= this.cursor &&
+      this.unanswered < this.deps.config.window
+    );
+  }
+
+  sendDirect(row: NewEnvelope, onAnswer: (acked: boolean) => void): DirectHandle {
+    const envelope: Envelope = {
+      id: row.id,
+      type: row.type,
+      content: row.content.toString('base64'),
+      urgent: row.urgent,
+      online: false,
+      storedHour: new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS).toISOString(),
+    };
+    const id = this.channel.request('envelope', envelope);
+    this.deps.metrics.envelopesDelivered.inc();
+    return this.direct.add(id, row.id, onAnswer);
+  }
+
+  /**
+   * A committed envelope that went out first, before its write: no second frame. Tracked under
+   * its first request id if unanswered; its row deleted at once if the device acknowledged it
+   * meanwhile; left queued if the device refused it (as any refused envelope is).
+   */
+  private adoptCommitted(direct: CommittedDirect, seq: number): void {
+    if (direct.answer === 'acked') this.deleteAcknowledged(seq);
+    else if (direct.answer === undefined) {
+      this.inFlight.set(direct.requestId, { seq, sentAt: direct.sentAt });
+    }
   }
 
   deliverOnline(envelope: Envelope): void {

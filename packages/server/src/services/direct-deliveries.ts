@@ -1,0 +1,130 @@
+/**
+ * One socket's bookkeeping for envelopes delivered first, before any write (see
+ * services/deliver-first.ts): which request frames carry them, which are still undecided (neither
+ * acknowledged nor handed to storage), and the stores waiting behind them.
+ *
+ * Per-device order is the point of the `undecided` count: a store for this device that starts
+ * while an envelope delivered first is undecided waits (`afterDecided`) until that one is either
+ * acknowledged (it never gets a row) or handed to the writer (its row comes first), so that the
+ * queue's order is the order in which the envelopes went out on the socket.
+ */
+interface Entry {
+  readonly requestId: number;
+  readonly envelopeId: string;
+  readonly sentAt: number;
+  /** The device's answer so far: 2xx, another status (it keeps the envelope queued), or none. */
+  answer: 'acked' | 'refused' | undefined;
+  /** Handed to storage: its row will be committed, and its frame is already on the socket. */
+  storing: boolean;
+  readonly onAnswer: (acked: boolean) => void;
+}
+
+/** What the deliver-first path holds of an envelope it handed to a socket. */
+export interface DirectHandle {
+  /** Not acknowledged in time: its row is about to be written (call before submitting it). */
+  store(): void;
+  /** Its write failed: nothing will come back for it. */
+  forget(): void;
+}
+
+/** An envelope delivered first that has since been committed: its frame is already out. */
+export interface CommittedDirect {
+  readonly requestId: number;
+  readonly sentAt: number;
+  readonly answer: 'acked' | 'refused' | undefined;
+}
+
+export class DirectDeliveries {
+  private readonly byRequest = new Map<number, Entry>();
+  private readonly byEnvelope = new Map<string, Entry>();
+  private undecided = 0;
+  private waiters: (() => void)[] = [];
+  /** Writes under way with envelopes for this device: nothing may be delivered first meanwhile. */
+  storesUnderWay = 0;
+
+  /** Envelopes delivered first whose frames are on the socket and not settled. */
+  get size(): number {
+    return this.byRequest.size;
+  }
+
+  add(requestId: number, envelopeId: string, onAnswer: (acked: boolean) => void): DirectHandle {
+    const entry: Entry = {
+      requestId,
+      envelopeId,
+      sentAt: Date.now(),
+      answer: undefined,
+      storing: false,
+      onAnswer,
+    };
+    this.byRequest.set(requestId, entry);
+    this.byEnvelope.set(envelopeId, entry);
+    this.undecided += 1;
+    return {
+      store: () => {
+        if (entry.answer === 'acked' && !entry.storing) return; // acknowledged: nothing to store
+        entry.storing = true;
+        this.undecided -= 1;
+      },
+      forget: () => this.remove(entry),
+    };
+  }
+
+  /** The client's answer to request `requestId`; false if that was not an envelope sent first. */
+  answer(requestId: number, acked: boolean): boolean {
+    const entry = this.byRequest.get(requestId);
+    if (!entry) return false;
+    if (entry.answer !== undefined) return true; // a second answer to one request: ignored
+    entry.answer = acked ? 'acked' : 'refused';
+    if (entry.storing) return true; // its commit finds the answer (see `committed`)
+    if (acked) {
+      // Durable on the device: no row, ever. Stores waiting behind it may go.
+      this.remove(entry);
+      this.undecided -= 1;
+      this.releaseWaiters();
+    }
+    entry.onAnswer(acked);
+    return true;
+  }
+
+  /** The socket closed: every unanswered envelope counts as not acknowledged. */
+  closed(): void {
+    for (const entry of this.byRequest.values()) {
+      if (entry.answer !== undefined || entry.storing) continue;
+      entry.answer = 'refused';
+      entry.onAnswer(false);
+    }
+    this.byRequest.clear();
+    this.byEnvelope.clear();
+  }
+
+  /**
+   * A committed envelope (by id), if it was delivered first on this socket: it then needs no new
+   * frame; the caller tracks it under the request id it went out with, or deletes its row at once
+   * if the device acknowledged it meanwhile.
+   */
+  committed(envelopeId: string): CommittedDirect | undefined {
+    const entry = this.byEnvelope.get(envelopeId);
+    if (!entry?.storing) return undefined;
+    this.remove(entry);
+    return entry;
+  }
+
+  /** Runs `callback` once no envelope delivered first is undecided: now, or when that happens. */
+  afterDecided(callback: () => void): void {
+    if (this.undecided === 0) callback();
+    else this.waiters.push(callback);
+  }
+
+  /** Lets waiting stores go, in the order they came, once nothing is undecided. */
+  releaseWaiters(): void {
+    if (this.undecided > 0 || this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  private remove(entry: Entry): void {
+    this.byRequest.delete(entry.requestId);
+    this.byEnvelope.delete(entry.envelopeId);
+  }
+}

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice, TestSocket, type HttpResult } from './support/client.ts';
@@ -173,6 +174,33 @@ describe('deliver first', () => {
     await second.until(() => second.envelopes().length === 2);
     expect(second.texts()).toEqual(['one', 'two']);
     await second.close();
+  });
+
+  it('does not overtake what another instance committed before the send, its wake-up still on its way', async () => {
+    const [alice, bob] = await pair(relay);
+    const socket = await caughtUp(relay, bob);
+    const { pool } = relay.relay.context.database;
+    // No wake-ups reach this instance for now: it cannot know of the row below from a NOTIFY.
+    await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+       WHERE application_name = 'privcomm-listen' AND datname = current_database()`,
+    );
+    await expect.poll(() => relay.relay.context.listener.listening, { interval: 5 }).toBe(false);
+    // Committed as another instance commits it (straight to the table, no hand-over here).
+    await relay.relay.context.envelopes.insert([
+      {
+        id: randomUUID(),
+        accountId: bob.accountId,
+        deviceId: bob.deviceId,
+        type: 1,
+        content: Buffer.from('committed first'),
+        urgent: false,
+      },
+    ]);
+    expect((await alice.send(bob.accountId, [bob.address()], 'sent after')).status).toBe(200);
+    await socket.until(() => socket.envelopes().length === 2, 10_000, 'both envelopes');
+    expect(socket.texts()).toEqual(['committed first', 'sent after']);
+    await socket.close();
   });
 
   it('a relay killed in the window never said "accepted", and the sender\'s retry is delivered', async () => {

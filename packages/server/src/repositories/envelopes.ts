@@ -20,6 +20,8 @@ export interface DeviceQueue {
   readonly registrationId: number;
   readonly envelopes: number;
   readonly bytes: number;
+  /** The last queue position given out (devices.queue_seq): committed rows go up to it. */
+  readonly lastSeq: number;
 }
 
 export const queueFull = (): RelayError =>
@@ -241,12 +243,13 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       sender_exists: boolean;
       device_id: number | null;
       registration_id: number;
+      queue_seq: string;
       envelopes: number;
       bytes: string;
     }>({
       name: 'devices-with-queues',
       text: `SELECT r.n, EXISTS (SELECT 1 FROM devices s WHERE s.account_id = r.sa AND s.device_id = r.sd)
-              AS sender_exists, d.device_id, d.registration_id,
+              AS sender_exists, d.device_id, d.registration_id, d.queue_seq,
               coalesce(q.envelopes, 0) AS envelopes, coalesce(q.bytes, 0) AS bytes
        FROM unnest($1::uuid[], $2::uuid[], $3::int[]) WITH ORDINALITY AS r(a, sa, sd, n)
        LEFT JOIN (devices d LEFT JOIN queue_usage q USING (account_id, device_id))
@@ -267,6 +270,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         registrationId: row.registration_id,
         envelopes: row.envelopes,
         bytes: Number(row.bytes),
+        lastSeq: Number(row.queue_seq),
       });
     }
     return sets;
@@ -292,11 +296,13 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       device_id: number | null;
       registration_id: number;
       identity_key: Buffer;
+      queue_seq: string;
       envelopes: number;
       bytes: string;
     }>({
       name: 'devices-of-accounts',
       text: `SELECT s.sender_exists, d.account_id, d.device_id, d.registration_id, a.identity_key,
+              d.queue_seq,
               coalesce(q.envelopes, 0) AS envelopes, coalesce(q.bytes, 0) AS bytes
        FROM (SELECT EXISTS (SELECT 1 FROM devices WHERE account_id = $2 AND device_id = $3)
                AS sender_exists) AS s
@@ -314,6 +320,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         registrationId: row.registration_id,
         envelopes: row.envelopes,
         bytes: Number(row.bytes),
+        lastSeq: Number(row.queue_seq),
       });
       accounts.set(row.account_id, devices);
       identityKeys.set(row.account_id, row.identity_key);

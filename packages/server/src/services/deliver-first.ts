@@ -1,5 +1,5 @@
 import type { Metrics } from '../metrics.ts';
-import type { NewEnvelope } from '../repositories/envelopes.ts';
+import type { DeviceQueue, NewEnvelope } from '../repositories/envelopes.ts';
 import type { DirectDeliveries, DirectHandle } from './direct-deliveries.ts';
 
 /** What deliver-first needs of a device's socket on this instance. */
@@ -7,8 +7,10 @@ export interface DirectTarget {
   /**
    * Whether an envelope may go out now, before any write: the socket is open, everything stored
    * for the device was already sent on it, no write for it is under way, and its window has room.
+   * `stored` is the device's queue as the send read it after it arrived: anything committed before
+   * (on any instance, its wake-up perhaps still on its way) must have been sent already.
    */
-  canTakeDirect(): boolean;
+  canTakeDirect(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
   /** Sends the envelope; `onAnswer` hears the device's first answer (or the socket's close). */
   sendDirect(envelope: NewEnvelope, onAnswer: (acked: boolean) => void): DirectHandle;
   readonly direct: Pick<DirectDeliveries, 'storesUnderWay' | 'afterDecided' | 'releaseWaiters'>;
@@ -52,14 +54,19 @@ export class DeliverFirst {
 
   /**
    * Delivers the rows first; undefined (nothing sent) unless every row's device can take one now.
-   * The promise settles once every row is acknowledged or committed (or its write failed).
+   * `queueOf` gives each row's device queue as read by the send. The promise settles once every
+   * row is acknowledged or committed (or its write failed).
    */
-  deliver(rows: readonly NewEnvelope[]): Promise<void> | undefined {
+  deliver(
+    rows: readonly NewEnvelope[],
+    queueOf: (row: NewEnvelope) => DeviceQueue | undefined,
+  ): Promise<void> | undefined {
     if (this.windowMs <= 0) return undefined;
     const targets: DirectTarget[] = [];
     for (const row of rows) {
       const target = this.targetOf(row.accountId, row.deviceId);
-      if (!target?.canTakeDirect()) return undefined;
+      const stored = queueOf(row);
+      if (!target || !stored || !target.canTakeDirect(stored)) return undefined;
       targets.push(target);
     }
     return new Promise((resolve, reject) => {

@@ -144,7 +144,9 @@ export class MessageSender {
       // counts read with the device set; the writer checks again, exactly, inside its transaction.
       this.checkRoom(rows, devices);
       const cost = rows.reduce((sum, row) => sum + row.content.length, 0);
-      const stored = await this.store(sender, rows, attempt, cost);
+      const stored = await this.store(sender, rows, attempt, cost, (row) =>
+        devices.get(row.deviceId),
+      );
       if (stored) return stored;
     }
   }
@@ -160,10 +162,11 @@ export class MessageSender {
     rows: readonly NewEnvelope[],
     attempt: number,
     cost: number,
+    queueOf: (row: NewEnvelope) => DeviceQueue | undefined,
   ): Promise<{ stored: number } | undefined> {
     if (attempt === 0) this.byteBudget.take(sender.accountId, cost);
     try {
-      await (this.delivery.deliver(rows) ?? this.delivery.store(rows));
+      await (this.delivery.deliver(rows, queueOf) ?? this.delivery.store(rows));
       this.metrics.envelopesStored.inc(rows.length);
       return { stored: rows.length };
     } catch (error) {
@@ -257,7 +260,9 @@ export class MessageSender {
       }
       const rows = await this.sealedRows(recipients, identityKeys, request.urgent === true);
       if (online) return this.relayOnlineRows(rows);
-      const stored = await this.store(sender, rows, attempt, data.length);
+      const stored = await this.store(sender, rows, attempt, data.length, (row) =>
+        accounts.get(row.accountId)?.get(row.deviceId),
+      );
       if (stored) return stored;
     }
   }

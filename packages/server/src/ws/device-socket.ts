@@ -18,6 +18,7 @@ import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type {
+  DeviceQueue,
   EnvelopesRepository,
   NewEnvelope,
   StoredEnvelope,
@@ -393,11 +394,15 @@ export class DeviceSocket implements DeviceSession {
   /**
    * Deliver first (services/deliver-first.ts): caught up means nothing stored for the device is
    * still to be sent here, no write for it is under way, and the window has room, so an envelope
-   * sent now overtakes nothing.
+   * sent now overtakes nothing. What this socket knows (NOTIFYs, offers, its reads) is checked
+   * against `stored`, read from the database after the send arrived: a row another instance
+   * committed before it, whose wake-up has not reached this instance yet, is either gone or at or
+   * below the cursor.
    */
-  canTakeDirect(): boolean {
+  canTakeDirect(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
     return (
       this.state.name === 'open' &&
+      (stored.envelopes === 0 || stored.lastSeq <= this.cursor) &&
       !this.draining &&
       this.expectedOffers === 0 &&
       this.direct.storesUnderWay === 0 &&

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES } from '@privcomm/wire';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice, TestSocket } from './support/client.ts';
+import { cutListeners, storeElsewhere } from './support/listener.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
 
 let relay: TestRelay;
@@ -345,24 +345,10 @@ describe('delivery', () => {
     const bob = await TestDevice.register(relay.url);
     const socket = await TestSocket.connect(relay.wsUrl, bob);
     await socket.until(() => socket.requests.some((r) => r.verb === 'queue.empty'));
-    const { pool } = relay.relay.context.database;
-    await pool.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-       WHERE application_name = 'privcomm-listen' AND datname = current_database()`,
-    );
-    await expect.poll(() => relay.relay.context.listener.listening, { interval: 5 }).toBe(false);
+    await cutListeners(relay);
     // Stored while nobody listens, as another instance stores it (this instance's sender would
     // hand it to the socket itself): only the resync after reconnecting can deliver it.
-    await relay.relay.context.envelopes.insert([
-      {
-        id: randomUUID(),
-        accountId: bob.accountId,
-        deviceId: bob.deviceId,
-        type: 1,
-        content: Buffer.from('during the outage'),
-        urgent: false,
-      },
-    ]);
+    await storeElsewhere(relay, bob, 'during the outage');
     await socket.until(() => socket.envelopes().length === 1, 10_000, 'delivery after resync');
     expect(socket.texts()).toEqual(['during the outage']);
     expect(relay.relay.context.listener.listening).toBe(true);

@@ -89,6 +89,23 @@ describe('deliver first', () => {
     await socket.close();
   });
 
+  it('accepts on the acknowledgement alone while writes to the queue are blocked', async () => {
+    const [alice, bob] = await pair(relay);
+    const socket = await caughtUp(relay, bob);
+    const blocker = await relay.relay.context.database.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE envelopes IN ACCESS EXCLUSIVE MODE');
+      const sent = await alice.send(bob.accountId, [bob.address()], 'no write needed');
+      expect(sent.status).toBe(200);
+      expect(socket.texts()).toEqual(['no write needed']);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    await socket.close();
+  });
+
   it('acknowledged after the window: written with the id the device saw, accepted after the commit; the late answer deletes the row and nothing is sent twice', async () => {
     const [alice, bob] = await pair(relay);
     const socket = await caughtUp(relay, bob, null);

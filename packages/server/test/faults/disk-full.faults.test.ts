@@ -50,7 +50,14 @@ beforeAll(async () => {
   }
   mount = mkdtempSync(path.join(tmpdir(), 'privcomm-diskfull-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${MOUNT_SIZE},mode=0711`, 'tmpfs', mount]);
-  cluster = await FaultCluster.start({ relays: 1, dataDir: mount });
+  // Store first: this test is about writes meeting a full disk. Delivered first, a connected
+  // recipient's acknowledgements would take every send without the disk (accepted, and durable on
+  // the device: deliver-first.integration.test.ts), and the round would never see 503s.
+  cluster = await FaultCluster.start({
+    relays: 1,
+    dataDir: mount,
+    env: { WS_DIRECT_WINDOW_MS: '0' },
+  });
 });
 afterAll(async () => {
   if (!ROOT) return;

@@ -116,21 +116,22 @@ export class ConnectionRegistry implements EventHandler {
     expected: readonly DeviceSession[] = [],
   ): void {
     const told = new Set<DeviceSession>();
-    // One session's failure must not keep the others from their offer (each expects exactly one).
-    const offer = (session: DeviceSession, envelopes: readonly StoredEnvelope[]): void => {
+    // One session's failure must not keep the others from their offer (each expects exactly one),
+    // nor may one that closed meanwhile: its address then throws, so it is read inside the try.
+    const offer = (session: DeviceSession, envelopes: () => readonly StoredEnvelope[]): void => {
       told.add(session);
       try {
-        session.offer(envelopes);
+        session.offer(envelopes());
       } catch (error) {
         this.log.warn({ err: safeError(error) }, 'committed envelopes not handed over');
       }
     };
     for (const session of expected) {
-      offer(session, committed.get(`${session.accountId}.${session.deviceId}`) ?? []);
+      offer(session, () => committed.get(`${session.accountId}.${session.deviceId}`) ?? []);
     }
     for (const [address, envelopes] of committed) {
       const session = this.sessions.get(address);
-      if (session && !told.has(session)) offer(session, envelopes);
+      if (session && !told.has(session)) offer(session, () => envelopes);
     }
   }
 

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, lt, ne, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import {
   MAX_DEVICES_PER_ACCOUNT,
   MAX_DEVICE_ID,
@@ -56,11 +56,13 @@ export const createDevicesRepository = (db: Db) => ({
   },
 
   async authKey(accountId: AccountId, deviceId: DeviceId): Promise<Buffer | undefined> {
-    const [row] = await db
-      .select({ authKey: devices.authKey })
-      .from(devices)
-      .where(and(eq(devices.accountId, accountId), eq(devices.deviceId, deviceId)));
-    return row?.authKey;
+    // Plain prepared SQL: read at every login.
+    const result = await db.$client.query<{ auth_key: Buffer }>({
+      name: 'device-auth-key',
+      text: 'SELECT auth_key FROM devices WHERE account_id = $1 AND device_id = $2',
+      values: [accountId, deviceId],
+    });
+    return result.rows[0]?.auth_key;
   },
 
   async list(accountId: AccountId): Promise<DeviceInfo[]> {
@@ -91,18 +93,6 @@ export const createDevicesRepository = (db: Db) => ({
   },
 
   /** Day granularity: at most one write per device per day. */
-  async touchLastSeen(accountId: AccountId, deviceId: DeviceId): Promise<void> {
-    await db
-      .update(devices)
-      .set({ lastSeenOn: sql`current_date` })
-      .where(
-        and(
-          eq(devices.accountId, accountId),
-          eq(devices.deviceId, deviceId),
-          lt(devices.lastSeenOn, sql`current_date`),
-        ),
-      );
-  },
 
   async createLinkToken(accountId: AccountId, token: string, expiresAt: Date): Promise<void> {
     await db.insert(linkTokens).values({ tokenHash: sha256(token), accountId, expiresAt });

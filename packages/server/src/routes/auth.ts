@@ -91,10 +91,10 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         throw new RelayError('SIGNATURE_INVALID');
       }
       // Only a right signature uses the challenge up: nobody else can spend a device's nonce.
-      if (!(await ctx.challenges.markUsed(usedNonceHash(nonce), expiry))) {
+      // Also records the device as seen today.
+      if (!(await ctx.challenges.markUsed(usedNonceHash(nonce), expiry, device))) {
         throw new RelayError('CHALLENGE_INVALID');
       }
-      await ctx.devices.touchLastSeen(device.accountId, device.deviceId);
       const { token, expiresAt } = await ctx.tokens.issue(device);
       return { token, expiresAt: expiresAt.toISOString() };
     },

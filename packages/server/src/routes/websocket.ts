@@ -3,7 +3,7 @@ import { CLOSE_CODES, type AccountId } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { noCredentials, upgradeResponses } from './schemas.ts';
-import { notifyQuery } from '../services/events.ts';
+import { EVENTS_CHANNEL } from '../services/events.ts';
 import { DeviceSocket } from '../ws/device-socket.ts';
 
 export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
@@ -55,15 +55,16 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         },
         announce: async (device) => {
           // The sequence orders connections across instances: the newest socket of a device
-          // wins, whichever instance it reached, and older ones close with 4409.
-          const result = await ctx.database.pool.query<{ seq: string }>(
-            "SELECT nextval('connection_seq') AS seq",
-          );
-          const seq = Number(result.rows[0]?.seq);
-          await ctx.database.pool.query(
-            notifyQuery({ t: 'connected', a: device.accountId, d: device.deviceId, s: seq }),
-          );
-          return seq;
+          // wins, whichever instance it reached, and older ones close with 4409. One round trip
+          // takes the number and tells every instance (an event of type `connected`).
+          const result = await ctx.database.pool.query<{ seq: string }>({
+            name: 'announce-connection',
+            text: `SELECT seq, pg_notify($1, json_build_object('t', 'connected', 'a', $2::text,
+                     'd', $3::int, 's', seq)::text)
+                   FROM (SELECT nextval('connection_seq') AS seq) AS next`,
+            values: [EVENTS_CHANNEL, device.accountId, device.deviceId],
+          });
+          return Number(result.rows[0]?.seq);
         },
       });
     },

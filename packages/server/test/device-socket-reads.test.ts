@@ -68,7 +68,17 @@ const open = async (queue: StoredEnvelope[]) => {
     }
     for (let i = 0; i < 5; i += 1) await flush();
   };
-  return { session, reads, envelopeIds, ack, queue };
+  /** Answers the oldest envelope not yet answered, as a client storing one at a time does. */
+  const answered = new Set<number>();
+  const ackOne = async () => {
+    const next = socket.sent.find((f) => f.verb === 'envelope' && !answered.has(f.id));
+    if (!next) return false;
+    answered.add(next.id);
+    socket.frame({ type: 'response', id: next.id, status: 200 });
+    for (let i = 0; i < 5; i += 1) await flush();
+    return true;
+  };
+  return { session, reads, envelopeIds, ack, ackOne, queue };
 };
 
 describe('DeviceSocket queue reads', () => {
@@ -105,5 +115,14 @@ describe('DeviceSocket queue reads', () => {
     session.offer([envelope(33)]); // refused: no room; it must come after the acknowledgements
     await ack();
     expect(envelopeIds().at(-1)).toBe(envelope(33).id);
+  });
+
+  it('drains a long queue in reads of half a window or more, not one per acknowledgement', async () => {
+    const queue = Array.from({ length: 100 }, (_, i) => envelope(i + 1));
+    const { reads, envelopeIds, ackOne } = await open(queue);
+    while (await ackOne());
+    expect(envelopeIds()).toEqual(queue.map((e) => e.id)); // all of them, in order, once
+    // 32 at login, then 16 whenever half the window is free: 1 + 5 reads, the last one short.
+    expect(reads).toEqual([0, 32, 48, 64, 80, 96]);
   });
 });

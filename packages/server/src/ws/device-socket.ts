@@ -260,8 +260,11 @@ export class DeviceSocket implements DeviceSession {
     this.channel.refundFrameToken();
     if (acked) this.deps.metrics.envelopesAcknowledged.inc();
     if (acked && entry) this.deleteAcknowledged(entry.seq);
-    // Room in the window: worth a read only if something may be queued beyond what was sent.
-    if (this.knownLast > this.cursor) this.requestDrain();
+    // Room in the window: worth a read only if something may be queued beyond what was sent, and
+    // only once half the window is free, so that a drain reads its queue in batches of at least
+    // half a window instead of one row per acknowledgement.
+    const refillAt = Math.floor(this.deps.config.window / 2);
+    if (this.knownLast > this.cursor && this.inFlight.size <= refillAt) this.requestDrain();
   }
 
   wake(upTo?: number): void {

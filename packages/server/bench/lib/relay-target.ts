@@ -8,6 +8,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { MAX_SENDS_IN_FLIGHT } from '../../src/ws/device-socket.ts';
 import { TestDevice } from '../../test/support/client.ts';
+import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
 import type { Connection, QueueTableStats, Target } from './target.ts';
 
 export type SendTransport = 'http' | 'websocket';
@@ -52,6 +53,7 @@ export class RelayTarget implements Target {
   readonly name = 'privcomm';
   readonly acceptanceIsDurable = true;
   private readonly users: TestDevice[] = [];
+  private accounts: BenchAccount[] = [];
   private readonly pool: pg.Pool;
   private readonly base: URL;
 
@@ -59,51 +61,63 @@ export class RelayTarget implements Target {
     baseUrl: string,
     databaseUrl: string,
     private readonly transport: SendTransport,
+    /** The accounts the orchestrator created (relay-accounts.ts). */
+    private readonly accountsFile: string,
   ) {
     this.base = new URL(baseUrl);
     this.pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   }
 
+  /**
+   * Users 0..count-1 are the run's first accounts (created in the database by the orchestrator).
+   * What an earlier scenario left queued for them (a fixed-rate backlog whose sockets closed) is
+   * removed first: it would arrive here as messages this run never sent.
+   */
   async prepare(count: number): Promise<void> {
-    // Registration is set-up, not measured: 64 at a time.
-    for (let start = this.users.length; start < count; start += 64) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(64, count - start) }, async () => {
-          const device = new TestDevice(this.base.origin);
-          const created = await fetch(`${this.base.origin}/v1/accounts`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(device.registrationBody()),
-          });
-          if (created.status !== 200)
-            throw new Error(`register: ${created.status} ${await created.text()}`);
-          const body = (await created.json()) as { accountId: string; deviceId: number };
-          device.accountId = body.accountId;
-          device.deviceId = body.deviceId;
-          return device;
-        }),
-      );
-      this.users.push(...batch);
-    }
+    const accounts = readRelayAccounts(this.accountsFile);
+    if (accounts.length < count)
+      throw new Error(`${count} accounts wanted, ${accounts.length} made`);
+    this.accounts = accounts.slice(0, count);
+    await this.pool.query('DELETE FROM envelopes WHERE account_id = ANY($1::uuid[])', [
+      this.accountIds(),
+    ]);
   }
 
+  private accountIds(): string[] {
+    return this.accounts.map((account) => account.accountId);
+  }
+
+  /** User `index` as a device; its key is imported at its first use (a millisecond each). */
   private user(index: number): TestDevice {
-    const user = this.users[index];
-    if (!user) throw new Error(`user ${index} was not prepared`);
-    return user;
+    const known = this.users[index];
+    if (known) return known;
+    const account = this.accounts[index];
+    if (!account) throw new Error(`user ${index} was not prepared`);
+    const device = new TestDevice(this.base.origin, undefined, {
+      authPrivate: authKeyOf(account),
+      registrationId: account.registrationId,
+    });
+    device.accountId = account.accountId;
+    device.deviceId = account.deviceId;
+    this.users[index] = device;
+    return device;
   }
 
   /**
    * A full login. A socket the relay closed before it authenticated (its 5 s WS_AUTH_TIMEOUT_MS,
-   * on a machine shared at a load of 20) is tried again, as a client reconnects, up to 3 times.
+   * on a machine shared at a load of 20) or a 503 (its pool had no connection for 5 s, at 19,000
+   * sessions and a load of 15) is tried again after a pause, as a client does, up to 3 times.
    */
   async connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection> {
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await this.connectOnce(index, onMessage);
       } catch (error) {
-        if (attempt >= 3 || (error as Error).message !== 'socket closed') throw error;
+        const message = (error as Error).message;
+        const retry = message === 'socket closed' || /^(challenge|token): 503/.test(message);
+        if (attempt >= 3 || !retry) throw error;
         this.loginRetries += 1;
+        await new Promise((resolve) => setTimeout(resolve, 1_000 * attempt));
       }
     }
   }
@@ -213,7 +227,7 @@ export class RelayTarget implements Target {
   async storedCount(): Promise<number> {
     const result = await this.pool.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM envelopes WHERE account_id = ANY($1::uuid[])',
-      [this.users.map((user) => user.accountId)],
+      [this.accountIds()],
     );
     return result.rows[0]?.n ?? 0;
   }
@@ -229,6 +243,10 @@ export class RelayTarget implements Target {
       dead: Number(row?.dead ?? 0),
       bytes: Number(row?.bytes ?? 0),
     };
+  }
+
+  async analyzeQueue(): Promise<void> {
+    await this.pool.query('ANALYZE envelopes');
   }
 
   async vacuumQueue(): Promise<void> {

@@ -34,6 +34,8 @@ export interface Target {
   queueTable?(): Promise<QueueTableStats>;
   /** VACUUM of the queue tables: a stand-in for autovacuum where the cluster has it off. */
   vacuumQueue?(): Promise<void>;
+  /** ANALYZE of the queue table: a stand-in for autovacuum's analyze while a queue grows. */
+  analyzeQueue(): Promise<void>;
   close(): Promise<void>;
 }
 

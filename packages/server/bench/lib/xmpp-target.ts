@@ -151,6 +151,10 @@ export class XmppTarget implements Target {
     return result.rows[0]?.n ?? 0;
   }
 
+  async analyzeQueue(): Promise<void> {
+    await this.pool.query('ANALYZE spool');
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }

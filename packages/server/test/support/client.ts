@@ -1,4 +1,11 @@
-import { generateKeyPairSync, randomBytes, randomInt, sign, type KeyObject } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  randomInt,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
 import {
@@ -122,7 +129,7 @@ export const http = async <T = any>(
 export class TestDevice {
   readonly authPrivate: KeyObject;
   readonly authPublic: Buffer;
-  readonly registrationId = randomInt(1, 16381);
+  readonly registrationId: number;
   accountId = '';
   deviceId = 0;
   token = '';
@@ -130,14 +137,17 @@ export class TestDevice {
   /**
    * @param from the loopback address (127.0.0.x) this device's HTTP requests come from, to be
    * another client to the relay's per-address limits; the default route's otherwise.
+   * @param existing a device already in the database (the benchmark creates its accounts there):
+   * its key and registration id instead of new ones.
    */
   constructor(
     public baseUrl: string,
     readonly from?: string,
+    existing?: { authPrivate: KeyObject; registrationId: number },
   ) {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    this.authPrivate = privateKey;
-    const jwk = publicKey.export({ format: 'jwk' });
+    this.authPrivate = existing?.authPrivate ?? generateKeyPairSync('ed25519').privateKey;
+    this.registrationId = existing?.registrationId ?? randomInt(1, 16381);
+    const jwk = createPublicKey(this.authPrivate).export({ format: 'jwk' });
     this.authPublic = Buffer.from(jwk.x as string, 'base64url');
   }
 

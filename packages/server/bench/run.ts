@@ -18,7 +18,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
-import { createRelayAccounts } from './lib/relay-accounts.ts';
 import {
   cpuMicroseconds,
   findProcesses,
@@ -581,6 +580,20 @@ const clientSide = async (relayUrl: string): Promise<Measurement[]> => {
   ];
 };
 
+/** bench/make-accounts.ts with a deadline, tried up to 3 times (see there why). */
+const makeRelayAccounts = (databaseUrl: string, count: number, file: string): void => {
+  for (let attempt = 1; ; attempt += 1) {
+    const run = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', path.join('bench', 'make-accounts.ts'), databaseUrl, String(count), file],
+      { cwd: SERVER_ROOT, stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 },
+    );
+    if (run.status === 0) return;
+    if (attempt >= 3) throw new Error(`make-accounts.ts failed (${run.signal ?? run.status})`);
+    log(`making the relay's accounts again (${run.signal ?? `exit ${run.status}`})`);
+  }
+};
+
 const startRelay = async (
   databaseUrl: string,
   onSpawn: (child: ChildProcess) => void,
@@ -672,7 +685,7 @@ const main = async (): Promise<void> => {
     const accountsDir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-accounts-'));
     cleanups.push(() => rmSync(accountsDir, { recursive: true, force: true }));
     const accountsFile = path.join(accountsDir, 'accounts.json');
-    await createRelayAccounts(urlOf(name), users, accountsFile);
+    makeRelayAccounts(urlOf(name), users, accountsFile);
     log(`${users} relay accounts created`);
     if (options['without-queue-triggers']) {
       const client = new pg.Client({ connectionString: urlOf(name) });

@@ -580,17 +580,24 @@ const clientSide = async (relayUrl: string): Promise<Measurement[]> => {
   ];
 };
 
-/** bench/make-accounts.ts with a deadline, tried up to 3 times (see there why). */
-const makeRelayAccounts = (databaseUrl: string, count: number, file: string): void => {
+/**
+ * bench/make-accounts.ts with a deadline, tried up to 3 times. Asynchronously: run with
+ * spawnSync, the child (a tsx process, like the orchestrator) hung every time, its main thread
+ * waiting on a futex while the orchestrator's event loop was blocked.
+ */
+const makeRelayAccounts = async (databaseUrl: string, count: number, file: string) => {
   for (let attempt = 1; ; attempt += 1) {
-    const run = spawnSync(
+    const child = spawn(
       process.execPath,
       ['--import', 'tsx', path.join('bench', 'make-accounts.ts'), databaseUrl, String(count), file],
-      { cwd: SERVER_ROOT, stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 },
+      { cwd: SERVER_ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
     );
-    if (run.status === 0) return;
-    if (attempt >= 3) throw new Error(`make-accounts.ts failed (${run.signal ?? run.status})`);
-    log(`making the relay's accounts again (${run.signal ?? `exit ${run.status}`})`);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    clearTimeout(timer);
+    if (code === 0) return;
+    if (attempt >= 3) throw new Error(`make-accounts.ts failed (exit ${code})`);
+    log(`making the relay's accounts again (exit ${code})`);
   }
 };
 
@@ -685,7 +692,7 @@ const main = async (): Promise<void> => {
     const accountsDir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-accounts-'));
     cleanups.push(() => rmSync(accountsDir, { recursive: true, force: true }));
     const accountsFile = path.join(accountsDir, 'accounts.json');
-    makeRelayAccounts(urlOf(name), users, accountsFile);
+    await makeRelayAccounts(urlOf(name), users, accountsFile);
     log(`${users} relay accounts created`);
     if (options['without-queue-triggers']) {
       const client = new pg.Client({ connectionString: urlOf(name) });

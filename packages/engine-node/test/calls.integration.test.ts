@@ -40,8 +40,9 @@ let coturn: Coturn;
 let databaseUrl: string;
 let drop: () => Promise<void>;
 
-/** Each PUT /v1/messages the relay accepted: online-only or stored, and how many envelopes. */
-const accepted: { online: boolean; envelopes: number }[] = [];
+/** Each PUT /v1/messages the relay accepted: online-only or stored, and its envelopes' contents
+ * in hex, as a dump shows bytea. */
+const accepted: { online: boolean; contents: string[] }[] = [];
 /** Every candidate any peer connection gathered (the addresses that must stay off the relay). */
 const gathered: string[] = [];
 /** Every candidate a peer connection was given by its peer, through signaling. */
@@ -55,6 +56,10 @@ beforeAll(async () => {
   relay = await startRelay(databaseUrl, {
     TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=udp`,
     TURN_SECRET: coturn.secret,
+    // Store first: every stored send is then written, and the audit below compares them exactly.
+    // (Delivered first, one that its recipient acknowledged at once needs no row at all;
+    // deliver-first.integration.test.ts covers that path.)
+    WS_DIRECT_WINDOW_MS: '0',
   });
   // Every envelope the relay ever stores is copied here, so that the dump at the end shows all
   // of them, not only those still queued.
@@ -84,8 +89,14 @@ const transport = (relayUrl: string): Transport => ({
     try {
       const response = await fetch(url, init);
       if (isSend && response.status === 200) {
-        const body = JSON.parse(init.body ?? '{}') as { online?: boolean; messages: unknown[] };
-        accepted.push({ online: body.online === true, envelopes: body.messages.length });
+        const body = JSON.parse(init.body ?? '{}') as {
+          online?: boolean;
+          messages: { content: string }[];
+        };
+        accepted.push({
+          online: body.online === true,
+          contents: body.messages.map((m) => Buffer.from(m.content, 'base64').toString('hex')),
+        });
       }
       return response;
     } finally {
@@ -456,7 +467,7 @@ describe('voice calls through the relay, coturn and libwebrtc', () => {
   });
 
   it('a relay-only call through a relay without TURN fails at once with the reason', async () => {
-    const bare = await startRelay(databaseUrl);
+    const bare = await startRelay(databaseUrl, { WS_DIRECT_WINDOW_MS: '0' });
     try {
       const alice = await online('alice', {}, bare.url);
       const bob = await online('bob', {}, bare.url);
@@ -475,6 +486,7 @@ describe('voice calls through the relay, coturn and libwebrtc', () => {
   it('wrong TURN credentials: no path, and the call fails on both sides', async () => {
     // This relay signs with a secret coturn does not know: every allocation is refused.
     const wrong = await startRelay(databaseUrl, {
+      WS_DIRECT_WINDOW_MS: '0',
       TURN_URLS: `turn:127.0.0.1:${coturn.port}?transport=udp`,
       TURN_SECRET: randomBytes(32).toString('hex'),
     });
@@ -505,9 +517,16 @@ describe('voice calls through the relay, coturn and libwebrtc', () => {
     expect(stored.length).toBeGreaterThan(0);
     const dump = await dumpDatabase(databaseUrl);
     const audited = dump.split('\n-- envelope_audit\n')[1]?.split('\n-- ')[0] ?? '';
-    const auditedRows = audited.split('\n').filter((line) => line.startsWith('{'));
-    // Exactly the stored sends' envelopes were ever stored: none of the online ones.
-    expect(auditedRows.length).toBe(stored.reduce((sum, send) => sum + send.envelopes, 0));
+    const auditedContents = audited
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => (JSON.parse(line) as { content: string }).content.replace(/^\\x/, ''));
+    // Exactly the stored sends' envelopes were ever written, none of the online ones.
+    const storedContents = stored.flatMap((send) => send.contents);
+    expect(auditedContents.length).toBeGreaterThan(0);
+    expect([...auditedContents].sort()).toEqual([...storedContents].sort());
+    const onlineContents = new Set(online.flatMap((send) => send.contents));
+    expect(auditedContents.filter((content) => onlineContents.has(content))).toEqual([]);
     expect(dump).not.toContain('candidate:');
     expect(dump).not.toContain('a=candidate');
 

@@ -46,6 +46,9 @@ describe('failed queries in the log', () => {
     } finally {
       await query('ALTER TABLE devices_moved RENAME TO devices');
     }
+    // Offline, so that the send is written: a connected recipient's acknowledgement would make
+    // it durable without the table (deliver first).
+    await socket.close();
     await query('ALTER TABLE envelopes RENAME TO envelopes_moved');
     try {
       // The raw-SQL hot path (the insert) fails the same way.
@@ -54,7 +57,6 @@ describe('failed queries in the log', () => {
     } finally {
       await query('ALTER TABLE envelopes_moved RENAME TO envelopes');
     }
-    await socket.close();
 
     const written = relay.logs.slice(before);
     const text = written.join('\n');

@@ -81,6 +81,12 @@ class Ledger {
   received = 0;
   duplicates = 0;
   failures = 0;
+  /**
+   * Sends whose acceptance has not come back yet. Delivered first, a message arrives before its
+   * sender hears it was accepted: closing when everything arrived cut those answers off, and
+   * they were counted as failed sends.
+   */
+  awaitingAcceptance = 0;
   /** Only messages received while this is set are timed and counted as `receivedInWindow`. */
   measuring = false;
   receivedInWindow = 0;
@@ -92,6 +98,14 @@ class Ledger {
     this.sentAt = Array.from({ length: pairs }, () => new Map());
     this.filler = randomBytes(bytes);
     this.nextSeq = new Uint32Array(pairs);
+  }
+
+  /** Counts a send as awaiting its acceptance until it settles (see `settle`). */
+  tracked<T>(send: Promise<T>): Promise<T> {
+    this.awaitingAcceptance += 1;
+    return send.finally(() => {
+      this.awaitingAcceptance -= 1;
+    });
   }
 
   /** A new payload for pair p: the header and random filler (the relay only ever sees bytes). */
@@ -189,10 +203,12 @@ const connectPairs = async (
   return connections;
 };
 
-/** Waits until nothing is outstanding, or `ms` passed. */
+/** Waits until nothing is outstanding or awaiting its acceptance, or `ms` passed. */
 const settle = async (ledger: Ledger, ms: number): Promise<void> => {
   const deadline = Date.now() + ms;
-  while (ledger.outstanding() > 0 && Date.now() < deadline) await sleep(20);
+  while ((ledger.outstanding() > 0 || ledger.awaitingAcceptance > 0) && Date.now() < deadline) {
+    await sleep(20);
+  }
 };
 
 const closeAll = async (connections: readonly (Connection | undefined)[]): Promise<void> => {
@@ -219,7 +235,7 @@ const online = async (
     const key = `${pair}.${seq}`;
     pending.set(key, 2);
     const sentAt = performance.now();
-    (connections[pair * 2] as Connection).send(pair * 2 + 1, payload).then(
+    ledger.tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload)).then(
       () => {
         if (ledger.measuring) ledger.acceptance.push(performance.now() - sentAt);
         finish(key, () => start(pair));
@@ -276,7 +292,7 @@ const fixedRate = async (
     pair = (pair + 1) % job.pairs;
     const sentAt = performance.now();
     const measured = ledger.measuring;
-    from.send(to, payload).then(
+    ledger.tracked(from.send(to, payload)).then(
       () => {
         if (measured) ledger.acceptance.push(performance.now() - sentAt);
       },
@@ -490,7 +506,7 @@ const soak = async (
   const sendOne = (): void => {
     const { payload, seq } = ledger.payload(pair);
     if (offline.has(pair) || returning.has(pair)) untimed.add(`${pair}.${seq}`);
-    (connections[pair * 2] as Connection).send(pair * 2 + 1, payload).catch(() => {
+    ledger.tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload)).catch(() => {
       ledger.failures += 1;
     });
     pair = (pair + 1) % job.pairs;

@@ -1,66 +1,18 @@
 import type { Command } from 'commander';
-import { ClientError, receiptCounts, type StoredMessage } from '@privcomm/client';
+import type { StoredMessage } from '@privcomm/client';
 import { CliError, UsageError } from '../errors.ts';
-import { groupSentJson, messageJson, messageText, Names } from '../output.ts';
+import { messageJson, messageText } from '../output.ts';
 import type { RunContext } from '../run-context.ts';
 import { closedByRelay, examples, parseSeconds, readAll } from './common.ts';
-const isUnreachable = (error: unknown): boolean =>
-  error instanceof ClientError && error.code === 'RELAY_UNREACHABLE';
+import {
+  contactAndValue,
+  isUnreachable,
+  nameConversation,
+  openConversation,
+  type Conversation,
+} from './conversation.ts';
 
 const MAX_TIMER_SECONDS = 365 * 24 * 60 * 60;
-
-/** `send --group`: a text to a group, with the same stdin and output rules as a contact's. */
-const sendToGroup = async (
-  ctx: RunContext,
-  command: Command,
-  group: string,
-  textArg: string | undefined,
-): Promise<void> => {
-  let text = textArg;
-  if (text === undefined || text === '-') {
-    if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
-    text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
-  }
-  if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
-  const { client, self } = await ctx.openAccount(command);
-  let message: StoredMessage;
-  try {
-    message = await client.sendGroupText(group, text);
-  } catch (error) {
-    if (!isUnreachable(error)) throw error;
-    throw new CliError(
-      `${(error as Error).message}. The message is kept in this profile and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
-      'RELAY_UNREACHABLE',
-    );
-  }
-  const info = await client.groupInfo(message.conversation);
-  const { members } = receiptCounts(message);
-  ctx.out.result(
-    groupSentJson(message, info.title),
-    `Sent to group ${info.title} (${members} other member${members === 1 ? '' : 's'}, id ${message.id}).`,
-  );
-  const failure = groupSendFailure(message, await ctx.names(client, self.accountId), info.title);
-  if (failure) throw failure;
-};
-
-/**
- * A group text that left members out (a verified safety number that changed): the error that
- * says who, and how to send it to them once the change is accepted (the others have it).
- */
-const groupSendFailure = (
-  message: StoredMessage,
-  names: Names,
-  title: string,
-): CliError | undefined => {
-  const { failed, members } = receiptCounts(message);
-  if (failed.length === 0) return undefined;
-  const who = failed.map((m) => names.label(m)).join(', ');
-  const first = failed[0] as string;
-  return new CliError(
-    `not sent to ${who} (${failed.length} of ${members} members): the safety number with ${who} changed since you verified it. Compare it ("privcomm safety-number ${names.label(first)}"), accept it ("privcomm accept-identity ${names.label(first)}"), then send it to them with "privcomm retry --group ${title} ${message.id}"`,
-    'UNTRUSTED_IDENTITY',
-  );
-};
 
 /** What `send` and `retry` get: two optional arguments (the first a contact), or --group. */
 type ContactOrGroupArgs = [
@@ -71,9 +23,9 @@ type ContactOrGroupArgs = [
 ];
 
 /** After `history`: received messages marked read, read receipts sent (a failure only warns). */
-const markRead = async (ctx: RunContext, mark: () => Promise<number>): Promise<void> => {
+const markRead = async (ctx: RunContext, conversation: Conversation): Promise<void> => {
   try {
-    await mark();
+    await conversation.markRead();
   } catch (error) {
     ctx.out.warn(`could not send read receipts: ${ctx.describe(error).message}`);
   }
@@ -101,61 +53,33 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
     )
     .action(async (...[first, second, options, command]: ContactOrGroupArgs) => {
       ctx.globals(command);
-      if (options.group !== undefined) {
-        if (second !== undefined)
-          throw new UsageError('with --group, give only the text (the group replaces the contact)');
-        await sendToGroup(ctx, command, options.group, first);
-        return;
-      }
-      if (first === undefined)
-        throw new UsageError(`missing required argument 'contact' (see "privcomm send --help")`);
-      const contact = first;
-      let text = second;
+      const [contact, textArg] = contactAndValue(first, second, options.group);
+      const name = nameConversation(contact, options.group, {
+        both: 'with --group, give only the text (the group replaces the contact)',
+        neither: `missing required argument 'contact' (see "privcomm send --help")`,
+      });
+      let text = textArg;
       if (text === undefined || text === '-') {
         if (ctx.io.stdin.isTTY) ctx.out.status('Type the message, then Ctrl-D:');
         text = (await readAll(ctx.io.stdin)).replace(/\r?\n$/, '');
       }
       if (text.trim() === '') throw new UsageError('the message is empty; nothing was sent');
       const { client, self } = await ctx.openAccount(command);
-      const to = await client.resolve(contact);
-      if (to === self.accountId)
-        throw new CliError('you cannot send a message to yourself', 'SELF');
-      const names = new Names(self.accountId, await client.contacts());
-      try {
-        await client.flushOutbox();
-      } catch (error) {
-        // Unreachable: the send below meets the same, and its one error line says it all.
-        if (!isUnreachable(error))
-          ctx.out.warn(
-            `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
-          );
-      }
+      const conversation = await openConversation(ctx, client, self.accountId, name);
+      await conversation.beforeSend();
       let message: StoredMessage;
       try {
-        message = await client.sendText(to, text);
+        message = await conversation.send(text);
       } catch (error) {
         if (!isUnreachable(error)) throw error;
-        // sendText stored it and kept it in the outbox: say so, so that nobody sends it twice.
-        const kept = (await client.history(to)).findLast(
-          (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
-        );
+        // The send stored it and kept it in the outbox: say so, so that nobody sends it twice.
+        const kept = await conversation.keptAfterUnreachable(text);
         throw new CliError(
           `${(error as Error).message}. The message is kept in this profile${kept ? ` (id ${kept.id})` : ''} and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
           'RELAY_UNREACHABLE',
         );
       }
-      ctx.out.result(
-        {
-          type: 'sent',
-          id: message.id,
-          to,
-          ...(names.contact(to) === undefined ? {} : { contact: names.contact(to) }),
-          sentAt: message.sentAt,
-          status: message.status,
-        },
-        `Sent to ${names.label(to)} (id ${message.id}).`,
-      );
-      await ctx.warnIdentity(client, to, names.label(to));
+      await conversation.reportSent(message);
     });
 
   program
@@ -248,36 +172,20 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
         command: Command,
       ) => {
         const { client, self } = await ctx.openAccount(command);
-        if (options.group !== undefined) {
-          if (contactArg !== undefined)
-            throw new UsageError('give either a contact or --group, not both');
-          const list = await client.groupHistory(options.group);
-          const labels = await ctx.names(client, self.accountId);
-          if (list.length === 0 && !ctx.out.json) ctx.out.status('No messages in that group.');
-          for (const message of list)
-            ctx.out.result(
-              messageJson(message, labels),
-              messageText(message, labels, { status: true }),
-            );
-          if (options.read) await markRead(ctx, () => client.markGroupRead(options.group!));
-          return;
-        }
-        if (contactArg === undefined)
-          throw new UsageError(
-            `missing required argument 'contact' (see "privcomm history --help")`,
-          );
-        const contact = contactArg;
-        const conversation = await client.resolve(contact);
-        const list = await client.history(conversation);
+        const name = nameConversation(contactArg, options.group, {
+          both: 'give either a contact or --group, not both',
+          neither: `missing required argument 'contact' (see "privcomm history --help")`,
+        });
+        const conversation = await openConversation(ctx, client, self.accountId, name);
+        const list = await client.history(conversation.id);
         const labels = await ctx.names(client, self.accountId);
-        if (list.length === 0 && !ctx.out.json)
-          ctx.out.status(`No messages with ${labels.label(conversation)}.`);
+        if (list.length === 0 && !ctx.out.json) ctx.out.status(conversation.noMessages(labels));
         for (const message of list)
           ctx.out.result(
             messageJson(message, labels),
             messageText(message, labels, { status: true }),
           );
-        if (options.read) await markRead(ctx, () => client.markRead(conversation));
+        if (options.read) await markRead(ctx, conversation);
       },
     );
 
@@ -298,28 +206,24 @@ export const addMessageCommands = (program: Command, ctx: RunContext): void => {
       ),
     )
     .action(async (...[first, second, options, command]: ContactOrGroupArgs) => {
-      const inGroup = options.group !== undefined;
-      const messageId = inGroup ? first : second;
-      if (messageId === undefined || (inGroup && second !== undefined))
-        throw new UsageError(
-          inGroup
-            ? 'with --group, give only the message id'
-            : 'give the contact and the message id (see "privcomm retry --help")',
-        );
+      const [contact, messageId] = contactAndValue(first, second, options.group);
+      const usage = {
+        both: 'with --group, give only the message id',
+        neither: 'give the contact and the message id (see "privcomm retry --help")',
+      };
+      const name = nameConversation(contact, options.group, usage);
+      if (messageId === undefined)
+        throw new UsageError('group' in name ? usage.both : usage.neither);
       const { client, self } = await ctx.openAccount(command);
-      const conversation = inGroup
-        ? await client.resolveGroup(options.group!)
-        : await client.resolve(first!);
-      const message = await client.retryMessage(conversation, messageId);
+      const conversation = await openConversation(ctx, client, self.accountId, name);
+      const message = await client.retryMessage(conversation.id, messageId);
       const labels = await ctx.names(client, self.accountId);
       ctx.out.result(
         { ...messageJson(message, labels), type: 'retried' },
         `Sent again: ${messageText(message, labels, { status: true })}`,
       );
-      if (inGroup) {
-        const failure = groupSendFailure(message, labels, options.group!);
-        if (failure) throw failure;
-      }
+      const failure = conversation.retryFailure(message, labels);
+      if (failure) throw failure;
     });
 
   program

@@ -1,13 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTestDatabase,
-  dumpDatabase,
-  spawnRelay,
-  type RelayProcess,
-} from '@privcomm/server/testing';
-import { removeTempDirs } from './support/cli.ts';
-import { cli, json, linkDevice, profilesFor, receive, registerPeople } from './support/people.ts';
+import { dumpDatabase } from '@privcomm/server/testing';
+import { cli, json, peopleOnRelay, receive } from './support/people.ts';
 import { passOffKeys } from './support/identity-swap.ts';
 
 /**
@@ -16,13 +10,10 @@ import { passOffKeys } from './support/identity-swap.ts';
  * steps build on each other, so they run in order.
  */
 
-let database: { url: string; drop: () => Promise<void> };
-let relay: RelayProcess;
+// Erin is no contact of Alice's: she is in the group by her account id.
+const setup = peopleOnRelay(['alice', 'bob', 'carol', 'erin', 'mallory'], ['bob', 'carol']);
+const { profiles, ids } = setup;
 let db: pg.Client;
-
-const people = ['alice', 'bob', 'carol', 'erin', 'mallory'] as const;
-const profiles = profilesFor(people);
-let ids: Record<(typeof people)[number], string>;
 
 const messagesIn = async (profile: string) =>
   (await receive(profile)).filter((o) => o.type === 'message');
@@ -43,22 +34,12 @@ const aliceSees = async (id: string) =>
   (await json(profiles.alice, 'history', '--group', 'Team', '--no-read')).find((m) => m.id === id);
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  relay = await spawnRelay(database.url);
-  db = new pg.Client({ connectionString: database.url });
+  db = new pg.Client({ connectionString: setup.databaseUrl });
   await db.connect();
-  ids = await registerPeople(relay.url, people, profiles);
-  // Erin is no contact of Alice's: she is in the group by her account id.
-  for (const name of ['bob', 'carol'] as const)
-    await json(profiles.alice, 'contacts', 'add', name, ids[name]);
-  await linkDevice(relay.url, profiles.bob, profiles.bob2);
-}, 120_000);
+});
 
 afterAll(async () => {
   await db?.end();
-  await relay?.stop();
-  await database?.drop();
-  removeTempDirs();
 });
 
 describe('receipts, safety numbers and retries in a group', () => {
@@ -203,7 +184,7 @@ describe('receipts, safety numbers and retries in a group', () => {
   });
 
   it('the relay’s database holds no group id: receipts went pairwise, the group inside', async () => {
-    const dump = await dumpDatabase(database.url);
+    const dump = await dumpDatabase(setup.databaseUrl);
     expect(dump).toContain(ids.alice);
     expect(dump).not.toContain(groupId);
     expect(dump).not.toContain('Team');

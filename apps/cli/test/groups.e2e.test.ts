@@ -1,12 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTestDatabase,
-  dumpDatabase,
-  spawnRelay,
-  type RelayProcess,
-} from '@privcomm/server/testing';
-import { removeTempDirs, runCli } from './support/cli.ts';
-import { cli, json, linkDevice, profilesFor, receive, registerPeople } from './support/people.ts';
+import { describe, expect, it } from 'vitest';
+import { dumpDatabase } from '@privcomm/server/testing';
+import { runCli } from './support/cli.ts';
+import { cli, json, peopleOnRelay, receive } from './support/people.ts';
 
 /**
  * Groups through the `privcomm` binary and a real relay process: five people (Bob with two
@@ -14,12 +9,12 @@ import { cli, json, linkDevice, profilesFor, receive, registerPeople } from './s
  * every device converges on the same state. The steps build on each other, so they run in order.
  */
 
-let database: { url: string; drop: () => Promise<void> };
-let relay: RelayProcess;
-
-const people = ['alice', 'bob', 'carol', 'dave', 'erin'] as const;
-const profiles = profilesFor(people);
-let ids: Record<(typeof people)[number], string>;
+// Alice knows everyone by name; the others use account ids.
+const setup = peopleOnRelay(
+  ['alice', 'bob', 'carol', 'dave', 'erin'],
+  ['bob', 'carol', 'dave', 'erin'],
+);
+const { profiles, ids } = setup;
 
 /** The group as a device sees it (group info --json). */
 const info = async (profile: string, group = 'Family') =>
@@ -27,23 +22,6 @@ const info = async (profile: string, group = 'Family') =>
 
 const memberIds = (group: { members: { accountId: string; admin: boolean }[] }) =>
   group.members.map((m) => `${m.accountId}${m.admin ? ' admin' : ''}`);
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  relay = await spawnRelay(database.url);
-  ids = await registerPeople(relay.url, people, profiles);
-  // Alice knows everyone by name; the others use account ids.
-  for (const name of people.filter((p) => p !== 'alice')) {
-    await json(profiles.alice, 'contacts', 'add', name, ids[name]);
-  }
-  await linkDevice(relay.url, profiles.bob, profiles.bob2);
-}, 120_000);
-
-afterAll(async () => {
-  await relay?.stop();
-  await database?.drop();
-  removeTempDirs();
-});
 
 describe('groups between five people through the CLI', () => {
   let groupId: string;
@@ -166,7 +144,7 @@ describe('groups between five people through the CLI', () => {
   });
 
   it('the relay’s database holds no group id, title or membership', async () => {
-    const dump = await dumpDatabase(database.url);
+    const dump = await dumpDatabase(setup.databaseUrl);
     expect(dump).not.toContain(groupId);
     expect(dump).not.toContain('The Family');
     expect(dump).not.toMatch(/Family/);

@@ -1,5 +1,6 @@
-import { expect } from 'vitest';
-import { RunningCli, runCli, tempDir, type CliResult } from './cli.ts';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { createTestDatabase, spawnRelay, type RelayProcess } from '@privcomm/server/testing';
+import { removeTempDirs, RunningCli, runCli, tempDir, type CliResult } from './cli.ts';
 
 /**
  * Several people, one profile each, for tests that run the binary step by step (groups): the
@@ -57,4 +58,40 @@ export const linkDevice = async (server: string, primary: string, device: string
   } finally {
     await linking.stop('SIGKILL');
   }
+};
+
+/**
+ * A relay process on a test database of its own, with each person registered on it, Bob's
+ * second device linked and `aliceKnows` in Alice's contacts by name; made before the file's
+ * first test and removed after its last. `ids` and `databaseUrl` are filled in then.
+ */
+export const peopleOnRelay = <const P extends readonly ['alice', 'bob', ...string[]]>(
+  people: P,
+  aliceKnows: readonly P[number][],
+) => {
+  const setup = {
+    // P starts with alice and bob, which TypeScript does not see in P[number].
+    profiles: profilesFor(people) as Record<P[number] | 'alice' | 'bob' | 'bob2', string>,
+    ids: {} as Record<P[number], string>,
+    databaseUrl: '',
+  };
+  let database: { drop: () => Promise<void> } | undefined;
+  let relay: RelayProcess | undefined;
+  beforeAll(async () => {
+    const created = await createTestDatabase();
+    database = created;
+    setup.databaseUrl = created.url;
+    const started = await spawnRelay(created.url);
+    relay = started;
+    const { profiles, ids } = setup;
+    Object.assign(ids, await registerPeople(started.url, people, profiles));
+    for (const name of aliceKnows) await json(profiles.alice, 'contacts', 'add', name, ids[name]);
+    await linkDevice(started.url, profiles.bob, profiles.bob2);
+  }, 120_000);
+  afterAll(async () => {
+    await relay?.stop();
+    await database?.drop();
+    removeTempDirs();
+  });
+  return setup;
 };

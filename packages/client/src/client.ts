@@ -12,24 +12,16 @@ import { formatContactLink, parseContactLink, relayKey } from './contact-link.ts
 import {
   decodeContent,
   encodeContent,
-  groupContent,
   MAX_SYNCED_CONTACTS,
   textBytes,
   type CallSignal,
   type Content,
-  type GroupInner,
 } from './content.ts';
-import {
-  UntrustedIdentityError,
-  type Address,
-  type IdentityState,
-  type SafetyNumber,
-  type SignalEngine,
-} from './engine.ts';
+import type { Address, IdentityState, SafetyNumber, SignalEngine } from './engine.ts';
 import { ClientError, isRetryable } from './errors.ts';
 import { GroupManager, type GroupSummary } from './groups/group-manager.ts';
 import { GroupMessages } from './groups/group-messages.ts';
-import { groupMessageStatus, receiptCounts, recipientsAfterSend } from './groups/group-receipts.ts';
+import { GroupTexts } from './groups/group-texts.ts';
 import { isGroupId, type GroupIntent } from './groups/group-state.ts';
 import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
@@ -147,6 +139,7 @@ export class PrivcommClient {
   private readonly syncCopies: SyncCopies;
   private readonly groupManager: GroupManager;
   private readonly groupMessages: GroupMessages;
+  private readonly groupTexts: GroupTexts;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly logger: ClientLogger;
@@ -242,6 +235,16 @@ export class PrivcommClient {
       emit: (event) => this.emit(event),
       membersGone: (groupId) => this.groupMessages.rotateAfterRemoval(groupId),
       logger: this.logger,
+    });
+    this.groupTexts = new GroupTexts({
+      store: deps.store,
+      messages: this.groupMessages,
+      self: () => this.self(),
+      newId: () => this.newId(),
+      now: this.now,
+      readReceipts: () => this.settingsValue.readReceipts,
+      sendReadReceipt: (author, messageIds, groupId) =>
+        this.sendContent(author, this.receipt('read', messageIds, groupId)),
     });
     const groups = this.groupManager;
     const messages = this.groupMessages;
@@ -410,90 +413,7 @@ export class PrivcommClient {
         'TEXT_TOO_LONG',
         `the text is too long: a text may be at most ${MAX_TEXT_BYTES} bytes (UTF-8; a line break counts 2), this one has ${textBytes(text)}`,
       );
-    const groupId = await this.groupManager.resolve(group);
-    await this.groupMessages.memberState(groupId);
-    const now = this.now();
-    const inner = await this.groupText(groupId, this.newId(), now, text);
-    const message: StoredMessage = {
-      id: inner.id,
-      conversation: groupId,
-      direction: 'out',
-      text,
-      sentAt: now,
-      receivedAt: now,
-      status: 'sending',
-      ...(inner.expireSeconds ? { expiresAt: now + inner.expireSeconds * 1000 } : {}),
-    };
-    await this.deps.store.addMessage(message);
-    await this.sendGroupThroughOutbox(groupId, inner);
-    return (await this.deps.store.message(groupId, inner.id)) ?? message;
-  }
-
-  /** A group text's content, with the group's timer. */
-  private async groupText(
-    groupId: string,
-    id: string,
-    sentAt: number,
-    text: string,
-  ): Promise<Extract<GroupInner, { kind: 'text' }>> {
-    const expireSeconds = (await this.deps.store.group(groupId))?.expireSeconds ?? 0;
-    return { kind: 'text', id, sentAt, text, ...(expireSeconds > 0 ? { expireSeconds } : {}) };
-  }
-
-  /**
-   * A group text through the outbox, as `deliver` does for a one-to-one text: kept there after
-   * a failure that may pass, marked failed after one that will not.
-   */
-  private async sendGroupThroughOutbox(groupId: string, inner: GroupInner): Promise<void> {
-    const content = groupContent(groupId, inner);
-    await this.deps.store.addOutbox({
-      id: inner.id,
-      recipient: this.self().accountId,
-      group: groupId,
-      content: encodeContent(content),
-      online: false,
-      urgent: false,
-      createdAt: this.now(),
-    });
-    try {
-      await this.sendAndRecord(groupId, inner);
-    } catch (error) {
-      if (error instanceof ClientError && isRetryable(error)) throw error;
-      await this.deps.store.removeOutbox(inner.id);
-      await this.deps.store.updateMessage(groupId, inner.id, { status: 'failed' });
-      throw error;
-    }
-    await this.deps.store.removeOutbox(inner.id);
-  }
-
-  /**
-   * Sends a group text (to the members in `only`: a retry) and records whom it reached and whom
-   * it left out in the message's recipients (groups/group-receipts.ts); its status follows them.
-   */
-  private async sendAndRecord(
-    groupId: string,
-    inner: GroupInner,
-    only?: readonly AccountId[],
-  ): Promise<void> {
-    const { reached, missed } = await this.groupMessages.send(groupId, inner, {
-      ...(only === undefined ? {} : { only }),
-    });
-    const message = await this.deps.store.message(groupId, inner.id);
-    const recipients = recipientsAfterSend(message?.recipients, reached, missed);
-    await this.deps.store.updateMessage(groupId, inner.id, {
-      recipients,
-      status: groupMessageStatus(recipients, 'sent'),
-    });
-  }
-
-  /**
-   * A group send other than a text (delete, timer): the members it left out (a verified safety
-   * number that changed) are an error, raised after the others got it.
-   */
-  private async sendToGroup(groupId: string, inner: GroupInner): Promise<void> {
-    const { missed } = await this.groupMessages.send(groupId, inner);
-    const first = missed[0];
-    if (first !== undefined) throw new UntrustedIdentityError(first);
+    return this.groupTexts.send(await this.groupManager.resolve(group), text);
   }
 
   /** Deletes a message this device's account sent to a group, for every member. */
@@ -503,7 +423,7 @@ export class PrivcommClient {
     if (!message || message.direction !== 'out') {
       throw new ClientError('NOT_RETRYABLE', `no message ${messageId} sent by you in that group`);
     }
-    await this.sendToGroup(groupId, {
+    await this.groupTexts.sendToAll(groupId, {
       kind: 'delete',
       id: this.newId(),
       sentAt: this.now(),
@@ -526,7 +446,7 @@ export class PrivcommClient {
   /** Sets a group's disappearing-message timer for every member (0 turns it off). */
   async setGroupDisappearing(group: string, expireSeconds: number): Promise<void> {
     const groupId = await this.groupManager.resolve(group);
-    await this.sendToGroup(groupId, {
+    await this.groupTexts.sendToAll(groupId, {
       kind: 'timer',
       id: this.newId(),
       sentAt: this.now(),
@@ -543,28 +463,10 @@ export class PrivcommClient {
 
   /**
    * Marks a group's received messages read and tells each author pairwise, as `markRead` does
-   * (not with read receipts turned off). Group members need not be contacts: being in the group
-   * together is what lets them see that their message was read, as in Signal.
+   * (groups/group-texts.ts).
    */
   async markGroupRead(group: string): Promise<number> {
-    const groupId = await this.groupManager.resolve(group);
-    const unread = (await this.deps.store.messages(groupId)).filter(
-      (m) => m.direction === 'in' && m.status !== 'read' && m.sender !== undefined,
-    );
-    if (unread.length === 0) return 0;
-    if (this.settingsValue.readReceipts) {
-      const byAuthor = new Map<AccountId, string[]>();
-      for (const m of unread) {
-        const author = m.sender as AccountId;
-        byAuthor.set(author, [...(byAuthor.get(author) ?? []), m.id]);
-      }
-      for (const [author, messageIds] of byAuthor)
-        await this.sendContent(author, this.receipt('read', messageIds, groupId));
-    }
-    for (const message of unread) {
-      await this.deps.store.updateMessage(groupId, message.id, { status: 'read' });
-    }
-    return unread.length;
+    return this.groupTexts.markRead(await this.groupManager.resolve(group));
   }
 
   /** A receipt content; for messages in a group with `groupId` (groups/group-receipts.ts). */
@@ -969,7 +871,7 @@ export class PrivcommClient {
     if (message.status === 'sending') {
       await this.flushOutbox();
     } else if (isGroupId(conversation)) {
-      await this.retryGroupText(conversation, message);
+      await this.groupTexts.retry(conversation, message);
     } else if (isAccountId(conversation)) {
       await this.deps.store.updateMessage(conversation, messageId, { status: 'sending' });
       const expireSeconds = (await this.deps.store.contact(conversation))?.expireSeconds ?? 0;
@@ -983,21 +885,6 @@ export class PrivcommClient {
       await this.deliver(conversation, content, this.now());
     }
     return (await this.deps.store.message(conversation, messageId)) ?? message;
-  }
-
-  /**
-   * A failed group text again. Left out by a send that reached the others: to those members
-   * only, so nobody gets it twice; else (nobody got it) to every member, through the outbox.
-   */
-  private async retryGroupText(groupId: string, message: StoredMessage): Promise<void> {
-    const inner = await this.groupText(groupId, message.id, message.sentAt, message.text);
-    const { failed, members } = receiptCounts(message);
-    if (failed.length > 0 && failed.length < members) {
-      await this.sendAndRecord(groupId, inner, failed as AccountId[]);
-      return;
-    }
-    await this.deps.store.updateMessage(groupId, message.id, { status: 'sending' });
-    await this.sendGroupThroughOutbox(groupId, inner);
   }
 
   /**
@@ -1017,7 +904,7 @@ export class PrivcommClient {
         if (entry.group !== undefined) {
           if (content.kind !== 'group') throw new ClientError('SEND_FAILED', 'not a group message');
           // Its status follows whom it reached (the members' receipts, later).
-          await this.sendAndRecord(entry.group, content.content);
+          await this.groupTexts.sendAndRecord(entry.group, content.content);
         } else {
           await this.sendContent(entry.recipient, content);
         }

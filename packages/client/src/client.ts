@@ -27,6 +27,7 @@ import type { ClientEvent, ConnectionStatus } from './events.ts';
 import { maintainKeys, newDeviceKeys } from './key-upkeep.ts';
 import { addDevice, startLink } from './linking.ts';
 import { noopLogger, reasonOf, type ClientLogger } from './logger.ts';
+import { sendThroughOutbox } from './outbox.ts';
 import { Receiver } from './receiver.ts';
 import { Reconnector } from './reconnector.ts';
 import { PhoneDiscovery } from './discovery/phone-discovery.ts';
@@ -831,23 +832,15 @@ export class PrivcommClient {
    * (unreachable, rate-limited, full queue), marked "failed" after one that will not.
    */
   private async deliver(to: AccountId, content: Content, now: number): Promise<void> {
-    await this.deps.store.addOutbox({
+    const entry = {
       id: content.id,
       recipient: to,
       content: encodeContent(content),
       online: false,
       urgent: false,
       createdAt: now,
-    });
-    try {
-      await this.sendContent(to, content);
-    } catch (error) {
-      if (error instanceof ClientError && isRetryable(error)) throw error;
-      await this.deps.store.removeOutbox(content.id);
-      await this.deps.store.updateMessage(to, content.id, { status: 'failed' });
-      throw error;
-    }
-    await this.deps.store.removeOutbox(content.id);
+    };
+    await sendThroughOutbox(this.deps.store, entry, to, () => this.sendContent(to, content));
     await this.deps.store.updateMessage(to, content.id, { status: 'sent' });
   }
 

@@ -8,7 +8,7 @@
 import type { AccountId } from '@privcomm/wire';
 import { encodeContent, groupContent, type GroupInner } from '../content.ts';
 import { UntrustedIdentityError, type Address } from '../engine.ts';
-import { ClientError, isRetryable } from '../errors.ts';
+import { sendThroughOutbox } from '../outbox.ts';
 import type { ClientStore, StoredMessage } from '../store.ts';
 import type { GroupMessages } from './group-messages.ts';
 import { groupMessageStatus, receiptCounts, recipientsAfterSend } from './group-receipts.ts';
@@ -133,12 +133,9 @@ export class GroupTexts {
     return { kind: 'text', id, sentAt, text, ...(expireSeconds > 0 ? { expireSeconds } : {}) };
   }
 
-  /**
-   * A group text through the outbox, as a one-to-one text goes: kept there after a failure
-   * that may pass, marked failed after one that will not.
-   */
+  /** A group text through the outbox; its status follows whom it reached (sendAndRecord). */
   private async sendThroughOutbox(groupId: GroupId, inner: GroupInner): Promise<void> {
-    await this.deps.store.addOutbox({
+    const entry = {
       id: inner.id,
       recipient: this.deps.self().accountId,
       group: groupId,
@@ -146,15 +143,9 @@ export class GroupTexts {
       online: false,
       urgent: false,
       createdAt: this.deps.now(),
-    });
-    try {
-      await this.sendAndRecord(groupId, inner);
-    } catch (error) {
-      if (error instanceof ClientError && isRetryable(error)) throw error;
-      await this.deps.store.removeOutbox(inner.id);
-      await this.deps.store.updateMessage(groupId, inner.id, { status: 'failed' });
-      throw error;
-    }
-    await this.deps.store.removeOutbox(inner.id);
+    };
+    await sendThroughOutbox(this.deps.store, entry, groupId, () =>
+      this.sendAndRecord(groupId, inner),
+    );
   }
 }

@@ -3,6 +3,7 @@ import { Compile } from 'typebox/compile';
 import { CLOSE_CODES, ERRORS, FrameSchema, type ErrorCode, type Frame } from '@privcomm/wire';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
+import { coalesceWrites } from './write-coalescing.ts';
 
 const frameValidator = Compile(FrameSchema);
 
@@ -46,7 +47,9 @@ export class FrameChannel {
   }
 
   send(frame: object): void {
-    if (!this.owner.isClosed) this.socket.send(JSON.stringify(frame));
+    if (this.owner.isClosed) return;
+    coalesceWrites(this.socket);
+    this.socket.send(JSON.stringify(frame));
   }
 
   /** Sends a request to the client; returns its id, to match the client's response. */

@@ -28,6 +28,7 @@ import {
   type CpuSnapshot,
 } from './lib/proc.ts';
 import type { SendTransport } from './lib/relay-target.ts';
+import { describeDurability, readDurability, type Durability } from './lib/relay-metrics.ts';
 import {
   ratios,
   ratioTable,
@@ -130,6 +131,8 @@ interface System {
   databasePids(): number[];
   /** The process whose RSS is the server's memory. */
   readonly mainPid: number;
+  /** The relay's: how its sends were made durable so far (lib/relay-metrics.ts). */
+  readonly durability?: () => Promise<Durability | undefined>;
   readonly databaseUrl: string;
 }
 
@@ -234,8 +237,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
   if (ONLY.has('online')) {
     for (const system of systems) {
       log(`${onlineName}: ${system.name}`);
+      const before = await system.durability?.();
       const run = await runJob(system, { scenario: 'online', ...online }, onlineName, rows);
       if (!run) continue;
+      const durability = describeDurability(before, await system.durability?.());
       const { result, marks, load } = run;
       if (system.name === 'privcomm') relayOnlineRate = result.rate;
       rows.push({
@@ -249,7 +254,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         lost: result.lost,
         duplicates: result.duplicates,
         load,
-        note: (result.failures ?? 0) > 0 ? `${result.failures} sends failed` : undefined,
+        note: [(result.failures ?? 0) > 0 ? `${result.failures} sends failed` : '', durability]
+          .filter(Boolean)
+          .join('; '),
       });
       await vacuum(system);
     }
@@ -266,8 +273,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           seconds: PLAN.fixedSeconds,
           bytes: 1024,
         };
+        const before = await system.durability?.();
         const run = await runJob(system, job, name, rows);
         if (!run) continue;
+        const durability = describeDurability(before, await system.durability?.());
         const { result, marks, load } = run;
         rows.push({
           scenario: name,
@@ -279,7 +288,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           lost: result.lost,
           duplicates: result.duplicates,
           load,
-          note: result.held ? 'held' : 'NOT held (backlog grew)',
+          note: [result.held ? 'held' : 'NOT held (backlog grew)', durability]
+            .filter(Boolean)
+            .join('; '),
         });
         await vacuum(system);
       }
@@ -717,6 +728,7 @@ const main = async (): Promise<void> => {
         databasePids: () => databasePids(name),
         mainPid: relayPid,
         databaseUrl: urlOf(name),
+        durability: () => readDurability(relay.url),
       },
     ];
     if (!options['no-ejabberd'] && [...ONLY].some((s) => s !== 'limits')) {

@@ -20,8 +20,22 @@ const row = (deviceId: number, text: string): NewEnvelope => ({
 
 /** A caught-up socket that records what went out first and lets the test answer it. */
 class FakeSocket implements DirectTarget {
-  readonly direct = new DirectDeliveries();
+  private waiters: (() => void)[] = [];
+  readonly direct = new DirectDeliveries(() => {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  });
   readonly sent: string[] = [];
+
+  get writing(): boolean {
+    return this.direct.storesUnderWay > 0;
+  }
+
+  afterLocalWrites(callback: () => void): void {
+    if (this.writing) this.waiters.push(callback);
+    else callback();
+  }
   private nextId = 1;
   private readonly ids = new Map<string, number>();
 
@@ -41,7 +55,7 @@ class FakeSocket implements DirectTarget {
   }
 }
 
-const setup = () => {
+const setup = (write: (rows: readonly NewEnvelope[]) => Promise<void> = async () => {}) => {
   const sockets = new Map([
     [1, new FakeSocket()],
     [2, new FakeSocket()],
@@ -52,6 +66,7 @@ const setup = () => {
     WINDOW_MS,
     async (rows) => {
       written.push(rows.map((r) => `${r.deviceId}:${r.content.toString()}`));
+      await write(rows);
     },
     { directAcknowledged: { inc: () => {} }, directStored: { inc: () => {} } } as never,
   );
@@ -112,5 +127,35 @@ describe('DeliverFirst with several devices', () => {
     expect(deliverFirst.deliver([row(1, 'later')], nothingQueued)).toBeUndefined();
     await stored;
     expect(written).toEqual([['1:stored']]);
+  });
+
+  it('a send that finds a write under way for its device waits for it, then goes first', async () => {
+    let commit = (): void => {};
+    const { sockets, deliverFirst, nothingQueued, written } = setup(
+      () => new Promise((resolve) => (commit = resolve)),
+    );
+    const stored = deliverFirst.store([row(1, 'stored')]);
+    const later = row(1, 'later');
+    expect(deliverFirst.deliver([later], nothingQueued)).toBeUndefined();
+    const done = deliverFirst.localWritesDone([later]);
+    commit();
+    await stored;
+    expect(await done).toBe(true);
+    const delivered = deliverFirst.deliver([later], nothingQueued);
+    expect(delivered).toBeDefined();
+    sockets.get(1)?.answer(later);
+    await delivered;
+    expect(written).toEqual([['1:stored']]); // "later" needed no write
+  });
+
+  it('waits at most the window for a write, and not at all when no write is under way', async () => {
+    const { deliverFirst } = setup(() => new Promise(() => {})); // a commit that never comes
+    expect(await deliverFirst.localWritesDone([row(1, 'idle')])).toBe(false);
+    void deliverFirst.store([row(1, 'stuck')]);
+    const started = Date.now();
+    expect(await deliverFirst.localWritesDone([row(1, 'later')])).toBe(false);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(WINDOW_MS - 1);
+    // A device with no socket here is never delivered first: no reason to wait.
+    expect(await deliverFirst.localWritesDone([row(3, 'elsewhere')])).toBe(false);
   });
 });

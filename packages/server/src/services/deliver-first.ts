@@ -13,7 +13,17 @@ export interface DirectTarget {
   canTakeDirect(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
   /** Sends the envelope; `onAnswer` hears the device's first answer (or the socket's close). */
   sendDirect(envelope: NewEnvelope, onAnswer: (acked: boolean) => void): DirectHandle;
-  readonly direct: Pick<DirectDeliveries, 'storesUnderWay' | 'afterDecided' | 'releaseWaiters'>;
+  readonly direct: Pick<
+    DirectDeliveries,
+    'writeStarted' | 'writeFinished' | 'afterDecided' | 'releaseWaiters'
+  >;
+  /**
+   * Runs `callback` once no write with envelopes for the device is under way on this instance
+   * (nor its hand-over to the socket): now, or when the last one is done, or the socket closes.
+   */
+  afterLocalWrites(callback: () => void): void;
+  /** Whether a write with envelopes for the device is under way on this instance. */
+  readonly writing: boolean;
 }
 
 interface Attempt {
@@ -93,13 +103,45 @@ export class DeliverFirst {
   }
 
   /**
+   * Whether `deliver` is worth trying again: true once the writes under way on this instance for
+   * the rows' devices are done, if that happens within the window. Under load a write of one
+   * send made every send to the device that arrived meanwhile a write of its own (a device with
+   * a write under way cannot take an envelope first), and so on while sends came faster than
+   * commits: at 4,000/s on a busy machine 44 % of the sends were written. Waiting for the write
+   * costs those sends at most the window; written, they would wait for their own commit.
+   */
+  async localWritesDone(rows: readonly NewEnvelope[]): Promise<boolean> {
+    if (this.windowMs <= 0) return false;
+    const targets = new Set<DirectTarget>();
+    for (const row of rows) {
+      const target = this.targetOf(row.accountId, row.deviceId);
+      if (!target) return false; // not delivered first whatever happens here
+      targets.add(target);
+    }
+    const writing = [...targets].filter((target) => target.writing);
+    if (writing.length === 0) return false; // something else keeps them from it: waiting won't help
+    return new Promise((resolve) => {
+      let waiting = writing.length;
+      const timer = setTimeout(() => resolve(false), this.windowMs);
+      for (const target of writing) {
+        target.afterLocalWrites(() => {
+          waiting -= 1;
+          if (waiting > 0) return;
+          clearTimeout(timer);
+          resolve(true);
+        });
+      }
+    });
+  }
+
+  /**
    * Writes rows after everything delivered first to their devices on this instance is decided
    * (acknowledged, or handed to the writer before these), and keeps anything from being
    * delivered first to those devices until the write is done.
    */
   store(rows: readonly NewEnvelope[]): Promise<void> {
     const targets = this.localTargets(rows);
-    for (const target of targets) target.direct.storesUnderWay += 1;
+    for (const target of targets) target.direct.writeStarted();
     const written = new Promise<void>((resolve, reject) => {
       let waiting = targets.length + 1;
       const ready = (): void => {
@@ -110,7 +152,7 @@ export class DeliverFirst {
       ready();
     });
     return written.finally(() => {
-      for (const target of targets) target.direct.storesUnderWay -= 1;
+      for (const target of targets) target.direct.writeFinished();
     });
   }
 
@@ -176,7 +218,7 @@ export class DeliverFirst {
       targets.add(attempt.targets[index] as DirectTarget);
     });
     for (const handle of handles) handle.store();
-    for (const target of targets) target.direct.storesUnderWay += 1;
+    for (const target of targets) target.direct.writeStarted();
     const written = this.write(rows);
     for (const target of attempt.targets) target.direct.releaseWaiters();
     this.metrics.directStored.inc(rows.length);
@@ -186,7 +228,7 @@ export class DeliverFirst {
         attempt.reject(error);
       })
       .finally(() => {
-        for (const target of targets) target.direct.storesUnderWay -= 1;
+        for (const target of targets) target.direct.writeFinished();
       });
   }
 }

@@ -39,8 +39,24 @@ export class DirectDeliveries {
   private readonly byEnvelope = new Map<string, Entry>();
   private undecided = 0;
   private waiters: (() => void)[] = [];
+  private writes = 0;
+
+  /** `onWritesDone` hears when the last write under way (see `writeStarted`) has finished. */
+  constructor(private readonly onWritesDone: () => void = () => {}) {}
+
   /** Writes under way with envelopes for this device: nothing may be delivered first meanwhile. */
-  storesUnderWay = 0;
+  get storesUnderWay(): number {
+    return this.writes;
+  }
+
+  writeStarted(): void {
+    this.writes += 1;
+  }
+
+  writeFinished(): void {
+    this.writes -= 1;
+    if (this.writes === 0) this.onWritesDone();
+  }
 
   /** Envelopes delivered first whose frames are on the socket and not settled. */
   get size(): number {

@@ -79,7 +79,9 @@ export class DeviceSocket implements DeviceSession {
   private readonly channel: FrameChannel;
   private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
   /** Envelopes delivered first, before any write (services/deliver-first.ts). */
-  readonly direct = new DirectDeliveries();
+  readonly direct = new DirectDeliveries(() => this.releaseWriteWaiters());
+  /** Sends waiting for this instance's writes for the device to be done (`afterLocalWrites`). */
+  private writeWaiters: (() => void)[] = [];
   private cursor = 0;
   /**
    * The last queue position known to exist for the device (from a NOTIFY or an offer); Infinity
@@ -151,6 +153,7 @@ export class DeviceSocket implements DeviceSession {
     clearTimeout(this.authTimer);
     this.inFlight.clear();
     this.direct.closed();
+    this.releaseWriteWaiters();
     this.deps.metrics.wsConnections.dec();
   }
 
@@ -301,6 +304,12 @@ export class DeviceSocket implements DeviceSession {
    * way. They are tracked and deleted on acknowledgement exactly like fetched ones.
    */
   offer(envelopes: readonly StoredEnvelope[]): void {
+    this.takeOffer(envelopes);
+    // Sends that waited for this write may now go first (or find the socket behind, and write).
+    this.releaseWriteWaiters();
+  }
+
+  private takeOffer(envelopes: readonly StoredEnvelope[]): void {
     this.expectedOffers = Math.max(0, this.expectedOffers - 1);
     if (this.expectedOffers === 0) {
       this.knownLast = Math.max(this.knownLast, this.announcedMeanwhile);
@@ -326,6 +335,23 @@ export class DeviceSocket implements DeviceSession {
     for (const envelope of envelopes) this.sendEnvelope(envelope);
     // A NOTIFY that arrived while this offer was expected may have announced more.
     if (this.expectedOffers === 0 && this.knownLast > this.cursor) this.requestDrain();
+  }
+
+  get writing(): boolean {
+    return this.expectedOffers > 0 || this.direct.storesUnderWay > 0;
+  }
+
+  afterLocalWrites(callback: () => void): void {
+    if (this.writing && this.state.name === 'open') this.writeWaiters.push(callback);
+    else callback();
+  }
+
+  /** Lets sends waiting in `afterLocalWrites` try again, in the order they came. */
+  private releaseWriteWaiters(): void {
+    if ((this.writing && this.state.name === 'open') || this.writeWaiters.length === 0) return;
+    const waiters = this.writeWaiters;
+    this.writeWaiters = [];
+    for (const waiter of waiters) waiter();
   }
 
   private async drain(): Promise<void> {

@@ -54,8 +54,7 @@ const open = async (queue: StoredEnvelope[]) => {
       },
     },
     acks: { delete: () => undefined },
-    authenticate: async () => ({ accountId, deviceId }),
-    announce: async () => 1,
+    authenticate: async () => ({ device: { accountId, deviceId }, connectionSeq: 1 }),
     send: async () => ({ stored: 0 }),
   } as unknown as DeviceSocketDeps;
   const session = new DeviceSocket(socket as unknown as WebSocket, deps);

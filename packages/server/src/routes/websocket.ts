@@ -49,22 +49,30 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         acks: ctx.acks,
         send: (device, request) => ctx.sender.send(device, request.accountId as AccountId, request),
         authenticate: async (token) => {
-          const device = await ctx.authenticateToken(token);
-          release();
-          return device;
-        },
-        announce: async (device) => {
-          // The sequence orders connections across instances: the newest socket of a device
-          // wins, whichever instance it reached, and older ones close with 4409. One round trip
-          // takes the number and tells every instance (an event of type `connected`).
+          const device = await ctx.tokens.verify(token);
+          // One round trip checks that the device still exists (a removed device's unexpired
+          // tokens must stop working at once, on every instance) and only then takes the
+          // sequence that orders connections across instances and tells every instance (an event
+          // of type `connected`): the newest socket of a device wins, whichever instance it
+          // reached, and older ones close with 4409.
           const result = await ctx.database.pool.query<{ seq: string }>({
-            name: 'announce-connection',
+            name: 'authenticate-connection',
             text: `SELECT seq, pg_notify($1, json_build_object('t', 'connected', 'a', $2::text,
                      'd', $3::int, 's', seq)::text)
-                   FROM (SELECT nextval('connection_seq') AS seq) AS next`,
-            values: [EVENTS_CHANNEL, device.accountId, device.deviceId],
+                   FROM (SELECT nextval('connection_seq') AS seq) AS next
+                   WHERE EXISTS (SELECT 1 FROM devices WHERE account_id = $4 AND device_id = $5)`,
+            values: [
+              EVENTS_CHANNEL,
+              device.accountId,
+              device.deviceId,
+              device.accountId,
+              device.deviceId,
+            ],
           });
-          return Number(result.rows[0]?.seq);
+          const seq = result.rows[0]?.seq;
+          if (seq === undefined) throw new RelayError('UNAUTHENTICATED');
+          release();
+          return { device, connectionSeq: Number(seq) };
         },
       });
     },

@@ -52,9 +52,13 @@ export interface DeviceSocketDeps {
   readonly envelopes: EnvelopesRepository;
   /** Deletes acknowledged envelopes in groups, and again later if the database was away. */
   readonly acks: Pick<AcknowledgementDeletes, 'delete'>;
-  /** Verifies a token and that its device still exists; then orders and announces the socket. */
-  readonly authenticate: (token: string) => Promise<AuthenticatedDevice>;
-  readonly announce: (device: AuthenticatedDevice) => Promise<number>;
+  /**
+   * Verifies a token and that its device still exists, and orders and announces the socket:
+   * UNAUTHENTICATED, and no announcement, for a token or device that does not pass.
+   */
+  readonly authenticate: (
+    token: string,
+  ) => Promise<{ device: AuthenticatedDevice; connectionSeq: number }>;
   /** The message sender: `message.send` is PUT /v1/messages over the authenticated socket. */
   readonly send: (
     sender: AuthenticatedDevice,
@@ -199,8 +203,7 @@ export class DeviceSocket implements DeviceSession {
     this.state = { name: 'authenticating' };
     try {
       if (!authValidator.Check(body)) throw new RelayError('UNAUTHENTICATED');
-      const device = await this.deps.authenticate(body.token);
-      const connectionSeq = await this.deps.announce(device);
+      const { device, connectionSeq } = await this.deps.authenticate(body.token);
       if (this.state.name !== 'authenticating') return; // closed meanwhile
       clearTimeout(this.authTimer);
       this.state = { name: 'open', device, connectionSeq };

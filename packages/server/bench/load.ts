@@ -41,6 +41,8 @@ export interface JobTarget {
   transport?: SendTransport;
   /** privcomm: the file of accounts created for the run (relay-accounts.ts). */
   accountsFile?: string;
+  /** privcomm: the relay's MAX_SENDS_IN_FLIGHT (sends awaiting their commit on one socket). */
+  maxSendsInFlight?: number;
 }
 
 const mark = (name: string): void => {
@@ -629,6 +631,7 @@ const main = async (): Promise<void> => {
           spec.databaseUrl,
           spec.transport ?? 'http',
           spec.accountsFile as string,
+          spec.maxSendsInFlight as number,
         )
       : new XmppTarget(spec.port as number, spec.databaseUrl);
   try {

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { MAX_SENDS_IN_FLIGHT } from '../src/ws/device-socket.ts';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
 import {
   cpuMicroseconds,
@@ -723,6 +724,7 @@ const main = async (): Promise<void> => {
           databaseUrl: urlOf(name),
           transport: TRANSPORT,
           accountsFile,
+          maxSendsInFlight: MAX_SENDS_IN_FLIGHT,
         },
         serverPids: () => processTree(relayPid),
         databasePids: () => databasePids(name),

@@ -1,58 +1,22 @@
 /**
- * The load generator's side of the relay's wire protocol: registration, login (challenge, token,
- * socket), sends and acknowledgements, with opaque payloads. No client crypto: the relay never
- * sees plaintext, so encrypting would only measure the load generator.
+ * The load generator's side of the relay's wire protocol: login (challenge, token, socket), sends
+ * and acknowledgements, with opaque payloads. No client crypto: the relay never sees plaintext,
+ * so encrypting would only measure the load generator.
  */
-import http from 'node:http';
+import type { KeyObject } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { MAX_SENDS_IN_FLIGHT } from '../../src/ws/device-socket.ts';
-import { TestDevice } from '../../test/support/client.ts';
 import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
+import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
 import type { Connection, QueueTableStats, Target } from './target.ts';
 
 export type SendTransport = 'http' | 'websocket';
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
-/** PUT /v1/messages over a keep-alive connection; resolves with the status and body. */
-const put = (
-  url: URL,
-  path: string,
-  token: string,
-  body: string,
-): Promise<{ status: number; body: string }> =>
-  new Promise((resolve, reject) => {
-    const request = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        method: 'PUT',
-        path,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          authorization: `Bearer ${token}`,
-        },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
-        );
-        response.on('error', reject);
-      },
-    );
-    request.on('error', reject);
-    request.end(body);
-  });
-
 export class RelayTarget implements Target {
   readonly name = 'privcomm';
   readonly acceptanceIsDurable = true;
-  private readonly users: TestDevice[] = [];
+  /** Each account's authentication key, imported at its first login (a millisecond each). */
+  private readonly keys = new Map<number, KeyObject>();
   private accounts: BenchAccount[] = [];
   private readonly pool: pg.Pool;
   private readonly base: URL;
@@ -63,7 +27,14 @@ export class RelayTarget implements Target {
     private readonly transport: SendTransport,
     /** The accounts the orchestrator created (relay-accounts.ts). */
     private readonly accountsFile: string,
+    /**
+     * The relay's MAX_SENDS_IN_FLIGHT (src/ws/device-socket.ts), passed in by the orchestrator:
+     * importing that module here cost each load process a second of CPU.
+     */
+    private readonly maxSendsInFlight: number,
   ) {
+    // Without it every send would go out at once and the relay would refuse the excess (429).
+    if (!(maxSendsInFlight >= 1)) throw new Error('maxSendsInFlight is missing');
     this.base = new URL(baseUrl);
     this.pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   }
@@ -87,20 +58,18 @@ export class RelayTarget implements Target {
     return this.accounts.map((account) => account.accountId);
   }
 
-  /** User `index` as a device; its key is imported at its first use (a millisecond each). */
-  private user(index: number): TestDevice {
-    const known = this.users[index];
-    if (known) return known;
+  private account(index: number): BenchAccount {
     const account = this.accounts[index];
     if (!account) throw new Error(`user ${index} was not prepared`);
-    const device = new TestDevice(this.base.origin, undefined, {
-      authPrivate: authKeyOf(account),
-      registrationId: account.registrationId,
-    });
-    device.accountId = account.accountId;
-    device.deviceId = account.deviceId;
-    this.users[index] = device;
-    return device;
+    return account;
+  }
+
+  private keyOf(index: number): KeyObject {
+    const known = this.keys.get(index);
+    if (known) return known;
+    const key = authKeyOf(this.account(index));
+    this.keys.set(index, key);
+    return key;
   }
 
   /**
@@ -129,8 +98,8 @@ export class RelayTarget implements Target {
     index: number,
     onMessage: (payload: Buffer) => void,
   ): Promise<Connection> {
-    const me = this.user(index);
-    await me.authenticate();
+    const me = this.account(index);
+    const token = await login(this.base, { ...me, key: this.keyOf(index) });
     const ws = new WebSocket(`ws://${this.base.host}/v1/websocket`, { perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
@@ -176,15 +145,15 @@ export class RelayTarget implements Target {
       for (const waiter of waiting.values()) waiter.reject(new Error('socket closed'));
       waiting.clear();
     });
-    await request('auth', JSON.stringify({ token: me.token }));
+    await request('auth', JSON.stringify({ token }));
 
-    // The relay answers 429 beyond MAX_SENDS_IN_FLIGHT sends awaiting their commit on one
+    // The relay answers 429 beyond maxSendsInFlight sends awaiting their commit on one
     // socket: a client keeps its own queue instead (as the client core's outbox does). The wait
     // in it counts in the message's latency, which the ledger times from the intended send.
     let sendsInFlight = 0;
     const sendQueue: (() => void)[] = [];
     const send = async (to: number, payload: Buffer): Promise<void> => {
-      if (this.transport === 'websocket' && sendsInFlight >= MAX_SENDS_IN_FLIGHT) {
+      if (this.transport === 'websocket' && sendsInFlight >= this.maxSendsInFlight) {
         await new Promise<void>((resolve) => sendQueue.push(resolve));
       }
       sendsInFlight += 1;
@@ -196,7 +165,7 @@ export class RelayTarget implements Target {
       }
     };
     const sendNow = async (to: number, payload: Buffer): Promise<void> => {
-      const recipient = this.user(to);
+      const recipient = this.account(to);
       const messages = `{"messages":[{"deviceId":${recipient.deviceId},"registrationId":${recipient.registrationId},"type":1,"content":"${payload.toString('base64')}"}]}`;
       if (this.transport === 'websocket') {
         return request(
@@ -204,7 +173,13 @@ export class RelayTarget implements Target {
           `{"accountId":"${recipient.accountId}",${messages.slice(1)}`,
         );
       }
-      const reply = await put(this.base, `/v1/messages/${recipient.accountId}`, me.token, messages);
+      const reply = await relayRequest(
+        this.base,
+        'PUT',
+        `/v1/messages/${recipient.accountId}`,
+        messages,
+        token,
+      );
       if (reply.status !== 200) throw new Error(`send: ${reply.status} ${reply.body}`);
     };
     return {
@@ -254,7 +229,7 @@ export class RelayTarget implements Target {
   }
 
   async close(): Promise<void> {
-    agent.destroy();
+    keepAliveAgent.destroy();
     await this.pool.end();
   }
 }

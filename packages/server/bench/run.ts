@@ -17,7 +17,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { MAX_SENDS_IN_FLIGHT } from '../src/ws/device-socket.ts';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
 import {
   cpuMicroseconds,
@@ -606,7 +605,9 @@ const makeRelayAccounts = async (databaseUrl: string, count: number, file: strin
       { cwd: SERVER_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     child.stdout.resume();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    // 19,000 accounts take 9 s: a deadline by size, so that a hang costs the quick run's 2,000
+    // accounts 16 s rather than a minute.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000 + 3 * count);
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     clearTimeout(timer);
     if (code === 0) return;
@@ -676,6 +677,9 @@ const main = async (): Promise<void> => {
   await admin.connect();
   const serverVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v;
   for (const database of databases) await admin.query(`CREATE DATABASE ${database}`);
+  /** The servers, stopped together first (ejabberd's stop alone takes seconds). */
+  const stops: (() => Promise<void> | void)[] = [];
+  /** Then these, last added first. */
   const cleanups: (() => Promise<void> | void)[] = [
     async () => {
       for (const database of databases)
@@ -683,26 +687,50 @@ const main = async (): Promise<void> => {
       await admin.end();
     },
   ];
+  const report = (error: unknown): void => log(`cleanup: ${String(error)}`);
   const cleanup = async (): Promise<void> => {
-    for (const step of cleanups.reverse())
-      await Promise.resolve(step()).catch((error: unknown) => log(`cleanup: ${String(error)}`));
+    await Promise.all(stops.map((stop) => Promise.resolve().then(stop).catch(report)));
+    for (const step of cleanups.reverse()) await Promise.resolve().then(step).catch(report);
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => void cleanup().then(() => process.exit(130)));
   }
   const rows: Measurement[] = [];
+  const users = Math.max(PLAN.online.pairs * 2, ...PLAN.idle);
+  // ejabberd's set-up (its schema, users and node: 2-3 s) shares nothing with the relay's, so it
+  // runs beside it; neither is measured.
+  const ejabberdStarting: Promise<Ejabberd | undefined> =
+    !options['no-ejabberd'] && [...ONLY].some((s) => s !== 'limits')
+      ? (async () => {
+          ensureEjabberdInstalled(log);
+          log(`ejabberd on ${name}_xmpp with ${users} users`);
+          const ejabberd = await startEjabberd({
+            databaseUrl: urlOf(`${name}_xmpp`),
+            port: await freePort(),
+            users,
+            poolSize: POOL_SIZE,
+          });
+          stops.push(() => ejabberd.stop());
+          return ejabberd;
+        })()
+      : Promise.resolve(undefined);
+  // Handled where it is awaited; this keeps a failure before then from crashing the process.
+  ejabberdStarting.catch(() => undefined);
   try {
     log(`relay on ${name} (${serverVersion?.split(' ').slice(0, 2).join(' ')})`);
-    const relay = await startRelay(urlOf(name), (child) =>
-      cleanups.push(async () => {
-        if (child.exitCode !== null) return;
-        child.kill('SIGTERM');
-        await new Promise((resolve) => child.once('exit', resolve));
-      }),
-    );
+    const [relay, maxSendsInFlight] = await Promise.all([
+      startRelay(urlOf(name), (child) =>
+        stops.push(async () => {
+          if (child.exitCode !== null) return;
+          child.kill('SIGTERM');
+          await new Promise((resolve) => child.once('exit', resolve));
+        }),
+      ),
+      // The orchestrator reads it once while the relay starts, for every load process.
+      import('../src/ws/device-socket.ts').then((module) => module.MAX_SENDS_IN_FLIGHT),
+    ]);
     const relayPid = relay.child.pid as number;
     // Accounts for every scenario, made once (scenario 4 needs the most): set-up, not measured.
-    const users = Math.max(PLAN.online.pairs * 2, ...PLAN.idle);
     const accountsDir = mkdtempSync(path.join(tmpdir(), 'privcomm-bench-accounts-'));
     cleanups.push(() => rmSync(accountsDir, { recursive: true, force: true }));
     const accountsFile = path.join(accountsDir, 'accounts.json');
@@ -724,7 +752,7 @@ const main = async (): Promise<void> => {
           databaseUrl: urlOf(name),
           transport: TRANSPORT,
           accountsFile,
-          maxSendsInFlight: MAX_SENDS_IN_FLIGHT,
+          maxSendsInFlight,
         },
         serverPids: () => processTree(relayPid),
         databasePids: () => databasePids(name),
@@ -733,16 +761,8 @@ const main = async (): Promise<void> => {
         durability: () => readDurability(relay.url),
       },
     ];
-    if (!options['no-ejabberd'] && [...ONLY].some((s) => s !== 'limits')) {
-      ensureEjabberdInstalled(log);
-      log(`ejabberd on ${name}_xmpp with ${users} users`);
-      const ejabberd: Ejabberd = await startEjabberd({
-        databaseUrl: urlOf(`${name}_xmpp`),
-        port: await freePort(),
-        users,
-        poolSize: POOL_SIZE,
-      });
-      cleanups.push(() => ejabberd.stop());
+    const ejabberd = await ejabberdStarting;
+    if (ejabberd) {
       systems.push({
         name: 'ejabberd',
         target: { system: 'ejabberd', port: ejabberd.port, databaseUrl: urlOf(`${name}_xmpp`) },
@@ -775,6 +795,8 @@ const main = async (): Promise<void> => {
       rows.push(await websocketCeiling(onlineName));
     }
   } finally {
+    // A relay that failed to start leaves ejabberd starting: it is stopped once it is up.
+    await ejabberdStarting.catch(() => undefined);
     await cleanup();
   }
   const list = ratios(rows);

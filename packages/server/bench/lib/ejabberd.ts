@@ -3,7 +3,7 @@
  * spool and logs in a temporary directory, its own Erlang node name, a PostgreSQL database for
  * everything (users pre-created, offline storage on), no traffic shaping. Stopped afterwards.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -47,8 +47,28 @@ export interface Ejabberd {
   readonly port: number;
   /** The beam.smp process: its CPU and memory are ejabberd's. */
   readonly pid: number;
-  stop(): void;
+  stop(): Promise<void>;
 }
+
+/**
+ * A command's exit status and output, without blocking the event loop. The orchestrator starts
+ * ejabberd while the relay's tsx processes start: the first run that did so with spawnSync lost
+ * a minute to a hung accounts' process (killed at its deadline, as in commit fda26b1, where a
+ * blocked loop hung it every time); none of the runs since, with this, did.
+ */
+const run = (
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+): Promise<{ status: number; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(command, args, { ...options, encoding: 'utf8' }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
+      resolve({ status: code, stdout, stderr });
+    });
+  });
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const config = (
   port: number,
@@ -128,17 +148,17 @@ export const startEjabberd = async (options: {
   writeFileSync(path.join(dir, 'ejabberdctl.cfg'), `ERLANG_NODE=${node}\nERL_MAX_PORTS=65536\n`);
   writeFileSync(path.join(dir, 'inetrc'), '');
   // The node runs as the ejabberd user, which must own its directories.
-  execFileSync('chown', ['-R', 'ejabberd', dir]);
-  const id = (flag: string): number =>
-    Number(execFileSync('id', [flag, 'ejabberd'], { encoding: 'utf8' }));
-  const [uid, gid] = [id('-u'), id('-g')];
-  const home = execFileSync('getent', ['passwd', 'ejabberd'], { encoding: 'utf8' }).split(':')[5];
+  await run('chown', ['-R', 'ejabberd', dir]);
+  const id = async (flag: string): Promise<number> =>
+    Number((await run('id', [flag, 'ejabberd'])).stdout);
+  const [uid, gid] = [await id('-u'), await id('-g')];
+  const home = (await run('getent', ['passwd', 'ejabberd'])).stdout.split(':')[5];
   // ejabberdctl, started as root, runs the node through `su ejabberd`, whose PAM limits give it
   // 1,024 open files: scenario 4 then failed with "Failed TCP accept: too many open files" in
   // ejabberd's log ("features: stream closed" / "timed out" in the load generator). Started as the
   // ejabberd user directly, it keeps this process's limit, as the relay does.
   const ctl = (...args: string[]) =>
-    spawnSync(
+    run(
       EJABBERDCTL,
       [
         '--config-dir',
@@ -151,35 +171,35 @@ export const startEjabberd = async (options: {
         path.join(dir, 'logs'),
         ...args,
       ],
-      { cwd: dir, encoding: 'utf8', env: { ...process.env, HOME: home }, uid, gid },
+      { cwd: dir, env: { ...process.env, HOME: home }, uid, gid },
     );
-  const started = ctl('start');
+  const started = await ctl('start');
   if (started.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`ejabberdctl start failed: ${started.stderr}${started.stdout}`);
   }
   let pid = 0;
-  const stop = (): void => {
-    ctl('stop');
+  const stop = async (): Promise<void> => {
+    await ctl('stop');
     if (pid !== 0) {
-      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i += 1) spawnSync('sleep', ['0.1']);
+      for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i += 1) await sleep(100);
       if (existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
     }
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     for (let i = 0; i < 300; i += 1) {
-      const status = ctl('status');
+      const status = await ctl('status');
       if (status.status === 0 && status.stdout.includes('is running')) break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
     }
     pid = findBeam(node);
     // Above this process's limit (20,000 here, for 20,000 sessions) where that is allowed
     // (CAP_SYS_RESOURCE); otherwise it keeps the limit it inherited.
-    spawnSync('prlimit', ['--pid', String(pid), '--nofile=65536:65536'], { stdio: 'ignore' });
+    await run('prlimit', ['--pid', String(pid), '--nofile=65536:65536']);
     return { port: options.port, pid, stop };
   } catch (error) {
-    stop();
+    await stop();
     throw error;
   }
 };

@@ -517,9 +517,10 @@ const soak = async (
   let vacuuming = false;
   const sampleQueue = async (
     sample: Pick<SoakSample, 'at' | 'received' | 'p50' | 'p99'>,
+    last = false,
   ): Promise<void> => {
     const stats = await target.queueTable?.().catch(() => undefined);
-    const vacuum = stats !== undefined && stats.dead > SOAK_VACUUM_DEAD_ROWS && !vacuuming;
+    const vacuum = !last && stats !== undefined && stats.dead > SOAK_VACUUM_DEAD_ROWS && !vacuuming;
     samples.push({
       ...sample,
       queueRows: stats?.rows,
@@ -580,7 +581,14 @@ const soak = async (
   const seconds = (performance.now() - t0) / 1000;
   mark('end');
   ledger.measuring = false;
-  for (const p of offline) connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);
+  // The period that ends with the soak is sampled too: it was dropped (a 120 s soak reported
+  // 90 s).
+  await sampleQueue({ at: seconds, received: receivedInPeriod, ...period.percentiles() }, true);
+  await Promise.all(
+    [...offline].map(async (p) => {
+      connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);
+    }),
+  );
   await settle(ledger, 30_000);
   await closeAll(connections);
   return {

@@ -49,7 +49,7 @@ const { values: options } = parseArgs({
     json: { type: 'string' },
     /** Fixed-rate scenario's rates, e.g. 1000,4000 (default 4000,8000; 4000 with --quick). */
     rates: { type: 'string' },
-    /** Scenario 6's length (default 120 s; 30 s with --quick; the issue's full form is 600). */
+    /** Scenario 6's length (default 120 s; 20 s with --quick; the issue's full form is 600). */
     'soak-seconds': { type: 'string' },
     /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
     'without-queue-triggers': { type: 'boolean', default: false },
@@ -96,8 +96,8 @@ const PLAN = {
   /** Scenario 5: texts the bot sends one after the other, then receives. */
   clientMessages: QUICK ? 100 : 300,
   /** Scenario 6: seconds of soak at half the online rate, and how often it is sampled. */
-  soakSeconds: Number(options['soak-seconds'] ?? (QUICK ? 30 : 120)),
-  soakSampleSeconds: QUICK ? 5 : 30,
+  soakSeconds: Number(options['soak-seconds'] ?? (QUICK ? 20 : 120)),
+  soakSampleSeconds: QUICK ? 4 : 30,
 };
 
 const log = (line: string): void => {

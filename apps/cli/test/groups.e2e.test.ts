@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { dumpDatabase } from '@privcomm/server/testing';
-import { runCli } from './support/cli.ts';
+import { CLOSED_PORT, expectOneErrorLine, runCli } from './support/cli.ts';
 import { cli, json, peopleOnRelay, receive } from './support/people.ts';
 
 /**
@@ -79,6 +79,45 @@ describe('groups between five people through the CLI', () => {
     }
     const text = await cli(profiles.alice, 'history', '--group', 'Family');
     expect(text.stdout).toMatch(/bob → group Family \[delivered\]: hi from bob/);
+  });
+
+  it('a group send while the relay is down keeps the text and names its id', async () => {
+    const server = `http://127.0.0.1:${CLOSED_PORT}`;
+    const send = await cli(
+      profiles.alice,
+      '--server',
+      server,
+      'send',
+      '--group',
+      'Family',
+      'kept for the family',
+    );
+    expect(send.code).toBe(1);
+    const history = await json(profiles.alice, 'history', '--group', 'Family', '--no-read');
+    const pending = history.filter((m) => m.status === 'sending');
+    expect(pending).toMatchObject([{ direction: 'out', text: 'kept for the family' }]);
+    expect(expectOneErrorLine(send)).toBe(
+      `privcomm: cannot reach the relay at ${server}: connection refused. The message is kept in this profile (id ${pending[0].id}) and will be sent by the next "privcomm send", "receive" or "listen" that reaches the relay: do not send it again`,
+    );
+  });
+
+  it('the next group send sends the kept text first, so the new one never overtakes it', async () => {
+    await json(profiles.alice, 'send', '--group', 'Family', 'after the relay came back');
+    const history = await json(profiles.alice, 'history', '--group', 'Family', '--no-read');
+    expect(history.slice(-2).map((m) => [m.text, m.status])).toEqual([
+      ['kept for the family', 'sent'],
+      ['after the relay came back', 'sent'],
+    ]);
+    for (const profile of [profiles.bob, profiles.bob2, profiles.carol, profiles.dave]) {
+      // Carol and Dave have not received Bob's "hi from bob" yet: Alice's texts only.
+      const got = (await receive(profile)).filter(
+        (o) => o.type === 'message' && o.from === ids.alice,
+      );
+      expect(
+        got.map((m) => m.text),
+        profile,
+      ).toEqual(['kept for the family', 'after the relay came back']);
+    }
   });
 
   it('refuses a change by a member who is not an admin, saying whom to ask', async () => {

@@ -80,21 +80,10 @@ const contactConversation = async (
     id: to,
     beforeSend: async () => {
       if (to === self) throw new CliError('you cannot send a message to yourself', 'SELF');
-      try {
-        await client.flushOutbox();
-      } catch (error) {
-        // Unreachable: the send meets the same, and its one error line says it all.
-        if (!isUnreachable(error))
-          ctx.out.warn(
-            `earlier messages are still waiting to be sent: ${ctx.describe(error).message}`,
-          );
-      }
+      await flushEarlierSends(ctx, client);
     },
     send: (text) => client.sendText(to, text),
-    keptAfterUnreachable: async (text) =>
-      (await client.history(to)).findLast(
-        (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
-      ),
+    keptAfterUnreachable: (text) => keptText(client, to, text),
     reportSent: async (message) => {
       const names = await ctx.names(client, self);
       ctx.out.result(
@@ -125,11 +114,10 @@ const groupConversation = async (
   const groupId = await client.resolveGroup(group);
   return {
     id: groupId,
-    // A group has no self to refuse; a group send has never flushed the outbox first.
-    beforeSend: async () => undefined,
+    // A group has no self to refuse.
+    beforeSend: () => flushEarlierSends(ctx, client),
     send: (text) => client.sendGroupText(groupId, text),
-    // A group send's unreachable error has never named the kept message's id.
-    keptAfterUnreachable: async () => undefined,
+    keptAfterUnreachable: (text) => keptText(client, groupId, text),
     reportSent: async (message) => {
       const info = await client.groupInfo(groupId);
       const { members } = receiptCounts(message);
@@ -145,6 +133,30 @@ const groupConversation = async (
     retryFailure: (message, names) => groupSendFailure(message, names, group),
   };
 };
+
+/**
+ * Sends what earlier sends kept in the outbox, so that a new text never overtakes them (in a
+ * contact's or a group's conversation, which the outbox holds together).
+ */
+const flushEarlierSends = async (ctx: RunContext, client: PrivcommClient): Promise<void> => {
+  try {
+    await client.flushOutbox();
+  } catch (error) {
+    // Unreachable: the send meets the same, and its one error line says it all.
+    if (!isUnreachable(error))
+      ctx.out.warn(`earlier messages are still waiting to be sent: ${ctx.describe(error).message}`);
+  }
+};
+
+/** The newest text `send` stored and kept in the outbox: its id is what a retry names. */
+const keptText = async (
+  client: PrivcommClient,
+  conversation: string,
+  text: string,
+): Promise<StoredMessage | undefined> =>
+  (await client.history(conversation)).findLast(
+    (m) => m.direction === 'out' && m.status === 'sending' && m.text === text,
+  );
 
 /**
  * A group text that left members out (a verified safety number that changed): the error that

@@ -2,13 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSet, DeviceSetRequest } from '../src/repositories/envelopes.ts';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice } from './support/client.ts';
+import { GroupSender, registerMember, type RecipientAccount } from './support/group-sender.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
 
 /**
  * A recipient device removed between a send's device-set check and its insert: the insert's
  * foreign key refuses the rows, and the send checks the device set once more (message-sender.ts,
  * `store`). The race is forced by running the removal inside the device-set read, after it has
- * read. The recipients stay offline, so every send is written (no deliver-first).
+ * read. The recipients stay offline, so every send is written (no deliver-first). A
+ * multi-recipient upload (a group message) takes the same path with its own read.
  */
 
 let relay: TestRelay;
@@ -16,6 +18,8 @@ let drop: () => Promise<void>;
 /** Runs after each device-set read, with what it read; may change what the send gets. */
 let afterRead:
   ((requests: readonly DeviceSetRequest[], read: DeviceSet[]) => Promise<DeviceSet[]>) | undefined;
+/** Runs after each read for a multi-recipient upload, with the accounts it read. */
+let afterAccountsRead: ((accountIds: readonly string[]) => Promise<void>) | undefined;
 
 beforeAll(async () => {
   const database = await createTestDatabase();
@@ -26,6 +30,12 @@ beforeAll(async () => {
   envelopes.devicesWithQueues = async (requests) => {
     const result = await read(requests);
     return afterRead ? afterRead(requests, result) : result;
+  };
+  const readAccounts = envelopes.devicesOfAccounts;
+  envelopes.devicesOfAccounts = async (accountIds, sender) => {
+    const result = await readAccounts(accountIds, sender);
+    await afterAccountsRead?.(accountIds);
+    return result;
   };
 });
 afterAll(async () => {
@@ -117,6 +127,57 @@ describe('a recipient device removed between the check and the insert', () => {
       expect(await storedFor(bob.accountId)).toEqual([]);
     } finally {
       afterRead = undefined;
+    }
+  });
+
+  it('answers a multi-recipient upload the same way: 409 for that account, nothing stored', async () => {
+    const alice = await registerMember(relay.url);
+    const bob = await registerMember(relay.url);
+    const bobLaptop = await TestDevice.link(bob);
+    const carol = await registerMember(relay.url);
+    const accountOf = (...devices: TestDevice[]): RecipientAccount => ({
+      accountId: devices[0]!.accountId,
+      devices: devices.map((device) => device.address()),
+    });
+    const sender = new GroupSender(alice.accountId, alice.deviceId);
+    for (const account of [accountOf(bob, bobLaptop), accountOf(carol)])
+      await sender.addRecipient(account);
+    const upload = async (accounts: RecipientAccount[]) =>
+      alice.request('PUT', '/v1/messages/multi', {
+        type: 2,
+        content: (await sender.encrypt(accounts, 'x')).toString('base64'),
+      });
+    let reads = 0;
+    afterAccountsRead = async (accountIds) => {
+      if (!accountIds.includes(bob.accountId)) return;
+      reads += 1;
+      if (reads === 1) {
+        const removed = await bob.request('DELETE', `/v1/devices/${bobLaptop.deviceId}`);
+        expect(removed.status).toBe(204);
+      }
+    };
+    try {
+      const sent = await upload([accountOf(bob, bobLaptop), accountOf(carol)]);
+      expect([sent.status, sent.body?.error?.code, sent.body?.accounts]).toEqual([
+        409,
+        'MISMATCHED_DEVICES',
+        [
+          {
+            accountId: bob.accountId,
+            missingDevices: [],
+            extraDevices: [bobLaptop.deviceId],
+            staleDevices: [],
+          },
+        ],
+      ]);
+      expect(reads).toBe(2);
+      // All or nothing: Carol, whose set was right, got nothing either.
+      expect([await storedFor(bob.accountId), await storedFor(carol.accountId)]).toEqual([[], []]);
+      const fixed = await upload([accountOf(bob), accountOf(carol)]);
+      expect([fixed.status, fixed.body]).toEqual([200, { stored: 2 }]);
+      expect(reads).toBe(3);
+    } finally {
+      afterAccountsRead = undefined;
     }
   });
 });

@@ -75,6 +75,8 @@ const inParallel = async (
  */
 class Ledger {
   private readonly sentAt: Map<number, number>[];
+  /** Per pair, the messages accepted by the server and not (yet) received. */
+  private readonly acceptedUnarrived: Set<number>[];
   /** Random filler, made once: a payload is a copy with its header written in. */
   private readonly filler: Buffer;
   private readonly nextSeq: Uint32Array;
@@ -98,16 +100,35 @@ class Ledger {
     private readonly bytes: number,
   ) {
     this.sentAt = Array.from({ length: pairs }, () => new Map());
+    this.acceptedUnarrived = Array.from({ length: pairs }, () => new Set());
     this.filler = randomBytes(bytes);
     this.nextSeq = new Uint32Array(pairs);
   }
 
-  /** Counts a send as awaiting its acceptance until it settles (see `settle`). */
-  tracked<T>(send: Promise<T>): Promise<T> {
+  /**
+   * Counts a send as awaiting its acceptance until it settles (see `settle`), and remembers that
+   * pair p's message `seq` was accepted: only those count as lost if they never arrive.
+   */
+  tracked<T>(send: Promise<T>, pair: number, seq: number): Promise<T> {
     this.awaitingAcceptance += 1;
-    return send.finally(() => {
-      this.awaitingAcceptance -= 1;
-    });
+    return send
+      .then((value) => {
+        if (this.sentAt[pair]?.has(seq)) this.acceptedUnarrived[pair]?.add(seq);
+        return value;
+      })
+      .finally(() => {
+        this.awaitingAcceptance -= 1;
+      });
+  }
+
+  /** Messages the server accepted that never arrived. */
+  lost(): number {
+    return this.acceptedUnarrived.reduce((sum, set) => sum + set.size, 0);
+  }
+
+  /** Messages sent that were neither accepted nor received when the run ended (a backlog). */
+  unaccepted(): number {
+    return this.outstanding() - this.lost();
   }
 
   /** A new payload for pair p: the header and random filler (the relay only ever sees bytes). */
@@ -130,6 +151,7 @@ class Ledger {
       return undefined;
     }
     this.sentAt[pair]?.delete(seq);
+    this.acceptedUnarrived[pair]?.delete(seq);
     this.received += 1;
     if (this.measuring) {
       this.receivedInWindow += 1;
@@ -156,7 +178,10 @@ export interface LoadResult {
   seconds?: number;
   latency?: Percentiles;
   acceptance?: Percentiles;
+  /** Accepted by the server (for XMPP: written to it) and never received. */
   lost?: number;
+  /** Sent but neither accepted nor received when the run ended: the run's backlog, not lost. */
+  unaccepted?: number;
   duplicates?: number;
   failures?: number;
   stored?: number;
@@ -237,16 +262,18 @@ const online = async (
     const key = `${pair}.${seq}`;
     pending.set(key, 2);
     const sentAt = performance.now();
-    ledger.tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload)).then(
-      () => {
-        if (ledger.measuring) ledger.acceptance.push(performance.now() - sentAt);
-        finish(key, () => start(pair));
-      },
-      () => {
-        ledger.failures += 1;
-        finish(key, () => start(pair));
-      },
-    );
+    ledger
+      .tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload), pair, seq)
+      .then(
+        () => {
+          if (ledger.measuring) ledger.acceptance.push(performance.now() - sentAt);
+          finish(key, () => start(pair));
+        },
+        () => {
+          ledger.failures += 1;
+          finish(key, () => start(pair));
+        },
+      );
   };
   connections = await connectPairs(target, job.pairs, ledger, ({ pair, seq }) =>
     finish(`${pair}.${seq}`, () => start(pair)),
@@ -271,7 +298,8 @@ const online = async (
     seconds,
     latency: ledger.latency.percentiles(),
     acceptance: target.acceptanceIsDurable ? ledger.acceptance.percentiles() : undefined,
-    lost: ledger.outstanding(),
+    lost: ledger.lost(),
+    unaccepted: ledger.unaccepted(),
     duplicates: ledger.duplicates,
     failures: ledger.failures,
   };
@@ -288,13 +316,12 @@ const fixedRate = async (
   let sentInWindow = 0;
   let pair = 0;
   const sendOne = (): void => {
-    const { payload } = ledger.payload(pair);
+    const { payload, seq } = ledger.payload(pair);
     const from = connections[pair * 2] as Connection;
     const to = pair * 2 + 1;
-    pair = (pair + 1) % job.pairs;
     const sentAt = performance.now();
     const measured = ledger.measuring;
-    ledger.tracked(from.send(to, payload)).then(
+    ledger.tracked(from.send(to, payload), pair, seq).then(
       () => {
         if (measured) ledger.acceptance.push(performance.now() - sentAt);
       },
@@ -302,6 +329,7 @@ const fixedRate = async (
         ledger.failures += 1;
       },
     );
+    pair = (pair + 1) % job.pairs;
   };
   const pace = async (ms: number): Promise<void> => {
     const t0 = performance.now();
@@ -335,7 +363,8 @@ const fixedRate = async (
     seconds,
     latency: ledger.latency.percentiles(),
     acceptance: target.acceptanceIsDurable ? ledger.acceptance.percentiles() : undefined,
-    lost: ledger.outstanding(),
+    lost: ledger.lost(),
+    unaccepted: ledger.unaccepted(),
     duplicates: ledger.duplicates,
     failures: ledger.failures,
     held: ledger.receivedInWindow >= 0.97 * sentInWindow,
@@ -508,9 +537,11 @@ const soak = async (
   const sendOne = (): void => {
     const { payload, seq } = ledger.payload(pair);
     if (offline.has(pair) || returning.has(pair)) untimed.add(`${pair}.${seq}`);
-    ledger.tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload)).catch(() => {
-      ledger.failures += 1;
-    });
+    ledger
+      .tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload), pair, seq)
+      .catch(() => {
+        ledger.failures += 1;
+      });
     pair = (pair + 1) % job.pairs;
   };
   const samples: SoakSample[] = [];
@@ -595,7 +626,8 @@ const soak = async (
     rate: ledger.received / seconds,
     messages: sent,
     seconds,
-    lost: ledger.outstanding(),
+    lost: ledger.lost(),
+    unaccepted: ledger.unaccepted(),
     duplicates: ledger.duplicates,
     failures: ledger.failures,
     samples,

@@ -226,6 +226,12 @@ const vacuum = async (system: System): Promise<void> => {
 
 const latencyOf = (value: unknown): Percentiles | undefined => value as Percentiles | undefined;
 
+/** Sends still waiting for their acceptance when the run ended are a backlog, not a loss. */
+const backlogNote = (result: LoadResult): string =>
+  (result.unaccepted ?? 0) > 0
+    ? `${result.unaccepted} sent and neither accepted nor received at the end (backlog, not lost)`
+    : '';
+
 /** The relay's online rate measured in this run: the soak offers half of it. */
 let relayOnlineRate: number | undefined;
 /** Scenario 6's samples, for the JSON document. */
@@ -234,6 +240,31 @@ let soakSamples: SoakSample[] | undefined;
 const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> => {
   const online = PLAN.online;
   const onlineName = `1 online ${online.pairs}×${online.inFlight} 1KiB`;
+  // Idle sessions first, on servers that have carried no messages yet: their memory figure is
+  // the growth of the resident set, and garbage that earlier scenarios left in the heap, collected
+  // while the sessions logged in, made it negative (-12.1 MiB per 1,000 on 2026-12-04).
+  if (ONLY.has('idle')) {
+    for (const sessions of PLAN.idle) {
+      const name = `4 idle ${sessions} sessions`;
+      for (const system of systems) {
+        log(`${name}: ${system.name}`);
+        const run = await runJob(system, { scenario: 'idle', sessions }, name, rows);
+        if (!run) continue;
+        const { result, marks, load } = run;
+        const before = marks.get('login.start')?.rssKiB ?? 0;
+        const after = marks.get('idle')?.rssKiB ?? 0;
+        rows.push({
+          scenario: name,
+          system: system.name,
+          rate: result.rate,
+          ...cpuPer(marks.get('login.start'), marks.get('login.end'), sessions),
+          memoryMiB: ((after - before) / 1024) * (1000 / sessions),
+          load,
+          note: 'rate: full logins/s; CPU per login; MiB per 1,000 sessions',
+        });
+      }
+    }
+  }
   if (ONLY.has('online')) {
     for (const system of systems) {
       log(`${onlineName}: ${system.name}`);
@@ -254,7 +285,11 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         lost: result.lost,
         duplicates: result.duplicates,
         load,
-        note: [(result.failures ?? 0) > 0 ? `${result.failures} sends failed` : '', durability]
+        note: [
+          (result.failures ?? 0) > 0 ? `${result.failures} sends failed` : '',
+          backlogNote(result),
+          durability,
+        ]
           .filter(Boolean)
           .join('; '),
       });
@@ -288,7 +323,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           lost: result.lost,
           duplicates: result.duplicates,
           load,
-          note: [result.held ? 'held' : 'NOT held (backlog grew)', durability]
+          note: [result.held ? 'held' : 'NOT held (backlog grew)', backlogNote(result), durability]
             .filter(Boolean)
             .join('; '),
         });
@@ -331,29 +366,6 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       }
     }
   }
-  if (ONLY.has('idle')) {
-    for (const sessions of PLAN.idle) {
-      const name = `4 idle ${sessions} sessions`;
-      for (const system of systems) {
-        log(`${name}: ${system.name}`);
-        const run = await runJob(system, { scenario: 'idle', sessions }, name, rows);
-        if (!run) continue;
-        const { result, marks, load } = run;
-        const before = marks.get('login.start')?.rssKiB ?? 0;
-        const after = marks.get('idle')?.rssKiB ?? 0;
-        rows.push({
-          scenario: name,
-          system: system.name,
-          rate: result.rate,
-          ...cpuPer(marks.get('login.start'), marks.get('login.end'), sessions),
-          memoryMiB: ((after - before) / 1024) * (1000 / sessions),
-          load,
-          note: 'rate: full logins/s; CPU per login; MiB per 1,000 sessions',
-        });
-      }
-    }
-  }
-  // After the idle sessions: the soak's garbage would otherwise be in their memory figure.
   const relay = systems.find((system) => system.name === 'privcomm');
   if (ONLY.has('soak') && relay) {
     // Half load: half of the online rate measured just now, or 1,000/s without it.
@@ -391,7 +403,8 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         note:
           `p99 send→receive (online recipients) first / last / worst period ${f(first?.p99)} / ${f(last?.p99)} / ${f(Math.max(...p99s))} ms; queue rows ${f(first?.queueRows)} → ${f(last?.queueRows)} (max ${maxRows}); ` +
           `dead rows max ${maxDead}; table ${f(first?.tableMiB, 1)} → ${f(last?.tableMiB, 1)} MiB; ` +
-          `${samples.filter((sample) => sample.vacuumed).length} vacuums`,
+          `${samples.filter((sample) => sample.vacuumed).length} vacuums` +
+          (backlogNote(result) ? `; ${backlogNote(result)}` : ''),
       });
       log(
         `soak samples (s: received, p99 ms, queue rows, dead rows, MiB):\n${samples

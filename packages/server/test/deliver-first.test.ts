@@ -20,24 +20,33 @@ const row = (deviceId: number, text: string): NewEnvelope => ({
 
 /** A caught-up socket that records what went out first and lets the test answer it. */
 class FakeSocket implements DirectTarget {
-  private waiters: (() => void)[] = [];
+  private readonly waiters = new Set<() => void>();
   readonly direct = new DirectDeliveries(() => {
-    const waiters = this.waiters;
-    this.waiters = [];
+    const waiters = [...this.waiters];
+    this.waiters.clear();
     for (const waiter of waiters) waiter();
   });
   readonly sent: string[] = [];
+  private nextId = 1;
+  private readonly ids = new Map<string, number>();
 
-  get writing(): boolean {
+  /** Waiters still registered: one that gave up must not stay behind. */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  waitingForWritesMayHelp(): boolean {
     return this.direct.storesUnderWay > 0;
   }
 
-  afterLocalWrites(callback: () => void): void {
-    if (this.writing) this.waiters.push(callback);
-    else callback();
+  afterLocalWrites(callback: () => void): () => void {
+    if (this.direct.storesUnderWay === 0) {
+      callback();
+      return () => {};
+    }
+    this.waiters.add(callback);
+    return () => this.waiters.delete(callback);
   }
-  private nextId = 1;
-  private readonly ids = new Map<string, number>();
 
   canTakeDirect(): boolean {
     return this.direct.storesUnderWay === 0;
@@ -137,7 +146,7 @@ describe('DeliverFirst with several devices', () => {
     const stored = deliverFirst.store([row(1, 'stored')]);
     const later = row(1, 'later');
     expect(deliverFirst.deliver([later], nothingQueued)).toBeUndefined();
-    const done = deliverFirst.localWritesDone([later]);
+    const done = deliverFirst.localWritesDone([later], nothingQueued);
     commit();
     await stored;
     expect(await done).toBe(true);
@@ -149,13 +158,14 @@ describe('DeliverFirst with several devices', () => {
   });
 
   it('waits at most the window for a write, and not at all when no write is under way', async () => {
-    const { deliverFirst } = setup(() => new Promise(() => {})); // a commit that never comes
-    expect(await deliverFirst.localWritesDone([row(1, 'idle')])).toBe(false);
+    const { sockets, deliverFirst, nothingQueued } = setup(() => new Promise(() => {})); // a commit that never comes
+    expect(await deliverFirst.localWritesDone([row(1, 'idle')], nothingQueued)).toBe(false);
     void deliverFirst.store([row(1, 'stuck')]);
     const started = Date.now();
-    expect(await deliverFirst.localWritesDone([row(1, 'later')])).toBe(false);
+    expect(await deliverFirst.localWritesDone([row(1, 'later')], nothingQueued)).toBe(false);
     expect(Date.now() - started).toBeGreaterThanOrEqual(WINDOW_MS - 1);
+    expect(sockets.get(1)?.waiting).toBe(0); // the send that gave up left no waiter behind
     // A device with no socket here is never delivered first: no reason to wait.
-    expect(await deliverFirst.localWritesDone([row(3, 'elsewhere')])).toBe(false);
+    expect(await deliverFirst.localWritesDone([row(3, 'elsewhere')], nothingQueued)).toBe(false);
   });
 });

@@ -124,4 +124,36 @@ describe('DeviceSocket queue reads', () => {
     // 32 at login, then 16 whenever half the window is free: 1 + 5 reads, the last one short.
     expect(reads).toEqual([0, 32, 48, 64, 80, 96]);
   });
+
+  it("lets a send waiting for this instance's write try again once its hand-over came, or the socket closed", async () => {
+    const { session } = await open([]);
+    const nothingStored = { envelopes: 0, lastSeq: 0 };
+    expect(session.canTakeDirect(nothingStored)).toBe(true);
+    session.expectOffer(); // an insert with an envelope for the device is under way here
+    expect(session.canTakeDirect(nothingStored)).toBe(false);
+    expect(session.waitingForWritesMayHelp(nothingStored)).toBe(true);
+    let called = 0;
+    session.afterLocalWrites(() => (called += 1));
+    const cancelled = session.afterLocalWrites(() => (called += 100));
+    cancelled(); // a send that gave up
+    session.wake(1); // the insert's NOTIFY first: still waiting for the hand-over
+    expect(called).toBe(0);
+    session.offer([envelope(1)]);
+    expect(called).toBe(1);
+    expect(session.canTakeDirect({ envelopes: 1, lastSeq: 1 })).toBe(true); // sent here already
+    // A socket that closes lets its waiters go (to be written, since it can take nothing now).
+    session.expectOffer();
+    session.afterLocalWrites(() => (called += 1));
+    session.close(1000, 'bye');
+    expect(called).toBe(2);
+    expect(session.canTakeDirect(nothingStored)).toBe(false);
+    expect(session.waitingForWritesMayHelp(nothingStored)).toBe(false);
+  });
+
+  it('does not wait for writes when the socket is behind anyway', async () => {
+    const queue = Array.from({ length: 32 }, (_, i) => envelope(i + 1));
+    const { session } = await open(queue); // the window is full
+    session.expectOffer();
+    expect(session.waitingForWritesMayHelp({ envelopes: 32, lastSeq: 32 })).toBe(false);
+  });
 });

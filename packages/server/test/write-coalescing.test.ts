@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
+import { createMetrics } from '../src/metrics.ts';
+import { FrameChannel } from '../src/ws/frame-channel.ts';
 import { coalesceWrites, transportOf } from '../src/ws/write-coalescing.ts';
 
 /** A real `ws` server and client on loopback; the server's end of the connection. */
@@ -87,7 +89,7 @@ describe('write coalescing', () => {
     expect(writes.count).toBe(10);
   });
 
-  it('flushes again in the next turn, and a close sends what was held', async () => {
+  it('flushes again in the next turn, and what was held goes out before a close frame', async () => {
     const { serverSide, client } = await open();
     const arriving = received(client, 2);
     coalesceWrites(serverSide);
@@ -100,5 +102,19 @@ describe('write coalescing', () => {
     serverSide.close(1000, 'bye');
     expect(await arriving).toEqual(['first', 'second']);
     expect(await closed).toBe(1000);
+  });
+
+  it("is what the relay's frame channel writes through", async () => {
+    const { serverSide, client } = await open();
+    const channel = new FrameChannel(serverSide, createMetrics(), {
+      onFrame: () => {},
+      close: () => {},
+      isClosed: false,
+    });
+    const writes = countWrites(serverSide);
+    const arriving = received(client, 3);
+    for (let id = 1; id <= 3; id += 1) channel.respond(id, 200);
+    expect((await arriving).map((frame) => JSON.parse(frame).id)).toEqual([1, 2, 3]);
+    expect(writes.count).toBe(1);
   });
 });

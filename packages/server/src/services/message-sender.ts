@@ -167,7 +167,7 @@ export class MessageSender {
     if (attempt === 0) this.byteBudget.take(sender.accountId, cost);
     try {
       let delivered = this.delivery.deliver(rows, queueOf);
-      if (!delivered && (await this.delivery.localWritesDone(rows))) {
+      if (!delivered && (await this.delivery.localWritesDone(rows, queueOf))) {
         // The snapshot still holds: what another instance committed before this send arrived is
         // in it, and what this instance wrote since is known to the sockets.
         delivered = this.delivery.deliver(rows, queueOf);

@@ -85,7 +85,7 @@ export class DeviceSocket implements DeviceSession {
   /** Envelopes delivered first, before any write (services/deliver-first.ts). */
   readonly direct = new DirectDeliveries(() => this.releaseWriteWaiters());
   /** Sends waiting for this instance's writes for the device to be done (`afterLocalWrites`). */
-  private writeWaiters: (() => void)[] = [];
+  private readonly writeWaiters = new Set<() => void>();
   private cursor = 0;
   /**
    * The last queue position known to exist for the device (from a NOTIFY or an offer); Infinity
@@ -340,20 +340,25 @@ export class DeviceSocket implements DeviceSession {
     if (this.expectedOffers === 0 && this.knownLast > this.cursor) this.requestDrain();
   }
 
-  get writing(): boolean {
+  /** A write with envelopes for the device is under way on this instance. */
+  private get writing(): boolean {
     return this.expectedOffers > 0 || this.direct.storesUnderWay > 0;
   }
 
-  afterLocalWrites(callback: () => void): void {
-    if (this.writing && this.state.name === 'open') this.writeWaiters.push(callback);
-    else callback();
+  afterLocalWrites(callback: () => void): () => void {
+    if (!this.writing || this.state.name !== 'open') {
+      callback();
+      return () => {};
+    }
+    this.writeWaiters.add(callback);
+    return () => this.writeWaiters.delete(callback);
   }
 
   /** Lets sends waiting in `afterLocalWrites` try again, in the order they came. */
   private releaseWriteWaiters(): void {
-    if ((this.writing && this.state.name === 'open') || this.writeWaiters.length === 0) return;
-    const waiters = this.writeWaiters;
-    this.writeWaiters = [];
+    if ((this.writing && this.state.name === 'open') || this.writeWaiters.size === 0) return;
+    const waiters = [...this.writeWaiters];
+    this.writeWaiters.clear();
     for (const waiter of waiters) waiter();
   }
 
@@ -432,13 +437,22 @@ export class DeviceSocket implements DeviceSession {
    * below the cursor.
    */
   canTakeDirect(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+    return this.caughtUpBesidesWrites(stored) && !this.writing && this.knownLast <= this.cursor;
+  }
+
+  /**
+   * Whether only this instance's writes for the device (and the positions their own NOTIFYs
+   * announced) keep an envelope from going first: then waiting for them may help.
+   */
+  waitingForWritesMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+    return this.writing && this.caughtUpBesidesWrites(stored);
+  }
+
+  private caughtUpBesidesWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
     return (
       this.state.name === 'open' &&
       (stored.envelopes === 0 || stored.lastSeq <= this.cursor) &&
       !this.draining &&
-      this.expectedOffers === 0 &&
-      this.direct.storesUnderWay === 0 &&
-      this.knownLast <= this.cursor &&
       this.unanswered < this.deps.config.window
     );
   }

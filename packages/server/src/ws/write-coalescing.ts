@@ -20,11 +20,18 @@ let flushScheduled = false;
 
 const flush = (): void => {
   flushScheduled = false;
-  for (const stream of corked) {
-    // A socket ended or destroyed meanwhile has already written (end uncorks) or dropped its data.
-    if (!stream.destroyed) stream.uncork();
-  }
+  const streams = [...corked];
   corked.clear();
+  for (const stream of streams) {
+    // A socket ended or destroyed meanwhile has already written (end uncorks) or dropped its data.
+    if (stream.destroyed) continue;
+    try {
+      stream.uncork();
+    } catch (error) {
+      // One socket's failure must leave the others flushed; `ws` hears of it through 'error'.
+      stream.destroy(error as Error);
+    }
+  }
 };
 
 /** The TCP socket `ws` writes to, if it is reachable. */

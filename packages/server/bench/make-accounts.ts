@@ -10,6 +10,12 @@
  */
 import { createRelayAccounts } from './lib/relay-accounts.ts';
 
+// A line once loaded and after every step: the orchestrator kills a process silent for 15 s.
+// The hang seen is in loading (the main thread waits on a futex before any database connection;
+// ESBUILD_WORKER_THREADS=0 did not avoid it), and a retry has always gone through in seconds.
+process.stdout.write('loaded\n');
 const [databaseUrl, count, file] = process.argv.slice(2);
 if (!databaseUrl || !count || !file) throw new Error('usage: make-accounts.ts URL COUNT FILE');
-await createRelayAccounts(databaseUrl, Number(count), file);
+await createRelayAccounts(databaseUrl, Number(count), file, (step) =>
+  process.stdout.write(`${step}\n`),
+);

@@ -624,12 +624,17 @@ const makeRelayAccounts = async (databaseUrl: string, count: number, file: strin
       ['--import', 'tsx', path.join('bench', 'make-accounts.ts'), databaseUrl, String(count), file],
       { cwd: SERVER_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    child.stdout.resume();
-    // 19,000 accounts take 9 s: a deadline by size, so that a hang costs the quick run's 2,000
-    // accounts 16 s rather than a minute.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000 + 3 * count);
+    // 19,000 accounts take 9 s: a deadline by size, and 15 s at most without a line of progress
+    // (make-accounts.ts), so that a hang costs 15 s rather than a minute.
+    const deadline = setTimeout(() => child.kill('SIGKILL'), 10_000 + 3 * count);
+    let silence = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.stdout.on('data', () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    });
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    clearTimeout(timer);
+    clearTimeout(deadline);
+    clearTimeout(silence);
     if (code === 0) return;
     if (attempt >= 3) throw new Error(`make-accounts.ts failed (exit ${code})`);
     log(`making the relay's accounts again (exit ${code})`);

@@ -161,7 +161,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
 
   const authenticateToken = async (token: string): Promise<AuthenticatedDevice> => {
     const device = await tokens.verify(token);
-    // A removed device's unexpired tokens must stop working at once, on every instance.
+    // A removed device's unexpired tokens must stop working at once, on every instance. (The
+    // message socket makes the same check in its login statement: routes/websocket.ts.)
     if (!(await devices.exists(device.accountId, device.deviceId))) {
       throw new RelayError('UNAUTHENTICATED');
     }
@@ -255,7 +256,6 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     listener,
     limiters,
     authenticateRequest: (request) => authenticateToken(bearerToken(request)),
-    authenticateToken,
   };
 
   const app = Fastify({

@@ -52,6 +52,4 @@ export interface RelayContext {
   readonly challengeVerifyKeys: readonly Buffer[];
   /** The device behind a request's bearer token, or UNAUTHENTICATED. */
   authenticateRequest(request: FastifyRequest): Promise<AuthenticatedDevice>;
-  /** The device behind a token, checked to still exist. */
-  authenticateToken(token: string): Promise<AuthenticatedDevice>;
 }

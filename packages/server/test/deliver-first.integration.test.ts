@@ -15,16 +15,19 @@ let database: { url: string; drop: () => Promise<void> };
 let relay: TestRelay;
 /** The same, with a window of one envelope per socket: the second send must take the write path. */
 let narrow: TestRelay;
+/** The longest window (1 s): a send waiting for a write has time to see it end on a busy machine. */
+let patient: TestRelay;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  [relay, narrow] = await Promise.all([
+  [relay, narrow, patient] = await Promise.all([
     startRelay(database.url, { WS_DIRECT_WINDOW_MS: String(WINDOW_MS) }),
     startRelay(database.url, { WS_DIRECT_WINDOW_MS: String(WINDOW_MS), WS_WINDOW: '1' }),
+    startRelay(database.url, { WS_DIRECT_WINDOW_MS: '1000' }),
   ]);
 });
 afterAll(async () => {
-  await Promise.all([relay?.close(), narrow?.close()]);
+  await Promise.all([relay?.close(), narrow?.close(), patient?.close()]);
   await database?.drop();
 });
 
@@ -177,6 +180,47 @@ describe('deliver first', () => {
     expect(await rows(bob)).toEqual([{ id: seen?.id, text: 'refused' }]);
     await first.close();
     await redeliveredOnce(bob, seen?.id);
+  });
+
+  it('a send that finds a write for its device under way waits for it, then goes first with no write of its own', async () => {
+    const [alice, bob] = await pair(patient);
+    const seqBefore = await queueSeq(bob);
+    // A socket that has read a stored envelope knows its queue position: an insert's hand-over
+    // then goes straight out (to a socket at position 0 it would cost a read, and the read would
+    // keep "two" from going first: a different case).
+    expect((await alice.send(bob.accountId, [bob.address()], 'zero')).status).toBe(200);
+    const socket = await caughtUp(patient, bob, null);
+    const [zero] = socket.requests.filter((r) => r.verb === 'envelope');
+    socket.respond(zero?.id as number, 200);
+    await expect.poll(() => rows(bob), { timeout: 5_000 }).toEqual([]);
+    const blocker = await patient.relay.context.database.pool.connect();
+    let two: Promise<HttpResult> | undefined;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE envelopes IN ACCESS EXCLUSIVE MODE');
+      const one = alice.send(bob.accountId, [bob.address()], 'one');
+      await socket.until(() => socket.envelopes().length === 2);
+      // Unanswered past its window, "one" is being written: the lock holds its insert.
+      await sleep(1_200);
+      two = alice.send(bob.accountId, [bob.address()], 'two');
+      await sleep(250);
+      expect(socket.envelopes()).toHaveLength(2); // "two" waits for the write, not sent yet
+      await blocker.query('ROLLBACK');
+      expect((await one).status).toBe(200);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+    await socket.until(() => socket.envelopes().length === 3, 5_000, '"two" delivered first');
+    for (const frame of socket.requests.filter((r) => r.verb === 'envelope').slice(1)) {
+      socket.respond(frame.id, 200);
+    }
+    expect((await two)?.status).toBe(200);
+    expect(socket.texts()).toEqual(['zero', 'one', 'two']);
+    // "zero" and "one" took queue positions, "two" none; the late answer deletes "one"'s row.
+    expect(await queueSeq(bob)).toBe(seqBefore + 2);
+    await expect.poll(() => rows(bob), { timeout: 5_000 }).toEqual([]);
+    await socket.close();
   });
 
   it('a write for a device waits for what went to it first: the queue keeps the socket order', async () => {

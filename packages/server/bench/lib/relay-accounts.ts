@@ -47,6 +47,7 @@ export const createRelayAccounts = async (
   databaseUrl: string,
   count: number,
   file: string,
+  progress: (step: string) => void = () => {},
 ): Promise<void> => {
   const accounts: BenchAccount[] = Array.from({ length: count }, () => {
     const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
@@ -58,10 +59,12 @@ export const createRelayAccounts = async (
       x: jwk.x as string,
     };
   });
+  progress('keys made');
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     for (let start = 0; start < count; start += CHUNK) {
+      progress(`inserting from ${start}`);
       const chunk = accounts.slice(start, start + CHUNK);
       const ids = chunk.map((account) => account.accountId);
       const keys = (prefix: number, bytes: number): Buffer[] =>

@@ -51,7 +51,8 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         authenticate: async (token) => {
           const device = await ctx.tokens.verify(token);
           // One round trip checks that the device still exists (a removed device's unexpired
-          // tokens must stop working at once, on every instance) and only then takes the
+          // tokens must stop working at once, on every instance, as app.ts's authenticateToken
+          // checks for HTTP requests) and only then takes the
           // sequence that orders connections across instances and tells every instance (an event
           // of type `connected`): the newest socket of a device wins, whichever instance it
           // reached, and older ones close with 4409.

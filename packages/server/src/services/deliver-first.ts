@@ -108,8 +108,9 @@ export class DeliverFirst {
    * the rows' devices are done, if that happens within the window. Under load a write of one
    * send made every send to the device that arrived meanwhile a write of its own (a device with
    * a write under way cannot take an envelope first), and so on while sends came faster than
-   * commits: at 4,000/s on a busy machine 44 % of the sends were written. Waiting for the write
-   * costs those sends at most the window; written, they would wait for their own commit.
+   * commits (at 4,000/s and a load of 6, such a write was why 5,760 of 6,040 sends could not go
+   * first). Waiting for it costs a send at most the window; written, it would wait for its own
+   * commit, and cost a row and its deletion.
    */
   async localWritesDone(
     rows: readonly NewEnvelope[],

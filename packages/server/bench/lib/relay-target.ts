@@ -8,7 +8,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
 import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
-import type { Connection, QueueTableStats, Target } from './target.ts';
+import { withLoginRetries, type Connection, type QueueTableStats, type Target } from './target.ts';
 
 export type SendTransport = 'http' | 'websocket';
 
@@ -78,17 +78,11 @@ export class RelayTarget implements Target {
    * sessions and a load of 15) is tried again after a pause, as a client does, up to 3 times.
    */
   async connect(index: number, onMessage: (payload: Buffer) => void): Promise<Connection> {
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await this.connectOnce(index, onMessage);
-      } catch (error) {
-        const message = (error as Error).message;
-        const retry = message === 'socket closed' || /^(challenge|token): 503/.test(message);
-        if (attempt >= 3 || !retry) throw error;
-        this.loginRetries += 1;
-        await new Promise((resolve) => setTimeout(resolve, 1_000 * attempt));
-      }
-    }
+    return withLoginRetries(
+      () => this.connectOnce(index, onMessage),
+      (message) => message === 'socket closed' || /^(challenge|token): 503/.test(message),
+      () => (this.loginRetries += 1),
+    );
   }
 
   /** Logins tried again (reported by the load generator). */

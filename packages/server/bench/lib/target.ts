@@ -51,3 +51,24 @@ export const readHeader = (payload: Buffer): { pair: number; seq: number } => ({
   pair: payload.readUInt32BE(0),
   seq: payload.readUInt32BE(4),
 });
+
+/**
+ * A login tried again after a pause, as a client reconnects, up to 3 times in all, when
+ * `transient` says the failure was the server's moment (a closed socket, a 503, a refused SASL
+ * right after start) rather than a fault of the benchmark; `onRetry` counts it.
+ */
+export const withLoginRetries = async <T>(
+  login: () => Promise<T>,
+  transient: (message: string) => boolean,
+  onRetry: () => void,
+): Promise<T> => {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await login();
+    } catch (error) {
+      if (attempt >= 3 || !transient((error as Error).message)) throw error;
+      onRetry();
+      await new Promise((resolve) => setTimeout(resolve, 1_000 * attempt));
+    }
+  }
+};

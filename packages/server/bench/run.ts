@@ -410,8 +410,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         note:
           `p99 send→receive (online recipients) first / last / worst period ${f(first?.p99)} / ${f(last?.p99)} / ${f(Math.max(...p99s))} ms; queue rows ${f(first?.queueRows)} → ${f(last?.queueRows)} (max ${maxRows}); ` +
           `dead rows max ${maxDead}; table ${f(first?.tableMiB, 1)} → ${f(last?.tableMiB, 1)} MiB; ` +
-          `${samples.filter((sample) => sample.vacuumed).length} vacuums` +
-          (backlogNote(result) ? `; ${backlogNote(result)}` : ''),
+          [`${samples.filter((sample) => sample.vacuumed).length} vacuums`, backlogNote(result)]
+            .filter(Boolean)
+            .join('; '),
       });
       log(
         `soak samples (s: received, p99 ms, queue rows, dead rows, MiB):\n${samples

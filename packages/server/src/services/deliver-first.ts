@@ -104,6 +104,24 @@ export class DeliverFirst {
   }
 
   /**
+   * Makes rows durable: delivered first if their devices can take them now, or once this
+   * instance's writes for them are done when those alone stand in the way; otherwise written.
+   */
+  async makeDurable(
+    rows: readonly NewEnvelope[],
+    queueOf: (row: NewEnvelope) => DeviceQueue | undefined,
+  ): Promise<void> {
+    const delivered = this.deliver(rows, queueOf);
+    if (delivered) return delivered;
+    // The snapshot still holds after the wait: what another instance committed before the send
+    // arrived is in it, and what this instance wrote since is known to the sockets.
+    const retried = (await this.localWritesDone(rows, queueOf))
+      ? this.deliver(rows, queueOf)
+      : undefined;
+    return retried ?? this.store(rows);
+  }
+
+  /**
    * Whether `deliver` is worth trying again: true once the writes under way on this instance for
    * the rows' devices are done, if that happens within the window. Under load a write of one
    * send made every send to the device that arrived meanwhile a write of its own (a device with

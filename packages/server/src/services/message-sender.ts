@@ -94,7 +94,7 @@ export class MessageSender {
     private readonly queues: Pick<EnvelopesRepository, 'devicesOfAccounts'>,
     private readonly caps: QueueCaps,
     /** Delivers first where it can, and otherwise writes (in each device's order). */
-    private readonly delivery: Pick<DeliverFirst, 'deliver' | 'localWritesDone' | 'store'>,
+    private readonly delivery: Pick<DeliverFirst, 'makeDurable'>,
     private readonly limiter: RateLimiter,
     private readonly metrics: Metrics,
     /**
@@ -166,13 +166,7 @@ export class MessageSender {
   ): Promise<{ stored: number } | undefined> {
     if (attempt === 0) this.byteBudget.take(sender.accountId, cost);
     try {
-      let delivered = this.delivery.deliver(rows, queueOf);
-      if (!delivered && (await this.delivery.localWritesDone(rows, queueOf))) {
-        // The snapshot still holds: what another instance committed before this send arrived is
-        // in it, and what this instance wrote since is known to the sockets.
-        delivered = this.delivery.deliver(rows, queueOf);
-      }
-      await (delivered ?? this.delivery.store(rows));
+      await this.delivery.makeDurable(rows, queueOf);
       this.metrics.envelopesStored.inc(rows.length);
       return { stored: rows.length };
     } catch (error) {

@@ -73,6 +73,20 @@ describe('the compiled relay (dist/bin)', () => {
     expect(relay.exitCode, output).toBe(0);
   });
 
+  it("carries ws's native frame masking (bufferutil) beside the bundle", () => {
+    const script = [
+      "import { createRequire } from 'node:module';",
+      "const require = createRequire(process.cwd() + '/dist/bin/main.mjs');",
+      "process.stdout.write(require.resolve('bufferutil') + ' ' + String(require('bufferutil').mask));",
+    ].join('\n');
+    const loaded = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: app,
+      encoding: 'utf8',
+    });
+    expect(loaded).toContain(path.join(app, 'dist', 'node_modules', 'bufferutil'));
+    expect(loaded).toContain('[native code]');
+  });
+
   it('runs the operator commands', () => {
     const check = execFileSync(process.execPath, ['dist/bin/admin.mjs', 'check'], {
       cwd: app,

@@ -38,8 +38,15 @@ export const OutgoingMessageSchema = Type.Object(
       description: 'Opaque to the relay: the client says how to decrypt content.',
     }),
     // No length bound in the schema: the decoded size is checked against the per-device limit
-    // (96 KiB stored, 4 KiB online) so that an oversize ciphertext gets 413, not 400.
-    content: Type.String({ pattern: BASE64_PATTERN, minLength: 4 }),
+    // (96 KiB stored, 4 KiB online) so that an oversize ciphertext gets 413, not 400. No pattern
+    // either: the relay checks the canonical spelling as it decodes (400 VALIDATION_FAILED, as a
+    // schema error), where a scan with BASE64_PATTERN cost 5 % of its CPU per 1 KiB message.
+    content: Type.String({
+      minLength: 4,
+      contentEncoding: 'base64',
+      description:
+        'Canonical padded base64 (the unused bits before the padding zero); anything else is refused with 400 VALIDATION_FAILED.',
+    }),
   },
   { additionalProperties: false },
 );

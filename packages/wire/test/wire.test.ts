@@ -283,7 +283,9 @@ describe('request bodies', () => {
     expect(outgoing.Check(message)).toBe(true);
     // Size is not the schema's job: an oversize ciphertext must reach the handler and get 413.
     expect(outgoing.Check({ ...message, content: b64(MAX_CONTENT_BYTES + 1) })).toBe(true);
-    expect(outgoing.Check({ ...message, content: 'not base64!' })).toBe(false);
+    // Nor the spelling: the relay checks it as it decodes (packages/server/src/canonical-base64.ts).
+    expect(outgoing.Check({ ...message, content: 'not base64!' })).toBe(true);
+    expect(outgoing.Check({ ...message, content: 'AA=' })).toBe(false); // shorter than 4
     expect(outgoing.Check({ ...message, type: 256 })).toBe(false);
     const send = Compile(SendMessagesRequestSchema);
     expect(send.Check({ messages: [message] })).toBe(true);

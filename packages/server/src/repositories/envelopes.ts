@@ -51,6 +51,11 @@ export interface NewEnvelope {
   deviceId: number;
   type: number;
   content: Buffer;
+  /**
+   * `content` as the sender spelled it, when at hand: canonical base64 (canonical-base64.ts), so
+   * exactly what encoding `content` again would give; a socket delivering first sends it as is.
+   */
+  base64?: string;
   urgent: boolean;
 }
 

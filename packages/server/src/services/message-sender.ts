@@ -13,6 +13,7 @@ import {
   type SendMessagesRequest,
   type SendMultiRecipientRequest,
 } from '@privcomm/wire';
+import { decodeCanonicalBase64 } from '../canonical-base64.ts';
 import { FOREIGN_KEY_VIOLATION, sqlState } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -71,6 +72,25 @@ const deviceSetDifference = (
   };
 };
 
+/**
+ * Whether the requested devices are exactly the account's (less `exclude`) with their current
+ * registration ids: every send asks, almost every answer is yes, and this one allocates nothing.
+ */
+const sameDeviceSet = (
+  devices: ReadonlyMap<number, DeviceQueue>,
+  requested: readonly { deviceId: number; registrationId: number }[],
+  exclude?: number,
+): boolean => {
+  const expected = devices.size - (exclude !== undefined && devices.has(exclude) ? 1 : 0);
+  if (requested.length !== expected) return false;
+  for (const { deviceId, registrationId } of requested) {
+    if (deviceId === exclude || devices.get(deviceId)?.registrationId !== registrationId) {
+      return false;
+    }
+  }
+  return true;
+};
+
 const differs = (difference: DeviceSetDifference): boolean =>
   difference.staleDevices.length > 0 ||
   difference.missingDevices.length > 0 ||
@@ -109,18 +129,25 @@ export class MessageSender {
     recipient: AccountId,
     request: SendMessagesRequest,
   ): Promise<{ stored: number }> {
+    const contents = request.messages.map((message, index) => {
+      const content = decodeCanonicalBase64(message.content);
+      if (content !== undefined) return content;
+      throw new RelayError(
+        'VALIDATION_FAILED',
+        `messages[${index}].content is not canonical padded base64`,
+      );
+    });
     this.limiter.take(`${sender.accountId}.${sender.deviceId}>${recipient}`);
     const online = request.online === true;
-    const contents = request.messages.map((message) => {
-      const content = Buffer.from(message.content, 'base64');
-      const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
+    const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
+    request.messages.forEach((message, index) => {
+      const content = contents[index] as Buffer;
       if (content.length > limit) {
         throw new RelayError(
           'CONTENT_TOO_LARGE',
           `device ${message.deviceId}: ${content.length} bytes`,
         );
       }
-      return content;
     });
     const ids = request.messages.map((message) => message.deviceId);
     if (new Set(ids).size !== ids.length) {
@@ -138,6 +165,7 @@ export class MessageSender {
         deviceId: message.deviceId,
         type: message.type,
         content: contents[index] as Buffer,
+        base64: message.content,
         urgent: request.urgent === true,
       }));
       // A full recipient queue refuses before the sender's budget is spent. This look uses the
@@ -183,10 +211,12 @@ export class MessageSender {
     devices: ReadonlyMap<number, DeviceQueue>,
   ): void {
     if (devices.size === 0) throw new RelayError('ACCOUNT_NOT_FOUND');
+    const exclude = recipient === sender.accountId ? sender.deviceId : undefined;
+    if (sameDeviceSet(devices, request.messages, exclude)) return;
     const difference = deviceSetDifference(
       devices,
       new Map(request.messages.map((m) => [m.deviceId, m.registrationId])),
-      recipient === sender.accountId ? sender.deviceId : undefined,
+      exclude,
     );
     if (difference.staleDevices.length > 0) {
       throw new RelayError('STALE_DEVICES', undefined, { staleDevices: difference.staleDevices });

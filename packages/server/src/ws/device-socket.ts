@@ -35,6 +35,14 @@ import { FrameChannel } from './frame-channel.ts';
 
 const HOUR_MS = 3_600_000;
 
+/** The hour an envelope delivered first would be stored in, as `storedHour`: one per hour. */
+let currentHour = { start: 0, text: new Date(0).toISOString() };
+const storedHourNow = (): string => {
+  const start = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+  if (start !== currentHour.start) currentHour = { start, text: new Date(start).toISOString() };
+  return currentHour.text;
+};
+
 const authValidator = Compile(AuthBodySchema);
 const sendValidator = Compile(SocketSendRequestSchema);
 /**
@@ -461,10 +469,10 @@ export class DeviceSocket implements DeviceSession {
     const envelope: Envelope = {
       id: row.id,
       type: row.type,
-      content: row.content.toString('base64'),
+      content: row.base64 ?? row.content.toString('base64'),
       urgent: row.urgent,
       online: false,
-      storedHour: new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS).toISOString(),
+      storedHour: storedHourNow(),
     };
     const id = this.channel.request('envelope', envelope);
     this.deps.metrics.envelopesDelivered.inc();

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { RELAY_NODE_FLAGS } from '../src/node-flags.ts';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
 import {
   cpuMicroseconds,
@@ -648,8 +649,12 @@ const startRelay = async (
 ): Promise<{ child: ChildProcess; url: string }> => {
   const port = await freePort();
   const lifted = '1000000/1';
-  // BENCH_RELAY_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": to profile the relay.
-  const flags = (process.env.BENCH_RELAY_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  // The flags `npm start` gives it (src/node-flags.ts), and BENCH_RELAY_NODE_FLAGS, e.g.
+  // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the relay.
+  const flags = [
+    ...RELAY_NODE_FLAGS,
+    ...(process.env.BENCH_RELAY_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  ];
   const child = spawn(
     ...withFileLimit(process.execPath, [...flags, '--import', 'tsx', path.join('src', 'main.ts')]),
     {

@@ -431,7 +431,7 @@ export class DeviceSocket implements DeviceSession {
       online: false,
       storedHour: stored.storedHour.toISOString(),
     };
-    const id = this.channel.request('envelope', envelope);
+    const id = this.channel.requestEnvelope(envelope);
     this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
     this.deps.metrics.envelopesDelivered.inc();
   }
@@ -474,7 +474,7 @@ export class DeviceSocket implements DeviceSession {
       online: false,
       storedHour: storedHourNow(),
     };
-    const id = this.channel.request('envelope', envelope);
+    const id = this.channel.requestEnvelope(envelope);
     this.deps.metrics.envelopesDelivered.inc();
     return this.direct.add(id, row.id, onAnswer);
   }
@@ -495,7 +495,7 @@ export class DeviceSocket implements DeviceSession {
     if (this.state.name !== 'open' || this.socket.bufferedAmount > ONLINE_DROP_BUFFERED_BYTES) {
       return;
     }
-    this.channel.request('envelope', envelope);
+    this.channel.requestEnvelope(envelope);
     this.deps.metrics.onlineDelivered.inc();
   }
 }

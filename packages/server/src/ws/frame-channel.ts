@@ -1,11 +1,28 @@
 import type { WebSocket } from 'ws';
 import { Compile } from 'typebox/compile';
-import { CLOSE_CODES, ERRORS, FrameSchema, type ErrorCode, type Frame } from '@privcomm/wire';
+import {
+  CLOSE_CODES,
+  ERRORS,
+  FrameSchema,
+  type Envelope,
+  type ErrorCode,
+  type Frame,
+} from '@privcomm/wire';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { coalesceWrites } from './write-coalescing.ts';
 
 const frameValidator = Compile(FrameSchema);
+
+/**
+ * The `envelope` request as JSON, joined by hand: the relay's most frequent frame and its largest,
+ * which JSON.stringify scanned whole for characters to escape (2.0 µs with 1 KiB of content,
+ * against 0.05 to join). None of its strings needs escaping, by where they come from: the id is
+ * a UUID, `content` canonical base64 (checked as it arrived, or encoded by the relay), and
+ * `storedHour` an ISO date; the rest are numbers and booleans. A test holds it to JSON.stringify.
+ */
+export const envelopeFrame = (requestId: number, envelope: Envelope): string =>
+  `{"type":"request","id":${requestId},"verb":"envelope","body":{"id":"${envelope.id}","type":${envelope.type},"content":"${envelope.content}","urgent":${envelope.urgent},"online":${envelope.online}${envelope.storedHour === undefined ? '' : `,"storedHour":"${envelope.storedHour}"`}}}`;
 
 /** After this many invalid frames the client is broken or hostile: close 4400. */
 export const MAX_INVALID_FRAMES = 20;
@@ -47,9 +64,20 @@ export class FrameChannel {
   }
 
   send(frame: object): void {
+    this.sendText(JSON.stringify(frame));
+  }
+
+  private sendText(text: string): void {
     if (this.owner.isClosed) return;
     coalesceWrites(this.socket);
-    this.socket.send(JSON.stringify(frame));
+    this.socket.send(text);
+  }
+
+  /** Sends an envelope to the client (`envelopeFrame`); returns the request's id. */
+  requestEnvelope(envelope: Envelope): number {
+    const id = this.takeRequestId();
+    this.sendText(envelopeFrame(id, envelope));
+    return id;
   }
 
   /** Sends a request to the client; returns its id, to match the client's response. */

@@ -52,6 +52,8 @@ const { values: options } = parseArgs({
     rates: { type: 'string' },
     /** Scenario 6's length (default 120 s; 20 s with --quick; the issue's full form is 600). */
     'soak-seconds': { type: 'string' },
+    /** Scenario 6's rate in messages per second (default: half the online rate of the run). */
+    'soak-rate': { type: 'string' },
     /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
     'without-queue-triggers': { type: 'boolean', default: false },
     /** Another checkout's packages/server, to measure a before/after in the same conditions. */
@@ -377,7 +379,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
   const relay = systems.find((system) => system.name === 'privcomm');
   if (ONLY.has('soak') && relay) {
     // Half load: half of the online rate measured just now, or 1,000/s without it.
-    const rate = Math.max(100, Math.round((relayOnlineRate ?? 2000) / 2));
+    const rate =
+      options['soak-rate'] === undefined
+        ? Math.max(100, Math.round((relayOnlineRate ?? 2000) / 2))
+        : Number(options['soak-rate']);
     const name = `6 soak ${rate}/s ${PLAN.soakSeconds} s`;
     log(`${name}: privcomm`);
     const job: Job = {
@@ -388,8 +393,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       sampleSeconds: PLAN.soakSampleSeconds,
       bytes: 1024,
     };
+    const before = await relay.durability?.();
     const run = await runJob(relay, job, name, rows);
     if (run) {
+      const durability = describeDurability(before, await relay.durability?.());
       const { result, marks, load } = run;
       const samples = result.samples ?? [];
       soakSamples = samples;
@@ -411,7 +418,11 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         note:
           `p99 send→receive (online recipients) first / last / worst period ${f(first?.p99)} / ${f(last?.p99)} / ${f(Math.max(...p99s))} ms; queue rows ${f(first?.queueRows)} → ${f(last?.queueRows)} (max ${maxRows}); ` +
           `dead rows max ${maxDead}; table ${f(first?.tableMiB, 1)} → ${f(last?.tableMiB, 1)} MiB; ` +
-          [`${samples.filter((sample) => sample.vacuumed).length} vacuums`, backlogNote(result)]
+          [
+            `${samples.filter((sample) => sample.vacuumed).length} vacuums`,
+            backlogNote(result),
+            durability,
+          ]
             .filter(Boolean)
             .join('; '),
       });

@@ -42,6 +42,7 @@ const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 const open = async (queue: StoredEnvelope[]) => {
   const socket = new FakeSocket();
   const reads: number[] = [];
+  const deleted: number[] = [];
   const deps = {
     config: { authTimeoutMs: 5_000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
     log: pino({ level: 'silent' }),
@@ -53,7 +54,7 @@ const open = async (queue: StoredEnvelope[]) => {
         return queue.filter((e) => e.seq > after).slice(0, limit);
       },
     },
-    acks: { delete: () => undefined },
+    acks: { delete: ({ seq }: { seq: number }) => deleted.push(seq) },
     authenticate: async () => ({ device: { accountId, deviceId }, connectionSeq: 1 }),
     send: async () => ({ stored: 0 }),
   } as unknown as DeviceSocketDeps;
@@ -77,7 +78,7 @@ const open = async (queue: StoredEnvelope[]) => {
     for (let i = 0; i < 5; i += 1) await flush();
     return true;
   };
-  return { session, reads, envelopeIds, ack, ackOne, queue };
+  return { session, socket, reads, deleted, envelopeIds, ack, ackOne, queue };
 };
 
 describe('DeviceSocket queue reads', () => {
@@ -131,10 +132,10 @@ describe('DeviceSocket queue reads', () => {
     expect(session.canTakeDirect(nothingStored)).toBe(true);
     session.expectOffer(); // an insert with an envelope for the device is under way here
     expect(session.canTakeDirect(nothingStored)).toBe(false);
-    expect(session.waitingForWritesMayHelp(nothingStored)).toBe(true);
+    expect(session.waitingMayHelp(nothingStored)).toBe(true);
     let called = 0;
-    session.afterLocalWrites(() => (called += 1));
-    const cancelled = session.afterLocalWrites(() => (called += 100));
+    session.afterCaughtUp(() => (called += 1));
+    const cancelled = session.afterCaughtUp(() => (called += 100));
     cancelled(); // a send that gave up
     session.wake(1); // the insert's NOTIFY first: still waiting for the hand-over
     expect(called).toBe(0);
@@ -143,17 +144,65 @@ describe('DeviceSocket queue reads', () => {
     expect(session.canTakeDirect({ envelopes: 1, lastSeq: 1 })).toBe(true); // sent here already
     // A socket that closes lets its waiters go (to be written, since it can take nothing now).
     session.expectOffer();
-    session.afterLocalWrites(() => (called += 1));
+    session.afterCaughtUp(() => (called += 1));
     session.close(1000, 'bye');
     expect(called).toBe(2);
     expect(session.canTakeDirect(nothingStored)).toBe(false);
-    expect(session.waitingForWritesMayHelp(nothingStored)).toBe(false);
+    expect(session.waitingMayHelp(nothingStored)).toBe(false);
   });
 
-  it('does not wait for writes when the socket is behind anyway', async () => {
-    const queue = Array.from({ length: 32 }, (_, i) => envelope(i + 1));
-    const { session } = await open(queue); // the window is full
-    session.expectOffer();
-    expect(session.waitingForWritesMayHelp({ envelopes: 32, lastSeq: 32 })).toBe(false);
+  it('lets a send waiting for a socket that is behind try again once the socket has caught up', async () => {
+    const queue = Array.from({ length: 40 }, (_, i) => envelope(i + 1));
+    const { session, ackOne, envelopeIds } = await open(queue); // 32 sent: the window is full
+    const stored = { envelopes: 40, lastSeq: 40 }; // the queue as a send read it
+    expect(session.canTakeDirect(stored)).toBe(false);
+    expect(session.waitingMayHelp(stored)).toBe(true);
+    let called = 0;
+    session.afterCaughtUp(() => (called += 1));
+    // Acknowledgements free the window, but 8 envelopes are still to be read and sent: not yet.
+    for (let i = 0; i < 15; i += 1) await ackOne();
+    expect(envelopeIds()).toHaveLength(32);
+    expect(called).toBe(0);
+    // The 16th frees half the window: the read that follows sends the last 8 and reaches the end
+    // of the queue, with room left in the window: caught up.
+    await ackOne();
+    expect(envelopeIds()).toHaveLength(40);
+    expect(called).toBe(1);
+    expect(session.canTakeDirect(stored)).toBe(true);
+    // Caught up already: no wait.
+    session.afterCaughtUp(() => (called += 1));
+    expect(called).toBe(2);
+    // A closed socket: nothing to wait for.
+    session.close(1000, 'bye');
+    expect(session.waitingMayHelp(stored)).toBe(false);
+  });
+
+  it('reads the committed rows of envelopes it delivered first, acknowledged late, even when they filled its window', async () => {
+    const { session, socket, reads, deleted, envelopeIds, queue } = await open([]);
+    // A full window of envelopes delivered first (envelope(2) … envelope(33), not yet stored)...
+    const rows = Array.from({ length: 32 }, (_, i) => envelope(i + 2));
+    const handles = rows.map((row) =>
+      session.sendDirect(
+        { id: row.id, accountId, deviceId, type: 1, content: row.content, urgent: false },
+        () => {},
+      ),
+    );
+    // ... whose acknowledgements came after the window: the writer took them, and then they came.
+    for (const handle of handles) handle.store();
+    session.direct.writeStarted();
+    for (const frame of socket.sent.filter((f) => f.verb === 'envelope')) {
+      socket.frame({ type: 'response', id: frame.id, status: 200 });
+    }
+    // Committed behind a row another send wrote before them: the insert's NOTIFY announces them.
+    queue.push(envelope(1), ...rows);
+    session.direct.writeFinished();
+    session.wake(33);
+    for (let i = 0; i < 5; i += 1) await flush();
+    // Read (they take no room in the window once answered), envelope(1) sent, the rest adopted
+    // under the frames they went out with, and their rows deleted: they were acknowledged.
+    expect(reads).toEqual([0, 0, 32]); // 32 rows (envelope(1) and 31 adopted), then the last
+    expect(envelopeIds()).toEqual([...rows.map((row) => row.id), envelope(1).id]);
+    expect(deleted).toEqual(rows.map((row) => row.seq));
+    expect(session.direct.awaitingAnswer).toBe(0);
   });
 });

@@ -91,9 +91,9 @@ export class DeviceSocket implements DeviceSession {
   private readonly channel: FrameChannel;
   private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
   /** Envelopes delivered first, before any write (services/deliver-first.ts). */
-  readonly direct = new DirectDeliveries(() => this.releaseWriteWaiters());
-  /** Sends waiting for this instance's writes for the device to be done (`afterLocalWrites`). */
-  private readonly writeWaiters = new Set<() => void>();
+  readonly direct = new DirectDeliveries(() => this.releaseWaiters());
+  /** Sends waiting for the socket to be caught up (`afterCaughtUp`). */
+  private readonly waiters = new Set<() => void>();
   private cursor = 0;
   /**
    * The last queue position known to exist for the device (from a NOTIFY or an offer); Infinity
@@ -165,7 +165,7 @@ export class DeviceSocket implements DeviceSession {
     clearTimeout(this.authTimer);
     this.inFlight.clear();
     this.direct.closed();
-    this.releaseWriteWaiters();
+    this.releaseWaiters();
     this.deps.metrics.wsConnections.dec();
   }
 
@@ -279,6 +279,7 @@ export class DeviceSocket implements DeviceSession {
     // half a window instead of one row per acknowledgement.
     const refillAt = Math.floor(this.deps.config.window / 2);
     if (this.knownLast > this.cursor && this.inFlight.size <= refillAt) this.requestDrain();
+    this.releaseWaiters();
   }
 
   wake(upTo?: number): void {
@@ -317,7 +318,7 @@ export class DeviceSocket implements DeviceSession {
   offer(envelopes: readonly StoredEnvelope[]): void {
     this.takeOffer(envelopes);
     // Sends that waited for this write may now go first (or find the socket behind, and write).
-    this.releaseWriteWaiters();
+    this.releaseWaiters();
   }
 
   private takeOffer(envelopes: readonly StoredEnvelope[]): void {
@@ -349,24 +350,28 @@ export class DeviceSocket implements DeviceSession {
   }
 
   /** A write with envelopes for the device is under way on this instance. */
-  private get writing(): boolean {
+  get writing(): boolean {
     return this.expectedOffers > 0 || this.direct.storesUnderWay > 0;
   }
 
-  afterLocalWrites(callback: () => void): () => void {
-    if (!this.writing || this.state.name !== 'open') {
+  afterCaughtUp(callback: () => void): () => void {
+    if (this.caughtUp || this.state.name !== 'open') {
       callback();
       return () => {};
     }
-    this.writeWaiters.add(callback);
-    return () => this.writeWaiters.delete(callback);
+    this.waiters.add(callback);
+    return () => this.waiters.delete(callback);
   }
 
-  /** Lets sends waiting in `afterLocalWrites` try again, in the order they came. */
-  private releaseWriteWaiters(): void {
-    if ((this.writing && this.state.name === 'open') || this.writeWaiters.size === 0) return;
-    const waiters = [...this.writeWaiters];
-    this.writeWaiters.clear();
+  /**
+   * Lets sends waiting in `afterCaughtUp` try again, in the order they came, once the socket is
+   * caught up (or closed). Called wherever it may have become so: a write or its hand-over done,
+   * the end of a drain, an acknowledgement that freed the window.
+   */
+  private releaseWaiters(): void {
+    if (this.waiters.size === 0 || (this.state.name === 'open' && !this.caughtUp)) return;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
     for (const waiter of waiters) waiter();
   }
 
@@ -382,12 +387,13 @@ export class DeviceSocket implements DeviceSession {
       setTimeout(() => this.wake(), 1_000).unref();
     } finally {
       this.draining = false;
+      this.releaseWaiters();
     }
   }
 
   /** Envelopes on the socket awaiting an answer: stored ones, and ones delivered first. */
   private get unanswered(): number {
-    return this.inFlight.size + this.direct.size;
+    return this.inFlight.size + this.direct.awaitingAnswer;
   }
 
   private deleteAcknowledged(seq: number): void {
@@ -445,22 +451,28 @@ export class DeviceSocket implements DeviceSession {
    * below the cursor.
    */
   canTakeDirect(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
-    return this.caughtUpBesidesWrites(stored) && !this.writing && this.knownLast <= this.cursor;
+    return this.caughtUp && (stored.envelopes === 0 || stored.lastSeq <= this.cursor);
   }
 
   /**
-   * Whether only this instance's writes for the device (and the positions their own NOTIFYs
-   * announced) keep an envelope from going first: then waiting for them may help.
+   * Whether an envelope that cannot go first now may once the socket is caught up: whenever it
+   * is open. What holds it back passes by itself: a write under way commits, a drain reads to the
+   * end of the queue, acknowledgements free the window, a NOTIFY on its way arrives and is read.
    */
-  waitingForWritesMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
-    return this.writing && this.caughtUpBesidesWrites(stored);
+  waitingMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+    return this.state.name === 'open' && !this.canTakeDirect(stored);
   }
 
-  private caughtUpBesidesWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+  /**
+   * Everything this socket knows to be stored for the device was sent on it, no write for it is
+   * under way here, no read, and the window has room.
+   */
+  private get caughtUp(): boolean {
     return (
       this.state.name === 'open' &&
-      (stored.envelopes === 0 || stored.lastSeq <= this.cursor) &&
+      !this.writing &&
       !this.draining &&
+      this.knownLast <= this.cursor &&
       this.unanswered < this.deps.config.window
     );
   }

@@ -4,7 +4,8 @@
 #
 # Stage 1 compiles the relay, TypeScript and every dependency, into plain JavaScript
 # (packages/server/scripts/bundle.js). Stage 2 holds only Node, that bundle and the SQL
-# migrations: no TypeScript compiler, no node_modules, no package manager run at start. It runs as
+# migrations (and, beside the bundle, the optional native bufferutil that ws loads if it is there):
+# no TypeScript compiler, no other node_modules, no package manager run at start. It runs as
 # the unprivileged `node` user and needs DATABASE_URL (the embedded PostgreSQL is not in the image).
 
 ARG NODE_IMAGE=node:22-bookworm-slim

@@ -66,6 +66,14 @@ const { values: options } = parseArgs({
   },
 });
 const QUICK = options.quick === true;
+/** A numeric option's value, or a clear error naming the option. */
+const positiveInteger = (value: string, option: string): number => {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 1) {
+    throw new Error(`${option} takes a positive whole number, not "${value}"`);
+  }
+  return number;
+};
 /**
  * Open files a server or load process may hold. 20,000 idle sessions need more than 20,000 (each
  * session is a socket, plus the database and the process's own files), and this machine's default
@@ -91,7 +99,9 @@ const POOL_SIZE = 10;
 /** The scenarios' sizes: the issue's, or a short form for everyday use (under 3 minutes). */
 const PLAN = {
   online: { pairs: 200, inFlight: 4, seconds: QUICK ? 5 : 20, bytes: 1024 },
-  rates: options.rates?.split(',').map(Number) ?? (QUICK ? [4000] : [4000, 8000]),
+  rates:
+    options.rates?.split(',').map((rate) => positiveInteger(rate, '--rates')) ??
+    (QUICK ? [4000] : [4000, 8000]),
   fixedSeconds: QUICK ? 5 : 15,
   offline: QUICK ? [50] : [50, 500],
   idle: QUICK ? [2000] : [5000, canRaiseFileLimit ? 20000 : 19000],
@@ -99,7 +109,12 @@ const PLAN = {
   /** Scenario 5: texts the bot sends one after the other, then receives. */
   clientMessages: QUICK ? 100 : 300,
   /** Scenario 6: seconds of soak at half the online rate, and how often it is sampled. */
-  soakSeconds: Number(options['soak-seconds'] ?? (QUICK ? 20 : 120)),
+  soakSeconds:
+    options['soak-seconds'] === undefined
+      ? QUICK
+        ? 20
+        : 120
+      : positiveInteger(options['soak-seconds'], '--soak-seconds'),
   soakSampleSeconds: QUICK ? 4 : 30,
 };
 
@@ -382,7 +397,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
     const rate =
       options['soak-rate'] === undefined
         ? Math.max(100, Math.round((relayOnlineRate ?? 2000) / 2))
-        : Number(options['soak-rate']);
+        : positiveInteger(options['soak-rate'], '--soak-rate');
     const name = `6 soak ${rate}/s ${PLAN.soakSeconds} s`;
     log(`${name}: privcomm`);
     const job: Job = {

@@ -205,4 +205,17 @@ describe('DeviceSocket queue reads', () => {
     expect(deleted).toEqual(rows.map((row) => row.seq));
     expect(session.direct.awaitingAnswer).toBe(0);
   });
+
+  it('closes a socket whose envelopes delivered first go unanswered, as one with stored ones', async () => {
+    const { session } = await open([]);
+    const row = envelope(1);
+    session.sendDirect(
+      { id: row.id, accountId, deviceId, type: 1, content: row.content, urgent: false },
+      () => {},
+    );
+    session.sweep(Date.now() + 59_000);
+    expect(session.isClosed).toBe(false);
+    session.sweep(Date.now() + 61_000); // ackTimeoutMs is 60 s here
+    expect(session.isClosed).toBe(true);
+  });
 });

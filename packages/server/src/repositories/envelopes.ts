@@ -376,10 +376,13 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
 
   /** Deletes up to `limit` expired envelopes; returns how many went. */
   async deleteExpired(limit: number): Promise<number> {
+    // The limit is written into the statement, not passed: the relay's sessions plan every
+    // statement generically (db/database.ts), and a generic plan, not knowing the limit, would
+    // expect a tenth of the expired rows and could scan the whole table for each batch.
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`bad limit ${limit}`);
     const result = await pool.query(
       `DELETE FROM envelopes WHERE ctid IN (
-         SELECT ctid FROM envelopes WHERE expires_at <= now() LIMIT $1)`,
-      [limit],
+         SELECT ctid FROM envelopes WHERE expires_at <= now() LIMIT ${limit})`,
     );
     return result.rowCount ?? 0;
   },

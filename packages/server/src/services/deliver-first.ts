@@ -24,8 +24,12 @@ export interface DirectTarget {
    * or when that comes, or when the socket closes. Returns what cancels the wait.
    */
   afterCaughtUp(callback: () => void): () => void;
-  /** Whether a write with envelopes for the device is under way on this instance (or its hand-over). */
-  readonly writing: boolean;
+  /**
+   * Whether only a write for the device under way on this instance (or its hand-over, and the
+   * position its own NOTIFY announced) keeps an envelope from going first: a wait for it may
+   * outlast the window, since a write of the envelope's own would commit after that one.
+   */
+  behindOnlyForWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
   /** Whether an envelope that cannot go first now may once the socket is caught up. */
   waitingMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
 }
@@ -141,22 +145,22 @@ export class DeliverFirst {
     queueOf: (row: NewEnvelope) => DeviceQueue | undefined,
   ): Promise<boolean> {
     if (this.windowMs <= 0) return false;
-    const behind = new Set<DirectTarget>();
+    const behind = new Map<DirectTarget, DeviceQueue>();
     for (const row of rows) {
       const target = this.targetOf(row.accountId, row.deviceId);
       const stored = queueOf(row);
       if (!target || !stored) return false; // not delivered first whatever happens here
-      if (target.waitingMayHelp(stored)) behind.add(target);
+      if (target.waitingMayHelp(stored)) behind.set(target, stored);
       else if (!target.canTakeDirect(stored)) return false; // its socket is closing
     }
     if (behind.size === 0) return false;
     return new Promise((resolve) => {
-      const pending = new Set(behind);
+      const pending = new Map(behind);
       const cancels: (() => void)[] = [];
       const started = Date.now();
       const timedOut = (): void => {
         if (
-          [...pending].every((target) => target.writing) &&
+          [...pending].every(([target, stored]) => target.behindOnlyForWrites(stored)) &&
           Date.now() - started < this.longestWriteWaitMs
         ) {
           timer = setTimeout(timedOut, this.windowMs);
@@ -166,7 +170,7 @@ export class DeliverFirst {
         resolve(false);
       };
       let timer = setTimeout(timedOut, this.windowMs);
-      for (const target of behind) {
+      for (const target of behind.keys()) {
         cancels.push(
           target.afterCaughtUp(() => {
             pending.delete(target);

@@ -71,6 +71,15 @@ export class DirectDeliveries {
     return this.unanswered;
   }
 
+  /** When the oldest envelope still awaiting its answer went out (the slow-consumer check). */
+  oldestUnansweredAt(): number | undefined {
+    if (this.unanswered === 0) return undefined;
+    for (const entry of this.byRequest.values()) {
+      if (entry.answer === undefined) return entry.sentAt;
+    }
+    return undefined;
+  }
+
   add(requestId: number, envelopeId: string, onAnswer: (acked: boolean) => void): DirectHandle {
     const entry: Entry = {
       requestId,

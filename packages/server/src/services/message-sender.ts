@@ -158,7 +158,7 @@ export class MessageSender {
       // A removed device's socket is closed at once, but a send may already be on its way.
       if (!senderExists) throw new RelayError('UNAUTHENTICATED');
       this.checkDeviceSet(sender, recipient, request, devices);
-      if (online) return this.relayOnline(recipient, request, contents);
+      if (online) return this.relayOnline(recipient, request);
       const rows = request.messages.map((message, index) => ({
         id: randomUUID(),
         accountId: recipient,
@@ -418,10 +418,9 @@ export class MessageSender {
   private async relayOnline(
     recipient: AccountId,
     request: SendMessagesRequest,
-    contents: Buffer[],
   ): Promise<{ stored: number }> {
     await Promise.all(
-      request.messages.map((message, index) =>
+      request.messages.map((message) =>
         this.pool.query(
           notifyQuery({
             t: 'online',
@@ -430,7 +429,7 @@ export class MessageSender {
             e: {
               id: randomUUID(),
               type: message.type,
-              content: (contents[index] as Buffer).toString('base64'),
+              content: message.content, // canonical: checked as it was decoded
               urgent: request.urgent === true,
               online: true,
             },

@@ -174,12 +174,16 @@ export class DeviceSocket implements DeviceSession {
       this.close(CLOSE_CODES.TIMEOUT, 'idle timeout');
       return;
     }
-    for (const { sentAt } of this.inFlight.values()) {
-      if (now - sentAt > this.deps.config.ackTimeoutMs) {
-        this.deps.metrics.slowConsumers.inc();
-        this.close(CLOSE_CODES.SLOW_CONSUMER, 'envelopes not acknowledged');
-      }
-      return; // the first entry is the oldest
+    // The oldest stored envelope in flight, and the oldest delivered first (one written after the
+    // window stays there, unanswered, until its row comes around: it never reaches inFlight if
+    // the window stays full of them).
+    const oldest = Math.min(
+      this.inFlight.values().next().value?.sentAt ?? Number.POSITIVE_INFINITY,
+      this.direct.oldestUnansweredAt() ?? Number.POSITIVE_INFINITY,
+    );
+    if (now - oldest > this.deps.config.ackTimeoutMs) {
+      this.deps.metrics.slowConsumers.inc();
+      this.close(CLOSE_CODES.SLOW_CONSUMER, 'envelopes not acknowledged');
     }
   }
 
@@ -350,7 +354,7 @@ export class DeviceSocket implements DeviceSession {
   }
 
   /** A write with envelopes for the device is under way on this instance. */
-  get writing(): boolean {
+  private get writing(): boolean {
     return this.expectedOffers > 0 || this.direct.storesUnderWay > 0;
   }
 
@@ -457,10 +461,22 @@ export class DeviceSocket implements DeviceSession {
   /**
    * Whether an envelope that cannot go first now may once the socket is caught up: whenever it
    * is open. What holds it back passes by itself: a write under way commits, a drain reads to the
-   * end of the queue, acknowledgements free the window, a NOTIFY on its way arrives and is read.
+   * end of the queue, acknowledgements free the window. (A row another instance committed whose
+   * NOTIFY is still on its way is not waited for: the socket looks caught up, the retry fails and
+   * the envelope is written.)
    */
   waitingMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
     return this.state.name === 'open' && !this.canTakeDirect(stored);
+  }
+
+  behindOnlyForWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+    return (
+      this.state.name === 'open' &&
+      this.writing &&
+      !this.draining &&
+      this.unanswered < this.deps.config.window &&
+      (stored.envelopes === 0 || stored.lastSeq <= this.cursor)
+    );
   }
 
   /**
@@ -507,7 +523,9 @@ export class DeviceSocket implements DeviceSession {
     if (this.state.name !== 'open' || this.socket.bufferedAmount > ONLINE_DROP_BUFFERED_BYTES) {
       return;
     }
-    this.channel.requestEnvelope(envelope);
+    // Through JSON.stringify, not envelopeFrame: this envelope came in a NOTIFY, which the
+    // relay's own checks did not produce (a rare path, and at most 4 KiB).
+    this.channel.request('envelope', envelope);
     this.deps.metrics.onlineDelivered.inc();
   }
 }

@@ -44,7 +44,7 @@ class FakeSocket implements DirectTarget {
     return this.direct.storesUnderWay > 0;
   }
 
-  behindOnlyForWrites(): boolean {
+  heldBackByWrites(): boolean {
     return this.writing && !this.behind;
   }
 

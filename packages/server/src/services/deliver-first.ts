@@ -25,11 +25,12 @@ export interface DirectTarget {
    */
   afterCaughtUp(callback: () => void): () => void;
   /**
-   * Whether only a write for the device under way on this instance (or its hand-over, and the
-   * position its own NOTIFY announced) keeps an envelope from going first: a wait for it may
-   * outlast the window, since a write of the envelope's own would commit after that one.
+   * Whether this instance's own work holds the socket back: a write for the device under way
+   * here (and the reads that may follow it), not the device itself (a full window, which a slow
+   * device may keep full). A wait for a write may outlast the window, since a write of the
+   * envelope's own would commit after that one.
    */
-  behindOnlyForWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
+  heldBackByWrites(): boolean;
   /** Whether an envelope that cannot go first now may once the socket is caught up. */
   waitingMayHelp(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean;
 }
@@ -145,22 +146,22 @@ export class DeliverFirst {
     queueOf: (row: NewEnvelope) => DeviceQueue | undefined,
   ): Promise<boolean> {
     if (this.windowMs <= 0) return false;
-    const behind = new Map<DirectTarget, DeviceQueue>();
+    const behind = new Set<DirectTarget>();
     for (const row of rows) {
       const target = this.targetOf(row.accountId, row.deviceId);
       const stored = queueOf(row);
       if (!target || !stored) return false; // not delivered first whatever happens here
-      if (target.waitingMayHelp(stored)) behind.set(target, stored);
+      if (target.waitingMayHelp(stored)) behind.add(target);
       else if (!target.canTakeDirect(stored)) return false; // its socket is closing
     }
     if (behind.size === 0) return false;
     return new Promise((resolve) => {
-      const pending = new Map(behind);
+      const pending = new Set(behind);
       const cancels: (() => void)[] = [];
       const started = Date.now();
       const timedOut = (): void => {
         if (
-          [...pending].every(([target, stored]) => target.behindOnlyForWrites(stored)) &&
+          [...pending].every((target) => target.heldBackByWrites()) &&
           Date.now() - started < this.longestWriteWaitMs
         ) {
           timer = setTimeout(timedOut, this.windowMs);
@@ -170,7 +171,7 @@ export class DeliverFirst {
         resolve(false);
       };
       let timer = setTimeout(timedOut, this.windowMs);
-      for (const target of behind.keys()) {
+      for (const target of behind) {
         cancels.push(
           target.afterCaughtUp(() => {
             pending.delete(target);

@@ -469,13 +469,9 @@ export class DeviceSocket implements DeviceSession {
     return this.state.name === 'open' && !this.canTakeDirect(stored);
   }
 
-  behindOnlyForWrites(stored: Pick<DeviceQueue, 'envelopes' | 'lastSeq'>): boolean {
+  heldBackByWrites(): boolean {
     return (
-      this.state.name === 'open' &&
-      this.writing &&
-      !this.draining &&
-      this.unanswered < this.deps.config.window &&
-      (stored.envelopes === 0 || stored.lastSeq <= this.cursor)
+      this.state.name === 'open' && this.writing && this.unanswered < this.deps.config.window
     );
   }
 

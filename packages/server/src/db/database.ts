@@ -37,6 +37,19 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
     query_timeout: QUERY_TIMEOUT_MS,
     keepAlive: true,
     application_name: 'privcomm-relay',
+    // The hot statements are named (repositories/envelopes.ts) so that each is planned once per
+    // connection. PostgreSQL's default (auto) re-planned those that read arrays of keys on every
+    // execution: it estimates unnest($1) at 10 rows, which makes the generic plan look dearer than
+    // a custom plan for the usual single key. Re-planning the send path's device-set lookup cost
+    // 127 µs of PostgreSQL CPU per query against 43 (85 against 28 per message at a fixed 4,000
+    // msg/s). The relay's queries are key lookups whatever the values, so one generic plan serves
+    // each; the setting is the session's, so no statement may rely on its parameters' values for
+    // its plan (the janitor writes its LIMIT into the statement). Set by a query before the
+    // connection is first used (a connection that cannot set it is not used), not as a startup
+    // option, which a connection pooler in front may refuse.
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query('SET plan_cache_mode = force_generic_plan');
+    },
   });
   pool.on('error', (error) =>
     log.warn({ err: safeError(error) }, 'idle database connection failed'),
@@ -49,21 +62,6 @@ export const openDatabase = (url: string, poolSize: number, log: Logger): Databa
     client.on('error', (error) =>
       log.debug({ err: safeError(error) }, 'database connection failed while in use'),
     );
-    // The hot statements are named (repositories/envelopes.ts) so that each is planned once per
-    // connection. PostgreSQL's default (auto) re-planned those that read arrays of keys on every
-    // execution: it estimates unnest($1) at 10 rows, which makes the generic plan look dearer than
-    // a custom plan for the usual single key. Re-planning the send path's device-set lookup cost
-    // 127 µs of PostgreSQL CPU per query against 43 (85 against 28 per message at a fixed 4,000
-    // msg/s). The relay's queries are key lookups whatever the values, so one generic plan serves
-    // each; the setting is the session's, so no statement may rely on its parameters' values for
-    // its plan (the janitor writes its LIMIT into the statement). Sent as the connection's first
-    // query (a client runs its queries in order), not as a startup option, which a connection
-    // pooler in front may refuse.
-    client
-      .query('SET plan_cache_mode = force_generic_plan')
-      .catch((error: unknown) =>
-        log.warn({ err: safeError(error) }, 'could not set plan_cache_mode on a connection'),
-      );
   });
   return {
     pool,

@@ -470,9 +470,7 @@ export class DeviceSocket implements DeviceSession {
   }
 
   heldBackByWrites(): boolean {
-    return (
-      this.state.name === 'open' && this.writing && this.unanswered < this.deps.config.window
-    );
+    return this.state.name === 'open' && this.writing && this.unanswered < this.deps.config.window;
   }
 
   /**

@@ -114,7 +114,7 @@ export class DeliverFirst {
 
   /**
    * Makes rows durable: delivered first if their devices can take them now, or once their
-   * sockets have caught up if that comes within the window; otherwise written.
+   * sockets have caught up if that comes in time (`socketsCaughtUp`); otherwise written.
    */
   async makeDurable(
     rows: readonly NewEnvelope[],
@@ -132,14 +132,15 @@ export class DeliverFirst {
 
   /**
    * Whether `deliver` is worth trying again: true once the rows' sockets on this instance are
-   * caught up, if that happens within the window. Under load, one write made every send to the
+   * caught up, if that happens within the window, or, while only this instance's writes hold them
+   * back (`heldBackByWrites`), within `longestWriteWaitMs`. Under load, one write made every send to the
    * device that arrived meanwhile a write of its own: a device with a write under way, or with
    * the read its NOTIFY started, cannot take an envelope first. So on while sends came faster
    * than commits and reads (at 4,000/s and a load of 6, a write under way was why 5,760 of 6,040
    * sends could not go first; in the soak at 12,000/s with a tenth of the recipients coming and
    * going, 97 % of the sends were written, until sends waited for reads too). Waiting costs a send
-   * at most the window; written, it would wait for its own commit, and cost a row, its read and
-   * its deletion.
+   * at most the window, or, for a write, no longer than its own write would take (it would commit
+   * after that one); written, it would cost a row, its read and its deletion.
    */
   async socketsCaughtUp(
     rows: readonly NewEnvelope[],

@@ -109,12 +109,7 @@ const PLAN = {
   /** Scenario 5: texts the bot sends one after the other, then receives. */
   clientMessages: QUICK ? 100 : 300,
   /** Scenario 6: seconds of soak at half the online rate, and how often it is sampled. */
-  soakSeconds:
-    options['soak-seconds'] === undefined
-      ? QUICK
-        ? 20
-        : 120
-      : positiveInteger(options['soak-seconds'], '--soak-seconds'),
+  soakSeconds: positiveInteger(options['soak-seconds'] ?? (QUICK ? '20' : '120'), '--soak-seconds'),
   soakSampleSeconds: QUICK ? 4 : 30,
 };
 

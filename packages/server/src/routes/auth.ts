@@ -8,6 +8,7 @@ import {
   type AccountId,
   type DeviceId,
 } from '@privcomm/wire';
+import { decodeCanonicalBase64 } from '../canonical-base64.ts';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import {
@@ -20,8 +21,8 @@ import { verifyChallengeSignature } from '../services/tokens.ts';
 import { errorResponses, noCredentials } from './schemas.ts';
 
 const decodeFixed = (value: string, bytes: number, field: string): Buffer => {
-  const decoded = Buffer.from(value, 'base64');
-  if (decoded.length !== bytes || decoded.toString('base64') !== value) {
+  const decoded = decodeCanonicalBase64(value);
+  if (decoded?.length !== bytes) {
     throw new RelayError('VALIDATION_FAILED', `${field} must be base64 of ${bytes} bytes`);
   }
   return decoded;

@@ -140,14 +140,10 @@ export class MessageSender {
     this.limiter.take(`${sender.accountId}.${sender.deviceId}>${recipient}`);
     const online = request.online === true;
     const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
-    request.messages.forEach((message, index) => {
-      const content = contents[index] as Buffer;
-      if (content.length > limit) {
-        throw new RelayError(
-          'CONTENT_TOO_LARGE',
-          `device ${message.deviceId}: ${content.length} bytes`,
-        );
-      }
+    contents.forEach((content, index) => {
+      if (content.length <= limit) return;
+      const deviceId = request.messages[index]?.deviceId;
+      throw new RelayError('CONTENT_TOO_LARGE', `device ${deviceId}: ${content.length} bytes`);
     });
     const ids = request.messages.map((message) => message.deviceId);
     if (new Set(ids).size !== ids.length) {

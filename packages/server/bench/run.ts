@@ -664,20 +664,37 @@ const makeRelayAccounts = async (databaseUrl: string, count: number, file: strin
   }
 };
 
+/**
+ * Builds the relay's bundle in the relay's checkout (`npm run build:server`: dist/bin/main.mjs),
+ * which the container image and the bare-metal guide run, so that the benchmark measures that
+ * and not `npm start`'s on-the-fly compiler: tsx keeps function names by wrapping every closure
+ * the relay makes in a defineProperty call, which cost the online path 14-18 % of its rate
+ * (2026-12-06, docs/benchmarks.md).
+ */
+const buildRelayBundle = async (root: string): Promise<void> => {
+  const child = spawn(process.execPath, [path.join('scripts', 'bundle.js')], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`building the relay's bundle in ${root} failed (exit ${code})`);
+};
+
 const startRelay = async (
   databaseUrl: string,
   onSpawn: (child: ChildProcess) => void,
 ): Promise<{ child: ChildProcess; url: string }> => {
+  await buildRelayBundle(options['relay-root'] as string);
   const port = await freePort();
   const lifted = '1000000/1';
-  // The flags `npm start` gives it (src/node-flags.ts), and BENCH_RELAY_NODE_FLAGS, e.g.
+  // The flags the relay always runs with (src/node-flags.ts), and BENCH_RELAY_NODE_FLAGS, e.g.
   // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the relay.
   const flags = [
     ...RELAY_NODE_FLAGS,
     ...(process.env.BENCH_RELAY_NODE_FLAGS ?? '').split(' ').filter(Boolean),
   ];
   const child = spawn(
-    ...withFileLimit(process.execPath, [...flags, '--import', 'tsx', path.join('src', 'main.ts')]),
+    ...withFileLimit(process.execPath, [...flags, path.join('dist', 'bin', 'main.mjs')]),
     {
       cwd: options['relay-root'],
       env: {

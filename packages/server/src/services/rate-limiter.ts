@@ -41,14 +41,22 @@ export class RateLimiter {
     return this.attempt(key, cost) === 0;
   }
 
-  /** Takes the tokens and returns 0, or takes nothing and returns the milliseconds to wait. */
+  /**
+   * Takes the tokens and returns 0, or takes nothing and returns the milliseconds to wait. One
+   * lookup, and an existing bucket is updated in place (every send passes here twice; a Map keeps
+   * a key's place when its value changes, so `prune`'s oldest-first order is the same).
+   */
   private attempt(key: string, cost: number): number {
     const now = this.now();
-    const waitMs = this.waitMs(key, cost, now);
-    if (waitMs > 0) return waitMs;
     const bucket = this.buckets.get(key);
     const tokens = this.tokens(bucket, now);
-    if (!bucket && this.buckets.size >= this.maxKeys) this.prune(now);
+    if (tokens < cost) return this.waitFor(tokens, cost);
+    if (bucket) {
+      bucket.tokens = tokens - cost;
+      bucket.updatedMs = now;
+      return 0;
+    }
+    if (this.buckets.size >= this.maxKeys) this.prune(now);
     this.buckets.set(key, { tokens: tokens - cost, updatedMs: now });
     return 0;
   }
@@ -63,7 +71,10 @@ export class RateLimiter {
   /** 0 when `cost` tokens are there, else the milliseconds until they are. */
   private waitMs(key: string, cost: number, now: number): number {
     const tokens = this.tokens(this.buckets.get(key), now);
-    if (tokens >= cost) return 0;
+    return tokens >= cost ? 0 : this.waitFor(tokens, cost);
+  }
+
+  private waitFor(tokens: number, cost: number): number {
     return Math.max(1, (cost - tokens) * this.limit.refillSeconds * 1000);
   }
 

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Samples, type Percentiles } from './lib/stats.ts';
 import { RelayTarget, type SendTransport } from './lib/relay-target.ts';
+import { describeDurability } from './lib/relay-metrics.ts';
 import {
   PAYLOAD_HEADER_BYTES,
   readHeader,
@@ -211,6 +212,14 @@ export interface SoakSample {
   readonly tableMiB?: number;
   /** Whether the stand-in for autovacuum ran after this sample. */
   readonly vacuumed?: boolean;
+  /** How the relay made the period's sends durable (relay-metrics.ts describeDurability). */
+  readonly durability?: string;
+  /**
+   * The longest catch-up of a recipient that came back in the period: from its login to the
+   * arrival of the last message sent while it was away or logging in (its backlog). Messages
+   * sent to it after its login arrive behind that backlog and count in p99.
+   */
+  readonly catchUpMs?: number;
 }
 
 const connectPairs = async (
@@ -520,9 +529,26 @@ const soak = async (
   let period = new Samples();
   let receivedInPeriod = 0;
   const untimed = new Set<string>(); // `${pair}.${seq}` sent while the recipient was offline
+  const untimedOf = new Map<number, number>(); // how many of those each pair has
+  const returnedAt = new Map<number, number>(); // pairs whose backlog has not all arrived yet
+  let catchUpMs: number | undefined; // the period's longest
+  const addUntimed = (p: number, seq: number): void => {
+    untimed.add(`${p}.${seq}`);
+    untimedOf.set(p, (untimedOf.get(p) ?? 0) + 1);
+  };
+  const caughtUp = (p: number): void => {
+    const since = returnedAt.get(p);
+    if (since === undefined || (untimedOf.get(p) ?? 0) > 0 || returning.has(p)) return;
+    returnedAt.delete(p);
+    catchUpMs = Math.max(catchUpMs ?? 0, performance.now() - since);
+  };
   const onArrival = ({ pair, seq }: { pair: number; seq: number }): void => {
     receivedInPeriod += 1;
-    if (untimed.delete(`${pair}.${seq}`)) return;
+    if (untimed.delete(`${pair}.${seq}`)) {
+      untimedOf.set(pair, (untimedOf.get(pair) ?? 1) - 1);
+      caughtUp(pair);
+      return;
+    }
     const latency = ledger.latency.last();
     if (latency !== undefined) period.push(latency);
   };
@@ -536,7 +562,7 @@ const soak = async (
   let sent = 0;
   const sendOne = (): void => {
     const { payload, seq } = ledger.payload(pair);
-    if (offline.has(pair) || returning.has(pair)) untimed.add(`${pair}.${seq}`);
+    if (offline.has(pair) || returning.has(pair)) addUntimed(pair, seq);
     ledger
       .tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload), pair, seq)
       .catch(() => {
@@ -546,11 +572,15 @@ const soak = async (
   };
   const samples: SoakSample[] = [];
   let vacuuming = false;
+  let durableSoFar = await target.durability?.();
   const sampleQueue = async (
-    sample: Pick<SoakSample, 'at' | 'received' | 'p50' | 'p99'>,
+    sample: Pick<SoakSample, 'at' | 'received' | 'p50' | 'p99' | 'catchUpMs'>,
     last = false,
   ): Promise<void> => {
-    const stats = await target.queueTable?.().catch(() => undefined);
+    const [stats, durable] = await Promise.all([
+      target.queueTable?.().catch(() => undefined),
+      target.durability?.(),
+    ]);
     const vacuum = !last && stats !== undefined && stats.dead > SOAK_VACUUM_DEAD_ROWS && !vacuuming;
     samples.push({
       ...sample,
@@ -558,7 +588,10 @@ const soak = async (
       deadRows: stats?.dead,
       tableMiB: stats === undefined ? undefined : stats.bytes / 2 ** 20,
       vacuumed: vacuum,
+      durability: describeDurability(durableSoFar, durable),
+      catchUpMs: sample.catchUpMs,
     });
+    durableSoFar = durable;
     if (!vacuum) return;
     vacuuming = true;
     await target
@@ -580,9 +613,10 @@ const soak = async (
     if (elapsed >= nextSample) {
       nextSample += job.sampleSeconds * 1000;
       const latency = period.percentiles();
-      const sample = { at: elapsed / 1000, received: receivedInPeriod, ...latency };
+      const sample = { at: elapsed / 1000, received: receivedInPeriod, catchUpMs, ...latency };
       period = new Samples();
       receivedInPeriod = 0;
+      catchUpMs = undefined;
       // The table is read (and vacuumed) beside the sending, never in its way: a pause here
       // would come back as a burst.
       void sampleQueue(sample);
@@ -594,14 +628,18 @@ const soak = async (
       rotation = (rotation + size) % job.pairs;
       for (const p of offline) {
         // What is on its way to them now waits for their return: not the online path's latency.
-        for (const seq of ledger.outstandingOf(p)) untimed.add(`${p}.${seq}`);
+        for (const seq of ledger.outstandingOf(p)) addUntimed(p, seq);
         void connections[p * 2 + 1]?.close();
       }
-      for (const p of back) returning.add(p);
+      for (const p of back) {
+        returning.add(p);
+        returnedAt.set(p, performance.now());
+      }
       void Promise.all(
         back.map(async (p) => {
           connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);
           returning.delete(p);
+          caughtUp(p);
         }),
       ).catch(() => {
         ledger.failures += 1;
@@ -614,7 +652,10 @@ const soak = async (
   ledger.measuring = false;
   // The period that ends with the soak is sampled too: it was dropped (a 120 s soak reported
   // 90 s).
-  await sampleQueue({ at: seconds, received: receivedInPeriod, ...period.percentiles() }, true);
+  await sampleQueue(
+    { at: seconds, received: receivedInPeriod, catchUpMs, ...period.percentiles() },
+    true,
+  );
   await Promise.all(
     [...offline].map(async (p) => {
       connections[p * 2 + 1] = await target.connect(p * 2 + 1, handler);

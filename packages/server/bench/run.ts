@@ -437,10 +437,10 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
             .join('; '),
       });
       log(
-        `soak samples (s: received, p99 ms, queue rows, dead rows, MiB):\n${samples
+        `soak samples (s: received, p99 ms, queue rows, dead rows, MiB; how the period's sends were made durable):\n${samples
           .map(
             (x) =>
-              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}`,
+              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}${x.catchUpMs === undefined ? '' : `; longest catch-up ${f(x.catchUpMs)} ms`}${x.durability ? `; ${x.durability}` : ''}`,
           )
           .join('\n')}`,
       );
@@ -710,6 +710,17 @@ const startRelay = async (
         RATE_LIMIT_MESSAGES: lifted,
         SEND_BYTES_PER_HOUR: String(2 ** 40),
         WS_UNAUTHENTICATED_PER_ADDRESS: '100000',
+        // Settings to try, e.g. BENCH_RELAY_ENV="WS_DIRECT_WINDOW_MS=100 WS_WINDOW=64".
+        ...Object.fromEntries(
+          (process.env.BENCH_RELAY_ENV ?? '')
+            .split(' ')
+            .filter(Boolean)
+            .map((assignment) => {
+              const at = assignment.indexOf('=');
+              if (at < 1) throw new Error(`BENCH_RELAY_ENV: "${assignment}" is not NAME=value`);
+              return [assignment.slice(0, at), assignment.slice(at + 1)];
+            }),
+        ),
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     },

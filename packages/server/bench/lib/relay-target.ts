@@ -8,6 +8,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
 import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
+import { readDurability, type Durability } from './relay-metrics.ts';
 import { withLoginRetries, type Connection, type QueueTableStats, type Target } from './target.ts';
 
 export type SendTransport = 'http' | 'websocket';
@@ -212,6 +213,10 @@ export class RelayTarget implements Target {
       dead: Number(row?.dead ?? 0),
       bytes: Number(row?.bytes ?? 0),
     };
+  }
+
+  durability(): Promise<Durability | undefined> {
+    return readDurability(this.base.origin);
   }
 
   async analyzeQueue(): Promise<void> {

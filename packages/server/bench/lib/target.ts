@@ -1,3 +1,5 @@
+import type { Durability } from './relay-metrics.ts';
+
 /** What the load generator needs from a messaging system: users, logins, sends and receipts. */
 export interface Connection {
   /**
@@ -32,6 +34,8 @@ export interface Target {
   storedCount(): Promise<number>;
   /** The queue table as PostgreSQL counts it (the soak watches it grow or plateau). */
   queueTable?(): Promise<QueueTableStats>;
+  /** How the server made its sends durable so far (the relay's counters; relay-metrics.ts). */
+  durability?(): Promise<Durability | undefined>;
   /** VACUUM of the queue tables: a stand-in for autovacuum where the cluster has it off. */
   vacuumQueue?(): Promise<void>;
   /** ANALYZE of the queue table: a stand-in for autovacuum's analyze while a queue grows. */

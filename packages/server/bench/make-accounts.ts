@@ -1,18 +1,19 @@
 /**
  * Creates the relay's benchmark accounts (relay-accounts.ts) in a process of its own:
  *
- *   node --import tsx bench/make-accounts.ts DATABASE_URL COUNT FILE
+ *   node make-accounts.mjs DATABASE_URL COUNT FILE   (compiled by the orchestrator, lib/compile.ts)
  *
  * The orchestrator runs it with a deadline. Made in the orchestrator itself, the step hung twice
  * in 10 runs at a load of 10 (its main thread waiting on a futex, no CPU used; not understood): a
  * process that hangs can be killed and the step run again, which an in-process hang would not
- * allow.
+ * allow. Under tsx, as a process of its own, it still hung now and then while loading; compiled,
+ * it no longer loads through tsx.
  */
 import { createRelayAccounts } from './lib/relay-accounts.ts';
 
 // A line once loaded and after every step: the orchestrator kills a process silent for 15 s.
-// The hang seen is in loading (the main thread waits on a futex before any database connection;
-// ESBUILD_WORKER_THREADS=0 did not avoid it), and a retry has always gone through in seconds.
+// The hang seen under tsx was in loading (the main thread waited on a futex before any database
+// connection; ESBUILD_WORKER_THREADS=0 did not avoid it).
 process.stdout.write('loaded\n');
 const [databaseUrl, count, file] = process.argv.slice(2);
 if (!databaseUrl || !count || !file) throw new Error('usage: make-accounts.ts URL COUNT FILE');

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { RELAY_NODE_FLAGS } from '../src/node-flags.ts';
+import { compileBenchScript } from './lib/compile.ts';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
 import {
   cpuMicroseconds,
@@ -177,19 +178,27 @@ const cpuPer = (
   };
 };
 
+/** bench/`script` compiled to JavaScript (lib/compile.ts), once per run. */
+const compiled = new Map<string, Promise<string>>();
+const benchScript = (script: string): Promise<string> => {
+  let file = compiled.get(script);
+  if (!file) {
+    file = compileBenchScript(script);
+    compiled.set(script, file);
+  }
+  return file;
+};
+
 /** Runs one load-generator process; returns its result and the snapshots taken at its marks. */
 const runLoad = async (
   script: string,
   args: string[],
   system: System | undefined,
 ): Promise<{ result: LoadResult; marks: Map<string, Snapshot>; load: number }> => {
-  const child = spawn(
-    ...withFileLimit(process.execPath, ['--import', 'tsx', path.join('bench', script), ...args]),
-    {
-      cwd: SERVER_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(...withFileLimit(process.execPath, [await benchScript(script), ...args]), {
+    cwd: SERVER_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const marks = new Map<string, Snapshot>();
   let result: LoadResult | undefined;
   let pending = '';
@@ -530,14 +539,10 @@ DELETE FROM bench_queue WHERE id IN (SELECT id FROM bench_queue WHERE dev = :dev
 };
 
 const websocketCeiling = async (scenario: string): Promise<Measurement> => {
-  const server = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join('bench', 'ws-ceiling.ts'), 'server'],
-    {
-      cwd: SERVER_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const server = spawn(process.execPath, [await benchScript('ws-ceiling.ts'), 'server'], {
+    cwd: SERVER_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       server.stdout.once('data', (chunk: Buffer) =>
@@ -638,13 +643,13 @@ const clientSide = async (relayUrl: string): Promise<Measurement[]> => {
  * bench/make-accounts.ts with a deadline, tried up to 3 times. Its stdout is a pipe, as the load
  * processes' is: with the orchestrator's stdout (a file) inherited, the child hung every time in
  * tsx's first compile of a changed file (main thread waiting for the esbuild service, which sat
- * idle); not understood further.
+ * idle), when it still ran under tsx (lib/compile.ts).
  */
 const makeRelayAccounts = async (databaseUrl: string, count: number, file: string) => {
   for (let attempt = 1; ; attempt += 1) {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', path.join('bench', 'make-accounts.ts'), databaseUrl, String(count), file],
+      [await benchScript('make-accounts.ts'), databaseUrl, String(count), file],
       { cwd: SERVER_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     // 19,000 accounts take 9 s: a deadline by size, and 15 s at most without a line of progress

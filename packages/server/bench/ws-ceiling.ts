@@ -4,8 +4,8 @@
  * socket 2p+1 and each answer back; `client` keeps `inFlight` frames of `bytes` bytes on their way
  * per pair, like the online scenario, and prints {"mark"} lines and a {"result"} as load.ts does.
  *
- *   tsx bench/ws-ceiling.ts server            → prints {"port": n}
- *   tsx bench/ws-ceiling.ts client '{"port":n,"pairs":200,"inFlight":4,"seconds":20,"bytes":1024}'
+ *   node ws-ceiling.mjs server            → prints {"port": n}   (compiled: lib/compile.ts)
+ *   node ws-ceiling.mjs client '{"port":n,"pairs":200,"inFlight":4,"seconds":20,"bytes":1024}'
  */
 import { WebSocket, WebSocketServer } from 'ws';
 

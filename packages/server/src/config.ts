@@ -264,7 +264,7 @@ export const VARIABLES = {
   },
   WS_WINDOW: { default: '32', doc: 'Envelopes in flight per socket, unacknowledged (1-1000).' },
   WS_DIRECT_WINDOW_MS: {
-    default: '40',
+    default: '150',
     doc: 'A message for a device connected to this instance and caught up is delivered before it is written; acknowledged within this time, it is never written (0-1000; 0: always write first).',
   },
   WS_UNAUTHENTICATED_PER_ADDRESS: {

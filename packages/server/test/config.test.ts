@@ -85,7 +85,7 @@ describe('loadConfig defaults', () => {
         idleTimeoutMs: 90_000,
         ackTimeoutMs: 60_000,
         window: 32,
-        directWindowMs: 40,
+        directWindowMs: 150,
         unauthenticatedPerAddress: 50,
       },
       janitorIntervalMs: 600_000,

@@ -220,6 +220,11 @@ export interface SoakSample {
    * sent to it after its login arrive behind that backlog and count in p99.
    */
   readonly catchUpMs?: number;
+  /**
+   * Recipients that came back at the start of the period and had not caught up by its end: how
+   * many, and the longest time since their login (a lower bound of their catch-up).
+   */
+  readonly catchingUp?: { readonly count: number; readonly longestMs: number };
 }
 
 const connectPairs = async (
@@ -533,8 +538,17 @@ const soak = async (
   const returnedAt = new Map<number, number>(); // pairs whose backlog has not all arrived yet
   let catchUpMs: number | undefined; // the period's longest
   const addUntimed = (p: number, seq: number): void => {
-    untimed.add(`${p}.${seq}`);
+    const key = `${p}.${seq}`;
+    if (untimed.has(key)) return; // still on its way from an earlier absence
+    untimed.add(key);
     untimedOf.set(p, (untimedOf.get(p) ?? 0) + 1);
+  };
+  /** A message off the books: arrived, or its send failed (it may never arrive). */
+  const settleUntimed = (p: number, seq: number): boolean => {
+    if (!untimed.delete(`${p}.${seq}`)) return false;
+    untimedOf.set(p, (untimedOf.get(p) ?? 1) - 1);
+    caughtUp(p);
+    return true;
   };
   const caughtUp = (p: number): void => {
     const since = returnedAt.get(p);
@@ -544,11 +558,7 @@ const soak = async (
   };
   const onArrival = ({ pair, seq }: { pair: number; seq: number }): void => {
     receivedInPeriod += 1;
-    if (untimed.delete(`${pair}.${seq}`)) {
-      untimedOf.set(pair, (untimedOf.get(pair) ?? 1) - 1);
-      caughtUp(pair);
-      return;
-    }
+    if (settleUntimed(pair, seq)) return;
     const latency = ledger.latency.last();
     if (latency !== undefined) period.push(latency);
   };
@@ -562,21 +572,25 @@ const soak = async (
   let sent = 0;
   const sendOne = (): void => {
     const { payload, seq } = ledger.payload(pair);
-    if (offline.has(pair) || returning.has(pair)) addUntimed(pair, seq);
+    const to = pair;
+    if (offline.has(to) || returning.has(to)) addUntimed(to, seq);
     ledger
-      .tracked((connections[pair * 2] as Connection).send(pair * 2 + 1, payload), pair, seq)
+      .tracked((connections[to * 2] as Connection).send(to * 2 + 1, payload), to, seq)
       .catch(() => {
         ledger.failures += 1;
+        settleUntimed(to, seq);
       });
     pair = (pair + 1) % job.pairs;
   };
   const samples: SoakSample[] = [];
   let vacuuming = false;
   let durableSoFar = await target.durability?.();
-  const sampleQueue = async (
-    sample: Pick<SoakSample, 'at' | 'received' | 'p50' | 'p99' | 'catchUpMs'>,
-    last = false,
-  ): Promise<void> => {
+  type PeriodSample = Pick<
+    SoakSample,
+    'at' | 'received' | 'p50' | 'p99' | 'catchUpMs' | 'catchingUp'
+  >;
+  /** One period's readings, after the previous period's (each reads against the last counters). */
+  const readPeriod = async (sample: PeriodSample, last: boolean): Promise<void> => {
     const [stats, durable] = await Promise.all([
       target.queueTable?.().catch(() => undefined),
       target.durability?.(),
@@ -589,17 +603,29 @@ const soak = async (
       tableMiB: stats === undefined ? undefined : stats.bytes / 2 ** 20,
       vacuumed: vacuum,
       durability: describeDurability(durableSoFar, durable),
-      catchUpMs: sample.catchUpMs,
     });
     durableSoFar = durable;
     if (!vacuum) return;
     vacuuming = true;
-    await target
+    void target
       .vacuumQueue?.()
       .catch(() => undefined)
       .finally(() => {
         vacuuming = false;
       });
+  };
+  let reading = Promise.resolve();
+  const sampleQueue = (sample: PeriodSample, last = false): Promise<void> => {
+    const read = reading.then(() => readPeriod(sample, last));
+    reading = read.catch(() => undefined);
+    return read;
+  };
+  /** Recipients that came back and have not caught up: how many, and the longest wait so far. */
+  const stillCatchingUp = (): SoakSample['catchingUp'] => {
+    if (returnedAt.size === 0) return undefined;
+    const now = performance.now();
+    const longestMs = Math.max(...[...returnedAt.values()].map((since) => now - since));
+    return { count: returnedAt.size, longestMs };
   };
   const t0 = performance.now();
   let nextSample = job.sampleSeconds * 1000;
@@ -613,7 +639,13 @@ const soak = async (
     if (elapsed >= nextSample) {
       nextSample += job.sampleSeconds * 1000;
       const latency = period.percentiles();
-      const sample = { at: elapsed / 1000, received: receivedInPeriod, catchUpMs, ...latency };
+      const sample = {
+        at: elapsed / 1000,
+        received: receivedInPeriod,
+        catchUpMs,
+        catchingUp: stillCatchingUp(),
+        ...latency,
+      };
       period = new Samples();
       receivedInPeriod = 0;
       catchUpMs = undefined;
@@ -627,6 +659,8 @@ const soak = async (
       for (let i = 0; i < size; i += 1) offline.add((rotation + i) % job.pairs);
       rotation = (rotation + size) % job.pairs;
       for (const p of offline) {
+        // Going again before catching up: reported as still catching up in the sample above.
+        returnedAt.delete(p);
         // What is on its way to them now waits for their return: not the online path's latency.
         for (const seq of ledger.outstandingOf(p)) addUntimed(p, seq);
         void connections[p * 2 + 1]?.close();
@@ -653,7 +687,13 @@ const soak = async (
   // The period that ends with the soak is sampled too: it was dropped (a 120 s soak reported
   // 90 s).
   await sampleQueue(
-    { at: seconds, received: receivedInPeriod, catchUpMs, ...period.percentiles() },
+    {
+      at: seconds,
+      received: receivedInPeriod,
+      catchUpMs,
+      catchingUp: stillCatchingUp(),
+      ...period.percentiles(),
+    },
     true,
   );
   await Promise.all(

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { RELAY_NODE_FLAGS } from '../src/node-flags.ts';
-import { compileBenchScript } from './lib/compile.ts';
+import { COMPILED_DIR, compileBenchScript } from './lib/compile.ts';
 import { ensureEjabberdInstalled, startEjabberd, type Ejabberd } from './lib/ejabberd.ts';
 import {
   cpuMicroseconds,
@@ -449,7 +449,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         `soak samples (s: received, p99 ms, queue rows, dead rows, MiB; how the period's sends were made durable):\n${samples
           .map(
             (x) =>
-              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}${x.catchUpMs === undefined ? '' : `; longest catch-up ${f(x.catchUpMs)} ms`}${x.durability ? `; ${x.durability}` : ''}`,
+              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}${x.catchUpMs === undefined ? '' : `; longest catch-up ${f(x.catchUpMs)} ms`}${x.catchingUp ? `; ${x.catchingUp.count} still catching up (${f(x.catchingUp.longestMs)} ms so far)` : ''}${x.durability ? `; ${x.durability}` : ''}`,
           )
           .join('\n')}`,
       );
@@ -771,6 +771,7 @@ const main = async (): Promise<void> => {
         await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
       await admin.end();
     },
+    () => rmSync(COMPILED_DIR, { recursive: true, force: true }),
   ];
   const report = (error: unknown): void => log(`cleanup: ${String(error)}`);
   const cleanup = async (): Promise<void> => {

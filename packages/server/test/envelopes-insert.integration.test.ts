@@ -1,6 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { committedEnvelopes, type NewEnvelope } from '../src/repositories/envelopes.ts';
+import {
+  committedEnvelopes,
+  type NewEnvelope,
+  type StoredEnvelope,
+} from '../src/repositories/envelopes.ts';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice } from './support/client.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
@@ -8,7 +12,9 @@ import { startRelay, type TestRelay } from './support/relay.ts';
 /**
  * One insert carries a whole batch's contents as a single bytea with each row's offset and length
  * (repositories/envelopes.ts): every row must get back exactly its own bytes, in each device's
- * input order, whatever the sizes and however the devices interleave.
+ * input order, whatever the sizes (empty ones too) and however the devices interleave; and the
+ * positions the insert reports, from which the relay hands committed envelopes to its own
+ * sockets without reading them back, must be the rows' positions in the table.
  */
 
 let relay: TestRelay;
@@ -24,53 +30,55 @@ afterAll(async () => {
   await drop?.();
 });
 
+const view = (list: readonly (NewEnvelope | StoredEnvelope)[]) =>
+  list.map(({ id, type, content, urgent }) => ({
+    id,
+    type,
+    content: content.toString('hex'),
+    urgent,
+  }));
+
 describe('envelopes.insert', () => {
-  it('stores each row of a batch with its own content, in input order per device', async () => {
+  it('stores each row of a batch with its own content, at the positions it reports', async () => {
     const bob = await TestDevice.register(relay.url);
     const carol = await TestDevice.register(relay.url);
-    const sizes = [1, 0, 1024, 3, 65_536, 17, 2, 4096, 1, 300];
-    const rows: NewEnvelope[] = sizes.map((size, i) => {
-      const recipient = i % 3 === 0 ? carol : bob;
-      return {
-        id: randomUUID(),
-        accountId: recipient.accountId,
-        deviceId: recipient.deviceId,
-        type: 1 + (i % 2),
-        content: randomBytes(size),
-        urgent: i % 2 === 0,
-      };
+    const row = (device: TestDevice, size: number, i: number): NewEnvelope => ({
+      id: randomUUID(),
+      accountId: device.accountId,
+      deviceId: device.deviceId,
+      type: 1 + (i % 2),
+      content: randomBytes(size),
+      urgent: i % 2 === 0,
     });
+    const batches: NewEnvelope[][] = [
+      // Mixed sizes, the two devices interleaved.
+      [1, 0, 1024, 3, 65_536, 17, 2, 4096, 1, 300].map((size, i) =>
+        row(i % 3 === 0 ? carol : bob, size, i),
+      ),
+      // One row, for a device that already has rows: its position follows theirs.
+      [row(bob, 5, 0)],
+      // Nothing but empty contents: a zero-length parameter.
+      [row(carol, 0, 0), row(carol, 0, 1)],
+    ];
     const { envelopes } = relay.relay.context;
-    const queued = await envelopes.insert(rows);
-    const handedOver = committedEnvelopes(rows, queued);
+    const handed = new Map<string, StoredEnvelope[]>();
+    for (const batch of batches) {
+      for (const [address, list] of committedEnvelopes(batch, await envelopes.insert(batch))) {
+        handed.set(address, [...(handed.get(address) ?? []), ...list]);
+      }
+    }
 
     for (const device of [bob, carol]) {
-      const mine = rows.filter((row) => row.accountId === device.accountId);
+      const mine = batches.flat().filter((r) => r.accountId === device.accountId);
       const stored = await envelopes.fetchAfter(device.accountId, device.deviceId, 0, 100);
-      const expected = mine.map((row) => ({
-        id: row.id,
-        type: row.type,
-        content: row.content.toString('hex'),
-        urgent: row.urgent,
-      }));
-      const view = (
-        list: readonly { id: string; type: number; content: Buffer; urgent: boolean }[],
-      ) =>
-        list.map(({ id, type, content, urgent }) => ({
-          id,
-          type,
-          content: content.toString('hex'),
-          urgent,
-        }));
-      expect(view(stored)).toEqual(expected);
-      const handed = handedOver.get(`${device.accountId}.${device.deviceId}`) ?? [];
-      expect(view(handed)).toEqual(expected);
-      expect(handed.map((envelope) => envelope.seq)).toEqual(
-        stored.map((envelope) => envelope.seq),
+      expect(view(stored)).toEqual(view(mine));
+      const handedOver = handed.get(`${device.accountId}.${device.deviceId}`) ?? [];
+      expect(handedOver.map(({ id, seq }) => ({ id, seq }))).toEqual(
+        stored.map(({ id, seq }) => ({ id, seq })),
       );
       expect(await envelopes.usage(device.accountId, device.deviceId)).toEqual({
         envelopes: mine.length,
-        bytes: mine.reduce((sum, row) => sum + row.content.length, 0),
+        bytes: mine.reduce((sum, r) => sum + r.content.length, 0),
       });
     }
   });

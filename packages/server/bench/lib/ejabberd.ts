@@ -52,7 +52,7 @@ export interface Ejabberd {
 
 /**
  * A command's exit status and output, without blocking the event loop. The orchestrator starts
- * ejabberd while the relay's tsx processes start: the first run that did so with spawnSync lost
+ * ejabberd while the relay and the account maker start: the first run that did so with spawnSync lost
  * a minute to a hung accounts' process (killed at its deadline, as in commit fda26b1, where a
  * blocked loop hung it every time); none of the runs since, with this, did.
  */

@@ -6,15 +6,12 @@
  * The orchestrator runs it with a deadline. Made in the orchestrator itself, the step hung twice
  * in 10 runs at a load of 10 (its main thread waiting on a futex, no CPU used; not understood): a
  * process that hangs can be killed and the step run again, which an in-process hang would not
- * allow. Under tsx, as a process of its own, it still went silent now and then; compiled, once
- * (2026-12-06), while making its 19,000 keys on two loaded cores with no line of progress, which
- * it now prints every 2,000 keys.
+ * allow. The hang was Node's: a JWK export of a generated key can deadlock it (gdb, 2026-12-06),
+ * and the keys were exported as JWK; they no longer are (lib/relay-accounts.ts).
  */
 import { createRelayAccounts } from './lib/relay-accounts.ts';
 
 // A line once loaded and after every step: the orchestrator kills a process silent for 15 s.
-// The hang seen under tsx was in loading (the main thread waited on a futex before any database
-// connection; ESBUILD_WORKER_THREADS=0 did not avoid it).
 process.stdout.write('loaded\n');
 const [databaseUrl, count, file] = process.argv.slice(2);
 if (!databaseUrl || !count || !file) throw new Error('usage: make-accounts.ts URL COUNT FILE');

@@ -643,7 +643,8 @@ const clientSide = async (relayUrl: string): Promise<Measurement[]> => {
  * bench/make-accounts.ts with a deadline, tried up to 3 times. Its stdout is a pipe, as the load
  * processes' is: with the orchestrator's stdout (a file) inherited, the child hung every time in
  * tsx's first compile of a changed file (main thread waiting for the esbuild service, which sat
- * idle), when it still ran under tsx (lib/compile.ts).
+ * idle), when it still ran under tsx (lib/compile.ts). Its other hangs were a deadlock in Node
+ * (lib/relay-accounts.ts); the deadline stays for whatever else may come.
  */
 const makeRelayAccounts = async (databaseUrl: string, count: number, file: string) => {
   for (let attempt = 1; ; attempt += 1) {

@@ -1,8 +1,8 @@
 /**
  * The benchmark's child scripts (load.ts, make-accounts.ts, ws-ceiling.ts) compiled once per run
  * to plain JavaScript, so that each child is a bare `node` with no TypeScript loader. Under tsx's
- * loader the account maker went silent now and then (three times in a row on 2026-12-06, which
- * failed the run; compiled, once since: see make-accounts.ts), and tsx wraps every closure in a call that keeps its name, which the load generator, on the
+ * loader the account maker went silent now and then (a deadlock in Node's JWK export, it turned
+ * out, not tsx's: see lib/relay-accounts.ts), and tsx wraps every closure in a call that keeps its name, which the load generator, on the
  * same two cores as the servers, would pay for every message. (The client-side scenario still
  * runs under tsx: it imports the workspace's TypeScript packages, which are not compiled here.)
  *

@@ -50,16 +50,20 @@ export const createRelayAccounts = async (
   progress: (step: string) => void = () => {},
 ): Promise<void> => {
   const accounts: BenchAccount[] = Array.from({ length: count }, (_, i) => {
-    // A line every 2,000 keys: the orchestrator kills a process silent for 15 s, and 19,000 keys
-    // on two loaded cores (ejabberd's set-up runs meanwhile) take seconds.
+    // A line every 2,000 keys: the orchestrator kills a process silent for 15 s.
     if (i > 0 && i % 2000 === 0) progress(`${i} keys made`);
-    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+    // The keys' 32 bytes come from their DER exports, not JWK: a JWK export of a generated key
+    // can deadlock Node 20 (src/services/at-rest-share.ts), which is how this process used to
+    // hang while making its keys (seen with gdb).
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const seed = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32);
+    const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
     return {
       accountId: randomUUID(),
       deviceId: 1,
       registrationId: randomInt(1, 16381),
-      d: jwk.d as string,
-      x: jwk.x as string,
+      d: seed.toString('base64url'),
+      x: raw.toString('base64url'),
     };
   });
   progress('keys made');

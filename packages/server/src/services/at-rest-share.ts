@@ -31,6 +31,21 @@ const x25519PublicKey = (raw: Uint8Array): KeyObject =>
     format: 'jwk',
   });
 
+/** An X25519 public key in SPKI DER: this much framing, then the 32 bytes. */
+const X25519_SPKI_PREFIX_BYTES = 12;
+
+/**
+ * The ephemeral public key's 32 bytes, read from its DER export, not its JWK: in Node 20 a key
+ * pair from generateKeyPairSync can deadlock the process when exported as JWK. The JWK export
+ * holds the key's mutex while it allocates; a garbage collection may then destroy the generation
+ * job, whose destructor waits for that same mutex (seen here with gdb: the main thread in
+ * ~KeyGenJob under ExportJWKEdKey, for good). In loops of 200,000 generate-and-export, JWK hung 2
+ * runs of 8 and 1 of 3; DER, 0 of 8. For the relay, one multi-recipient upload would have frozen
+ * every socket.
+ */
+const rawPublicKey = (publicKey: KeyObject): Buffer =>
+  publicKey.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX_BYTES);
+
 const unusableKey = (accountId: string): RelayError =>
   new RelayError(
     'VALIDATION_FAILED',
@@ -53,10 +68,7 @@ export const atRestSealer = (
   const recipient = x25519PublicKey(identityKey.subarray(1));
   return (share) => {
     const ephemeral = generateKeyPairSync('x25519');
-    const publicBytes = Buffer.from(
-      ephemeral.publicKey.export({ format: 'jwk' }).x ?? '',
-      'base64url',
-    );
+    const publicBytes = rawPublicKey(ephemeral.publicKey);
     let secret: Buffer;
     try {
       secret = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient });

@@ -147,8 +147,10 @@ export class TestDevice {
   ) {
     this.authPrivate = existing?.authPrivate ?? generateKeyPairSync('ed25519').privateKey;
     this.registrationId = existing?.registrationId ?? randomInt(1, 16381);
-    const jwk = createPublicKey(this.authPrivate).export({ format: 'jwk' });
-    this.authPublic = Buffer.from(jwk.x as string, 'base64url');
+    // DER, not JWK: a JWK export of a generated key can deadlock Node 20 (at-rest-share.ts).
+    this.authPublic = createPublicKey(this.authPrivate)
+      .export({ format: 'der', type: 'spki' })
+      .subarray(-32);
   }
 
   newDeviceFields() {

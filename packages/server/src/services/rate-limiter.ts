@@ -74,6 +74,7 @@ export class RateLimiter {
     return tokens >= cost ? 0 : this.waitFor(tokens, cost);
   }
 
+  /** The milliseconds until `cost` tokens are there, from `tokens` now (at least 1). */
   private waitFor(tokens: number, cost: number): number {
     return Math.max(1, (cost - tokens) * this.limit.refillSeconds * 1000);
   }

@@ -26,6 +26,7 @@ import {
   loadAverage,
   processTree,
   rssKiB,
+  runCommand,
   snapshotCpu,
   type CpuSnapshot,
 } from './lib/proc.ts';
@@ -445,13 +446,18 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
             .filter(Boolean)
             .join('; '),
       });
+      const period = (x: SoakSample): string =>
+        [
+          `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}`,
+          x.catchUpMs === undefined ? undefined : `longest catch-up ${f(x.catchUpMs)} ms`,
+          x.catchingUp &&
+            `${x.catchingUp.count} still catching up (${f(x.catchingUp.longestMs)} ms so far)`,
+          x.durability,
+        ]
+          .filter(Boolean)
+          .join('; ');
       log(
-        `soak samples (s: received, p99 ms, queue rows, dead rows, MiB; how the period's sends were made durable):\n${samples
-          .map(
-            (x) =>
-              `  ${f(x.at)}: ${x.received}, ${f(x.p99, 1)}, ${x.queueRows}, ${x.deadRows}, ${f(x.tableMiB, 1)}${x.vacuumed ? ' (vacuum)' : ''}${x.catchUpMs === undefined ? '' : `; longest catch-up ${f(x.catchUpMs)} ms`}${x.catchingUp ? `; ${x.catchingUp.count} still catching up (${f(x.catchingUp.longestMs)} ms so far)` : ''}${x.durability ? `; ${x.durability}` : ''}`,
-          )
-          .join('\n')}`,
+        `soak samples (s: received, p99 ms, queue rows, dead rows, MiB; catch-ups; how the period's sends were made durable):\n${samples.map(period).join('\n')}`,
       );
       await vacuum(relay);
     }
@@ -678,12 +684,12 @@ const makeRelayAccounts = async (databaseUrl: string, count: number, file: strin
  * (2026-12-06, docs/benchmarks.md).
  */
 const buildRelayBundle = async (root: string): Promise<void> => {
-  const child = spawn(process.execPath, [path.join('scripts', 'bundle.js')], {
+  const built = await runCommand(process.execPath, [path.join('scripts', 'bundle.js')], {
     cwd: root,
-    stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`building the relay's bundle in ${root} failed (exit ${code})`);
+  if (built.status !== 0) {
+    throw new Error(`building the relay's bundle in ${root} failed: ${built.stderr}`);
+  }
 };
 
 const startRelay = async (

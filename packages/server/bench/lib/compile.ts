@@ -1,10 +1,10 @@
 /**
  * The benchmark's child scripts (load.ts, make-accounts.ts, ws-ceiling.ts) compiled once per run
- * to plain JavaScript, so that each child is a bare `node` with no TypeScript loader. Under tsx's
- * loader the account maker went silent now and then (a deadlock in Node's JWK export, it turned
- * out, not tsx's: see lib/relay-accounts.ts), and tsx wraps every closure in a call that keeps its name, which the load generator, on the
- * same two cores as the servers, would pay for every message. (The client-side scenario still
- * runs under tsx: it imports the workspace's TypeScript packages, which are not compiled here.)
+ * to plain JavaScript, so that each child is a bare `node` with no TypeScript loader: tsx wraps
+ * every closure in a call that keeps its name, which the load generator, on the same two cores as
+ * the servers, would pay for every message. (The account maker's hangs, first blamed on tsx, were
+ * a deadlock in Node's JWK export: lib/relay-accounts.ts. The client-side scenario still runs
+ * under tsx: it imports the workspace's TypeScript packages, which are not compiled here.)
  *
  * Only the project's own files are compiled in; packages stay imports, resolved from the
  * repository's node_modules (the output lies under it, in a folder of this run's own), so ws

@@ -3,7 +3,7 @@
  * spool and logs in a temporary directory, its own Erlang node name, a PostgreSQL database for
  * everything (users pre-created, offline storage on), no traffic shaping. Stopped afterwards.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { findProcesses } from './proc.ts';
+import { findProcesses, runCommand as run } from './proc.ts';
 import { XMPP_DOMAIN, XMPP_PASSWORD, xmppUser } from './xmpp-target.ts';
 
 const EJABBERDCTL = '/usr/sbin/ejabberdctl';
@@ -49,24 +49,6 @@ export interface Ejabberd {
   readonly pid: number;
   stop(): Promise<void>;
 }
-
-/**
- * A command's exit status and output, without blocking the event loop. The orchestrator starts
- * ejabberd while the relay and the account maker start: the first run that did so with spawnSync lost
- * a minute to a hung accounts' process (killed at its deadline, as in commit fda26b1, where a
- * blocked loop hung it every time); none of the runs since, with this, did.
- */
-const run = (
-  command: string,
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
-): Promise<{ status: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(command, args, { ...options, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-      resolve({ status: code, stdout, stderr });
-    });
-  });
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

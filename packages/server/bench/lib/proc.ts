@@ -3,6 +3,7 @@
  * CPU per message rather than by throughput alone: on a shared machine throughput moves with the
  * neighbours' load, CPU per message much less.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 /** Kernel clock ticks per second for utime/stime (USER_HZ; 100 on every mainstream Linux). */
@@ -112,3 +113,21 @@ export const machineBusyMicroseconds = (): number => {
   );
   return (busy * 1_000_000) / TICKS_PER_SECOND;
 };
+
+/**
+ * A command's exit status and output, without blocking the event loop. The orchestrator starts
+ * ejabberd while the relay and the account maker start: the first run that did so with spawnSync
+ * lost a minute to a hung accounts' process (killed at its deadline, as in commit fda26b1, where
+ * a blocked loop hung it every time); none of the runs since, with this, did.
+ */
+export const runCommand = (
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+): Promise<{ status: number; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(command, args, { ...options, encoding: 'utf8' }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
+      resolve({ status: code, stdout, stderr });
+    });
+  });

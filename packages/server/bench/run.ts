@@ -734,7 +734,9 @@ const startRelay = async (
             }),
         ),
       },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      // The relay logs to stdout at LOG_LEVEL=warn; BENCH_RELAY_STDOUT=1 passes it (and what V8
+      // prints there, e.g. with BENCH_RELAY_NODE_FLAGS="--trace-gc") to the benchmark's stderr.
+      stdio: ['ignore', process.env.BENCH_RELAY_STDOUT === '1' ? 2 : 'ignore', 'inherit'],
     },
   );
   onSpawn(child);

@@ -25,6 +25,25 @@ describe('decodeCanonicalBase64', () => {
     }
   });
 
+  it('refuses every character outside the alphabet, wide ones too, wherever it stands', () => {
+    // Node's decoder reads a wide character's low byte: 'ī' (U+012B) decodes as '+'.
+    expect(Buffer.from('īQ==', 'base64')).toEqual(Buffer.from('+Q==', 'base64'));
+    expect(decodeCanonicalBase64('īQ==')).toBeUndefined();
+    let refused = 0;
+    for (const text of ['AA==', 'AAA=', 'AAAA', 'AQIDBA==']) {
+      for (let index = 0; index < text.length; index += 1) {
+        for (let code = 0; code < 0x10000; code += 1) {
+          const changed = text.slice(0, index) + String.fromCharCode(code) + text.slice(index + 1);
+          const accepted = decodeCanonicalBase64(changed) !== undefined;
+          if (accepted !== pattern.test(changed)) agrees(changed); // fails, naming the text
+          if (!accepted) refused += 1;
+        }
+      }
+    }
+    // Per position, at most the 64 characters of the alphabet and '=' can be accepted.
+    expect(refused).toBeGreaterThan(20 * (0x10000 - 65));
+  });
+
   it('agrees with BASE64_PATTERN on random encodings and on near-misses of them', () => {
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n.';
     fc.assert(

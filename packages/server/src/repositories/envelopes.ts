@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { arrayLiteral } from '../db/array-literal.ts';
 import { RelayError } from '../errors.ts';
 import { EVENTS_CHANNEL } from '../db/events.ts';
 import { isDatabaseUnavailable } from '../db/executor.ts';
@@ -209,16 +210,16 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
                     min(stored_hour) AS stored_hour
              FROM inserted GROUP BY account_id, device_id) AS woken`,
         values: [
-          rows.map((row) => row.accountId),
-          rows.map((row) => row.deviceId),
-          rows.map((row) => row.type),
+          arrayLiteral(rows.map((row) => row.accountId)),
+          arrayLiteral(rows.map((row) => row.deviceId)),
+          arrayLiteral(rows.map((row) => row.type)),
           contents.joined,
-          rows.map((row) => row.urgent),
+          arrayLiteral(rows.map((row) => row.urgent)),
           ttlDays,
           EVENTS_CHANNEL,
-          rows.map((row) => row.id),
-          contents.offsets,
-          rows.map((row) => row.content.length),
+          arrayLiteral(rows.map((row) => row.id)),
+          arrayLiteral(contents.offsets),
+          arrayLiteral(rows.map((row) => row.content.length)),
         ],
       });
       const over = await client.query({
@@ -228,8 +229,8 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
            AND (envelopes > $3 OR bytes > $4)
          LIMIT 1`,
         values: [
-          rows.map((row) => row.accountId),
-          rows.map((row) => row.deviceId),
+          arrayLiteral(rows.map((row) => row.accountId)),
+          arrayLiteral(rows.map((row) => row.deviceId)),
           caps.maxEnvelopes,
           caps.maxBytes,
         ],
@@ -287,9 +288,9 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
        LEFT JOIN (devices d LEFT JOIN queue_usage q USING (account_id, device_id))
          ON d.account_id = r.a`,
       values: [
-        requests.map((request) => request.recipient),
-        requests.map((request) => request.sender.accountId),
-        requests.map((request) => request.sender.deviceId),
+        arrayLiteral(requests.map((request) => request.recipient)),
+        arrayLiteral(requests.map((request) => request.sender.accountId)),
+        arrayLiteral(requests.map((request) => request.sender.deviceId)),
       ],
     });
     const sets: DeviceSet[] = requests.map(() => ({ devices: new Map(), senderExists: false }));
@@ -397,7 +398,11 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       name: 'envelopes-delete',
       text: `DELETE FROM envelopes WHERE (account_id, device_id, seq) IN (
          SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[]))`,
-      values: [keys.map((k) => k.accountId), keys.map((k) => k.deviceId), keys.map((k) => k.seq)],
+      values: [
+        arrayLiteral(keys.map((k) => k.accountId)),
+        arrayLiteral(keys.map((k) => k.deviceId)),
+        arrayLiteral(keys.map((k) => k.seq)),
+      ],
     });
   },
 

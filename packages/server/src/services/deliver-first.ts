@@ -225,6 +225,16 @@ export class DeliverFirst {
     attempt.done = true;
     this.metrics.directAcknowledged.inc(attempt.rows.length);
     attempt.resolve();
+    this.forgetDecidedHead();
+  }
+
+  /**
+   * Drops the decided attempts at the head of the queue now rather than at the next deadline:
+   * each holds its envelopes (their contents, as bytes and as base64), which would otherwise
+   * live through the window and be copied by a young-generation collection or two, then promoted.
+   */
+  private forgetDecidedHead(): void {
+    while (this.attempts[0]?.done) this.attempts.shift();
   }
 
   /**

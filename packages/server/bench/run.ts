@@ -257,10 +257,18 @@ const runJob = async (
   job: Job,
   scenario: string,
   rows: Measurement[],
-): Promise<Awaited<ReturnType<typeof runLoad>> | undefined> => {
+): Promise<
+  | (Awaited<ReturnType<typeof runLoad>> & {
+      /** The relay's durability counters once quiet, just before the load (relay-metrics.ts). */
+      durableBefore: Durability | undefined;
+    })
+  | undefined
+> => {
   await untilQuiet(systems);
+  const durableBefore = await system.durability?.();
   try {
-    return await runLoad('load.ts', [JSON.stringify({ job, target: system.target })], system);
+    const run = await runLoad('load.ts', [JSON.stringify({ job, target: system.target })], system);
+    return { ...run, durableBefore };
   } catch (error) {
     log(`${scenario} on ${system.name} failed: ${(error as Error).message}`);
     rows.push({ scenario, system: system.name, load: loadAverage()[0], note: 'FAILED (see log)' });
@@ -328,7 +336,6 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
   if (ONLY.has('online')) {
     for (const system of systems) {
       log(`${onlineName}: ${system.name}`);
-      const before = await system.durability?.();
       const run = await runJob(
         systems,
         system,
@@ -337,7 +344,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         rows,
       );
       if (!run) continue;
-      const durability = describeDurability(before, await system.durability?.());
+      const durability = describeDurability(run.durableBefore, await system.durability?.());
       const { result, marks, load } = run;
       if (system.name === 'privcomm') relayOnlineRate = result.rate;
       rows.push({
@@ -374,10 +381,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           seconds: PLAN.fixedSeconds,
           bytes: 1024,
         };
-        const before = await system.durability?.();
         const run = await runJob(systems, system, job, name, rows);
         if (!run) continue;
-        const durability = describeDurability(before, await system.durability?.());
+        const durability = describeDurability(run.durableBefore, await system.durability?.());
         const { result, marks, load } = run;
         rows.push({
           scenario: name,
@@ -449,10 +455,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       sampleSeconds: PLAN.soakSampleSeconds,
       bytes: 1024,
     };
-    const before = await relay.durability?.();
     const run = await runJob(systems, relay, job, name, rows);
     if (run) {
-      const durability = describeDurability(before, await relay.durability?.());
+      const durability = describeDurability(run.durableBefore, await relay.durability?.());
       const { result, marks, load } = run;
       const samples = result.samples ?? [];
       soakSamples = samples;

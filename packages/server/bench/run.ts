@@ -247,6 +247,9 @@ const untilQuiet = async (systems: readonly System[]): Promise<void> => {
   }
 };
 
+/** A load process's run, and the relay's durability counters just before it (relay-metrics.ts). */
+type JobRun = Awaited<ReturnType<typeof runLoad>> & { durableBefore: Durability | undefined };
+
 /**
  * One scenario on one system, once every server is quiet; a failure is reported as a row, and the
  * run goes on.
@@ -257,13 +260,7 @@ const runJob = async (
   job: Job,
   scenario: string,
   rows: Measurement[],
-): Promise<
-  | (Awaited<ReturnType<typeof runLoad>> & {
-      /** The relay's durability counters once quiet, just before the load (relay-metrics.ts). */
-      durableBefore: Durability | undefined;
-    })
-  | undefined
-> => {
+): Promise<JobRun | undefined> => {
   await untilQuiet(systems);
   const durableBefore = await system.durability?.();
   try {

@@ -80,6 +80,29 @@ describe('write coalescing', () => {
     expect(writes.count).toBe(1);
   });
 
+  it('corks a socket once per turn however often it is asked, and several sockets together', async () => {
+    const one = await connect();
+    const two = await connect();
+    close = async () => {
+      for (const { client, server } of [one, two]) {
+        client.terminate();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    };
+    const arriving = [received(one.client, 3), received(two.client, 3)];
+    for (let n = 0; n < 3; n += 1) {
+      for (const { serverSide } of [one, two]) {
+        coalesceWrites(serverSide);
+        serverSide.send(`frame ${n}`);
+        expect(transportOf(serverSide)?.writableCorked).toBe(1);
+      }
+    }
+    const frames = ['frame 0', 'frame 1', 'frame 2'];
+    expect(await Promise.all(arriving)).toEqual([frames, frames]);
+    expect(transportOf(one.serverSide)?.writableCorked).toBe(0);
+    expect(transportOf(two.serverSide)?.writableCorked).toBe(0);
+  });
+
   it('writes frame by frame without it (what the test above would otherwise see)', async () => {
     const { serverSide, client } = await open();
     const writes = countWrites(serverSide);

@@ -15,13 +15,22 @@ import type { WebSocket } from 'ws';
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).
  */
-const corked = new Set<Writable>();
+let corked: Writable[] = [];
+/** The other of the two lists, empty: the lists take turns, so that a flush allocates nothing. */
+let spare: Writable[] = [];
 let flushScheduled = false;
 
+/*
+ * Two arrays rather than a Set, which the relay had until 2026-12-06: a long-lived Set or Map that
+ * is cleared or shrinks gets its new table allocated straight in the old generation (V8 keeps a
+ * table where its owner lives), so each flush left garbage there: at 4,000 messages/s a third of
+ * all the relay promoted, and the full collections that cleared it were the fixed rate's p99
+ * (docs/benchmarks.md, item 28).
+ */
 const flush = (): void => {
   flushScheduled = false;
-  const streams = [...corked];
-  corked.clear();
+  const streams = corked;
+  corked = spare;
   for (const stream of streams) {
     // A socket ended or destroyed meanwhile has already written (end uncorks) or dropped its data.
     if (stream.destroyed) continue;
@@ -32,6 +41,8 @@ const flush = (): void => {
       stream.destroy(error as Error);
     }
   }
+  streams.length = 0;
+  spare = streams;
 };
 
 /** The TCP socket `ws` writes to, if it is reachable. */
@@ -48,9 +59,11 @@ export const transportOf = (socket: WebSocket): Writable | undefined => {
 /** Holds the socket's writes until the current callback is done (see above). */
 export const coalesceWrites = (socket: WebSocket): void => {
   const transport = transportOf(socket);
-  if (transport === undefined || transport.destroyed || corked.has(transport)) return;
+  // Corked already means corked here: `ws` corks only inside a frame's own write, and uncorks
+  // before it returns.
+  if (transport === undefined || transport.destroyed || transport.writableCorked > 0) return;
   transport.cork();
-  corked.add(transport);
+  corked.push(transport);
   if (!flushScheduled) {
     flushScheduled = true;
     process.nextTick(flush);

@@ -28,6 +28,8 @@ import {
   type DeviceSet,
   type DeviceSetRequest,
   type NewEnvelope,
+  type QueueRead,
+  type StoredEnvelope,
 } from './repositories/envelopes.ts';
 import { createKeysRepository } from './repositories/keys.ts';
 import { registerAccountRoutes } from './routes/accounts.ts';
@@ -197,6 +199,13 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     (requests) => envelopes.devicesWithQueues(requests),
     { retryAlone: (error) => !isDatabaseUnavailable(error) },
   );
+  // Sockets reading their queues at once (many devices draining) share one query: a drain of
+  // 200 devices cost a query, and its system calls, per half window of each (docs/benchmarks.md,
+  // item 29). At most 16 reads of a window each per query keep one result to a few MiB.
+  const queueReads = new GroupRead<QueueRead, StoredEnvelope[]>(
+    (reads) => envelopes.fetchAfterMany(reads),
+    { maxKeys: 16, retryAlone: (error) => !isDatabaseUnavailable(error) },
+  );
   // Committed envelopes go straight to this instance's sockets: no read back for a local
   // recipient (the other instances learn of them from the insert's NOTIFY).
   const writer = new GroupCommit<NewEnvelope>(
@@ -240,6 +249,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
+    readQueue: (read) => queueReads.get(read),
     acks: new AcknowledgementDeletes((keys) => envelopes.delete(keys), log),
     tokens,
     sender: new MessageSender(

@@ -6,7 +6,7 @@ import type { Metrics } from './metrics.ts';
 import type { AccountsRepository } from './repositories/accounts.ts';
 import type { ChallengesRepository } from './repositories/challenges.ts';
 import type { DevicesRepository } from './repositories/devices.ts';
-import type { EnvelopesRepository } from './repositories/envelopes.ts';
+import type { EnvelopesRepository, QueueRead, StoredEnvelope } from './repositories/envelopes.ts';
 import type { KeysRepository } from './repositories/keys.ts';
 import type { EventListener } from './services/events.ts';
 import type { AcknowledgementDeletes } from './services/acknowledgements.ts';
@@ -27,6 +27,8 @@ export interface RelayContext {
   readonly keys: KeysRepository;
   readonly challenges: ChallengesRepository;
   readonly envelopes: EnvelopesRepository;
+  /** A device's next queued envelopes: concurrent reads share one query (a GroupRead). */
+  readQueue(read: QueueRead): Promise<StoredEnvelope[]>;
   readonly acks: AcknowledgementDeletes;
   readonly tokens: DeviceTokens;
   readonly sender: MessageSender;

@@ -21,7 +21,7 @@ import { createLogger, safeError } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { createAccountsRepository } from './repositories/accounts.ts';
 import { createChallengesRepository } from './repositories/challenges.ts';
-import { createDevicesRepository } from './repositories/devices.ts';
+import { createDevicesRepository, type DeviceKey } from './repositories/devices.ts';
 import {
   committedEnvelopes,
   createEnvelopesRepository,
@@ -139,11 +139,21 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);
+  // A login reads its device's key twice (the challenge checks that the device exists), and every
+  // authenticated request checks that its device still exists: concurrent ones share one query,
+  // as sends share their device-set query (a read that starts after it was asked for).
+  const authKeys = new GroupRead<DeviceKey, Buffer | undefined>((keys) => devices.authKeys(keys), {
+    retryAlone: (error) => !isDatabaseUnavailable(error),
+  });
+  const authKeyOf = (accountId: string, deviceId: number): Promise<Buffer | undefined> =>
+    authKeys.get({ accountId, deviceId });
+  const deviceExists = async (accountId: string, deviceId: number): Promise<boolean> =>
+    (await authKeyOf(accountId, deviceId)) !== undefined;
   const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays, config.queue);
   const tokens = new DeviceTokens(config.jwtSecret, config.jwtVerifySecrets);
   const registry = new ConnectionRegistry(log, async (sessions) => {
     const alive = await Promise.all(
-      sessions.map(async (session) => devices.exists(session.accountId, session.deviceId)),
+      sessions.map(async (session) => deviceExists(session.accountId, session.deviceId)),
     );
     return new Set(sessions.filter((_, index) => alive[index]));
   });
@@ -165,7 +175,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     const device = await tokens.verify(token);
     // A removed device's unexpired tokens must stop working at once, on every instance. (The
     // message socket makes the same check in its login statement: routes/websocket.ts.)
-    if (!(await devices.exists(device.accountId, device.deviceId))) {
+    if (!(await deviceExists(device.accountId, device.deviceId))) {
       throw new RelayError('UNAUTHENTICATED');
     }
     return device;
@@ -243,6 +253,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     metrics,
     accounts: createAccountsRepository(database.db),
     devices,
+    authKeyOf,
+    deviceExists,
     keys: createKeysRepository(database.db),
     challenges: createChallengesRepository(database.db),
     challengeKey: challengeKey(config.jwtSecret),

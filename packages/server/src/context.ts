@@ -24,6 +24,9 @@ export interface RelayContext {
   readonly metrics: Metrics;
   readonly accounts: AccountsRepository;
   readonly devices: DevicesRepository;
+  /** A device's authentication key, undefined if there is no such device (shared reads). */
+  authKeyOf(accountId: string, deviceId: number): Promise<Buffer | undefined>;
+  deviceExists(accountId: string, deviceId: number): Promise<boolean>;
   readonly keys: KeysRepository;
   readonly challenges: ChallengesRepository;
   readonly envelopes: EnvelopesRepository;

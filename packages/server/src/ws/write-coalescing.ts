@@ -56,16 +56,21 @@ export const transportOf = (socket: WebSocket): Writable | undefined => {
     : undefined;
 };
 
-/** Holds the socket's writes until the current callback is done (see above). */
-export const coalesceWrites = (socket: WebSocket): void => {
-  const transport = transportOf(socket);
+/** Holds a stream's writes until the current callback is done (see above). */
+export const coalesceStreamWrites = (stream: Writable): void => {
   // Corked already means corked here: `ws` corks only inside a frame's own write, and uncorks
   // before it returns.
-  if (transport === undefined || transport.destroyed || transport.writableCorked > 0) return;
-  transport.cork();
-  corked.push(transport);
+  if (stream.destroyed || stream.writableCorked > 0) return;
+  stream.cork();
+  corked.push(stream);
   if (!flushScheduled) {
     flushScheduled = true;
     process.nextTick(flush);
   }
+};
+
+/** Holds the socket's writes until the current callback is done (see above). */
+export const coalesceWrites = (socket: WebSocket): void => {
+  const transport = transportOf(socket);
+  if (transport !== undefined) coalesceStreamWrites(transport);
 };

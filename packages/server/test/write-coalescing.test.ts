@@ -75,7 +75,7 @@ describe('write coalescing', () => {
       coalesceWrites(serverSide);
       serverSide.send(`frame ${n}`);
     }
-    expect(writes.count).toBe(0); // held until this callback is done
+    expect(writes.count).toBe(0); // held until this turn is done
     expect(await arriving).toEqual(Array.from({ length: 10 }, (_, n) => `frame ${n}`));
     expect(writes.count).toBe(1);
   });
@@ -101,6 +101,21 @@ describe('write coalescing', () => {
     expect(await Promise.all(arriving)).toEqual([frames, frames]);
     expect(transportOf(one.serverSide)?.writableCorked).toBe(0);
     expect(transportOf(two.serverSide)?.writableCorked).toBe(0);
+  });
+
+  it('writes the frames of several callbacks of one turn together', async () => {
+    const { serverSide, client } = await open();
+    const writes = countWrites(serverSide);
+    const arriving = received(client, 2);
+    // Two timers due together run in one turn, with the promise jobs of each run in between.
+    for (const text of ['one', 'two']) {
+      setTimeout(() => {
+        coalesceWrites(serverSide);
+        serverSide.send(text);
+      }, 0);
+    }
+    expect(await arriving).toEqual(['one', 'two']);
+    expect(writes.count).toBe(1);
   });
 
   it('writes frame by frame without it (what the test above would otherwise see)', async () => {

@@ -2,15 +2,16 @@ import type { Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
 
 /**
- * Fewer system calls: the frames one callback of the event loop produces for a socket go out in
- * one write instead of one each.
+ * Fewer system calls: the frames one turn of the event loop produces for a socket go out in one
+ * write instead of one each.
  *
  * `ws` writes every frame with its own cork/uncork, so each frame is a `writev` of its own: a
  * quarter of the relay's busy time in the online benchmark (docs/benchmarks.md). Corking the TCP
- * socket under it before the first frame and uncorking once the callback and its promise jobs
- * are done (`process.nextTick`, which runs after the current callback or batch of promise jobs) sends what they produced for that socket together: 3.9 frames per
- * write in the online benchmark. Waiting for the end of the whole turn (`setImmediate`) grouped
- * more but held every answer back behind all of the turn's reads, and measured slower.
+ * socket under it before the first frame and uncorking at the end of the turn (`setImmediate`,
+ * once the turn's reads and their promise jobs are done) sends what they produced for that
+ * socket together. Until 2026-12-06 it uncorked after each callback (`process.nextTick`): that
+ * measured faster while the benchmark's load generator wrote every frame on its own, and 14 %
+ * slower online since it writes a callback's frames together, as clients may (item 32).
  *
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).
@@ -56,7 +57,7 @@ export const transportOf = (socket: WebSocket): Writable | undefined => {
     : undefined;
 };
 
-/** Holds a stream's writes until the current callback is done (see above). */
+/** Holds a stream's writes until the event loop's turn is done (see above). */
 export const coalesceStreamWrites = (stream: Writable): void => {
   // Corked already means corked here: `ws` corks only inside a frame's own write, and uncorks
   // before it returns.
@@ -65,11 +66,11 @@ export const coalesceStreamWrites = (stream: Writable): void => {
   corked.push(stream);
   if (!flushScheduled) {
     flushScheduled = true;
-    process.nextTick(flush);
+    setImmediate(flush);
   }
 };
 
-/** Holds the socket's writes until the current callback is done (see above). */
+/** Holds the socket's writes until the event loop's turn is done (see above). */
 export const coalesceWrites = (socket: WebSocket): void => {
   const transport = transportOf(socket);
   if (transport !== undefined) coalesceStreamWrites(transport);

@@ -139,11 +139,14 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);
+  // A failed group is tried again key by key, so that one bad key fails only its own caller;
+  // not when the database is away, which would only fail each of them once more, later.
+  const unlessDatabaseUnavailable = (error: unknown): boolean => !isDatabaseUnavailable(error);
   // A login reads its device's key twice (the challenge checks that the device exists), and every
   // authenticated request checks that its device still exists: concurrent ones share one query,
   // as sends share their device-set query (a read that starts after it was asked for).
   const authKeys = new GroupRead<DeviceKey, Buffer | undefined>((keys) => devices.authKeys(keys), {
-    retryAlone: (error) => !isDatabaseUnavailable(error),
+    retryAlone: unlessDatabaseUnavailable,
   });
   const authKeyOf = (accountId: string, deviceId: number): Promise<Buffer | undefined> =>
     authKeys.get({ accountId, deviceId });
@@ -207,14 +210,14 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   // round trip). A read, so batching it changes no guarantee: the insert re-checks what matters.
   const deviceSets = new GroupRead<DeviceSetRequest, DeviceSet>(
     (requests) => envelopes.devicesWithQueues(requests),
-    { retryAlone: (error) => !isDatabaseUnavailable(error) },
+    { retryAlone: unlessDatabaseUnavailable },
   );
   // Sockets reading their queues at once (many devices draining) share one query: a drain of
   // 200 devices cost a query, and its system calls, per half window of each (docs/benchmarks.md,
   // item 29). At most 16 reads of a window each per query keep one result to a few MiB.
   const queueReads = new GroupRead<QueueRead, StoredEnvelope[]>(
     (reads) => envelopes.fetchAfterMany(reads),
-    { maxKeys: 16, retryAlone: (error) => !isDatabaseUnavailable(error) },
+    { maxKeys: 16, retryAlone: unlessDatabaseUnavailable },
   );
   // Committed envelopes go straight to this instance's sockets: no read back for a local
   // recipient (the other instances learn of them from the insert's NOTIFY).
@@ -237,7 +240,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       }
     },
     {
-      retryAlone: (error) => !isDatabaseUnavailable(error),
+      retryAlone: unlessDatabaseUnavailable,
     },
   );
   const deliverFirst = new DeliverFirst(

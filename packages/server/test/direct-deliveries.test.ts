@@ -43,6 +43,35 @@ describe('direct deliveries', () => {
     expect(released).toBe(1);
   });
 
+  it('lets stores go once a refused envelope is handed to storage, which its row then finds', () => {
+    const { direct, answers, add } = setup();
+    const refused = add(1);
+    expect(direct.answer(1, false)).toBe(true);
+    expect(answers).toEqual(['1:refused']);
+    let released = 0;
+    direct.afterDecided(() => (released += 1));
+    expect(released).toBe(0); // refused, but not yet handed to storage
+    refused.store();
+    direct.releaseWaiters();
+    expect(released).toBe(1);
+    expect(direct.committed('envelope-1')).toMatchObject({ requestId: 1, answer: 'refused' });
+  });
+
+  it('keeps nothing of a closed socket that the deadline hands to storage afterwards', () => {
+    const { direct, add } = setup();
+    const first = add(1);
+    direct.closed();
+    let released = 0;
+    direct.afterDecided(() => (released += 1));
+    expect(released).toBe(0);
+    first.store();
+    direct.releaseWaiters();
+    expect(released).toBe(1);
+    expect(direct.committed('envelope-1')).toBeUndefined();
+    expect(direct.answer(1, true)).toBe(false);
+    expect(direct.awaitingAnswer).toBe(0);
+  });
+
   it('finds an envelope handed to storage by its late answer and by its committed row', () => {
     const { direct, answers, add } = setup();
     add(1).store();

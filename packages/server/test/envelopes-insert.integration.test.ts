@@ -118,5 +118,14 @@ describe('envelopes.insert and fetchAfterMany', () => {
     expect(view(second)).toEqual(view(bobs));
     expect(batches.map(view)).toEqual([[], view(carols), view(bobs.slice(2, 4)), []]);
     expect(await envelopes.fetchAfterMany([])).toEqual([]);
+    // An expired envelope is never delivered, even before the janitor deletes it.
+    await relay.relay.context.database.pool.query(
+      `UPDATE envelopes SET expires_at = now() - interval '1 second' WHERE id = $1`,
+      [carols[1]?.id],
+    );
+    const [unexpired = []] = await envelopes.fetchAfterMany([
+      { accountId: carol.accountId, deviceId: carol.deviceId, afterSeq: 0, limit: 10 },
+    ]);
+    expect(view(unexpired)).toEqual(view([carols[0], carols[2]] as NewEnvelope[]));
   });
 });

@@ -85,7 +85,7 @@ class XmppStream {
     this.takeMessages();
   }
 
-  /** Writes a callback's stanzas together, as the relay target writes its frames. */
+  /** Writes a turn's stanzas together, as the relay target writes its frames. */
   write(text: string): Promise<void> {
     coalesceStreamWrites(this.socket);
     if (this.socket.write(text)) return Promise.resolve();

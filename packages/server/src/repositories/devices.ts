@@ -58,9 +58,9 @@ export const createDevicesRepository = (db: Db) => ({
   async authKeys(keys: readonly DeviceKey[]): Promise<(Buffer | undefined)[]> {
     const result = await db.$client.query<{ n: string; auth_key: Buffer }>({
       name: 'device-auth-keys',
-      text: `SELECT r.n, d.auth_key
-       FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(a, d, n)
-       JOIN devices d ON d.account_id = r.a AND d.device_id = r.d`,
+      text: `SELECT r.n, devices.auth_key
+       FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(account, device, n)
+       JOIN devices ON devices.account_id = r.account AND devices.device_id = r.device`,
       values: [
         arrayLiteral(keys.map((key) => key.accountId)),
         arrayLiteral(keys.map((key) => key.deviceId)),

@@ -36,9 +36,9 @@ export interface CommittedDirect {
 
 export class DirectDeliveries {
   /**
-   * Entries not handed to storage, in the order their frames went out: at most a window of them,
-   * decided within the deliver-first window, and usually answered in order, so the one an answer
-   * names is at the head. An array, not a Map keyed by request id as until 2026-12-06: a
+   * Entries not handed to storage, in the order their frames went out: those awaiting an answer
+   * (at most a window of them) and those refused, until their deadline hands them to storage.
+   * Usually answered in order, so the one an answer names is at the head. An array, not a Map keyed by request id as until 2026-12-06: a
    * long-lived Map that shrinks (each time its last entry left) gets its new table allocated in
    * the old generation, which at 4,000 messages/s was most of what the relay promoted there
    * (docs/benchmarks.md, item 28).
@@ -112,7 +112,7 @@ export class DirectDeliveries {
         if (entry.answer === 'acked' && !entry.storing) return; // acknowledged: nothing to store
         entry.storing = true;
         this.undecided -= 1;
-        this.dropSent(entry);
+        if (!this.dropSent(entry)) return; // the socket closed: nothing more comes for it
         this.storingByRequest.set(entry.requestId, entry);
         this.storingByEnvelope.set(entry.envelopeId, entry);
       },

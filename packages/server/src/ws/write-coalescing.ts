@@ -11,7 +11,7 @@ import type { WebSocket } from 'ws';
  * once the turn's reads and their promise jobs are done) sends what they produced for that
  * socket together. Until 2026-12-06 it uncorked after each callback (`process.nextTick`): that
  * measured faster while the benchmark's load generator wrote every frame on its own, and 14 %
- * slower online since it writes a callback's frames together, as clients may (item 32).
+ * slower online once it wrote a turn's frames for a socket together, as clients may (item 32).
  *
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).

@@ -41,4 +41,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM (docker stop) stops it cleanly: node is PID 1 and the relay handles the signal.
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=32", "--no-allocation-site-pretenuring", "dist/bin/main.mjs"]
+CMD ["node", "--max-semi-space-size=32", "dist/bin/main.mjs"]

@@ -38,10 +38,10 @@ export class DirectDeliveries {
   /**
    * Entries not handed to storage, in the order their frames went out: those awaiting an answer
    * (at most a window of them) and those refused, until their deadline hands them to storage.
-   * Usually answered in order, so the one an answer names is at the head. An array, not a Map keyed by request id as until 2026-12-06: a
-   * long-lived Map that shrinks (each time its last entry left) gets its new table allocated in
-   * the old generation, which at 4,000 messages/s was most of what the relay promoted there
-   * (docs/benchmarks.md, item 28).
+   * Usually answered in order, so the one an answer names is at the head. An array, not a Map
+   * keyed by request id as until 2026-12-06: a long-lived Map that shrinks (each time its last
+   * entry left) gets its new table allocated in the old generation, which at 4,000 messages/s
+   * was most of what the relay promoted there (docs/benchmarks.md, item 28).
    */
   private sent: Entry[] = [];
   /** Entries handed to storage, until their committed row comes around: the rare path. */

@@ -48,9 +48,11 @@ const open = async (queue: StoredEnvelope[]) => {
     log: pino({ level: 'silent' }),
     metrics: createMetrics(),
     registry: new ConnectionRegistry(pino({ level: 'silent' }), async () => new Set()),
-    readQueue: async ({ afterSeq, limit }: { afterSeq: number; limit: number }) => {
-      reads.push(afterSeq);
-      return queue.filter((e) => e.seq > afterSeq).slice(0, limit);
+    envelopes: {
+      fetchAfter: async (_a: string, _d: number, after: number, limit: number) => {
+        reads.push(after);
+        return queue.filter((e) => e.seq > after).slice(0, limit);
+      },
     },
     acks: { delete: ({ seq }: { seq: number }) => deleted.push(seq) },
     authenticate: async () => ({ device: { accountId, deviceId }, connectionSeq: 1 }),

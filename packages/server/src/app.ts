@@ -21,13 +21,15 @@ import { createLogger, safeError } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { createAccountsRepository } from './repositories/accounts.ts';
 import { createChallengesRepository } from './repositories/challenges.ts';
-import { createDevicesRepository } from './repositories/devices.ts';
+import { createDevicesRepository, type DeviceKey } from './repositories/devices.ts';
 import {
   committedEnvelopes,
   createEnvelopesRepository,
   type DeviceSet,
   type DeviceSetRequest,
   type NewEnvelope,
+  type QueueRead,
+  type StoredEnvelope,
 } from './repositories/envelopes.ts';
 import { createKeysRepository } from './repositories/keys.ts';
 import { registerAccountRoutes } from './routes/accounts.ts';
@@ -137,11 +139,24 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   }
   const metrics = createMetrics();
   const devices = createDevicesRepository(database.db);
+  // A failed group is tried again key by key, so that one bad key fails only its own caller;
+  // not when the database is away, which would only fail each of them once more, later.
+  const unlessDatabaseUnavailable = (error: unknown): boolean => !isDatabaseUnavailable(error);
+  // A login reads its device's key twice (the challenge checks that the device exists), and every
+  // authenticated request checks that its device still exists: concurrent ones share one query,
+  // as sends share their device-set query (a read that starts after it was asked for).
+  const authKeys = new GroupRead<DeviceKey, Buffer | undefined>((keys) => devices.authKeys(keys), {
+    retryAlone: unlessDatabaseUnavailable,
+  });
+  const authKeyOf = (accountId: string, deviceId: number): Promise<Buffer | undefined> =>
+    authKeys.get({ accountId, deviceId });
+  const deviceExists = async (accountId: string, deviceId: number): Promise<boolean> =>
+    (await authKeyOf(accountId, deviceId)) !== undefined;
   const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays, config.queue);
   const tokens = new DeviceTokens(config.jwtSecret, config.jwtVerifySecrets);
   const registry = new ConnectionRegistry(log, async (sessions) => {
     const alive = await Promise.all(
-      sessions.map(async (session) => devices.exists(session.accountId, session.deviceId)),
+      sessions.map(async (session) => deviceExists(session.accountId, session.deviceId)),
     );
     return new Set(sessions.filter((_, index) => alive[index]));
   });
@@ -163,7 +178,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     const device = await tokens.verify(token);
     // A removed device's unexpired tokens must stop working at once, on every instance. (The
     // message socket makes the same check in its login statement: routes/websocket.ts.)
-    if (!(await devices.exists(device.accountId, device.deviceId))) {
+    if (!(await deviceExists(device.accountId, device.deviceId))) {
       throw new RelayError('UNAUTHENTICATED');
     }
     return device;
@@ -195,7 +210,14 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   // round trip). A read, so batching it changes no guarantee: the insert re-checks what matters.
   const deviceSets = new GroupRead<DeviceSetRequest, DeviceSet>(
     (requests) => envelopes.devicesWithQueues(requests),
-    { retryAlone: (error) => !isDatabaseUnavailable(error) },
+    { retryAlone: unlessDatabaseUnavailable },
+  );
+  // Sockets reading their queues at once (many devices draining) share one query: a drain of
+  // 200 devices cost a query, and its system calls, per half window of each (docs/benchmarks.md,
+  // item 29). At most 16 reads of a window each per query keep one result to a few MiB.
+  const queueReads = new GroupRead<QueueRead, StoredEnvelope[]>(
+    (reads) => envelopes.fetchAfterMany(reads),
+    { maxKeys: 16, retryAlone: unlessDatabaseUnavailable },
   );
   // Committed envelopes go straight to this instance's sockets: no read back for a local
   // recipient (the other instances learn of them from the insert's NOTIFY).
@@ -218,7 +240,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
       }
     },
     {
-      retryAlone: (error) => !isDatabaseUnavailable(error),
+      retryAlone: unlessDatabaseUnavailable,
     },
   );
   const deliverFirst = new DeliverFirst(
@@ -234,12 +256,15 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     metrics,
     accounts: createAccountsRepository(database.db),
     devices,
+    authKeyOf,
+    deviceExists,
     keys: createKeysRepository(database.db),
     challenges: createChallengesRepository(database.db),
     challengeKey: challengeKey(config.jwtSecret),
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),
     envelopes,
+    readQueue: (read) => queueReads.get(read),
     acks: new AcknowledgementDeletes((keys) => envelopes.delete(keys), log),
     tokens,
     sender: new MessageSender(

@@ -6,7 +6,7 @@ import type { Metrics } from './metrics.ts';
 import type { AccountsRepository } from './repositories/accounts.ts';
 import type { ChallengesRepository } from './repositories/challenges.ts';
 import type { DevicesRepository } from './repositories/devices.ts';
-import type { EnvelopesRepository } from './repositories/envelopes.ts';
+import type { EnvelopesRepository, QueueRead, StoredEnvelope } from './repositories/envelopes.ts';
 import type { KeysRepository } from './repositories/keys.ts';
 import type { EventListener } from './services/events.ts';
 import type { AcknowledgementDeletes } from './services/acknowledgements.ts';
@@ -24,9 +24,14 @@ export interface RelayContext {
   readonly metrics: Metrics;
   readonly accounts: AccountsRepository;
   readonly devices: DevicesRepository;
+  /** A device's authentication key, undefined if there is no such device (shared reads). */
+  authKeyOf(accountId: string, deviceId: number): Promise<Buffer | undefined>;
+  deviceExists(accountId: string, deviceId: number): Promise<boolean>;
   readonly keys: KeysRepository;
   readonly challenges: ChallengesRepository;
   readonly envelopes: EnvelopesRepository;
+  /** A device's next queued envelopes: concurrent reads share one query (a GroupRead). */
+  readQueue(read: QueueRead): Promise<StoredEnvelope[]>;
   readonly acks: AcknowledgementDeletes;
   readonly tokens: DeviceTokens;
   readonly sender: MessageSender;

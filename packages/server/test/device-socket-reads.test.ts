@@ -48,11 +48,9 @@ const open = async (queue: StoredEnvelope[]) => {
     log: pino({ level: 'silent' }),
     metrics: createMetrics(),
     registry: new ConnectionRegistry(pino({ level: 'silent' }), async () => new Set()),
-    envelopes: {
-      fetchAfter: async (_a: string, _d: number, after: number, limit: number) => {
-        reads.push(after);
-        return queue.filter((e) => e.seq > after).slice(0, limit);
-      },
+    readQueue: async ({ afterSeq, limit }: { afterSeq: number; limit: number }) => {
+      reads.push(afterSeq);
+      return queue.filter((e) => e.seq > afterSeq).slice(0, limit);
     },
     acks: { delete: ({ seq }: { seq: number }) => deleted.push(seq) },
     authenticate: async () => ({ device: { accountId, deviceId }, connectionSeq: 1 }),

@@ -38,7 +38,7 @@ const view = (list: readonly (NewEnvelope | StoredEnvelope)[]) =>
     urgent,
   }));
 
-describe('envelopes.insert', () => {
+describe('envelopes.insert and fetchAfterMany', () => {
   it('stores each row of a batch with its own content, at the positions it reports', async () => {
     const bob = await TestDevice.register(relay.url);
     const carol = await TestDevice.register(relay.url);
@@ -70,7 +70,9 @@ describe('envelopes.insert', () => {
 
     for (const device of [bob, carol]) {
       const mine = batches.flat().filter((r) => r.accountId === device.accountId);
-      const stored = await envelopes.fetchAfter(device.accountId, device.deviceId, 0, 100);
+      const [stored = []] = await envelopes.fetchAfterMany([
+        { accountId: device.accountId, deviceId: device.deviceId, afterSeq: 0, limit: 100 },
+      ]);
       expect(view(stored)).toEqual(view(mine));
       const handedOver = handed.get(`${device.accountId}.${device.deviceId}`) ?? [];
       expect(handedOver.map(({ id, seq }) => ({ id, seq }))).toEqual(
@@ -81,5 +83,49 @@ describe('envelopes.insert', () => {
         bytes: mine.reduce((sum, r) => sum + r.content.length, 0),
       });
     }
+  });
+
+  it('answers many queue reads in one query, each in the order asked, with its own limit', async () => {
+    const bob = await TestDevice.register(relay.url);
+    const carol = await TestDevice.register(relay.url);
+    const dave = await TestDevice.register(relay.url);
+    const { envelopes } = relay.relay.context;
+    const rows = (device: TestDevice, count: number): NewEnvelope[] =>
+      Array.from({ length: count }, (_, i) => ({
+        id: randomUUID(),
+        accountId: device.accountId,
+        deviceId: device.deviceId,
+        type: 1,
+        content: Buffer.from(`${device.accountId} ${i}`),
+        urgent: false,
+      }));
+    const bobs = rows(bob, 5);
+    const carols = rows(carol, 3);
+    // Interleaved in one insert: each device's positions are its own.
+    await envelopes.insert([...bobs.slice(0, 2), ...carols, ...bobs.slice(2)]);
+    const [first = [], second = []] = await envelopes.fetchAfterMany([
+      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 2 },
+      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 100 },
+    ]);
+    const afterSecond = first[1]?.seq ?? 0;
+    const batches = await envelopes.fetchAfterMany([
+      { accountId: dave.accountId, deviceId: dave.deviceId, afterSeq: 0, limit: 10 },
+      { accountId: carol.accountId, deviceId: carol.deviceId, afterSeq: 0, limit: 10 },
+      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: afterSecond, limit: 2 },
+      { accountId: carol.accountId, deviceId: 2, afterSeq: 0, limit: 10 },
+    ]);
+    expect(view(first)).toEqual(view(bobs.slice(0, 2)));
+    expect(view(second)).toEqual(view(bobs));
+    expect(batches.map(view)).toEqual([[], view(carols), view(bobs.slice(2, 4)), []]);
+    expect(await envelopes.fetchAfterMany([])).toEqual([]);
+    // An expired envelope is never delivered, even before the janitor deletes it.
+    await relay.relay.context.database.pool.query(
+      `UPDATE envelopes SET expires_at = now() - interval '1 second' WHERE id = $1`,
+      [carols[1]?.id],
+    );
+    const [unexpired = []] = await envelopes.fetchAfterMany([
+      { accountId: carol.accountId, deviceId: carol.deviceId, afterSeq: 0, limit: 10 },
+    ]);
+    expect(view(unexpired)).toEqual(view([carols[0], carols[2]] as NewEnvelope[]));
   });
 });

@@ -75,8 +75,46 @@ describe('write coalescing', () => {
       coalesceWrites(serverSide);
       serverSide.send(`frame ${n}`);
     }
-    expect(writes.count).toBe(0); // held until this callback is done
+    expect(writes.count).toBe(0); // held until this turn is done
     expect(await arriving).toEqual(Array.from({ length: 10 }, (_, n) => `frame ${n}`));
+    expect(writes.count).toBe(1);
+  });
+
+  it('corks a socket once per turn however often it is asked, and several sockets together', async () => {
+    const one = await connect();
+    const two = await connect();
+    close = async () => {
+      for (const { client, server } of [one, two]) {
+        client.terminate();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    };
+    const arriving = [received(one.client, 3), received(two.client, 3)];
+    for (let n = 0; n < 3; n += 1) {
+      for (const { serverSide } of [one, two]) {
+        coalesceWrites(serverSide);
+        serverSide.send(`frame ${n}`);
+        expect(transportOf(serverSide)?.writableCorked).toBe(1);
+      }
+    }
+    const frames = ['frame 0', 'frame 1', 'frame 2'];
+    expect(await Promise.all(arriving)).toEqual([frames, frames]);
+    expect(transportOf(one.serverSide)?.writableCorked).toBe(0);
+    expect(transportOf(two.serverSide)?.writableCorked).toBe(0);
+  });
+
+  it('writes the frames of several callbacks of one turn together', async () => {
+    const { serverSide, client } = await open();
+    const writes = countWrites(serverSide);
+    const arriving = received(client, 2);
+    // Two timers due together run in one turn, with the promise jobs of each run in between.
+    for (const text of ['one', 'two']) {
+      setTimeout(() => {
+        coalesceWrites(serverSide);
+        serverSide.send(text);
+      }, 0);
+    }
+    expect(await arriving).toEqual(['one', 'two']);
     expect(writes.count).toBe(1);
   });
 

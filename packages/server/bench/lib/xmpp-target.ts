@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import pg from 'pg';
+import { coalesceStreamWrites } from '../../src/ws/write-coalescing.ts';
 import { withLoginRetries, type Connection, type Target } from './target.ts';
 
 export const XMPP_DOMAIN = 'bench.local';
@@ -84,7 +85,9 @@ class XmppStream {
     this.takeMessages();
   }
 
+  /** Writes a turn's stanzas together, as the relay target writes its frames. */
   write(text: string): Promise<void> {
+    coalesceStreamWrites(this.socket);
     if (this.socket.write(text)) return Promise.resolve();
     return new Promise((resolve) => this.socket.once('drain', resolve));
   }

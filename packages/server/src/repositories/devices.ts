@@ -9,6 +9,7 @@ import {
   type KemPreKey,
   type SignedPreKey,
 } from '@privcomm/wire';
+import { arrayLiteral } from '../db/array-literal.ts';
 import type { Db } from '../db/database.ts';
 import { accounts, devices, linkTokens } from '../db/schema.ts';
 import { RelayError } from '../errors.ts';
@@ -21,6 +22,12 @@ export interface NewDeviceKeys {
   authKey: string;
   signedPreKey: SignedPreKey;
   kyberLastResortPreKey: KemPreKey;
+}
+
+/** A device, by its account and id. */
+export interface DeviceKey {
+  readonly accountId: string;
+  readonly deviceId: number;
 }
 
 const b64 = (value: string): Buffer => Buffer.from(value, 'base64');
@@ -43,26 +50,25 @@ const isoDay = (value: string | Date): string =>
 
 export const createDevicesRepository = (db: Db) => ({
   /**
-   * Checked on every authenticated request: plain SQL, prepared once per connection (the ORM's
-   * query building cost more than the query).
+   * Each device's authentication key, or undefined where there is no such device, in the order
+   * asked: read at every login and (for existence) on every authenticated request, so many are
+   * answered by one query (the relay reads through a GroupRead: app.ts), in plain SQL prepared
+   * once per connection (the ORM's query building cost more than the query).
    */
-  async exists(accountId: AccountId, deviceId: DeviceId): Promise<boolean> {
-    const result = await db.$client.query({
-      name: 'device-exists',
-      text: 'SELECT 1 FROM devices WHERE account_id = $1 AND device_id = $2',
-      values: [accountId, deviceId],
+  async authKeys(keys: readonly DeviceKey[]): Promise<(Buffer | undefined)[]> {
+    const result = await db.$client.query<{ n: string; auth_key: Buffer }>({
+      name: 'device-auth-keys',
+      text: `SELECT r.n, devices.auth_key
+       FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS r(account, device, n)
+       JOIN devices ON devices.account_id = r.account AND devices.device_id = r.device`,
+      values: [
+        arrayLiteral(keys.map((key) => key.accountId)),
+        arrayLiteral(keys.map((key) => key.deviceId)),
+      ],
     });
-    return result.rows.length > 0;
-  },
-
-  async authKey(accountId: AccountId, deviceId: DeviceId): Promise<Buffer | undefined> {
-    // Plain prepared SQL: read at every login.
-    const result = await db.$client.query<{ auth_key: Buffer }>({
-      name: 'device-auth-key',
-      text: 'SELECT auth_key FROM devices WHERE account_id = $1 AND device_id = $2',
-      values: [accountId, deviceId],
-    });
-    return result.rows[0]?.auth_key;
+    const authKeys: (Buffer | undefined)[] = keys.map(() => undefined);
+    for (const row of result.rows) authKeys[Number(row.n) - 1] = row.auth_key;
+    return authKeys;
   },
 
   async list(accountId: AccountId): Promise<DeviceInfo[]> {

@@ -60,6 +60,14 @@ export interface NewEnvelope {
   urgent: boolean;
 }
 
+/** A read of a device's queue: the next `limit` envelopes after position `afterSeq`. */
+export interface QueueRead {
+  readonly accountId: string;
+  readonly deviceId: number;
+  readonly afterSeq: number;
+  readonly limit: number;
+}
+
 export interface StoredEnvelope {
   seq: number;
   id: string;
@@ -361,14 +369,14 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
     return { accounts, identityKeys, senderExists: result.rows[0]?.sender_exists === true };
   },
 
-  /** The next envelopes of a device's queue after `afterSeq`, in arrival order. */
-  async fetchAfter(
-    accountId: string,
-    deviceId: number,
-    afterSeq: number,
-    limit: number,
-  ): Promise<StoredEnvelope[]> {
+  /**
+   * For each read, the next envelopes of a device's queue after `afterSeq` (at most `limit`), in
+   * arrival order: one query for many sockets' reads (a GroupRead in the relay, so that devices
+   * draining at once share round trips), answered in the order asked.
+   */
+  async fetchAfterMany(reads: readonly QueueRead[]): Promise<StoredEnvelope[][]> {
     const result = await pool.query<{
+      n: string;
       seq: string;
       id: string;
       type: number;
@@ -376,20 +384,34 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       urgent: boolean;
       stored_hour: Date;
     }>({
-      name: 'envelopes-fetch-after',
-      text: `SELECT seq, id, type, content, urgent, stored_hour FROM envelopes
-       WHERE account_id = $1 AND device_id = $2 AND seq > $3 AND expires_at > now()
-       ORDER BY seq LIMIT $4`,
-      values: [accountId, deviceId, afterSeq, limit],
+      name: 'envelopes-fetch-after-many',
+      text: `SELECT r.n, e.seq, e.id, e.type, e.content, e.urgent, e.stored_hour
+       FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::int[]) WITH ORDINALITY
+         AS r(a, d, after, wanted, n)
+       CROSS JOIN LATERAL (
+         SELECT seq, id, type, content, urgent, stored_hour FROM envelopes
+         WHERE account_id = r.a AND device_id = r.d AND seq > r.after AND expires_at > now()
+         ORDER BY seq LIMIT r.wanted) e
+       ORDER BY r.n, e.seq`,
+      values: [
+        arrayLiteral(reads.map((read) => read.accountId)),
+        arrayLiteral(reads.map((read) => read.deviceId)),
+        arrayLiteral(reads.map((read) => read.afterSeq)),
+        arrayLiteral(reads.map((read) => read.limit)),
+      ],
     });
-    return result.rows.map((row) => ({
-      seq: Number(row.seq),
-      id: row.id,
-      type: row.type,
-      content: row.content,
-      urgent: row.urgent,
-      storedHour: row.stored_hour,
-    }));
+    const batches: StoredEnvelope[][] = reads.map(() => []);
+    for (const row of result.rows) {
+      batches[Number(row.n) - 1]?.push({
+        seq: Number(row.seq),
+        id: row.id,
+        type: row.type,
+        content: row.content,
+        urgent: row.urgent,
+        storedHour: row.stored_hour,
+      });
+    }
+    return batches;
   },
 
   /** Deletes acknowledged envelopes (by their primary key: device and queue position). */

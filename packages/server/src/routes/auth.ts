@@ -49,8 +49,7 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
       const deviceId = body.deviceId as DeviceId;
       // Per address: a limit per device would let anyone who knows an account id use it up.
       ctx.limiters.login.take(request.ip);
-      if (!(await ctx.devices.exists(accountId, deviceId)))
-        throw new RelayError('DEVICE_NOT_FOUND');
+      if (!(await ctx.deviceExists(accountId, deviceId))) throw new RelayError('DEVICE_NOT_FOUND');
       const expirySeconds = Math.floor(Date.now() / 1000) + CHALLENGE_LIFETIME_SECONDS;
       const nonce = sealChallenge(ctx.challengeKey, accountId, deviceId, expirySeconds);
       const expiresAt = new Date(expirySeconds * 1000);
@@ -87,7 +86,7 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         .map((key) => openChallenge(key, device.accountId, device.deviceId, nonce, nowSeconds))
         .find((opened) => opened !== undefined);
       if (expiry === undefined) throw new RelayError('CHALLENGE_INVALID');
-      const authKey = await ctx.devices.authKey(device.accountId, device.deviceId);
+      const authKey = await ctx.authKeyOf(device.accountId, device.deviceId);
       if (!authKey || !verifyChallengeSignature(authKey, device, nonce, signature)) {
         throw new RelayError('SIGNATURE_INVALID');
       }

@@ -45,7 +45,7 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         log: ctx.log,
         metrics: ctx.metrics,
         registry: ctx.registry,
-        envelopes: ctx.envelopes,
+        readQueue: ctx.readQueue,
         acks: ctx.acks,
         send: (device, request) => ctx.sender.send(device, request.accountId as AccountId, request),
         authenticate: async (token) => {

@@ -35,8 +35,18 @@ export interface CommittedDirect {
 }
 
 export class DirectDeliveries {
-  private readonly byRequest = new Map<number, Entry>();
-  private readonly byEnvelope = new Map<string, Entry>();
+  /**
+   * Entries not handed to storage, in the order their frames went out: those awaiting an answer
+   * (at most a window of them) and those refused, until their deadline hands them to storage.
+   * Usually answered in order, so the one an answer names is at the head. An array, not a Map
+   * keyed by request id as until 2026-12-06: a long-lived Map that shrinks (each time its last
+   * entry left) gets its new table allocated in the old generation, which at 4,000 messages/s
+   * was most of what the relay promoted there (docs/benchmarks.md, item 28).
+   */
+  private sent: Entry[] = [];
+  /** Entries handed to storage, until their committed row comes around: the rare path. */
+  private readonly storingByRequest = new Map<number, Entry>();
+  private readonly storingByEnvelope = new Map<string, Entry>();
   private undecided = 0;
   /** Entries whose frame awaits the device's answer. */
   private unanswered = 0;
@@ -74,10 +84,15 @@ export class DirectDeliveries {
   /** When the oldest envelope still awaiting its answer went out (the slow-consumer check). */
   oldestUnansweredAt(): number | undefined {
     if (this.unanswered === 0) return undefined;
-    for (const entry of this.byRequest.values()) {
-      if (entry.answer === undefined) return entry.sentAt;
+    let oldest: number | undefined;
+    for (const entries of [this.storingByRequest.values(), this.sent]) {
+      for (const entry of entries) {
+        if (entry.answer !== undefined) continue;
+        if (oldest === undefined || entry.sentAt < oldest) oldest = entry.sentAt;
+        break; // each list is in the order the frames went out
+      }
     }
-    return undefined;
+    return oldest;
   }
 
   add(requestId: number, envelopeId: string, onAnswer: (acked: boolean) => void): DirectHandle {
@@ -89,8 +104,7 @@ export class DirectDeliveries {
       storing: false,
       onAnswer,
     };
-    this.byRequest.set(requestId, entry);
-    this.byEnvelope.set(envelopeId, entry);
+    this.sent.push(entry);
     this.undecided += 1;
     this.unanswered += 1;
     return {
@@ -98,6 +112,9 @@ export class DirectDeliveries {
         if (entry.answer === 'acked' && !entry.storing) return; // acknowledged: nothing to store
         entry.storing = true;
         this.undecided -= 1;
+        if (!this.dropSent(entry)) return; // the socket closed: nothing more comes for it
+        this.storingByRequest.set(entry.requestId, entry);
+        this.storingByEnvelope.set(entry.envelopeId, entry);
       },
       forget: () => this.remove(entry),
     };
@@ -105,7 +122,9 @@ export class DirectDeliveries {
 
   /** The client's answer to request `requestId`; false if that was not an envelope sent first. */
   answer(requestId: number, acked: boolean): boolean {
-    const entry = this.byRequest.get(requestId);
+    const entry =
+      this.sent.find((sent) => sent.requestId === requestId) ??
+      this.storingByRequest.get(requestId);
     if (!entry) return false;
     if (entry.answer !== undefined) return true; // a second answer to one request: ignored
     entry.answer = acked ? 'acked' : 'refused';
@@ -113,7 +132,7 @@ export class DirectDeliveries {
     if (entry.storing) return true; // its commit finds the answer (see `committed`)
     if (acked) {
       // Durable on the device: no row, ever. Stores waiting behind it may go.
-      this.remove(entry);
+      this.dropSent(entry);
       this.undecided -= 1;
       this.releaseWaiters();
     }
@@ -123,13 +142,14 @@ export class DirectDeliveries {
 
   /** The socket closed: every unanswered envelope counts as not acknowledged. */
   closed(): void {
-    for (const entry of this.byRequest.values()) {
-      if (entry.answer !== undefined || entry.storing) continue;
+    for (const entry of this.sent) {
+      if (entry.answer !== undefined) continue;
       entry.answer = 'refused';
       entry.onAnswer(false);
     }
-    this.byRequest.clear();
-    this.byEnvelope.clear();
+    this.sent = [];
+    this.storingByRequest.clear();
+    this.storingByEnvelope.clear();
     this.unanswered = 0;
   }
 
@@ -139,8 +159,8 @@ export class DirectDeliveries {
    * if the device acknowledged it meanwhile.
    */
   committed(envelopeId: string): CommittedDirect | undefined {
-    const entry = this.byEnvelope.get(envelopeId);
-    if (!entry?.storing) return undefined;
+    const entry = this.storingByEnvelope.get(envelopeId);
+    if (!entry) return undefined;
     this.remove(entry);
     return entry;
   }
@@ -159,9 +179,24 @@ export class DirectDeliveries {
     for (const waiter of waiters) waiter();
   }
 
+  /** Takes an entry out of `sent`: usually the head, answered in order. */
+  private dropSent(entry: Entry): boolean {
+    if (this.sent[0] === entry) {
+      this.sent.shift();
+      return true;
+    }
+    const index = this.sent.indexOf(entry);
+    if (index < 0) return false;
+    this.sent.splice(index, 1);
+    return true;
+  }
+
+  /** Forgets an entry wherever it is (its write failed, or its committed row came around). */
   private remove(entry: Entry): void {
-    if (!this.byRequest.delete(entry.requestId)) return;
-    this.byEnvelope.delete(entry.envelopeId);
-    if (entry.answer === undefined) this.unanswered -= 1;
+    const tracked = entry.storing
+      ? this.storingByRequest.delete(entry.requestId) &&
+        this.storingByEnvelope.delete(entry.envelopeId)
+      : this.dropSent(entry);
+    if (tracked && entry.answer === undefined) this.unanswered -= 1;
   }
 }

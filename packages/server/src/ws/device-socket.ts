@@ -19,8 +19,8 @@ import { safeError } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type {
   DeviceQueue,
-  EnvelopesRepository,
   NewEnvelope,
+  QueueRead,
   StoredEnvelope,
 } from '../repositories/envelopes.ts';
 import type { AcknowledgementDeletes } from '../services/acknowledgements.ts';
@@ -57,7 +57,8 @@ export interface DeviceSocketDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly registry: ConnectionRegistry;
-  readonly envelopes: EnvelopesRepository;
+  /** Reads the device's queue (in the relay, the reads of many sockets share a query). */
+  readonly readQueue: (read: QueueRead) => Promise<StoredEnvelope[]>;
   /** Deletes acknowledged envelopes in groups, and again later if the database was away. */
   readonly acks: Pick<AcknowledgementDeletes, 'delete'>;
   /**
@@ -410,7 +411,12 @@ export class DeviceSocket implements DeviceSession {
       const wanted = this.deps.config.window - this.unanswered;
       const { accountId, deviceId } = this.state.device;
       const knownBefore = this.knownLast;
-      const batch = await this.deps.envelopes.fetchAfter(accountId, deviceId, this.cursor, wanted);
+      const batch = await this.deps.readQueue({
+        accountId,
+        deviceId,
+        afterSeq: this.cursor,
+        limit: wanted,
+      });
       for (const envelope of batch) this.sendEnvelope(envelope);
       if (batch.length < wanted) {
         // The queue is read to its end (expired rows are skipped for good). What was learned

@@ -2,26 +2,36 @@ import type { Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
 
 /**
- * Fewer system calls: the frames one callback of the event loop produces for a socket go out in
- * one write instead of one each.
+ * Fewer system calls: the frames one turn of the event loop produces for a socket go out in one
+ * write instead of one each.
  *
  * `ws` writes every frame with its own cork/uncork, so each frame is a `writev` of its own: a
  * quarter of the relay's busy time in the online benchmark (docs/benchmarks.md). Corking the TCP
- * socket under it before the first frame and uncorking once the callback and its promise jobs
- * are done (`process.nextTick`, which runs after the current callback or batch of promise jobs) sends what they produced for that socket together: 3.9 frames per
- * write in the online benchmark. Waiting for the end of the whole turn (`setImmediate`) grouped
- * more but held every answer back behind all of the turn's reads, and measured slower.
+ * socket under it before the first frame and uncorking at the end of the turn (`setImmediate`,
+ * once the turn's reads and their promise jobs are done) sends what they produced for that
+ * socket together. Until 2026-12-06 it uncorked after each callback (`process.nextTick`): that
+ * measured faster while the benchmark's load generator wrote every frame on its own, and 14 %
+ * slower online once it wrote a turn's frames for a socket together, as clients may (item 32).
  *
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).
  */
-const corked = new Set<Writable>();
+let corked: Writable[] = [];
+/** The other of the two lists, empty: the lists take turns, so that a flush allocates nothing. */
+let spare: Writable[] = [];
 let flushScheduled = false;
 
+/*
+ * Two arrays rather than a Set, which the relay had until 2026-12-06: a long-lived Set or Map that
+ * is cleared or shrinks gets its new table allocated straight in the old generation (V8 keeps a
+ * table where its owner lives), so each flush left garbage there: at 4,000 messages/s a third of
+ * all the relay promoted, and the full collections that cleared it were the fixed rate's p99
+ * (docs/benchmarks.md, item 28).
+ */
 const flush = (): void => {
   flushScheduled = false;
-  const streams = [...corked];
-  corked.clear();
+  const streams = corked;
+  corked = spare;
   for (const stream of streams) {
     // A socket ended or destroyed meanwhile has already written (end uncorks) or dropped its data.
     if (stream.destroyed) continue;
@@ -32,6 +42,8 @@ const flush = (): void => {
       stream.destroy(error as Error);
     }
   }
+  streams.length = 0;
+  spare = streams;
 };
 
 /** The TCP socket `ws` writes to, if it is reachable. */
@@ -45,14 +57,21 @@ export const transportOf = (socket: WebSocket): Writable | undefined => {
     : undefined;
 };
 
-/** Holds the socket's writes until the current callback is done (see above). */
-export const coalesceWrites = (socket: WebSocket): void => {
-  const transport = transportOf(socket);
-  if (transport === undefined || transport.destroyed || corked.has(transport)) return;
-  transport.cork();
-  corked.add(transport);
+/** Holds a stream's writes until the event loop's turn is done (see above). */
+export const coalesceStreamWrites = (stream: Writable): void => {
+  // Corked already means corked here: `ws` corks only inside a frame's own write, and uncorks
+  // before it returns.
+  if (stream.destroyed || stream.writableCorked > 0) return;
+  stream.cork();
+  corked.push(stream);
   if (!flushScheduled) {
     flushScheduled = true;
-    process.nextTick(flush);
+    setImmediate(flush);
   }
+};
+
+/** Holds the socket's writes until the event loop's turn is done (see above). */
+export const coalesceWrites = (socket: WebSocket): void => {
+  const transport = transportOf(socket);
+  if (transport !== undefined) coalesceStreamWrites(transport);
 };

@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './support/database.ts';
+import { TestDevice } from './support/client.ts';
+import { startRelay, type TestRelay } from './support/relay.ts';
+
+/**
+ * Logins and authenticated requests read devices' authentication keys many at a time (one query
+ * for a group: repositories/devices.ts, app.ts): each caller must get its own device's key, and
+ * nothing for a device that does not exist, whatever else shares the query.
+ */
+
+let relay: TestRelay;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const created = await createTestDatabase();
+  drop = created.drop;
+  relay = await startRelay(created.url);
+});
+afterAll(async () => {
+  await relay?.close();
+  await drop?.();
+});
+
+describe('device authentication keys', () => {
+  it('answers each key of a group read, in the order asked', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const bob = await TestDevice.register(relay.url);
+    const { devices } = relay.relay.context;
+    const keys = await devices.authKeys([
+      { accountId: bob.accountId, deviceId: bob.deviceId },
+      { accountId: alice.accountId, deviceId: 2 }, // no such device
+      { accountId: randomUUID(), deviceId: 1 }, // no such account
+      { accountId: alice.accountId, deviceId: alice.deviceId },
+      { accountId: bob.accountId, deviceId: bob.deviceId },
+    ]);
+    expect(keys).toEqual([bob.authPublic, undefined, undefined, alice.authPublic, bob.authPublic]);
+    expect(await devices.authKeys([])).toEqual([]);
+  });
+
+  // That a read starts only after it was asked for (so that it sees a device removed before) is
+  // GroupRead's to keep: group-read.test.ts.
+  it('gives concurrent callers their own answers, and none for a device removed before', async () => {
+    const owners = [];
+    for (let i = 0; i < 6; i += 1) owners.push(await TestDevice.register(relay.url));
+    const context = relay.relay.context;
+    const asked = owners.flatMap((owner) => [
+      context.authKeyOf(owner.accountId, owner.deviceId),
+      context.deviceExists(owner.accountId, owner.deviceId + 1),
+    ]);
+    expect(await Promise.all(asked)).toEqual(owners.flatMap((owner) => [owner.authPublic, false]));
+    const [gone, kept] = owners as [TestDevice, TestDevice];
+    await context.database.pool.query('DELETE FROM accounts WHERE id = $1', [gone.accountId]);
+    expect(
+      await Promise.all([
+        context.deviceExists(gone.accountId, gone.deviceId),
+        context.deviceExists(kept.accountId, kept.deviceId),
+      ]),
+    ).toEqual([false, true]);
+  });
+});

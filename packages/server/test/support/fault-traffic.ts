@@ -205,11 +205,7 @@ export class FaultReceiver {
         const socket = await TestSocket.connect(this.cluster.wsUrl(index), this.device);
         this.socket = socket;
         this.connections += 1;
-        socket.ws.on('message', (data) => {
-          const frame = JSON.parse(data.toString()) as { verb?: string; body?: Envelope };
-          if (frame.verb === 'envelope' && frame.body)
-            this.ledger.onEnvelope(this.name, frame.body);
-        });
+        this.recordEnvelopes(socket);
         await socket.closed;
       } catch {
         // The relay died or refused meanwhile: try again, elsewhere.
@@ -234,6 +230,22 @@ export class FaultReceiver {
     await this.loop;
   }
 
+  /**
+   * Tells the ledger of every envelope the socket receives, from its login on. Those that came
+   * in the same read as the login's answer were emitted (and acknowledged by TestSocket) before
+   * `connect` resolved, so a listener added now would miss them: they are taken from what the
+   * socket recorded, in the same turn as the listener is added, so that none is told twice. (Once
+   * the relay wrote a turn's frames together, the first envelopes of a backlog shared the login's
+   * read, and the ledger called such a message lost although the device had acknowledged it.)
+   */
+  private recordEnvelopes(socket: TestSocket): void {
+    for (const envelope of socket.envelopes()) this.ledger.onEnvelope(this.name, envelope);
+    socket.ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as { verb?: string; body?: Envelope };
+      if (frame.verb === 'envelope' && frame.body) this.ledger.onEnvelope(this.name, frame.body);
+    });
+  }
+
   /** Connects once more and reads the queue to its end (what is left after the faults). */
   async drain(): Promise<void> {
     const up = upRelays(this.cluster);
@@ -242,10 +254,7 @@ export class FaultReceiver {
     this.device.baseUrl = this.cluster.url(index);
     await this.device.authenticate();
     const socket = await TestSocket.connect(this.cluster.wsUrl(index), this.device);
-    socket.ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as { verb?: string; body?: Envelope };
-      if (frame.verb === 'envelope' && frame.body) this.ledger.onEnvelope(this.name, frame.body);
-    });
+    this.recordEnvelopes(socket);
     await socket.until(
       () => socket.requests.some((request) => request.verb === 'queue.empty'),
       60_000,

@@ -1,5 +1,6 @@
+import { CLOSE_CODES } from '@privcomm/wire';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { StoredEnvelope } from '../src/repositories/envelopes.ts';
 import { ConnectionRegistry, type DeviceSession } from '../src/ws/connection-registry.ts';
 
@@ -29,6 +30,64 @@ describe('ConnectionRegistry.offer', () => {
     expect(() => registry.offer(new Map(), [gone.fake, waiting.fake])).not.toThrow();
     // Without its offer, the second would swallow every later wake-up (it waits for the offer).
     expect(waiting.offers).toEqual([[]]);
+    registry.closeAll(1001, 'test');
+  });
+});
+
+describe('ConnectionRegistry.onResync', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A device's open session that counts its wake-ups and remembers how it was closed. */
+  const live = (deviceId: number) => {
+    const state = { wakes: 0, closedWith: undefined as number | undefined };
+    const fake = {
+      accountId: 'account',
+      deviceId,
+      connectionSeq: 1,
+      wake: () => (state.wakes += 1),
+      close: (code: number) => (state.closedWith = code),
+      sweep: () => {},
+    };
+    return { fake: fake as unknown as DeviceSession, state };
+  };
+
+  it('wakes the sessions of existing devices and closes those of removed ones', async () => {
+    const kept = live(1);
+    const removed = live(2);
+    const registry = new ConnectionRegistry(pino({ level: 'silent' }), async () => {
+      return new Set([kept.fake]);
+    });
+    registry.add(kept.fake);
+    registry.add(removed.fake);
+    registry.onResync();
+    await vi.waitFor(() => expect(kept.state.wakes).toBe(1));
+    expect(removed.state).toEqual({ wakes: 0, closedWith: CLOSE_CODES.UNAUTHENTICATED });
+    registry.closeAll(1001, 'test');
+  });
+
+  it('tries a failed check again until it succeeds, then wakes every session (none waits for its next message)', async () => {
+    vi.useFakeTimers();
+    const session = live(1);
+    let checks = 0;
+    const registry = new ConnectionRegistry(pino({ level: 'silent' }), async (sessions) => {
+      checks += 1;
+      if (checks <= 2) throw new Error('Connection terminated unexpectedly');
+      return new Set(sessions);
+    });
+    registry.add(session.fake);
+    registry.onResync();
+    await vi.advanceTimersByTimeAsync(0);
+    expect({ checks, wakes: session.state.wakes }).toEqual({ checks: 1, wakes: 0 });
+    await vi.advanceTimersByTimeAsync(500); // the first retry
+    expect({ checks, wakes: session.state.wakes }).toEqual({ checks: 2, wakes: 0 });
+    await vi.advanceTimersByTimeAsync(999); // the second waits twice as long
+    expect(checks).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect({ checks, wakes: session.state.wakes }).toEqual({ checks: 3, wakes: 1 });
+    await vi.advanceTimersByTimeAsync(60_000); // and that was the last
+    expect({ checks, wakes: session.state.wakes }).toEqual({ checks: 3, wakes: 1 });
     registry.closeAll(1001, 'test');
   });
 });

@@ -7,6 +7,9 @@ import { safeError } from '../logger.ts';
 
 /** How long an announcement from another instance is remembered (see `announced`). */
 const ANNOUNCEMENT_MEMORY_MS = 60_000;
+/** A failed resync (`onResync`) is tried again after this, then twice as long, up to the last. */
+const RESYNC_FIRST_RETRY_MS = 500;
+const RESYNC_LAST_RETRY_MS = 8_000;
 
 /** What the registry needs of a live socket (and deliver-first, services/deliver-first.ts). */
 export interface DeviceSession extends DirectTarget {
@@ -38,6 +41,7 @@ export class ConnectionRegistry implements EventHandler {
    */
   private readonly announced = new Map<string, { seq: number; at: number }>();
   private readonly sweeper: NodeJS.Timeout;
+  private resyncRetry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly log: Logger,
@@ -151,23 +155,42 @@ export class ConnectionRegistry implements EventHandler {
     return sessions;
   }
 
+  /**
+   * The listener was away, so the wake-ups of that time were lost: every local socket whose
+   * device still exists reads its queue again, and those of devices removed meanwhile close. The
+   * check is a query; if it fails (the database only half back), it is tried again until it
+   * succeeds, on the sockets open by then. Until 2026-12-06 a failed check was only logged, and
+   * a socket whose wake-up was lost waited for its next message.
+   */
   onResync(): void {
+    this.resync(RESYNC_FIRST_RETRY_MS);
+  }
+
+  private resync(retryMs: number): void {
+    clearTimeout(this.resyncRetry);
     const sessions = [...this.sessions.values()];
-    this.existing(sessions)
-      .then((alive) => {
+    this.existing(sessions).then(
+      (alive) => {
         for (const session of sessions) {
           if (alive.has(session)) session.wake();
           else session.close(CLOSE_CODES.UNAUTHENTICATED, 'device removed');
         }
-      })
-      .catch((error: unknown) =>
-        this.log.warn({ err: safeError(error) }, 'resync after listener outage failed'),
-      );
+      },
+      (error: unknown) => {
+        this.log.warn({ err: safeError(error) }, 'resync after listener outage failed; retrying');
+        this.resyncRetry = setTimeout(
+          () => this.resync(Math.min(retryMs * 2, RESYNC_LAST_RETRY_MS)),
+          retryMs,
+        );
+        this.resyncRetry.unref();
+      },
+    );
   }
 
   /** Closes every socket (shutdown): clients reconnect, envelopes wait in the database. */
   closeAll(code: number, reason: string): void {
     clearInterval(this.sweeper);
+    clearTimeout(this.resyncRetry);
     for (const session of [...this.sessions.values()]) session.close(code, reason);
   }
 }

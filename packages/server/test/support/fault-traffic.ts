@@ -234,9 +234,9 @@ export class FaultReceiver {
    * Tells the ledger of every envelope the socket receives, from its login on. Those that came
    * in the same read as the login's answer were emitted (and acknowledged by TestSocket) before
    * `connect` resolved, so a listener added now would miss them: they are taken from what the
-   * socket recorded, in the same turn as the listener is added, so that none is told twice. (Once
-   * the relay wrote a turn's frames together, the first envelopes of a backlog shared the login's
-   * read, and the ledger called such a message lost although the device had acknowledged it.)
+   * socket recorded, in the same turn as the listener is added, so that none is told twice.
+   * (Until 2026-12-06 a busy receiver could read a backlog's first envelope with the login's
+   * answer, and the ledger called it lost although the device had acknowledged it.)
    */
   private recordEnvelopes(socket: TestSocket): void {
     for (const envelope of socket.envelopes()) this.ledger.onEnvelope(this.name, envelope);

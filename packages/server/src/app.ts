@@ -20,7 +20,7 @@ import { RelayError } from './errors.ts';
 import { createLogger, safeError } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { createAccountsRepository } from './repositories/accounts.ts';
-import { createChallengesRepository } from './repositories/challenges.ts';
+import { createChallengesRepository, type UsedChallenge } from './repositories/challenges.ts';
 import { createDevicesRepository, type DeviceKey } from './repositories/devices.ts';
 import {
   committedEnvelopes,
@@ -152,6 +152,14 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     authKeys.get({ accountId, deviceId });
   const deviceExists = async (accountId: string, deviceId: number): Promise<boolean> =>
     (await authKeyOf(accountId, deviceId)) !== undefined;
+  // Concurrent logins use their challenges up in one statement. A GroupRead although it writes:
+  // the statement decides every challenge at once, so a group that failed wrote nothing, and its
+  // challenges may be tried again one by one.
+  const challenges = createChallengesRepository(database.db);
+  const usedChallenges = new GroupRead<UsedChallenge, boolean>(
+    (batch) => challenges.markUsed(batch),
+    { retryAlone: unlessDatabaseUnavailable },
+  );
   const envelopes = createEnvelopesRepository(database.pool, config.envelopeTtlDays, config.queue);
   const tokens = new DeviceTokens(config.jwtSecret, config.jwtVerifySecrets);
   const registry = new ConnectionRegistry(log, async (sessions) => {
@@ -259,7 +267,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     authKeyOf,
     deviceExists,
     keys: createKeysRepository(database.db),
-    challenges: createChallengesRepository(database.db),
+    useChallenge: (challenge) => usedChallenges.get(challenge),
     challengeKey: challengeKey(config.jwtSecret),
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),
     unauthenticated: new UnauthenticatedSockets(config.ws.unauthenticatedPerAddress),

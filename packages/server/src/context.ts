@@ -4,7 +4,7 @@ import type { RelayConfig } from './config.ts';
 import type { Database } from './db/database.ts';
 import type { Metrics } from './metrics.ts';
 import type { AccountsRepository } from './repositories/accounts.ts';
-import type { ChallengesRepository } from './repositories/challenges.ts';
+import type { UsedChallenge } from './repositories/challenges.ts';
 import type { DevicesRepository } from './repositories/devices.ts';
 import type { EnvelopesRepository, QueueRead, StoredEnvelope } from './repositories/envelopes.ts';
 import type { KeysRepository } from './repositories/keys.ts';
@@ -28,7 +28,8 @@ export interface RelayContext {
   authKeyOf(accountId: string, deviceId: number): Promise<Buffer | undefined>;
   deviceExists(accountId: string, deviceId: number): Promise<boolean>;
   readonly keys: KeysRepository;
-  readonly challenges: ChallengesRepository;
+  /** Uses a login challenge up: false if it already was (concurrent logins share a statement). */
+  useChallenge(challenge: UsedChallenge): Promise<boolean>;
   readonly envelopes: EnvelopesRepository;
   /** A device's next queued envelopes: concurrent reads share one query (a GroupRead). */
   readQueue(read: QueueRead): Promise<StoredEnvelope[]>;

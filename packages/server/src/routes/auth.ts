@@ -92,7 +92,12 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
       }
       // Only a right signature uses the challenge up: nobody else can spend a device's nonce.
       // Also records the device as seen today.
-      if (!(await ctx.challenges.markUsed(usedNonceHash(nonce), expiry, device))) {
+      const used = await ctx.useChallenge({
+        nonceHash: usedNonceHash(nonce),
+        expirySeconds: expiry,
+        ...device,
+      });
+      if (!used) {
         throw new RelayError('CHALLENGE_INVALID');
       }
       const { token, expiresAt } = await ctx.tokens.issue(device);

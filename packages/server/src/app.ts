@@ -152,6 +152,11 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     authKeys.get({ accountId, deviceId });
   const deviceExists = async (accountId: string, deviceId: number): Promise<boolean> =>
     (await authKeyOf(accountId, deviceId)) !== undefined;
+  // Message sockets logging in at once share their statement too (repositories/devices.ts).
+  const connections = new GroupRead<DeviceKey, number | undefined>(
+    (keys) => devices.announceConnections(keys),
+    { retryAlone: unlessDatabaseUnavailable },
+  );
   // Concurrent logins use their challenges up in one statement. A GroupRead although it writes:
   // the statement decides every challenge at once, so a group that failed wrote nothing, and its
   // challenges may be tried again one by one.
@@ -267,6 +272,7 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
     authKeyOf,
     deviceExists,
     keys: createKeysRepository(database.db),
+    announceConnection: (accountId, deviceId) => connections.get({ accountId, deviceId }),
     useChallenge: (challenge) => usedChallenges.get(challenge),
     challengeKey: challengeKey(config.jwtSecret),
     challengeVerifyKeys: config.jwtVerifySecrets.map(challengeKey),

@@ -27,6 +27,11 @@ export interface RelayContext {
   /** A device's authentication key, undefined if there is no such device (shared reads). */
   authKeyOf(accountId: string, deviceId: number): Promise<Buffer | undefined>;
   deviceExists(accountId: string, deviceId: number): Promise<boolean>;
+  /**
+   * A message socket's login: the device's next connection number, told to every instance;
+   * undefined if there is no such device (concurrent logins share a statement).
+   */
+  announceConnection(accountId: string, deviceId: number): Promise<number | undefined>;
   readonly keys: KeysRepository;
   /** Uses a login challenge up: false if it already was (concurrent logins share a statement). */
   useChallenge(challenge: UsedChallenge): Promise<boolean>;

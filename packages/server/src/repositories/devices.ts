@@ -13,7 +13,7 @@ import { arrayLiteral } from '../db/array-literal.ts';
 import type { Db } from '../db/database.ts';
 import { accounts, devices, linkTokens } from '../db/schema.ts';
 import { RelayError } from '../errors.ts';
-import { notifyIn } from '../db/events.ts';
+import { EVENTS_CHANNEL, notifyIn } from '../db/events.ts';
 import { sha256 } from './accounts.ts';
 
 /** What every new device brings: its registration id, auth key and non-consumable keys. */
@@ -69,6 +69,37 @@ export const createDevicesRepository = (db: Db) => ({
     const authKeys: (Buffer | undefined)[] = keys.map(() => undefined);
     for (const row of result.rows) authKeys[Number(row.n) - 1] = row.auth_key;
     return authKeys;
+  },
+
+  /**
+   * A message socket's login, for each device in the order given: takes the sequence number
+   * that orders connections across instances and tells every instance (an event of type
+   * `connected`: the newest socket of a device wins, whichever instance it reached, and older
+   * ones close with 4409); undefined, and nothing told, where the device no longer exists (a
+   * removed device's unexpired tokens must stop working at once). One round trip for many
+   * (the relay calls it through a GroupRead: app.ts). `nextval` is in the select list of a
+   * subquery kept apart (OFFSET 0), so that it is called once per existing device, after the
+   * existence check.
+   */
+  async announceConnections(keys: readonly DeviceKey[]): Promise<(number | undefined)[]> {
+    const result = await db.$client.query<{ n: string; seq: string }>({
+      name: 'announce-connections',
+      text: `SELECT n, seq,
+         pg_notify($1, json_build_object('t', 'connected', 'a', a, 'd', d, 's', seq)::text)
+       FROM (SELECT r.n, r.a, r.d, nextval('connection_seq') AS seq
+             FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS r(a, d, n)
+             WHERE EXISTS (SELECT 1 FROM devices
+                           WHERE account_id = r.a::uuid AND device_id = r.d)
+             OFFSET 0) AS connected`,
+      values: [
+        EVENTS_CHANNEL,
+        arrayLiteral(keys.map((key) => key.accountId)),
+        arrayLiteral(keys.map((key) => key.deviceId)),
+      ],
+    });
+    const seqs: (number | undefined)[] = keys.map(() => undefined);
+    for (const row of result.rows) seqs[Number(row.n) - 1] = Number(row.seq);
+    return seqs;
   },
 
   async list(accountId: AccountId): Promise<DeviceInfo[]> {

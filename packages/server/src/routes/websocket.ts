@@ -3,7 +3,6 @@ import { CLOSE_CODES, type AccountId } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { noCredentials, upgradeResponses } from './schemas.ts';
-import { EVENTS_CHANNEL } from '../services/events.ts';
 import { DeviceSocket } from '../ws/device-socket.ts';
 
 export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
@@ -50,30 +49,14 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         send: (device, request) => ctx.sender.send(device, request.accountId as AccountId, request),
         authenticate: async (token) => {
           const device = await ctx.tokens.verify(token);
-          // One round trip checks that the device still exists (a removed device's unexpired
-          // tokens must stop working at once, on every instance, as app.ts's authenticateToken
-          // checks for HTTP requests) and only then takes the
-          // sequence that orders connections across instances and tells every instance (an event
-          // of type `connected`): the newest socket of a device wins, whichever instance it
-          // reached, and older ones close with 4409.
-          const result = await ctx.database.pool.query<{ seq: string }>({
-            name: 'authenticate-connection',
-            text: `SELECT seq, pg_notify($1, json_build_object('t', 'connected', 'a', $2::text,
-                     'd', $3::int, 's', seq)::text)
-                   FROM (SELECT nextval('connection_seq') AS seq) AS next
-                   WHERE EXISTS (SELECT 1 FROM devices WHERE account_id = $4 AND device_id = $5)`,
-            values: [
-              EVENTS_CHANNEL,
-              device.accountId,
-              device.deviceId,
-              device.accountId,
-              device.deviceId,
-            ],
-          });
-          const seq = result.rows[0]?.seq;
+          // The device must still exist (a removed device's unexpired tokens stop working at
+          // once, on every instance, as app.ts's authenticateToken checks for HTTP requests);
+          // then it takes the number that orders its connections across instances, and every
+          // instance hears of it: the newest socket of a device wins (repositories/devices.ts).
+          const seq = await ctx.announceConnection(device.accountId, device.deviceId);
           if (seq === undefined) throw new RelayError('UNAUTHENTICATED');
           release();
-          return { device, connectionSeq: Number(seq) };
+          return { device, connectionSeq: seq };
         },
       });
     },

@@ -159,7 +159,9 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   );
   // Concurrent logins use their challenges up in one statement. A GroupRead although it writes:
   // the statement decides every challenge at once, so a group that failed wrote nothing, and its
-  // challenges may be tried again one by one.
+  // challenges may be tried again one by one. Not when the database went away, where the group
+  // may have committed unseen; and were it retried then, a challenge would only be found used
+  // (a login refused, never a second token).
   const challenges = createChallengesRepository(database.db);
   const usedChallenges = new GroupRead<UsedChallenge, boolean>(
     (batch) => challenges.markUsed(batch),

@@ -90,4 +90,53 @@ describe('ConnectionRegistry.onResync', () => {
     expect({ checks, wakes: session.state.wakes }).toEqual({ checks: 3, wakes: 1 });
     registry.closeAll(1001, 'test');
   });
+
+  /** A registry whose device check fails (after `ms`), and when (fake clock) each one began. */
+  const failing = (ms = 0) => {
+    const at: number[] = [];
+    const registry = new ConnectionRegistry(pino({ level: 'silent' }), async () => {
+      at.push(Date.now());
+      if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+      throw new Error('Connection terminated unexpectedly');
+    });
+    registry.add(live(1).fake);
+    return { registry, at };
+  };
+
+  it('waits at most 8 s between tries, and a later outage takes over from an earlier one', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const { registry, at } = failing();
+    registry.onResync();
+    await vi.advanceTimersByTimeAsync(30_000);
+    // 0, then 0.5, 1, 2, 4 and 8 s apart, and 8 s from there on.
+    expect(at).toEqual([0, 500, 1_500, 3_500, 7_500, 15_500, 23_500]);
+    // Another outage: its resync starts over, and the earlier one's retries stop.
+    const from = at.length;
+    registry.onResync();
+    await vi.advanceTimersByTimeAsync(1_600);
+    expect(at.slice(from).map((time) => time - 30_000)).toEqual([0, 500, 1_500]);
+    registry.closeAll(1001, 'test');
+  });
+
+  it('keeps one line of retries when an outage ends while the last one is still being checked', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const { registry, at } = failing(100);
+    registry.onResync(); // its check fails at 100 ms: superseded by then, it is not tried again
+    await vi.advanceTimersByTimeAsync(50);
+    registry.onResync(); // fails at 150 ms, tried again 0.5 s later, then 1 s after that failure
+    await vi.advanceTimersByTimeAsync(1_950);
+    expect(at).toEqual([0, 50, 650, 1_750]);
+    registry.closeAll(1001, 'test');
+  });
+
+  it('stops trying once the registry is closed', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const { registry, at } = failing();
+    registry.onResync();
+    await vi.advanceTimersByTimeAsync(600);
+    expect(at).toEqual([0, 500]);
+    registry.closeAll(1001, 'test');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(at).toEqual([0, 500]);
+  });
 });

@@ -79,7 +79,8 @@ describe('announced connections', () => {
     });
     await listener.query(`LISTEN ${EVENTS_CHANNEL}`);
     try {
-      const { devices } = relay.relay.context;
+      const context = relay.relay.context;
+      const { devices } = context;
       const [before] = await devices.announceConnections([alice]);
       const seqs = await devices.announceConnections([
         { accountId: bob.accountId, deviceId: bob.deviceId },
@@ -91,6 +92,11 @@ describe('announced connections', () => {
       const given = [seqs[0], seqs[2], seqs[3]] as number[];
       expect(new Set(given).size).toBe(3);
       for (const seq of given) expect(seq).toBeGreaterThan(before as number);
+      // Three numbers drawn, none for the device that does not exist (nothing else logs in here).
+      const drawn = await context.database.pool.query<{ last: string }>(
+        'SELECT last_value AS last FROM connection_seq',
+      );
+      expect(Number(drawn.rows[0]?.last)).toBe((before as number) + 3);
       const told = (device: TestDevice, s: number | undefined) => ({
         t: 'connected',
         a: device.accountId,

@@ -58,8 +58,6 @@ export const createChallengesRepository = (db: Db) => ({
   },
 });
 
-export type ChallengesRepository = ReturnType<typeof createChallengesRepository>;
-
 /** Removes what has expired outside the envelope queue; returns the number of rows removed. */
 export const deleteExpiredCredentials = async (db: Db): Promise<number> => {
   const challenges = await db

@@ -4,7 +4,9 @@
  * path's device-set lookup was one query per message, and each query's round trip cost more CPU
  * than its work). A lone caller pays no added latency. A failed batch is read again key by key,
  * so one bad key cannot fail the others, unless `retryAlone` says the failure was not the keys'
- * (the database is gone): then every caller gets the error at once.
+ * (the database is gone): then every caller gets the error at once. Also used for statements that
+ * write but answer each key (a login's challenge, a socket's connection number): one statement
+ * is atomic, so a batch that failed wrote nothing and may be tried again key by key.
  */
 export class GroupRead<K, V> {
   private pending: { key: K; resolve: (value: V) => void; reject: (error: unknown) => void }[] = [];

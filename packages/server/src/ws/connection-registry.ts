@@ -42,6 +42,9 @@ export class ConnectionRegistry implements EventHandler {
   private readonly announced = new Map<string, { seq: number; at: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private resyncRetry: NodeJS.Timeout | undefined;
+  /** Which resync is current: a later outage's resync supersedes an earlier one's retries. */
+  private resyncGeneration = 0;
+  private closed = false;
 
   constructor(
     private readonly log: Logger,
@@ -163,12 +166,14 @@ export class ConnectionRegistry implements EventHandler {
    * a socket whose wake-up was lost waited for its next message.
    */
   onResync(): void {
-    this.resync(RESYNC_FIRST_RETRY_MS);
+    this.resyncGeneration += 1;
+    clearTimeout(this.resyncRetry);
+    this.resync(this.resyncGeneration, RESYNC_FIRST_RETRY_MS);
   }
 
-  private resync(retryMs: number): void {
-    clearTimeout(this.resyncRetry);
+  private resync(generation: number, retryMs: number): void {
     const sessions = [...this.sessions.values()];
+    const current = () => generation === this.resyncGeneration && !this.closed;
     this.existing(sessions).then(
       (alive) => {
         for (const session of sessions) {
@@ -177,9 +182,10 @@ export class ConnectionRegistry implements EventHandler {
         }
       },
       (error: unknown) => {
+        if (!current()) return; // a newer resync has taken over, or the relay is stopping
         this.log.warn({ err: safeError(error) }, 'resync after listener outage failed; retrying');
         this.resyncRetry = setTimeout(
-          () => this.resync(Math.min(retryMs * 2, RESYNC_LAST_RETRY_MS)),
+          () => this.resync(generation, Math.min(retryMs * 2, RESYNC_LAST_RETRY_MS)),
           retryMs,
         );
         this.resyncRetry.unref();
@@ -189,6 +195,7 @@ export class ConnectionRegistry implements EventHandler {
 
   /** Closes every socket (shutdown): clients reconnect, envelopes wait in the database. */
   closeAll(code: number, reason: string): void {
+    this.closed = true;
     clearInterval(this.sweeper);
     clearTimeout(this.resyncRetry);
     for (const session of [...this.sessions.values()]) session.close(code, reason);

@@ -67,6 +67,22 @@ describe('ConnectionRegistry.onResync', () => {
     registry.closeAll(1001, 'test');
   });
 
+  it('wakes every other session when one fails to wake', async () => {
+    const failing = live(1);
+    (failing.fake as { wake: () => void }).wake = () => {
+      throw new Error('socket is not authenticated');
+    };
+    const other = live(2);
+    const registry = new ConnectionRegistry(pino({ level: 'silent' }), async (sessions) => {
+      return new Set(sessions);
+    });
+    registry.add(failing.fake);
+    registry.add(other.fake);
+    registry.onResync();
+    await vi.waitFor(() => expect(other.state.wakes).toBe(1));
+    registry.closeAll(1001, 'test');
+  });
+
   it('tries a failed check again until it succeeds, then wakes every session (none waits for its next message)', async () => {
     vi.useFakeTimers();
     const session = live(1);

@@ -177,8 +177,14 @@ export class ConnectionRegistry implements EventHandler {
     this.existing(sessions).then(
       (alive) => {
         for (const session of sessions) {
-          if (alive.has(session)) session.wake();
-          else session.close(CLOSE_CODES.UNAUTHENTICATED, 'device removed');
+          // One session that fails must not keep the others from their wake-up (nor, thrown in
+          // this callback, become a rejection that nobody handles).
+          try {
+            if (alive.has(session)) session.wake();
+            else session.close(CLOSE_CODES.UNAUTHENTICATED, 'device removed');
+          } catch (error) {
+            this.log.warn({ err: safeError(error) }, 'a socket could not be woken after a resync');
+          }
         }
       },
       (error: unknown) => {

@@ -345,14 +345,17 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   await app.register(websocket, {
     options: { maxPayload: MAX_FRAME_BYTES },
     // A client's broken frame (too big: 1009, not UTF-8: 1007) is not a relay failure: ws has
-    // already closed the socket with the right code, so it must not be logged as an error.
+    // already written a close frame with the right code, ends the socket once it is out, and
+    // destroys it if the client has not closed within its close timeout. Terminating here would
+    // throw away that close frame while the socket is corked (write-coalescing.ts), and the client
+    // would see 1006 instead of a reason.
     errorHandler: (error, socket) => {
       const code = (error as { code?: unknown }).code;
       if (typeof code === 'string' && code.startsWith('WS_ERR_')) {
         log.debug({ code }, 'websocket protocol error');
-      } else {
-        log.error({ err: safeError(error) }, 'websocket handler failed');
+        return;
       }
+      log.error({ err: safeError(error) }, 'websocket handler failed');
       socket.terminate();
     },
   });

@@ -1,4 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
+import type { Socket } from 'node:net';
 import fc from 'fast-check';
 import { Compile } from 'typebox/compile';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -890,6 +891,23 @@ describe('WebSocket: malformed frames', () => {
     socket.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
     expect(await socket.closed).toBe(1007);
     expect((await http(relay.url, 'GET', '/health')).status).toBe(200);
+    expect(errorLogs()).toEqual([]);
+  });
+
+  it('answers a frame and then closes with 1007 when both arrive in one TCP segment', async () => {
+    // The ping's answer corks the relay's socket (write-coalescing.ts) in the same callback in
+    // which ws finds the broken frame and writes its close frame behind the answer. Until
+    // 2026-12-06 the relay's websocket error handler then terminated the socket, which threw
+    // away both unflushed frames: the client saw 1006 (docs/benchmarks.md, item 37).
+    const owner = await TestDevice.register(relay.url);
+    const socket = await TestSocket.connect(relay.wsUrl, owner);
+    const transport = (socket.ws as unknown as { _socket: Socket })._socket;
+    transport.cork();
+    socket.sendRaw(JSON.stringify({ type: 'request', id: 5, verb: 'ping' }));
+    socket.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+    transport.uncork();
+    expect(await socket.closed).toBe(1007);
+    expect(replies(socket)).toEqual([{ type: 'response', id: 5, status: 200 }]);
     expect(errorLogs()).toEqual([]);
   });
 

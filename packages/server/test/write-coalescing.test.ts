@@ -67,7 +67,7 @@ describe('write coalescing', () => {
     expect(transportOf(serverSide)).toBeDefined();
   });
 
-  it("writes one callback's frames to a socket in one write, in order", async () => {
+  it("writes one turn's frames to a socket in one write, in order", async () => {
     const { serverSide, client } = await open();
     const writes = countWrites(serverSide);
     const arriving = received(client, 10);
@@ -75,12 +75,12 @@ describe('write coalescing', () => {
       coalesceWrites(serverSide);
       serverSide.send(`frame ${n}`);
     }
-    expect(writes.count).toBe(0); // held until this callback is done
+    expect(writes.count).toBe(0); // held until this turn is done
     expect(await arriving).toEqual(Array.from({ length: 10 }, (_, n) => `frame ${n}`));
     expect(writes.count).toBe(1);
   });
 
-  it('corks a socket once per callback however often it is asked, and several sockets together', async () => {
+  it('corks a socket once per turn however often it is asked, and several sockets together', async () => {
     const one = await connect();
     const two = await connect();
     close = async () => {
@@ -103,6 +103,21 @@ describe('write coalescing', () => {
     expect(transportOf(two.serverSide)?.writableCorked).toBe(0);
   });
 
+  it('writes the frames of several callbacks of one turn together', async () => {
+    const { serverSide, client } = await open();
+    const writes = countWrites(serverSide);
+    const arriving = received(client, 2);
+    // Two timers due together run in one turn, with the promise jobs of each run in between.
+    for (const text of ['one', 'two']) {
+      setTimeout(() => {
+        coalesceWrites(serverSide);
+        serverSide.send(text);
+      }, 0);
+    }
+    expect(await arriving).toEqual(['one', 'two']);
+    expect(writes.count).toBe(1);
+  });
+
   it('writes frame by frame without it (what the test above would otherwise see)', async () => {
     const { serverSide, client } = await open();
     const writes = countWrites(serverSide);
@@ -112,7 +127,7 @@ describe('write coalescing', () => {
     expect(writes.count).toBe(10);
   });
 
-  it('flushes again in the next callback, and what was held goes out before a close frame', async () => {
+  it('flushes again in the next turn, and what was held goes out before a close frame', async () => {
     const { serverSide, client } = await open();
     const arriving = received(client, 2);
     coalesceWrites(serverSide);

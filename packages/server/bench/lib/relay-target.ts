@@ -101,7 +101,7 @@ export class RelayTarget implements Target {
       ws.once('open', resolve);
       ws.once('error', reject);
     });
-    // The frames of one callback go out in one write, as the relay writes its own
+    // The frames of one turn of the event loop go out in one write, as the relay writes its own
     // (and the XMPP target its stanzas): a write per frame was 43 % of this process's time online.
     const write = (text: string): void => {
       coalesceWrites(ws);

@@ -2,17 +2,21 @@ import type { Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
 
 /**
- * Fewer system calls: the frames one callback of the event loop produces for a socket go out in
- * one write instead of one each.
+ * Fewer system calls: the frames one turn of the event loop produces for a socket go out in one
+ * write instead of one each.
  *
  * `ws` writes every frame with its own cork/uncork, so each frame is a `writev` of its own: a
  * quarter of the relay's busy time in the online benchmark (docs/benchmarks.md). Corking the TCP
- * socket under it before the first frame and uncorking once the callback and its promise jobs
- * are done (`process.nextTick`) sends what they produced for that socket together. Waiting for
- * the end of the whole turn (`setImmediate`) grouped more and measured faster online (item 32 of
- * docs/benchmarks.md), but a close frame that `ws` wrote after a client's protocol error (1007,
- * 1009) then often did not reach the client, which saw 1006 (bad-input.integration.test.ts, 3
- * runs in 4): reverted on 2026-12-06 until that is understood (item 36).
+ * socket under it before the first frame and uncorking at the end of the turn (`setImmediate`,
+ * once the turn's reads and their promise jobs are done) sends what they produced for that
+ * socket together. Uncorking after each callback (`process.nextTick`) measured faster while the
+ * benchmark's load generator wrote every frame on its own, and 14 % slower online once it wrote a
+ * turn's frames for a socket together, as clients may (item 32).
+ *
+ * What is held is lost if the socket is destroyed before the turn ends, so the relay never
+ * `terminate()`s a socket it may have written to in the same turn: `close()` and `end()` write
+ * what is held first. The websocket error handler in app.ts once terminated the socket after a
+ * client's broken frame, and threw away the close frame ws had just written (item 37).
  *
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).
@@ -58,7 +62,7 @@ export const transportOf = (socket: WebSocket): Writable | undefined => {
     : undefined;
 };
 
-/** Holds a stream's writes until the current callback is done (see above). */
+/** Holds a stream's writes until the event loop's turn is done (see above). */
 export const coalesceStreamWrites = (stream: Writable): void => {
   // Corked already means corked here: `ws` corks only inside a frame's own write, and uncorks
   // before it returns.
@@ -67,11 +71,11 @@ export const coalesceStreamWrites = (stream: Writable): void => {
   corked.push(stream);
   if (!flushScheduled) {
     flushScheduled = true;
-    process.nextTick(flush);
+    setImmediate(flush);
   }
 };
 
-/** Holds the socket's writes until the current callback is done (see above). */
+/** Holds the socket's writes until the event loop's turn is done (see above). */
 export const coalesceWrites = (socket: WebSocket): void => {
   const transport = transportOf(socket);
   if (transport !== undefined) coalesceStreamWrites(transport);

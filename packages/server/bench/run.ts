@@ -5,8 +5,7 @@
  * separate process (load.ts) so that its CPU is never the server's. Prints a table and one JSON
  * document; asserts nothing (the numbers are not a test).
  *
- *   npm run bench [-- --quick] [-- --only online,fixed-rate,offline,idle,limits] [-- --no-ejabberd]
- *                 [-- --transport http|websocket] [-- --json results.json] [-- --relay-root DIR]
+ *   npm run bench -- --help    (the options: USAGE below)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,36 +42,68 @@ import {
 import type { Job, JobTarget, LoadResult, SoakSample } from './load.ts';
 
 const SERVER_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const { values: options } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    only: { type: 'string' },
-    'no-ejabberd': { type: 'boolean', default: false },
-    transport: { type: 'string', default: 'websocket' },
-    json: { type: 'string' },
-    /** Fixed-rate scenario's rates, e.g. 1000,4000 (default 4000,8000; 4000 with --quick). */
-    rates: { type: 'string' },
-    /** Scenario 6's length (default 120 s; 20 s with --quick; the issue's full form is 600). */
-    'soak-seconds': { type: 'string' },
-    /** Scenario 6's rate in messages per second (default: half the online rate of the run). */
-    'soak-rate': { type: 'string' },
-    /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
-    'without-queue-triggers': { type: 'boolean', default: false },
-    /** Another checkout's packages/server, to measure a before/after in the same conditions. */
-    'relay-root': { type: 'string', default: SERVER_ROOT },
-    'admin-url': {
-      type: 'string',
-      default:
-        process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-    },
+const SCENARIOS = ['online', 'fixed-rate', 'offline', 'idle', 'client', 'soak', 'limits'];
+const USAGE = `npm run bench [-- options]: the relay beside ejabberd on this machine (docs/benchmarks.md)
+
+  --quick                   the short form (under 3 minutes): smaller sizes, every scenario
+  --only LIST               some scenarios, comma-separated: ${SCENARIOS.join(',')}
+  --no-ejabberd             the relay alone
+  --transport KIND          how the relay's load generator sends: websocket (default) or http
+  --json FILE               also write the JSON document to FILE
+  --rates LIST              the fixed-rate scenario's rates per second (default 4000,8000)
+  --soak-seconds N          the soak's length (default 120; 20 with --quick)
+  --soak-rate N             the soak's rate per second (default half the online rate)
+  --without-queue-triggers  measure without the queue-usage triggers (caps unchecked)
+  --relay-root DIR          another checkout's packages/server, for a before/after
+  --admin-url URL           a PostgreSQL on which databases may be created and dropped
+                            (default BENCH_ADMIN_DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres)
+  --help                    this text
+`;
+const OPTIONS = {
+  help: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  only: { type: 'string' },
+  'no-ejabberd': { type: 'boolean', default: false },
+  transport: { type: 'string', default: 'websocket' },
+  json: { type: 'string' },
+  /** Fixed-rate scenario's rates, e.g. 1000,4000 (default 4000,8000; 4000 with --quick). */
+  rates: { type: 'string' },
+  /** Scenario 6's length (default 120 s; 20 s with --quick; the issue's full form is 600). */
+  'soak-seconds': { type: 'string' },
+  /** Scenario 6's rate in messages per second (default: half the online rate of the run). */
+  'soak-rate': { type: 'string' },
+  /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
+  'without-queue-triggers': { type: 'boolean', default: false },
+  /** Another checkout's packages/server, to measure a before/after in the same conditions. */
+  'relay-root': { type: 'string', default: SERVER_ROOT },
+  'admin-url': {
+    type: 'string',
+    default: process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   },
-});
+} as const;
+/** Stops with a clear message and the usage, for arguments that cannot run. */
+const usageError = (message: string): never => {
+  process.stderr.write(`npm run bench: ${message}\n\n${USAGE}`);
+  process.exit(2);
+};
+const parsed = (() => {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+})();
+const { values: options } = parsed;
+if (options.help === true) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const QUICK = options.quick === true;
 /** A numeric option's value, or a clear error naming the option. */
 const positiveInteger = (value: string, option: string): number => {
   const number = Number(value);
   if (!Number.isSafeInteger(number) || number < 1) {
-    throw new Error(`${option} takes a positive whole number, not "${value}"`);
+    usageError(`${option} takes a positive whole number, not "${value}"`);
   }
   return number;
 };
@@ -92,9 +123,13 @@ const withFileLimit = (command: string, args: string[]): [string, string[]] =>
   canRaiseFileLimit
     ? ['/usr/bin/prlimit', [`--nofile=${FILE_LIMIT}:${FILE_LIMIT}`, '--', command, ...args]]
     : [command, args];
-const ONLY = new Set(
-  (options.only ?? 'online,fixed-rate,offline,idle,client,soak,limits').split(','),
-);
+const ONLY = new Set(options.only?.split(',') ?? SCENARIOS);
+for (const scenario of ONLY) {
+  if (!SCENARIOS.includes(scenario)) usageError(`--only: no scenario named "${scenario}"`);
+}
+if (options.transport !== 'websocket' && options.transport !== 'http') {
+  usageError(`--transport is websocket or http, not "${options.transport}"`);
+}
 const TRANSPORT = options.transport as SendTransport;
 const POOL_SIZE = 10;
 

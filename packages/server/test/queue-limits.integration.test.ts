@@ -2,7 +2,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONTENT_BYTES } from '@privcomm/wire';
-import { createEnvelopesRepository } from '../src/repositories/envelopes.ts';
 import { createTestDatabase } from './support/database.ts';
 import { TestDevice, TestSocket, type HttpResult } from './support/client.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
@@ -165,52 +164,6 @@ describe('per-device queue caps', () => {
         expect(outcome.reason).toMatchObject({ code: 'QUEUE_FULL' });
     }
     expect(await queued(victim)).toEqual({ envelopes: fits, bytes: fits * MAX_CONTENT_BYTES });
-  });
-
-  it('gives the caps to its own statement only, and keeps the connection after a refusal', async () => {
-    // One connection, so that what the insert leaves behind on it would show.
-    const single = new pg.Pool({ connectionString: database.url, max: 1 });
-    const connections: unknown[] = [];
-    single.on('connect', (client) => connections.push(client));
-    try {
-      const envelopes = createEnvelopesRepository(single, 30, {
-        maxEnvelopes: 2,
-        maxBytes: 1 << 20,
-      });
-      const victim = await TestDevice.register(east.url);
-      const row = () => ({
-        id: randomUUID(),
-        accountId: victim.accountId,
-        deviceId: victim.deviceId,
-        type: 1,
-        content: randomBytes(100),
-        urgent: false,
-      });
-      const position = async () =>
-        Number(
-          (
-            await single.query<{ queue_seq: string }>(
-              'SELECT queue_seq FROM devices WHERE account_id = $1 AND device_id = $2',
-              [victim.accountId, victim.deviceId],
-            )
-          ).rows[0]?.queue_seq,
-        );
-      const start = await position();
-      await envelopes.insert([row(), row()]);
-      await expect(envelopes.insert([row()])).rejects.toMatchObject({ code: 'QUEUE_FULL' });
-      const after = await single.query<{ e: string | null; b: string | null }>(
-        `SELECT current_setting('privcomm.queue_max_envelopes', true) AS e,
-                current_setting('privcomm.queue_max_bytes', true) AS b`,
-      );
-      // Unset again: PostgreSQL answers '' for a placeholder that was set in the session once.
-      expect(after.rows.map(({ e, b }) => [e ?? '', b ?? ''])).toEqual([['', '']]);
-      expect(connections).toHaveLength(1);
-      // Nothing of the refused statement stayed: its position was not drawn either.
-      expect(await queued(victim)).toEqual({ envelopes: 2, bytes: 200 });
-      expect(await position()).toBe(start + 2);
-    } finally {
-      await single.end();
-    }
   });
 
   it('caps the number of envelopes too, and refuses a whole send when one device is full', async () => {

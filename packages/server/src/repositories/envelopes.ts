@@ -162,24 +162,19 @@ const joinedContents = (rows: readonly NewEnvelope[]): { joined: Buffer; offsets
  * one order (sorted), before the triggers lock queue_usage in the same order, so that two
  * instances inserting for the same devices cannot deadlock.
  */
-/** The SQLSTATE of the queue-usage trigger's refusal (migration 0006): a cap would be exceeded. */
-const QUEUE_OVER_CAPS = 'PC001';
-
 export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: QueueCaps) => ({
   /**
    * Stores the rows, or none of them (QUEUE_FULL) if that would take a device's queue over a
-   * cap: one statement, committed on its own. It gives the caps to the queue-usage trigger, which
-   * counts the rows in and refuses the statement if a count goes over (migration 0006); the
-   * trigger's update keeps each counted row locked until commit, so concurrent inserts on any
-   * instance wait and then see each other's counts, and the caps hold exactly.
+   * cap. The trigger's update keeps each counted row locked until commit, so concurrent inserts
+   * on any instance wait and then see each other's counts: the caps hold exactly.
    */
   async insert(rows: readonly NewEnvelope[]): Promise<QueuedBatch[]> {
-    const contents = joinedContents(rows);
     const client = await pool.connect();
-    // A connection that failed under the statement is broken: it is destroyed rather than reused.
-    // A refused statement (QUEUE_FULL, a removed device) leaves it as good as before.
+    // A connection whose rollback failed is broken: it is destroyed rather than reused.
     let broken: Error | undefined;
     try {
+      await client.query('BEGIN');
+      const contents = joinedContents(rows);
       const queued = await client.query<{
         account_id: string;
         device_id: number;
@@ -188,15 +183,10 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         stored_hour: Date;
       }>({
         name: 'envelopes-insert',
-        text: `WITH caps AS (
-         -- Until this statement's transaction ends: for the queue-usage trigger.
-         SELECT set_config('privcomm.queue_max_envelopes', $11::text, true),
-                set_config('privcomm.queue_max_bytes', $12::text, true)
-       ),
-       batch AS (
+        text: `WITH batch AS (
          SELECT i, a, d, t, substring($4::bytea FROM o + 1 FOR l) AS c, u, n
-         FROM caps, unnest($8::uuid[], $1::uuid[], $2::int[], $3::smallint[], $9::int[], $10::int[],
-                           $5::bool[])
+         FROM unnest($8::uuid[], $1::uuid[], $2::int[], $3::smallint[], $9::int[], $10::int[],
+                     $5::bool[])
            WITH ORDINALITY AS x(i, a, d, t, o, l, u, n)
        ),
        counts AS (SELECT a, d, count(*) AS k FROM batch GROUP BY a, d),
@@ -238,10 +228,26 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
           arrayLiteral(rows.map((row) => row.id)),
           arrayLiteral(contents.offsets),
           arrayLiteral(rows.map((row) => row.content.length)),
+        ],
+      });
+      const over = await client.query({
+        name: 'queue-usage-over-caps',
+        text: `SELECT 1 FROM queue_usage
+         WHERE (account_id, device_id) IN (SELECT * FROM unnest($1::uuid[], $2::int[]))
+           AND (envelopes > $3 OR bytes > $4)
+         LIMIT 1`,
+        values: [
+          arrayLiteral(rows.map((row) => row.accountId)),
+          arrayLiteral(rows.map((row) => row.deviceId)),
           caps.maxEnvelopes,
           caps.maxBytes,
         ],
       });
+      if (over.rows.length > 0) {
+        await client.query('ROLLBACK');
+        throw queueFull();
+      }
+      await client.query('COMMIT');
       return queued.rows.map((row) => ({
         accountId: row.account_id,
         deviceId: row.device_id,
@@ -250,8 +256,14 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         storedHour: row.stored_hour,
       }));
     } catch (error) {
-      if ((error as { code?: unknown }).code === QUEUE_OVER_CAPS) throw queueFull();
-      if (isDatabaseUnavailable(error)) broken = error as Error;
+      if (isDatabaseUnavailable(error)) {
+        // A rollback on a dead or silent connection would only wait out another timeout.
+        broken = error as Error;
+      } else if (!(error instanceof RelayError)) {
+        await client.query('ROLLBACK').catch((rollbackError: Error) => {
+          broken = rollbackError;
+        });
+      }
       throw error;
     } finally {
       client.release(broken);

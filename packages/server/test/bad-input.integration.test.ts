@@ -895,10 +895,10 @@ describe('WebSocket: malformed frames', () => {
   });
 
   it('answers a frame and then closes with 1007 when both arrive in one TCP segment', async () => {
-    // The ping's answer corks the relay's socket (write-coalescing.ts) in the same callback in
-    // which ws finds the broken frame and writes its close frame behind the answer. Until
-    // 2026-12-06 the relay's websocket error handler then terminated the socket, which threw
-    // away both unflushed frames: the client saw 1006 (docs/benchmarks.md, item 37).
+    // Both frames arrive in one read: the ping's answer corks the relay's socket until the end of
+    // the turn (write-coalescing.ts), and ws writes its close frame for the broken one behind it.
+    // Until 2026-12-06 the relay's websocket error handler then terminated the socket, which
+    // threw away both unflushed frames: the client saw 1006 (docs/benchmarks.md, item 37).
     const owner = await TestDevice.register(relay.url);
     const socket = await TestSocket.connect(relay.wsUrl, owner);
     const transport = (socket.ws as unknown as { _socket: Socket })._socket;

@@ -13,10 +13,11 @@ import type { WebSocket } from 'ws';
  * benchmark's load generator wrote every frame on its own, and 14 % slower online once it wrote a
  * turn's frames for a socket together, as clients may (item 32).
  *
- * What is held is lost if the socket is destroyed before the turn ends, so the relay never
- * `terminate()`s a socket it may have written to in the same turn: `close()` and `end()` write
- * what is held first. The websocket error handler in app.ts once terminated the socket after a
- * client's broken frame, and threw away the close frame ws had just written (item 37).
+ * What is held is lost if the socket is destroyed before the turn ends: `close()` and `end()`
+ * write it first, `terminate()` drops it. So a socket whose last frames must arrive is closed,
+ * not terminated. The websocket error handler in app.ts once terminated the socket after a
+ * client's broken frame, and threw away the close frame ws had just written (item 37); it now
+ * terminates only after a failure of the relay's own.
  *
  * `ws` keeps its TCP socket in a private field; if a later version renames it, frames are
  * simply written one by one again (the test of this module then fails, to say so).

@@ -66,34 +66,28 @@ const OPTIONS = {
   'no-ejabberd': { type: 'boolean', default: false },
   transport: { type: 'string', default: 'websocket' },
   json: { type: 'string' },
-  /** Fixed-rate scenario's rates, e.g. 1000,4000 (default 4000,8000; 4000 with --quick). */
   rates: { type: 'string' },
-  /** Scenario 6's length (default 120 s; 20 s with --quick; the issue's full form is 600). */
   'soak-seconds': { type: 'string' },
-  /** Scenario 6's rate in messages per second (default: half the online rate of the run). */
   'soak-rate': { type: 'string' },
-  /** Measures migration 0002's cost: the queue-usage triggers off (caps then go unchecked). */
   'without-queue-triggers': { type: 'boolean', default: false },
-  /** Another checkout's packages/server, to measure a before/after in the same conditions. */
   'relay-root': { type: 'string', default: SERVER_ROOT },
   'admin-url': {
     type: 'string',
     default: process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   },
-} as const;
+} as const; // described in USAGE
 /** Stops with a clear message and the usage, for arguments that cannot run. */
 const usageError = (message: string): never => {
   process.stderr.write(`npm run bench: ${message}\n\n${USAGE}`);
   process.exit(2);
 };
-const parsed = (() => {
+const options = (() => {
   try {
-    return parseArgs({ options: OPTIONS });
+    return parseArgs({ options: OPTIONS }).values;
   } catch (error) {
     return usageError((error as Error).message);
   }
 })();
-const { values: options } = parsed;
 if (options.help === true) {
   process.stdout.write(USAGE);
   process.exit(0);

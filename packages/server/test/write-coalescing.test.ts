@@ -107,12 +107,14 @@ describe('write coalescing', () => {
     const { serverSide, client } = await open();
     const writes = countWrites(serverSide);
     const arriving = received(client, 2);
-    // Two timers due together run in one turn, with the promise jobs of each run in between.
+    // Two immediates queued together run in one turn, with the promise jobs of each run in
+    // between (a flush after each callback would write twice). Not two timers: each reads the
+    // clock when it is set, so on a busy machine they can fall due in different turns.
     for (const text of ['one', 'two']) {
-      setTimeout(() => {
+      setImmediate(() => {
         coalesceWrites(serverSide);
         serverSide.send(text);
-      }, 0);
+      });
     }
     expect(await arriving).toEqual(['one', 'two']);
     expect(writes.count).toBe(1);

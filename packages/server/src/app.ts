@@ -229,7 +229,8 @@ export const buildApp = async (config: RelayConfig, options: BuildOptions): Prom
   );
   // Sockets reading their queues at once (many devices draining) share one query: a drain of
   // 200 devices cost a query, and its system calls, per half window of each (docs/benchmarks.md,
-  // item 29). At most 16 reads of a window each per query keep one result to a few MiB.
+  // item 29). At most 16 reads per query, each of at most WS_WINDOW_BYTES (and one envelope):
+  // one result stays within some 20 MiB at the defaults.
   const queueReads = new GroupRead<QueueRead, StoredEnvelope[]>(
     (reads) => envelopes.fetchAfterMany(reads),
     { maxKeys: 16, retryAlone: unlessDatabaseUnavailable },

@@ -110,6 +110,8 @@ export interface RelayConfig {
     readonly idleTimeoutMs: number;
     readonly ackTimeoutMs: number;
     readonly window: number;
+    /** Bytes of stored content in flight per socket: the window's other bound. */
+    readonly windowBytes: number;
     /** Deliver first: how long to wait for acknowledgements before writing (0: always write). */
     readonly directWindowMs: number;
     /** Sockets per client address that have not authenticated (and provisioning sockets). */
@@ -262,7 +264,14 @@ export const VARIABLES = {
     default: '60000',
     doc: 'An envelope unacknowledged this long marks a slow consumer; its socket is closed.',
   },
-  WS_WINDOW: { default: '32', doc: 'Envelopes in flight per socket, unacknowledged (1-1000).' },
+  WS_WINDOW: {
+    default: '128',
+    doc: 'Stored envelopes in flight per socket, unacknowledged (1-1000): how fast a device that comes back drains its queue.',
+  },
+  WS_WINDOW_BYTES: {
+    default: '1048576',
+    doc: 'Ciphertext bytes of stored envelopes in flight per socket (1 MiB; 1024-67108864): no more are read for the socket until answers free room, so memory per socket stays bounded whatever the envelopes weigh (one is always let through).',
+  },
   WS_DIRECT_WINDOW_MS: {
     default: '150',
     doc: 'A message for a device connected to this instance and caught up is delivered before it is written; acknowledged within this time, it is never written (0-1000; 0: always write first).',
@@ -746,6 +755,7 @@ export const loadConfig = (env: Env, cwd: string = process.cwd()): RelayConfig =
       idleTimeoutMs: integer(env, 'WS_IDLE_TIMEOUT_MS', 1_000, 3_600_000),
       ackTimeoutMs: integer(env, 'WS_ACK_TIMEOUT_MS', 100, 3_600_000),
       window: integer(env, 'WS_WINDOW', 1, 1000),
+      windowBytes: integer(env, 'WS_WINDOW_BYTES', 1024, 64 * 1024 * 1024),
       directWindowMs: integer(env, 'WS_DIRECT_WINDOW_MS', 0, 1000),
       unauthenticatedPerAddress: integer(env, 'WS_UNAUTHENTICATED_PER_ADDRESS', 1, 100_000),
     },

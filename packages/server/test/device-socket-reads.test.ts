@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { AccountId, DeviceId } from '@privcomm/wire';
 import { createMetrics } from '../src/metrics.ts';
-import type { StoredEnvelope } from '../src/repositories/envelopes.ts';
+import type { QueueRead, StoredEnvelope } from '../src/repositories/envelopes.ts';
 import { ConnectionRegistry } from '../src/ws/connection-registry.ts';
 import { DeviceSocket, type DeviceSocketDeps } from '../src/ws/device-socket.ts';
 
@@ -29,28 +29,46 @@ class FakeSocket extends EventEmitter {
 
 const accountId = '00000000-0000-4000-8000-000000000001' as AccountId;
 const deviceId = 1 as DeviceId;
-const envelope = (seq: number): StoredEnvelope => ({
+const envelope = (seq: number, bytes = 1): StoredEnvelope => ({
   seq,
   id: `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`,
   type: 1,
-  content: Buffer.from('x'),
+  content: Buffer.alloc(bytes, 'x'),
   urgent: false,
   storedHour: new Date(0),
 });
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-const open = async (queue: StoredEnvelope[]) => {
+/** The queue read's bounds as the database applies them (envelopes.fetchAfterMany). */
+const readBounded = (queue: StoredEnvelope[], read: QueueRead): StoredEnvelope[] => {
+  const batch: StoredEnvelope[] = [];
+  let before = 0;
+  for (const envelope of queue.filter((e) => e.seq > read.afterSeq).slice(0, read.limit)) {
+    if (before >= read.maxBytes) break;
+    batch.push(envelope);
+    before += envelope.content.length;
+  }
+  return batch;
+};
+
+const open = async (queue: StoredEnvelope[], windowBytes = 1_048_576) => {
   const socket = new FakeSocket();
   const reads: number[] = [];
   const deleted: number[] = [];
   const deps = {
-    config: { authTimeoutMs: 5_000, idleTimeoutMs: 90_000, ackTimeoutMs: 60_000, window: 32 },
+    config: {
+      authTimeoutMs: 5_000,
+      idleTimeoutMs: 90_000,
+      ackTimeoutMs: 60_000,
+      window: 32,
+      windowBytes,
+    },
     log: pino({ level: 'silent' }),
     metrics: createMetrics(),
     registry: new ConnectionRegistry(pino({ level: 'silent' }), async () => new Set()),
-    readQueue: async ({ afterSeq, limit }: { afterSeq: number; limit: number }) => {
-      reads.push(afterSeq);
-      return queue.filter((e) => e.seq > afterSeq).slice(0, limit);
+    readQueue: async (read: QueueRead) => {
+      reads.push(read.afterSeq);
+      return readBounded(queue, read);
     },
     acks: { delete: ({ seq }: { seq: number }) => deleted.push(seq) },
     authenticate: async () => ({ device: { accountId, deviceId }, connectionSeq: 1 }),
@@ -122,6 +140,44 @@ describe('DeviceSocket queue reads', () => {
     expect(envelopeIds()).toEqual(queue.map((e) => e.id)); // all of them, in order, once
     // 32 at login, then 16 whenever half the window is free: 1 + 5 reads, the last one short.
     expect(reads).toEqual([0, 32, 48, 64, 80, 96]);
+  });
+
+  it('keeps no more than its bytes in flight, and reads on once answers free half of them', async () => {
+    // 300 bytes each, 1,000 in flight at most: a read takes envelopes until those before the
+    // next hold 1,000 bytes (the fourth has 900 before it), and the next read waits until at
+    // most 500 are in flight.
+    const queue = Array.from({ length: 10 }, (_, i) => envelope(i + 1, 300));
+    const { socket, reads, envelopeIds, ackOne } = await open(queue, 1_000);
+    expect(envelopeIds()).toHaveLength(4);
+    expect(reads).toEqual([0]);
+    await ackOne();
+    await ackOne(); // 600 bytes in flight: not yet
+    expect(reads).toEqual([0]);
+    await ackOne(); // 300: read, with 700 bytes of room (three more)
+    expect(reads).toEqual([0, 4]);
+    expect(envelopeIds()).toHaveLength(7);
+    while (await ackOne());
+    expect(envelopeIds()).toEqual(queue.map((e) => e.id)); // all of them, in order, once
+    // The last read came back short of the count and of the bytes: the end, said once.
+    expect(socket.sent.filter((f) => f.verb === 'queue.empty')).toHaveLength(1);
+  });
+
+  it('lets an envelope larger than its bytes through on its own', async () => {
+    const queue = [envelope(1, 5_000), envelope(2, 5_000)];
+    const { envelopeIds, ackOne } = await open(queue, 1_000);
+    expect(envelopeIds()).toEqual([queue[0]?.id]);
+    await ackOne();
+    expect(envelopeIds()).toEqual(queue.map((e) => e.id));
+  });
+
+  it('takes nothing first while a window of bytes waits unsent on its socket', async () => {
+    const { session, socket } = await open([]);
+    const nothingStored = { envelopes: 0, lastSeq: 0 };
+    expect(session.canTakeDirect(nothingStored)).toBe(true);
+    socket.bufferedAmount = 1_048_576; // the client stopped reading
+    expect(session.canTakeDirect(nothingStored)).toBe(false);
+    socket.bufferedAmount = 0;
+    expect(session.canTakeDirect(nothingStored)).toBe(true);
   });
 
   it("lets a send waiting for this instance's write try again once its hand-over came, or the socket closed", async () => {

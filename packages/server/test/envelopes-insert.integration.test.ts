@@ -38,6 +38,9 @@ const view = (list: readonly (NewEnvelope | StoredEnvelope)[]) =>
     urgent,
   }));
 
+/** A byte bound no test row comes near. */
+const MIB = 2 ** 20;
+
 describe('envelopes.insert and fetchAfterMany', () => {
   it('stores each row of a batch with its own content, at the positions it reports', async () => {
     const bob = await TestDevice.register(relay.url);
@@ -71,7 +74,13 @@ describe('envelopes.insert and fetchAfterMany', () => {
     for (const device of [bob, carol]) {
       const mine = batches.flat().filter((r) => r.accountId === device.accountId);
       const [stored = []] = await envelopes.fetchAfterMany([
-        { accountId: device.accountId, deviceId: device.deviceId, afterSeq: 0, limit: 100 },
+        {
+          accountId: device.accountId,
+          deviceId: device.deviceId,
+          afterSeq: 0,
+          limit: 100,
+          maxBytes: MIB,
+        },
       ]);
       expect(view(stored)).toEqual(view(mine));
       const handedOver = handed.get(`${device.accountId}.${device.deviceId}`) ?? [];
@@ -104,15 +113,27 @@ describe('envelopes.insert and fetchAfterMany', () => {
     // Interleaved in one insert: each device's positions are its own.
     await envelopes.insert([...bobs.slice(0, 2), ...carols, ...bobs.slice(2)]);
     const [first = [], second = []] = await envelopes.fetchAfterMany([
-      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 2 },
-      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 100 },
+      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 2, maxBytes: MIB },
+      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: 0, limit: 100, maxBytes: MIB },
     ]);
     const afterSecond = first[1]?.seq ?? 0;
     const batches = await envelopes.fetchAfterMany([
-      { accountId: dave.accountId, deviceId: dave.deviceId, afterSeq: 0, limit: 10 },
-      { accountId: carol.accountId, deviceId: carol.deviceId, afterSeq: 0, limit: 10 },
-      { accountId: bob.accountId, deviceId: bob.deviceId, afterSeq: afterSecond, limit: 2 },
-      { accountId: carol.accountId, deviceId: 2, afterSeq: 0, limit: 10 },
+      { accountId: dave.accountId, deviceId: dave.deviceId, afterSeq: 0, limit: 10, maxBytes: MIB },
+      {
+        accountId: carol.accountId,
+        deviceId: carol.deviceId,
+        afterSeq: 0,
+        limit: 10,
+        maxBytes: MIB,
+      },
+      {
+        accountId: bob.accountId,
+        deviceId: bob.deviceId,
+        afterSeq: afterSecond,
+        limit: 2,
+        maxBytes: MIB,
+      },
+      { accountId: carol.accountId, deviceId: 2, afterSeq: 0, limit: 10, maxBytes: MIB },
     ]);
     expect(view(first)).toEqual(view(bobs.slice(0, 2)));
     expect(view(second)).toEqual(view(bobs));
@@ -124,8 +145,48 @@ describe('envelopes.insert and fetchAfterMany', () => {
       [carols[1]?.id],
     );
     const [unexpired = []] = await envelopes.fetchAfterMany([
-      { accountId: carol.accountId, deviceId: carol.deviceId, afterSeq: 0, limit: 10 },
+      {
+        accountId: carol.accountId,
+        deviceId: carol.deviceId,
+        afterSeq: 0,
+        limit: 10,
+        maxBytes: MIB,
+      },
     ]);
     expect(view(unexpired)).toEqual(view([carols[0], carols[2]] as NewEnvelope[]));
+  });
+
+  it('stops a read once the contents before the next envelope reach its byte bound', async () => {
+    const erin = await TestDevice.register(relay.url);
+    const { envelopes } = relay.relay.context;
+    const rows: NewEnvelope[] = [100, 100, 100, 100].map((size) => ({
+      id: randomUUID(),
+      accountId: erin.accountId,
+      deviceId: erin.deviceId,
+      type: 1,
+      content: Buffer.alloc(size, 7),
+      urgent: false,
+    }));
+    await envelopes.insert(rows);
+    const read = (limit: number, maxBytes: number, afterSeq = 0) => ({
+      accountId: erin.accountId,
+      deviceId: erin.deviceId,
+      afterSeq,
+      limit,
+      maxBytes,
+    });
+    const batches = await envelopes.fetchAfterMany([
+      read(10, 250), // 0, 100 and 200 bytes before: three
+      read(10, 200), // the third has 200 before it: two
+      read(10, 1), // the first always comes, however large
+      read(2, 1000), // the count binds first
+    ]);
+    expect(batches.map((batch) => batch.length)).toEqual([3, 2, 1, 2]);
+    expect(view(batches[0] ?? [])).toEqual(view(rows.slice(0, 3)));
+    // Its bytes are counted from its own position: after the second, 100 bytes take the third.
+    const [afterSecond = []] = await envelopes.fetchAfterMany([
+      read(10, 100, batches[1]?.[1]?.seq),
+    ]);
+    expect(view(afterSecond)).toEqual(view(rows.slice(2, 3)));
   });
 });

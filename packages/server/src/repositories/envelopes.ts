@@ -60,12 +60,16 @@ export interface NewEnvelope {
   urgent: boolean;
 }
 
-/** A read of a device's queue: the next `limit` envelopes after position `afterSeq`. */
+/**
+ * A read of a device's queue: the next envelopes after position `afterSeq`, at most `limit` of
+ * them, and no more after their contents reach `maxBytes` (the first one always comes).
+ */
 export interface QueueRead {
   readonly accountId: string;
   readonly deviceId: number;
   readonly afterSeq: number;
   readonly limit: number;
+  readonly maxBytes: number;
 }
 
 export interface StoredEnvelope {
@@ -370,9 +374,10 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
   },
 
   /**
-   * For each read, the next envelopes of a device's queue after `afterSeq` (at most `limit`), in
-   * arrival order: one query for many sockets' reads (a GroupRead in the relay, so that devices
-   * draining at once share round trips), answered in the order asked.
+   * For each read, the next envelopes of a device's queue after `afterSeq` (at most `limit`, and
+   * none once those before it hold `maxBytes` of content), in arrival order: one query for many
+   * sockets' reads (a GroupRead in the relay, so that devices draining at once share round
+   * trips), answered in the order asked.
    */
   async fetchAfterMany(reads: readonly QueueRead[]): Promise<StoredEnvelope[][]> {
     const result = await pool.query<{
@@ -386,18 +391,23 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
     }>({
       name: 'envelopes-fetch-after-many',
       text: `SELECT r.n, e.seq, e.id, e.type, e.content, e.urgent, e.stored_hour
-       FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::int[]) WITH ORDINALITY
-         AS r(a, d, after, wanted, n)
+       FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::int[], $5::bigint[]) WITH ORDINALITY
+         AS r(a, d, after, wanted, room, n)
        CROSS JOIN LATERAL (
-         SELECT seq, id, type, content, urgent, stored_hour FROM envelopes
-         WHERE account_id = r.a AND device_id = r.d AND seq > r.after AND expires_at > now()
-         ORDER BY seq LIMIT r.wanted) e
+         SELECT * FROM (
+           SELECT seq, id, type, content, urgent, stored_hour,
+             sum(octet_length(content)) OVER (ORDER BY seq) - octet_length(content) AS before
+           FROM envelopes
+           WHERE account_id = r.a AND device_id = r.d AND seq > r.after AND expires_at > now()
+           ORDER BY seq LIMIT r.wanted) w
+         WHERE w.before < r.room) e
        ORDER BY r.n, e.seq`,
       values: [
         arrayLiteral(reads.map((read) => read.accountId)),
         arrayLiteral(reads.map((read) => read.deviceId)),
         arrayLiteral(reads.map((read) => read.afterSeq)),
         arrayLiteral(reads.map((read) => read.limit)),
+        arrayLiteral(reads.map((read) => read.maxBytes)),
       ],
     });
     const batches: StoredEnvelope[][] = reads.map(() => []);

@@ -43,6 +43,12 @@ const storedHourNow = (): string => {
   return currentHour.text;
 };
 
+const contentBytes = (envelopes: readonly StoredEnvelope[]): number => {
+  let bytes = 0;
+  for (const envelope of envelopes) bytes += envelope.content.length;
+  return bytes;
+};
+
 const authValidator = Compile(AuthBodySchema);
 const sendValidator = Compile(SocketSendRequestSchema);
 /**
@@ -83,14 +89,17 @@ type State =
 
 /**
  * One client WebSocket, from its auth frame to its close. After authentication it drains the
- * device's queue: at most `window` envelopes in flight, each deleted only when the client answers
- * it with 2xx. Memory per socket is bounded by the window; everything else waits in the
- * database, and a client that stops answering is closed as a slow consumer.
+ * device's queue: at most `window` envelopes and `windowBytes` of their content in flight (one
+ * envelope always may be), each deleted only when the client answers it with 2xx. Memory per
+ * socket is bounded by the window; everything else waits in the database, and a client that
+ * stops answering is closed as a slow consumer.
  */
 export class DeviceSocket implements DeviceSession {
   private state: State = { name: 'unauthenticated' };
   private readonly channel: FrameChannel;
-  private readonly inFlight = new Map<number, { seq: number; sentAt: number }>();
+  private readonly inFlight = new Map<number, { seq: number; sentAt: number; bytes: number }>();
+  /** The content bytes of the envelopes in `inFlight`. */
+  private inFlightBytes = 0;
   /** Envelopes delivered first, before any write (services/deliver-first.ts). */
   readonly direct = new DirectDeliveries(() => this.releaseWaiters());
   /** Sends waiting for the socket to be caught up (`afterCaughtUp`). */
@@ -165,6 +174,7 @@ export class DeviceSocket implements DeviceSession {
     this.state = { name: 'closed' };
     clearTimeout(this.authTimer);
     this.inFlight.clear();
+    this.inFlightBytes = 0;
     this.direct.closed();
     this.releaseWaiters();
     this.deps.metrics.wsConnections.dec();
@@ -272,7 +282,10 @@ export class DeviceSocket implements DeviceSession {
   private onResponse(id: number, status: number): void {
     const acked = status >= 200 && status < 300;
     const entry = this.inFlight.get(id);
-    if (entry) this.inFlight.delete(id);
+    if (entry) {
+      this.inFlight.delete(id);
+      this.inFlightBytes -= entry.bytes;
+    }
     // Online envelopes and late answers need no bookkeeping.
     else if (!this.direct.answer(id, acked)) return;
     // An answer to an envelope in flight: the window bounds these, not the frame rate.
@@ -280,10 +293,16 @@ export class DeviceSocket implements DeviceSession {
     if (acked) this.deps.metrics.envelopesAcknowledged.inc();
     if (acked && entry) this.deleteAcknowledged(entry.seq);
     // Room in the window: worth a read only if something may be queued beyond what was sent, and
-    // only once half the window is free, so that a drain reads its queue in batches of at least
-    // half a window instead of one row per acknowledgement.
-    const refillAt = Math.floor(this.deps.config.window / 2);
-    if (this.knownLast > this.cursor && this.inFlight.size <= refillAt) this.requestDrain();
+    // only once half the window is free (in envelopes and in bytes), so that a drain reads its
+    // queue in batches of at least half a window instead of one row per acknowledgement.
+    const { window, windowBytes } = this.deps.config;
+    if (
+      this.knownLast > this.cursor &&
+      this.inFlight.size <= Math.floor(window / 2) &&
+      this.inFlightBytes <= windowBytes / 2
+    ) {
+      this.requestDrain();
+    }
     this.releaseWaiters();
   }
 
@@ -343,7 +362,8 @@ export class DeviceSocket implements DeviceSession {
     if (
       this.draining ||
       first.seq !== this.cursor + 1 ||
-      this.inFlight.size + envelopes.length > this.deps.config.window
+      this.inFlight.size + envelopes.length > this.deps.config.window ||
+      this.inFlightBytes + contentBytes(envelopes) > this.deps.config.windowBytes
     ) {
       this.wake(last.seq);
       return;
@@ -407,8 +427,14 @@ export class DeviceSocket implements DeviceSession {
   }
 
   private async fillWindow(): Promise<void> {
-    while (this.state.name === 'open' && this.unanswered < this.deps.config.window) {
-      const wanted = this.deps.config.window - this.unanswered;
+    const { window, windowBytes } = this.deps.config;
+    while (
+      this.state.name === 'open' &&
+      this.unanswered < window &&
+      this.inFlightBytes < windowBytes
+    ) {
+      const wanted = window - this.unanswered;
+      const room = windowBytes - this.inFlightBytes;
       const { accountId, deviceId } = this.state.device;
       const knownBefore = this.knownLast;
       const batch = await this.deps.readQueue({
@@ -416,9 +442,13 @@ export class DeviceSocket implements DeviceSession {
         deviceId,
         afterSeq: this.cursor,
         limit: wanted,
+        maxBytes: room,
       });
       for (const envelope of batch) this.sendEnvelope(envelope);
-      if (batch.length < wanted) {
+      // Short of the count and of the bytes: the end of the queue. Short only of the count, the
+      // bytes may have cut it, and the answers that free room read on, unless nothing more is
+      // known to be queued.
+      if (batch.length < wanted && (contentBytes(batch) < room || this.knownLast <= this.cursor)) {
         // The queue is read to its end (expired rows are skipped for good). What was learned
         // during the read (a NOTIFY, an offer) asked for another read through wakeRequested.
         if (this.knownLast <= knownBefore) this.knownLast = this.cursor;
@@ -436,7 +466,7 @@ export class DeviceSocket implements DeviceSession {
     this.cursor = stored.seq;
     const direct = this.direct.committed(stored.id);
     if (direct) {
-      this.adoptCommitted(direct, stored.seq);
+      this.adoptCommitted(direct, stored.seq, stored.content.length);
       return;
     }
     const envelope: Envelope = {
@@ -448,7 +478,8 @@ export class DeviceSocket implements DeviceSession {
       storedHour: stored.storedHour.toISOString(),
     };
     const id = this.channel.requestEnvelope(envelope);
-    this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now() });
+    this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now(), bytes: stored.content.length });
+    this.inFlightBytes += stored.content.length;
     this.deps.metrics.envelopesDelivered.inc();
   }
 
@@ -481,7 +512,8 @@ export class DeviceSocket implements DeviceSession {
 
   /**
    * Everything this socket knows to be stored for the device was sent on it, no write for it is
-   * under way here, no read, and the window has room.
+   * under way here, no read, the window has room, and the client reads what it is sent (less
+   * than the window's bytes wait unsent: envelopes delivered first are counted, not weighed).
    */
   private get caughtUp(): boolean {
     return (
@@ -489,7 +521,8 @@ export class DeviceSocket implements DeviceSession {
       !this.writing &&
       !this.draining &&
       this.knownLast <= this.cursor &&
-      this.unanswered < this.deps.config.window
+      this.unanswered < this.deps.config.window &&
+      this.socket.bufferedAmount < this.deps.config.windowBytes
     );
   }
 
@@ -512,10 +545,11 @@ export class DeviceSocket implements DeviceSession {
    * its first request id if unanswered; its row deleted at once if the device acknowledged it
    * meanwhile; left queued if the device refused it (as any refused envelope is).
    */
-  private adoptCommitted(direct: CommittedDirect, seq: number): void {
+  private adoptCommitted(direct: CommittedDirect, seq: number, bytes: number): void {
     if (direct.answer === 'acked') this.deleteAcknowledged(seq);
     else if (direct.answer === undefined) {
-      this.inFlight.set(direct.requestId, { seq, sentAt: direct.sentAt });
+      this.inFlight.set(direct.requestId, { seq, sentAt: direct.sentAt, bytes });
+      this.inFlightBytes += bytes;
     }
   }
 

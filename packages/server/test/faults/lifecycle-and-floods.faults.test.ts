@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES } from '@privcomm/wire';
 import { http, TestDevice, TestSocket } from '../support/client.ts';
+import { VARIABLES } from '../../src/config.ts';
 import { FaultCluster } from '../support/fault-cluster.ts';
 import { byScale, faultRandom, MIB, printFigures, sleep } from '../support/fault-schedule.ts';
 import { DeliveryLedger, FaultReceiver, queuedEnvelopes } from '../support/fault-traffic.ts';
@@ -201,7 +202,7 @@ describe('floods', () => {
         drainSeconds,
         drainPerSecond: QUEUED / drainSeconds,
       });
-      expect(pushedToStubborn).toBeLessThanOrEqual(32);
+      expect(pushedToStubborn).toBeLessThanOrEqual(Number(VARIABLES.WS_WINDOW.default));
       expect(received.size).toBe(QUEUED);
       // Acknowledgements are not a flood: a reader answering as fast as envelopes come is never
       // cut off for its frame rate (it was, every ~416 envelopes, before they were refunded).

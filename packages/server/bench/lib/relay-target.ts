@@ -234,7 +234,7 @@ export class RelayTarget implements Target {
    * Paced as autovacuum paces itself (its cost delay and limit, 2 ms per 200 units by default),
    * which the stand-in is for. A VACUUM typed by hand runs unpaced: in the soak at 15,000/s it
    * took PostgreSQL's share of the machine for seconds, more than a production server's
-   * autovacuum would (docs/benchmarks.md, item 40).
+   * autovacuum would (docs/benchmarks.md, item 41).
    */
   async vacuumQueue(): Promise<void> {
     const client = await this.pool.connect();

@@ -239,14 +239,11 @@ export class RelayTarget implements Target {
   async vacuumQueue(): Promise<void> {
     const client = await this.pool.connect();
     try {
-      await client.query(
-        `SELECT set_config('vacuum_cost_delay', CASE current_setting('autovacuum_vacuum_cost_delay')
-             WHEN '-1' THEN current_setting('vacuum_cost_delay')
-             ELSE current_setting('autovacuum_vacuum_cost_delay') END, false),
-           set_config('vacuum_cost_limit', CASE current_setting('autovacuum_vacuum_cost_limit')
-             WHEN '-1' THEN current_setting('vacuum_cost_limit')
-             ELSE current_setting('autovacuum_vacuum_cost_limit') END, false)`,
-      );
+      // autovacuum_vacuum_cost_* of -1 means "as vacuum_cost_*".
+      const asAutovacuum = (name: string): string =>
+        `set_config('vacuum_${name}', COALESCE(NULLIF(current_setting('autovacuum_vacuum_${name}'),
+           '-1'), current_setting('vacuum_${name}')), false)`;
+      await client.query(`SELECT ${asAutovacuum('cost_delay')}, ${asAutovacuum('cost_limit')}`);
       await client.query('VACUUM envelopes, queue_usage');
     } finally {
       // Its settings are the session's: the connection is not reused.

@@ -23,6 +23,7 @@ import {
   cpuMicroseconds,
   findProcesses,
   loadAverage,
+  machineBusyMicroseconds,
   processTree,
   rssKiB,
   runCommand,
@@ -184,12 +185,19 @@ interface Snapshot {
   server: CpuSnapshot;
   database: CpuSnapshot;
   rssKiB: number;
+  /** The load generator's own CPU; the whole machine's busy time, in µs. */
+  loadGenerator: CpuSnapshot;
+  machineBusyUs: number;
+  atMs: number;
 }
 
-const snapshot = (system: System): Snapshot => ({
+const snapshot = (system: System, loadGeneratorPid: number): Snapshot => ({
   server: snapshotCpu(system.serverPids()),
   database: snapshotCpu(system.databasePids()),
   rssKiB: rssKiB(system.mainPid),
+  loadGenerator: snapshotCpu([loadGeneratorPid]),
+  machineBusyUs: machineBusyMicroseconds(),
+  atMs: performance.now(),
 });
 
 /** CPU between two marks, per message: server, database, and both. */
@@ -207,6 +215,33 @@ const cpuPer = (
     databaseCpuPerMessageUs: database,
   };
 };
+
+/**
+ * What else the machine did between two marks: the load generator's CPU per message, and how busy
+ * both cores were. On 2 cores the load generator and the server share the machine, so a server
+ * that used a core while the machine was saturated was bounded by the machine, not by itself
+ * (docs/benchmarks.md, item 42).
+ */
+const machineShare = (
+  start: Snapshot | undefined,
+  end: Snapshot | undefined,
+  messages: number | undefined,
+): Pick<Measurement, 'loadGeneratorCpuPerMessageUs' | 'machineBusyPercent'> => {
+  if (!start || !end || !messages || end.atMs <= start.atMs) return {};
+  const elapsedUs = (end.atMs - start.atMs) * 1000;
+  return {
+    loadGeneratorCpuPerMessageUs:
+      cpuMicroseconds(start.loadGenerator, end.loadGenerator) / messages,
+    machineBusyPercent:
+      (100 * (end.machineBusyUs - start.machineBusyUs)) / (elapsedUs * os.cpus().length),
+  };
+};
+
+/** The note's part that says what `machineShare` measured. */
+const machineNote = (share: ReturnType<typeof machineShare>): string =>
+  share.loadGeneratorCpuPerMessageUs === undefined || share.machineBusyPercent === undefined
+    ? ''
+    : `load generator ${Math.round(share.loadGeneratorCpuPerMessageUs)} µs/msg, machine ${Math.round(share.machineBusyPercent)} % busy`;
 
 /** bench/`script` compiled to JavaScript (lib/compile.ts), once per run. */
 const compiled = new Map<string, Promise<string>>();
@@ -239,7 +274,7 @@ const runLoad = async (
       const line = pending.slice(0, end);
       pending = pending.slice(end + 1);
       const event = JSON.parse(line) as { mark?: string; result?: LoadResult };
-      if (event.mark && system) marks.set(event.mark, snapshot(system));
+      if (event.mark && system) marks.set(event.mark, snapshot(system, child.pid as number));
       if (event.result) result = event.result;
     }
   });
@@ -373,11 +408,13 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
       const durability = describeDurability(run.durableBefore, await system.durability?.());
       const { result, marks, load } = run;
       if (system.name === 'privcomm') relayOnlineRate = result.rate;
+      const share = machineShare(marks.get('start'), marks.get('end'), result.messages);
       rows.push({
         scenario: onlineName,
         system: system.name,
         rate: result.rate,
         ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+        ...share,
         latency: latencyOf(result.latency),
         acceptance: latencyOf(result.acceptance),
         memoryMiB: (marks.get('end')?.rssKiB ?? 0) / 1024,
@@ -388,6 +425,7 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
           (result.failures ?? 0) > 0 ? `${result.failures} sends failed` : '',
           backlogNote(result),
           durability,
+          machineNote(share),
         ]
           .filter(Boolean)
           .join('; '),
@@ -411,17 +449,24 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
         if (!run) continue;
         const durability = describeDurability(run.durableBefore, await system.durability?.());
         const { result, marks, load } = run;
+        const share = machineShare(marks.get('start'), marks.get('end'), result.messages);
         rows.push({
           scenario: name,
           system: system.name,
           rate: result.rate,
           ...cpuPer(marks.get('start'), marks.get('end'), result.messages),
+          ...share,
           latency: latencyOf(result.latency),
           acceptance: latencyOf(result.acceptance),
           lost: result.lost,
           duplicates: result.duplicates,
           load,
-          note: [result.held ? 'held' : 'NOT held (backlog grew)', backlogNote(result), durability]
+          note: [
+            result.held ? 'held' : 'NOT held (backlog grew)',
+            backlogNote(result),
+            durability,
+            machineNote(share),
+          ]
             .filter(Boolean)
             .join('; '),
         });

@@ -63,6 +63,10 @@ export interface Measurement {
   readonly cpuPerMessageUs?: number;
   readonly serverCpuPerMessageUs?: number;
   readonly databaseCpuPerMessageUs?: number;
+  /** The load generator's own CPU per message (it shares the machine with the server). */
+  readonly loadGeneratorCpuPerMessageUs?: number;
+  /** How busy the machine's cores were, all processes together, in percent. */
+  readonly machineBusyPercent?: number;
   /** Send → receive. */
   readonly latency?: Percentiles;
   /** The sender's wait for acceptance (a durable commit, for the relay). */

@@ -1045,7 +1045,7 @@ export class PrivcommClient {
     if (this.connection) return;
     this.self();
     const token = await this.api.currentToken();
-    this.connection = await RelayConnection.open(
+    const connection = await RelayConnection.open(
       this.deps.transport,
       token,
       {
@@ -1056,6 +1056,7 @@ export class PrivcommClient {
         },
         onClose: (code, reason) => {
           this.connection = undefined;
+          this.api.useSocket(undefined);
           this.syncCopies.stop();
           this.emit({ type: 'disconnected', code, reason });
           onLost?.(code, reason);
@@ -1063,6 +1064,11 @@ export class PrivcommClient {
       },
       this.logger,
     );
+    // A socket that closed between its authentication and here was already let go (onClose).
+    if (connection.isClosed) return;
+    this.connection = connection;
+    // Sends go over the socket while it is open (relay-api.ts).
+    this.api.useSocket((request) => connection.call('message.send', request));
   }
 
   /** After (re)connecting: key upkeep, then what waited in the outbox, then copies due. */

@@ -2,7 +2,7 @@ import { CLOSE_CODES, type Envelope } from '@privcomm/wire';
 import { ClientError } from './errors.ts';
 import { parseEnvelope, parseFrame } from './incoming.ts';
 import { noopLogger, type ClientLogger } from './logger.ts';
-import type { SocketLike, Transport } from './transport.ts';
+import type { HttpResponse, SocketLike, Transport } from './transport.ts';
 
 const PING_INTERVAL_MS = 30_000;
 
@@ -24,7 +24,8 @@ export interface ConnectionHandlers {
  */
 export class RelayConnection {
   private nextId = 1;
-  private readonly pending = new Map<number, (status: number) => void>();
+  /** Requests awaiting their response; called with undefined if the socket closes first. */
+  private readonly pending = new Map<number, (answer: HttpResponse | undefined) => void>();
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
@@ -106,7 +107,29 @@ export class RelayConnection {
     }, PING_INTERVAL_MS);
   }
 
+  /** A request; resolves with the response's status, or 0 if the socket closed first. */
   request(verb: string, body?: unknown): Promise<number> {
+    return this.exchange(verb, body).then((answer) => answer?.status ?? 0);
+  }
+
+  /**
+   * A request whose answer is read like an HTTP response (`message.send`: the same status and
+   * body as its route). Rejects with RELAY_UNREACHABLE if the socket closes before the answer: the
+   * request may still have been carried out, as when an HTTP answer is lost.
+   */
+  async call(verb: string, body: unknown): Promise<HttpResponse> {
+    const answer = await this.exchange(verb, body);
+    if (!answer) {
+      throw new ClientError('RELAY_UNREACHABLE', 'the socket closed before the relay answered');
+    }
+    return answer;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private exchange(verb: string, body?: unknown): Promise<HttpResponse | undefined> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.closed) {
@@ -156,8 +179,8 @@ export class RelayConnection {
       return;
     }
     if (incoming.type === 'response') {
-      const { id, status } = incoming.frame;
-      this.pending.get(id)?.(status);
+      const { id, status, body } = incoming.frame;
+      this.pending.get(id)?.({ status, body });
       this.pending.delete(id);
       return;
     }
@@ -195,7 +218,7 @@ export class RelayConnection {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pingTimer);
-    for (const resolve of this.pending.values()) resolve(0);
+    for (const resolve of this.pending.values()) resolve(undefined);
     this.pending.clear();
     this.handlers.onClose(code, reason);
   }

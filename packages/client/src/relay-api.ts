@@ -29,6 +29,7 @@ import {
   type SendMessagesRequest,
   type SendMultiRecipientRequest,
   type SignedPreKey,
+  type SocketSendRequest,
   type TokenResponse,
   type TurnCredentials,
   type UploadKeysRequest,
@@ -164,9 +165,27 @@ export const parseMultiRecipientAnswer = (
 /** Refresh a token this long before it expires. */
 const REFRESH_MARGIN_MS = 30_000;
 
-/** The relay's HTTP API for one device, with its token kept fresh. */
+/** A send over the message socket: `message.send`, answered as PUT /v1/messages/{accountId}. */
+export type SocketSender = (request: SocketSendRequest) => Promise<HttpResponse>;
+
+/**
+ * Sends that go over the socket, at most, per second and awaiting their answers. The relay closes
+ * a socket that sends more than 200 frames a second on average, pings and the answers to sends
+ * included, and answers 429 past 64 sends awaiting their commit (docs/protocol.md): beyond these,
+ * sends go over HTTP.
+ */
+const SOCKET_SENDS_PER_SECOND = 100;
+const MAX_SOCKET_SENDS_IN_FLIGHT = 32;
+
+/**
+ * The relay's API for one device, with its token kept fresh. Sends go over the message socket
+ * while it is open (no token and no HTTP request per send), otherwise over HTTP.
+ */
 export class RelayApi {
   private token: { value: string; expiresAt: number } | undefined;
+  private socket: SocketSender | undefined;
+  private socketSendsInFlight = 0;
+  private readonly socketBudget = { tokens: SOCKET_SENDS_PER_SECOND, atMs: 0 };
 
   constructor(
     readonly transport: Transport,
@@ -304,8 +323,42 @@ export class RelayApi {
     );
   }
 
-  sendMessages(accountId: AccountId, request: SendMessagesRequest): Promise<HttpResponse<unknown>> {
-    return this.call('PUT', `/v1/messages/${accountId}`, request);
+  /** Sets (or, with undefined, clears) the open message socket that sends may use. */
+  useSocket(send: SocketSender | undefined): void {
+    this.socket = send;
+  }
+
+  /**
+   * One send (PUT /v1/messages/{accountId}, or `message.send` over the open socket: the same
+   * answer either way). A socket that closes before answering rejects with RELAY_UNREACHABLE, as a
+   * lost HTTP answer does.
+   */
+  async sendMessages(accountId: AccountId, request: SendMessagesRequest): Promise<HttpResponse> {
+    const socket = this.socket;
+    if (!socket || !this.takeSocketSend()) {
+      return this.call('PUT', `/v1/messages/${accountId}`, request);
+    }
+    this.socketSendsInFlight += 1;
+    try {
+      return await socket({ accountId, ...request });
+    } finally {
+      this.socketSendsInFlight -= 1;
+    }
+  }
+
+  /** Whether a send may go over the socket now (a token bucket, and a bound on those in flight). */
+  private takeSocketSend(): boolean {
+    if (this.socketSendsInFlight >= MAX_SOCKET_SENDS_IN_FLIGHT) return false;
+    const now = this.now();
+    const budget = this.socketBudget;
+    budget.tokens = Math.min(
+      SOCKET_SENDS_PER_SECOND,
+      budget.tokens + ((now - budget.atMs) / 1000) * SOCKET_SENDS_PER_SECOND,
+    );
+    budget.atMs = now;
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
   }
 
   /**

@@ -139,3 +139,27 @@ describe('relay connection', () => {
     await expect(connection.request('ping')).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
   });
 });
+
+describe('requests answered like HTTP (message.send)', () => {
+  it('resolve with the response’s status and body', async () => {
+    const { opening, socket } = await open();
+    const connection = await opening;
+    const answer = connection.call('message.send', { accountId: 'x', messages: [] });
+    const sent = socket.sent.at(-1) as { id: number; verb: string; body: unknown };
+    expect(sent).toMatchObject({ type: 'request', verb: 'message.send' });
+    socket.receive(JSON.stringify({ type: 'response', id: sent.id, status: 409, body: { n: 1 } }));
+    await expect(answer).resolves.toEqual({ status: 409, body: { n: 1 } });
+  });
+
+  it('reject with RELAY_UNREACHABLE when the socket closes before the answer', async () => {
+    const { opening, socket } = await open();
+    const connection = await opening;
+    const answer = connection.call('message.send', {});
+    socket.drop(1006);
+    await expect(answer).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
+    expect(connection.isClosed).toBe(true);
+    await expect(connection.call('message.send', {})).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+    });
+  });
+});

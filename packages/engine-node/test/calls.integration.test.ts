@@ -40,7 +40,7 @@ let coturn: Coturn;
 let databaseUrl: string;
 let drop: () => Promise<void>;
 
-/** Each PUT /v1/messages the relay accepted: online-only or stored, and its envelopes' contents
+/** Each send the relay accepted (over HTTP or the socket): online-only or stored, and its envelopes' contents
  * in hex, as a dump shows bytea. */
 const accepted: { online: boolean; contents: string[] }[] = [];
 /** Every candidate any peer connection gathered (the addresses that must stay off the relay). */
@@ -80,6 +80,57 @@ afterAll(async () => {
 /** Message sends whose answer has not come yet (a hang-up can outlive its test). */
 let sendsInFlight = 0;
 
+type SendBody = { online?: boolean; messages: { content: string }[] };
+
+const recordAccepted = (body: SendBody): void => {
+  accepted.push({
+    online: body.online === true,
+    contents: body.messages.map((m) => Buffer.from(m.content, 'base64').toString('hex')),
+  });
+};
+
+/**
+ * A ws socket that records the sends the relay accepted over it (`message.send` answered 200):
+ * a connected client sends over its socket, otherwise over HTTP (fetch below).
+ */
+const recordingSocket = (url: string): SocketLike => {
+  const ws = new WebSocket(url);
+  const sends = new Map<number, SendBody>();
+  const socket: SocketLike = {
+    send: (data) => {
+      const frame = JSON.parse(data) as { type: string; id: number; verb?: string; body?: unknown };
+      if (frame.type === 'request' && frame.verb === 'message.send') {
+        sends.set(frame.id, frame.body as SendBody);
+        sendsInFlight += 1;
+      }
+      ws.send(data);
+    },
+    close: (code, reason) => ws.close(code, reason),
+    onopen: null,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+  };
+  ws.onopen = (event) => socket.onopen?.(event);
+  ws.onerror = (event) => socket.onerror?.(event);
+  ws.onmessage = (event) => {
+    const frame = JSON.parse(String(event.data)) as { type: string; id: number; status?: number };
+    const send = frame.type === 'response' ? sends.get(frame.id) : undefined;
+    if (send) {
+      sends.delete(frame.id);
+      sendsInFlight -= 1;
+      if (frame.status === 200) recordAccepted(send);
+    }
+    socket.onmessage?.(event);
+  };
+  ws.onclose = (event) => {
+    sendsInFlight -= sends.size;
+    sends.clear();
+    socket.onclose?.(event);
+  };
+  return socket;
+};
+
 /** fetch and ws, recording which message sends the relay accepted. */
 const transport = (relayUrl: string): Transport => ({
   relayUrl,
@@ -88,22 +139,13 @@ const transport = (relayUrl: string): Transport => ({
     if (isSend) sendsInFlight += 1;
     try {
       const response = await fetch(url, init);
-      if (isSend && response.status === 200) {
-        const body = JSON.parse(init.body ?? '{}') as {
-          online?: boolean;
-          messages: { content: string }[];
-        };
-        accepted.push({
-          online: body.online === true,
-          contents: body.messages.map((m) => Buffer.from(m.content, 'base64').toString('hex')),
-        });
-      }
+      if (isSend && response.status === 200) recordAccepted(JSON.parse(init.body ?? '{}'));
       return response;
     } finally {
       if (isSend) sendsInFlight -= 1;
     }
   },
-  openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+  openSocket: recordingSocket,
 });
 
 /** libwebrtc, with every gathered candidate noted. */

@@ -40,9 +40,15 @@ afterAll(async () => {
   await drop?.();
 });
 
+/** Every HTTP request the clients made, as "METHOD path". */
+const httpRequests: string[] = [];
+
 const transport = (relayUrl: string = relay.url): Transport => ({
   relayUrl,
-  fetch: (url, init) => fetch(url, init),
+  fetch: (url, init) => {
+    httpRequests.push(`${init.method} ${new URL(url).pathname}`);
+    return fetch(url, init);
+  },
   openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
 });
 
@@ -179,6 +185,46 @@ describe('client core with libsignal through a real relay', () => {
       (m) => m.direction === 'out',
     );
     expect(synced).toMatchObject({ text: 'from the phone', status: 'sent' });
+  });
+
+  it('a connected client sends over its socket, with the same repair after a 409, and over HTTP once disconnected', async () => {
+    const alice = await register('alice');
+    const bob = await register('bob');
+    const aliceId = alice.client.profile!.accountId;
+    const bobId = bob.client.profile!.accountId;
+    await alice.client.sendText(bobId, 'before the link');
+    await receive(bob);
+    const bobLaptop = await newClient();
+    const { linkCode, done } = await bobLaptop.client.startLink();
+    await bob.client.addDevice(linkCode);
+    await done;
+
+    await alice.client.connect();
+    const httpBefore = httpRequests.length;
+    const conflictsBefore = await conflicts();
+    // Alice knows only Bob's first device: the socket's answer is 409, she repairs and resends.
+    await alice.client.sendText(bobId, 'over the socket');
+    const sendsOverHttp = (from: number): string[] =>
+      httpRequests.slice(from).filter((line) => line.startsWith('PUT /v1/messages/'));
+    expect(sendsOverHttp(httpBefore)).toEqual([]);
+    // The repair fetched the new device's keys over HTTP; the 409 itself never reached the route.
+    expect(httpRequests.slice(httpBefore)).toContain(`GET /v1/keys/${bobId}/2`);
+    expect(await conflicts()).toBe(conflictsBefore);
+    await alice.client.disconnect();
+
+    const afterDisconnect = httpRequests.length;
+    await alice.client.sendText(bobId, 'over HTTP');
+    expect(sendsOverHttp(afterDisconnect)).toEqual([`PUT /v1/messages/${bobId}`]);
+
+    for (const device of [bob, bobLaptop]) {
+      await receive(device, () =>
+        ['over the socket', 'over HTTP'].every((text) =>
+          device.events.some((e) => e.type === 'message' && e.message.text === text),
+        ),
+      );
+    }
+    const laptopHistory = await bobLaptop.client.history(aliceId);
+    expect(laptopHistory.map((m) => m.text)).toEqual(['over the socket', 'over HTTP']);
   });
 
   it('a linked device gets the contacts it asks for; later ones come with syncContacts', async () => {

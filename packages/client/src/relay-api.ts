@@ -339,11 +339,19 @@ export class RelayApi {
       return this.call('PUT', `/v1/messages/${accountId}`, request);
     }
     this.socketSendsInFlight += 1;
+    let answer: HttpResponse;
     try {
-      return await socket({ accountId, ...request });
+      answer = await socket({ accountId, ...request });
     } finally {
       this.socketSendsInFlight -= 1;
     }
+    // A relay from before socket sends refuses the verb (404 NOT_FOUND, not ACCOUNT_NOT_FOUND):
+    // this send and the rest on this socket go over HTTP.
+    if (answer.status === 404 && relayErrorCode(answer.body) === 'NOT_FOUND') {
+      if (this.socket === socket) this.socket = undefined;
+      return this.call('PUT', `/v1/messages/${accountId}`, request);
+    }
+    return answer;
   }
 
   /** Whether a send may go over the socket now (a token bucket, and a bound on those in flight). */

@@ -73,6 +73,26 @@ describe('sends over the message socket', () => {
     expect(overSocket).toHaveLength(1);
   });
 
+  it('go over HTTP from then on when the relay does not know the verb (a relay older than socket sends)', async () => {
+    const { relayApi, sends } = api();
+    let overSocket = 0;
+    relayApi.useSocket(async () => {
+      overSocket += 1;
+      return { status: 404, body: { error: { code: 'NOT_FOUND', message: 'unknown verb' } } };
+    });
+    expect((await relayApi.sendMessages(BOB, request)).status).toBe(200);
+    expect((await relayApi.sendMessages(BOB, request)).status).toBe(200);
+    expect(overSocket).toBe(1);
+    expect(sends()).toEqual([`PUT /v1/messages/${BOB}`, `PUT /v1/messages/${BOB}`]);
+    // An unknown recipient is the route's own 404: the answer as it is.
+    relayApi.useSocket(async () => ({
+      status: 404,
+      body: { error: { code: 'ACCOUNT_NOT_FOUND', message: 'No such account.' } },
+    }));
+    expect((await relayApi.sendMessages(BOB, request)).status).toBe(404);
+    expect(sends()).toHaveLength(2);
+  });
+
   it('stay under the relay’s frame rate: past 100 in a second the rest go over HTTP until tokens come back', async () => {
     const { relayApi, sends, advance } = api();
     let overSocket = 0;

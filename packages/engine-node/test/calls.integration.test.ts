@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   MemoryStore,
@@ -25,6 +24,7 @@ import {
 } from '@privcomm/server/testing';
 import { NodeCallMedia, nodeWebRtc, openNodeEngine, toneSource } from '../src/index.ts';
 import { memorySigner } from './support/memory-signer.ts';
+import { watchedSocket } from './support/watched-socket.ts';
 
 /**
  * Calls end to end: two (or three) client cores with libsignal, a real relay with its database,
@@ -94,41 +94,30 @@ const recordAccepted = (body: SendBody): void => {
  * a connected client sends over its socket, otherwise over HTTP (fetch below).
  */
 const recordingSocket = (url: string): SocketLike => {
-  const ws = new WebSocket(url);
   const sends = new Map<number, SendBody>();
-  const socket: SocketLike = {
-    send: (data) => {
+  return watchedSocket(url, {
+    sending: (data) => {
       const frame = JSON.parse(data) as { type: string; id: number; verb?: string; body?: unknown };
       if (frame.type === 'request' && frame.verb === 'message.send') {
         sends.set(frame.id, frame.body as SendBody);
         sendsInFlight += 1;
       }
-      ws.send(data);
     },
-    close: (code, reason) => ws.close(code, reason),
-    onopen: null,
-    onmessage: null,
-    onclose: null,
-    onerror: null,
-  };
-  ws.onopen = (event) => socket.onopen?.(event);
-  ws.onerror = (event) => socket.onerror?.(event);
-  ws.onmessage = (event) => {
-    const frame = JSON.parse(String(event.data)) as { type: string; id: number; status?: number };
-    const send = frame.type === 'response' ? sends.get(frame.id) : undefined;
-    if (send) {
-      sends.delete(frame.id);
-      sendsInFlight -= 1;
-      if (frame.status === 200) recordAccepted(send);
-    }
-    socket.onmessage?.(event);
-  };
-  ws.onclose = (event) => {
-    sendsInFlight -= sends.size;
-    sends.clear();
-    socket.onclose?.(event);
-  };
-  return socket;
+    received: (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; id: number; status?: number };
+      const send = frame.type === 'response' ? sends.get(frame.id) : undefined;
+      if (send) {
+        sends.delete(frame.id);
+        sendsInFlight -= 1;
+        if (frame.status === 200) recordAccepted(send);
+      }
+      return [data];
+    },
+    closed: () => {
+      sendsInFlight -= sends.size;
+      sends.clear();
+    },
+  });
 };
 
 /** fetch and ws, recording which message sends the relay accepted. */

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   encodeContent,
@@ -24,6 +23,7 @@ import {
   portToRestartOn,
 } from '@privcomm/server/testing';
 import { memorySigner } from './support/memory-signer.ts';
+import { watchedSocket } from './support/watched-socket.ts';
 import { openNodeEngine } from '../src/index.ts';
 
 /**
@@ -89,25 +89,10 @@ const GARBAGE: unknown[] = [
 /** A `ws` socket that, when `hostile`, slips garbage in front of every frame the relay sends. */
 const socketFactory =
   (hostile: () => boolean) =>
-  (url: string): SocketLike => {
-    const ws = new WebSocket(reachable(url));
-    const socket: SocketLike = {
-      send: (data) => ws.send(data),
-      close: (code, reason) => ws.close(code, reason),
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-    };
-    ws.onopen = (event) => socket.onopen?.(event);
-    ws.onerror = (event) => socket.onerror?.(event);
-    ws.onclose = (event) => socket.onclose?.({ code: event.code, reason: event.reason });
-    ws.onmessage = (event) => {
-      if (hostile()) for (const data of GARBAGE) socket.onmessage?.({ data });
-      socket.onmessage?.({ data: event.data });
-    };
-    return socket;
-  };
+  (url: string): SocketLike =>
+    watchedSocket(reachable(url), {
+      received: (data) => (hostile() ? [...GARBAGE, data] : [data]),
+    });
 
 class CapturingLogger implements ClientLogger {
   readonly lines: { level: LogLevel; event: string; reason?: string }[] = [];

@@ -8,3 +8,4 @@ export * from './frames.ts';
 export * from './provisioning.ts';
 export * from './turn.ts';
 export * from './discovery.ts';
+export * from './binary-frames.ts';

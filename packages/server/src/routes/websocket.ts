@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { CLOSE_CODES, type AccountId } from '@privcomm/wire';
+import { BINARY_FRAMES_QUERY, CLOSE_CODES, type AccountId } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { noCredentials, upgradeResponses } from './schemas.ts';
@@ -14,7 +14,7 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
       operationId: 'openMessageSocket',
       summary: 'The message socket (see docs/protocol.md)',
       description:
-        'Upgrade to a WebSocket, then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. The socket also carries sends (verb message.send, the body of PUT /v1/messages/{accountId} with accountId in it), answered like that route. Refused with 429 before the upgrade while the client address holds WS_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated. A plain GET answers 426.',
+        'Upgrade to a WebSocket (add ?frames=binary for binary message.send and envelope frames), then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. The socket also carries sends (verb message.send, the body of PUT /v1/messages/{accountId} with accountId in it), answered like that route. Refused with 429 before the upgrade while the client address holds WS_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated. A plain GET answers 426.',
       // The device token is sent inside the socket, not with the upgrade request.
       security: noCredentials,
       response: upgradeResponses,
@@ -47,6 +47,11 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         readQueue: ctx.readQueue,
         acks: ctx.acks,
         send: (device, request) => ctx.sender.send(device, request.accountId as AccountId, request),
+        sendBytes: (device, request, contents) =>
+          ctx.sender.sendBytes(device, request.accountId as AccountId, request, contents),
+        // The raw query, not Fastify's parsed one: the route declares no querystring schema, and
+        // the client's request is exactly `?frames=binary`.
+        binaryFrames: (request.raw.url ?? '').endsWith(`?${BINARY_FRAMES_QUERY}`),
         authenticate: async (token) => {
           const device = await ctx.tokens.verify(token);
           // The device must still exist (a removed device's unexpired tokens stop working at

@@ -10,6 +10,7 @@ import {
   SEALED_SENDER_V2_AT_REST,
   type AccountId,
   type MismatchedAccount,
+  type OutgoingMessage,
   type SendMessagesRequest,
   type SendMultiRecipientRequest,
 } from '@privcomm/wire';
@@ -102,6 +103,9 @@ const differs = (difference: DeviceSetDifference): boolean =>
  * holds the sockets and store nothing. The relay learns the sender only for the duration of the
  * request (for rate limiting); no sender is stored with an envelope.
  */
+/** What a send says of each message besides its content (which comes as base64 or bytes). */
+type OutgoingFields = Omit<OutgoingMessage, 'content'>;
+
 export class MessageSender {
   constructor(
     private readonly pool: pg.Pool,
@@ -137,6 +141,31 @@ export class MessageSender {
         `messages[${index}].content is not canonical padded base64`,
       );
     });
+    const base64 = request.messages.map((message) => message.content);
+    return this.sendContents(sender, recipient, request, contents, base64);
+  }
+
+  /** A send whose contents came as bytes (a binary `message.send`); the same rules. */
+  sendBytes(
+    sender: AuthenticatedDevice,
+    recipient: AccountId,
+    request: Omit<SendMessagesRequest, 'messages'> & { messages: readonly OutgoingFields[] },
+    contents: readonly Buffer[],
+  ): Promise<{ stored: number }> {
+    return this.sendContents(sender, recipient, request, contents);
+  }
+
+  /**
+   * @param base64 the contents as the sender spelled them, when they came so: canonical (checked
+   * as they were decoded), and handed on as they are to sockets of JSON frames.
+   */
+  private async sendContents(
+    sender: AuthenticatedDevice,
+    recipient: AccountId,
+    request: Omit<SendMessagesRequest, 'messages'> & { messages: readonly OutgoingFields[] },
+    contents: readonly Buffer[],
+    base64?: readonly string[],
+  ): Promise<{ stored: number }> {
     this.limiter.take(`${sender.accountId}.${sender.deviceId}>${recipient}`);
     const online = request.online === true;
     const limit = online ? MAX_ONLINE_CONTENT_BYTES : MAX_CONTENT_BYTES;
@@ -153,17 +182,17 @@ export class MessageSender {
       const { devices, senderExists } = await this.deviceSet({ recipient, sender });
       // A removed device's socket is closed at once, but a send may already be on its way.
       if (!senderExists) throw new RelayError('UNAUTHENTICATED');
-      this.checkDeviceSet(sender, recipient, request, devices);
-      if (online) return this.relayOnline(recipient, request);
+      this.checkDeviceSet(sender, recipient, request.messages, devices);
       const rows = request.messages.map((message, index) => ({
         id: randomUUID(),
         accountId: recipient,
         deviceId: message.deviceId,
         type: message.type,
         content: contents[index] as Buffer,
-        base64: message.content,
+        ...(base64 === undefined ? {} : { base64: base64[index] }),
         urgent: request.urgent === true,
       }));
+      if (online) return this.relayOnlineRows(rows);
       // A full recipient queue refuses before the sender's budget is spent. This look uses the
       // counts read with the device set; the writer checks again, exactly, inside its transaction.
       this.checkRoom(rows, devices);
@@ -203,15 +232,15 @@ export class MessageSender {
   private checkDeviceSet(
     sender: AuthenticatedDevice,
     recipient: AccountId,
-    request: SendMessagesRequest,
+    messages: readonly OutgoingFields[],
     devices: ReadonlyMap<number, DeviceQueue>,
   ): void {
     if (devices.size === 0) throw new RelayError('ACCOUNT_NOT_FOUND');
     const exclude = recipient === sender.accountId ? sender.deviceId : undefined;
-    if (sameDeviceSet(devices, request.messages, exclude)) return;
+    if (sameDeviceSet(devices, messages, exclude)) return;
     const difference = deviceSetDifference(
       devices,
-      new Map(request.messages.map((m) => [m.deviceId, m.registrationId])),
+      new Map(messages.map((m) => [m.deviceId, m.registrationId])),
       exclude,
     );
     if (difference.staleDevices.length > 0) {
@@ -400,33 +429,8 @@ export class MessageSender {
             e: {
               id: randomUUID(),
               type: row.type,
-              content: row.content.toString('base64'),
+              content: row.base64 ?? row.content.toString('base64'),
               urgent: row.urgent,
-              online: true,
-            },
-          }),
-        ),
-      ),
-    );
-    return { stored: 0 };
-  }
-
-  private async relayOnline(
-    recipient: AccountId,
-    request: SendMessagesRequest,
-  ): Promise<{ stored: number }> {
-    await Promise.all(
-      request.messages.map((message) =>
-        this.pool.query(
-          notifyQuery({
-            t: 'online',
-            a: recipient,
-            d: message.deviceId,
-            e: {
-              id: randomUUID(),
-              type: message.type,
-              content: message.content, // canonical: checked as it was decoded
-              urgent: request.urgent === true,
               online: true,
             },
           }),

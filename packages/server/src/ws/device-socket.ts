@@ -3,9 +3,13 @@ import type { WebSocket } from 'ws';
 import { Compile } from 'typebox/compile';
 import {
   AuthBodySchema,
+  BINARY_FRAMES,
+  BinarySocketSendRequestSchema,
   CLOSE_CODES,
+  cutContents,
   SocketSendRequestSchema,
   type AccountId,
+  type BinarySocketSendRequest,
   type DeviceId,
   type Envelope,
   type Frame,
@@ -31,7 +35,7 @@ import {
   type CommittedDirect,
   type DirectHandle,
 } from '../services/direct-deliveries.ts';
-import { FrameChannel } from './frame-channel.ts';
+import { FrameChannel, type EnvelopeFields } from './frame-channel.ts';
 
 const HOUR_MS = 3_600_000;
 
@@ -51,6 +55,7 @@ const contentBytes = (envelopes: readonly StoredEnvelope[]): number => {
 
 const authValidator = Compile(AuthBodySchema);
 const sendValidator = Compile(SocketSendRequestSchema);
+const binarySendValidator = Compile(BinarySocketSendRequestSchema);
 /**
  * Sends a socket may have waiting for their commit. Each holds its ciphertext in memory until
  * then; more are answered 429 at once rather than queued without bound.
@@ -79,6 +84,14 @@ export interface DeviceSocketDeps {
     sender: AuthenticatedDevice,
     request: SocketSendRequest,
   ) => Promise<SendMessagesResponse>;
+  /** The same for a `message.send` in a binary frame: its contents as bytes, in order. */
+  readonly sendBytes: (
+    sender: AuthenticatedDevice,
+    request: BinarySocketSendRequest,
+    contents: readonly Buffer[],
+  ) => Promise<SendMessagesResponse>;
+  /** The client opened the socket with BINARY_FRAMES_QUERY. */
+  readonly binaryFrames: boolean;
 }
 
 type State =
@@ -135,7 +148,9 @@ export class DeviceSocket implements DeviceSession {
       () => this.close(CLOSE_CODES.TIMEOUT, 'authentication timeout'),
       deps.config.authTimeoutMs,
     );
-    this.channel = new FrameChannel(socket, deps.metrics, this);
+    this.channel = new FrameChannel(socket, deps.metrics, this, deps.binaryFrames, [
+      'message.send',
+    ]);
     socket.on('close', () => this.onClosed());
     socket.on('error', () => this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'socket error'));
     deps.metrics.wsConnections.inc();
@@ -198,7 +213,7 @@ export class DeviceSocket implements DeviceSession {
     }
   }
 
-  onFrame(frame: Frame): void {
+  onFrame(frame: Frame, tail?: Buffer): void {
     switch (this.state.name) {
       case 'unauthenticated':
         if (frame.type !== 'request' || frame.verb !== 'auth') {
@@ -214,7 +229,7 @@ export class DeviceSocket implements DeviceSession {
       case 'open':
         if (frame.type === 'response') this.onResponse(frame.id, frame.status);
         else if (frame.verb === 'ping') this.channel.respond(frame.id, 200);
-        else if (frame.verb === 'message.send') void this.onSend(frame.id, frame.body);
+        else if (frame.verb === 'message.send') void this.onSend(frame.id, frame.body, tail);
         else this.channel.respondUnknownVerb(frame.id);
         return;
       case 'closed':
@@ -231,7 +246,12 @@ export class DeviceSocket implements DeviceSession {
       clearTimeout(this.authTimer);
       this.state = { name: 'open', device, connectionSeq };
       this.deps.registry.add(this);
-      this.channel.respond(id, 200, { accountId: device.accountId, deviceId: device.deviceId });
+      this.channel.respond(id, 200, {
+        accountId: device.accountId,
+        deviceId: device.deviceId,
+        // Only to a client that asked: one that did not may check the answer's fields strictly.
+        ...(this.channel.binary ? { frames: BINARY_FRAMES } : {}),
+      });
       this.wake();
     } catch (error) {
       if (error instanceof RelayError && error.status === 401) {
@@ -247,13 +267,26 @@ export class DeviceSocket implements DeviceSession {
    * A send over the socket: the same rules as PUT /v1/messages (one MessageSender), authorised by
    * the socket's authentication instead of a token per request. Answered 200 only once every
    * envelope is committed, exactly like the HTTP route; errors carry the same status and body.
+   * In a binary frame (`tail` given) the contents follow the JSON as bytes.
    */
-  private async onSend(id: number, body: unknown): Promise<void> {
+  private async onSend(id: number, body: unknown, tail: Buffer | undefined): Promise<void> {
     const { device } = this.openState();
-    if (!sendValidator.Check(body)) {
-      const error = new RelayError('VALIDATION_FAILED', 'body does not match SocketSendRequest');
-      this.channel.respond(id, error.status, error.toBody());
-      return;
+    let send: () => Promise<SendMessagesResponse>;
+    if (tail === undefined) {
+      if (!sendValidator.Check(body)) {
+        return this.refuse(id, 'body does not match SocketSendRequest');
+      }
+      send = () => this.deps.send(device, body);
+    } else {
+      if (!binarySendValidator.Check(body)) {
+        return this.refuse(id, 'body does not match SocketSendRequest (content: a length)');
+      }
+      const contents = cutContents(
+        tail,
+        body.messages.map((message) => message.content),
+      ) as Buffer[] | undefined;
+      if (!contents) return this.refuse(id, 'the content lengths do not add up to the frame');
+      send = () => this.deps.sendBytes(device, body, contents);
     }
     if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT) {
       const error = new RelayError('RATE_LIMITED', 'too many sends awaiting their commit', {
@@ -264,7 +297,7 @@ export class DeviceSocket implements DeviceSession {
     }
     this.sendsInFlight += 1;
     try {
-      this.channel.respond(id, 200, await this.deps.send(device, body));
+      this.channel.respond(id, 200, await send());
     } catch (caught) {
       const error =
         caught instanceof RelayError
@@ -277,6 +310,11 @@ export class DeviceSocket implements DeviceSession {
     } finally {
       this.sendsInFlight -= 1;
     }
+  }
+
+  private refuse(id: number, details: string): void {
+    const error = new RelayError('VALIDATION_FAILED', details);
+    this.channel.respond(id, error.status, error.toBody());
   }
 
   private onResponse(id: number, status: number): void {
@@ -469,15 +507,14 @@ export class DeviceSocket implements DeviceSession {
       this.adoptCommitted(direct, stored.seq, stored.content.length);
       return;
     }
-    const envelope: Envelope = {
+    const fields: EnvelopeFields = {
       id: stored.id,
       type: stored.type,
-      content: stored.content.toString('base64'),
       urgent: stored.urgent,
       online: false,
       storedHour: stored.storedHour.toISOString(),
     };
-    const id = this.channel.requestEnvelope(envelope);
+    const id = this.channel.requestEnvelope(fields, stored.content);
     this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now(), bytes: stored.content.length });
     this.inFlightBytes += stored.content.length;
     this.deps.metrics.envelopesDelivered.inc();
@@ -527,15 +564,14 @@ export class DeviceSocket implements DeviceSession {
   }
 
   sendDirect(row: NewEnvelope, onAnswer: (acked: boolean) => void): DirectHandle {
-    const envelope: Envelope = {
+    const fields: EnvelopeFields = {
       id: row.id,
       type: row.type,
-      content: row.base64 ?? row.content.toString('base64'),
       urgent: row.urgent,
       online: false,
       storedHour: storedHourNow(),
     };
-    const id = this.channel.requestEnvelope(envelope);
+    const id = this.channel.requestEnvelope(fields, row.content, row.base64);
     this.deps.metrics.envelopesDelivered.inc();
     return this.direct.add(id, row.id, onAnswer);
   }
@@ -559,7 +595,11 @@ export class DeviceSocket implements DeviceSession {
     }
     // Through JSON.stringify, not envelopeFrame: this envelope came in a NOTIFY, which the
     // relay's own checks did not produce (a rare path, and at most 4 KiB).
-    this.channel.request('envelope', envelope);
+    if (this.channel.binary) {
+      this.channel.requestEnvelopeChecked(envelope, Buffer.from(envelope.content, 'base64'));
+    } else {
+      this.channel.request('envelope', envelope);
+    }
     this.deps.metrics.onlineDelivered.inc();
   }
 }

@@ -4,6 +4,7 @@ import {
   CLOSE_CODES,
   ERRORS,
   FrameSchema,
+  MAX_BINARY_HEADER_BYTES,
   type Envelope,
   type ErrorCode,
   type Frame,
@@ -14,17 +15,35 @@ import { coalesceWrites } from './write-coalescing.ts';
 
 const frameValidator = Compile(FrameSchema);
 
+/** An envelope's fields other than its content. */
+export type EnvelopeFields = Omit<Envelope, 'content'>;
+
 /**
  * The `envelope` request as JSON, joined by hand: the relay's most frequent frame and its largest,
  * which JSON.stringify scanned whole for characters to escape (2.0 µs with 1 KiB of content,
  * against 0.05 to join). None of its strings needs escaping, by where they come from: the id is
- * a UUID the relay made or read back, `content` canonical base64 (checked as it arrived, or
- * encoded by the relay), and `storedHour` an ISO date; the rest are numbers and booleans. Only
- * for envelopes the relay built itself: one that came in a NOTIFY goes through JSON.stringify.
- * A test holds it to JSON.stringify.
+ * a UUID the relay made or read back, the content canonical base64 (checked as it arrived, or
+ * encoded by the relay) or, in a binary frame, its length, and `storedHour` an ISO date; the rest
+ * are numbers and booleans. So it is ASCII too. Only for envelopes the relay built itself: one
+ * that came in a NOTIFY goes through JSON.stringify. A test holds it to JSON.stringify.
+ *
+ * @param content the JSON value of `content`: a quoted base64 string, or a length.
  */
-export const envelopeFrame = (requestId: number, envelope: Envelope): string =>
-  `{"type":"request","id":${requestId},"verb":"envelope","body":{"id":"${envelope.id}","type":${envelope.type},"content":"${envelope.content}","urgent":${envelope.urgent},"online":${envelope.online}${envelope.storedHour === undefined ? '' : `,"storedHour":"${envelope.storedHour}"`}}}`;
+export const envelopeFrame = (
+  requestId: number,
+  envelope: EnvelopeFields,
+  content: string | number,
+): string =>
+  `{"type":"request","id":${requestId},"verb":"envelope","body":{"id":"${envelope.id}","type":${envelope.type},"content":${typeof content === 'number' ? content : `"${content}"`},"urgent":${envelope.urgent},"online":${envelope.online}${envelope.storedHour === undefined ? '' : `,"storedHour":"${envelope.storedHour}"`}}}`;
+
+/** A binary frame (wire's binary-frames.ts) from an ASCII header and one content. */
+export const binaryFrame = (header: string, content: Buffer): Buffer => {
+  const frame = Buffer.allocUnsafe(2 + header.length + content.length);
+  frame.writeUInt16BE(header.length, 0);
+  frame.write(header, 2, 'latin1');
+  content.copy(frame, 2 + header.length);
+  return frame;
+};
 
 /** After this many invalid frames the client is broken or hostile: close 4400. */
 export const MAX_INVALID_FRAMES = 20;
@@ -32,8 +51,11 @@ export const MAX_INVALID_FRAMES = 20;
 export const FRAMES_PER_SECOND = 200;
 
 export interface FrameChannelOwner {
-  /** A well-formed frame from the client. */
-  onFrame(frame: Frame): void;
+  /**
+   * A well-formed frame from the client; `tail`, for a binary one, is what follows its JSON
+   * (the contents, which the owner cuts as the frame's meaning says).
+   */
+  onFrame(frame: Frame, tail?: Buffer): void;
   close(code: number, reason: string): void;
   readonly isClosed: boolean;
 }
@@ -41,7 +63,9 @@ export interface FrameChannelOwner {
 /**
  * The frame layer both relay sockets share: JSON parsing and schema validation of every client
  * frame, a per-socket frame rate, error frames for invalid ones (and 4400 after too many), and
- * request ids for frames the relay sends. What the frames mean is the owner's business.
+ * request ids for frames the relay sends. What the frames mean is the owner's business. Binary
+ * frames are taken only on a socket opened for them (`binary`), and only for the verbs in
+ * `binaryVerbs`; every other binary frame is invalid, as on a socket of JSON frames.
  */
 export class FrameChannel {
   private nextRequestId = 1;
@@ -54,6 +78,9 @@ export class FrameChannel {
     private readonly socket: WebSocket,
     private readonly metrics: Metrics,
     private readonly owner: FrameChannelOwner,
+    /** The client asked for binary frames (BINARY_FRAMES_QUERY) and may send these verbs so. */
+    readonly binary = false,
+    private readonly binaryVerbs: readonly string[] = [],
   ) {
     socket.on('message', (data, isBinary) => this.receive(data as Buffer, isBinary));
   }
@@ -75,11 +102,39 @@ export class FrameChannel {
     this.socket.send(text);
   }
 
-  /** Sends an envelope to the client (`envelopeFrame`); returns the request's id. */
-  requestEnvelope(envelope: Envelope): number {
+  /**
+   * Sends an envelope to the client (`envelopeFrame`), in a binary frame if the socket takes
+   * them, else with its content in base64 (`base64` if the caller has it at hand); returns the
+   * request's id.
+   */
+  requestEnvelope(envelope: EnvelopeFields, content: Buffer, base64?: string): number {
     const id = this.takeRequestId();
-    this.sendText(envelopeFrame(id, envelope));
+    if (this.owner.isClosed) return id;
+    coalesceWrites(this.socket);
+    if (this.binary) {
+      this.socket.send(binaryFrame(envelopeFrame(id, envelope, content.length), content));
+    } else {
+      this.socket.send(envelopeFrame(id, envelope, base64 ?? content.toString('base64')));
+    }
     return id;
+  }
+
+  /**
+   * An envelope the relay did not build itself (from a NOTIFY) to a socket of binary frames: its
+   * header through JSON.stringify, and not sent if that is not ASCII, which no envelope of the
+   * relay's making is.
+   */
+  requestEnvelopeChecked(envelope: EnvelopeFields, content: Buffer): void {
+    const id = this.takeRequestId();
+    const header = JSON.stringify({
+      type: 'request',
+      id,
+      verb: 'envelope',
+      body: { ...envelope, content: content.length },
+    });
+    if (this.owner.isClosed || !/^[\x20-\x7e]*$/.test(header)) return;
+    coalesceWrites(this.socket);
+    this.socket.send(binaryFrame(header, content));
   }
 
   /** Sends a request to the client; returns its id, to match the client's response. */
@@ -134,7 +189,7 @@ export class FrameChannel {
       this.owner.close(CLOSE_CODES.SLOW_CONSUMER, 'too many frames');
       return;
     }
-    if (isBinary) return this.invalid('VALIDATION_FAILED', 'frames are JSON text');
+    if (isBinary) return this.receiveBinary(data);
     let frame: unknown;
     try {
       frame = JSON.parse(data.toString('utf8'));
@@ -145,5 +200,36 @@ export class FrameChannel {
       return this.invalid('VALIDATION_FAILED', 'frame does not match the frame schema');
     }
     this.owner.onFrame(frame);
+  }
+
+  /**
+   * A binary frame: its JSON part must be a frame of a verb that may be binary, and is read as
+   * latin1, which is ASCII for any header that can pass: every string in those frames has an
+   * ASCII pattern or a fixed value, so a byte above 0x7f fails the schemas that follow.
+   */
+  private receiveBinary(data: Buffer): void {
+    if (!this.binary) {
+      return this.invalid(
+        'VALIDATION_FAILED',
+        'frames are JSON text (binary frames: frames=binary)',
+      );
+    }
+    const length = data.length >= 2 ? data.readUInt16BE(0) : MAX_BINARY_HEADER_BYTES + 1;
+    if (2 + length > data.length) {
+      return this.invalid('VALIDATION_FAILED', 'binary frame shorter than its header length');
+    }
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString('latin1', 2, 2 + length));
+    } catch {
+      return this.invalid('MALFORMED_JSON', "binary frame's header is not JSON");
+    }
+    if (!frameValidator.Check(frame)) {
+      return this.invalid('VALIDATION_FAILED', 'frame does not match the frame schema');
+    }
+    if (frame.type !== 'request' || !this.binaryVerbs.includes(frame.verb)) {
+      return this.invalid('VALIDATION_FAILED', `only ${this.binaryVerbs.join(', ')} may be binary`);
+    }
+    this.owner.onFrame(frame, data.subarray(2 + length));
   }
 }

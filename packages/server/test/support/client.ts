@@ -10,6 +10,9 @@ import { request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
 import {
   authChallengeMessage,
+  BINARY_FRAMES_QUERY,
+  joinBinaryFrame,
+  splitBinaryFrame,
   type CreateAccountRequest,
   type Envelope,
   type KemPreKey,
@@ -263,7 +266,8 @@ export interface ServerRequest {
 
 /**
  * A client socket that records what the relay sends. Envelopes are answered automatically with
- * `ackStatus` unless it is null (then the test answers, or never does).
+ * `ackStatus` unless it is null (then the test answers, or never does). A binary frame is
+ * recorded as its JSON with `binary: true`, its content (an envelope's) back in base64.
  */
 export class TestSocket {
   readonly requests: ServerRequest[] = [];
@@ -278,8 +282,8 @@ export class TestSocket {
     readonly ws: WebSocket,
     public ackStatus: number | null = 200,
   ) {
-    ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString());
+    ws.on('message', (data: Buffer, isBinary) => {
+      const frame = isBinary ? TestSocket.fromBinary(data) : JSON.parse(data.toString());
       this.frames.push(frame);
       if (frame.type === 'request') {
         this.requests.push(frame);
@@ -298,8 +302,27 @@ export class TestSocket {
     );
   }
 
-  static open(wsUrl: string, ackStatus: number | null = 200): Promise<TestSocket> {
-    const ws = new WebSocket(wsUrl);
+  private static fromBinary(data: Buffer): any {
+    const split = splitBinaryFrame(data);
+    if (!split) throw new Error('malformed binary frame from the relay');
+    const frame = JSON.parse(split.header);
+    if (frame.verb !== 'envelope' || frame.body.content !== split.tail.length) {
+      throw new Error(`unexpected binary frame ${split.header}`);
+    }
+    return {
+      ...frame,
+      binary: true,
+      body: { ...frame.body, content: Buffer.from(split.tail).toString('base64') },
+    };
+  }
+
+  /** @param binary open the socket with BINARY_FRAMES_QUERY */
+  static open(
+    wsUrl: string,
+    ackStatus: number | null = 200,
+    { binary = false } = {},
+  ): Promise<TestSocket> {
+    const ws = new WebSocket(binary ? `${wsUrl}?${BINARY_FRAMES_QUERY}` : wsUrl);
     const socket = new TestSocket(ws, ackStatus);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(socket));
@@ -312,12 +335,17 @@ export class TestSocket {
     wsUrl: string,
     device: TestDevice,
     ackStatus: number | null = 200,
+    options: { binary?: boolean } = {},
   ): Promise<TestSocket> {
-    const socket = await TestSocket.open(wsUrl, ackStatus);
+    const socket = await TestSocket.open(wsUrl, ackStatus, options);
     const response = await socket.request('auth', { token: device.token });
     if (response.status !== 200) throw new Error(`auth: ${response.status}`);
+    socket.authAnswer = response.body;
     return socket;
   }
+
+  /** The relay's answer to `auth` (with `frames: 'binary'` if it took binary frames). */
+  authAnswer: any;
 
   private notify(): void {
     const waiters = this.waiters;
@@ -357,11 +385,23 @@ export class TestSocket {
     this.ws.send(JSON.stringify({ type: 'response', id, status }));
   }
 
-  async request(verb: string, body?: unknown): Promise<{ status: number; body?: any }> {
+  /**
+   * A request and its response. With `contents`, a binary frame: `body` then holds each content's
+   * length where its content goes, and the contents follow in that order.
+   */
+  async request(
+    verb: string,
+    body?: unknown,
+    contents?: readonly Uint8Array[],
+  ): Promise<{ status: number; body?: any }> {
     const id = this.nextId++;
-    this.ws.send(
-      JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }),
-    );
+    const json = JSON.stringify({
+      type: 'request',
+      id,
+      verb,
+      ...(body === undefined ? {} : { body }),
+    });
+    this.ws.send(contents === undefined ? json : joinBinaryFrame(json, contents));
     let found: any;
     await this.until(
       () => {

@@ -1,4 +1,6 @@
 import type { FetchLike, SocketFactory, SocketLike, Transport } from '@privcomm/client';
+// The subpath, not the package: the package loads libsignal, which most commands never need.
+import { nodeBase64 } from '@privcomm/engine-node/node-base64';
 import WebSocket from 'ws';
 import { TLS_FAILED } from './errors.ts';
 
@@ -99,7 +101,10 @@ const nodeFetch =
 const openSocket: SocketFactory = (url) =>
   new WebSocket(url, { handshakeTimeout: TIMEOUT_MS }) as unknown as SocketLike;
 
-/** The relay as seen from Node: global fetch, and the `ws` package for sockets. */
+/**
+ * The relay as seen from Node: global fetch, and the `ws` package for sockets, which speak binary
+ * frames where the relay takes them.
+ */
 export const nodeTransport = (
   relayUrl: string,
   relay: RelayWatch = { loginRefused: false, connectionRefused: false },
@@ -107,4 +112,5 @@ export const nodeTransport = (
   relayUrl,
   fetch: nodeFetch(relay),
   openSocket,
+  binaryFrames: nodeBase64,
 });

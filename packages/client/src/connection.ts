@@ -1,10 +1,25 @@
-import { CLOSE_CODES, type Envelope } from '@privcomm/wire';
+import {
+  BINARY_FRAMES,
+  BINARY_FRAMES_QUERY,
+  CLOSE_CODES,
+  joinBinaryFrame,
+  type Envelope,
+  type SocketSendRequest,
+} from '@privcomm/wire';
 import { ClientError } from './errors.ts';
-import { parseEnvelope, parseFrame } from './incoming.ts';
+import { parseBinaryFrame, parseEnvelope, parseFrame } from './incoming.ts';
 import { noopLogger, type ClientLogger } from './logger.ts';
-import type { HttpResponse, SocketLike, Transport } from './transport.ts';
+import type { Base64Codec, HttpResponse, SocketLike, Transport } from './transport.ts';
 
 const PING_INTERVAL_MS = 30_000;
+
+/** A binary message's data: a Buffer (Node's `ws`) or an ArrayBuffer (binaryType arraybuffer). */
+const asBytes = (data: unknown): Uint8Array =>
+  data instanceof ArrayBuffer
+    ? new Uint8Array(data)
+    : ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(0);
 
 export interface ConnectionHandlers {
   /** Handles one envelope; resolve with the status to answer (2xx deletes it on the relay). */
@@ -30,11 +45,15 @@ export class RelayConnection {
   private queued = 0;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  /** Set once the relay said it takes binary frames: sends then go as binary frames too. */
+  private binarySends = false;
 
   private constructor(
     private readonly socket: SocketLike,
     private readonly handlers: ConnectionHandlers,
     private readonly logger: ClientLogger,
+    /** Binary frames were asked for (Transport.binaryFrames): envelopes may come as bytes. */
+    private readonly codec: Base64Codec | undefined,
   ) {}
 
   static open(
@@ -43,18 +62,21 @@ export class RelayConnection {
     handlers: ConnectionHandlers,
     logger: ClientLogger = noopLogger,
   ): Promise<RelayConnection> {
-    const url = `${transport.relayUrl.replace(/^http/, 'ws')}/v1/websocket`;
+    const codec = transport.binaryFrames;
+    const base = `${transport.relayUrl.replace(/^http/, 'ws')}/v1/websocket`;
+    const url = codec ? `${base}?${BINARY_FRAMES_QUERY}` : base;
     return new Promise((resolve, reject) => {
       let socket: SocketLike;
       try {
         socket = transport.openSocket(url);
+        if (codec) socket.binaryType = 'arraybuffer';
       } catch (error) {
         reject(
           new ClientError('RELAY_UNREACHABLE', `cannot open ${url}: ${(error as Error).message}`),
         );
         return;
       }
-      const connection = new RelayConnection(socket, handlers, logger);
+      const connection = new RelayConnection(socket, handlers, logger, codec);
       let settled = false;
       socket.onerror = () => {
         if (!settled) {
@@ -79,11 +101,16 @@ export class RelayConnection {
       socket.onmessage = (event) => connection.onMessage(event.data);
       socket.onopen = () => {
         connection
-          .request('auth', { token })
-          .then((status) => {
+          .exchange('auth', { token })
+          .then((answer) => {
             if (settled) return;
             settled = true;
+            const status = answer?.status ?? 0;
             if (status === 200) {
+              // A relay without binary frames answers without `frames`: JSON frames, then.
+              connection.binarySends =
+                codec !== undefined &&
+                (answer?.body as { frames?: unknown } | undefined)?.frames === BINARY_FRAMES;
               connection.startPing();
               resolve(connection);
             } else {
@@ -138,9 +165,28 @@ export class RelayConnection {
       }
       this.pending.set(id, resolve);
       this.socket.send(
-        JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }),
+        this.binarySends && verb === 'message.send'
+          ? this.binarySend(id, body as SocketSendRequest)
+          : JSON.stringify({ type: 'request', id, verb, ...(body === undefined ? {} : { body }) }),
       );
     });
+  }
+
+  /** `message.send` as a binary frame: each content's length in the JSON, its bytes after it. */
+  private binarySend(id: number, body: SocketSendRequest): Uint8Array {
+    const codec = this.codec as Base64Codec;
+    const contents = body.messages.map((message) => codec.decode(message.content));
+    const messages = body.messages.map((message, index) => ({
+      ...message,
+      content: contents[index]?.length,
+    }));
+    const header = JSON.stringify({
+      type: 'request',
+      id,
+      verb: 'message.send',
+      body: { ...body, messages },
+    });
+    return joinBinaryFrame(header, contents);
   }
 
   private respond(id: number, status: number): void {
@@ -168,7 +214,10 @@ export class RelayConnection {
   }
 
   private onMessage(data: unknown): void {
-    const parsed = parseFrame(data);
+    const parsed =
+      typeof data === 'string' || !this.codec
+        ? parseFrame(data)
+        : parseBinaryFrame(asBytes(data), this.codec.encode);
     if (!parsed.ok) {
       this.logger.log('warn', 'frame ignored', parsed.reason);
       return;

@@ -1,6 +1,9 @@
 import { Value } from 'typebox/value';
 import {
+  BinaryEnvelopeSchema,
+  cutContents,
   EnvelopeSchema,
+  splitBinaryFrame,
   isAccountId,
   isDeviceId,
   ProvisioningAddressBodySchema,
@@ -50,6 +53,34 @@ export const parseFrame = (data: unknown): Parsed<IncomingFrame> => {
     return { ok: true, value: { type: 'response', frame: json } };
   if (Value.Check(ErrorFrameSchema, json)) return { ok: true, value: { type: 'error' } };
   return refused('frame does not match the protocol');
+};
+
+/**
+ * A binary WebSocket message from the relay (docs/protocol.md, "Binary frames"): only an
+ * `envelope` request comes so. Given back as that request in its JSON form, its content in
+ * base64 (`encode`), so that everything after this reads one kind of envelope.
+ */
+export const parseBinaryFrame = (
+  data: Uint8Array,
+  encode: (bytes: Uint8Array) => string,
+): Parsed<IncomingFrame> => {
+  if (data.length > MAX_FRAME_BYTES) return refused('frame too large');
+  const split = splitBinaryFrame(data);
+  if (!split) return refused('malformed binary frame');
+  let json: unknown;
+  try {
+    json = JSON.parse(split.header);
+  } catch {
+    return refused('binary frame header is not JSON');
+  }
+  if (!Value.Check(RequestFrameSchema, json) || json.verb !== 'envelope') {
+    return refused('binary frame is not an envelope');
+  }
+  if (!Value.Check(BinaryEnvelopeSchema, json.body)) return refused('malformed envelope');
+  const [content] = cutContents(split.tail, [json.body.content]) ?? [];
+  if (!content) return refused('envelope content does not match its length');
+  const body: Envelope = { ...json.body, content: encode(content) };
+  return { ok: true, value: { type: 'request', frame: { ...json, body } } };
 };
 
 /** The body of an `envelope` request. */

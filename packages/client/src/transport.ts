@@ -17,7 +17,9 @@ export type FetchLike = (
 ) => Promise<{ status: number; text(): Promise<string> }>;
 
 export interface SocketLike {
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
+  /** Set to 'arraybuffer' on a socket of binary frames (a browser's default is Blob). */
+  binaryType?: string;
   close(code?: number, reason?: string): void;
   onopen: ((event: unknown) => void) | null;
   onmessage: ((event: { data: unknown }) => void) | null;
@@ -27,10 +29,23 @@ export interface SocketLike {
 
 export type SocketFactory = (url: string) => SocketLike;
 
+/** A platform's own base64, much faster than the core's portable one (bytes.ts) where it has one. */
+export interface Base64Codec {
+  encode(bytes: Uint8Array): string;
+  decode(base64: string): Uint8Array;
+}
+
 export interface Transport {
   readonly relayUrl: string;
   readonly fetch: FetchLike;
   readonly openSocket: SocketFactory;
+  /**
+   * Given, the core asks the relay for binary frames (docs/protocol.md, "Binary frames"): sends
+   * and envelopes then carry their ciphertexts as bytes, and this converts them to and from the
+   * base64 the rest of the core uses. The platform's sockets must carry binary messages. Not
+   * given, every frame is JSON text, as with a relay that does not take binary frames.
+   */
+  readonly binaryFrames?: Base64Codec;
 }
 
 /** One HTTP exchange: network failures become RELAY_UNREACHABLE, non-JSON answers NOT_A_RELAY. */

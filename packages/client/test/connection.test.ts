@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CLOSE_CODES, type Envelope } from '@privcomm/wire';
+import { CLOSE_CODES, joinBinaryFrame, type Envelope } from '@privcomm/wire';
+import { fromBase64, toBase64 } from '../src/bytes.ts';
 import { RelayConnection } from '../src/connection.ts';
 import type { Transport } from '../src/transport.ts';
 import { CapturingLogger, FakeSocket, settle } from './support/fakes.ts';
@@ -13,16 +14,25 @@ const envelope = (n: number): Envelope => ({
   online: false,
 });
 
-/** Opens a connection over a fake socket, answering the auth request with `authStatus`. */
+/**
+ * Opens a connection over a fake socket, answering the auth request with `authStatus` (and
+ * `authBody`). With `binary`, the transport asks for binary frames (with the core's own base64).
+ */
 const open = async (
   onEnvelope: (envelope: Envelope) => Promise<number> = async () => 200,
   authStatus = 200,
+  { binary = false, authBody }: { binary?: boolean; authBody?: unknown } = {},
 ) => {
   const socket = new FakeSocket();
+  const urls: string[] = [];
   const transport: Transport = {
     relayUrl: 'http://relay.test',
     fetch: () => Promise.reject(new Error('no HTTP here')),
-    openSocket: () => socket,
+    openSocket: (url) => {
+      urls.push(url);
+      return socket;
+    },
+    ...(binary ? { binaryFrames: { encode: toBase64, decode: fromBase64 } } : {}),
   };
   const logger = new CapturingLogger();
   const seen: string[] = [];
@@ -45,8 +55,10 @@ const open = async (
   socket.onopen?.({});
   const auth = socket.sent[0] as { id: number; verb: string };
   expect(auth.verb).toBe('auth');
-  socket.receive(JSON.stringify({ type: 'response', id: auth.id, status: authStatus }));
-  return { opening, socket, logger, seen, closes, idle: () => idle };
+  socket.receive(
+    JSON.stringify({ type: 'response', id: auth.id, status: authStatus, body: authBody }),
+  );
+  return { opening, socket, logger, seen, closes, urls, idle: () => idle };
 };
 
 describe('relay connection', () => {
@@ -161,5 +173,102 @@ describe('requests answered like HTTP (message.send)', () => {
     await expect(connection.call('message.send', {})).rejects.toMatchObject({
       code: 'RELAY_UNREACHABLE',
     });
+  });
+});
+
+describe('binary frames', () => {
+  const ACCOUNT = id(9);
+  const sendBody = {
+    accountId: ACCOUNT,
+    messages: [
+      { deviceId: 1, registrationId: 5, type: 1, content: toBase64(new Uint8Array([1, 2, 3])) },
+      { deviceId: 2, registrationId: 6, type: 3, content: toBase64(new Uint8Array(300).fill(7)) },
+    ],
+    urgent: true,
+  };
+  const binaryEnvelope = (requestId: number, n: number, content: Uint8Array): Uint8Array =>
+    joinBinaryFrame(
+      JSON.stringify({
+        type: 'request',
+        id: requestId,
+        verb: 'envelope',
+        body: { ...envelope(n), content: content.length },
+      }),
+      [content],
+    );
+
+  it('are asked for, and sends go as bytes once the relay says it takes them', async () => {
+    const { opening, socket, urls } = await open(undefined, 200, {
+      binary: true,
+      authBody: { accountId: ACCOUNT, deviceId: 1, frames: 'binary' },
+    });
+    const connection = await opening;
+    expect(urls).toEqual(['ws://relay.test/v1/websocket?frames=binary']);
+    expect(socket.binaryType).toBe('arraybuffer');
+    const answer = connection.call('message.send', sendBody);
+    const sent = socket.sent.at(-1) as { id: number; binary: boolean; body: any; tail: Uint8Array };
+    expect(sent).toMatchObject({ binary: true, type: 'request', verb: 'message.send' });
+    expect(sent.body).toEqual({
+      ...sendBody,
+      messages: sendBody.messages.map((m, i) => ({ ...m, content: [3, 300][i] })),
+    });
+    expect([...sent.tail]).toEqual([1, 2, 3, ...new Array(300).fill(7)]);
+    socket.receive(JSON.stringify({ type: 'response', id: sent.id, status: 200, body: {} }));
+    await expect(answer).resolves.toEqual({ status: 200, body: {} });
+    // Everything else stays JSON text.
+    expect(socket.sent.filter((frame) => frame.binary)).toHaveLength(1);
+  });
+
+  it('are not sent to a relay whose answer to auth does not say it takes them', async () => {
+    const { opening, socket } = await open(undefined, 200, {
+      binary: true,
+      authBody: { accountId: ACCOUNT, deviceId: 1 },
+    });
+    const connection = await opening;
+    void connection.call('message.send', sendBody);
+    expect(socket.sent.at(-1)).toMatchObject({ verb: 'message.send', body: sendBody });
+    expect(socket.sent.some((frame) => frame.binary)).toBe(false);
+  });
+
+  it('bring envelopes whose content is bytes, handed on in base64; malformed ones are skipped', async () => {
+    const contents: string[] = [];
+    const { opening, socket, logger, seen } = await open(
+      async (e) => {
+        contents.push(e.content);
+        return 200;
+      },
+      200,
+      { binary: true, authBody: { frames: 'binary' } },
+    );
+    await opening;
+    const bytes = new Uint8Array([250, 0, 9, 8]);
+    socket.receive(binaryEnvelope(4, 1, bytes).buffer); // an ArrayBuffer, as browsers give
+    const good = binaryEnvelope(5, 2, new Uint8Array(0));
+    socket.receive(good); // a Uint8Array, as Node's ws gives (a Buffer)
+    const wrongLength = binaryEnvelope(6, 3, bytes).slice(0, -1);
+    socket.receive(wrongLength);
+    socket.receive(new Uint8Array([0, 9, 1]));
+    socket.receive(
+      joinBinaryFrame(JSON.stringify({ type: 'request', id: 7, verb: 'queue.empty' }), []),
+    );
+    socket.request(8, 'envelope', envelope(4)); // JSON envelopes still come too
+    await settle();
+    expect(seen).toEqual([id(1), id(2), id(4)]);
+    expect(contents).toEqual([toBase64(bytes), '', 'AAAA']);
+    expect(socket.responses().map((r) => r.id)).toEqual([4, 5, 8]);
+    expect(logger.reasons()).toEqual([
+      'envelope content does not match its length',
+      'malformed binary frame',
+      'binary frame is not an envelope',
+    ]);
+  });
+
+  it('are refused when not asked for', async () => {
+    const { opening, socket, logger, seen } = await open();
+    await opening;
+    socket.receive(binaryEnvelope(4, 1, new Uint8Array([1])));
+    await settle();
+    expect(seen).toEqual([]);
+    expect(logger.reasons()).toEqual(['frame is not text']);
   });
 });

@@ -24,3 +24,4 @@ export {
   type AudioAnalysis,
   type PcmSource,
 } from './webrtc.ts';
+export { nodeBase64 } from './node-base64.ts';

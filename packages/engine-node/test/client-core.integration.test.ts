@@ -19,7 +19,8 @@ import {
   type TestRelay,
 } from '@privcomm/server/testing';
 import { memorySigner } from './support/memory-signer.ts';
-import { openNodeEngine } from '../src/index.ts';
+import { watchedSocket } from './support/watched-socket.ts';
+import { nodeBase64, openNodeEngine } from '../src/index.ts';
 
 /**
  * The client core with the real engine (libsignal) against a real relay: the pipelines, not
@@ -43,13 +44,35 @@ afterAll(async () => {
 /** Every HTTP request the clients made, as "METHOD path". */
 const httpRequests: string[] = [];
 
-const transport = (relayUrl: string = relay.url): Transport => ({
+/** What a client of binary frames sent and received over its sockets, by kind of frame. */
+interface FrameCount {
+  binarySends: number;
+  jsonSends: number;
+  binaryEnvelopes: number;
+  jsonEnvelopes: number;
+}
+
+const transport = (relayUrl: string = relay.url, frames?: FrameCount): Transport => ({
   relayUrl,
   fetch: (url, init) => {
     httpRequests.push(`${init.method} ${new URL(url).pathname}`);
     return fetch(url, init);
   },
-  openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+  openSocket: (url) =>
+    frames
+      ? watchedSocket(url, {
+          sending: (data) => {
+            if (typeof data !== 'string') frames.binarySends += 1;
+            else if (data.includes('"verb":"message.send"')) frames.jsonSends += 1;
+          },
+          received: (data) => {
+            if (typeof data !== 'string') frames.binaryEnvelopes += 1;
+            else if (data.includes('"verb":"envelope"')) frames.jsonEnvelopes += 1;
+            return [data];
+          },
+        })
+      : (new WebSocket(url) as unknown as SocketLike),
+  ...(frames ? { binaryFrames: nodeBase64 } : {}),
 });
 
 interface TestClient {
@@ -58,10 +81,11 @@ interface TestClient {
   events: ClientEvent[];
 }
 
-const newClient = async (relayUrl?: string): Promise<TestClient> => {
+/** A client; with `frames`, one that asks for binary frames, counting them there. */
+const newClient = async (relayUrl?: string, frames?: FrameCount): Promise<TestClient> => {
   const store = new MemoryStore();
   const client = await PrivcommClient.open({
-    transport: transport(relayUrl),
+    transport: transport(relayUrl, frames),
     engine: await openNodeEngine(':memory:'),
     store,
     signer: memorySigner(),
@@ -75,8 +99,12 @@ const newClient = async (relayUrl?: string): Promise<TestClient> => {
   return { client, store, events };
 };
 
-const register = async (name: string, relayUrl?: string): Promise<TestClient> => {
-  const test = await newClient(relayUrl);
+const register = async (
+  name: string,
+  relayUrl?: string,
+  frames?: FrameCount,
+): Promise<TestClient> => {
+  const test = await newClient(relayUrl, frames);
   await test.client.register({ name });
   return test;
 };
@@ -225,6 +253,50 @@ describe('client core with libsignal through a real relay', () => {
     }
     const laptopHistory = await bobLaptop.client.history(aliceId);
     expect(laptopHistory.map((m) => m.text)).toEqual(['over the socket', 'over HTTP']);
+  });
+
+  it('speaks binary frames with the relay when its platform gives a base64 codec, and JSON otherwise', async () => {
+    const count = (): FrameCount => ({
+      binarySends: 0,
+      jsonSends: 0,
+      binaryEnvelopes: 0,
+      jsonEnvelopes: 0,
+    });
+    const [aliceFrames, bobFrames] = [count(), count()];
+    const alice = await register('alice', undefined, aliceFrames);
+    const bob = await register('bob', undefined, bobFrames);
+    const carol = await register('carol'); // JSON frames
+    const aliceId = alice.client.profile!.accountId;
+    const bobId = bob.client.profile!.accountId;
+    const carolId = carol.client.profile!.accountId;
+    const texts = (test: TestClient): string[] =>
+      test.events.flatMap((e) => (e.type === 'message' ? [e.message.text ?? ''] : []));
+
+    await alice.client.connect();
+    // First contacts (PQXDH), and a long text: 30,000 bytes, not ASCII.
+    const long = 'ü'.repeat(15_000);
+    await alice.client.sendText(bobId, 'hello over bytes');
+    await alice.client.sendText(bobId, long);
+    await alice.client.sendText(carolId, 'hello to JSON');
+    await alice.client.disconnect();
+    expect(aliceFrames.binarySends).toBeGreaterThanOrEqual(3);
+    expect(aliceFrames.jsonSends).toBe(0);
+
+    await receive(bob, () => texts(bob).length === 2);
+    expect(texts(bob)).toEqual(['hello over bytes', long]);
+    expect(bobFrames.binaryEnvelopes).toBeGreaterThanOrEqual(2);
+    expect(bobFrames.jsonEnvelopes).toBe(0);
+    await receive(carol, () => texts(carol).length === 1);
+    expect(texts(carol)).toEqual(['hello to JSON']);
+
+    // Bob's answer (and the receipts) come back to Alice's socket as bytes.
+    await bob.client.sendText(aliceId, 'and back');
+    const envelopesBefore = aliceFrames.binaryEnvelopes;
+    await receive(alice, () => texts(alice).includes('and back'));
+    expect(aliceFrames.binaryEnvelopes).toBeGreaterThan(envelopesBefore);
+    expect(aliceFrames.jsonEnvelopes).toBe(0);
+    const history = await alice.client.history(bobId);
+    expect(history.map((m) => m.text)).toEqual(['hello over bytes', long, 'and back']);
   });
 
   it('a linked device gets the contacts it asks for; later ones come with syncContacts', async () => {

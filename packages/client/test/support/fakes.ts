@@ -1,4 +1,4 @@
-import type { AccountId, DeviceId } from '@privcomm/wire';
+import { splitBinaryFrame, type AccountId, type DeviceId } from '@privcomm/wire';
 import { fromBase64, toBase64, utf8Decode, utf8Encode } from '../../src/bytes.ts';
 import {
   EngineError,
@@ -124,8 +124,17 @@ export class FakeSocket implements SocketLike {
   onclose: ((event: { code: number; reason: string }) => void) | null = null;
   onerror: ((event: unknown) => void) | null = null;
 
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+  binaryType: string | undefined;
+
+  /** Records a frame as its JSON; a binary one with `binary: true` and what follows its JSON. */
+  send(data: string | Uint8Array): void {
+    if (typeof data === 'string') {
+      this.sent.push(JSON.parse(data) as Record<string, unknown>);
+      return;
+    }
+    const split = splitBinaryFrame(data);
+    if (!split) throw new Error('the client sent a malformed binary frame');
+    this.sent.push({ ...(JSON.parse(split.header) as object), binary: true, tail: split.tail });
   }
   close(code?: number, reason?: string): void {
     this.closedWith = { code, reason };

@@ -4,7 +4,7 @@ import type { SocketLike } from '@privcomm/client';
 /** What a test sees of a socket's traffic, and may change. */
 export interface SocketWatch {
   /** Each frame the client sends, before it goes. */
-  sending?(data: string): void;
+  sending?(data: string | Uint8Array): void;
   /** Each frame the relay sends: returns the frames the client gets instead, in order. */
   received?(data: unknown): unknown[];
   /** The socket closed. */
@@ -20,6 +20,13 @@ export const watchedSocket = (url: string, watch: SocketWatch): SocketLike => {
       ws.send(data);
     },
     close: (code, reason) => ws.close(code, reason),
+    // The core asks for ArrayBuffers on a socket of binary frames; ws gives Buffers by default.
+    set binaryType(type: string) {
+      ws.binaryType = type as WebSocket['binaryType'];
+    },
+    get binaryType() {
+      return ws.binaryType;
+    },
     onopen: null,
     onmessage: null,
     onclose: null,

@@ -49,7 +49,9 @@ const USAGE = `npm run bench [-- options]: the relay beside ejabberd on this mac
   --quick                   the short form (under 3 minutes): smaller sizes, every scenario
   --only LIST               some scenarios, comma-separated: ${SCENARIOS.join(',')}
   --no-ejabberd             the relay alone
-  --transport KIND          how the relay's load generator sends: websocket (default) or http
+  --transport KIND          how the relay's load generator sends: websocket (default: its
+                            socket, binary frames), websocket-json (its socket, JSON frames,
+                            for a relay without binary frames) or http
   --json FILE               also write the JSON document to FILE
   --rates LIST              the fixed-rate scenario's rates per second (default 4000,8000)
   --soak-seconds N          the soak's length (default 120; 20 with --quick)
@@ -122,8 +124,8 @@ const ONLY = new Set(options.only?.split(',') ?? SCENARIOS);
 for (const scenario of ONLY) {
   if (!SCENARIOS.includes(scenario)) usageError(`--only: no scenario named "${scenario}"`);
 }
-if (options.transport !== 'websocket' && options.transport !== 'http') {
-  usageError(`--transport is websocket or http, not "${options.transport}"`);
+if (!['websocket', 'websocket-json', 'http'].includes(options.transport)) {
+  usageError(`--transport is websocket, websocket-json or http, not "${options.transport}"`);
 }
 const TRANSPORT = options.transport as SendTransport;
 const POOL_SIZE = 10;

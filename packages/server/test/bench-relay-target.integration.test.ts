@@ -48,7 +48,7 @@ describe("the benchmark's relay target", () => {
     );
   });
 
-  it.each<SendTransport>(['websocket', 'http'])(
+  it.each<SendTransport>(['websocket', 'websocket-json', 'http'])(
     'logs two benchmark accounts in and delivers a send between them (%s)',
     async (transport) => {
       const target = new RelayTarget(

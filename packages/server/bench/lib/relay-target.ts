@@ -12,7 +12,22 @@ import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
 import { readDurability, type Durability } from './relay-metrics.ts';
 import { withLoginRetries, type Connection, type QueueTableStats, type Target } from './target.ts';
 
-export type SendTransport = 'http' | 'websocket';
+/**
+ * How the load generator sends: over its socket in binary frames (`websocket`, as the client core
+ * does with a relay that takes them), over its socket in JSON frames (`websocket-json`, as
+ * before binary frames, and as clients without them), or one HTTP request per send (`http`, its
+ * socket in JSON frames).
+ */
+export type SendTransport = 'http' | 'websocket' | 'websocket-json';
+
+/** The binary frame layout of the wire package (binary-frames.ts), which this does not import. */
+const binaryFrame = (header: string, content: Buffer): Buffer => {
+  const frame = Buffer.allocUnsafe(2 + header.length + content.length);
+  frame.writeUInt16BE(header.length, 0);
+  frame.write(header, 2, 'latin1');
+  content.copy(frame, 2 + header.length);
+  return frame;
+};
 
 export class RelayTarget implements Target {
   readonly name = 'privcomm';
@@ -96,27 +111,45 @@ export class RelayTarget implements Target {
   ): Promise<Connection> {
     const me = this.account(index);
     const token = await login(this.base, { ...me, key: this.keyOf(index) });
-    const ws = new WebSocket(`ws://${this.base.host}/v1/websocket`, { perMessageDeflate: false });
+    const binary = this.transport === 'websocket';
+    const ws = new WebSocket(
+      `ws://${this.base.host}/v1/websocket${binary ? '?frames=binary' : ''}`,
+      { perMessageDeflate: false },
+    );
     await new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
     });
     // The frames of one turn of the event loop go out in one write, as the relay writes its own
     // (and the XMPP target its stanzas): a write per frame was 43 % of this process's time online.
-    const write = (text: string): void => {
+    const write = (frame: string | Buffer): void => {
       coalesceWrites(ws);
-      ws.send(text);
+      ws.send(frame);
     };
     let nextId = 1;
-    const waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
-    const request = (verb: string, body: string): Promise<void> =>
+    const waiting = new Map<
+      number,
+      { resolve: (body: unknown) => void; reject: (error: Error) => void }
+    >();
+    /** A request; with `content`, a binary frame whose body gives the content's length. */
+    const request = (verb: string, body: string, content?: Buffer): Promise<unknown> =>
       new Promise((resolve, reject) => {
         const id = nextId;
         nextId += 1;
         waiting.set(id, { resolve, reject });
-        write(`{"type":"request","id":${id},"verb":"${verb}","body":${body}}`);
+        const header = `{"type":"request","id":${id},"verb":"${verb}","body":${body}}`;
+        write(content === undefined ? header : binaryFrame(header, content));
       });
-    ws.on('message', (data: Buffer) => {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) {
+        // Only envelopes come binary: read the request id from the JSON part (it comes first)
+        // and the payload's header from the content after it.
+        const headerEnd = 2 + data.readUInt16BE(0);
+        const id = Number(/"id":(\d+)/.exec(data.toString('latin1', 2, headerEnd))?.[1]);
+        onMessage(data.subarray(headerEnd, headerEnd + 9));
+        write(`{"type":"response","id":${id},"status":200}`);
+        return;
+      }
       const text = data.toString();
       // Envelopes are most frames: only their id and the payload's header are read, without a
       // full parse, so that the load generator's CPU stays small beside the relay's on 2 cores.
@@ -137,7 +170,7 @@ export class RelayTarget implements Target {
       if (frame.type === 'response') {
         const waiter = waiting.get(frame.id);
         waiting.delete(frame.id);
-        if (frame.status === 200) waiter?.resolve();
+        if (frame.status === 200) waiter?.resolve(frame.body);
         else waiter?.reject(new Error(`${frame.status} ${JSON.stringify(frame.body)}`));
         return;
       }
@@ -147,7 +180,10 @@ export class RelayTarget implements Target {
       for (const waiter of waiting.values()) waiter.reject(new Error('socket closed'));
       waiting.clear();
     });
-    await request('auth', JSON.stringify({ token }));
+    const authAnswer = (await request('auth', JSON.stringify({ token }))) as { frames?: string };
+    if (binary && authAnswer.frames !== 'binary') {
+      throw new Error('the relay does not take binary frames: run with --transport websocket-json');
+    }
 
     // The relay answers 429 beyond maxSendsInFlight sends awaiting their commit on one
     // socket: a client keeps its own queue instead (as the client core's outbox does). The wait
@@ -155,7 +191,7 @@ export class RelayTarget implements Target {
     let sendsInFlight = 0;
     const sendQueue: (() => void)[] = [];
     const send = async (to: number, payload: Buffer): Promise<void> => {
-      if (this.transport === 'websocket' && sendsInFlight >= this.maxSendsInFlight) {
+      if (this.transport !== 'http' && sendsInFlight >= this.maxSendsInFlight) {
         await new Promise<void>((resolve) => sendQueue.push(resolve));
       }
       sendsInFlight += 1;
@@ -166,10 +202,18 @@ export class RelayTarget implements Target {
         sendQueue.shift()?.();
       }
     };
-    const sendNow = async (to: number, payload: Buffer): Promise<void> => {
+    const sendNow = async (to: number, payload: Buffer): Promise<unknown> => {
       const recipient = this.account(to);
-      const messages = `{"messages":[{"deviceId":${recipient.deviceId},"registrationId":${recipient.registrationId},"type":1,"content":"${payload.toString('base64')}"}]}`;
-      if (this.transport === 'websocket') {
+      const message = `"deviceId":${recipient.deviceId},"registrationId":${recipient.registrationId},"type":1`;
+      if (binary) {
+        return request(
+          'message.send',
+          `{"accountId":"${recipient.accountId}","messages":[{${message},"content":${payload.length}}]}`,
+          payload,
+        );
+      }
+      const messages = `{"messages":[{${message},"content":"${payload.toString('base64')}"}]}`;
+      if (this.transport === 'websocket-json') {
         return request(
           'message.send',
           `{"accountId":"${recipient.accountId}",${messages.slice(1)}`,

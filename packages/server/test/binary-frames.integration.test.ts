@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinBinaryFrame } from '@privcomm/wire';
 import { createTestDatabase } from './support/database.ts';
@@ -201,5 +201,89 @@ describe('binary frames', () => {
     );
     expect(await binary.request('ping')).toMatchObject({ status: 200 });
     await binary.close();
+  });
+
+  it('survive random binary frames: each is refused with an error frame or answered 400 or 404', async () => {
+    const alice = await TestDevice.register(relay.url);
+    const pick = <T>(items: readonly T[]): T => items[randomInt(items.length)] as T;
+    const randomSend = (): Buffer => {
+      const count = randomInt(1, 4);
+      const lengths = Array.from({ length: count }, () => randomInt(1, 300));
+      const header = JSON.stringify({
+        type: 'request',
+        id: randomInt(1, 1_000_000),
+        verb: 'message.send',
+        body: {
+          accountId: pick([randomUUID(), 'not-an-id']),
+          messages: lengths.map((length, index) => ({
+            deviceId: index + 1,
+            registrationId: 1,
+            type: 1,
+            content: pick([length, length, -1, 'x', 1.5]),
+          })),
+        },
+      });
+      // Contents of the stated lengths, or a few bytes more or less.
+      const total = lengths.reduce((a, b) => a + b, 0) + pick([0, 0, 1, -1, 7]);
+      return Buffer.from(joinBinaryFrame(header, [randomBytes(Math.max(0, total))]));
+    };
+    const generators: (() => Buffer)[] = [
+      () => randomBytes(randomInt(0, 300)),
+      () => {
+        const frame = randomSend();
+        return frame.subarray(0, randomInt(0, frame.length)); // cut anywhere
+      },
+      randomSend,
+      () => {
+        const frame = randomSend();
+        frame[randomInt(2, frame.length)] ^= 1 << randomInt(8); // one bit flipped
+        return frame;
+      },
+    ];
+    /** What the relay must answer: the layout, written out. */
+    const expected = (frame: Buffer): 'error' | 'response' => {
+      if (frame.length < 2 || 2 + frame.readUInt16BE(0) > frame.length) return 'error';
+      let value: any;
+      try {
+        value = JSON.parse(frame.toString('latin1', 2, 2 + frame.readUInt16BE(0)));
+      } catch {
+        return 'error';
+      }
+      const isFrame =
+        value?.type === 'request' &&
+        Number.isInteger(value.id) &&
+        value.id >= 0 &&
+        value.id <= 0xffffffff &&
+        typeof value.verb === 'string' &&
+        value.verb.length <= 32 &&
+        Object.keys(value).every((key) => ['type', 'id', 'verb', 'body'].includes(key));
+      return isFrame && value.verb === 'message.send' ? 'response' : 'error';
+    };
+    const kinds = { error: 0, response: 0 };
+    for (let round = 0; round < 8; round += 1) {
+      const socket = await TestSocket.connect(relay.wsUrl, alice, 200, { binary: true });
+      const frames = Array.from({ length: 15 }, () => pick(generators)());
+      for (const frame of frames) {
+        socket.sendRaw(frame);
+        const before = socket.frames.length;
+        await socket.until(() => socket.frames.length > before, 5_000, 'a reply');
+        const reply = socket.frames.at(-1);
+        const context = `${frame.toString('latin1').slice(0, 200)} → ${JSON.stringify(reply)}`;
+        kinds[expected(frame)] += 1;
+        if (expected(frame) === 'error') {
+          expect(reply, context).toMatchObject({ type: 'error' });
+          expect(['MALFORMED_JSON', 'VALIDATION_FAILED'], context).toContain(reply.code);
+        } else {
+          expect(reply, context).toMatchObject({ type: 'response' });
+          expect([400, 404], context).toContain(reply.status);
+        }
+      }
+      expect(await socket.request('ping')).toMatchObject({ status: 200 });
+      await socket.close();
+    }
+    // Both ways of refusing were exercised, not only the first check.
+    expect(kinds.error).toBeGreaterThan(10);
+    expect(kinds.response).toBeGreaterThan(10);
+    expect(relay.logs.filter((line) => /"level":(50|60)/.test(line))).toEqual([]);
   });
 });

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cutContents, splitBinaryFrame } from '@privcomm/wire';
-import { binaryFrame, envelopeFrame } from '../src/ws/frame-channel.ts';
+import { binaryFrame } from '../src/ws/binary-frame.ts';
+import { envelopeFrame } from '../src/ws/frame-channel.ts';
 
 const envelopeArbitrary = fc.record({
   requestId: fc.nat({ max: 0xffffffff }),

@@ -6,6 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
+import { binaryFrame } from '../../src/ws/binary-frame.ts';
 import { coalesceWrites } from '../../src/ws/write-coalescing.ts';
 import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
 import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
@@ -19,15 +20,6 @@ import { withLoginRetries, type Connection, type QueueTableStats, type Target } 
  * socket in JSON frames).
  */
 export type SendTransport = 'http' | 'websocket' | 'websocket-json';
-
-/** The binary frame layout of the wire package (binary-frames.ts), which this does not import. */
-const binaryFrame = (header: string, content: Buffer): Buffer => {
-  const frame = Buffer.allocUnsafe(2 + header.length + content.length);
-  frame.writeUInt16BE(header.length, 0);
-  frame.write(header, 2, 'latin1');
-  content.copy(frame, 2 + header.length);
-  return frame;
-};
 
 export class RelayTarget implements Target {
   readonly name = 'privcomm';

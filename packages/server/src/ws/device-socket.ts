@@ -281,11 +281,14 @@ export class DeviceSocket implements DeviceSession {
       if (!binarySendValidator.Check(body)) {
         return this.refuse(id, 'body does not match SocketSendRequest (content: a length)');
       }
-      const contents = cutContents(
+      const cut = cutContents(
         tail,
         body.messages.map((message) => message.content),
-      ) as Buffer[] | undefined;
-      if (!contents) return this.refuse(id, 'the content lengths do not add up to the frame');
+      );
+      if (!cut) return this.refuse(id, 'the content lengths do not add up to the frame');
+      // Copies: a view would keep the whole network read the frame came in (often many frames)
+      // alive for as long as the envelope is held, until it is durable.
+      const contents = cut.map((content) => Buffer.from(content));
       send = () => this.deps.sendBytes(device, body, contents);
     }
     if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT) {

@@ -11,6 +11,7 @@ import {
 } from '@privcomm/wire';
 import { RelayError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
+import { binaryFrame } from './binary-frame.ts';
 import { coalesceWrites } from './write-coalescing.ts';
 
 const frameValidator = Compile(FrameSchema);
@@ -35,15 +36,6 @@ export const envelopeFrame = (
   content: string | number,
 ): string =>
   `{"type":"request","id":${requestId},"verb":"envelope","body":{"id":"${envelope.id}","type":${envelope.type},"content":${typeof content === 'number' ? content : `"${content}"`},"urgent":${envelope.urgent},"online":${envelope.online}${envelope.storedHour === undefined ? '' : `,"storedHour":"${envelope.storedHour}"`}}}`;
-
-/** A binary frame (wire's binary-frames.ts) from an ASCII header and one content. */
-export const binaryFrame = (header: string, content: Buffer): Buffer => {
-  const frame = Buffer.allocUnsafe(2 + header.length + content.length);
-  frame.writeUInt16BE(header.length, 0);
-  frame.write(header, 2, 'latin1');
-  content.copy(frame, 2 + header.length);
-  return frame;
-};
 
 /** After this many invalid frames the client is broken or hostile: close 4400. */
 export const MAX_INVALID_FRAMES = 20;

@@ -236,7 +236,8 @@ describe('binary frames', () => {
       randomSend,
       () => {
         const frame = randomSend();
-        frame[randomInt(2, frame.length)] ^= 1 << randomInt(8); // one bit flipped
+        const at = randomInt(2, frame.length);
+        frame[at] = (frame[at] as number) ^ (1 << randomInt(8)); // one bit flipped
         return frame;
       },
     ];

@@ -2,7 +2,8 @@ import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { joinBinaryFrame } from '@privcomm/wire';
 import { createTestDatabase } from './support/database.ts';
-import { TestDevice, TestSocket } from './support/client.ts';
+import WebSocket from 'ws';
+import { http, TestDevice, TestSocket } from './support/client.ts';
 import { startRelay, type TestRelay } from './support/relay.ts';
 
 /** Binary frames (docs/protocol.md, "Binary frames"), against a real relay and PostgreSQL. */
@@ -61,6 +62,20 @@ describe('binary frames', () => {
       frames: 'binary',
     });
     await binary.close();
+  });
+
+  it('refuse any other frames= value (or other query parameter) before the upgrade, with 400', async () => {
+    for (const query of ['frames=json', 'frames=BINARY', 'frames=binary&x=1', 'x=1']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${relay.wsUrl}?${query}`);
+        ws.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
+        ws.once('open', () => reject(new Error(`${query} was upgraded`)));
+        ws.once('error', () => undefined);
+      });
+      expect(status, query).toBe(400);
+    }
+    const answer = await http(relay.url, 'GET', '/v1/websocket?frames=json');
+    expect(answer.body.error.code).toBe('VALIDATION_FAILED');
   });
 
   it('carry a send’s contents as bytes, stored and delivered exactly, to either kind of socket', async () => {

@@ -1,8 +1,9 @@
+import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
-import { BINARY_FRAMES_QUERY, CLOSE_CODES, type AccountId } from '@privcomm/wire';
+import { BINARY_FRAMES, CLOSE_CODES, type AccountId } from '@privcomm/wire';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
-import { noCredentials, upgradeResponses } from './schemas.ts';
+import { errorResponses, noCredentials, upgradeResponses } from './schemas.ts';
 import { DeviceSocket } from '../ws/device-socket.ts';
 
 export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
@@ -17,7 +18,18 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         'Upgrade to a WebSocket (add ?frames=binary for binary message.send and envelope frames), then send {"type":"request","id":1,"verb":"auth","body":{"token":…}} within 5 s. Queued envelopes follow as server requests; answer each with a 2xx response once stored. The socket also carries sends (verb message.send, the body of PUT /v1/messages/{accountId} with accountId in it), answered like that route. Refused with 429 before the upgrade while the client address holds WS_UNAUTHENTICATED_PER_ADDRESS sockets that have not authenticated. A plain GET answers 426.',
       // The device token is sent inside the socket, not with the upgrade request.
       security: noCredentials,
-      response: upgradeResponses,
+      querystring: Type.Object(
+        {
+          frames: Type.Optional(
+            Type.Literal(BINARY_FRAMES, {
+              description:
+                'binary: message.send and envelope frames may carry their contents as bytes (docs/protocol.md, "Binary frames"); the answer to auth then says frames: binary.',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      response: { ...upgradeResponses, ...errorResponses(400) },
     },
     // Refused before the upgrade when this address already holds its share of sockets that have
     // not authenticated.
@@ -49,9 +61,7 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
         send: (device, request) => ctx.sender.send(device, request.accountId as AccountId, request),
         sendBytes: (device, request, contents) =>
           ctx.sender.sendBytes(device, request.accountId as AccountId, request, contents),
-        // The raw query, not Fastify's parsed one: the route declares no querystring schema, and
-        // the client's request is exactly `?frames=binary`.
-        binaryFrames: (request.raw.url ?? '').endsWith(`?${BINARY_FRAMES_QUERY}`),
+        binaryFrames: (request.query as { frames?: string }).frames === BINARY_FRAMES,
         authenticate: async (token) => {
           const device = await ctx.tokens.verify(token);
           // The device must still exist (a removed device's unexpired tokens stop working at

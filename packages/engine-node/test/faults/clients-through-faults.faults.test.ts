@@ -23,7 +23,7 @@ import {
   sleep,
 } from '@privcomm/server/testing';
 import { memorySigner } from '../support/memory-signer.ts';
-import { openNodeEngine } from '../../src/index.ts';
+import { nodeBase64, openNodeEngine } from '../../src/index.ts';
 
 /**
  * The client core (real libsignal, sealed sender) keeps sending and receiving while relays are
@@ -78,6 +78,8 @@ const newClient = async (name: string, relay: number): Promise<FaultClient> => {
     relayUrl: cluster.url(relay),
     fetch: (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(15_000) }),
     openSocket: (url) => new WebSocket(url) as unknown as SocketLike,
+    // Alice and Carol speak binary frames, as the CLI does; Bob JSON frames, as the app does.
+    ...(relay % 2 === 0 ? { binaryFrames: nodeBase64 } : {}),
   };
   const store = new RememberingStore();
   const client = await PrivcommClient.open({

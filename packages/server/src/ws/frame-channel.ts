@@ -4,7 +4,6 @@ import {
   CLOSE_CODES,
   ERRORS,
   FrameSchema,
-  MAX_BINARY_HEADER_BYTES,
   type Envelope,
   type ErrorCode,
   type Frame,
@@ -85,13 +84,14 @@ export class FrameChannel {
   }
 
   send(frame: object): void {
-    this.sendText(JSON.stringify(frame));
+    this.sendData(JSON.stringify(frame));
   }
 
-  private sendText(text: string): void {
+  /** A text frame, or a binary one (a Buffer). */
+  private sendData(data: string | Buffer): void {
     if (this.owner.isClosed) return;
     coalesceWrites(this.socket);
-    this.socket.send(text);
+    this.socket.send(data);
   }
 
   /**
@@ -102,12 +102,11 @@ export class FrameChannel {
   requestEnvelope(envelope: EnvelopeFields, content: Buffer, base64?: string): number {
     const id = this.takeRequestId();
     if (this.owner.isClosed) return id;
-    coalesceWrites(this.socket);
-    if (this.binary) {
-      this.socket.send(binaryFrame(envelopeFrame(id, envelope, content.length), content));
-    } else {
-      this.socket.send(envelopeFrame(id, envelope, base64 ?? content.toString('base64')));
-    }
+    this.sendData(
+      this.binary
+        ? binaryFrame(envelopeFrame(id, envelope, content.length), content)
+        : envelopeFrame(id, envelope, base64 ?? content.toString('base64')),
+    );
     return id;
   }
 
@@ -124,9 +123,7 @@ export class FrameChannel {
       verb: 'envelope',
       body: { ...envelope, content: content.length },
     });
-    if (this.owner.isClosed || !/^[\x20-\x7e]*$/.test(header)) return;
-    coalesceWrites(this.socket);
-    this.socket.send(binaryFrame(header, content));
+    if (/^[\x20-\x7e]*$/.test(header)) this.sendData(binaryFrame(header, content));
   }
 
   /** Sends a request to the client; returns its id, to match the client's response. */
@@ -206,10 +203,10 @@ export class FrameChannel {
         'frames are JSON text (binary frames: frames=binary)',
       );
     }
-    const length = data.length >= 2 ? data.readUInt16BE(0) : MAX_BINARY_HEADER_BYTES + 1;
-    if (2 + length > data.length) {
+    if (data.length < 2 || 2 + data.readUInt16BE(0) > data.length) {
       return this.invalid('VALIDATION_FAILED', 'binary frame shorter than its header length');
     }
+    const length = data.readUInt16BE(0);
     let frame: unknown;
     try {
       frame = JSON.parse(data.toString('latin1', 2, 2 + length));

@@ -105,6 +105,8 @@ const differs = (difference: DeviceSetDifference): boolean =>
  */
 /** What a send says of each message besides its content (which comes as base64 or bytes). */
 type OutgoingFields = Omit<OutgoingMessage, 'content'>;
+/** A send request whose contents are carried apart from it. */
+type SendFields = Omit<SendMessagesRequest, 'messages'> & { messages: readonly OutgoingFields[] };
 
 export class MessageSender {
   constructor(
@@ -149,7 +151,7 @@ export class MessageSender {
   sendBytes(
     sender: AuthenticatedDevice,
     recipient: AccountId,
-    request: Omit<SendMessagesRequest, 'messages'> & { messages: readonly OutgoingFields[] },
+    request: SendFields,
     contents: readonly Buffer[],
   ): Promise<{ stored: number }> {
     return this.sendContents(sender, recipient, request, contents);
@@ -162,7 +164,7 @@ export class MessageSender {
   private async sendContents(
     sender: AuthenticatedDevice,
     recipient: AccountId,
-    request: Omit<SendMessagesRequest, 'messages'> & { messages: readonly OutgoingFields[] },
+    request: SendFields,
     contents: readonly Buffer[],
     base64?: readonly string[],
   ): Promise<{ stored: number }> {
@@ -189,7 +191,7 @@ export class MessageSender {
         deviceId: message.deviceId,
         type: message.type,
         content: contents[index] as Buffer,
-        ...(base64 === undefined ? {} : { base64: base64[index] }),
+        base64: base64?.[index],
         urgent: request.urgent === true,
       }));
       if (online) return this.relayOnlineRows(rows);

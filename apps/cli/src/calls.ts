@@ -182,6 +182,42 @@ export const iceLog = (file: string, warn: (message: string) => void): CallObser
   };
 };
 
+/**
+ * SIGINT and SIGTERM, held from the moment a call is being placed or answered. Until the wait for
+ * the call's end takes over, a signal is kept rather than left to Node's default (which would end
+ * the process with no hang-up sent, while the peer's phone rings on): the peer sees the offer
+ * before `calls.start` resolves on this side, so a Ctrl-C can come in that gap.
+ */
+export class HeldSignals {
+  private handler: (() => void) | undefined;
+  private pending = false;
+  private readonly release: () => void;
+
+  constructor(onSignal: (handler: () => void) => () => void) {
+    this.release = onSignal(() => {
+      if (this.handler) this.handler();
+      else this.pending = true;
+    });
+  }
+
+  /** The shape of `Io.onSignal`; a signal kept while no handler was set is handed over at once. */
+  readonly onSignal = (handler: () => void): (() => void) => {
+    this.handler = handler;
+    if (this.pending) {
+      this.pending = false;
+      handler();
+    }
+    return () => {
+      if (this.handler === handler) this.handler = undefined;
+    };
+  };
+
+  /** Gives the signals back to whoever had them before. */
+  close(): void {
+    this.release();
+  }
+}
+
 export interface CallWaitOptions {
   /** Hang up this long after the call connected. */
   readonly durationMs?: number;

@@ -2,7 +2,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SAMPLE_RATE, toneSource } from '@privcomm/engine-node';
-import { analyseHeard, audioSource, iceLog } from '../src/calls.ts';
+import { analyseHeard, audioSource, HeldSignals, iceLog } from '../src/calls.ts';
 import { CliError, UsageError } from '../src/errors.ts';
 import { removeTempDirs, tempDir } from './support/cli.ts';
 
@@ -93,5 +93,48 @@ describe('iceLog (--ice-log)', () => {
     expect(() => iceLog(file, () => undefined)).toThrow(
       expect.objectContaining({ code: 'ICE_LOG_FAILED', message: expect.stringContaining(file) }),
     );
+  });
+});
+
+describe('HeldSignals (Ctrl-C while a call is placed or answered)', () => {
+  /** A stand-in for process.on('SIGINT'): the handlers registered, and a way to raise one. */
+  const processSignals = () => {
+    const handlers = new Set<() => void>();
+    return {
+      handlers,
+      onSignal: (handler: () => void) => {
+        handlers.add(handler);
+        return () => handlers.delete(handler);
+      },
+      raise: () => handlers.forEach((handler) => handler()),
+    };
+  };
+
+  it('keeps a signal that comes before a handler is set and hands it over once, at once', () => {
+    const io = processSignals();
+    const held = new HeldSignals(io.onSignal);
+    io.raise();
+    const calls: string[] = [];
+    held.onSignal(() => calls.push('hang up'));
+    expect(calls).toEqual(['hang up']);
+    held.onSignal(() => calls.push('second handler'));
+    expect(calls).toEqual(['hang up']);
+  });
+
+  it('passes signals to the current handler only, and gives them back on close', () => {
+    const io = processSignals();
+    const held = new HeldSignals(io.onSignal);
+    const calls: string[] = [];
+    const removeFirst = held.onSignal(() => calls.push('stop waiting'));
+    io.raise();
+    removeFirst();
+    const removeSecond = held.onSignal(() => calls.push('hang up'));
+    removeFirst();
+    io.raise();
+    expect(calls).toEqual(['stop waiting', 'hang up']);
+    removeSecond();
+    expect(io.handlers.size).toBe(1);
+    held.close();
+    expect(io.handlers.size).toBe(0);
   });
 });

@@ -121,7 +121,8 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         if (options.duration <= 0) throw new UsageError('--duration must be more than 0 seconds');
         if (options.ringTimeout < 1)
           throw new UsageError('--ring-timeout must be at least 1 second');
-        const { audioSource, CliCallMedia, iceLog, loadWebRtc, waitForCallEnd } = await loadCalls();
+        const { audioSource, CliCallMedia, HeldSignals, iceLog, loadWebRtc, waitForCallEnd } =
+          await loadCalls();
         const source = audioSource(options);
         const observer =
           options.iceLog === undefined
@@ -139,6 +140,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         let queueEmpty: () => void = () => undefined;
         const backlog = new Promise<void>((resolve) => (queueEmpty = resolve));
         let stopped = false;
+        let signals: InstanceType<typeof HeldSignals> | undefined;
         const unsubscribe = client.subscribe((event) => {
           if (event.type === 'queue-empty') queueEmpty();
           if (event.type === 'disconnected' && !stopped)
@@ -159,6 +161,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
           clearTimeout(wait);
 
           const media = new CliCallMedia(source);
+          signals = new HeldSignals(ctx.io.onSignal);
           let call: CallInfo;
           try {
             call = await client.calls.start(to, {
@@ -175,7 +178,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
           );
           const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
             durationMs: Math.round(options.duration * 1000),
-            onSignal: ctx.io.onSignal,
+            onSignal: signals.onSignal,
             onState: showCallState(labels),
           });
           media.stop();
@@ -184,6 +187,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
           finishCall(summary, media, labels, options, localHangup);
         } finally {
           stopped = true;
+          signals?.close();
           unsubscribe();
         }
       },
@@ -216,7 +220,8 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
     .action(
       async (options: AudioOptions & { timeout: number; iceLog?: string }, command: Command) => {
         ctx.globals(command);
-        const { audioSource, CliCallMedia, iceLog, loadWebRtc, waitForCallEnd } = await loadCalls();
+        const { audioSource, CliCallMedia, HeldSignals, iceLog, loadWebRtc, waitForCallEnd } =
+          await loadCalls();
         const source = audioSource(options);
         const observer =
           options.iceLog === undefined
@@ -242,8 +247,10 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
                 `the connection to the relay was lost (${event.code}); the call may not hear a hang-up`,
             );
         });
+        // Held until the call's wait takes over: a Ctrl-C while the answer is sent hangs up.
+        const signals = new HeldSignals(ctx.io.onSignal);
         let interrupted = false;
-        const removeSignal = ctx.io.onSignal(() => {
+        const stopWaiting = signals.onSignal(() => {
           interrupted = true;
           rang(undefined);
         });
@@ -256,7 +263,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
           timer = setTimeout(() => rang(undefined), options.timeout * 1000);
           const call = await ringing;
           clearTimeout(timer);
-          removeSignal();
+          stopWaiting();
           if (!call)
             throw new CliError(
               interrupted
@@ -274,7 +281,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
             if (!(error instanceof CallError)) throw error;
           }
           const { summary, localHangup } = await waitForCallEnd(client, call.callId, {
-            onSignal: ctx.io.onSignal,
+            onSignal: signals.onSignal,
             onState: showCallState(labels),
           });
           media.stop();
@@ -284,7 +291,7 @@ export const addCallCommands = (program: Command, ctx: RunContext): void => {
         } finally {
           stopped = true;
           clearTimeout(timer);
-          removeSignal();
+          signals.close();
           unsubscribe();
         }
       },

@@ -209,7 +209,7 @@ export const VARIABLES = {
   },
   RATE_LIMIT_LOGIN: {
     default: '100/0.1',
-    doc: 'Login challenges and token requests (one bucket) per client address, never per device: burst/seconds.',
+    doc: 'Login challenges, token requests and logins on the message socket by signature (one bucket) per client address, never per device: burst/seconds.',
   },
   RATE_LIMIT_PREKEY_FETCH: {
     default: '6/600',

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { AccountIdSchema, DeviceIdSchema, RegistrationIdSchema } from './ids.ts';
+import { loginMessage } from './socket-login.ts';
 import { AuthKeySchema, IdentityKeySchema, KemPreKeySchema, SignedPreKeySchema } from './keys.ts';
 
 /** At most this many devices per account, the primary included. */
@@ -104,13 +105,4 @@ export const authChallengeMessage = (
   accountId: string,
   deviceId: number,
   nonce: Uint8Array,
-): Uint8Array => {
-  // Every character here is ASCII (a UUID, digits, the context), so one byte per character.
-  const prefix = Uint8Array.from(`${AUTH_CONTEXT}:${accountId}:${deviceId}:`, (c) =>
-    c.charCodeAt(0),
-  );
-  const message = new Uint8Array(prefix.length + nonce.length);
-  message.set(prefix, 0);
-  message.set(nonce, prefix.length);
-  return message;
-};
+): Uint8Array => loginMessage(AUTH_CONTEXT, accountId, deviceId, nonce);

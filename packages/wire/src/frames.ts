@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { SignatureAuthBodySchema } from './socket-login.ts';
 
 /**
  * WebSocket frames. Each frame is one JSON text message. Either side may send requests; each
@@ -18,8 +19,11 @@ export const FrameIdSchema = Type.Integer({ minimum: 0, maximum: 0xffffffff });
 export const CLIENT_VERBS = ['auth', 'ping', 'message.send'] as const;
 export type ClientVerb = (typeof CLIENT_VERBS)[number];
 
-/** Verbs the relay sends. Answer `envelope` with 2xx only once its content is stored durably. */
-export const SERVER_VERBS = ['envelope', 'queue.empty'] as const;
+/**
+ * Verbs the relay sends. Answer `envelope` with 2xx only once its content is stored durably;
+ * `auth.challenge` (on a socket opened for a login by signature) is answered by `auth`.
+ */
+export const SERVER_VERBS = ['auth.challenge', 'envelope', 'queue.empty'] as const;
 export type ServerVerb = (typeof SERVER_VERBS)[number];
 
 export const RequestFrameSchema = Type.Object(
@@ -47,10 +51,13 @@ export type ResponseFrame = Static<typeof ResponseFrameSchema>;
 export const FrameSchema = Type.Union([RequestFrameSchema, ResponseFrameSchema]);
 export type Frame = Static<typeof FrameSchema>;
 
-export const AuthBodySchema = Type.Object(
+export const TokenAuthBodySchema = Type.Object(
   { token: Type.String({ minLength: 1, maxLength: 4096 }) },
   { additionalProperties: false },
 );
+
+/** `auth`: a device token, or on a socket opened for it a signature (socket-login.ts). */
+export const AuthBodySchema = Type.Union([TokenAuthBodySchema, SignatureAuthBodySchema]);
 export type AuthBody = Static<typeof AuthBodySchema>;
 
 /**

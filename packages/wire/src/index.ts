@@ -9,3 +9,4 @@ export * from './provisioning.ts';
 export * from './turn.ts';
 export * from './discovery.ts';
 export * from './binary-frames.ts';
+export * from './socket-login.ts';

@@ -29,6 +29,8 @@ import {
   TokenRequestSchema,
   UploadKeysRequestSchema,
   authChallengeMessage,
+  socketAuthMessage,
+  SOCKET_AUTH_CONTEXT,
   base64Length,
   deviceAddress,
   exactBase64Pattern,
@@ -323,6 +325,20 @@ describe('authChallengeMessage', () => {
   });
 });
 
+describe('socketAuthMessage', () => {
+  it('is the login message under its own context, never the HTTP challenge’s bytes', () => {
+    const nonce = Uint8Array.from({ length: 32 }, (_, i) => i);
+    const message = socketAuthMessage(UUID, 7, nonce);
+    const prefix = `privcomm-socket-auth-v1:${UUID}:7:`;
+    expect(SOCKET_AUTH_CONTEXT).toBe('privcomm-socket-auth-v1');
+    expect(Buffer.from(message.subarray(0, prefix.length)).toString('latin1')).toBe(prefix);
+    expect([...message.subarray(prefix.length)]).toEqual([...nonce]);
+    expect(Buffer.from(message).equals(Buffer.from(authChallengeMessage(UUID, 7, nonce)))).toBe(
+      false,
+    );
+  });
+});
+
 describe('frames', () => {
   it('accepts requests and responses with 32-bit ids and nothing else', () => {
     expect(frame.Check({ type: 'request', id: 0, verb: 'ping' })).toBe(true);
@@ -362,13 +378,19 @@ describe('frames', () => {
 
   it('checks the auth body', () => {
     const auth = Compile(AuthBodySchema);
+    const signed = { accountId: UUID, deviceId: 2, signature: 'A'.repeat(86) + '==' };
     expect(auth.Check({ token: 'a' })).toBe(true);
+    expect(auth.Check(signed)).toBe(true);
     for (const bad of [
       { token: '' },
       { token: 'a'.repeat(4097) },
       { token: 1 },
       {},
       { token: 'a', x: 1 },
+      { ...signed, token: 'a' },
+      { ...signed, signature: 'A'.repeat(87) },
+      { ...signed, deviceId: 0 },
+      { accountId: UUID, deviceId: 2 },
     ]) {
       expect(auth.Check(bad), JSON.stringify(bad)).toBe(false);
     }

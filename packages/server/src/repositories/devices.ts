@@ -79,17 +79,25 @@ export const createDevicesRepository = (db: Db) => ({
    * removed device's unexpired tokens must stop working at once). One round trip for many
    * (the relay calls it through a GroupRead: app.ts). `nextval` is in the select list of a
    * subquery kept apart (OFFSET 0), so that it is called once per existing device, after the
-   * existence check.
+   * existence check. Each device is recorded as seen today in the same statement (a login on the
+   * socket by signature has no other write; the update writes only once a day per device).
    */
   async announceConnections(keys: readonly DeviceKey[]): Promise<(number | undefined)[]> {
     const result = await db.$client.query<{ n: string; seq: string }>({
       name: 'announce-connections',
-      text: `SELECT n, seq,
+      text: `WITH input AS (
+         SELECT * FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS r(a, d, n)
+       ), seen AS (
+         UPDATE devices SET last_seen_on = current_date FROM input
+         WHERE devices.account_id = input.a::uuid AND devices.device_id = input.d
+           AND devices.last_seen_on < current_date
+       )
+       SELECT n, seq,
          pg_notify($1, json_build_object('t', 'connected', 'a', a, 'd', d, 's', seq)::text)
-       FROM (SELECT r.n, r.a, r.d, nextval('connection_seq') AS seq
-             FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS r(a, d, n)
+       FROM (SELECT input.n, input.a, input.d, nextval('connection_seq') AS seq
+             FROM input
              WHERE EXISTS (SELECT 1 FROM devices
-                           WHERE account_id = r.a::uuid AND device_id = r.d)
+                           WHERE account_id = input.a::uuid AND device_id = input.d)
              OFFSET 0) AS connected`,
       values: [
         EVENTS_CHANNEL,

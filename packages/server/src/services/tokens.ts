@@ -11,6 +11,7 @@ import {
   authChallengeMessage,
   isAccountId,
   isDeviceId,
+  socketAuthMessage,
   type AccountId,
   type DeviceId,
 } from '@privcomm/wire';
@@ -137,11 +138,10 @@ export class DeviceTokens {
   }
 }
 
-/** Checks a device's Ed25519 signature over the challenge for (account, device, nonce). */
-export const verifyChallengeSignature = (
+/** Checks a device's Ed25519 signature over `message` with its raw 32-byte authentication key. */
+const verifyLoginSignature = (
   authKey: Uint8Array,
-  device: AuthenticatedDevice,
-  nonce: Uint8Array,
+  message: Uint8Array,
   signature: Uint8Array,
 ): boolean => {
   try {
@@ -149,13 +149,34 @@ export const verifyChallengeSignature = (
       key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(authKey).toString('base64url') },
       format: 'jwk',
     });
-    return verify(
-      null,
-      authChallengeMessage(device.accountId, device.deviceId, nonce),
-      key,
-      signature,
-    );
+    return verify(null, message, key, signature);
   } catch {
     return false;
   }
 };
+
+/** Checks a device's Ed25519 signature over the HTTP challenge for (account, device, nonce). */
+export const verifyChallengeSignature = (
+  authKey: Uint8Array,
+  device: AuthenticatedDevice,
+  nonce: Uint8Array,
+  signature: Uint8Array,
+): boolean =>
+  verifyLoginSignature(
+    authKey,
+    authChallengeMessage(device.accountId, device.deviceId, nonce),
+    signature,
+  );
+
+/** Checks a device's signature over its message socket's `auth.challenge` nonce. */
+export const verifySocketSignature = (
+  authKey: Uint8Array,
+  device: AuthenticatedDevice,
+  nonce: Uint8Array,
+  signature: Uint8Array,
+): boolean =>
+  verifyLoginSignature(
+    authKey,
+    socketAuthMessage(device.accountId, device.deviceId, nonce),
+    signature,
+  );

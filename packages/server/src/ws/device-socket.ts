@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { Compile } from 'typebox/compile';
@@ -14,6 +15,7 @@ import {
   type Envelope,
   type Frame,
   type SendMessagesResponse,
+  type SignatureAuthBody,
   type SocketSendRequest,
 } from '@privcomm/wire';
 import type { RelayConfig } from '../config.ts';
@@ -73,12 +75,11 @@ export interface DeviceSocketDeps {
   /** Deletes acknowledged envelopes in groups, and again later if the database was away. */
   readonly acks: Pick<AcknowledgementDeletes, 'delete'>;
   /**
-   * Verifies a token and that its device still exists, and orders and announces the socket:
-   * UNAUTHENTICATED, and no announcement, for a token or device that does not pass.
+   * Verifies a token, or a signature over this socket's challenge, and that the device still
+   * exists; then orders and announces the socket. UNAUTHENTICATED, and no announcement, for
+   * credentials or a device that do not pass. A login by signature also gets a device token.
    */
-  readonly authenticate: (
-    token: string,
-  ) => Promise<{ device: AuthenticatedDevice; connectionSeq: number }>;
+  readonly authenticate: (credentials: SocketCredentials) => Promise<SocketLogin>;
   /** The message sender: `message.send` is PUT /v1/messages over the authenticated socket. */
   readonly send: (
     sender: AuthenticatedDevice,
@@ -92,7 +93,23 @@ export interface DeviceSocketDeps {
   ) => Promise<SendMessagesResponse>;
   /** The client opened the socket with BINARY_FRAMES_QUERY. */
   readonly binaryFrames: boolean;
+  /** The client opened the socket with SOCKET_LOGIN_QUERY: challenge it at once. */
+  readonly signatureLogin: boolean;
 }
+
+/** What `auth` proves: a token, or a signature over the nonce this socket sent. */
+export type SocketCredentials =
+  { readonly token: string } | (SignatureAuthBody & { readonly nonce: Buffer });
+
+export interface SocketLogin {
+  readonly device: AuthenticatedDevice;
+  readonly connectionSeq: number;
+  /** For a login by signature: the device token the answer carries, for HTTP requests. */
+  readonly token?: { readonly token: string; readonly expiresAt: Date };
+}
+
+/** Bytes of the nonce in `auth.challenge`. */
+export const SOCKET_NONCE_BYTES = 32;
 
 type State =
   | { name: 'unauthenticated' }
@@ -139,6 +156,11 @@ export class DeviceSocket implements DeviceSession {
   private queueEmptySent = false;
   private sendsInFlight = 0;
   private readonly authTimer: NodeJS.Timeout;
+  /**
+   * The nonce of this socket's `auth.challenge`, for one `auth` only: it exists nowhere else, so
+   * a signature over it is good for this socket and nothing more.
+   */
+  private loginNonce: Buffer | undefined;
 
   constructor(
     private readonly socket: WebSocket,
@@ -154,6 +176,10 @@ export class DeviceSocket implements DeviceSession {
     socket.on('close', () => this.onClosed());
     socket.on('error', () => this.close(CLOSE_CODES.PROTOCOL_VIOLATION, 'socket error'));
     deps.metrics.wsConnections.inc();
+    if (deps.signatureLogin) {
+      this.loginNonce = randomBytes(SOCKET_NONCE_BYTES);
+      this.channel.request('auth.challenge', { nonce: this.loginNonce.toString('base64') });
+    }
   }
 
   get isClosed(): boolean {
@@ -239,9 +265,15 @@ export class DeviceSocket implements DeviceSession {
 
   private async onAuth(id: number, body: unknown): Promise<void> {
     this.state = { name: 'authenticating' };
+    const nonce = this.loginNonce;
+    this.loginNonce = undefined;
     try {
       if (!authValidator.Check(body)) throw new RelayError('UNAUTHENTICATED');
-      const { device, connectionSeq } = await this.deps.authenticate(body.token);
+      let credentials: SocketCredentials;
+      if ('token' in body) credentials = body;
+      else if (nonce) credentials = { ...body, nonce };
+      else throw new RelayError('UNAUTHENTICATED'); // no challenge was asked for
+      const { device, connectionSeq, token } = await this.deps.authenticate(credentials);
       if (this.state.name !== 'authenticating') return; // closed meanwhile
       clearTimeout(this.authTimer);
       this.state = { name: 'open', device, connectionSeq };
@@ -249,6 +281,7 @@ export class DeviceSocket implements DeviceSession {
       this.channel.respond(id, 200, {
         accountId: device.accountId,
         deviceId: device.deviceId,
+        ...(token ? { token: token.token, expiresAt: token.expiresAt.toISOString() } : {}),
         // Only to a client that asked: one that did not may check the answer's fields strictly.
         ...(this.channel.binary ? { frames: BINARY_FRAMES } : {}),
       });
@@ -256,6 +289,8 @@ export class DeviceSocket implements DeviceSession {
     } catch (error) {
       if (error instanceof RelayError && error.status === 401) {
         this.close(CLOSE_CODES.UNAUTHENTICATED, 'authentication failed');
+      } else if (error instanceof RelayError && error.status === 429) {
+        this.close(CLOSE_CODES.SLOW_CONSUMER, 'too many logins from this address');
       } else {
         this.deps.log.warn({ err: safeError(error) }, 'socket authentication failed');
         this.close(1011, 'relay unavailable');

@@ -11,6 +11,8 @@ import WebSocket from 'ws';
 import {
   authChallengeMessage,
   BINARY_FRAMES_QUERY,
+  SOCKET_LOGIN_QUERY,
+  socketAuthMessage,
   joinBinaryFrame,
   splitBinaryFrame,
   type CreateAccountRequest,
@@ -207,6 +209,16 @@ export class TestDevice {
     return b64(sign(null, message, this.authPrivate));
   }
 
+  /** The body of `auth` by signature over a socket's challenge nonce (base64). */
+  socketLogin(
+    nonce: string,
+    accountId = this.accountId,
+    deviceId = this.deviceId,
+  ): { accountId: string; deviceId: number; signature: string } {
+    const message = socketAuthMessage(accountId, deviceId, Buffer.from(nonce, 'base64'));
+    return { accountId, deviceId, signature: b64(sign(null, message, this.authPrivate)) };
+  }
+
   async challenge(): Promise<string> {
     const result = await this.post('/v1/auth/challenge', {
       accountId: this.accountId,
@@ -316,13 +328,17 @@ export class TestSocket {
     };
   }
 
-  /** @param binary open the socket with BINARY_FRAMES_QUERY */
+  /**
+   * @param binary open the socket with BINARY_FRAMES_QUERY
+   * @param login open it with SOCKET_LOGIN_QUERY (the relay's first frame is `auth.challenge`)
+   */
   static open(
     wsUrl: string,
     ackStatus: number | null = 200,
-    { binary = false } = {},
+    { binary = false, login = false } = {},
   ): Promise<TestSocket> {
-    const ws = new WebSocket(binary ? `${wsUrl}?${BINARY_FRAMES_QUERY}` : wsUrl);
+    const query = [binary && BINARY_FRAMES_QUERY, login && SOCKET_LOGIN_QUERY].filter(Boolean);
+    const ws = new WebSocket(query.length > 0 ? `${wsUrl}?${query.join('&')}` : wsUrl);
     const socket = new TestSocket(ws, ackStatus);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(socket));
@@ -339,6 +355,30 @@ export class TestSocket {
   ): Promise<TestSocket> {
     const socket = await TestSocket.open(wsUrl, ackStatus, options);
     const response = await socket.request('auth', { token: device.token });
+    if (response.status !== 200) throw new Error(`auth: ${response.status}`);
+    socket.authAnswer = response.body;
+    return socket;
+  }
+
+  /** The nonce of the relay's `auth.challenge`, once it came (a socket opened with `login`). */
+  async challenge(): Promise<string> {
+    await this.until(
+      () => this.requests.some((r) => r.verb === 'auth.challenge'),
+      5_000,
+      'auth.challenge',
+    );
+    return (this.requests.find((r) => r.verb === 'auth.challenge')?.body as any).nonce;
+  }
+
+  /** Opens a socket that logs in by signature as `device`; the answer carries a token. */
+  static async login(
+    wsUrl: string,
+    device: TestDevice,
+    ackStatus: number | null = 200,
+    options: { binary?: boolean } = {},
+  ): Promise<TestSocket> {
+    const socket = await TestSocket.open(wsUrl, ackStatus, { ...options, login: true });
+    const response = await socket.request('auth', device.socketLogin(await socket.challenge()));
     if (response.status !== 200) throw new Error(`auth: ${response.status}`);
     socket.authAnswer = response.body;
     return socket;

@@ -7,7 +7,7 @@ import {
 } from '@privcomm/wire';
 import { toBase64 } from './bytes.ts';
 import { CallManager, type CallOptions } from './calls/call-manager.ts';
-import { RelayConnection } from './connection.ts';
+import { NO_SOCKET_LOGIN, RelayConnection, type ConnectionHandlers } from './connection.ts';
 import { formatContactLink, parseContactLink, relayKey } from './contact-link.ts';
 import {
   decodeContent,
@@ -1044,26 +1044,28 @@ export class PrivcommClient {
   private async openConnection(onLost?: (code: number, reason: string) => void): Promise<void> {
     if (this.connection) return;
     this.self();
-    const token = await this.api.currentToken();
-    const connection = await RelayConnection.open(
-      this.deps.transport,
-      token,
-      {
-        onEnvelope: (envelope) => this.receiver.receive(envelope),
-        onQueueEmpty: () => this.emit({ type: 'queue-empty' }),
-        onIdle: () => {
-          if (this.sendReceiptsWhenIdle) void this.sendOwedReceipts();
-        },
-        onClose: (code, reason) => {
-          this.connection = undefined;
-          this.api.useSocket(undefined);
-          this.syncCopies.stop();
-          this.emit({ type: 'disconnected', code, reason });
-          onLost?.(code, reason);
-        },
+    const handlers: ConnectionHandlers = {
+      onEnvelope: (envelope) => this.receiver.receive(envelope),
+      onQueueEmpty: () => this.emit({ type: 'queue-empty' }),
+      onIdle: () => {
+        if (this.sendReceiptsWhenIdle) void this.sendOwedReceipts();
       },
-      this.logger,
-    );
+      onClose: (code, reason) => {
+        this.connection = undefined;
+        this.api.useSocket(undefined);
+        this.syncCopies.stop();
+        this.emit({ type: 'disconnected', code, reason });
+        onLost?.(code, reason);
+      },
+    };
+    const open = async () =>
+      RelayConnection.open(this.deps.transport, await this.api.socketAuth(), handlers, this.logger);
+    const connection = await open().catch(async (error: unknown) => {
+      // A relay without the login on the socket: over HTTP from now on (relay-api.ts).
+      if (!(error instanceof ClientError && error.relayCode === NO_SOCKET_LOGIN)) throw error;
+      this.api.noSocketLogin();
+      return open();
+    });
     // A socket that closed between its authentication and here was already let go (onClose).
     if (connection.isClosed) return;
     this.connection = connection;

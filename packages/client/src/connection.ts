@@ -1,11 +1,18 @@
+import { Value } from 'typebox/value';
 import {
+  AuthChallengeBodySchema,
   BINARY_FRAMES,
   BINARY_FRAMES_QUERY,
   CLOSE_CODES,
   joinBinaryFrame,
+  SignatureAuthAnswerSchema,
+  SOCKET_LOGIN_QUERY,
   type Envelope,
+  type SignatureAuthAnswer,
+  type SignatureAuthBody,
   type SocketSendRequest,
 } from '@privcomm/wire';
+import { fromBase64 } from './bytes.ts';
 import { ClientError } from './errors.ts';
 import { parseBinaryFrame, parseEnvelope, parseFrame } from './incoming.ts';
 import { noopLogger, type ClientLogger } from './logger.ts';
@@ -31,6 +38,21 @@ export interface ConnectionHandlers {
 }
 
 /**
+ * How a socket authenticates: with a device token, or by logging in on the socket itself
+ * (docs/protocol.md, "Login on the socket"): the relay's first frame is a challenge, `sign`
+ * answers it, and the token in the relay's answer goes to `onToken` for the HTTP requests.
+ */
+export type SocketAuth =
+  | { readonly token: string }
+  | {
+      readonly sign: (nonce: Uint8Array) => Promise<SignatureAuthBody>;
+      readonly onToken: (answer: SignatureAuthAnswer) => void;
+    };
+
+/** The relay closed a socket opened for a login by signature without challenging it: it has none. */
+export const NO_SOCKET_LOGIN = 'NO_SOCKET_LOGIN';
+
+/**
  * One authenticated message socket. Envelopes are handled one at a time, in the order the relay
  * sent them, and each is answered only after its handler finished (stored durably): the relay
  * deletes an envelope only on that answer. Every frame is checked against the wire schemas: a
@@ -47,6 +69,11 @@ export class RelayConnection {
   private closed = false;
   /** Set once the relay said it takes binary frames: sends then go as binary frames too. */
   private binarySends = false;
+  /**
+   * Before a login by signature: takes the relay's first `auth.challenge` (its nonce, or
+   * undefined if it was malformed: the relay then times the socket out).
+   */
+  private onChallenge: ((nonce: Uint8Array | undefined) => void) | undefined;
 
   private constructor(
     private readonly socket: SocketLike,
@@ -58,13 +85,16 @@ export class RelayConnection {
 
   static open(
     transport: Transport,
-    token: string,
+    auth: SocketAuth,
     handlers: ConnectionHandlers,
     logger: ClientLogger = noopLogger,
   ): Promise<RelayConnection> {
     const codec = transport.binaryFrames;
+    const query = [codec && BINARY_FRAMES_QUERY, 'sign' in auth && SOCKET_LOGIN_QUERY].filter(
+      Boolean,
+    );
     const base = `${transport.relayUrl.replace(/^http/, 'ws')}/v1/websocket`;
-    const url = codec ? `${base}?${BINARY_FRAMES_QUERY}` : base;
+    const url = query.length > 0 ? `${base}?${query.join('&')}` : base;
     return new Promise((resolve, reject) => {
       let socket: SocketLike;
       try {
@@ -78,6 +108,17 @@ export class RelayConnection {
       }
       const connection = new RelayConnection(socket, handlers, logger, codec);
       let settled = false;
+      let challenged = false;
+      const challenge = new Promise<Uint8Array>((resolveNonce) => {
+        connection.onChallenge = (nonce) => {
+          challenged = true;
+          if (nonce) resolveNonce(nonce);
+        };
+      });
+      const authenticate = async (): Promise<HttpResponse | undefined> => {
+        if ('token' in auth) return connection.exchange('auth', { token: auth.token });
+        return connection.exchange('auth', await auth.sign(await challenge));
+      };
       socket.onerror = () => {
         if (!settled) {
           settled = true;
@@ -85,9 +126,23 @@ export class RelayConnection {
         }
       };
       socket.onclose = (event) => {
-        connection.onClosed(event.code, event.reason);
+        // An older relay ignores the query and waits for a token until its auth timeout: the
+        // caller logs in over HTTP and opens another socket; this one was never a connection.
+        const noSocketLogin =
+          !settled && 'sign' in auth && !challenged && event.code === CLOSE_CODES.TIMEOUT;
+        connection.onClosed(event.code, event.reason, !noSocketLogin);
         if (!settled) {
           settled = true;
+          if (noSocketLogin) {
+            reject(
+              new ClientError(
+                'RELAY_UNREACHABLE',
+                'the relay has no login on the socket; log in over HTTP',
+                NO_SOCKET_LOGIN,
+              ),
+            );
+            return;
+          }
           const refused = event.code === CLOSE_CODES.UNAUTHENTICATED;
           reject(
             new ClientError(
@@ -100,12 +155,20 @@ export class RelayConnection {
       };
       socket.onmessage = (event) => connection.onMessage(event.data);
       socket.onopen = () => {
-        connection
-          .exchange('auth', { token })
+        authenticate()
           .then((answer) => {
             if (settled) return;
-            settled = true;
             const status = answer?.status ?? 0;
+            if (status === 200 && 'sign' in auth) {
+              if (!Value.Check(SignatureAuthAnswerSchema, answer?.body)) {
+                throw new ClientError(
+                  'NOT_A_RELAY',
+                  `the server at ${transport.relayUrl} answered in an unexpected format`,
+                );
+              }
+              auth.onToken(answer.body);
+            }
+            settled = true;
             if (status === 200) {
               // A relay without binary frames answers without `frames`: JSON frames, then.
               connection.binarySends =
@@ -123,7 +186,13 @@ export class RelayConnection {
               );
             }
           })
-          .catch(() => undefined);
+          .catch((error: unknown) => {
+            // The signer failed (a locked key store...), or the answer was not a relay's.
+            if (settled) return;
+            settled = true;
+            connection.close();
+            reject(error);
+          });
       };
     });
   }
@@ -234,6 +303,15 @@ export class RelayConnection {
       return;
     }
     const { id, verb, body } = incoming.frame;
+    if (verb === 'auth.challenge') {
+      // Not answered: the answer is `auth` (a response before it would close the socket).
+      const take = this.onChallenge;
+      this.onChallenge = undefined;
+      const valid = Value.Check(AuthChallengeBodySchema, body);
+      if (!take || !valid) this.logger.log('warn', 'frame ignored', 'unexpected auth.challenge');
+      take?.(valid ? fromBase64(body.nonce) : undefined);
+      return;
+    }
     if (verb === 'queue.empty') {
       // Queued behind the envelopes before it, so "empty" means "all of those are handled".
       this.enqueue(async () => {
@@ -263,13 +341,13 @@ export class RelayConnection {
     this.respond(id, 404);
   }
 
-  private onClosed(code: number, reason: string): void {
+  private onClosed(code: number, reason: string, tellHandlers = true): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pingTimer);
     for (const resolve of this.pending.values()) resolve(undefined);
     this.pending.clear();
-    this.handlers.onClose(code, reason);
+    if (tellHandlers) this.handlers.onClose(code, reason);
   }
 
   /** Waits for the envelopes already received to be handled and answered. */

@@ -14,6 +14,7 @@ import {
   PreKeyBundleResponseSchema,
   SEALED_SENDER_V2,
   SendMessagesResponseSchema,
+  socketAuthMessage,
   TokenResponseSchema,
   TurnCredentialsSchema,
   type AccountId,
@@ -35,6 +36,7 @@ import {
   type UploadKeysRequest,
 } from '@privcomm/wire';
 import { fromBase64, toBase64 } from './bytes.ts';
+import type { SocketAuth } from './connection.ts';
 import type { Address, MultiRecipientMessage, PublicPreKey, PublicSignedPreKey } from './engine.ts';
 import { ClientError } from './errors.ts';
 import { httpRequest, relayErrorCode, type HttpResponse, type Transport } from './transport.ts';
@@ -183,6 +185,8 @@ const MAX_SOCKET_SENDS_IN_FLIGHT = 32;
  */
 export class RelayApi {
   private token: { value: string; expiresAt: number } | undefined;
+  /** Until a relay shows it has none, the socket logs in by signature when no token is fresh. */
+  private socketLogin = true;
   private socket: SocketSender | undefined;
   private socketSendsInFlight = 0;
   private readonly socketBudget = { tokens: SOCKET_SENDS_PER_SECOND, atMs: 0 };
@@ -199,10 +203,45 @@ export class RelayApi {
     this.token = undefined;
   }
 
+  /**
+   * How the message socket authenticates: with the current token while it is fresh; otherwise by
+   * logging in on the socket itself, whose answer brings the next token, unless the relay was
+   * found to have no such login (`noSocketLogin`).
+   */
+  async socketAuth(): Promise<SocketAuth> {
+    const device = this.device;
+    if (this.freshToken() !== undefined || !this.socketLogin || !device)
+      return { token: await this.currentToken() };
+    const { accountId, deviceId } = device;
+    return {
+      sign: async (nonce) => ({
+        accountId,
+        deviceId,
+        signature: toBase64(await this.signer.sign(socketAuthMessage(accountId, deviceId, nonce))),
+      }),
+      onToken: (answer) => {
+        const expiresAt = Date.parse(answer.expiresAt);
+        const same = answer.accountId === accountId && answer.deviceId === deviceId;
+        if (same && this.device === device && Number.isFinite(expiresAt))
+          this.token = { value: answer.token, expiresAt };
+      },
+    };
+  }
+
+  /** The relay closed a socket opened for a login by signature unchallenged: it has none. */
+  noSocketLogin(): void {
+    this.socketLogin = false;
+  }
+
+  private freshToken(): string | undefined {
+    const token = this.token;
+    return token && token.expiresAt - REFRESH_MARGIN_MS > this.now() ? token.value : undefined;
+  }
+
   /** A valid token, authenticating again when the current one is about to expire. */
   async currentToken(): Promise<string> {
-    if (this.token && this.token.expiresAt - REFRESH_MARGIN_MS > this.now())
-      return this.token.value;
+    const fresh = this.freshToken();
+    if (fresh !== undefined) return fresh;
     const device = this.device;
     if (!device) throw new ClientError('NOT_REGISTERED', 'this profile has no account yet');
     const challenge = await this.expect<ChallengeResponse>(

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TEXT_BYTES } from '@privcomm/wire';
+import { CLOSE_CODES, MAX_TEXT_BYTES } from '@privcomm/wire';
 import { PrivcommClient, safetyNumberCode, type ClientDeps } from '../src/client.ts';
 import { textBytes } from '../src/content.ts';
 import { receiveChange } from '../src/groups/group-log.ts';
 import { createGroup } from '../src/groups/group-state.ts';
 import { MemoryStore } from '../src/store.ts';
-import { FakeEngine } from './support/fakes.ts';
+import { FakeEngine, FakeSocket, settle } from './support/fakes.ts';
 import { accountIdOf, deviceIdOf } from '../src/testing/ids.ts';
 
 const ALICE = accountIdOf('2b4f0f2c-3f6e-4c55-9c0e-6a0d2f1f9a11');
@@ -320,5 +320,119 @@ describe('wipe', () => {
     expect(await store.outbox()).toEqual([]);
     expect(await store.conversationIds()).toEqual([]);
     expect(client.profile).toBeUndefined();
+  });
+});
+
+describe('login on the socket', () => {
+  /**
+   * A client of a scripted relay: each socket it opens is handed to `onSocket`; its HTTP requests
+   * are recorded (with their token) and answered by `answer` (JSON), 503 otherwise.
+   */
+  const scriptedClient = async (
+    onSocket: (socket: FakeSocket, url: string) => void,
+    answer: (method: string, path: string) => unknown,
+  ) => {
+    const store = new MemoryStore();
+    await store.saveProfile({
+      relayUrl: 'http://relay.test',
+      accountId: ALICE,
+      deviceId: deviceIdOf(1),
+      keysRotatedAt: Date.now(),
+    });
+    const requests: string[] = [];
+    const deps: ClientDeps = {
+      ...offlineDeps(store, []),
+      transport: {
+        relayUrl: 'http://relay.test',
+        fetch: async (url, init) => {
+          const path = new URL(url).pathname;
+          const authorization = new Headers(init.headers).get('authorization');
+          requests.push(`${init.method} ${path}${authorization ? ` (${authorization})` : ''}`);
+          const body = answer(init.method ?? 'GET', path);
+          return new Response(JSON.stringify(body ?? {}), {
+            status: body === undefined ? 503 : 200,
+            headers: { 'content-type': 'application/json' },
+          });
+        },
+        openSocket: (url) => {
+          const socket = new FakeSocket();
+          setImmediate(() => {
+            socket.onopen?.({});
+            onSocket(socket, url);
+          });
+          return socket;
+        },
+      },
+    };
+    return { client: await PrivcommClient.open(deps), requests };
+  };
+  const keyCounts = { preKeys: 100, kyberPreKeys: 100 };
+  const expiresAt = () => new Date(Date.now() + 300_000).toISOString();
+
+  it('logs in by signature on the socket, with no HTTP login, and uses the token it answers for HTTP', async () => {
+    const urls: string[] = [];
+    const { client, requests } = await scriptedClient(
+      (socket, url) => {
+        urls.push(url);
+        socket.request(1, 'auth.challenge', { nonce: 'A'.repeat(43) + '=' });
+        void settle().then(() => {
+          const auth = socket.sent[0] as { id: number; body: Record<string, unknown> };
+          expect(auth.body).toEqual({
+            accountId: ALICE,
+            deviceId: 1,
+            signature: expect.any(String),
+          });
+          socket.receive(
+            JSON.stringify({
+              type: 'response',
+              id: auth.id,
+              status: 200,
+              body: { accountId: ALICE, deviceId: 1, token: 'from-socket', expiresAt: expiresAt() },
+            }),
+          );
+        });
+      },
+      (method, path) => (method === 'GET' && path === '/v1/keys/count' ? keyCounts : undefined),
+    );
+    await client.connect();
+    expect(urls).toEqual(['ws://relay.test/v1/websocket?login=signature']);
+    expect(requests).toEqual(['GET /v1/keys/count (Bearer from-socket)']);
+  });
+
+  it('falls back to the HTTP login when the relay closes the socket unchallenged (a relay without it), once', async () => {
+    const urls: string[] = [];
+    const auths: unknown[] = [];
+    const { client, requests } = await scriptedClient(
+      (socket, url) => {
+        urls.push(url);
+        if (url.includes('login=signature')) {
+          socket.drop(CLOSE_CODES.TIMEOUT, 'authentication timeout');
+          return;
+        }
+        const auth = socket.sent[0] as { id: number; body: unknown };
+        auths.push(auth.body);
+        socket.receive(JSON.stringify({ type: 'response', id: auth.id, status: 200, body: {} }));
+      },
+      (method, path) => {
+        if (path === '/v1/auth/challenge')
+          return { nonce: 'A'.repeat(43) + '=', expiresAt: expiresAt() };
+        if (path === '/v1/auth/token') return { token: 'from-http', expiresAt: expiresAt() };
+        return method === 'GET' && path === '/v1/keys/count' ? keyCounts : undefined;
+      },
+    );
+    const events: string[] = [];
+    client.subscribe((event) => events.push(event.type));
+    await client.connect();
+    expect(urls).toEqual([
+      'ws://relay.test/v1/websocket?login=signature',
+      'ws://relay.test/v1/websocket',
+    ]);
+    expect(auths).toEqual([{ token: 'from-http' }]);
+    expect(requests).toEqual([
+      'POST /v1/auth/challenge',
+      'POST /v1/auth/token',
+      'GET /v1/keys/count (Bearer from-http)',
+    ]);
+    expect(events).not.toContain('disconnected');
   });
 });

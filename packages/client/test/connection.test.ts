@@ -40,7 +40,7 @@ const open = async (
   let idle = 0;
   const opening = RelayConnection.open(
     transport,
-    'token',
+    { token: 'token' },
     {
       onEnvelope: async (e) => {
         seen.push(e.id);
@@ -270,5 +270,131 @@ describe('binary frames', () => {
     await settle();
     expect(seen).toEqual([]);
     expect(logger.reasons()).toEqual(['frame is not text']);
+  });
+});
+
+describe('login on the socket (by signature)', () => {
+  const ACCOUNT = id(7);
+  const nonce = new Uint8Array(32).fill(9);
+
+  /** Opens a connection that logs in by signature; the signer records the nonces it signed. */
+  const openSigning = (sign?: (nonce: Uint8Array) => Promise<string>) => {
+    const socket = new FakeSocket();
+    const urls: string[] = [];
+    const signed: Uint8Array[] = [];
+    const tokens: unknown[] = [];
+    const closes: number[] = [];
+    const transport: Transport = {
+      relayUrl: 'http://relay.test',
+      fetch: () => Promise.reject(new Error('no HTTP here')),
+      openSocket: (url) => {
+        urls.push(url);
+        return socket;
+      },
+      binaryFrames: { encode: toBase64, decode: fromBase64 },
+    };
+    const opening = RelayConnection.open(
+      transport,
+      {
+        sign: async (challenge) => {
+          signed.push(challenge);
+          return {
+            accountId: ACCOUNT,
+            deviceId: 2,
+            signature: await (sign ?? (async () => 'S'.repeat(88)))(challenge),
+          };
+        },
+        onToken: (answer) => tokens.push(answer),
+      },
+      {
+        onEnvelope: async () => 200,
+        onQueueEmpty: () => undefined,
+        onClose: (code) => closes.push(code),
+      },
+      new CapturingLogger(),
+    );
+    socket.onopen?.({});
+    return { opening, socket, urls, signed, tokens, closes };
+  };
+
+  it('asks for it, waits for the challenge, signs its nonce, and hands on the token it answers', async () => {
+    const { opening, socket, urls, signed, tokens } = openSigning();
+    expect(urls).toEqual(['ws://relay.test/v1/websocket?frames=binary&login=signature']);
+    await settle();
+    expect(socket.sent).toEqual([]); // nothing before the challenge
+    socket.request(1, 'auth.challenge', { nonce: toBase64(nonce) });
+    await settle();
+    expect(signed).toEqual([nonce]);
+    expect(socket.sent).toEqual([
+      {
+        type: 'request',
+        id: 1,
+        verb: 'auth',
+        body: { accountId: ACCOUNT, deviceId: 2, signature: 'S'.repeat(88) },
+      },
+    ]);
+    const answer = {
+      accountId: ACCOUNT,
+      deviceId: 2,
+      token: 'fresh-token',
+      expiresAt: '2026-12-07T01:05:00.000Z',
+      frames: 'binary',
+    };
+    socket.receive(JSON.stringify({ type: 'response', id: 1, status: 200, body: answer }));
+    const connection = await opening;
+    expect(tokens).toEqual([answer]);
+    // The challenge is not answered (the answer is auth); a second one is ignored.
+    socket.request(2, 'auth.challenge', { nonce: toBase64(nonce) });
+    await settle();
+    expect(signed).toHaveLength(1);
+    expect(socket.responses()).toEqual([]);
+    expect(connection.isClosed).toBe(false);
+  });
+
+  it('takes no answer without a token as a relay’s, and ignores a malformed challenge', async () => {
+    const { opening, socket, signed, tokens } = openSigning();
+    socket.request(1, 'auth.challenge', { nonce: 'short' });
+    await settle();
+    expect(signed).toEqual([]);
+    expect(socket.sent).toEqual([]);
+    socket.drop(CLOSE_CODES.TIMEOUT, 'authentication timeout');
+    // Challenged (if badly): a relay that has the login and timed out, not one without it.
+    await expect(opening).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
+    await expect(opening).rejects.not.toMatchObject({ relayCode: 'NO_SOCKET_LOGIN' });
+
+    const second = openSigning();
+    second.socket.request(1, 'auth.challenge', { nonce: toBase64(nonce) });
+    await settle();
+    second.socket.receive(
+      JSON.stringify({
+        type: 'response',
+        id: 1,
+        status: 200,
+        body: { accountId: ACCOUNT, deviceId: 2 },
+      }),
+    );
+    await expect(second.opening).rejects.toMatchObject({ code: 'NOT_A_RELAY' });
+    expect(second.socket.closedWith?.code).toBe(CLOSE_CODES.NORMAL);
+    expect(tokens).toEqual([]);
+  });
+
+  it('says NO_SOCKET_LOGIN when a relay without it times the socket out unchallenged, and reports no connection', async () => {
+    const { opening, socket, closes } = openSigning();
+    socket.drop(CLOSE_CODES.TIMEOUT, 'authentication timeout');
+    await expect(opening).rejects.toMatchObject({
+      code: 'RELAY_UNREACHABLE',
+      relayCode: 'NO_SOCKET_LOGIN',
+    });
+    expect(closes).toEqual([]);
+  });
+
+  it('closes the socket and rejects with the signer’s error when signing fails', async () => {
+    const { opening, socket } = openSigning(async () => {
+      throw new Error('key store locked');
+    });
+    socket.request(1, 'auth.challenge', { nonce: toBase64(nonce) });
+    await expect(opening).rejects.toThrow('key store locked');
+    expect(socket.closedWith?.code).toBe(CLOSE_CODES.NORMAL);
+    expect(socket.sent).toEqual([]);
   });
 });

@@ -299,6 +299,29 @@ describe('client core with libsignal through a real relay', () => {
     expect(history.map((m) => m.text)).toEqual(['hello over bytes', long, 'and back']);
   });
 
+  it('logs in on its socket when it has no fresh token: no HTTP login, and its HTTP requests use the token the socket gave', async () => {
+    const store = new MemoryStore();
+    const deps = {
+      transport: transport(),
+      engine: await openNodeEngine(':memory:'),
+      store,
+      signer: memorySigner(),
+      randomBytes: (n: number) => new Uint8Array(randomBytes(n)),
+    };
+    const first = await PrivcommClient.open(deps);
+    await first.register({ name: 'dora' });
+    // The same device opened again (an app started anew): it has no token yet.
+    const again = await PrivcommClient.open(deps);
+    const before = httpRequests.length;
+    await again.connect();
+    await again.maintainKeys();
+    await again.disconnect();
+    const made = httpRequests.slice(before);
+    expect(made).not.toContain('POST /v1/auth/challenge');
+    expect(made).not.toContain('POST /v1/auth/token');
+    expect(made).toContain('GET /v1/keys/count');
+  });
+
   it('a linked device gets the contacts it asks for; later ones come with syncContacts', async () => {
     const bob = await register('bob');
     const [carol, dave, erin, frank] = ['c', 'd', 'e', 'f'].map(

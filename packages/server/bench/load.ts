@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Samples, type Percentiles } from './lib/stats.ts';
-import { RelayTarget, type SendTransport } from './lib/relay-target.ts';
+import { RelayTarget, type LoginKind, type SendTransport } from './lib/relay-target.ts';
 import { describeDurability } from './lib/relay-metrics.ts';
 import {
   PAYLOAD_HEADER_BYTES,
@@ -40,6 +40,7 @@ export interface JobTarget {
   /** The system's database, to count what it still stores. */
   databaseUrl: string;
   transport?: SendTransport;
+  login?: LoginKind;
   /** privcomm: the file of accounts created for the run (relay-accounts.ts). */
   accountsFile?: string;
   /** privcomm: the relay's MAX_SENDS_IN_FLIGHT (sends awaiting their commit on one socket). */
@@ -751,6 +752,7 @@ const main = async (): Promise<void> => {
           spec.url as string,
           spec.databaseUrl,
           spec.transport ?? 'http',
+          spec.login ?? 'http',
           spec.accountsFile as string,
           spec.maxSendsInFlight as number,
         )

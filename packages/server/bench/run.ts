@@ -30,7 +30,7 @@ import {
   snapshotCpu,
   type CpuSnapshot,
 } from './lib/proc.ts';
-import type { SendTransport } from './lib/relay-target.ts';
+import type { LoginKind, SendTransport } from './lib/relay-target.ts';
 import { describeDurability, readDurability, type Durability } from './lib/relay-metrics.ts';
 import {
   ratios,
@@ -52,6 +52,9 @@ const USAGE = `npm run bench [-- options]: the relay beside ejabberd on this mac
   --transport KIND          how the relay's load generator sends: websocket (default: its
                             socket, binary frames), websocket-json (its socket, JSON frames,
                             for a relay without binary frames) or http
+  --login KIND              how its clients log in: socket (default: by signature on the
+                            message socket) or http (challenge and token first, for a relay
+                            without the login on the socket)
   --json FILE               also write the JSON document to FILE
   --rates LIST              the fixed-rate scenario's rates per second (default 4000,8000)
   --soak-seconds N          the soak's length (default 120; 20 with --quick)
@@ -68,6 +71,7 @@ const OPTIONS = {
   only: { type: 'string' },
   'no-ejabberd': { type: 'boolean', default: false },
   transport: { type: 'string', default: 'websocket' },
+  login: { type: 'string', default: 'socket' },
   json: { type: 'string' },
   rates: { type: 'string' },
   'soak-seconds': { type: 'string' },
@@ -128,6 +132,10 @@ if (!['websocket', 'websocket-json', 'http'].includes(options.transport)) {
   usageError(`--transport is websocket, websocket-json or http, not "${options.transport}"`);
 }
 const TRANSPORT = options.transport as SendTransport;
+if (!['socket', 'http'].includes(options.login)) {
+  usageError(`--login is socket or http, not "${options.login}"`);
+}
+const LOGIN = options.login as LoginKind;
 const POOL_SIZE = 10;
 
 /** The scenarios' sizes: the issue's, or a short form for everyday use (under 3 minutes). */
@@ -960,6 +968,7 @@ const main = async (): Promise<void> => {
           url: relay.url,
           databaseUrl: urlOf(name),
           transport: TRANSPORT,
+          login: LOGIN,
           accountsFile,
           maxSendsInFlight,
         },
@@ -1022,6 +1031,7 @@ const main = async (): Promise<void> => {
     minutes: (performance.now() - t0) / 60_000,
     quick: QUICK,
     transport: TRANSPORT,
+    login: LOGIN,
     machine: {
       cpus: os.cpus().length,
       model: os.cpus()[0]?.model,

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authChallengeMessage } from '@privcomm/wire';
+import { authChallengeMessage, socketAuthMessage } from '@privcomm/wire';
 import { createRelayAccounts } from '../bench/lib/relay-accounts.ts';
-import { authChallengeBytes } from '../bench/lib/relay-login.ts';
-import { RelayTarget, type SendTransport } from '../bench/lib/relay-target.ts';
+import { authChallengeBytes, socketAuthBytes } from '../bench/lib/relay-login.ts';
+import { RelayTarget, type LoginKind, type SendTransport } from '../bench/lib/relay-target.ts';
 import { readHeader, writeHeader } from '../bench/lib/target.ts';
 import { MAX_SENDS_IN_FLIGHT } from '../src/ws/device-socket.ts';
 import { createTestDatabase } from './support/database.ts';
@@ -40,21 +40,31 @@ afterAll(async () => {
 });
 
 describe("the benchmark's relay target", () => {
-  it('signs the bytes the wire defines for a login challenge', () => {
+  it('signs the bytes the wire defines for a login challenge and a login on the socket', () => {
     const accountId = randomUUID();
     const nonce = randomBytes(32);
     expect(authChallengeBytes(accountId, 3, nonce)).toEqual(
       Buffer.from(authChallengeMessage(accountId, 3, nonce)),
     );
+    expect(socketAuthBytes(accountId, 3, nonce)).toEqual(
+      Buffer.from(socketAuthMessage(accountId, 3, nonce)),
+    );
   });
 
-  it.each<SendTransport>(['websocket', 'websocket-json', 'http'])(
-    'logs two benchmark accounts in and delivers a send between them (%s)',
-    async (transport) => {
+  it.each<[SendTransport, LoginKind]>([
+    ['websocket', 'socket'],
+    ['websocket', 'http'],
+    ['websocket-json', 'socket'],
+    ['http', 'socket'],
+    ['http', 'http'],
+  ])(
+    'logs two benchmark accounts in and delivers a send between them (%s, login %s)',
+    async (transport, login) => {
       const target = new RelayTarget(
         relay.url,
         databaseUrl,
         transport,
+        login,
         accountsFile,
         MAX_SENDS_IN_FLIGHT,
       );
@@ -78,7 +88,8 @@ describe("the benchmark's relay target", () => {
 
   it('refuses to run without the relay’s limit on sends in flight', () => {
     expect(
-      () => new RelayTarget(relay.url, databaseUrl, 'websocket', accountsFile, Number.NaN),
+      () =>
+        new RelayTarget(relay.url, databaseUrl, 'websocket', 'socket', accountsFile, Number.NaN),
     ).toThrow('maxSendsInFlight is missing');
   });
 });

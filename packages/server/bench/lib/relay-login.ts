@@ -1,9 +1,10 @@
 /**
  * A relay login for the load generator: challenge, Ed25519 signature, token, over a keep-alive
- * HTTP agent. Kept free of @privcomm/wire and the test client on purpose: importing them (typebox
+ * HTTP agent; or the body of a login on the message socket (`socketLogin`). Kept free of @privcomm/wire and the test client on purpose: importing them (typebox
  * and its schemas) cost each load process 0.6-1.2 s of CPU before its first login, at every
  * scenario and system (9 processes in a run). test/bench-relay-target.integration.test.ts checks
- * the signed bytes against the wire's authChallengeMessage and logs in to a real relay.
+ * the signed bytes against the wire's authChallengeMessage and socketAuthMessage and logs in to a
+ * real relay both ways.
  */
 import { sign, type KeyObject } from 'node:crypto';
 import http from 'node:http';
@@ -11,6 +12,21 @@ import http from 'node:http';
 /** The same bytes as @privcomm/wire's authChallengeMessage (ASCII prefix, then the nonce). */
 export const authChallengeBytes = (accountId: string, deviceId: number, nonce: Buffer): Buffer =>
   Buffer.concat([Buffer.from(`privcomm-device-auth-v1:${accountId}:${deviceId}:`), nonce]);
+
+/** The same bytes as @privcomm/wire's socketAuthMessage. */
+export const socketAuthBytes = (accountId: string, deviceId: number, nonce: Buffer): Buffer =>
+  Buffer.concat([Buffer.from(`privcomm-socket-auth-v1:${accountId}:${deviceId}:`), nonce]);
+
+/** The body of `auth` by signature over a socket's challenge (`nonce` in base64). */
+export const socketLogin = (
+  device: { accountId: string; deviceId: number },
+  key: KeyObject,
+  nonce: string,
+): { accountId: string; deviceId: number; signature: string } => {
+  const { accountId, deviceId } = device;
+  const message = socketAuthBytes(accountId, deviceId, Buffer.from(nonce, 'base64'));
+  return { accountId, deviceId, signature: sign(null, message, key).toString('base64') };
+};
 
 export const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 

@@ -1,5 +1,6 @@
 /**
- * The load generator's side of the relay's wire protocol: login (challenge, token, socket), sends
+ * The load generator's side of the relay's wire protocol: login (on the socket, or challenge and
+ * token over HTTP), sends
  * and acknowledgements, with opaque payloads. No client crypto: the relay never sees plaintext,
  * so encrypting would only measure the load generator.
  */
@@ -9,7 +10,7 @@ import WebSocket from 'ws';
 import { binaryFrame } from '../../src/ws/binary-frame.ts';
 import { coalesceWrites } from '../../src/ws/write-coalescing.ts';
 import { authKeyOf, readRelayAccounts, type BenchAccount } from './relay-accounts.ts';
-import { keepAliveAgent, login, relayRequest } from './relay-login.ts';
+import { keepAliveAgent, login, relayRequest, socketLogin } from './relay-login.ts';
 import { readDurability, type Durability } from './relay-metrics.ts';
 import { withLoginRetries, type Connection, type QueueTableStats, type Target } from './target.ts';
 
@@ -20,6 +21,12 @@ import { withLoginRetries, type Connection, type QueueTableStats, type Target } 
  * socket in JSON frames).
  */
 export type SendTransport = 'http' | 'websocket' | 'websocket-json';
+
+/**
+ * How the load generator logs in: by signature on its message socket (`socket`, as the client
+ * core does), or with a challenge and a token over HTTP before the socket (`http`).
+ */
+export type LoginKind = 'socket' | 'http';
 
 export class RelayTarget implements Target {
   readonly name = 'privcomm';
@@ -34,6 +41,7 @@ export class RelayTarget implements Target {
     baseUrl: string,
     databaseUrl: string,
     private readonly transport: SendTransport,
+    private readonly login: LoginKind,
     /** The accounts the orchestrator created (relay-accounts.ts). */
     private readonly accountsFile: string,
     /**
@@ -102,12 +110,30 @@ export class RelayTarget implements Target {
     onMessage: (payload: Buffer) => void,
   ): Promise<Connection> {
     const me = this.account(index);
-    const token = await login(this.base, { ...me, key: this.keyOf(index) });
+    const key = this.keyOf(index);
+    const onSocket = this.login === 'socket';
+    const httpToken = onSocket ? undefined : await login(this.base, { ...me, key });
     const binary = this.transport === 'websocket';
+    const query = [binary && 'frames=binary', onSocket && 'login=signature'].filter(Boolean);
     const ws = new WebSocket(
-      `ws://${this.base.host}/v1/websocket${binary ? '?frames=binary' : ''}`,
+      `ws://${this.base.host}/v1/websocket${query.length > 0 ? `?${query.join('&')}` : ''}`,
       { perMessageDeflate: false },
     );
+    // The relay's challenge is its first frame, which can come with the upgrade's answer: listen
+    // for it before the socket is open.
+    const challenge = new Promise<string>((resolve, reject) => {
+      if (!onSocket) return;
+      ws.once('message', (data: Buffer) => {
+        const nonce =
+          /^\{"type":"request","id":\d+,"verb":"auth\.challenge","body":\{"nonce":"([^"]+)"/.exec(
+            data.toString(),
+          )?.[1];
+        if (nonce) resolve(nonce);
+        else reject(new Error(`the relay's first frame was not auth.challenge`));
+      });
+      ws.once('close', () => reject(new Error('socket closed')));
+    });
+    challenge.catch(() => undefined); // awaited below, once the socket is open
     await new Promise<void>((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
@@ -166,16 +192,23 @@ export class RelayTarget implements Target {
         else waiter?.reject(new Error(`${frame.status} ${JSON.stringify(frame.body)}`));
         return;
       }
-      if (frame.type === 'request') write(`{"type":"response","id":${frame.id},"status":200}`);
+      // The challenge (taken above) is answered by `auth`, not by a response.
+      if (frame.type === 'request' && (frame as { verb?: string }).verb !== 'auth.challenge')
+        write(`{"type":"response","id":${frame.id},"status":200}`);
     });
     ws.on('close', () => {
       for (const waiter of waiting.values()) waiter.reject(new Error('socket closed'));
       waiting.clear();
     });
-    const authAnswer = (await request('auth', JSON.stringify({ token }))) as { frames?: string };
+    const credentials = onSocket
+      ? JSON.stringify(socketLogin(me, key, await challenge))
+      : JSON.stringify({ token: httpToken });
+    const authAnswer = (await request('auth', credentials)) as { frames?: string; token?: string };
     if (binary && authAnswer.frames !== 'binary') {
       throw new Error('the relay does not take binary frames: run with --transport websocket-json');
     }
+    const token = httpToken ?? authAnswer.token;
+    if (token === undefined) throw new Error('the relay answered a login without a token');
 
     // The relay answers 429 beyond maxSendsInFlight sends awaiting their commit on one
     // socket: a client keeps its own queue instead (as the client core's outbox does). The wait

@@ -1,6 +1,7 @@
 import type { FetchLike, SocketFactory, SocketLike, Transport } from '@privcomm/client';
 // The subpath, not the package: the package loads libsignal, which most commands never need.
 import { nodeBase64 } from '@privcomm/engine-node/node-base64';
+import { CLOSE_CODES } from '@privcomm/wire';
 import WebSocket from 'ws';
 import { TLS_FAILED } from './errors.ts';
 
@@ -58,8 +59,9 @@ export const describeNetworkError = (error: unknown): string => {
  */
 export interface RelayWatch {
   /**
-   * The relay refused this device's login (challenge or token): then a "no such device/account"
-   * answer is about this profile, not about the command's argument.
+   * The relay refused this device's login (challenge or token, or on the socket: closed with
+   * 4401): then a "no such device/account" answer is about this profile, not about the command's
+   * argument.
    */
   loginRefused: boolean;
   /** The last attempt found nobody listening at the relay's address (connection refused). */
@@ -98,8 +100,46 @@ const nodeFetch =
     };
   };
 
-const openSocket: SocketFactory = (url) =>
-  new WebSocket(url, { handshakeTimeout: TIMEOUT_MS }) as unknown as SocketLike;
+/**
+ * A `ws` socket in the client core's shape. One that cannot connect says why in the words a failed
+ * request uses ("connection refused"), and tells the run's RelayWatch: the socket is often the
+ * first thing a command asks of the relay (it logs in there).
+ */
+const nodeSocket =
+  (relay: RelayWatch): SocketFactory =>
+  (url) => {
+    const ws = new WebSocket(url, { handshakeTimeout: TIMEOUT_MS });
+    const socket: SocketLike = {
+      send: (data) => ws.send(data),
+      close: (code, reason) => ws.close(code, reason),
+      set binaryType(type: string) {
+        ws.binaryType = type as WebSocket['binaryType'];
+      },
+      get binaryType() {
+        return ws.binaryType;
+      },
+      onopen: null,
+      onmessage: null,
+      onclose: null,
+      onerror: null,
+    };
+    ws.onopen = (event) => {
+      relay.connectionRefused = false;
+      socket.onopen?.(event);
+    };
+    ws.onmessage = (event) => socket.onmessage?.({ data: event.data });
+    ws.onclose = (event) => {
+      // The relay no longer accepts this device, as when it refuses an HTTP login.
+      if (event.code === CLOSE_CODES.UNAUTHENTICATED) relay.loginRefused = true;
+      socket.onclose?.({ code: event.code, reason: event.reason });
+    };
+    ws.onerror = (event) => {
+      const cause = event.error as { code?: string; message?: string } | undefined;
+      relay.connectionRefused = cause?.code === 'ECONNREFUSED';
+      socket.onerror?.({ message: describeNetworkError({ cause, message: event.message }) });
+    };
+    return socket;
+  };
 
 /**
  * The relay as seen from Node: global fetch, and the `ws` package for sockets, which speak binary
@@ -111,6 +151,6 @@ export const nodeTransport = (
 ): Transport => ({
   relayUrl,
   fetch: nodeFetch(relay),
-  openSocket,
+  openSocket: nodeSocket(relay),
   binaryFrames: nodeBase64,
 });

@@ -286,7 +286,7 @@ describe('devices and the account', () => {
     const gone = await runCli(['--profile', laptop, 'receive']);
     expect(gone.code).toBe(1);
     expect(expectOneErrorLine(gone)).toBe(
-      'privcomm: the relay no longer accepts this device (DEVICE_NOT_FOUND): it was removed from its account, or the account was deleted. Link it again ("privcomm link") or register a new profile',
+      'privcomm: the relay no longer accepts this device (UNAUTHENTICATED): it was removed from its account, or the account was deleted. Link it again ("privcomm link") or register a new profile',
     );
     // A device id that does not exist is about the argument, not about this device.
     const unknown = await runCli(['--profile', alice, 'devices', 'remove', '5']);

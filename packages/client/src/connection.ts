@@ -119,10 +119,18 @@ export class RelayConnection {
         if ('token' in auth) return connection.exchange('auth', { token: auth.token });
         return connection.exchange('auth', await auth.sign(await challenge));
       };
-      socket.onerror = () => {
+      socket.onerror = (event) => {
         if (!settled) {
           settled = true;
-          reject(new ClientError('RELAY_UNREACHABLE', `cannot connect to ${url}`));
+          // Named like a failed request; the platform may say why (Node does, browsers do not).
+          const why = (event as { message?: unknown } | undefined)?.message;
+          const detail = typeof why === 'string' && why !== '' ? `: ${why}` : '';
+          reject(
+            new ClientError(
+              'RELAY_UNREACHABLE',
+              `cannot reach the relay at ${transport.relayUrl}${detail}`,
+            ),
+          );
         }
       };
       socket.onclose = (event) => {

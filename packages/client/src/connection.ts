@@ -16,7 +16,13 @@ import { fromBase64 } from './bytes.ts';
 import { ClientError } from './errors.ts';
 import { parseBinaryFrame, parseEnvelope, parseFrame } from './incoming.ts';
 import { noopLogger, type ClientLogger } from './logger.ts';
-import type { Base64Codec, HttpResponse, SocketLike, Transport } from './transport.ts';
+import {
+  socketUnreachable,
+  type Base64Codec,
+  type HttpResponse,
+  type SocketLike,
+  type Transport,
+} from './transport.ts';
 
 const PING_INTERVAL_MS = 30_000;
 
@@ -122,15 +128,7 @@ export class RelayConnection {
       socket.onerror = (event) => {
         if (!settled) {
           settled = true;
-          // Named like a failed request; the platform may say why (Node does, browsers do not).
-          const why = (event as { message?: unknown } | undefined)?.message;
-          const detail = typeof why === 'string' && why !== '' ? `: ${why}` : '';
-          reject(
-            new ClientError(
-              'RELAY_UNREACHABLE',
-              `cannot reach the relay at ${transport.relayUrl}${detail}`,
-            ),
-          );
+          reject(socketUnreachable(transport, event));
         }
       };
       socket.onclose = (event) => {

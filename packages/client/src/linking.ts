@@ -7,7 +7,7 @@ import { newDeviceKeys } from './key-upkeep.ts';
 import type { ClientLogger } from './logger.ts';
 import type { AuthSigner, RelayApi } from './relay-api.ts';
 import type { Profile } from './store.ts';
-import type { Transport } from './transport.ts';
+import { socketUnreachable, type Transport } from './transport.ts';
 
 /**
  * Link codes start with a fixed word: the base64url address after it may begin with "-", which a
@@ -117,7 +117,7 @@ export const startLink = async (
       respond(value.id, 404);
     }
   };
-  socket.onerror = () => fail(new ClientError('RELAY_UNREACHABLE', `cannot connect to ${url}`));
+  socket.onerror = (event) => fail(socketUnreachable(deps.transport, event));
   socket.onclose = (event) =>
     fail(
       new ClientError(

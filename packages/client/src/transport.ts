@@ -49,6 +49,19 @@ export interface Transport {
 }
 
 /** One HTTP exchange: network failures become RELAY_UNREACHABLE, non-JSON answers NOT_A_RELAY. */
+/**
+ * A socket that could not connect, named like a failed request. The platform may say why in its
+ * error event's `message` (Node's transport does; browsers give nothing).
+ */
+export const socketUnreachable = (transport: Transport, event: unknown): ClientError => {
+  const why = (event as { message?: unknown } | undefined)?.message;
+  const detail = typeof why === 'string' && why !== '' ? `: ${why}` : '';
+  return new ClientError(
+    'RELAY_UNREACHABLE',
+    `cannot reach the relay at ${transport.relayUrl}${detail}`,
+  );
+};
+
 export const httpRequest = async <T>(
   transport: Transport,
   method: string,

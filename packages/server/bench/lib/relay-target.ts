@@ -1,8 +1,7 @@
 /**
  * The load generator's side of the relay's wire protocol: login (on the socket, or challenge and
- * token over HTTP), sends
- * and acknowledgements, with opaque payloads. No client crypto: the relay never sees plaintext,
- * so encrypting would only measure the load generator.
+ * token over HTTP), sends and acknowledgements, with opaque payloads. No client crypto: the relay
+ * never sees plaintext, so encrypting would only measure the load generator.
  */
 import type { KeyObject } from 'node:crypto';
 import pg from 'pg';

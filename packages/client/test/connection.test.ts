@@ -14,6 +14,17 @@ const envelope = (n: number): Envelope => ({
   online: false,
 });
 
+/** A transport whose one socket is `socket`, recording the URLs it is opened with; no HTTP. */
+const socketTransport = (socket: FakeSocket, urls: string[], binary: boolean): Transport => ({
+  relayUrl: 'http://relay.test',
+  fetch: () => Promise.reject(new Error('no HTTP here')),
+  openSocket: (url) => {
+    urls.push(url);
+    return socket;
+  },
+  ...(binary ? { binaryFrames: { encode: toBase64, decode: fromBase64 } } : {}),
+});
+
 /**
  * Opens a connection over a fake socket, answering the auth request with `authStatus` (and
  * `authBody`). With `binary`, the transport asks for binary frames (with the core's own base64).
@@ -25,15 +36,7 @@ const open = async (
 ) => {
   const socket = new FakeSocket();
   const urls: string[] = [];
-  const transport: Transport = {
-    relayUrl: 'http://relay.test',
-    fetch: () => Promise.reject(new Error('no HTTP here')),
-    openSocket: (url) => {
-      urls.push(url);
-      return socket;
-    },
-    ...(binary ? { binaryFrames: { encode: toBase64, decode: fromBase64 } } : {}),
-  };
+  const transport = socketTransport(socket, urls, binary);
   const logger = new CapturingLogger();
   const seen: string[] = [];
   const closes: number[] = [];
@@ -284,17 +287,8 @@ describe('login on the socket (by signature)', () => {
     const signed: Uint8Array[] = [];
     const tokens: unknown[] = [];
     const closes: number[] = [];
-    const transport: Transport = {
-      relayUrl: 'http://relay.test',
-      fetch: () => Promise.reject(new Error('no HTTP here')),
-      openSocket: (url) => {
-        urls.push(url);
-        return socket;
-      },
-      binaryFrames: { encode: toBase64, decode: fromBase64 },
-    };
     const opening = RelayConnection.open(
-      transport,
+      socketTransport(socket, urls, true),
       {
         sign: async (challenge) => {
           signed.push(challenge);

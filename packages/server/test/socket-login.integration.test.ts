@@ -135,7 +135,7 @@ describe('login on the socket', () => {
     await query("UPDATE devices SET last_seen_on = '2000-01-01' WHERE account_id = $1", [
       alice.accountId,
     ]);
-    const socket = await TestSocket.login(relay.wsUrl, alice);
+    const socket = await TestSocket.connect(relay.wsUrl, alice, 200, { login: true });
     const seen = await query<{ today: boolean }>(
       'SELECT last_seen_on = current_date AS today FROM devices WHERE account_id = $1',
       [alice.accountId],
@@ -172,7 +172,7 @@ describe('login on the socket, rate-limited', () => {
   it('counts a login by signature in the per-address login bucket, closing with 4429 past it', async () => {
     const alice = await TestDevice.register(limited.url);
     for (let login = 0; login < 2; login++) {
-      const socket = await TestSocket.login(limited.wsUrl, alice);
+      const socket = await TestSocket.connect(limited.wsUrl, alice, 200, { login: true });
       await socket.close();
     }
     const { socket, nonce } = await challenged(limited);

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import {
+  authChallengeMessage,
   ChallengeRequestSchema,
   ChallengeResponseSchema,
   TokenRequestSchema,
@@ -17,7 +18,7 @@ import {
   sealChallenge,
   usedNonceHash,
 } from '../services/challenges.ts';
-import { verifyChallengeSignature } from '../services/tokens.ts';
+import { verifyLoginSignature } from '../services/tokens.ts';
 import { errorResponses, noCredentials } from './schemas.ts';
 
 const decodeFixed = (value: string, bytes: number, field: string): Buffer => {
@@ -87,7 +88,8 @@ export const registerAuthRoutes = (app: FastifyInstance, ctx: RelayContext): voi
         .find((opened) => opened !== undefined);
       if (expiry === undefined) throw new RelayError('CHALLENGE_INVALID');
       const authKey = await ctx.authKeyOf(device.accountId, device.deviceId);
-      if (!authKey || !verifyChallengeSignature(authKey, device, nonce, signature)) {
+      const message = authChallengeMessage(device.accountId, device.deviceId, nonce);
+      if (!authKey || !verifyLoginSignature(authKey, message, signature)) {
         throw new RelayError('SIGNATURE_INVALID');
       }
       // Only a right signature uses the challenge up: nobody else can spend a device's nonce.

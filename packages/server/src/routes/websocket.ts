@@ -4,6 +4,7 @@ import {
   BINARY_FRAMES,
   CLOSE_CODES,
   SOCKET_LOGIN,
+  socketAuthMessage,
   type AccountId,
   type DeviceId,
 } from '@privcomm/wire';
@@ -11,10 +12,28 @@ import { decodeCanonicalBase64 } from '../canonical-base64.ts';
 import type { RelayContext } from '../context.ts';
 import { RelayError } from '../errors.ts';
 import { errorResponses, noCredentials, upgradeResponses } from './schemas.ts';
-import { verifySocketSignature, type AuthenticatedDevice } from '../services/tokens.ts';
+import { verifyLoginSignature, type AuthenticatedDevice } from '../services/tokens.ts';
 import { DeviceSocket, type SocketCredentials } from '../ws/device-socket.ts';
 
 export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext): void => {
+  /**
+   * A login by signature, as POST /v1/auth/token checks one (rate-limited per address, never per
+   * device), over the nonce only this socket was sent: no challenge to seal or use up.
+   */
+  const verifySignature = async (
+    ip: string,
+    credentials: Extract<SocketCredentials, { signature: string }>,
+  ): Promise<AuthenticatedDevice> => {
+    ctx.limiters.login.take(ip);
+    const { accountId, deviceId, nonce } = credentials;
+    const signature = decodeCanonicalBase64(credentials.signature);
+    const authKey = await ctx.authKeyOf(accountId, deviceId);
+    const message = socketAuthMessage(accountId, deviceId, nonce);
+    if (!authKey || signature?.length !== 64 || !verifyLoginSignature(authKey, message, signature))
+      throw new RelayError('UNAUTHENTICATED');
+    return { accountId: accountId as AccountId, deviceId: deviceId as DeviceId };
+  };
+
   app.route({
     method: 'GET',
     url: '/v1/websocket',
@@ -60,29 +79,6 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
     },
     wsHandler: (socket, request) => {
       const query = request.query as { frames?: string; login?: string };
-      /**
-       * A login by signature, as POST /v1/auth/token checks one (rate-limited per address, never
-       * per device), over the nonce only this socket was sent: no challenge to seal or use up.
-       */
-      const verifySignature = async (
-        credentials: Extract<SocketCredentials, { signature: string }>,
-      ): Promise<AuthenticatedDevice> => {
-        ctx.limiters.login.take(request.ip);
-        const device = {
-          accountId: credentials.accountId as AccountId,
-          deviceId: credentials.deviceId as DeviceId,
-        };
-        const signature = decodeCanonicalBase64(credentials.signature);
-        const authKey = await ctx.authKeyOf(device.accountId, device.deviceId);
-        if (
-          !authKey ||
-          signature?.length !== 64 ||
-          !verifySocketSignature(authKey, device, credentials.nonce, signature)
-        ) {
-          throw new RelayError('UNAUTHENTICATED');
-        }
-        return device;
-      };
       const release = ctx.unauthenticated.admit(request.ip);
       if (!release) {
         socket.close(CLOSE_CODES.SLOW_CONSUMER, 'too many unauthenticated sockets');
@@ -105,7 +101,7 @@ export const registerWebSocketRoute = (app: FastifyInstance, ctx: RelayContext):
           const device =
             'token' in credentials
               ? await ctx.tokens.verify(credentials.token)
-              : await verifySignature(credentials);
+              : await verifySignature(request.ip, credentials);
           // The device must still exist (a removed device's unexpired tokens stop working at
           // once, on every instance, as app.ts's authenticateToken checks for HTTP requests);
           // then it takes the number that orders its connections across instances, and every

@@ -7,14 +7,7 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
-import {
-  authChallengeMessage,
-  isAccountId,
-  isDeviceId,
-  socketAuthMessage,
-  type AccountId,
-  type DeviceId,
-} from '@privcomm/wire';
+import { isAccountId, isDeviceId, type AccountId, type DeviceId } from '@privcomm/wire';
 import { RelayError } from '../errors.ts';
 
 /**
@@ -138,8 +131,11 @@ export class DeviceTokens {
   }
 }
 
-/** Checks a device's Ed25519 signature over `message` with its raw 32-byte authentication key. */
-const verifyLoginSignature = (
+/**
+ * Checks a device's Ed25519 signature with its raw 32-byte authentication key over a login
+ * message: @privcomm/wire's authChallengeMessage (HTTP) or socketAuthMessage (the socket).
+ */
+export const verifyLoginSignature = (
   authKey: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
@@ -154,29 +150,3 @@ const verifyLoginSignature = (
     return false;
   }
 };
-
-/** Checks a device's Ed25519 signature over the HTTP challenge for (account, device, nonce). */
-export const verifyChallengeSignature = (
-  authKey: Uint8Array,
-  device: AuthenticatedDevice,
-  nonce: Uint8Array,
-  signature: Uint8Array,
-): boolean =>
-  verifyLoginSignature(
-    authKey,
-    authChallengeMessage(device.accountId, device.deviceId, nonce),
-    signature,
-  );
-
-/** Checks a device's signature over its message socket's `auth.challenge` nonce. */
-export const verifySocketSignature = (
-  authKey: Uint8Array,
-  device: AuthenticatedDevice,
-  nonce: Uint8Array,
-  signature: Uint8Array,
-): boolean =>
-  verifyLoginSignature(
-    authKey,
-    socketAuthMessage(device.accountId, device.deviceId, nonce),
-    signature,
-  );

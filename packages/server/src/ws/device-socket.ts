@@ -109,7 +109,7 @@ export interface SocketLogin {
 }
 
 /** Bytes of the nonce in `auth.challenge`. */
-export const SOCKET_NONCE_BYTES = 32;
+const SOCKET_NONCE_BYTES = 32;
 
 type State =
   | { name: 'unauthenticated' }

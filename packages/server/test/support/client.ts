@@ -346,15 +346,18 @@ export class TestSocket {
     });
   }
 
-  /** Opens a socket and authenticates it as `device`. */
+  /** Opens a socket and authenticates it as `device`: with its token, or with `login` by signature. */
   static async connect(
     wsUrl: string,
     device: TestDevice,
     ackStatus: number | null = 200,
-    options: { binary?: boolean } = {},
+    options: { binary?: boolean; login?: boolean } = {},
   ): Promise<TestSocket> {
     const socket = await TestSocket.open(wsUrl, ackStatus, options);
-    const response = await socket.request('auth', { token: device.token });
+    const credentials = options.login
+      ? device.socketLogin(await socket.challenge())
+      : { token: device.token };
+    const response = await socket.request('auth', credentials);
     if (response.status !== 200) throw new Error(`auth: ${response.status}`);
     socket.authAnswer = response.body;
     return socket;
@@ -368,20 +371,6 @@ export class TestSocket {
       'auth.challenge',
     );
     return (this.requests.find((r) => r.verb === 'auth.challenge')?.body as any).nonce;
-  }
-
-  /** Opens a socket that logs in by signature as `device`; the answer carries a token. */
-  static async login(
-    wsUrl: string,
-    device: TestDevice,
-    ackStatus: number | null = 200,
-    options: { binary?: boolean } = {},
-  ): Promise<TestSocket> {
-    const socket = await TestSocket.open(wsUrl, ackStatus, { ...options, login: true });
-    const response = await socket.request('auth', device.socketLogin(await socket.challenge()));
-    if (response.status !== 200) throw new Error(`auth: ${response.status}`);
-    socket.authAnswer = response.body;
-    return socket;
   }
 
   /** The relay's answer to `auth` (with `frames: 'binary'` if it took binary frames). */

@@ -35,7 +35,7 @@ const envelope = (seq: number, bytes = 1): StoredEnvelope => ({
   type: 1,
   content: Buffer.alloc(bytes, 'x'),
   urgent: false,
-  storedHour: new Date(0),
+  storedHour: new Date(0).toISOString(),
 });
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -3,6 +3,7 @@ import { arrayLiteral } from '../db/array-literal.ts';
 import { RelayError } from '../errors.ts';
 import { EVENTS_CHANNEL } from '../db/events.ts';
 import { isDatabaseUnavailable } from '../db/executor.ts';
+import { storedHourText } from '../stored-hour.ts';
 
 /** What one device may have queued (QUEUE_MAX_ENVELOPES, QUEUE_MAX_BYTES). */
 export interface QueueCaps {
@@ -78,7 +79,8 @@ export interface StoredEnvelope {
   type: number;
   content: Buffer;
   urgent: boolean;
-  storedHour: Date;
+  /** ISO 8601 (stored-hour.ts). */
+  storedHour: string;
 }
 
 /**
@@ -90,7 +92,8 @@ export interface QueuedBatch {
   deviceId: number;
   firstSeq: number;
   lastSeq: number;
-  storedHour: Date;
+  /** ISO 8601 (stored-hour.ts). */
+  storedHour: string;
 }
 
 /**
@@ -184,7 +187,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         device_id: number;
         first_seq: string;
         last_seq: string;
-        stored_hour: Date;
+        stored_ms: string;
       }>({
         name: 'envelopes-insert',
         text: `WITH batch AS (
@@ -215,7 +218,8 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
          FROM batch b LEFT JOIN advanced ON advanced.account_id = b.a AND advanced.device_id = b.d
          RETURNING account_id, device_id, seq, id, stored_hour
        )
-       SELECT account_id, device_id, first_seq, last_seq, stored_hour,
+       SELECT account_id, device_id, first_seq, last_seq,
+              (extract(epoch FROM stored_hour) * 1000)::bigint AS stored_ms,
               pg_notify($7, json_build_object('t', 'queued', 'a', account_id, 'd', device_id,
                                               's', last_seq)::text)
        FROM (SELECT account_id, device_id, min(seq) AS first_seq, max(seq) AS last_seq,
@@ -257,7 +261,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         deviceId: row.device_id,
         firstSeq: Number(row.first_seq),
         lastSeq: Number(row.last_seq),
-        storedHour: row.stored_hour,
+        storedHour: storedHourText(Number(row.stored_ms)),
       }));
     } catch (error) {
       if (isDatabaseUnavailable(error)) {
@@ -387,10 +391,11 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
       type: number;
       content: Buffer;
       urgent: boolean;
-      stored_hour: Date;
+      stored_ms: string;
     }>({
       name: 'envelopes-fetch-after-many',
-      text: `SELECT r.n, e.seq, e.id, e.type, e.content, e.urgent, e.stored_hour
+      text: `SELECT r.n, e.seq, e.id, e.type, e.content, e.urgent,
+              (extract(epoch FROM e.stored_hour) * 1000)::bigint AS stored_ms
        FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::int[], $5::bigint[]) WITH ORDINALITY
          AS r(a, d, after, wanted, room, n)
        CROSS JOIN LATERAL (
@@ -418,7 +423,7 @@ export const createEnvelopesRepository = (pool: pg.Pool, ttlDays: number, caps: 
         type: row.type,
         content: row.content,
         urgent: row.urgent,
-        storedHour: row.stored_hour,
+        storedHour: storedHourText(Number(row.stored_ms)),
       });
     }
     return batches;

@@ -22,6 +22,7 @@ import type { RelayConfig } from '../config.ts';
 import { isDatabaseUnavailable } from '../db/executor.ts';
 import { RelayError } from '../errors.ts';
 import { safeError } from '../logger.ts';
+import { storedHourNow } from '../stored-hour.ts';
 import type { Metrics } from '../metrics.ts';
 import type {
   DeviceQueue,
@@ -38,16 +39,6 @@ import {
   type DirectHandle,
 } from '../services/direct-deliveries.ts';
 import { FrameChannel, type EnvelopeFields } from './frame-channel.ts';
-
-const HOUR_MS = 3_600_000;
-
-/** The hour an envelope delivered first would be stored in, as `storedHour`: one per hour. */
-let currentHour = { start: 0, text: new Date(0).toISOString() };
-const storedHourNow = (): string => {
-  const start = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
-  if (start !== currentHour.start) currentHour = { start, text: new Date(start).toISOString() };
-  return currentHour.text;
-};
 
 const contentBytes = (envelopes: readonly StoredEnvelope[]): number => {
   let bytes = 0;
@@ -550,7 +541,7 @@ export class DeviceSocket implements DeviceSession {
       type: stored.type,
       urgent: stored.urgent,
       online: false,
-      storedHour: stored.storedHour.toISOString(),
+      storedHour: stored.storedHour,
     };
     const id = this.channel.requestEnvelope(fields, stored.content);
     this.inFlight.set(id, { seq: stored.seq, sentAt: Date.now(), bytes: stored.content.length });

@@ -487,10 +487,11 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
   if (ONLY.has('offline')) {
     // The online scenarios deliver without writing: the offline scenario is the first to run the
     // servers' store and queue-read paths, and its first measured round paid for compiling them
-    // (V8's JIT in the relay). A second 200 × 50 against the same relay stored 1.2-1.4× and
-    // drained 1.3× faster, at 0.4-0.6× the relay's CPU per stored message (2026-12-07). A server
-    // that has run for a while is warm, as the online scenario's warm-up assumes: each system
-    // first gets an unmeasured round of the smaller size, then the clean-up every scenario gets.
+    // (V8's JIT in the relay). A second 200 × 50 against the same relay stored 1.4× and drained
+    // 1.3× faster, at 0.3-0.4× the relay's CPU per stored message (docs/benchmarks.md, item
+    // 47). A server that has run for a while is warm, as the online scenario's warm-up assumes:
+    // each system first gets an unmeasured round of the smaller size, then the clean-up every
+    // scenario gets.
     for (const system of systems) {
       const name = `3 offline warm-up ${online.pairs}×${PLAN.offline[0]}`;
       log(`${name}: ${system.name}`);

@@ -1,9 +1,9 @@
 /**
  * `storedHour` as envelopes carry it: the hour a row was stored in (or, delivered first, would
  * be), in ISO 8601. Rows expire (ENVELOPE_TTL_DAYS, 30 by default), so few distinct hours are
- * ever read: each hour's text is made once. Until 2026-12-07 every stored envelope read was parsed into a
- * Date by node-postgres and formatted back with toISOString: 5-6 % of the relay's CPU in the
- * benchmark's drain (docs/benchmarks.md, item 47).
+ * ever read: each hour's text is made once. Until 2026-12-07 node-postgres parsed every stored
+ * envelope's hour into a Date, formatted back with toISOString: the parse alone was 3 % of the
+ * relay's CPU samples in the benchmark's drain (docs/benchmarks.md, item 47).
  */
 const HOUR_MS = 3_600_000;
 /** Above the 2,161 hours of the longest queue (ENVELOPE_TTL_DAYS 90): a bound, never reached. */

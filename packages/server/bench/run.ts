@@ -493,9 +493,9 @@ const scenarios = async (systems: System[], rows: Measurement[]): Promise<void> 
     // each system first gets an unmeasured round of the smaller size, then the clean-up every
     // scenario gets.
     for (const system of systems) {
-      const name = `3 offline warm-up ${online.pairs}×${PLAN.offline[0]}`;
-      log(`${name}: ${system.name}`);
       const messages = PLAN.offline[0] as number;
+      const name = `3 offline warm-up ${online.pairs}×${messages}`;
+      log(`${name}: ${system.name}`);
       const job: Job = { scenario: 'offline', pairs: online.pairs, messages, bytes: 1024 };
       const warmUp = await runJob(systems, system, job, name, rows);
       const { lost = 0, notStored = 0 } = warmUp?.result ?? {};
